@@ -1,0 +1,203 @@
+//! The command-line surface. It is fixed early because docs, scripts and CI
+//! pipelines depend on it: flags are spelled as dockerd and the docker CLI
+//! spell them, and the global options are accepted before or after any
+//! subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hutch",
+    version,
+    about = "A Docker-compatible container engine for user-namespaced Kubernetes pods"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalOptions {
+    /// Root directory of persistent hutch state (images, layers, containers).
+    #[arg(long, global = true, value_name = "DIR", env = "HUTCH_DATA_ROOT")]
+    pub data_root: Option<PathBuf>,
+    /// Socket(s) to listen on (daemon) or connect to: unix://PATH or tcp://HOST:PORT.
+    #[arg(short = 'H', long = "host", global = true, value_name = "ADDR")]
+    pub hosts: Vec<String>,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(short = 'l', long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Debug logging (same as --log-level debug).
+    #[arg(short = 'D', long, global = true)]
+    pub debug: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: serve the Docker Engine API on a socket.
+    Daemon(DaemonArgs),
+    /// Inspect this environment and report what hutch can and cannot do in it.
+    Doctor(DoctorArgs),
+    /// Show version information.
+    Version,
+    /// Pull an image from a registry.
+    Pull(PullArgs),
+    /// Push an image to a registry.
+    Push(PushArgs),
+    /// List images.
+    Images(ImagesArgs),
+    /// Remove one or more images.
+    Rmi(RmiArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(TagArgs),
+    /// Save one or more images to a tar archive (docker-archive format).
+    Save(SaveArgs),
+    /// Load images from a tar archive (docker-archive or OCI layout).
+    Load(LoadArgs),
+    /// Build an image from a Dockerfile, with no daemon.
+    Build(BuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Group that owns the unix socket (mode 0660).
+    #[arg(short = 'G', long, value_name = "GROUP")]
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    pub image: String,
+    /// Platform to select from a multi-platform image (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    pub image: String,
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Repository (and tag) to list.
+    pub reference: Option<String>,
+    /// Show all images (including intermediate ones).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only show image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Filter output (dangling=true, label=k=v, before=, since=, reference=).
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Don't truncate output.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Show digests.
+    #[arg(long)]
+    pub digests: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Force removal of the image.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Do not delete untagged parents.
+    #[arg(long)]
+    pub no_prune: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Write to a file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Read from a tar archive file instead of standard input.
+    #[arg(short, long)]
+    pub input: Option<PathBuf>,
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build context directory.
+    pub context: PathBuf,
+    /// Name and optionally a tag (name:tag).
+    #[arg(short, long)]
+    pub tag: Vec<String>,
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short, long)]
+    pub file: Option<PathBuf>,
+    /// Build-time variables (KEY=VALUE).
+    #[arg(long)]
+    pub build_arg: Vec<String>,
+    /// Target build stage.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Target platform.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Secret to expose to RUN --mount=type=secret (id=ID,src=PATH).
+    #[arg(long)]
+    pub secret: Vec<String>,
+    /// Metadata label (KEY=VALUE).
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Do not use the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always pull newer versions of base images.
+    #[arg(long)]
+    pub pull: bool,
+    /// Push the result to its registry.
+    #[arg(long)]
+    pub push: bool,
+    /// Output destination (type=oci|docker,dest=FILE).
+    #[arg(short, long)]
+    pub output: Option<String>,
+    /// Write the image ID to this file.
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Progress output: auto, plain, tty.
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
+    /// Import build cache from a registry reference.
+    #[arg(long)]
+    pub cache_from: Vec<String>,
+    /// Export build cache to a registry reference.
+    #[arg(long)]
+    pub cache_to: Vec<String>,
+}

@@ -1,0 +1,12 @@
+//! `hutch version`.
+
+use std::process::ExitCode;
+
+use crate::server::system::{platform_arch, API_VERSION, MIN_API_VERSION};
+
+pub fn run() -> anyhow::Result<ExitCode> {
+    println!("hutch version {}", env!("CARGO_PKG_VERSION"));
+    println!(" API version:     {API_VERSION} (minimum {MIN_API_VERSION})");
+    println!(" OS/Arch:         linux/{}", platform_arch());
+    Ok(ExitCode::SUCCESS)
+}

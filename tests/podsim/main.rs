@@ -1,0 +1,5 @@
+//! podsim: runs a command as root inside a simulated `hostUsers: false` pod.
+fn main() {
+    eprintln!("podsim: not built yet");
+    std::process::exit(2);
+}
