@@ -279,8 +279,16 @@ fn sidecar_from_host(pod: &CreatedPod, host: &Namespaces, pid: i32) -> Check {
             uids == [0; 4] && net == pod.namespaces.net && mnt == host.mnt,
             format!(
                 "sidecar pid {pid}: host uids {uids:?}, {} netns, {} mount ns",
-                if net == pod.namespaces.net { "the pod's" } else { "NOT the pod's" },
-                if mnt == host.mnt { "the host's" } else { "NOT the host's" },
+                if net == pod.namespaces.net {
+                    "the pod's"
+                } else {
+                    "NOT the pod's"
+                },
+                if mnt == host.mnt {
+                    "the host's"
+                } else {
+                    "NOT the host's"
+                },
             ),
         ),
         _ => Check::fail("sidecar-host", format!("cannot inspect sidecar pid {pid}")),
@@ -308,7 +316,10 @@ fn teardown_check(report: &teardown::Report, base: u32, data_dir: &Path) -> Chec
     let mut problems = report.problems.clone();
     let range = procscan::live_processes_in_uid_range(base, hutch_tests::podsim::ID_RANGE_SIZE);
     if !range.is_empty() {
-        problems.push(format!("{} process(es) still in the uid range", range.len()));
+        problems.push(format!(
+            "{} process(es) still in the uid range",
+            range.len()
+        ));
     }
     if data_dir.exists() {
         problems.push(format!("{} still exists", data_dir.display()));
