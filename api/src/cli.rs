@@ -59,7 +59,7 @@ pub enum Command {
     /// Load images from a tar archive (docker-archive or OCI layout).
     Load(LoadArgs),
     /// Build an image from a Dockerfile, with no daemon.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
 }
 
 #[derive(Debug, Args)]
