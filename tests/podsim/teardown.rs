@@ -70,16 +70,19 @@ pub fn teardown(pod: CreatedPod, state: Option<&Path>, exited: bool) -> Report {
             report.problems.push(problem);
         }
     }
-    sweep(base, &pod.namespaces, &mut report);
+    let ns = pod.namespaces.inodes;
+    sweep(base, &ns, &mut report);
     // The node's reference to its netns goes last, as the CNI DEL would.
     drop(pod.node_netns);
 
-    for p in pod_processes(base, &pod.namespaces) {
+    for p in pod_processes(base, &ns) {
         report
             .problems
             .push(format!("process {} ({}) {}", p.0.pid, p.0.name, p.1));
     }
-    report.problems.extend(netns_references(pod.namespaces.net));
+    report.problems.extend(netns_references(ns.net));
+    // Only now may the kernel recycle the namespaces' inode numbers.
+    drop(pod.namespaces);
 
     if let Err(e) = std::fs::remove_dir_all(&pod.pod_dir) {
         report
@@ -197,7 +200,12 @@ pub fn netns_references(inode: u64) -> Vec<String> {
     let needle = format!("net:[{inode}]");
     let mut refs = Vec::new();
     let mut seen_mount_ns = HashSet::new();
+    let me = getpid().as_raw();
     for pid in procscan::all_pids().unwrap_or_default() {
+        // The shim's own hold on the namespaces is not a leftover.
+        if pid == me {
+            continue;
+        }
         if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
             for fd in fds.flatten() {
                 let target = std::fs::read_link(fd.path()).unwrap_or_default();

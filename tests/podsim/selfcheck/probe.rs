@@ -23,11 +23,10 @@ pub fn run() -> anyhow::Result<()> {
         .and_then(|()| out.flush())
         .context("printing the port")?;
     drop(out);
-    for stream in listener.incoming() {
-        if let Ok(mut stream) = stream {
-            // Best effort: a client that hangs up early learns nothing.
-            let _ = writeln!(stream, "{first}");
-        }
+    // A failed accept only costs that one client its answer.
+    for mut stream in listener.incoming().flatten() {
+        // Best effort: a client that hangs up early learns nothing.
+        let _ = writeln!(stream, "{first}");
     }
     Ok(())
 }
