@@ -64,3 +64,36 @@ pub fn cap_set(names: &[String]) -> anyhow::Result<CapsHashSet> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(caps: &[&str], devices: &[Device]) -> PodOpts {
+        PodOpts {
+            cap_add: caps.iter().map(|s| s.to_string()).collect(),
+            proc_unmasked: false,
+            netns_owner: NetnsOwner::Pod,
+            devices: devices.to_vec(),
+        }
+    }
+
+    #[test]
+    fn caps_are_defaults_plus_added_in_any_spelling() {
+        let config = PodConfig::from_opts(&opts(&["sys_admin", "CAP_NET_ADMIN"], &[]))
+            .expect("valid options");
+        let names = config.cap_names();
+        assert_eq!(names.len(), DEFAULT_CAPS.len() + 2);
+        assert!(names.contains(&"CAP_SYS_ADMIN".to_string()));
+        assert!(names.contains(&"CAP_NET_ADMIN".to_string()));
+        assert_eq!(cap_set(&names).expect("round trip"), config.caps);
+        assert!(PodConfig::from_opts(&opts(&["SYS_MAGIC"], &[])).is_err());
+    }
+
+    #[test]
+    fn devices_are_deduplicated() {
+        let config = PodConfig::from_opts(&opts(&[], &[Device::Tun, Device::Fuse, Device::Tun]))
+            .expect("valid options");
+        assert_eq!(config.devices, [Device::Fuse, Device::Tun]);
+    }
+}

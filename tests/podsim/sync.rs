@@ -80,3 +80,32 @@ impl Receiver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn lines_arrive_in_order_then_eof() {
+        let (mut rx, mut tx) = channel().expect("pipe");
+        tx.send("userns").expect("send");
+        tx.send("init 42\nwith a newline").expect("send");
+        drop(tx);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert_eq!(rx.recv(deadline).expect("recv").as_deref(), Some("userns"));
+        assert_eq!(
+            rx.recv(deadline).expect("recv").as_deref(),
+            Some("init 42 with a newline")
+        );
+        assert_eq!(rx.recv(deadline).expect("recv"), None);
+    }
+
+    #[test]
+    fn waiting_has_a_deadline() {
+        let (mut rx, _tx) = channel().expect("pipe");
+        let deadline = Instant::now() + Duration::from_millis(20);
+        assert!(rx.recv(deadline).is_err());
+    }
+}

@@ -237,3 +237,31 @@ pub fn netns_references(inode: u64) -> Vec<String> {
     }
     refs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_ends_with_a_verdict() {
+        let mut report = Report::default();
+        report
+            .notes
+            .push("killed sidecar 7 and its process group".to_string());
+        assert_eq!(
+            report.lines(),
+            [
+                "note: killed sidecar 7 and its process group",
+                "teardown: ok"
+            ]
+        );
+        report
+            .problems
+            .push("process 9 (sleep) has a uid in the pod's range".to_string());
+        assert!(!report.is_clean());
+        assert_eq!(
+            report.lines().last().map(String::as_str),
+            Some("teardown: FAIL (1 problem(s))")
+        );
+    }
+}
