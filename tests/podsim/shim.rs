@@ -60,8 +60,9 @@ pub fn start(opts: &PodOpts, state: &Path) -> anyhow::Result<i32> {
             .and_then(|()| out.flush())
             .context("writing to stdout")
     });
-    let (stop, exited) = match ready {
-        Ok(()) => hold(&pod, &signals)?,
+    // Whatever happens from here on, the pod is torn down.
+    let (stop, exited) = match ready.and_then(|()| hold(&pod, &signals)) {
+        Ok(outcome) => outcome,
         Err(e) => (Stop::Failed(format!("{e:#}")), false),
     };
     let mut report = teardown::teardown(pod, Some(state), exited);
