@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context};
 use flate2::read::GzDecoder;
+use hutch_tests::podsim::{Pod, PodSpec};
 use hutch_tests::testimages::{
     self, capability_net_raw_ep, sha256_digest, ExpectedEntry, ExpectedKind, TestImage,
     LONG_NAME_LEN, LONG_PATH_LEN, SPARSE_SIZE,
@@ -81,6 +83,65 @@ fn busybox_is_a_valid_image_in_both_formats() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The pod's root reads the cached images at their host paths, and the
+/// busybox layer, unpacked, runs its shell and applets in a chroot there.
+#[test]
+fn the_pod_can_use_the_images() -> anyhow::Result<()> {
+    let images = [testimages::busybox()?, testimages::torture()?];
+    let rootfs = unpack_for_pod(&images[0])?;
+    let pod = Pod::start(&PodSpec::new())?;
+
+    for image in &images {
+        for file in [
+            image.docker_archive.clone(),
+            image.blob_path(&image.manifest_digest),
+        ] {
+            let output = pod.exec("sha256sum").arg(&file).output()?;
+            ensure!(
+                output.status.success(),
+                "pod root cannot read {}: {output:?}",
+                file.display()
+            );
+            let host = sha256_digest(&fs::read(&file)?);
+            let in_pod = String::from_utf8(output.stdout)?;
+            assert_eq!(
+                Some(host.trim_start_matches("sha256:")),
+                in_pod.split_whitespace().next()
+            );
+        }
+    }
+
+    let script = "echo \"$(whoami) $(id -u) $PATH\"; ls -d /tmp; test -k /tmp && echo sticky";
+    let output = pod
+        .exec("/usr/sbin/chroot")
+        .arg(rootfs.path())
+        .args(["/bin/sh", "-c", script])
+        .env("PATH", "/bin")
+        .output()?;
+    ensure!(output.status.success(), "busybox sh in the pod: {output:?}");
+    assert_eq!(
+        String::from_utf8(output.stdout)?,
+        "root 0 /bin\n/tmp\nsticky\n"
+    );
+    pod.stop()
+}
+
+/// Unpacks the busybox layer with the `tar` crate into a directory the
+/// pod's root can enter (the pod has its own /tmp, so not there).
+fn unpack_for_pod(image: &TestImage) -> anyhow::Result<tempfile::TempDir> {
+    let parent = hutch_tests::workspace::target_dir().join("test-fixtures");
+    fs::create_dir_all(&parent)?;
+    let dir = tempfile::Builder::new()
+        .prefix("busybox-rootfs-")
+        .tempdir_in(&parent)?;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
+    let blob = fs::read(image.blob_path(&image.layers[0].digest))?;
+    let mut archive = tar::Archive::new(GzDecoder::new(blob.as_slice()));
+    archive.set_preserve_permissions(true);
+    archive.unpack(dir.path())?;
+    Ok(dir)
 }
 
 #[test]
