@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hutch_tests::podsim::{procscan, Device, Namespaces, NetnsOwner, PodInfo, DATA_ROOT, ID_RANGE_SIZE};
+use hutch_tests::podsim::{Device, NetnsOwner, PodInfo, DATA_ROOT, ID_RANGE_SIZE};
 use nix::fcntl::{open, OFlag, AT_FDCWD};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::prctl;
@@ -31,14 +31,14 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::stat::{fchmodat, mknod, stat, FchmodatFlags, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{
-    chown, dup2_stdin, dup2_stdout, fexecve, fork, getpid, getppid, setgroups, setresgid,
-    setresuid, sethostname, ForkResult, Gid, Pid, Uid,
+    chown, dup2_stdin, dup2_stdout, fexecve, fork, getpid, getppid, setgroups, sethostname,
+    setresgid, setresuid, ForkResult, Gid, Pid, Uid,
 };
 
 use crate::idrange::{self, BaseLease};
 use crate::spec::PodConfig;
 use crate::sync::{self, Receiver, Sender};
-use crate::{caps, layout, mounts, net, sys};
+use crate::{caps, layout, mounts, net, podns, sys};
 
 /// How long pod creation may take before podsim gives up.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -53,7 +53,8 @@ pub struct CreatedPod {
     pub setup_pid: Pid,
     /// B: pod init, pid 1 of the pod.
     pub init_pid: Pid,
-    pub namespaces: Namespaces,
+    /// The pod's namespaces, held open until teardown has finished.
+    pub namespaces: podns::Held,
     /// The shim's reference to a node-made netns (`--netns-owner initial`),
     /// as the node keeps /var/run/netns/cni-*.
     pub node_netns: Option<OwnedFd>,
@@ -84,7 +85,7 @@ impl CreatedPod {
             devices: self.config.devices.clone(),
             data_dir_host: self.data_dir.clone(),
             data_root: PathBuf::from(DATA_ROOT),
-            namespaces: self.namespaces,
+            namespaces: self.namespaces.inodes,
         }
     }
 }
@@ -98,21 +99,22 @@ pub fn create(config: &PodConfig) -> anyhow::Result<CreatedPod> {
     let pod_dir = layout::pod_dir(&id);
     let data_dir = pod_dir.join(layout::DATA_DIR_NAME);
     let mut pod = PendingPod {
+        hostname: format!("podsim-{id}"),
         id,
         lease: Some(lease),
         pod_dir,
         data_dir,
     };
     match pod.bring_up(config, started) {
-        Ok((setup_pid, init_pid, namespaces, node_netns)) => Ok(CreatedPod {
-            hostname: format!("podsim-{}", pod.id),
+        Ok(running) => Ok(CreatedPod {
             id: pod.id.clone(),
+            hostname: pod.hostname.clone(),
             config: config.clone(),
             lease: pod.lease.take().context("lease taken twice")?,
-            setup_pid,
-            init_pid,
-            namespaces,
-            node_netns,
+            setup_pid: running.setup_pid,
+            init_pid: running.init_pid,
+            namespaces: running.namespaces,
+            node_netns: running.node_netns,
             pod_dir: pod.pod_dir.clone(),
             data_dir: pod.data_dir.clone(),
             startup: started.elapsed(),
@@ -129,25 +131,37 @@ pub fn create(config: &PodConfig) -> anyhow::Result<CreatedPod> {
     }
 }
 
+/// A pod being created: what must be cleaned up if creation fails.
 struct PendingPod {
     id: String,
+    hostname: String,
     lease: Option<BaseLease>,
     pod_dir: PathBuf,
     data_dir: PathBuf,
 }
 
-type Started = (Pid, Pid, Namespaces, Option<OwnedFd>);
+/// The processes and namespaces of a pod that came up.
+struct Running {
+    setup_pid: Pid,
+    init_pid: Pid,
+    namespaces: podns::Held,
+    node_netns: Option<OwnedFd>,
+}
 
 impl PendingPod {
     fn base(&self) -> anyhow::Result<u32> {
         Ok(self.lease.as_ref().context("no ID range")?.base)
     }
 
-    fn bring_up(&mut self, config: &PodConfig, started: Instant) -> anyhow::Result<Started> {
+    fn bring_up(&mut self, config: &PodConfig, started: Instant) -> anyhow::Result<Running> {
         let base = self.base()?;
         self.make_dirs(config, base)?;
-        let exe_fd = open("/proc/self/exe", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .context("opening podsim's own binary")?;
+        let exe_fd = open(
+            "/proc/self/exe",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .context("opening podsim's own binary")?;
         let node_netns = match config.netns_owner {
             NetnsOwner::Initial => Some(net::create_node_netns()?),
             NetnsOwner::Pod => None,
@@ -164,7 +178,7 @@ impl PendingPod {
                 let ctx = SetupCtx {
                     shim,
                     config,
-                    hostname: format!("podsim-{}", self.id),
+                    hostname: &self.hostname,
                     node_netns: node_netns.as_ref(),
                     data_dir: &self.data_dir,
                     pod_dir: &self.pod_dir,
@@ -178,9 +192,20 @@ impl PendingPod {
         drop(from_pod_tx);
 
         let deadline = started + CREATE_TIMEOUT;
-        let result = self.handshake(setup_pid, base, &mut to_setup_tx, &mut from_pod_rx, deadline);
+        let result = self.handshake(
+            setup_pid,
+            base,
+            &mut to_setup_tx,
+            &mut from_pod_rx,
+            deadline,
+        );
         match result {
-            Ok((init_pid, namespaces)) => Ok((setup_pid, init_pid, namespaces, node_netns)),
+            Ok((init_pid, namespaces)) => Ok(Running {
+                setup_pid,
+                init_pid,
+                namespaces,
+                node_netns,
+            }),
             Err(err) => {
                 // Best effort: the setup process may already be gone.
                 let _ = kill(setup_pid, Signal::SIGKILL);
@@ -232,7 +257,7 @@ impl PendingPod {
         tx: &mut Sender,
         rx: &mut Receiver,
         deadline: Instant,
-    ) -> anyhow::Result<(Pid, Namespaces)> {
+    ) -> anyhow::Result<(Pid, podns::Held)> {
         match rx.recv(deadline)?.as_deref() {
             Some("userns") => {}
             Some(other) => bail!("{}", describe(other)),
@@ -249,7 +274,9 @@ impl PendingPod {
         let mut configured = false;
         while let Some(msg) = rx.recv(deadline)? {
             if let Some(pid) = msg.strip_prefix("init ") {
-                init_pid = Some(Pid::from_raw(pid.parse().context("bad pid from pod setup")?));
+                init_pid = Some(Pid::from_raw(
+                    pid.parse().context("bad pid from pod setup")?,
+                ));
             } else if msg == "configured" {
                 configured = true;
             } else {
@@ -263,7 +290,7 @@ impl PendingPod {
         let (Some(init_pid), true) = (init_pid, configured) else {
             bail!("pod init exited before it was ready");
         };
-        let namespaces = read_namespaces(init_pid)?;
+        let namespaces = podns::hold(init_pid)?;
         Ok((init_pid, namespaces))
     }
 }
@@ -283,32 +310,25 @@ fn make_device_node(pod_dir: &Path, dev: Device) -> anyhow::Result<()> {
         bail!("the host's {} is not a character device", dev.path());
     }
     let node = device_node(pod_dir, dev);
-    mknod(&node, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), host.st_rdev)
-        .with_context(|| format!("creating {}", node.display()))?;
+    mknod(
+        &node,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o666),
+        host.st_rdev,
+    )
+    .with_context(|| format!("creating {}", node.display()))?;
     // mknod honours the umask; the mode must be exactly 0666.
-    fchmodat(AT_FDCWD, &node, Mode::from_bits_truncate(0o666), FchmodatFlags::FollowSymlink)
-        .with_context(|| format!("setting the mode of {}", node.display()))
+    fchmodat(
+        AT_FDCWD,
+        &node,
+        Mode::from_bits_truncate(0o666),
+        FchmodatFlags::FollowSymlink,
+    )
+    .with_context(|| format!("setting the mode of {}", node.display()))
 }
 
 fn describe(msg: &str) -> String {
     msg.strip_prefix("error ").unwrap_or(msg).to_string()
-}
-
-/// Inodes of a process's namespaces.
-pub fn read_namespaces(pid: Pid) -> anyhow::Result<Namespaces> {
-    let ns = |kind: &str| {
-        procscan::ns_inode(pid.as_raw(), kind)
-            .with_context(|| format!("reading /proc/{pid}/ns/{kind}"))
-    };
-    Ok(Namespaces {
-        user: ns("user")?,
-        mnt: ns("mnt")?,
-        pid: ns("pid")?,
-        net: ns("net")?,
-        uts: ns("uts")?,
-        ipc: ns("ipc")?,
-        cgroup: ns("cgroup")?,
-    })
 }
 
 fn random_id() -> anyhow::Result<String> {
@@ -323,7 +343,7 @@ fn random_id() -> anyhow::Result<String> {
 struct SetupCtx<'a> {
     shim: Pid,
     config: &'a PodConfig,
-    hostname: String,
+    hostname: &'a str,
     node_netns: Option<&'a OwnedFd>,
     data_dir: &'a Path,
     pod_dir: &'a Path,
@@ -370,7 +390,7 @@ fn pod_setup(ctx: &SetupCtx<'_>, rx: &mut Receiver, tx: &mut Sender) -> anyhow::
         .devices
         .iter()
         .map(|&dev| {
-            let node = device_node(&ctx.pod_dir, dev);
+            let node = device_node(ctx.pod_dir, dev);
             open(&node, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
                 .with_context(|| format!("opening {}", node.display()))
                 .map(|fd| (dev, fd))
@@ -464,7 +484,7 @@ fn pod_init(
         devices,
         proc_unmasked: ctx.config.proc_unmasked,
     })?;
-    sethostname(&ctx.hostname).context("setting the hostname")?;
+    sethostname(ctx.hostname).context("setting the hostname")?;
     caps::confine(&ctx.config.caps)?;
     let null = File::options()
         .read(true)

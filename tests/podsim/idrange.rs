@@ -3,7 +3,8 @@
 //!
 //! Each candidate range has a lock file `/run/podsim/base-<N>.lock`; the shim
 //! holds an exclusive flock on it for the pod's whole life, and writes the
-//! pod's id into it. Ranges are handed out round-robin (the cursor lives in
+//! pod's id into it (emptied again after a clean teardown, so a lock file
+//! with content that nobody holds marks a pod to clean up after). Ranges are handed out round-robin (the cursor lives in
 //! `/run/podsim/next`), so a range just released is not reused at once and a
 //! test can still check "nothing of mine is left" after its pod stopped.
 
@@ -41,6 +42,7 @@ pub fn allocate(pod_id: &str, notes: &mut Vec<String>) -> anyhow::Result<BaseLea
     let _cursor_guard = Flock::lock(cursor_lock, FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
         .context("locking the range allocator")?;
+    collect_stale(&dir, notes);
     let cursor_path = dir.join("next");
     let start: u32 = std::fs::read_to_string(&cursor_path)
         .ok()
@@ -66,13 +68,6 @@ pub fn allocate(pod_id: &str, notes: &mut Vec<String>) -> anyhow::Result<BaseLea
                 squatters[0].name
             ));
             continue;
-        }
-        let mut previous = String::new();
-        lock.read_to_string(&mut previous)
-            .context("reading an ID range lock")?;
-        let previous = previous.trim();
-        if !previous.is_empty() {
-            remove_stale_pod_dir(previous, notes);
         }
         lock.set_len(0).context("truncating an ID range lock")?;
         lock.rewind().context("rewinding an ID range lock")?;
@@ -105,8 +100,43 @@ fn open_lock(path: &Path) -> anyhow::Result<File> {
         .with_context(|| format!("opening {}", path.display()))
 }
 
-/// A pod whose shim died without teardown leaves its directory behind; its
+/// A pod whose shim died without teardown (killed outright, or crashed)
+/// leaves its id in its range's lock file and its directory on disk; its
 /// processes died with the shim (parent-death signals), the files did not.
+/// A lock file with content that nobody holds is such a leftover. Runs
+/// under the allocator lock, so no range changes hands meanwhile.
+fn collect_stale(dir: &Path, notes: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_range_lock = name
+            .to_str()
+            .is_some_and(|n| n.starts_with("base-") && n.ends_with(".lock"));
+        // Cleanly released ranges have empty lock files: skip them unopened.
+        if !is_range_lock || entry.metadata().map(|m| m.len() == 0).unwrap_or(true) {
+            continue;
+        }
+        let Ok(file) = open_lock(&entry.path()) else {
+            continue;
+        };
+        let Ok(mut lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+            continue; // A live pod holds it.
+        };
+        let mut pod_id = String::new();
+        if lock.read_to_string(&mut pod_id).is_err() {
+            continue;
+        }
+        let pod_id = pod_id.trim();
+        if !pod_id.is_empty() {
+            remove_stale_pod_dir(pod_id, notes);
+            // Best effort: a failure only means the next allocation retries.
+            let _ = lock.set_len(0);
+        }
+    }
+}
+
 fn remove_stale_pod_dir(pod_id: &str, notes: &mut Vec<String>) {
     if pod_id.contains('/') || pod_id.starts_with('.') {
         return;
@@ -114,7 +144,10 @@ fn remove_stale_pod_dir(pod_id: &str, notes: &mut Vec<String>) {
     let dir: PathBuf = layout::pod_dir(pod_id);
     if dir.exists() {
         match std::fs::remove_dir_all(&dir) {
-            Ok(()) => notes.push(format!("removed {} left by a crashed podsim", dir.display())),
+            Ok(()) => notes.push(format!(
+                "removed {} left by a crashed podsim",
+                dir.display()
+            )),
             Err(e) => notes.push(format!("could not remove stale {}: {e}", dir.display())),
         }
     }

@@ -53,9 +53,12 @@ pub fn start(opts: &PodOpts, state: &Path) -> anyhow::Result<i32> {
     let signals = block_signals()?;
     let config = PodConfig::from_opts(opts)?;
     let pod = create::create(&config)?;
+    print_notes(&pod);
     let ready = write_pod_info(state, &pod).and_then(|()| {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "ready").and_then(|()| out.flush()).context("writing to stdout")
+        writeln!(out, "ready")
+            .and_then(|()| out.flush())
+            .context("writing to stdout")
     });
     let (stop, exited) = match ready {
         Ok(()) => hold(&pod, &signals)?,
@@ -82,7 +85,8 @@ enum Stop {
 /// Holds the pod until stdin reaches EOF, a stop signal arrives, or the pod
 /// dies on its own. Returns why, and whether the pod setup process was reaped.
 fn hold(pod: &CreatedPod, signals: &SigSet) -> anyhow::Result<(Stop, bool)> {
-    let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).context("creating a signalfd")?;
+    let sfd =
+        SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).context("creating a signalfd")?;
     let stdin = std::io::stdin();
     let mut buf = [0u8; 512];
     loop {
@@ -141,6 +145,7 @@ pub fn run(opts: &PodOpts, cmd: &[OsString]) -> anyhow::Result<i32> {
         .tempdir()
         .context("creating a state directory")?;
     let pod = create::create(&config)?;
+    print_notes(&pod);
     let outcome = write_pod_info(state.path(), &pod).and_then(|()| {
         let exe = std::env::current_exe().context("locating podsim")?;
         // The child starts with signals unblocked (std resets the mask).
@@ -161,5 +166,17 @@ pub fn run(opts: &PodOpts, cmd: &[OsString]) -> anyhow::Result<i32> {
         }
     }
     let code = outcome?;
-    Ok(if report.is_clean() || code != 0 { code } else { 125 })
+    Ok(if report.is_clean() || code != 0 {
+        code
+    } else {
+        125
+    })
+}
+
+/// Remarks from creation (stale state cleaned up on the way) go to stderr:
+/// stdout belongs to the protocol (`start`) or to the command (`run`).
+fn print_notes(pod: &CreatedPod) {
+    for note in &pod.notes {
+        eprintln!("podsim: note: {note}");
+    }
 }

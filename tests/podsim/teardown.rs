@@ -70,14 +70,19 @@ pub fn teardown(pod: CreatedPod, state: Option<&Path>, exited: bool) -> Report {
             report.problems.push(problem);
         }
     }
-    sweep(base, &pod.namespaces, &mut report);
+    let ns = pod.namespaces.inodes;
+    sweep(base, &ns, &mut report);
     // The node's reference to its netns goes last, as the CNI DEL would.
     drop(pod.node_netns);
 
-    for p in pod_processes(base, &pod.namespaces) {
-        report.problems.push(format!("process {} ({}) {}", p.0.pid, p.0.name, p.1));
+    for p in pod_processes(base, &ns) {
+        report
+            .problems
+            .push(format!("process {} ({}) {}", p.0.pid, p.0.name, p.1));
     }
-    report.problems.extend(netns_references(pod.namespaces.net));
+    report.problems.extend(netns_references(ns.net));
+    // Only now may the kernel recycle the namespaces' inode numbers.
+    drop(pod.namespaces);
 
     if let Err(e) = std::fs::remove_dir_all(&pod.pod_dir) {
         report
@@ -97,7 +102,9 @@ pub fn teardown(pod: CreatedPod, state: Option<&Path>, exited: bool) -> Report {
     }
     if report.is_clean() {
         if let Err(e) = pod.lease.release() {
-            report.problems.push(format!("releasing the ID range: {e:#}"));
+            report
+                .problems
+                .push(format!("releasing the ID range: {e:#}"));
         }
     }
     // Otherwise the lease is dropped with the pod's id still in its lock
@@ -193,7 +200,12 @@ pub fn netns_references(inode: u64) -> Vec<String> {
     let needle = format!("net:[{inode}]");
     let mut refs = Vec::new();
     let mut seen_mount_ns = HashSet::new();
+    let me = getpid().as_raw();
     for pid in procscan::all_pids().unwrap_or_default() {
+        // The shim's own hold on the namespaces is not a leftover.
+        if pid == me {
+            continue;
+        }
         if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
             for fd in fds.flatten() {
                 let target = std::fs::read_link(fd.path()).unwrap_or_default();
@@ -211,12 +223,15 @@ pub fn netns_references(inode: u64) -> Vec<String> {
         if !seen_mount_ns.insert(mnt) {
             continue;
         }
-        let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+        let mountinfo =
+            std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
         for line in mountinfo.lines() {
             let fields: Vec<&str> = line.split(' ').collect();
             if fields.get(3) == Some(&needle.as_str()) {
                 let at = fields.get(4).copied().unwrap_or("?");
-                refs.push(format!("the pod's netns is bind-mounted at {at} (mount ns of pid {pid})"));
+                refs.push(format!(
+                    "the pod's netns is bind-mounted at {at} (mount ns of pid {pid})"
+                ));
             }
         }
     }

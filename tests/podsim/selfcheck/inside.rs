@@ -80,7 +80,11 @@ fn id_map(file: &str, expect: &Expect) -> Check {
 fn setgroups() -> Check {
     checked("setgroups", || {
         let value = std::fs::read_to_string("/proc/self/setgroups")?;
-        Ok(Check::verdict("setgroups", value.trim() == "allow", value.trim()))
+        Ok(Check::verdict(
+            "setgroups",
+            value.trim() == "allow",
+            value.trim(),
+        ))
     })
 }
 
@@ -89,7 +93,9 @@ fn credentials() -> Check {
         let uids = getresuid()?;
         let gids = getresgid()?;
         let groups = getgroups()?;
-        let all_zero = [uids.real, uids.effective, uids.saved].iter().all(|u| u.is_root())
+        let all_zero = [uids.real, uids.effective, uids.saved]
+            .iter()
+            .all(|u| u.is_root())
             && [gids.real, gids.effective, gids.saved]
                 .iter()
                 .all(|g| g.as_raw() == 0)
@@ -126,9 +132,15 @@ fn namespaces(expect: &Expect) -> Check {
             }
         }
         Ok(if shared.is_empty() {
-            Check::ok("namespaces", "user mnt pid net uts ipc cgroup all differ from the host's")
+            Check::ok(
+                "namespaces",
+                "user mnt pid net uts ipc cgroup all differ from the host's",
+            )
         } else {
-            Check::fail("namespaces", format!("shared with the host: {}", shared.join(" ")))
+            Check::fail(
+                "namespaces",
+                format!("shared with the host: {}", shared.join(" ")),
+            )
         })
     })
 }
@@ -143,7 +155,11 @@ fn own_proc() -> Check {
         Ok(Check::verdict(
             "pid-namespace",
             proc_self.to_string_lossy() == me.to_string() && init.contains("__pod-init"),
-            format!("I am pid {me}, /proc/self -> {}, pid 1 is {}", proc_self.display(), init.trim()),
+            format!(
+                "I am pid {me}, /proc/self -> {}, pid 1 is {}",
+                proc_self.display(),
+                init.trim()
+            ),
         ))
     })
 }
@@ -298,11 +314,14 @@ fn proc_masks(expect: &Expect, mounts: &Mounts) -> Check {
     if expect.proc_unmasked {
         let mut over: Vec<&str> = mounts.below("/proc");
         over.extend(present.iter().filter(|p| mounts.at(p).is_some()));
+        over.sort_unstable();
+        over.dedup();
         return Check::verdict(
             "proc-masks",
             over.is_empty(),
             if over.is_empty() {
-                "none (procMount: Unmasked): nothing is mounted over /proc or the masked /sys paths".to_string()
+                "none (procMount: Unmasked): nothing is mounted over /proc or the masked /sys paths"
+                    .to_string()
             } else {
                 format!("unexpected mounts: {}", over.join(" "))
             },
@@ -355,7 +374,9 @@ fn proc_readonly(expect: &Expect, mounts: &Mounts) -> Check {
             return Ok(Check::verdict(
                 "proc-readonly",
                 write.is_ok(),
-                format!("/proc/sys is writable (procMount: Unmasked): writing kernel.shmmax: {write:?}"),
+                format!(
+                    "/proc/sys is writable (procMount: Unmasked): writing kernel.shmmax: {write:?}"
+                ),
             ));
         }
         let writable: Vec<&str> = present
@@ -404,7 +425,13 @@ fn try_nested_proc_mount() -> Result<(), Errno> {
     in_child(|| {
         unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)?;
         in_child(|| {
-            mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )?;
             mount(
                 Some("proc"),
                 "/proc",
@@ -445,7 +472,13 @@ fn lift_masks(expect: &Expect) -> Check {
     let sys_admin = expect.cap_mask & caps::Capability::CAP_SYS_ADMIN.bitmask() != 0;
     let result = in_child(|| {
         unshare(CloneFlags::CLONE_NEWNS)?;
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )?;
         let mounts = Mounts::read().map_err(|_| Errno::EIO)?;
         let mut below = mounts.below("/proc");
         below.sort_by_key(|p| std::cmp::Reverse(p.len()));
@@ -488,7 +521,11 @@ fn sys_readonly(mounts: &Mounts) -> Check {
                     Ok(()) => "succeeded".to_string(),
                     Err(e) => e.to_string(),
                 },
-                if cgroup_ok { "cgroup2, read-only" } else { "NOT a read-only cgroup2" }
+                if cgroup_ok {
+                    "cgroup2, read-only"
+                } else {
+                    "NOT a read-only cgroup2"
+                }
             ),
         ))
     })
@@ -554,7 +591,10 @@ fn device(expect: &Expect, dev: Device) -> Check {
         .write(true)
         .open(dev.path());
     match (wanted, opened) {
-        (true, Ok(_)) => Check::ok(&name, format!("{} present and opens read-write", dev.path())),
+        (true, Ok(_)) => Check::ok(
+            &name,
+            format!("{} present and opens read-write", dev.path()),
+        ),
         (false, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             Check::ok(&name, format!("{} absent (not asked for)", dev.path()))
         }
@@ -618,7 +658,10 @@ fn host_files() -> Check {
         Ok(Check::verdict(
             "host-files",
             meta.uid() == 65534 && readable,
-            format!("/etc/passwd owned by uid {}, readable: {readable}", meta.uid()),
+            format!(
+                "/etc/passwd owned by uid {}, readable: {readable}",
+                meta.uid()
+            ),
         ))
     })
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::PodOpts;
 use crate::create::{self, CreatedPod};
 use crate::spec::PodConfig;
-use crate::{shim, sys, teardown};
+use crate::{podns, shim, sys, teardown};
 
 /// One property and its verdict.
 pub struct Check {
@@ -131,7 +131,7 @@ fn check_running_pod(
 ) -> anyhow::Result<()> {
     shim::write_pod_info(state, pod)?;
     let exe = std::env::current_exe().context("locating podsim")?;
-    let host = create::read_namespaces(nix::unistd::getpid())?;
+    let host = podns::inodes_of(nix::unistd::getpid())?;
 
     checks.push(host_view(pod));
     checks.push(data_dir_on_host(pod));
@@ -255,7 +255,7 @@ fn netns_owner_from_host(pod: &CreatedPod, host: &Namespaces) -> Check {
         .map_err(|e| e.to_string())
         .and_then(|f| sys::owning_userns_inode(f.as_fd()).map_err(|e| e.to_string()));
     let (expected, label) = match pod.config.netns_owner {
-        NetnsOwner::Pod => (pod.namespaces.user, "the pod's user namespace"),
+        NetnsOwner::Pod => (pod.namespaces.inodes.user, "the pod's user namespace"),
         NetnsOwner::Initial => (host.user, "the initial user namespace"),
     };
     match owner {
@@ -276,11 +276,19 @@ fn sidecar_from_host(pod: &CreatedPod, host: &Namespaces, pid: i32) -> Check {
     match (uids, net, mnt) {
         (Ok(uids), Ok(net), Ok(mnt)) => Check::verdict(
             "sidecar-host",
-            uids == [0; 4] && net == pod.namespaces.net && mnt == host.mnt,
+            uids == [0; 4] && net == pod.namespaces.inodes.net && mnt == host.mnt,
             format!(
                 "sidecar pid {pid}: host uids {uids:?}, {} netns, {} mount ns",
-                if net == pod.namespaces.net { "the pod's" } else { "NOT the pod's" },
-                if mnt == host.mnt { "the host's" } else { "NOT the host's" },
+                if net == pod.namespaces.inodes.net {
+                    "the pod's"
+                } else {
+                    "NOT the pod's"
+                },
+                if mnt == host.mnt {
+                    "the host's"
+                } else {
+                    "NOT the host's"
+                },
             ),
         ),
         _ => Check::fail("sidecar-host", format!("cannot inspect sidecar pid {pid}")),
@@ -308,7 +316,10 @@ fn teardown_check(report: &teardown::Report, base: u32, data_dir: &Path) -> Chec
     let mut problems = report.problems.clone();
     let range = procscan::live_processes_in_uid_range(base, hutch_tests::podsim::ID_RANGE_SIZE);
     if !range.is_empty() {
-        problems.push(format!("{} process(es) still in the uid range", range.len()));
+        problems.push(format!(
+            "{} process(es) still in the uid range",
+            range.len()
+        ));
     }
     if data_dir.exists() {
         problems.push(format!("{} still exists", data_dir.display()));

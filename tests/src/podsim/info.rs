@@ -68,7 +68,9 @@ impl FromStr for NetnsOwner {
         match s {
             "pod" => Ok(NetnsOwner::Pod),
             "initial" => Ok(NetnsOwner::Initial),
-            other => Err(format!("unknown netns owner {other:?} (expected pod or initial)")),
+            other => Err(format!(
+                "unknown netns owner {other:?} (expected pod or initial)"
+            )),
         }
     }
 }
@@ -130,6 +132,38 @@ pub struct Namespaces {
     pub uts: u64,
     pub ipc: u64,
     pub cgroup: u64,
+}
+
+impl Namespaces {
+    /// The names of the kinds, as in /proc/PID/ns/.
+    pub const KINDS: [&'static str; 7] = ["user", "mnt", "pid", "net", "uts", "ipc", "cgroup"];
+
+    /// The inode of namespace `kind` (`net`, `user`, ...).
+    pub fn by_kind(&self, kind: &str) -> Option<u64> {
+        Some(match kind {
+            "user" => self.user,
+            "mnt" => self.mnt,
+            "pid" => self.pid,
+            "net" => self.net,
+            "uts" => self.uts,
+            "ipc" => self.ipc,
+            "cgroup" => self.cgroup,
+            _ => return None,
+        })
+    }
+
+    /// Builds the set from a lookup of each kind.
+    pub fn try_from_fn<E>(mut inode: impl FnMut(&str) -> Result<u64, E>) -> Result<Namespaces, E> {
+        Ok(Namespaces {
+            user: inode("user")?,
+            mnt: inode("mnt")?,
+            pid: inode("pid")?,
+            net: inode("net")?,
+            uts: inode("uts")?,
+            ipc: inode("ipc")?,
+            cgroup: inode("cgroup")?,
+        })
+    }
 }
 
 /// Everything a client needs to know about a running pod.
