@@ -58,7 +58,7 @@ pub fn recipe(busybox: &Busybox) -> anyhow::Result<Recipe> {
         entries.push(LayerEntry::symlink(format!("bin/{applet}"), "busybox"));
     }
     Ok(Recipe {
-        tag: "latest".to_owned(),
+        tag: super::TAG.to_owned(),
         layers: vec![RecipeLayer {
             created_by: "hutch-tests: busybox-static with applet symlinks, passwd, group"
                 .to_owned(),

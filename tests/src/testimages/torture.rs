@@ -19,7 +19,7 @@ pub const LONG_PATH_LEN: usize = 200;
 /// The torture image recipe.
 pub fn recipe() -> Recipe {
     Recipe {
-        tag: "latest".to_owned(),
+        tag: super::TAG.to_owned(),
         layers: vec![
             RecipeLayer {
                 created_by:
