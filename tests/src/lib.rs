@@ -3,3 +3,6 @@
 //! `tests/tests/`, one file per area.
 
 pub mod podsim;
+pub mod registry;
+pub mod testimages;
+pub mod workspace;
