@@ -31,7 +31,11 @@ pub fn error(status: StatusCode, message: &str) -> Response<Body> {
 }
 
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    with_type(status, body.as_bytes().to_vec(), "text/plain; charset=utf-8")
+    with_type(
+        status,
+        body.as_bytes().to_vec(),
+        "text/plain; charset=utf-8",
+    )
 }
 
 fn with_type(status: StatusCode, body: Vec<u8>, content_type: &'static str) -> Response<Body> {
