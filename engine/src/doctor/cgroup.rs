@@ -61,7 +61,7 @@ fn own_dir() -> PathBuf {
     let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let rel = own_path(&text).unwrap_or("/").trim_start_matches('/');
     let dir = Path::new(ROOT).join(rel);
-    if dir.is_dir() {
+    if !rel.is_empty() && dir.is_dir() {
         dir
     } else {
         PathBuf::from(ROOT)

@@ -6,13 +6,7 @@ use nix::unistd::{getegid, geteuid, Pid};
 use super::child::{At, Failure};
 use super::report::{Check, Status};
 
-/// One line of an ID map: `inside outside count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Extent {
-    pub inside: u32,
-    pub outside: u32,
-    pub count: u32,
-}
+pub use super::report::IdExtent as Extent;
 
 /// The range a `hostUsers: false` pod gets, and what images need.
 pub const FULL_RANGE: u64 = 65536;

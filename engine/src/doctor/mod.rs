@@ -34,8 +34,8 @@ use std::path::Path;
 use nix::unistd::geteuid;
 
 pub use report::{
-    Check, Choice, Choices, Environment, PrivateIdStorage, PseudoFsMode, Report, ResourceLimits,
-    RootSwitch, Status, Uplink,
+    Check, Choice, Choices, Environment, IdExtent, PrivateIdStorage, PseudoFsMode, Report,
+    ResourceLimits, RootSwitch, Status, Uplink,
 };
 
 use scratch::Scratch;
@@ -85,14 +85,8 @@ pub fn run(data_root: &Path) -> Report {
 
     let environment = Environment {
         kernel,
-        uid_map: uid_map
-            .iter()
-            .map(|e| (e.inside, e.outside, e.count))
-            .collect(),
-        gid_map: gid_map
-            .iter()
-            .map(|e| (e.inside, e.outside, e.count))
-            .collect(),
+        uid_map: uid_map.clone(),
+        gid_map: gid_map.clone(),
         euid: geteuid().as_raw(),
         netns_owner: owner.name().to_owned(),
         cgroup_version: cgroups.name().to_owned(),

@@ -88,14 +88,23 @@ impl Check {
     }
 }
 
+/// One line of an ID map (/proc/self/uid_map): `count` IDs from `inside`
+/// (ours) are `outside` in the parent user namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdExtent {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
 /// Facts about the environment that are not pass/fail by themselves.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Environment {
     /// `uname -r`.
     pub kernel: String,
-    /// Lines of /proc/self/uid_map: (inside, outside, count).
-    pub uid_map: Vec<(u32, u32, u32)>,
-    pub gid_map: Vec<(u32, u32, u32)>,
+    /// /proc/self/uid_map and gid_map.
+    pub uid_map: Vec<IdExtent>,
+    pub gid_map: Vec<IdExtent>,
     /// Effective user ID inside our own user namespace.
     pub euid: u32,
     /// Who owns the network namespace we run in: `pod` (our own user
