@@ -51,11 +51,17 @@ pub fn run(data_root: &Path) -> Report {
     let kernel = misc::kernel_release();
     let probe_dir = overlay::existing_dir(data_root);
     let scratch = Scratch::create(&probe_dir);
+    // Mount points for the trials that do not test storage: on the data root
+    // when it is usable, so a broken data root does not hide what else works.
+    let elsewhere = scratch
+        .is_err()
+        .then(|| Scratch::create(&std::env::temp_dir()));
+    let mounts = elsewhere.as_ref().unwrap_or(&scratch);
     let owner = netns::owner();
     let cgroups = cgroup::version();
 
-    let proc_outcome = procfs::probe_proc(&scratch);
-    let sys_outcome = procfs::probe_sys(&scratch);
+    let proc_outcome = procfs::probe_proc(mounts);
+    let sys_outcome = procfs::probe_sys(mounts);
     let checks = vec![
         misc::check_kernel(&kernel),
         idmap::check("idmap.uid_map", "user ID", &uid_map, root),
@@ -63,7 +69,7 @@ pub fn run(data_root: &Path) -> Report {
         userns::check_max(),
         userns::check_create(&status),
         misc::check_apparmor(),
-        misc::check_seccomp(&status, scratch.as_ref().ok()),
+        misc::check_seccomp(&status, mounts.as_ref().ok()),
         misc::check_no_new_privs(&status),
         caps::check_sys_admin(&status),
         caps::check_net_admin(&status),
@@ -73,7 +79,7 @@ pub fn run(data_root: &Path) -> Report {
         idmapped::check_tmpfs(&scratch),
         procfs::check_proc(&proc_outcome),
         procfs::check_sys(&sys_outcome),
-        devices::check_fuse(&scratch),
+        devices::check_fuse(mounts),
         devices::check_tun(),
         netns::check_owner(&owner),
         netns::check_link(),
@@ -81,6 +87,7 @@ pub fn run(data_root: &Path) -> Report {
         cgroup::check_writable(cgroups),
         cgroup::check_delegated(cgroups),
     ];
+    drop(elsewhere);
     drop(scratch);
 
     let environment = Environment {
