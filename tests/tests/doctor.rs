@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use anyhow::{ensure, Context, Result};
 use hutch_engine::doctor::{
-    PrivateIdStorage, PseudoFsMode, Report, ResourceLimits, RootSwitch, Status, Uplink,
+    report_from, PrivateIdStorage, PseudoFsMode, Report, ResourceLimits, RootSwitch, Status, Uplink,
 };
 use hutch_tests::podsim::{hutch_bin, Device, NetnsOwner, Pod, PodSpec};
 
@@ -70,27 +70,28 @@ fn traces(pod: &Pod) -> Result<Traces> {
     })
 }
 
-fn run_doctor(pod: &Pod, args: &[&str]) -> Result<Output> {
-    Ok(pod.exec(hutch_bin()).arg("doctor").args(args).output()?)
+/// The hutch binary; integration tests do not build it themselves.
+fn hutch() -> Result<PathBuf> {
+    let bin = hutch_bin();
+    ensure!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        bin.display()
+    );
+    Ok(bin)
 }
 
-/// Starts a pod, runs `hutch doctor --json`, checks that nothing was left
-/// behind, and returns the parsed report.
+fn run_doctor(pod: &Pod, args: &[&str]) -> Result<Output> {
+    Ok(pod.exec(hutch()?).arg("doctor").args(args).output()?)
+}
+
+/// Starts a pod, runs `hutch doctor --json` in it the way the daemon will
+/// (`report_from`), checks that nothing was left behind, and returns the
+/// parsed report.
 fn doctor(spec: &PodSpec) -> Result<(Report, Pod)> {
     let pod = Pod::start(spec)?;
     let before = traces(&pod)?;
-    let out = run_doctor(&pod, &["--json"])?;
-    let report: Report = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "parsing the report; stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
-    assert_eq!(
-        out.status.code(),
-        Some(if report.ok { 0 } else { 1 }),
-        "exit status follows `ok`"
-    );
+    let report = report_from(&mut pod.exec(hutch()?))?;
     let after = traces(&pod)?;
     assert_eq!(before, after, "the doctor left something behind");
     Ok((report, pod))
@@ -202,6 +203,11 @@ fn default_pod() -> Result<()> {
         .and_then(|c| c.fix.clone())
         .unwrap_or_default();
     assert!(proc_fix.contains("procMount: Unmasked"), "{proc_fix}");
+
+    let out = run_doctor(&pod, &["--json"])?;
+    assert_eq!(out.status.code(), Some(0), "no hard requirement fails");
+    let again: Report = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(again.checks.len(), report.checks.len());
 
     // The human report: an aligned line per check, then blocks and fixes.
     let out = run_doctor(&pod, &[])?;

@@ -11,7 +11,7 @@
 //! only sound in a process with one thread; `run` refuses (every trial then
 //! reports the refusal) in any other. A multi-threaded caller such as the
 //! daemon must run `hutch doctor --json` as a subprocess and parse its
-//! output into a [`Report`].
+//! output into a [`Report`]: [`report_from`] does both.
 
 mod caps;
 mod cgroup;
@@ -27,6 +27,7 @@ mod procfs;
 pub mod report;
 mod scratch;
 mod status;
+mod subprocess;
 mod userns;
 
 use std::path::Path;
@@ -37,6 +38,8 @@ pub use report::{
     Check, Choice, Choices, Environment, IdExtent, PrivateIdStorage, PseudoFsMode, Report,
     ResourceLimits, RootSwitch, Status, Uplink,
 };
+
+pub use subprocess::{report_from, SubprocessError};
 
 use scratch::Scratch;
 use status::ProcStatus;
