@@ -1,3 +1,1 @@
-pub fn run() -> anyhow::Result<()> {
-    anyhow::bail!("todo")
-}
+pub fn run() -> anyhow::Result<()> { anyhow::bail!("todo") }
