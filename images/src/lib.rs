@@ -3,3 +3,6 @@
 //! a container's rootfs is built from), save/load/push.
 //!
 //! It knows nothing of the HTTP API or Dockerfiles.
+
+pub mod digest;
+pub mod reference;
