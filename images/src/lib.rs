@@ -6,3 +6,4 @@
 
 pub mod digest;
 pub mod reference;
+pub mod store;
