@@ -40,7 +40,7 @@ impl Digest {
         }
     }
 
-    fn from_hasher(hasher: Sha256) -> Digest {
+    pub(crate) fn from_hasher(hasher: Sha256) -> Digest {
         Digest {
             hex: format!("{:x}", hasher.finalize()),
         }
