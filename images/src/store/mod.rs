@@ -17,6 +17,7 @@
 
 mod blobs;
 mod fsutil;
+pub(crate) use fsutil::read_limited;
 mod gc;
 mod layers;
 mod lock;

@@ -165,6 +165,33 @@ pub fn unpack_layer<R: Read>(
     })
 }
 
+/// Reads a layer blob without unpacking it and returns its compression
+/// and diff ID (the digest of the uncompressed tar), under the same limits.
+pub fn diff_id_of<R: Read>(
+    reader: R,
+    limits: UnpackLimits,
+) -> Result<(Compression, Digest), UnpackError> {
+    let stage: StageCell = Rc::default();
+    let mut input = Input::new(reader, stage.clone());
+    let head = read_head(&mut input).map_err(UnpackError::Read)?;
+    let compression = Compression::detect(&head);
+    let counter = input.counter();
+    let chained = io::Cursor::new(head).chain(&mut input);
+    let decoded = decoder(compression, chained, stage.clone()).map_err(UnpackError::Decompress)?;
+    let guard = Guard::new(
+        decoded,
+        counter,
+        compression != Compression::None,
+        limits,
+        stage.clone(),
+    );
+    let mut diff = HashingReader::new(guard);
+    match io::copy(&mut diff, &mut io::sink()) {
+        Ok(_) => Ok((compression, diff.finish().0)),
+        Err(e) => Err(classify(UnpackError::Read(e), &stage)),
+    }
+}
+
 /// Applies every entry, then reads the rest of the uncompressed stream (the
 /// tar's trailing zero blocks) so the diff ID covers all of it.
 fn apply_all<R: Read>(diff: &mut R, applier: &mut Applier) -> Result<(), UnpackError> {
