@@ -4,3 +4,4 @@
 
 pub mod testimages;
 pub mod workspace;
+pub mod podsim;
