@@ -25,12 +25,12 @@ use crate::unpack::{diff_id_of, unpack_layer, Compression, UnpackError, UnpackLi
 pub enum ImportError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("layer {index} ({blob}) of image {image}: {source}")]
+    #[error("layer {index} ({blob}) of image {image}: {cause}")]
     Unpack {
         image: Digest,
         index: usize,
         blob: Digest,
-        source: Box<UnpackError>,
+        cause: Box<UnpackError>,
     },
     #[error("image config {digest} is invalid: {reason}")]
     Config { digest: Digest, reason: String },
@@ -65,7 +65,7 @@ pub struct LoadedImage {
     pub names: Vec<Reference>,
 }
 
-/// A layer of an image to import: its blob and, when the source says, its
+/// A layer of an image to import: its blob and, when the cause says, its
 /// media type (otherwise derived from the detected compression).
 #[derive(Debug, Clone)]
 pub struct LayerSource {
@@ -225,14 +225,14 @@ impl<'s> Importer<'s> {
                 .map(|f| BufReader::with_capacity(256 * 1024, f))
                 .map_err(|e| StoreError::Io {
                     path: path.clone(),
-                    source: e,
+                    cause: e,
                 })
         };
-        let unpack_err = |source| ImportError::Unpack {
+        let unpack_err = |cause| ImportError::Unpack {
             image: image.clone(),
             index,
             blob: blob.clone(),
-            source: Box::new(source),
+            cause: Box::new(cause),
         };
         let mismatch = |actual: Digest| ImportError::DiffIdMismatch {
             image: image.clone(),

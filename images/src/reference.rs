@@ -53,10 +53,10 @@ pub enum ReferenceError {
          128 characters of letters, digits, _ . - and must not start with . or -)"
     )]
     Tag { reference: String, tag: String },
-    #[error("invalid reference format: {reference:?} has an invalid digest: {source}")]
+    #[error("invalid reference format: {reference:?} has an invalid digest: {cause}")]
     Digest {
         reference: String,
-        source: DigestError,
+        cause: DigestError,
     },
     #[error("invalid reference format: repository name {0:?} is longer than 255 characters")]
     NameTooLong(String),
@@ -95,9 +95,9 @@ impl Reference {
             Some((rest, digest)) => {
                 let digest = digest
                     .parse::<Digest>()
-                    .map_err(|source| ReferenceError::Digest {
+                    .map_err(|cause| ReferenceError::Digest {
                         reference: s.to_owned(),
-                        source,
+                        cause,
                     })?;
                 (rest, Some(digest))
             }

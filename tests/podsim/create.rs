@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hutch_tests::podsim::{procscan, Device, Namespaces, NetnsOwner, PodInfo, DATA_ROOT, ID_RANGE_SIZE};
+use hutch_tests::podsim::{
+    procscan, Device, Namespaces, NetnsOwner, PodInfo, DATA_ROOT, ID_RANGE_SIZE,
+};
 use nix::fcntl::{open, OFlag, AT_FDCWD};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::prctl;
@@ -31,8 +33,8 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::stat::{fchmodat, mknod, stat, FchmodatFlags, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{
-    chown, dup2_stdin, dup2_stdout, fexecve, fork, getpid, getppid, setgroups, setresgid,
-    setresuid, sethostname, ForkResult, Gid, Pid, Uid,
+    chown, dup2_stdin, dup2_stdout, fexecve, fork, getpid, getppid, setgroups, sethostname,
+    setresgid, setresuid, ForkResult, Gid, Pid, Uid,
 };
 
 use crate::idrange::{self, BaseLease};
@@ -146,8 +148,12 @@ impl PendingPod {
     fn bring_up(&mut self, config: &PodConfig, started: Instant) -> anyhow::Result<Started> {
         let base = self.base()?;
         self.make_dirs(config, base)?;
-        let exe_fd = open("/proc/self/exe", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .context("opening podsim's own binary")?;
+        let exe_fd = open(
+            "/proc/self/exe",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .context("opening podsim's own binary")?;
         let node_netns = match config.netns_owner {
             NetnsOwner::Initial => Some(net::create_node_netns()?),
             NetnsOwner::Pod => None,
@@ -178,7 +184,13 @@ impl PendingPod {
         drop(from_pod_tx);
 
         let deadline = started + CREATE_TIMEOUT;
-        let result = self.handshake(setup_pid, base, &mut to_setup_tx, &mut from_pod_rx, deadline);
+        let result = self.handshake(
+            setup_pid,
+            base,
+            &mut to_setup_tx,
+            &mut from_pod_rx,
+            deadline,
+        );
         match result {
             Ok((init_pid, namespaces)) => Ok((setup_pid, init_pid, namespaces, node_netns)),
             Err(err) => {
@@ -249,7 +261,9 @@ impl PendingPod {
         let mut configured = false;
         while let Some(msg) = rx.recv(deadline)? {
             if let Some(pid) = msg.strip_prefix("init ") {
-                init_pid = Some(Pid::from_raw(pid.parse().context("bad pid from pod setup")?));
+                init_pid = Some(Pid::from_raw(
+                    pid.parse().context("bad pid from pod setup")?,
+                ));
             } else if msg == "configured" {
                 configured = true;
             } else {
@@ -283,11 +297,21 @@ fn make_device_node(pod_dir: &Path, dev: Device) -> anyhow::Result<()> {
         bail!("the host's {} is not a character device", dev.path());
     }
     let node = device_node(pod_dir, dev);
-    mknod(&node, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), host.st_rdev)
-        .with_context(|| format!("creating {}", node.display()))?;
+    mknod(
+        &node,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o666),
+        host.st_rdev,
+    )
+    .with_context(|| format!("creating {}", node.display()))?;
     // mknod honours the umask; the mode must be exactly 0666.
-    fchmodat(AT_FDCWD, &node, Mode::from_bits_truncate(0o666), FchmodatFlags::FollowSymlink)
-        .with_context(|| format!("setting the mode of {}", node.display()))
+    fchmodat(
+        AT_FDCWD,
+        &node,
+        Mode::from_bits_truncate(0o666),
+        FchmodatFlags::FollowSymlink,
+    )
+    .with_context(|| format!("setting the mode of {}", node.display()))
 }
 
 fn describe(msg: &str) -> String {

@@ -43,8 +43,12 @@ pub fn run(state: &Path, self_exe: bool, cmd: &[OsString]) -> anyhow::Result<i32
         .map(|(kind, flag)| Ok((*flag, podns::open(&info, kind)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let exe = if self_exe {
-        let fd = open("/proc/self/exe", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .context("opening podsim's own binary")?;
+        let fd = open(
+            "/proc/self/exe",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .context("opening podsim's own binary")?;
         Some(fd)
     } else {
         None

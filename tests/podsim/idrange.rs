@@ -114,7 +114,10 @@ fn remove_stale_pod_dir(pod_id: &str, notes: &mut Vec<String>) {
     let dir: PathBuf = layout::pod_dir(pod_id);
     if dir.exists() {
         match std::fs::remove_dir_all(&dir) {
-            Ok(()) => notes.push(format!("removed {} left by a crashed podsim", dir.display())),
+            Ok(()) => notes.push(format!(
+                "removed {} left by a crashed podsim",
+                dir.display()
+            )),
             Err(e) => notes.push(format!("could not remove stale {}: {e}", dir.display())),
         }
     }

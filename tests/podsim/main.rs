@@ -32,7 +32,11 @@ fn main() {
     let result = match cli.verb {
         Verb::Run { pod, cmd } => shim::run(&pod, &cmd),
         Verb::Start { pod, state } => shim::start(&pod, &state),
-        Verb::Exec { state, self_exe, cmd } => exec::run(&state, self_exe, &cmd),
+        Verb::Exec {
+            state,
+            self_exe,
+            cmd,
+        } => exec::run(&state, self_exe, &cmd),
         Verb::Sidecar { state, cmd } => sidecar::run(&state, &cmd).map(|never| match never {}),
         Verb::SelfCheck { pod } => selfcheck::run(&pod),
         Verb::PodInit => init::run().map(|()| 0),

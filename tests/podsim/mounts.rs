@@ -67,13 +67,37 @@ pub struct MountPlan<'a> {
 /// Builds the view in the caller's (fresh, pod-owned) mount namespace. The
 /// caller must be pid 1 of the pod's pid namespace, for /proc.
 pub fn setup(plan: &MountPlan<'_>) -> anyhow::Result<()> {
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .context("making / private")?;
-    mount_fs("proc", "/proc", "proc", MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, "")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("making / private")?;
+    mount_fs(
+        "proc",
+        "/proc",
+        "proc",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        "",
+    )?;
     mount_sys()?;
     mount_dev(plan.devices)?;
-    mount_fs("tmpfs", "/run", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=755")?;
-    mount_fs("tmpfs", "/tmp", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777")?;
+    mount_fs(
+        "tmpfs",
+        "/run",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        "mode=755",
+    )?;
+    mount_fs(
+        "tmpfs",
+        "/tmp",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        "mode=1777",
+    )?;
     bind_fd(plan.data_dir, Path::new(DATA_ROOT), MsFlags::MS_REC)
         .with_context(|| format!("mounting the data directory at {DATA_ROOT}"))?;
     if !plan.proc_unmasked {
@@ -83,7 +107,13 @@ pub fn setup(plan: &MountPlan<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mount_fs(source: &str, target: &str, fstype: &str, flags: MsFlags, data: &str) -> anyhow::Result<()> {
+fn mount_fs(
+    source: &str,
+    target: &str,
+    fstype: &str,
+    flags: MsFlags,
+    data: &str,
+) -> anyhow::Result<()> {
     let data = (!data.is_empty()).then_some(data);
     mount(Some(source), target, Some(fstype), flags, data)
         .with_context(|| format!("mounting {fstype} on {target}"))
@@ -98,8 +128,14 @@ fn mount_sys() -> anyhow::Result<()> {
     match mount(Some("sysfs"), "/sys", Some("sysfs"), ro, None::<&str>) {
         Ok(()) => {}
         Err(Errno::EPERM) => {
-            mount(Some("/sys"), "/sys", None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .context("binding the host's /sys")?;
+            mount(
+                Some("/sys"),
+                "/sys",
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .context("binding the host's /sys")?;
             let attrs = libc::MOUNT_ATTR_RDONLY
                 | libc::MOUNT_ATTR_NOSUID
                 | libc::MOUNT_ATTR_NODEV
@@ -118,12 +154,20 @@ fn mount_dev(devices: &[(Device, OwnedFd)]) -> anyhow::Result<()> {
     let mut opened = Vec::new();
     for name in STANDARD_DEVICES {
         let path = format!("/dev/{name}");
-        let fd = open(path.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-            .with_context(|| format!("opening the host's {path}"))?;
+        let fd = open(
+            path.as_str(),
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("opening the host's {path}"))?;
         opened.push((PathBuf::from(path), fd));
     }
     nodes.extend(opened.iter().map(|(path, fd)| (path.clone(), fd.as_fd())));
-    nodes.extend(devices.iter().map(|(dev, fd)| (PathBuf::from(dev.path()), fd.as_fd())));
+    nodes.extend(
+        devices
+            .iter()
+            .map(|(dev, fd)| (PathBuf::from(dev.path()), fd.as_fd())),
+    );
 
     mount_fs(
         "tmpfs",
@@ -197,7 +241,13 @@ fn make_dir(path: &str, mode: u32) -> anyhow::Result<()> {
 /// Bind-mounts what `fd` refers to onto `target`, through /proc/self/fd.
 fn bind_fd(fd: BorrowedFd<'_>, target: &Path, extra: MsFlags) -> nix::Result<()> {
     let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    mount(Some(source.as_str()), target, None::<&str>, MsFlags::MS_BIND | extra, None::<&str>)
+    mount(
+        Some(source.as_str()),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | extra,
+        None::<&str>,
+    )
 }
 
 fn apply_readonly_paths() -> anyhow::Result<()> {
@@ -205,8 +255,14 @@ fn apply_readonly_paths() -> anyhow::Result<()> {
         if !exists(path)? {
             continue;
         }
-        mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .with_context(|| format!("binding {path} onto itself"))?;
+        mount(
+            Some(path),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .with_context(|| format!("binding {path} onto itself"))?;
         let flags = MsFlags::MS_BIND
             | MsFlags::MS_REMOUNT
             | MsFlags::MS_RDONLY
@@ -227,11 +283,23 @@ fn apply_masked_paths() -> anyhow::Result<()> {
             Err(e) => return Err(e).with_context(|| format!("looking at {path}")),
         };
         if meta.is_dir() {
-            mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
-                .with_context(|| format!("masking {path}"))?;
+            mount(
+                Some("tmpfs"),
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .with_context(|| format!("masking {path}"))?;
         } else {
-            mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .with_context(|| format!("masking {path}"))?;
+            mount(
+                Some("/dev/null"),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .with_context(|| format!("masking {path}"))?;
         }
     }
     Ok(())

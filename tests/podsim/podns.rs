@@ -36,7 +36,12 @@ pub fn open(info: &PodInfo, kind: &str) -> anyhow::Result<OwnedFd> {
         "pid" => info.namespaces.pid,
         other => bail!("unknown namespace kind {other}"),
     };
-    let gone = || format!("pod {} is not running (its init, pid {}, is gone)", info.id, info.init_pid);
+    let gone = || {
+        format!(
+            "pod {} is not running (its init, pid {}, is gone)",
+            info.id, info.init_pid
+        )
+    };
     let file = File::open(format!("/proc/{}/ns/{kind}", info.init_pid)).with_context(gone)?;
     let inode = fstat(&file).context("inspecting a namespace")?.st_ino;
     if inode != expected {

@@ -55,7 +55,9 @@ pub fn start(opts: &PodOpts, state: &Path) -> anyhow::Result<i32> {
     let pod = create::create(&config)?;
     let ready = write_pod_info(state, &pod).and_then(|()| {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "ready").and_then(|()| out.flush()).context("writing to stdout")
+        writeln!(out, "ready")
+            .and_then(|()| out.flush())
+            .context("writing to stdout")
     });
     let (stop, exited) = match ready {
         Ok(()) => hold(&pod, &signals)?,
@@ -82,7 +84,8 @@ enum Stop {
 /// Holds the pod until stdin reaches EOF, a stop signal arrives, or the pod
 /// dies on its own. Returns why, and whether the pod setup process was reaped.
 fn hold(pod: &CreatedPod, signals: &SigSet) -> anyhow::Result<(Stop, bool)> {
-    let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).context("creating a signalfd")?;
+    let sfd =
+        SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).context("creating a signalfd")?;
     let stdin = std::io::stdin();
     let mut buf = [0u8; 512];
     loop {
@@ -161,5 +164,9 @@ pub fn run(opts: &PodOpts, cmd: &[OsString]) -> anyhow::Result<i32> {
         }
     }
     let code = outcome?;
-    Ok(if report.is_clean() || code != 0 { code } else { 125 })
+    Ok(if report.is_clean() || code != 0 {
+        code
+    } else {
+        125
+    })
 }

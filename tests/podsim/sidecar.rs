@@ -56,7 +56,11 @@ pub fn kill_registered(state: &Path) -> Vec<String> {
         return notes;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         let recorded = std::fs::read_to_string(entry.path()).unwrap_or_default();

@@ -31,7 +31,9 @@ impl Sender {
     /// Sends one line (in one write, so lines from several writers never mix).
     pub fn send(&mut self, msg: &str) -> anyhow::Result<()> {
         let line = format!("{}\n", msg.replace('\n', " "));
-        self.0.write_all(line.as_bytes()).context("sending to the shim")
+        self.0
+            .write_all(line.as_bytes())
+            .context("sending to the shim")
     }
 
     pub fn raw_fd(&self) -> RawFd {

@@ -48,7 +48,11 @@ pub fn close_fds_from(first: RawFd, keep: &[RawFd]) -> nix::Result<()> {
     let mut low = first;
     for fd in keep.into_iter().chain(std::iter::once(RawFd::MAX)) {
         if fd > low {
-            let high = if fd == RawFd::MAX { libc::c_uint::MAX } else { (fd - 1) as libc::c_uint };
+            let high = if fd == RawFd::MAX {
+                libc::c_uint::MAX
+            } else {
+                (fd - 1) as libc::c_uint
+            };
             // SAFETY: close_range only closes descriptors; none is borrowed here.
             let rc = unsafe { libc::close_range(low as libc::c_uint, high, 0) };
             Errno::result(rc)?;

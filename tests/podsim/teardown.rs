@@ -75,7 +75,9 @@ pub fn teardown(pod: CreatedPod, state: Option<&Path>, exited: bool) -> Report {
     drop(pod.node_netns);
 
     for p in pod_processes(base, &pod.namespaces) {
-        report.problems.push(format!("process {} ({}) {}", p.0.pid, p.0.name, p.1));
+        report
+            .problems
+            .push(format!("process {} ({}) {}", p.0.pid, p.0.name, p.1));
     }
     report.problems.extend(netns_references(pod.namespaces.net));
 
@@ -97,7 +99,9 @@ pub fn teardown(pod: CreatedPod, state: Option<&Path>, exited: bool) -> Report {
     }
     if report.is_clean() {
         if let Err(e) = pod.lease.release() {
-            report.problems.push(format!("releasing the ID range: {e:#}"));
+            report
+                .problems
+                .push(format!("releasing the ID range: {e:#}"));
         }
     }
     // Otherwise the lease is dropped with the pod's id still in its lock
@@ -211,12 +215,15 @@ pub fn netns_references(inode: u64) -> Vec<String> {
         if !seen_mount_ns.insert(mnt) {
             continue;
         }
-        let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+        let mountinfo =
+            std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
         for line in mountinfo.lines() {
             let fields: Vec<&str> = line.split(' ').collect();
             if fields.get(3) == Some(&needle.as_str()) {
                 let at = fields.get(4).copied().unwrap_or("?");
-                refs.push(format!("the pod's netns is bind-mounted at {at} (mount ns of pid {pid})"));
+                refs.push(format!(
+                    "the pod's netns is bind-mounted at {at} (mount ns of pid {pid})"
+                ));
             }
         }
     }

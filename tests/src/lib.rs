@@ -2,6 +2,6 @@
 //! images and the local registry fixture. The tests themselves live in
 //! `tests/tests/`, one file per area.
 
+pub mod podsim;
 pub mod testimages;
 pub mod workspace;
-pub mod podsim;

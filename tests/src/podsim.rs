@@ -131,7 +131,11 @@ impl Pod {
             // Best effort: the status below is the real error.
             let _ = stdout.read_to_string(&mut rest);
             let status = holder.wait().context("waiting for podsim")?;
-            bail!("podsim start failed ({status}): {}{}", line.trim(), rest.trim());
+            bail!(
+                "podsim start failed ({status}): {}{}",
+                line.trim(),
+                rest.trim()
+            );
         }
         let info = PodInfo::read(state.path())?;
         Ok(Pod {
@@ -213,7 +217,10 @@ impl Pod {
                 // Best effort: the pod is already lost; report the timeout.
                 let _ = holder.kill();
                 let _ = holder.wait();
-                bail!("podsim did not tear down pod {} within {TEARDOWN_TIMEOUT:?}", self.info.id);
+                bail!(
+                    "podsim did not tear down pod {} within {TEARDOWN_TIMEOUT:?}",
+                    self.info.id
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         };

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use hutch_images::{ImageStore, ImageSummary, ListFilters, Removed};
+use hutch_images::{ImageStore, ImageSummary, ListFilters, Removed, UnpackLimits};
 
 use super::humanize::{human_duration, human_size};
 use crate::cli::{GlobalOptions, ImagesArgs, LoadArgs, RmiArgs, SaveArgs, TagArgs};
@@ -16,8 +16,32 @@ use crate::defaults;
 
 fn open_store(global: &GlobalOptions) -> anyhow::Result<ImageStore> {
     let root: PathBuf = global.data_root.clone().unwrap_or_else(defaults::data_root);
-    ImageStore::open(&root)
-        .with_context(|| format!("opening the image store in {}", root.display()))
+    let store = ImageStore::open(&root)
+        .with_context(|| format!("opening the image store in {}", root.display()))?;
+    Ok(store.with_limits(limits_from_env()?))
+}
+
+/// Decompression-bomb limits: `HUTCH_LAYER_MAX_SIZE` (bytes a layer may
+/// expand to) and `HUTCH_LAYER_MAX_RATIO` (uncompressed:compressed).
+fn limits_from_env() -> anyhow::Result<UnpackLimits> {
+    let mut limits = UnpackLimits::default();
+    let read = |name: &str| -> anyhow::Result<Option<u64>> {
+        match std::env::var(name) {
+            Ok(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .with_context(|| format!("{name}={v:?} is not a whole number")),
+            Err(_) => Ok(None),
+        }
+    };
+    if let Some(size) = read("HUTCH_LAYER_MAX_SIZE")? {
+        limits.max_uncompressed = size;
+    }
+    if let Some(ratio) = read("HUTCH_LAYER_MAX_RATIO")? {
+        limits.max_ratio = ratio;
+    }
+    Ok(limits)
 }
 
 pub fn load(global: &GlobalOptions, args: &LoadArgs) -> anyhow::Result<ExitCode> {

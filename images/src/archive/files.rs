@@ -30,9 +30,9 @@ pub fn digest_from_blob_path(path: &str) -> Result<Option<Digest>, ArchiveError>
     match path.strip_prefix("blobs/sha256/") {
         Some(hex) => Digest::from_hex(hex)
             .map(Some)
-            .map_err(|source| ArchiveError::BadDigest {
+            .map_err(|cause| ArchiveError::BadDigest {
                 path: path.to_owned(),
-                source,
+                cause,
             }),
         None => Ok(None),
     }
@@ -169,10 +169,10 @@ impl Files for DirFiles {
         let mut file = match File::open(&full) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
+            Err(cause) => {
                 return Err(ArchiveError::Read {
                     path: full.display().to_string(),
-                    source,
+                    cause,
                 })
             }
         };

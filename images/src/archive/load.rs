@@ -208,9 +208,9 @@ fn names_from_annotations(desc: &Descriptor) -> Result<Vec<Reference>, ArchiveEr
         Some(name) => {
             Reference::parse(name)
                 .map(|r| vec![r])
-                .map_err(|source| ArchiveError::BadTag {
+                .map_err(|cause| ArchiveError::BadTag {
                     tag: name.clone(),
-                    source,
+                    cause,
                 })
         }
     }
@@ -264,12 +264,10 @@ fn load_docker(
         }
         let mut names = Vec::new();
         for tag in item.repo_tags.iter().flatten() {
-            names.push(
-                Reference::parse(tag).map_err(|source| ArchiveError::BadTag {
-                    tag: tag.clone(),
-                    source,
-                })?,
-            );
+            names.push(Reference::parse(tag).map_err(|cause| ArchiveError::BadTag {
+                tag: tag.clone(),
+                cause,
+            })?);
         }
         importer.add_image(&config, manifest, &layers, names)?;
     }

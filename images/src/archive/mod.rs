@@ -43,10 +43,10 @@ pub enum ArchiveError {
          the archive is corrupt or was tampered with, nothing was loaded"
     )]
     BlobMismatch { path: String, actual: Digest },
-    #[error("{path} in the archive: {source}")]
-    BadDigest { path: String, source: DigestError },
-    #[error("the archive tags an image {tag:?}: {source}")]
-    BadTag { tag: String, source: ReferenceError },
+    #[error("{path} in the archive: {cause}")]
+    BadDigest { path: String, cause: DigestError },
+    #[error("the archive tags an image {tag:?}: {cause}")]
+    BadTag { tag: String, cause: ReferenceError },
     #[error("no image in the archive is for this platform ({0})")]
     NoPlatform(String),
     #[error("the archive contains no image")]
@@ -57,11 +57,8 @@ pub enum ArchiveError {
     Store(#[from] StoreError),
     #[error("cannot write the archive: {0}")]
     Write(std::io::Error),
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
 }
 
 impl From<ImportError> for ArchiveError {

@@ -37,8 +37,8 @@ use crate::digest::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
     #[error(
         "content verification failed: expected {expected}, got {actual}; \
          the data is corrupt or was tampered with, nothing was stored"
@@ -64,10 +64,10 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn io(path: &Path, source: io::Error) -> StoreError {
+    pub(crate) fn io(path: &Path, cause: io::Error) -> StoreError {
         StoreError::Io {
             path: path.to_owned(),
-            source,
+            cause,
         }
     }
 

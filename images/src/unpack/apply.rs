@@ -73,10 +73,10 @@ pub struct Applier {
 }
 
 fn fs_err<'a>(path: &'a [u8], op: &'static str) -> impl FnOnce(io::Error) -> UnpackError + 'a {
-    move |source| UnpackError::Fs {
+    move |cause| UnpackError::Fs {
         path: String::from_utf8_lossy(path).into_owned(),
         op,
-        source,
+        cause,
     }
 }
 

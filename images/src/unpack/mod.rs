@@ -35,11 +35,11 @@ pub enum UnpackError {
          the layer is malformed or malicious and was not unpacked"
     )]
     Escape { path: String },
-    #[error("layer entry {path:?}: cannot {op}: {source}")]
+    #[error("layer entry {path:?}: cannot {op}: {cause}")]
     Fs {
         path: String,
         op: &'static str,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("layer entry {path:?}: hardlink to {target:?} failed: {reason}")]
     Hardlink {
@@ -70,8 +70,8 @@ pub enum UnpackError {
         compressed: u64,
         uncompressed: u64,
     },
-    #[error("cannot open the layer directory {path}: {source}")]
-    Dest { path: String, source: io::Error },
+    #[error("cannot open the layer directory {path}: {cause}")]
+    Dest { path: String, cause: io::Error },
 }
 
 /// What unpacking a layer found out.
@@ -103,9 +103,9 @@ pub fn unpack_layer<R: Read>(
     dest: &Path,
     limits: UnpackLimits,
 ) -> Result<UnpackStats, UnpackError> {
-    let root = LayerRoot::open(dest).map_err(|source| UnpackError::Dest {
+    let root = LayerRoot::open(dest).map_err(|cause| UnpackError::Dest {
         path: dest.display().to_string(),
-        source,
+        cause,
     })?;
     let stage: StageCell = Rc::default();
     let mut input = Input::new(reader, stage.clone());
@@ -217,7 +217,7 @@ fn read_head<R: Read>(input: &mut R) -> io::Result<Vec<u8>> {
 /// Errors surface through the tar reader; the stage cell says which part of
 /// the pipeline really failed.
 fn classify(err: UnpackError, stage: &StageCell) -> UnpackError {
-    let source = match err {
+    let cause = match err {
         UnpackError::Tar(e) | UnpackError::Read(e) | UnpackError::Decompress(e) => e,
         other => return other,
     };
@@ -232,8 +232,8 @@ fn classify(err: UnpackError, stage: &StageCell) -> UnpackError {
             compressed,
             uncompressed,
         },
-        Some(Stage::Decompress) => UnpackError::Decompress(source),
-        Some(Stage::Input) => UnpackError::Read(source),
-        None => UnpackError::Tar(source),
+        Some(Stage::Decompress) => UnpackError::Decompress(cause),
+        Some(Stage::Input) => UnpackError::Read(cause),
+        None => UnpackError::Tar(cause),
     }
 }

@@ -1,1 +1,3 @@
-pub fn run(_e: &str) -> anyhow::Result<i32> { anyhow::bail!("todo") }
+pub fn run(_e: &str) -> anyhow::Result<i32> {
+    anyhow::bail!("todo")
+}

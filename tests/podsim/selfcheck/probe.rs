@@ -1,1 +1,3 @@
-pub fn run() -> anyhow::Result<()> { anyhow::bail!("todo") }
+pub fn run() -> anyhow::Result<()> {
+    anyhow::bail!("todo")
+}

@@ -68,7 +68,9 @@ impl FromStr for NetnsOwner {
         match s {
             "pod" => Ok(NetnsOwner::Pod),
             "initial" => Ok(NetnsOwner::Initial),
-            other => Err(format!("unknown netns owner {other:?} (expected pod or initial)")),
+            other => Err(format!(
+                "unknown netns owner {other:?} (expected pod or initial)"
+            )),
         }
     }
 }
