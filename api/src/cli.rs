@@ -36,8 +36,6 @@ pub struct GlobalOptions {
     pub debug: bool,
 }
 
-// Parsed once per run: the size of the largest variant does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: serve the Docker Engine API on a socket.

@@ -172,6 +172,7 @@ pub fn run(opts: &PodOpts, cmd: &[OsString]) -> anyhow::Result<i32> {
     } else {
         125
     })
+<<<<<<< HEAD
 }
 
 /// Remarks from creation (stale state cleaned up on the way) go to stderr:
@@ -180,4 +181,6 @@ fn print_notes(pod: &CreatedPod) {
     for note in &pod.notes {
         eprintln!("podsim: note: {note}");
     }
+=======
+>>>>>>> images
 }

@@ -2,6 +2,8 @@
 
 mod daemon;
 mod doctor;
+mod humanize;
+mod images;
 mod version;
 
 use std::process::ExitCode;
@@ -30,11 +32,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Version => version::run(),
         Command::Pull(_) => not_yet("pull", 3),
         Command::Push(_) => not_yet("push", 3),
-        Command::Images(_) => not_yet("images", 3),
-        Command::Rmi(_) => not_yet("rmi", 3),
-        Command::Tag(_) => not_yet("tag", 3),
-        Command::Save(_) => not_yet("save", 3),
-        Command::Load(_) => not_yet("load", 3),
+        Command::Images(args) => images::images(&global, &args),
+        Command::Rmi(args) => images::rmi(&global, &args),
+        Command::Tag(args) => images::tag(&global, &args),
+        Command::Save(args) => images::save(&global, &args),
+        Command::Load(args) => images::load(&global, &args),
         Command::Build(_) => not_yet("build", 7),
     }
 }

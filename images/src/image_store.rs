@@ -1,0 +1,392 @@
+//! `ImageStore`: the typed API the daemon and the daemonless CLI use.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use crate::archive::{self, ArchiveError, SaveItem};
+use crate::digest::Digest;
+use crate::filters::{reference_matches, FilterError, ListFilters};
+use crate::import::LoadedImage;
+use crate::reference::{Reference, ReferenceError};
+use crate::store::{GcReport, ImageRecord, Store, StoreError, TagIndex};
+use crate::unpack::UnpackLimits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("No such image: {0}")]
+    NotFound(String),
+    #[error("{0:?} matches more than one image ID; give more of the ID")]
+    Ambiguous(String),
+    #[error(
+        "conflict: unable to delete {id} (must be forced) - image is referenced in \
+         multiple repositories"
+    )]
+    MultipleNames { id: String },
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One image as `images` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSummary {
+    pub id: Digest,
+    /// `name:tag` references, sorted.
+    pub repo_tags: Vec<Reference>,
+    /// `name@digest` references, sorted.
+    pub repo_digests: Vec<Reference>,
+    pub created: Option<DateTime<Utc>>,
+    /// Bytes of file content in all layers.
+    pub size: u64,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Everything the store knows about an image, for `inspect`.
+#[derive(Debug, Clone)]
+pub struct ImageDetails {
+    pub summary: ImageSummary,
+    pub record: ImageRecord,
+    /// The image config as stored (Docker's `Config`, `RootFS`, ...).
+    pub config: serde_json::Value,
+    /// Highest UID/GID in any layer, not counting 65534 (for sizing
+    /// private ID ranges), and whether 65534 is used.
+    pub highest_uid: u32,
+    pub highest_gid: u32,
+    pub uses_overflow_id: bool,
+}
+
+/// What `remove` did, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    Untagged(Reference),
+    Deleted(Digest),
+}
+
+/// The image store under a data root.
+#[derive(Debug, Clone)]
+pub struct ImageStore {
+    store: Store,
+    limits: UnpackLimits,
+}
+
+impl ImageStore {
+    /// Opens the store under `data_root`, creating it if needed and removing
+    /// leftovers of interrupted operations when no other process is busy.
+    pub fn open(data_root: &Path) -> Result<ImageStore, ImageError> {
+        Ok(ImageStore {
+            store: Store::open(data_root)?,
+            limits: UnpackLimits::default(),
+        })
+    }
+
+    /// Sets the decompression limits for layers loaded from now on.
+    pub fn with_limits(mut self, limits: UnpackLimits) -> ImageStore {
+        self.limits = limits;
+        self
+    }
+
+    /// The underlying content store (for the registry client).
+    pub fn content(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn limits(&self) -> UnpackLimits {
+        self.limits
+    }
+
+    /// Loads a docker-archive or OCI-layout tar.
+    pub fn load(&self, reader: impl Read) -> Result<Vec<LoadedImage>, ImageError> {
+        Ok(archive::load_tar(&self.store, reader, self.limits)?)
+    }
+
+    /// Loads an OCI layout directory.
+    pub fn load_dir(&self, dir: &Path) -> Result<Vec<LoadedImage>, ImageError> {
+        Ok(archive::load_dir(&self.store, dir, self.limits)?)
+    }
+
+    /// Saves images (by name or ID) as a docker-archive. A name saves under
+    /// that name; an ID saves under all the image's tags.
+    pub fn save(&self, names: &[&str], writer: impl Write) -> Result<(), ImageError> {
+        let mut items: Vec<SaveItem> = Vec::new();
+        {
+            let _meta = self.store.locks.meta_shared()?;
+            let index = self.store.records.index()?;
+            for name in names {
+                let (id, by_name) = self.resolve_in(&index, name)?;
+                let record = self.record(&id)?;
+                let names: Vec<Reference> = match by_name {
+                    Some(r) if r.tag().is_some() => vec![r],
+                    Some(_) => Vec::new(),
+                    None => tags_of(&index, &id),
+                };
+                match items.iter_mut().find(|i| i.record.id == id) {
+                    Some(item) => {
+                        for n in names {
+                            if !item.names.contains(&n) {
+                                item.names.push(n);
+                            }
+                        }
+                    }
+                    None => items.push(SaveItem { record, names }),
+                }
+            }
+        }
+        archive::save(&self.store, &items, writer)?;
+        Ok(())
+    }
+
+    /// Lists images matching `filters`, newest first.
+    pub fn list(&self, filters: &ListFilters) -> Result<Vec<ImageSummary>, ImageError> {
+        let _meta = self.store.locks.meta_shared()?;
+        let index = self.store.records.index()?;
+        let created_of = |name: &str| -> Result<Option<DateTime<Utc>>, ImageError> {
+            let (id, _) = self.resolve_in(&index, name)?;
+            Ok(self.record(&id)?.created)
+        };
+        let before = filters.before.as_deref().map(created_of).transpose()?;
+        let since = filters.since.as_deref().map(created_of).transpose()?;
+        let mut out = Vec::new();
+        for record in self.store.records.all()? {
+            let summary = summarize(&index, &record);
+            let dangling = summary.repo_tags.is_empty();
+            if filters.dangling.is_some_and(|want| want != dangling) {
+                continue;
+            }
+            if !filters.reference.is_empty()
+                && !filters
+                    .reference
+                    .iter()
+                    .any(|p| summary.repo_tags.iter().any(|t| reference_matches(p, t)))
+            {
+                continue;
+            }
+            let labels_ok = filters.labels.iter().all(|(k, v)| match v {
+                Some(v) => summary.labels.get(k) == Some(v),
+                None => summary.labels.contains_key(k),
+            });
+            if !labels_ok {
+                continue;
+            }
+            if let Some(Some(limit)) = before {
+                if summary.created.is_none_or(|c| c >= limit) {
+                    continue;
+                }
+            }
+            if let Some(Some(limit)) = since {
+                if summary.created.is_none_or(|c| c <= limit) {
+                    continue;
+                }
+            }
+            out.push(summary);
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// The image's ID, by name (`busybox`, `busybox:1`, `name@digest`), full
+    /// ID (`sha256:...`) or unique ID prefix.
+    pub fn resolve(&self, name: &str) -> Result<Digest, ImageError> {
+        let _meta = self.store.locks.meta_shared()?;
+        let index = self.store.records.index()?;
+        Ok(self.resolve_in(&index, name)?.0)
+    }
+
+    pub fn inspect(&self, name: &str) -> Result<ImageDetails, ImageError> {
+        let (record, summary) = {
+            let _meta = self.store.locks.meta_shared()?;
+            let index = self.store.records.index()?;
+            let (id, _) = self.resolve_in(&index, name)?;
+            let record = self.record(&id)?;
+            let summary = summarize(&index, &record);
+            (record, summary)
+        };
+        let bytes = self
+            .store
+            .blobs
+            .read_small(&record.id, crate::oci::MAX_CONFIG_SIZE)?;
+        let config = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            path: self.store.blobs.path(&record.id),
+            reason: e.to_string(),
+        })?;
+        let (mut highest_uid, mut highest_gid, mut uses_overflow_id) = (0, 0, false);
+        for layer in &record.layers {
+            let meta = self.store.layers.meta(&layer.chain_id)?;
+            highest_uid = highest_uid.max(meta.highest_uid);
+            highest_gid = highest_gid.max(meta.highest_gid);
+            uses_overflow_id |= meta.uses_overflow_id;
+        }
+        Ok(ImageDetails {
+            summary,
+            record,
+            config,
+            highest_uid,
+            highest_gid,
+            uses_overflow_id,
+        })
+    }
+
+    /// Gives the image `source` names the additional name `target`.
+    pub fn tag(&self, source: &str, target: &str) -> Result<(), ImageError> {
+        let target = Reference::parse(target)?;
+        let _meta = self.store.locks.meta_exclusive()?;
+        let mut index = self.store.records.index()?;
+        let (id, _) = self.resolve_in(&index, source)?;
+        index.refs.insert(target.to_string(), id);
+        self.store.records.save_index(&index)?;
+        Ok(())
+    }
+
+    /// Removes a name, and the image once no tag names it. By ID, removes
+    /// the image with all its names, which needs `force` if it has several.
+    /// Unreferenced layers and blobs are collected afterwards.
+    pub fn remove(&self, name: &str, force: bool) -> Result<Vec<Removed>, ImageError> {
+        let mut removed = Vec::new();
+        {
+            let _meta = self.store.locks.meta_exclusive()?;
+            let mut index = self.store.records.index()?;
+            let (id, by_name) = self.resolve_in(&index, name)?;
+            let tags = tags_of(&index, &id);
+            let delete = match by_name {
+                Some(name) => {
+                    index.refs.remove(&name.to_string());
+                    removed.push(Removed::Untagged(name.clone()));
+                    // Digest names die with the last tag, as in Docker.
+                    name.tag().is_none() || tags.iter().all(|t| *t == name)
+                }
+                None => {
+                    if tags.len() > 1 && !force {
+                        return Err(ImageError::MultipleNames {
+                            id: id.short().to_owned(),
+                        });
+                    }
+                    true
+                }
+            };
+            if delete {
+                for n in index.names_of(&id) {
+                    index.refs.remove(&n);
+                    if let Ok(r) = Reference::parse(&n) {
+                        removed.push(Removed::Untagged(r));
+                    }
+                }
+                self.store.records.save_index(&index)?;
+                self.store.records.delete(&id)?;
+                removed.push(Removed::Deleted(id));
+            } else {
+                self.store.records.save_index(&index)?;
+            }
+        }
+        if removed.iter().any(|r| matches!(r, Removed::Deleted(_))) {
+            // Best effort: if a load is in flight, the next gc catches up.
+            self.store.try_gc()?;
+        }
+        Ok(removed)
+    }
+
+    /// The image's layer directories, bottom layer first (overlay's
+    /// `lowerdir` lists them top first: reverse this).
+    pub fn layer_chain(&self, name: &str) -> Result<Vec<PathBuf>, ImageError> {
+        let id = self.resolve(name)?;
+        let record = self.record(&id)?;
+        let mut out = Vec::with_capacity(record.layers.len());
+        for layer in &record.layers {
+            if !self.store.layers.contains(&layer.chain_id) {
+                return Err(StoreError::LayerNotFound(layer.chain_id.clone()).into());
+            }
+            out.push(self.store.layers.diff_path(&layer.chain_id));
+        }
+        Ok(out)
+    }
+
+    /// Removes blobs and layers no image needs, waiting for operations in
+    /// flight.
+    pub fn gc(&self) -> Result<GcReport, ImageError> {
+        Ok(self.store.gc()?)
+    }
+
+    fn record(&self, id: &Digest) -> Result<ImageRecord, ImageError> {
+        self.store
+            .records
+            .get(id)?
+            .ok_or_else(|| ImageError::NotFound(id.to_string()))
+    }
+
+    /// Resolves `name`; the second value is the name when it was one.
+    fn resolve_in(
+        &self,
+        index: &TagIndex,
+        name: &str,
+    ) -> Result<(Digest, Option<Reference>), ImageError> {
+        if let Ok(id) = name.parse::<Digest>() {
+            return match self.store.records.get(&id)? {
+                Some(_) => Ok((id, None)),
+                None => Err(ImageError::NotFound(name.to_owned())),
+            };
+        }
+        let parsed = Reference::parse(name);
+        if let Ok(reference) = &parsed {
+            if let Some(id) = index.refs.get(&reference.to_string()) {
+                return Ok((id.clone(), Some(reference.clone())));
+            }
+        }
+        let is_hex = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if is_hex {
+            let matches: Vec<Digest> = self
+                .store
+                .records
+                .ids()?
+                .into_iter()
+                .filter(|id| id.hex().starts_with(name))
+                .collect();
+            match matches.len() {
+                0 => {}
+                1 => return Ok((matches[0].clone(), None)),
+                _ => return Err(ImageError::Ambiguous(name.to_owned())),
+            }
+        }
+        match parsed {
+            Err(e) if !is_hex => Err(e.into()),
+            _ => Err(ImageError::NotFound(name.to_owned())),
+        }
+    }
+}
+
+fn tags_of(index: &TagIndex, id: &Digest) -> Vec<Reference> {
+    index
+        .names_of(id)
+        .iter()
+        .filter_map(|n| Reference::parse(n).ok())
+        .filter(|r| r.tag().is_some())
+        .collect()
+}
+
+fn summarize(index: &TagIndex, record: &ImageRecord) -> ImageSummary {
+    let (mut repo_tags, mut repo_digests) = (Vec::new(), Vec::new());
+    for name in index.names_of(&record.id) {
+        if let Ok(r) = Reference::parse(&name) {
+            if r.tag().is_some() {
+                repo_tags.push(r);
+            } else {
+                repo_digests.push(r);
+            }
+        }
+    }
+    ImageSummary {
+        id: record.id.clone(),
+        repo_tags,
+        repo_digests,
+        created: record.created,
+        size: record.size,
+        labels: record.labels.clone(),
+    }
+}

@@ -1,0 +1,313 @@
+//! Turning verified blobs into a stored image: unpack (or verify) its
+//! layers, build its record, then commit everything at once.
+//!
+//! Nothing becomes visible until `commit`: blobs wait in `ingest/` as
+//! `VerifiedBlob`s and layers as `PreparedLayer`s, so an import that fails
+//! half-way leaves nothing behind (their temp files go when dropped).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io::BufReader;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+
+use crate::digest::{chain_ids, Digest};
+use crate::oci::{self, ImageConfig};
+use crate::reference::Reference;
+use crate::store::{
+    ImageRecord, LayerMeta, LayerRef, LockGuard, ManifestRef, PreparedLayer, Store, StoreError,
+    VerifiedBlob,
+};
+use crate::unpack::{diff_id_of, unpack_layer, Compression, UnpackError, UnpackLimits};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("layer {index} ({blob}) of image {image}: {cause}")]
+    Unpack {
+        image: Digest,
+        index: usize,
+        blob: Digest,
+        cause: Box<UnpackError>,
+    },
+    #[error("image config {digest} is invalid: {reason}")]
+    Config { digest: Digest, reason: String },
+    #[error(
+        "image {image} lists {layers} layers but its config has {diff_ids} diff IDs; \
+         the image is malformed"
+    )]
+    LayerCount {
+        image: Digest,
+        layers: usize,
+        diff_ids: usize,
+    },
+    #[error(
+        "layer {index} of image {image} does not match the config: its content has diff ID \
+         {actual}, the config says {expected}; the image is corrupt or was tampered with"
+    )]
+    DiffIdMismatch {
+        image: Digest,
+        index: usize,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("blob {0} is needed but was not provided")]
+    MissingBlob(Digest),
+}
+
+/// An image that an import stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedImage {
+    pub id: Digest,
+    /// The names it was tagged with (none for an untagged image).
+    pub names: Vec<Reference>,
+}
+
+/// A layer of an image to import: its blob and, when the cause says, its
+/// media type (otherwise derived from the detected compression).
+#[derive(Debug, Clone)]
+pub struct LayerSource {
+    pub blob: Digest,
+    pub media_type: Option<String>,
+}
+
+pub struct Importer<'s> {
+    store: &'s Store,
+    limits: UnpackLimits,
+    staged: HashMap<Digest, VerifiedBlob>,
+    layers: Vec<(PreparedLayer, LayerMeta)>,
+    /// Layer metadata known so far: committed ones and ones prepared here.
+    known_layers: HashMap<Digest, LayerMeta>,
+    images: Vec<(ImageRecord, Vec<Reference>)>,
+    _content: LockGuard,
+}
+
+impl<'s> Importer<'s> {
+    /// Starts an import; holds the store's content lock (shared) so garbage
+    /// collection cannot remove what is being added.
+    pub fn new(store: &'s Store, limits: UnpackLimits) -> Result<Importer<'s>, ImportError> {
+        Ok(Importer {
+            _content: store.locks.content_shared()?,
+            store,
+            limits,
+            staged: HashMap::new(),
+            layers: Vec::new(),
+            known_layers: HashMap::new(),
+            images: Vec::new(),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        self.store
+    }
+
+    /// Keeps a verified blob for the commit.
+    pub fn stage(&mut self, blob: VerifiedBlob) {
+        self.staged.entry(blob.digest.clone()).or_insert(blob);
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.staged.contains_key(digest) || self.store.blobs.contains(digest)
+    }
+
+    fn blob_path(&self, digest: &Digest) -> Result<PathBuf, ImportError> {
+        if let Some(blob) = self.staged.get(digest) {
+            return Ok(blob.path().to_owned());
+        }
+        if self.store.blobs.contains(digest) {
+            return Ok(self.store.blobs.path(digest));
+        }
+        Err(ImportError::MissingBlob(digest.clone()))
+    }
+
+    pub fn blob_size(&self, digest: &Digest) -> Result<u64, ImportError> {
+        if let Some(blob) = self.staged.get(digest) {
+            return Ok(blob.size);
+        }
+        Ok(self.store.blobs.size(digest)?)
+    }
+
+    /// Reads a staged or stored blob that must be small.
+    pub fn read_blob(&self, digest: &Digest, max: u64) -> Result<Vec<u8>, ImportError> {
+        let path = self.blob_path(digest)?;
+        Ok(crate::store::read_limited(&path, max)?)
+    }
+
+    /// Adds an image: unpacks the layers the store does not have yet,
+    /// verifies every layer against the config's diff IDs, and builds the
+    /// record. Nothing is visible until `commit`.
+    pub fn add_image(
+        &mut self,
+        config: &Digest,
+        manifest: Option<ManifestRef>,
+        layers: &[LayerSource],
+        names: Vec<Reference>,
+    ) -> Result<Digest, ImportError> {
+        let config_bytes = self.read_blob(config, oci::MAX_CONFIG_SIZE)?;
+        let parsed: ImageConfig =
+            serde_json::from_slice(&config_bytes).map_err(|e| ImportError::Config {
+                digest: config.clone(),
+                reason: e.to_string(),
+            })?;
+        let diff_ids = &parsed.rootfs.diff_ids;
+        if diff_ids.len() != layers.len() {
+            return Err(ImportError::LayerCount {
+                image: config.clone(),
+                layers: layers.len(),
+                diff_ids: diff_ids.len(),
+            });
+        }
+        let chains = chain_ids(diff_ids);
+        let mut layer_refs = Vec::with_capacity(layers.len());
+        let mut size = 0;
+        for (index, layer) in layers.iter().enumerate() {
+            let (meta, compression) =
+                self.ensure_layer(config, index, &layer.blob, &diff_ids[index], &chains[index])?;
+            size += meta.size;
+            let media_type = layer.media_type.clone().unwrap_or_else(|| {
+                match compression {
+                    Compression::None => oci::MEDIA_OCI_LAYER,
+                    Compression::Gzip => oci::MEDIA_OCI_LAYER_GZIP,
+                    Compression::Zstd => oci::MEDIA_OCI_LAYER_ZSTD,
+                }
+                .to_owned()
+            });
+            layer_refs.push(LayerRef {
+                blob: layer.blob.clone(),
+                media_type,
+                blob_size: self.blob_size(&layer.blob)?,
+                diff_id: diff_ids[index].clone(),
+                chain_id: chains[index].clone(),
+            });
+        }
+        let created = parsed
+            .created
+            .as_deref()
+            .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+            .map(|c| c.with_timezone(&Utc));
+        let labels: BTreeMap<String, String> = parsed
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let record = ImageRecord {
+            id: config.clone(),
+            manifests: manifest.into_iter().collect(),
+            layers: layer_refs,
+            created,
+            labels,
+            history: parsed.history,
+            os: parsed.os,
+            architecture: parsed.architecture,
+            variant: parsed.variant,
+            size,
+            stored_at: Utc::now(),
+        };
+        self.images.push((record, names));
+        Ok(config.clone())
+    }
+
+    /// Makes sure the layer `chain` exists (unpacking `blob` if needed) and
+    /// that `blob` really has diff ID `diff_id`.
+    fn ensure_layer(
+        &mut self,
+        image: &Digest,
+        index: usize,
+        blob: &Digest,
+        diff_id: &Digest,
+        chain: &Digest,
+    ) -> Result<(LayerMeta, Compression), ImportError> {
+        let path = self.blob_path(blob)?;
+        let open = || {
+            File::open(&path)
+                .map(|f| BufReader::with_capacity(256 * 1024, f))
+                .map_err(|e| StoreError::Io {
+                    path: path.clone(),
+                    cause: e,
+                })
+        };
+        let unpack_err = |cause| ImportError::Unpack {
+            image: image.clone(),
+            index,
+            blob: blob.clone(),
+            cause: Box::new(cause),
+        };
+        let mismatch = |actual: Digest| ImportError::DiffIdMismatch {
+            image: image.clone(),
+            index,
+            expected: diff_id.clone(),
+            actual,
+        };
+        let existing = match self.known_layers.get(chain) {
+            Some(meta) => Some(meta.clone()),
+            None if self.store.layers.contains(chain) => Some(self.store.layers.meta(chain)?),
+            None => None,
+        };
+        if let Some(meta) = existing {
+            // The layer is there; still prove this blob is that layer.
+            let (compression, actual) = diff_id_of(open()?, self.limits).map_err(unpack_err)?;
+            if actual != *diff_id {
+                return Err(mismatch(actual));
+            }
+            self.known_layers.insert(chain.clone(), meta.clone());
+            return Ok((meta, compression));
+        }
+        let prepared = self.store.layers.prepare()?;
+        let stats = unpack_layer(open()?, &prepared.diff_dir(), self.limits).map_err(unpack_err)?;
+        if stats.diff_id != *diff_id {
+            return Err(mismatch(stats.diff_id));
+        }
+        let meta = LayerMeta {
+            chain_id: chain.clone(),
+            diff_id: diff_id.clone(),
+            size: stats.content_size,
+            highest_uid: stats.highest_uid,
+            highest_gid: stats.highest_gid,
+            uses_overflow_id: stats.uses_overflow_id,
+        };
+        self.known_layers.insert(chain.clone(), meta.clone());
+        self.layers.push((prepared, meta.clone()));
+        Ok((meta, stats.compression))
+    }
+
+    /// Makes everything added visible: blobs, layers, records, then names.
+    pub fn commit(mut self) -> Result<Vec<LoadedImage>, ImportError> {
+        let mut needed: HashSet<Digest> = HashSet::new();
+        for (record, _) in &self.images {
+            needed.extend(record.blobs().cloned());
+        }
+        for (digest, blob) in self.staged.drain() {
+            if needed.contains(&digest) {
+                self.store.blobs.commit(blob)?;
+            }
+        }
+        for (prepared, meta) in self.layers.drain(..) {
+            self.store.layers.commit(prepared, &meta)?;
+        }
+        let _meta = self.store.locks.meta_exclusive()?;
+        let mut index = self.store.records.index()?;
+        let mut loaded = Vec::new();
+        for (mut record, names) in self.images.drain(..) {
+            if let Some(existing) = self.store.records.get(&record.id)? {
+                record.stored_at = existing.stored_at;
+                for m in existing.manifests {
+                    if !record.manifests.iter().any(|n| n.digest == m.digest) {
+                        record.manifests.push(m);
+                    }
+                }
+            }
+            self.store.records.put(&record)?;
+            for name in &names {
+                index.refs.insert(name.to_string(), record.id.clone());
+            }
+            loaded.push(LoadedImage {
+                id: record.id.clone(),
+                names,
+            });
+        }
+        self.store.records.save_index(&index)?;
+        Ok(loaded)
+    }
+}

@@ -1,0 +1,239 @@
+//! Safe, streaming layer unpacking.
+//!
+//! One pass over the layer blob: the raw stream is hashed (the blob
+//! digest), decompressed by what its magic bytes say (gzip, zstd or none),
+//! checked against the decompression limits, hashed again (the diff ID),
+//! and its tar entries applied to the layer directory as they arrive, so
+//! memory stays bounded whatever the layer's size.
+//!
+//! Entries are applied by our own code, never `tar::Archive::unpack`, with
+//! every path resolved inside the layer dir by the kernel (see `root`). OCI
+//! whiteouts become overlay whiteouts, and ownership is kept as the engine's
+//! root sees it (IDs beyond 0-65535 are clamped).
+
+mod apply;
+mod decompress;
+mod meta;
+mod root;
+
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::rc::Rc;
+
+pub use decompress::{Compression, LimitHit, UnpackLimits};
+
+use apply::Applier;
+use decompress::{decoder, Guard, Input, Stage, StageCell};
+use root::LayerRoot;
+
+use crate::digest::{Digest, HashingReader};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error(
+        "layer entry {path:?} points outside the layer (a \"..\" above its root); \
+         the layer is malformed or malicious and was not unpacked"
+    )]
+    Escape { path: String },
+    #[error("layer entry {path:?}: cannot {op}: {cause}")]
+    Fs {
+        path: String,
+        op: &'static str,
+        cause: io::Error,
+    },
+    #[error("layer entry {path:?}: hardlink to {target:?} failed: {reason}")]
+    Hardlink {
+        path: String,
+        target: String,
+        reason: String,
+    },
+    #[error("layer entry {path:?} is malformed: {reason}")]
+    Malformed { path: String, reason: &'static str },
+    #[error("the layer is not a valid tar stream: {0}")]
+    Tar(io::Error),
+    #[error("the layer's compressed stream is corrupt or truncated: {0}")]
+    Decompress(io::Error),
+    #[error("cannot read the layer: {0}")]
+    Read(io::Error),
+    #[error(
+        "the layer expands to more than {limit} bytes, the configured limit; \
+         it may be a decompression bomb (raise the limit if it is genuine)"
+    )]
+    TooLarge { limit: u64 },
+    #[error(
+        "the layer expands more than {limit}:1 ({compressed} compressed bytes gave \
+         {uncompressed} so far); it looks like a decompression bomb \
+         (raise the ratio limit if it is genuine)"
+    )]
+    Ratio {
+        limit: u64,
+        compressed: u64,
+        uncompressed: u64,
+    },
+    #[error("cannot open the layer directory {path}: {cause}")]
+    Dest { path: String, cause: io::Error },
+}
+
+/// What unpacking a layer found out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpackStats {
+    /// Digest and size of the stream as read (the blob).
+    pub blob_digest: Digest,
+    pub blob_size: u64,
+    /// Digest and size of the uncompressed tar (the diff ID).
+    pub diff_id: Digest,
+    pub diff_size: u64,
+    pub compression: Compression,
+    /// Bytes of regular-file content.
+    pub content_size: u64,
+    /// Highest UID/GID owning anything, not counting the overflow ID 65534.
+    pub highest_uid: u32,
+    pub highest_gid: u32,
+    pub uses_overflow_id: bool,
+    pub entries: u64,
+    /// Device nodes that could not be created and were skipped.
+    pub devices_skipped: u64,
+    /// Entries whose owner was outside 0-65535 and became 65534.
+    pub clamped_ids: u64,
+}
+
+/// Unpacks the layer read from `reader` into the empty directory `dest`.
+pub fn unpack_layer<R: Read>(
+    reader: R,
+    dest: &Path,
+    limits: UnpackLimits,
+) -> Result<UnpackStats, UnpackError> {
+    let root = LayerRoot::open(dest).map_err(|cause| UnpackError::Dest {
+        path: dest.display().to_string(),
+        cause,
+    })?;
+    let stage: StageCell = Rc::default();
+    let mut input = Input::new(reader, stage.clone());
+    let head = read_head(&mut input).map_err(UnpackError::Read)?;
+    let compression = Compression::detect(&head);
+    let counter = input.counter();
+
+    let mut applier = Applier::new(root);
+    let outcome = {
+        let chained = io::Cursor::new(head).chain(&mut input);
+        let decoded =
+            decoder(compression, chained, stage.clone()).map_err(UnpackError::Decompress)?;
+        let guard = Guard::new(
+            decoded,
+            counter,
+            compression != Compression::None,
+            limits,
+            stage.clone(),
+        );
+        let mut diff = HashingReader::new(guard);
+        let result = apply_all(&mut diff, &mut applier).and_then(|()| applier.finish());
+        result.map(|()| diff.finish())
+    };
+    let (diff_id, diff_size) = match outcome {
+        Ok(v) => v,
+        Err(e) => return Err(classify(e, &stage)),
+    };
+    // Whatever follows the compressed stream still belongs to the blob.
+    io::copy(&mut input, &mut io::sink()).map_err(UnpackError::Read)?;
+    let (blob_digest, blob_size) = input.finish();
+
+    let notes = &applier.notes;
+    if notes.clamped_ids + notes.devices_skipped + notes.xattrs_skipped + notes.other_skipped > 0 {
+        tracing::info!(
+            layer = %blob_digest,
+            clamped_ids = notes.clamped_ids,
+            devices_skipped = notes.devices_skipped,
+            xattrs_skipped = notes.xattrs_skipped,
+            other_skipped = notes.other_skipped,
+            "layer unpacked with adjustments for the user namespace"
+        );
+    }
+    let tally = &applier.tally;
+    Ok(UnpackStats {
+        blob_digest,
+        blob_size,
+        diff_id,
+        diff_size,
+        compression,
+        content_size: tally.content_size,
+        highest_uid: tally.highest_uid,
+        highest_gid: tally.highest_gid,
+        uses_overflow_id: tally.uses_overflow_id,
+        entries: tally.entries,
+        devices_skipped: notes.devices_skipped,
+        clamped_ids: notes.clamped_ids,
+    })
+}
+
+/// Reads a layer blob without unpacking it and returns its compression
+/// and diff ID (the digest of the uncompressed tar), under the same limits.
+pub fn diff_id_of<R: Read>(
+    reader: R,
+    limits: UnpackLimits,
+) -> Result<(Compression, Digest), UnpackError> {
+    let stage: StageCell = Rc::default();
+    let mut input = Input::new(reader, stage.clone());
+    let head = read_head(&mut input).map_err(UnpackError::Read)?;
+    let compression = Compression::detect(&head);
+    let counter = input.counter();
+    let chained = io::Cursor::new(head).chain(&mut input);
+    let decoded = decoder(compression, chained, stage.clone()).map_err(UnpackError::Decompress)?;
+    let guard = Guard::new(
+        decoded,
+        counter,
+        compression != Compression::None,
+        limits,
+        stage.clone(),
+    );
+    let mut diff = HashingReader::new(guard);
+    match io::copy(&mut diff, &mut io::sink()) {
+        Ok(_) => Ok((compression, diff.finish().0)),
+        Err(e) => Err(classify(UnpackError::Read(e), &stage)),
+    }
+}
+
+/// Applies every entry, then reads the rest of the uncompressed stream (the
+/// tar's trailing zero blocks) so the diff ID covers all of it.
+fn apply_all<R: Read>(diff: &mut R, applier: &mut Applier) -> Result<(), UnpackError> {
+    let mut buffered = BufReader::with_capacity(256 * 1024, diff);
+    {
+        let mut archive = tar::Archive::new(&mut buffered);
+        for entry in archive.entries().map_err(UnpackError::Tar)? {
+            let mut entry = entry.map_err(UnpackError::Tar)?;
+            applier.apply(&mut entry)?;
+        }
+    }
+    io::copy(&mut buffered, &mut io::sink()).map_err(UnpackError::Tar)?;
+    Ok(())
+}
+
+/// The first bytes, for the magic-number check (fewer if the stream is tiny).
+fn read_head<R: Read>(input: &mut R) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(4);
+    input.take(4).read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// Errors surface through the tar reader; the stage cell says which part of
+/// the pipeline really failed.
+fn classify(err: UnpackError, stage: &StageCell) -> UnpackError {
+    let cause = match err {
+        UnpackError::Tar(e) | UnpackError::Read(e) | UnpackError::Decompress(e) => e,
+        other => return other,
+    };
+    match stage.get() {
+        Some(Stage::Limit(LimitHit::Size { limit })) => UnpackError::TooLarge { limit },
+        Some(Stage::Limit(LimitHit::Ratio {
+            limit,
+            compressed,
+            uncompressed,
+        })) => UnpackError::Ratio {
+            limit,
+            compressed,
+            uncompressed,
+        },
+        Some(Stage::Decompress) => UnpackError::Decompress(cause),
+        Some(Stage::Input) => UnpackError::Read(cause),
+        None => UnpackError::Tar(cause),
+    }
+}
