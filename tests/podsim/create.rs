@@ -23,13 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-<<<<<<< HEAD
 use hutch_tests::podsim::{Device, NetnsOwner, PodInfo, DATA_ROOT, ID_RANGE_SIZE};
-=======
-use hutch_tests::podsim::{
-    procscan, Device, Namespaces, NetnsOwner, PodInfo, DATA_ROOT, ID_RANGE_SIZE,
-};
->>>>>>> images
 use nix::fcntl::{open, OFlag, AT_FDCWD};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::prctl;

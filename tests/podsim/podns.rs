@@ -37,15 +37,6 @@ pub fn open(info: &PodInfo, kind: &str) -> anyhow::Result<OwnedFd> {
             info.id, info.init_pid
         )
     };
-<<<<<<< HEAD
-=======
-    let gone = || {
-        format!(
-            "pod {} is not running (its init, pid {}, is gone)",
-            info.id, info.init_pid
-        )
-    };
->>>>>>> images
     let file = File::open(format!("/proc/{}/ns/{kind}", info.init_pid)).with_context(gone)?;
     let inode = fstat(&file).context("inspecting a namespace")?.st_ino;
     if inode != expected {

@@ -172,7 +172,6 @@ pub fn run(opts: &PodOpts, cmd: &[OsString]) -> anyhow::Result<i32> {
     } else {
         125
     })
-<<<<<<< HEAD
 }
 
 /// Remarks from creation (stale state cleaned up on the way) go to stderr:
@@ -181,6 +180,4 @@ fn print_notes(pod: &CreatedPod) {
     for note in &pod.notes {
         eprintln!("podsim: note: {note}");
     }
-=======
->>>>>>> images
 }

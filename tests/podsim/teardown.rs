@@ -75,11 +75,7 @@ pub fn teardown(pod: CreatedPod, state: Option<&Path>, exited: bool) -> Report {
     // The node's reference to its netns goes last, as the CNI DEL would.
     drop(pod.node_netns);
 
-<<<<<<< HEAD
     for p in pod_processes(base, &ns) {
-=======
-    for p in pod_processes(base, &pod.namespaces) {
->>>>>>> images
         report
             .problems
             .push(format!("process {} ({}) {}", p.0.pid, p.0.name, p.1));

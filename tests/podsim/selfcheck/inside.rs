@@ -1,4 +1,3 @@
-<<<<<<< HEAD
 //! `podsim __check-inside`: self-check's probes, run as pod root inside the
 //! pod. Each looks at one promised property with the kernel's own answers
 //! (/proc, statfs, ioctls, trial mounts in forked children).
@@ -682,8 +681,4 @@ fn sidecar(expect: &Expect) -> Check {
             format!("sidecar on {addr} reports uid_map \"{reply}\" (host root)"),
         ))
     })
-=======
-pub fn run(_e: &str) -> anyhow::Result<i32> {
-    anyhow::bail!("todo")
->>>>>>> images
 }

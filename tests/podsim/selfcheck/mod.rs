@@ -4,7 +4,6 @@
 
 pub mod inside;
 pub mod probe;
-<<<<<<< HEAD
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Write};
@@ -333,8 +332,4 @@ fn teardown_check(report: &teardown::Report, base: u32, data_dir: &Path) -> Chec
     } else {
         Check::fail("teardown", problems.join("; "))
     }
-=======
-pub fn run(_opts: &crate::cli::PodOpts) -> anyhow::Result<i32> {
-    anyhow::bail!("todo")
->>>>>>> images
 }

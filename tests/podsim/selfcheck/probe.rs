@@ -1,4 +1,3 @@
-<<<<<<< HEAD
 //! `podsim __sidecar-probe`: self-check's sidecar. Listens on the pod's
 //! 127.0.0.1, prints the port, and answers every connection with the first
 //! line of its own uid_map, which shows whose credentials it runs with.
@@ -30,8 +29,4 @@ pub fn run() -> anyhow::Result<()> {
         let _ = writeln!(stream, "{first}");
     }
     Ok(())
-=======
-pub fn run() -> anyhow::Result<()> {
-    anyhow::bail!("todo")
->>>>>>> images
 }
