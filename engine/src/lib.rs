@@ -1,3 +1,5 @@
 //! hutch's engine: namespaces, ID ranges, the container process, supervision,
 //! networks, volumes and container state — and the environment probes behind
 //! `hutch doctor`. It knows nothing of HTTP or Dockerfiles.
+
+pub mod runtime;
