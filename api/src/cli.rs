@@ -60,6 +60,37 @@ pub enum Command {
     Load(LoadArgs),
     /// Build an image from a Dockerfile, with no daemon.
     Build(Box<BuildArgs>),
+    /// Internal: the runtime helper and its test entry (not a stable interface).
+    #[command(name = "__runtime", hide = true, subcommand)]
+    Runtime(RuntimeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuntimeCommand {
+    /// Serve one container over the control socket on stdin (spawned by the engine).
+    Create,
+    /// Enter the engine namespace and run containers from a JSON ContainerSpec
+    /// through the engine's runtime API; exits with the last one's exit code.
+    Run(RuntimeRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RuntimeRunArgs {
+    /// The ContainerSpec, as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+    /// Write the container init's PID (in the engine's PID namespace) here once created.
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Outside a pod: first host ID of the engine's 65536 IDs.
+    #[arg(long, value_name = "ID")]
+    pub userns_base: Option<u32>,
+    /// Run the container this many times, one after the other (for benchmarks).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
+    /// Print create-to-removal latencies as JSON on stdout (with --repeat).
+    #[arg(long)]
+    pub timings: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 mod daemon;
 mod doctor;
+mod runtime;
 mod version;
 
 use std::process::ExitCode;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Save(_) => not_yet("save", 3),
         Command::Load(_) => not_yet("load", 3),
         Command::Build(_) => not_yet("build", 7),
+        Command::Runtime(cmd) => runtime::run(cmd),
     }
 }
 

@@ -5,7 +5,6 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
 use nix::mount::MsFlags;
 
 use super::error::{Context, SetupError};
@@ -32,7 +31,8 @@ pub fn setup_proc(root: &OwnedFd, mode: ProcMode) -> Result<(), SetupError> {
 /// network namespace and the kernel allows it, else the engine's /sys bound
 /// in recursively (sysfs shows the network devices of the mounter's netns).
 pub fn setup_sys(root: &OwnedFd, own_netns: bool) -> Result<(), SetupError> {
-    let target = fd_path(&open_in_root(root, Path::new("/sys"), Kind::Dir)?);
+    let sys = open_in_root(root, Path::new("/sys"), Kind::Dir)?;
+    let target = fd_path(&sys);
     if own_netns {
         match mount_fs(
             "sysfs",
@@ -42,16 +42,15 @@ pub fn setup_sys(root: &OwnedFd, own_netns: bool) -> Result<(), SetupError> {
             None,
         ) {
             Ok(()) => return Ok(()),
-            Err(SetupError::Sys {
-                source: Errno::EPERM,
-                ..
-            }) => tracing::debug!("fresh sysfs refused; binding the engine's /sys"),
-            Err(e) => return Err(e),
+            // EPERM where the pod's /sys has masks; ENOENT seen from nested
+            // user namespaces on 6.18. The engine's /sys is the fallback.
+            Err(e) => tracing::debug!(%e, "fresh sysfs refused; binding the engine's /sys"),
         }
     }
     bind(Path::new("/sys"), &target, true)?;
-    let target = fd_path(&open_in_root(root, Path::new("/sys"), Kind::Dir)?);
-    remount_readonly(&target)
+    // Reopen: the fd still points at the directory under the new mount.
+    let sys = open_in_root(root, Path::new("/sys"), Kind::Dir)?;
+    remount_readonly(&fd_path(&sys))
 }
 
 /// Hides `paths` (container view, under the rootfs at `root_path`):

@@ -101,7 +101,9 @@ pub fn apply_mounts(root: &OwnedFd, mounts: &[MountSpec]) -> Result<(), SetupErr
                 let target = open_in_root(root, &m.destination, kind)?;
                 bind(source, &fd_path(&target), *recursive)?;
                 if *readonly {
-                    remount_readonly(&fd_path(&open_in_root(root, &m.destination, kind)?))?;
+                    // Reopen: the first fd still points under the new mount.
+                    let mounted = open_in_root(root, &m.destination, kind)?;
+                    remount_readonly(&fd_path(&mounted))?;
                 }
             }
             MountKind::Tmpfs { options, readonly } => {
