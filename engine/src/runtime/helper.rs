@@ -11,7 +11,7 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
+use nix::unistd::{chown, Gid, Pid, Uid};
 
 use super::channel::{self, ControlMsg, InitMsg};
 use super::clone::{fork_into, Forked};
@@ -77,6 +77,7 @@ pub fn create(spec: &ContainerSpec, stdin: Option<OwnedFd>) -> Result<Created, F
         setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
             .map_err(|e| Failure::runtime(format!("joining {}: {e}", path.display())))?;
     }
+    own_upper_dirs(spec)?;
     let (mut sock, child_sock) =
         UnixStream::pair().map_err(|e| Failure::runtime(format!("socketpair: {e}")))?;
     let forked = fork_into(clone_flags(spec))
@@ -110,6 +111,26 @@ pub fn create(spec: &ContainerSpec, stdin: Option<OwnedFd>) -> Result<Created, F
             "reading from the init: {e}"
         )))),
     }
+}
+
+/// The container's root mounts its overlay, so it must own the upper and
+/// work directories. In identity mode it is the engine's root already; in
+/// private mode they go to the container root's engine ID. (Lower layers stay
+/// the engine's until idmapped layers land: files the container did not
+/// create then show up as owned by nobody.)
+fn own_upper_dirs(spec: &ContainerSpec) -> Result<(), Failure> {
+    let root = spec
+        .id_map
+        .to_engine(0)
+        .ok_or_else(|| Failure::runtime("the container's ID map does not map its root (ID 0)"))?;
+    if root == 0 {
+        return Ok(());
+    }
+    for dir in [&spec.rootfs.upper, &spec.rootfs.work] {
+        chown(dir, Some(Uid::from_raw(root)), Some(Gid::from_raw(root)))
+            .map_err(|e| Failure::runtime(format!("chown {} to {root}: {e}", dir.display())))?;
+    }
+    Ok(())
 }
 
 /// Releases the init into the container's command. `Ok` once the exec has

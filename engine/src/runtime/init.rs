@@ -66,13 +66,12 @@ fn setup_and_exec(
     // From here on every path resolves inside the container.
     proc::mask_paths(Path::new("/"), &spec.masked_paths)?;
     proc::readonly_paths(Path::new("/"), &spec.readonly_paths)?;
+    // Docker creates a missing working directory even on a read-only rootfs.
+    let cwd = &spec.process.cwd;
+    std::fs::create_dir_all(cwd)
+        .ctx(|| format!("creating the working directory {}", cwd.display()))?;
     if spec.rootfs.readonly {
         rootfs::make_readonly()?;
-    }
-    let cwd = &spec.process.cwd;
-    if !spec.rootfs.readonly || !cwd.exists() {
-        std::fs::create_dir_all(cwd)
-            .ctx(|| format!("creating the working directory {}", cwd.display()))?;
     }
     chdir(cwd).ctx(|| format!("entering the working directory {}", cwd.display()))?;
     let command = exec::resolve(&spec.process)?;
