@@ -3,3 +3,5 @@
 //! `tests/tests/`, one file per area.
 
 pub mod podsim;
+pub mod testimages;
+pub mod workspace;

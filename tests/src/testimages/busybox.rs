@@ -1,0 +1,111 @@
+//! The busybox image: Debian's statically linked busybox with one symlink
+//! per applet and the few files a shell image needs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+use super::entry::LayerEntry;
+use super::layout::{Recipe, RecipeLayer};
+
+/// Where Debian's busybox-static installs its binary (before and after usrmerge).
+const CANDIDATES: [&str; 2] = ["/usr/bin/busybox", "/bin/busybox"];
+
+/// The host's static busybox and its bytes.
+pub struct Busybox {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
+/// Finds Debian's static busybox; a dynamically linked one (package
+/// `busybox`) would not run in an image that has no libc.
+pub fn find_busybox() -> anyhow::Result<Busybox> {
+    for candidate in CANDIDATES {
+        let path = Path::new(candidate);
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
+        if has_interpreter(&bytes)? {
+            continue;
+        }
+        return Ok(Busybox {
+            path: path.to_owned(),
+            bytes,
+        });
+    }
+    bail!("no statically linked busybox at {CANDIDATES:?}: install Debian's busybox-static")
+}
+
+/// The busybox image recipe.
+pub fn recipe(busybox: &Busybox) -> anyhow::Result<Recipe> {
+    let mut entries = vec![
+        LayerEntry::dir("bin", 0o755),
+        LayerEntry::file("bin/busybox", 0o755, busybox.bytes.clone()),
+        LayerEntry::dir("etc", 0o755),
+        LayerEntry::file(
+            "etc/passwd",
+            0o644,
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
+        ),
+        LayerEntry::file("etc/group", 0o644, "root:x:0:\nnogroup:x:65534:\n"),
+        LayerEntry::dir("home", 0o755),
+        LayerEntry::dir("root", 0o700),
+        LayerEntry::dir("tmp", 0o1777),
+        LayerEntry::dir("var", 0o755),
+    ];
+    for applet in applets(&busybox.path)? {
+        entries.push(LayerEntry::symlink(format!("bin/{applet}"), "busybox"));
+    }
+    Ok(Recipe {
+        tag: "latest".to_owned(),
+        layers: vec![RecipeLayer {
+            created_by: "hutch-tests: busybox-static with applet symlinks, passwd, group"
+                .to_owned(),
+            entries,
+        }],
+        cmd: Some(vec!["sh".to_owned()]),
+    })
+}
+
+/// The applet names `busybox --list` prints, without busybox itself.
+fn applets(busybox: &Path) -> anyhow::Result<Vec<String>> {
+    let output = Command::new(busybox)
+        .arg("--list")
+        .output()
+        .with_context(|| format!("running {} --list", busybox.display()))?;
+    if !output.status.success() {
+        bail!("{} --list failed: {}", busybox.display(), output.status);
+    }
+    let list = String::from_utf8(output.stdout).context("busybox --list is not UTF-8")?;
+    let applets: Vec<String> = list
+        .lines()
+        .map(str::trim)
+        .filter(|name| !name.is_empty() && *name != "busybox" && !name.contains('/'))
+        .map(str::to_owned)
+        .collect();
+    if !applets.iter().any(|a| a == "sh") {
+        bail!("{} has no sh applet", busybox.display());
+    }
+    Ok(applets)
+}
+
+/// Whether a 64-bit little-endian ELF file asks for a program interpreter
+/// (PT_INTERP), i.e. is dynamically linked.
+fn has_interpreter(elf: &[u8]) -> anyhow::Result<bool> {
+    const PT_INTERP: u32 = 3;
+    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
+        bail!("not a 64-bit little-endian ELF file");
+    }
+    let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[32..40].try_into()?) as usize;
+    let (phentsize, phnum) = (u16_at(54), u16_at(56));
+    for i in 0..phnum {
+        let at = phoff + i * phentsize;
+        let p_type = elf.get(at..at + 4).context("truncated program header")?;
+        if u32::from_le_bytes(p_type.try_into()?) == PT_INTERP {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,199 @@
+//! Offline test images, built from local parts and cached between runs.
+//!
+//! * [`busybox`]: Debian's static busybox with applet symlinks, passwd and
+//!   group files: the smallest image that runs a shell.
+//! * [`torture`]: three data layers full of what unpackers get wrong; the
+//!   tree they must produce is [`torture_expected`].
+//!
+//! Each image is available as an OCI image layout and as a docker-archive
+//! tar. Layers are gzip-compressed deterministically, so digests are the
+//! same on every machine with the same busybox.
+
+mod archive;
+mod busybox;
+mod cache;
+mod entry;
+mod expected;
+mod layout;
+mod tarball;
+mod torture;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+pub use cache::{cache_root, RECIPE_VERSION};
+pub use expected::{ExpectedEntry, ExpectedKind};
+pub use layout::{
+    sha256_digest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_MANIFEST,
+};
+pub use torture::{capability_net_raw_ep, LONG_NAME_LEN, LONG_PATH_LEN, SPARSE_SIZE};
+
+use layout::Recipe;
+
+/// One layer of a test image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// `sha256:` digest of the gzip-compressed blob.
+    pub digest: String,
+    /// `sha256:` digest of the uncompressed tar (the config's `rootfs.diff_ids`).
+    pub diff_id: String,
+    /// Size of the compressed blob in bytes.
+    pub size: u64,
+}
+
+/// A built test image. The files are world-readable, so a pod's root can
+/// read them at the same paths.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestImage {
+    /// Short name: `busybox` or `torture`.
+    pub name: String,
+    /// The name the docker-archive is tagged with, e.g. `hutch-test/busybox:latest`.
+    pub reference: String,
+    /// OCI image layout directory (`oci-layout`, `index.json`, `blobs/sha256/`);
+    /// its manifest is tagged `latest` (`org.opencontainers.image.ref.name`).
+    pub oci_layout: PathBuf,
+    /// docker-archive tar, as `docker save` writes it.
+    pub docker_archive: PathBuf,
+    pub manifest_digest: String,
+    pub config_digest: String,
+    pub layers: Vec<LayerInfo>,
+}
+
+impl TestImage {
+    /// Path of a blob of the OCI layout by its `sha256:` digest.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.oci_layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    }
+
+    /// The skopeo / containers-image transport name of the OCI layout.
+    pub fn oci_ref(&self) -> String {
+        format!("oci:{}:{TAG}", self.oci_layout.display())
+    }
+}
+
+/// The tag of every test image.
+pub const TAG: &str = "latest";
+
+/// The busybox image, built on first use and cached.
+pub fn busybox() -> anyhow::Result<TestImage> {
+    let busybox = busybox::find_busybox()?;
+    let recipe = busybox::recipe(&busybox)?;
+    cached("busybox", &recipe)
+}
+
+/// The torture image, built on first use and cached.
+pub fn torture() -> anyhow::Result<TestImage> {
+    cached("torture", &torture::recipe())
+}
+
+/// The tree that unpacking all torture layers must produce, sorted by path.
+pub fn torture_expected() -> Vec<ExpectedEntry> {
+    match replay_torture() {
+        Ok(replayed) => replayed.tree.into_values().collect(),
+        // The recipe is fixed code; `torture_expected_is_consistent` keeps it replayable.
+        Err(err) => panic!("the torture recipe does not replay: {err:#}"),
+    }
+}
+
+/// Paths that lower torture layers create and upper ones delete (whiteout,
+/// opaque marker, replacement): none of them may exist after unpacking.
+pub fn torture_absent() -> Vec<String> {
+    match replay_torture() {
+        Ok(replayed) => replayed.absent.into_iter().collect(),
+        Err(err) => panic!("the torture recipe does not replay: {err:#}"),
+    }
+}
+
+/// Builds an image into `dir` without the cache (for determinism checks):
+/// `name` is `busybox` or `torture`; no docker-archive is written.
+pub fn build_layout_uncached(name: &str, dir: &Path) -> anyhow::Result<TestImage> {
+    let recipe = recipe_named(name)?;
+    let oci = dir.join("oci");
+    let digests = layout::write_oci_layout(&oci, &recipe)?;
+    Ok(TestImage {
+        name: name.to_owned(),
+        reference: reference(name),
+        oci_layout: oci,
+        docker_archive: dir.join("docker-archive.tar"),
+        manifest_digest: digests.manifest_digest,
+        config_digest: digests.config_digest,
+        layers: digests.layers,
+    })
+}
+
+fn recipe_named(name: &str) -> anyhow::Result<Recipe> {
+    match name {
+        "busybox" => busybox::recipe(&busybox::find_busybox()?),
+        "torture" => Ok(torture::recipe()),
+        other => anyhow::bail!("no test image named {other}"),
+    }
+}
+
+fn replay_torture() -> anyhow::Result<expected::Replayed> {
+    let recipe = torture::recipe();
+    let layers: Vec<&[entry::LayerEntry]> =
+        recipe.layers.iter().map(|l| l.entries.as_slice()).collect();
+    expected::replay(&layers)
+}
+
+fn reference(name: &str) -> String {
+    format!("hutch-test/{name}:{TAG}")
+}
+
+/// What `image.json` in a cache entry records.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    manifest_digest: String,
+    config_digest: String,
+    layers: Vec<LayerInfo>,
+}
+
+const OCI_DIR: &str = "oci";
+const ARCHIVE_FILE: &str = "docker-archive.tar";
+const METADATA_FILE: &str = "image.json";
+
+fn cached(name: &str, recipe: &Recipe) -> anyhow::Result<TestImage> {
+    // Key on the uncompressed layers themselves: they include the busybox
+    // binary, and any recipe change shows up in them.
+    let mut tars = Vec::new();
+    for layer in &recipe.layers {
+        tars.push(tarball::write_tar(&layer.entries)?);
+    }
+    let cmd = format!("{:?}", recipe.cmd);
+    let mut key: Vec<&[u8]> = tars.iter().map(Vec::as_slice).collect();
+    key.push(cmd.as_bytes());
+
+    let reference = reference(name);
+    let dir = cache::cached_build(name, &key, |dir| {
+        let oci = dir.join(OCI_DIR);
+        let digests = layout::write_oci_layout(&oci, recipe)?;
+        archive::write_docker_archive(&oci, &recipe.tag, &dir.join(ARCHIVE_FILE), &reference)?;
+        let stored = Stored {
+            manifest_digest: digests.manifest_digest,
+            config_digest: digests.config_digest,
+            layers: digests.layers,
+        };
+        fs::write(dir.join(METADATA_FILE), serde_json::to_vec_pretty(&stored)?)?;
+        Ok(())
+    })?;
+
+    let metadata = dir.join(METADATA_FILE);
+    let stored: Stored = serde_json::from_slice(
+        &fs::read(&metadata).with_context(|| format!("reading {}", metadata.display()))?,
+    )
+    .with_context(|| format!("parsing {}", metadata.display()))?;
+    Ok(TestImage {
+        name: name.to_owned(),
+        reference,
+        oci_layout: dir.join(OCI_DIR),
+        docker_archive: dir.join(ARCHIVE_FILE),
+        manifest_digest: stored.manifest_digest,
+        config_digest: stored.config_digest,
+        layers: stored.layers,
+    })
+}
