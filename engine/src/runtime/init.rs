@@ -12,7 +12,7 @@ use nix::unistd::{chdir, dup2_stdin, sethostname};
 
 use super::channel::{self, InitMsg};
 use super::error::{Context, SetupError};
-use super::spec::{ContainerSpec, NetworkMode};
+use super::spec::{ContainerSpec, NetworkMode, ProcessSpec};
 use super::{dev, exec, proc, rootfs, user};
 
 /// Runs the setup and execs the container's command; on failure reports to
@@ -74,16 +74,27 @@ fn setup_and_exec(
         rootfs::make_readonly()?;
     }
     chdir(cwd).ctx(|| format!("entering the working directory {}", cwd.display()))?;
-    let command = exec::resolve(&spec.process)?;
+    let creds = user::resolve(&spec.process.user)?;
+    let command = exec::resolve(&with_home(&spec.process, &creds.home))?;
 
     channel::send(sock, &InitMsg::Ready).ctx(|| "reporting ready".to_string())?;
     expect_start(sock)?;
     // The supervisor may be restarted while the container runs: do not tie
     // the container's life to it past this point.
     prctl::set_pdeathsig(None).ctx(|| "clearing PR_SET_PDEATHSIG".to_string())?;
-    user::switch_user(&spec.process)?;
+    user::switch_user(&spec.process, &creds)?;
     close_other_fds(sock)?;
     Err(exec::exec(&command))
+}
+
+/// The process with `HOME` set to the user's home unless the image or the
+/// request set one, as Docker does.
+fn with_home(process: &ProcessSpec, home: &str) -> ProcessSpec {
+    let mut process = process.clone();
+    if !process.env.iter().any(|kv| kv.starts_with("HOME=")) {
+        process.env.push(format!("HOME={home}"));
+    }
+    process
 }
 
 fn expect(sock: &mut UnixStream, what: &str) -> Result<(), SetupError> {

@@ -19,6 +19,7 @@ pub mod idmap;
 mod init;
 mod maps;
 mod mounts;
+pub mod passwd;
 mod proc;
 mod rootfs;
 mod safe_path;

@@ -65,13 +65,16 @@ pub struct ProcessSpec {
     pub rlimits: Vec<Rlimit>,
 }
 
-/// Numeric credentials of the container process (names are resolved by the
-/// caller against the image's /etc/passwd and /etc/group).
+/// Who the container process runs as, as Docker takes it. The names are
+/// resolved in the container, against its own /etc/passwd and /etc/group,
+/// right before the exec (so a user the image's layers or the container
+/// itself added is found).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
-    pub uid: u32,
-    pub gid: u32,
-    pub additional_gids: Vec<u32>,
+    /// `--user`: empty for root, `name`, `uid`, `name:group` or `uid:gid`.
+    pub name: String,
+    /// `--group-add`: extra groups by name or GID.
+    pub group_add: Vec<String>,
 }
 
 /// One resource limit, by its Docker name (`nofile`, `nproc`, `core`, ...).

@@ -7,7 +7,8 @@ use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 
 use super::caps::{limit_bounding, set_process_caps, to_set};
 use super::error::{Context, SetupError};
-use super::spec::{ProcessSpec, Rlimit};
+use super::passwd::{self, Credentials};
+use super::spec::{ProcessSpec, Rlimit, User};
 
 /// Becomes root of the new user namespace right after the maps are written
 /// (in private mode the helper's own IDs are not mapped at all).
@@ -19,18 +20,34 @@ pub fn become_root() -> Result<(), SetupError> {
     setgroups(&[]).ctx(|| "clearing supplementary groups".to_string())
 }
 
+/// Resolves the process's user against the container's /etc/passwd and
+/// /etc/group. Runs inside the container, after the switch into its rootfs;
+/// an image without those files still runs numeric users.
+pub fn resolve(user: &User) -> Result<Credentials, SetupError> {
+    let read = |path: &str| match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        other => other.ctx(|| format!("reading {path}")),
+    };
+    passwd::resolve(
+        &user.name,
+        &user.group_add,
+        &read("/etc/passwd")?,
+        &read("/etc/group")?,
+    )
+    .map_err(|e| SetupError::Invalid(e.to_string()))
+}
+
 /// Applies rlimits, then drops to the process's user with its capabilities.
 /// The bounding set shrinks first (that needs CAP_SETPCAP, which a non-root
 /// user no longer has), capabilities survive the UID change through
 /// KEEPCAPS, and execve then leaves a non-root user with none effective.
-pub fn switch_user(process: &ProcessSpec) -> Result<(), SetupError> {
+pub fn switch_user(process: &ProcessSpec, user: &Credentials) -> Result<(), SetupError> {
     for limit in &process.rlimits {
         apply_rlimit(limit)?;
     }
     let keep = to_set(&process.capabilities).map_err(|e| SetupError::Invalid(e.to_string()))?;
     limit_bounding(&keep)
         .map_err(|e| SetupError::Invalid(format!("capability bounding set: {e}")))?;
-    let user = &process.user;
     let groups: Vec<Gid> = user
         .additional_gids
         .iter()
