@@ -15,6 +15,7 @@ use nix::unistd::{chown, Gid, Pid, Uid};
 
 use super::channel::{self, ControlMsg, InitMsg};
 use super::clone::{fork_into, Forked};
+use super::idmapped::idmap_layers;
 use super::init;
 use super::maps::write_maps;
 use super::spec::{ContainerSpec, NetworkMode, ProcMode};
@@ -77,7 +78,6 @@ pub fn create(spec: &ContainerSpec, stdin: Option<OwnedFd>) -> Result<Created, F
         setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
             .map_err(|e| Failure::runtime(format!("joining {}: {e}", path.display())))?;
     }
-    own_upper_dirs(spec)?;
     let (mut sock, child_sock) =
         UnixStream::pair().map_err(|e| Failure::runtime(format!("socketpair: {e}")))?;
     let forked = fork_into(clone_flags(spec))
@@ -99,8 +99,17 @@ pub fn create(spec: &ContainerSpec, stdin: Option<OwnedFd>) -> Result<Created, F
     };
     write_maps(pid, &spec.id_map, &spec.id_map)
         .map_err(|e| fail(Failure::runtime(e.to_string())))?;
-    channel::send(&mut sock, &InitMsg::MapsWritten)
-        .map_err(|e| fail(Failure::runtime(format!("signalling the init: {e}"))))?;
+    let private = !spec.id_map.is_identity();
+    channel::send(
+        &mut sock,
+        &InitMsg::MapsWritten {
+            idmap_layers: private,
+        },
+    )
+    .map_err(|e| fail(Failure::runtime(format!("signalling the init: {e}"))))?;
+    if private {
+        private_rootfs(spec, pid, &mut sock).map_err(fail)?;
+    }
     match channel::recv::<InitMsg>(&mut sock) {
         Ok(Some(InitMsg::Ready)) => Ok(Created { pid, pidfd, sock }),
         Ok(Some(InitMsg::Failed { code, message })) => Err(fail(Failure { code, message })),
@@ -113,24 +122,35 @@ pub fn create(spec: &ContainerSpec, stdin: Option<OwnedFd>) -> Result<Created, F
     }
 }
 
-/// The container's root mounts its overlay, so it must own the upper and
-/// work directories. In identity mode it is the engine's root already; in
-/// private mode they go to the container root's engine ID. (Lower layers stay
-/// the engine's until idmapped layers land: files the container did not
-/// create then show up as owned by nobody.)
-fn own_upper_dirs(spec: &ContainerSpec) -> Result<(), Failure> {
+/// In private mode, does the rootfs work only the engine can: idmaps the
+/// detached layer mounts the init sends with the container's (already
+/// written) maps, so image files belong to the container's root, and chowns
+/// the upper and work directories to that root, who mounts the overlay.
+/// Layers the kernel will not idmap (a disk store) refuse private mode. In
+/// identity mode none of this is needed: the layers are the engine root's,
+/// which is the container's root too.
+fn private_rootfs(spec: &ContainerSpec, pid: Pid, sock: &mut UnixStream) -> Result<(), Failure> {
+    let trees = channel::recv_fds(sock, spec.rootfs.lower.len())
+        .map_err(|e| Failure::runtime(format!("receiving the layer mounts: {e}")))?;
     let root = spec
         .id_map
         .to_engine(0)
         .ok_or_else(|| Failure::runtime("the container's ID map does not map its root (ID 0)"))?;
-    if root == 0 {
-        return Ok(());
-    }
+    let userns = open(
+        format!("/proc/{pid}/ns/user").as_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Failure::runtime(format!("opening the container's user namespace: {e}")))?;
+
+    idmap_layers(&spec.rootfs.lower, &trees, &userns)
+        .map_err(|e| Failure::runtime(e.to_string()))?;
     for dir in [&spec.rootfs.upper, &spec.rootfs.work] {
         chown(dir, Some(Uid::from_raw(root)), Some(Gid::from_raw(root)))
             .map_err(|e| Failure::runtime(format!("chown {} to {root}: {e}", dir.display())))?;
     }
-    Ok(())
+    channel::send(sock, &InitMsg::LayersIdmapped)
+        .map_err(|e| Failure::runtime(format!("signalling the init: {e}")))
 }
 
 /// Releases the init into the container's command. `Ok` once the exec has

@@ -78,6 +78,11 @@ impl IdMap {
         }
     }
 
+    /// True for the `identity` mode's map.
+    pub fn is_identity(&self) -> bool {
+        *self == Self::identity()
+    }
+
     /// The text written to `/proc/PID/uid_map` and `gid_map`.
     pub fn proc_format(&self) -> String {
         let mut text = String::new();

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
@@ -13,7 +13,7 @@ use nix::unistd::{chdir, dup2_stdin, sethostname};
 use super::channel::{self, InitMsg};
 use super::error::{Context, SetupError};
 use super::spec::{ContainerSpec, NetworkMode, ProcessSpec};
-use super::{dev, exec, proc, rootfs, user};
+use super::{dev, exec, idmapped, proc, rootfs, user};
 
 /// Runs the setup and execs the container's command; on failure reports to
 /// the helper and exits with Docker's code for it. Never returns.
@@ -45,8 +45,13 @@ fn setup_and_exec(
     // and if the helper dies during setup, so do we.
     prctl::set_dumpable(true).ctx(|| "PR_SET_DUMPABLE".to_string())?;
     prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "PR_SET_PDEATHSIG".to_string())?;
-    expect(sock, "the ID maps")?;
+    let idmap_layers = expect_maps(sock)?;
     user::become_root()?;
+    let layer_fds = if idmap_layers {
+        idmapped_layers(sock, &spec.rootfs.lower)?
+    } else {
+        Vec::new()
+    };
     if let Some(name) = &spec.hostname {
         sethostname(name).ctx(|| format!("setting hostname {name}"))?;
     }
@@ -55,7 +60,8 @@ fn setup_and_exec(
     }
 
     rootfs::isolate_propagation()?;
-    let root = rootfs::mount_overlay(&spec.rootfs)?;
+    let root = rootfs::mount_overlay(&spec.rootfs, &lower_paths(&spec.rootfs.lower, &layer_fds))?;
+    drop(layer_fds);
     let target = &spec.rootfs.target;
     proc::setup_proc(&root, spec.namespaces.proc)?;
     dev::setup_dev(&root, target)?;
@@ -97,13 +103,43 @@ fn with_home(process: &ProcessSpec, home: &str) -> ProcessSpec {
     process
 }
 
-fn expect(sock: &mut UnixStream, what: &str) -> Result<(), SetupError> {
-    match channel::recv::<InitMsg>(sock).ctx(|| format!("waiting for {what}"))? {
-        Some(InitMsg::MapsWritten) => Ok(()),
+/// Waits for the helper to write our ID maps; true when the lower layers
+/// are to be idmapped (private mode).
+fn expect_maps(sock: &mut UnixStream) -> Result<bool, SetupError> {
+    match channel::recv::<InitMsg>(sock).ctx(|| "waiting for the ID maps".to_string())? {
+        Some(InitMsg::MapsWritten { idmap_layers }) => Ok(idmap_layers),
         other => Err(SetupError::Invalid(format!(
-            "waiting for {what}: unexpected {other:?}"
+            "waiting for the ID maps: unexpected {other:?}"
         ))),
     }
+}
+
+/// Clones the lower layers into detached mounts of our own and has the
+/// helper idmap them (see `idmapped`); if it cannot, it reports the refusal
+/// and ends us.
+fn idmapped_layers(sock: &mut UnixStream, layers: &[PathBuf]) -> Result<Vec<OwnedFd>, SetupError> {
+    let trees = layers
+        .iter()
+        .map(|l| idmapped::clone_layer(l).ctx(|| format!("cloning layer {}", l.display())))
+        .collect::<Result<Vec<_>, _>>()?;
+    channel::send_fds(sock, &trees).ctx(|| "sending the layer mounts".to_string())?;
+    match channel::recv::<InitMsg>(sock).ctx(|| "waiting for the idmapped layers".to_string())? {
+        Some(InitMsg::LayersIdmapped) => Ok(trees),
+        other => Err(SetupError::Invalid(format!(
+            "waiting for the idmapped layers: unexpected {other:?}"
+        ))),
+    }
+}
+
+/// The overlay's lower directories: the idmapped layer mounts when the
+/// helper sent them (reached through our fd links), else the layer paths.
+fn lower_paths(layers: &[PathBuf], fds: &[OwnedFd]) -> Vec<PathBuf> {
+    if fds.is_empty() {
+        return layers.to_vec();
+    }
+    fds.iter()
+        .map(|fd| PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())))
+        .collect()
 }
 
 fn expect_start(sock: &mut UnixStream) -> Result<(), SetupError> {

@@ -16,6 +16,8 @@ mod error;
 mod exec;
 pub mod helper;
 pub mod idmap;
+mod idmapped;
+pub mod image_ids;
 mod init;
 mod maps;
 mod mounts;

@@ -3,7 +3,7 @@
 //! pivot_root, as containerd's default profile does).
 
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
@@ -29,11 +29,10 @@ pub fn isolate_propagation() -> Result<(), SetupError> {
     .ctx(|| "making / a slave mount".to_string())
 }
 
-/// The overlay's mount data. Layer paths must not contain `,` or `:`, which
-/// overlayfs would read as separators.
-pub fn overlay_options(spec: &RootfsSpec) -> Result<String, SetupError> {
-    let all = spec
-        .lower
+/// The overlay's mount data over `lower` (topmost first). Layer paths must
+/// not contain `,` or `:`, which overlayfs would read as separators.
+pub fn overlay_options(spec: &RootfsSpec, lower: &[PathBuf]) -> Result<String, SetupError> {
+    let all = lower
         .iter()
         .chain([&spec.upper, &spec.work])
         .map(|p| p.to_str().map(str::to_string));
@@ -48,10 +47,10 @@ pub fn overlay_options(spec: &RootfsSpec) -> Result<String, SetupError> {
             }
         }
     }
-    if spec.lower.is_empty() {
+    if lower.is_empty() {
         return Err(SetupError::Invalid("the rootfs has no layers".into()));
     }
-    let lower: Vec<String> = spec.lower.iter().map(|p| p.display().to_string()).collect();
+    let lower: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
     Ok(format!(
         "lowerdir={},upperdir={},workdir={},userxattr",
         lower.join(":"),
@@ -60,9 +59,10 @@ pub fn overlay_options(spec: &RootfsSpec) -> Result<String, SetupError> {
     ))
 }
 
-/// Mounts the overlay on the target and returns an O_PATH fd of its root.
-pub fn mount_overlay(spec: &RootfsSpec) -> Result<OwnedFd, SetupError> {
-    let data = overlay_options(spec)?;
+/// Mounts the overlay of `lower` (the spec's layers, or their idmapped
+/// mounts) on the target and returns an O_PATH fd of its root.
+pub fn mount_overlay(spec: &RootfsSpec, lower: &[PathBuf]) -> Result<OwnedFd, SetupError> {
+    let data = overlay_options(spec, lower)?;
     mount_fs(
         "overlay",
         &spec.target,
@@ -153,9 +153,9 @@ pub fn make_readonly() -> Result<(), SetupError> {
 mod tests {
     use super::*;
 
-    fn spec(lower: &[&str]) -> RootfsSpec {
+    fn spec() -> RootfsSpec {
         RootfsSpec {
-            lower: lower.iter().map(Into::into).collect(),
+            lower: Vec::new(),
             upper: "/c/upper".into(),
             work: "/c/work".into(),
             target: "/c/rootfs".into(),
@@ -166,7 +166,7 @@ mod tests {
     #[test]
     fn overlay_options_list_layers_topmost_first_with_userxattr() -> Result<(), SetupError> {
         assert_eq!(
-            overlay_options(&spec(&["/l/top", "/l/base"]))?,
+            overlay_options(&spec(), &["/l/top".into(), "/l/base".into()])?,
             "lowerdir=/l/top:/l/base,upperdir=/c/upper,workdir=/c/work,userxattr"
         );
         Ok(())
@@ -174,8 +174,9 @@ mod tests {
 
     #[test]
     fn overlay_options_refuse_separators_and_empty_chains() {
-        assert!(overlay_options(&spec(&["/l/a,b"])).is_err());
-        assert!(overlay_options(&spec(&["/l/a:b"])).is_err());
-        assert!(overlay_options(&spec(&[])).is_err());
+        let s = spec();
+        assert!(overlay_options(&s, &["/l/a,b".into()]).is_err());
+        assert!(overlay_options(&s, &["/l/a:b".into()]).is_err());
+        assert!(overlay_options(&s, &[]).is_err());
     }
 }

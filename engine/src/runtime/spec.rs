@@ -57,6 +57,7 @@ pub struct ProcessSpec {
     pub env: Vec<String>,
     /// Working directory inside the container; created when missing, as Docker does.
     pub cwd: PathBuf,
+    #[serde(default)]
     pub user: User,
     /// Capability names (`CAP_CHOWN`, ...) for the bounding, permitted and
     /// effective sets.
@@ -70,6 +71,7 @@ pub struct ProcessSpec {
 /// right before the exec (so a user the image's layers or the container
 /// itself added is found).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct User {
     /// `--user`: empty for root, `name`, `uid`, `name:group` or `uid:gid`.
     pub name: String,
