@@ -3,5 +3,6 @@
 //! `tests/tests/`, one file per area.
 
 pub mod podsim;
+pub mod runtime;
 pub mod testimages;
 pub mod workspace;
