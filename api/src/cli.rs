@@ -60,6 +60,60 @@ pub enum Command {
     Load(LoadArgs),
     /// Build an image from a Dockerfile, with no daemon.
     Build(Box<BuildArgs>),
+    /// Internal: the runtime helper and its test entry (not a stable interface).
+    #[command(name = "__runtime", hide = true, subcommand)]
+    Runtime(RuntimeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuntimeCommand {
+    /// Serve one container over the control socket on stdin (spawned by the engine).
+    Create,
+    /// Enter the engine namespace and run containers from a JSON ContainerSpec
+    /// through the engine's runtime API; exits with the last one's exit code.
+    Run(RuntimeRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RuntimeRunArgs {
+    /// A ContainerSpec, as JSON. Repeat for several containers: they are all
+    /// created, then all started, then waited for and removed.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub spec: Vec<PathBuf>,
+    /// Once all containers run, write their init PIDs (in the engine's PID
+    /// namespace, the pod's) here, one line per container in --spec order.
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// `private`: give each container its own ID range, sized from its
+    /// layers, instead of the spec's map.
+    #[arg(long, value_name = "MODE", default_value = "spec")]
+    pub userns_mode: UsernsMode,
+    /// Mount a tmpfs here in the engine's mount namespace first (a layer
+    /// store the engine owns, which private mode needs). Repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub tmpfs: Vec<PathBuf>,
+    /// Run this shell command in the engine namespace after the tmpfs mounts
+    /// (to fill the layer store).
+    #[arg(long, value_name = "CMD")]
+    pub setup: Option<String>,
+    /// Outside a pod: first host ID of the engine's 65536 IDs.
+    #[arg(long, value_name = "ID")]
+    pub userns_base: Option<u32>,
+    /// Run the containers this many times, one round after the other (for
+    /// benchmarks).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
+    /// Print create-to-removal latencies of each round as JSON on stdout.
+    #[arg(long)]
+    pub timings: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UsernsMode {
+    /// Use each spec's `id_map`.
+    Spec,
+    /// Allocate a private range per container.
+    Private,
 }
 
 #[derive(Debug, Args)]

@@ -2,4 +2,6 @@
 //! networks, volumes and container state — and the environment probes behind
 //! `hutch doctor`. It knows nothing of HTTP or Dockerfiles.
 
+pub mod bootstrap;
 pub mod doctor;
+pub mod runtime;

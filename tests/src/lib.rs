@@ -4,5 +4,6 @@
 
 pub mod podsim;
 pub mod registry;
+pub mod runtime;
 pub mod testimages;
 pub mod workspace;

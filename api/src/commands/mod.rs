@@ -4,6 +4,7 @@ mod daemon;
 mod doctor;
 mod humanize;
 mod images;
+mod runtime;
 mod version;
 
 use std::process::ExitCode;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Save(args) => images::save(&global, &args),
         Command::Load(args) => images::load(&global, &args),
         Command::Build(_) => not_yet("build", 7),
+        Command::Runtime(cmd) => runtime::run(cmd),
     }
 }
 

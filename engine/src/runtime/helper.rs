@@ -1,0 +1,257 @@
+//! The runtime helper: a single-threaded process (a hidden mode of the hutch
+//! binary) that clones a container's init, writes its ID maps, releases it on
+//! start and reaps it. The daemon talks to it over a control socket; it is
+//! also the seed of the per-container supervisor.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use nix::fcntl::{open, OFlag};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{chown, Gid, Pid, Uid};
+
+use super::channel::{self, ControlMsg, InitMsg};
+use super::clone::{fork_into, Forked};
+use super::idmapped::idmap_layers;
+use super::init;
+use super::maps::write_maps;
+use super::spec::{ContainerSpec, NetworkMode, ProcMode};
+
+/// Exit code Docker records when the runtime itself fails.
+pub const EXIT_RUNTIME_ERROR: i32 = 125;
+
+/// A failure with the exit code Docker would record for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    fn runtime(message: impl Into<String>) -> Self {
+        Failure {
+            code: EXIT_RUNTIME_ERROR,
+            message: message.into(),
+        }
+    }
+}
+
+/// A container whose init is set up and waits for start.
+#[derive(Debug)]
+pub struct Created {
+    pub pid: Pid,
+    pub pidfd: Option<OwnedFd>,
+    sock: UnixStream,
+}
+
+/// The namespaces a container gets from its spec.
+pub fn clone_flags(spec: &ContainerSpec) -> CloneFlags {
+    let mut flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWCGROUP;
+    if spec.namespaces.proc == ProcMode::Fresh {
+        flags |= CloneFlags::CLONE_NEWPID;
+    }
+    if spec.namespaces.network == NetworkMode::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    flags
+}
+
+/// Creates the container: clone, maps, and the init's setup up to the point
+/// where it waits for [`start`]. Must be called from a single-threaded process.
+pub fn create(spec: &ContainerSpec, stdin: Option<OwnedFd>) -> Result<Created, Failure> {
+    spec.id_map
+        .validate()
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    if let NetworkMode::Join(path) = &spec.namespaces.network {
+        // Joining must happen here: inside its new user namespace the init
+        // holds no capability over a network namespace the engine owns.
+        let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| Failure::runtime(format!("opening {}: {e}", path.display())))?;
+        setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Failure::runtime(format!("joining {}: {e}", path.display())))?;
+    }
+    let (mut sock, child_sock) =
+        UnixStream::pair().map_err(|e| Failure::runtime(format!("socketpair: {e}")))?;
+    let forked = fork_into(clone_flags(spec))
+        .map_err(|e| Failure::runtime(format!("cloning the container process: {e}")))?;
+    let (pid, pidfd) = match forked {
+        Forked::Child => {
+            drop(sock);
+            init::run(spec, child_sock, stdin)
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(child_sock);
+    drop(stdin);
+    let fail = |failure: Failure| {
+        // The init is ours to reap whatever went wrong.
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        failure
+    };
+    write_maps(pid, &spec.id_map, &spec.id_map)
+        .map_err(|e| fail(Failure::runtime(e.to_string())))?;
+    let private = !spec.id_map.is_identity();
+    channel::send(
+        &mut sock,
+        &InitMsg::MapsWritten {
+            idmap_layers: private,
+        },
+    )
+    .map_err(|e| fail(Failure::runtime(format!("signalling the init: {e}"))))?;
+    if private {
+        private_rootfs(spec, pid, &mut sock).map_err(fail)?;
+    }
+    match channel::recv::<InitMsg>(&mut sock) {
+        Ok(Some(InitMsg::Ready)) => Ok(Created { pid, pidfd, sock }),
+        Ok(Some(InitMsg::Failed { code, message })) => Err(fail(Failure { code, message })),
+        Ok(other) => Err(fail(Failure::runtime(format!(
+            "container init ended its setup with {other:?}"
+        )))),
+        Err(e) => Err(fail(Failure::runtime(format!(
+            "reading from the init: {e}"
+        )))),
+    }
+}
+
+/// In private mode, does the rootfs work only the engine can: idmaps the
+/// detached layer mounts the init sends with the container's (already
+/// written) maps, so image files belong to the container's root, and chowns
+/// the upper and work directories to that root, who mounts the overlay.
+/// Layers the kernel will not idmap (a disk store) refuse private mode. In
+/// identity mode none of this is needed: the layers are the engine root's,
+/// which is the container's root too.
+fn private_rootfs(spec: &ContainerSpec, pid: Pid, sock: &mut UnixStream) -> Result<(), Failure> {
+    let trees = channel::recv_fds(sock, spec.rootfs.lower.len())
+        .map_err(|e| Failure::runtime(format!("receiving the layer mounts: {e}")))?;
+    let root = spec
+        .id_map
+        .to_engine(0)
+        .ok_or_else(|| Failure::runtime("the container's ID map does not map its root (ID 0)"))?;
+    let userns = open(
+        format!("/proc/{pid}/ns/user").as_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Failure::runtime(format!("opening the container's user namespace: {e}")))?;
+
+    idmap_layers(&spec.rootfs.lower, &trees, &userns)
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    for dir in [&spec.rootfs.upper, &spec.rootfs.work] {
+        chown(dir, Some(Uid::from_raw(root)), Some(Gid::from_raw(root)))
+            .map_err(|e| Failure::runtime(format!("chown {} to {root}: {e}", dir.display())))?;
+    }
+    channel::send(sock, &InitMsg::LayersIdmapped)
+        .map_err(|e| Failure::runtime(format!("signalling the init: {e}")))
+}
+
+/// Releases the init into the container's command. `Ok` once the exec has
+/// happened (the init's close-on-exec socket closed without a word).
+pub fn start(created: &mut Created) -> Result<(), Failure> {
+    let pid = created.pid;
+    channel::send(&mut created.sock, &InitMsg::Start)
+        .map_err(|e| Failure::runtime(format!("starting the container: {e}")))?;
+    match channel::recv::<InitMsg>(&mut created.sock) {
+        Ok(None) => Ok(()),
+        Ok(Some(InitMsg::Failed { code, message })) => {
+            let _ = waitpid(pid, None);
+            Err(Failure { code, message })
+        }
+        Ok(Some(other)) => Err(Failure::runtime(format!(
+            "unexpected message from the init: {other:?}"
+        ))),
+        Err(e) => Err(Failure::runtime(format!("reading from the init: {e}"))),
+    }
+}
+
+/// Waits for the container's init and returns its exit code as Docker
+/// reports it (128 + signal for a killed process).
+pub fn wait(pid: Pid) -> Result<i32, Failure> {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Failure::runtime(format!("waiting for {pid}: {e}"))),
+        }
+    }
+}
+
+/// Serves one container over the control socket: Create, Start, then
+/// reports its exit. Returns the helper's own exit code.
+pub fn serve(mut control: UnixStream) -> i32 {
+    let spec = match channel::recv::<ControlMsg>(&mut control) {
+        Ok(Some(ControlMsg::Create(spec))) => spec,
+        other => {
+            tracing::error!(?other, "runtime helper: expected a Create message");
+            return EXIT_RUNTIME_ERROR;
+        }
+    };
+    let stdin = open(
+        "/dev/null",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok();
+    let mut created = match create(&spec, stdin) {
+        Ok(c) => c,
+        Err(f) => {
+            let _ = channel::send(
+                &mut control,
+                &ControlMsg::Failed {
+                    code: f.code,
+                    message: f.message,
+                },
+            );
+            return f.code;
+        }
+    };
+    let reply = ControlMsg::Created {
+        pid: created.pid.as_raw(),
+    };
+    if channel::send(&mut control, &reply).is_err() {
+        return abandon(&created);
+    }
+    match channel::recv::<ControlMsg>(&mut control) {
+        Ok(Some(ControlMsg::Start)) => {}
+        _ => return abandon(&created),
+    }
+    if let Err(f) = start(&mut created) {
+        let _ = channel::send(
+            &mut control,
+            &ControlMsg::Failed {
+                code: f.code,
+                message: f.message,
+            },
+        );
+        return 0;
+    }
+    let _ = channel::send(&mut control, &ControlMsg::Started);
+    let code = match wait(created.pid) {
+        Ok(code) => code,
+        Err(f) => {
+            tracing::error!(%f, "runtime helper");
+            return EXIT_RUNTIME_ERROR;
+        }
+    };
+    // The engine may have gone away meanwhile; the exit code then waits for
+    // the supervisor's state file (a later step).
+    let _ = channel::send(&mut control, &ControlMsg::Exited { code });
+    0
+}
+
+/// The engine went away before starting the container: remove it.
+fn abandon(created: &Created) -> i32 {
+    let _ = kill(created.pid, Signal::SIGKILL);
+    let _ = waitpid(created.pid, None);
+    EXIT_RUNTIME_ERROR
+}

@@ -1,0 +1,120 @@
+//! Idmapped lower layers for private-mode containers.
+//!
+//! Layers are unpacked once as the engine's root. A private-mode container's
+//! root is some other engine ID, so it would see every image file as owned
+//! by nobody and could not copy one up. An idmapped mount of each layer
+//! shifts the owners by the container's own ID map: a file of engine ID 0
+//! appears as the container's root. The kernel allows that only for a
+//! filesystem whose superblock the engine's user namespace owns (a tmpfs the
+//! engine mounted), and only on a detached mount. Overlayfs in turn takes a
+//! detached lower layer only from a mount namespace owned by a user
+//! namespace the mounter has CAP_SYS_ADMIN in. So the work is split: the
+//! init clones each layer into a detached mount (owned by the container's
+//! user namespace) and passes the fds to the helper, the helper (holding
+//! CAP_SYS_ADMIN over the layer store) idmaps them with the container's
+//! maps, and the init stacks its overlay on them. The upper dir is never
+//! idmapped (the kernel then refuses writes through it): the helper chowns
+//! it instead.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::statfs::statfs;
+
+/// A layer the kernel would not idmap: private mode cannot run on it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "private ID mode needs its image layers on a filesystem the engine owns (the daemon's tmpfs \
+     layer store), but layer {layer} is on {fs}, which the kernel does not let the engine idmap \
+     ({source}); use --userns-mode identity, or put the layer store on tmpfs \
+     (the FUSE and copy fallbacks for disk stores are not implemented yet)"
+)]
+pub struct RefusedLayer {
+    pub layer: PathBuf,
+    pub fs: String,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Idmaps the detached mounts `trees` of `layers` (as [`clone_layer`] made
+/// them) with the user namespace `userns` (the container's, its maps
+/// already written).
+pub fn idmap_layers(
+    layers: &[PathBuf],
+    trees: &[OwnedFd],
+    userns: &OwnedFd,
+) -> Result<(), RefusedLayer> {
+    for (layer, tree) in layers.iter().zip(trees) {
+        idmap(tree, userns).map_err(|source| RefusedLayer {
+            layer: layer.clone(),
+            fs: fs_name(layer),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// A detached copy of the mount at `layer` (open_tree with OPEN_TREE_CLONE),
+/// in a mount namespace of its own owned by the caller's user namespace.
+pub fn clone_layer(layer: &Path) -> io::Result<OwnedFd> {
+    let path = std::ffi::CString::new(layer.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: open_tree reads a NUL-terminated path that outlives the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let raw = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+fn idmap(tree: &OwnedFd, userns: &OwnedFd) -> io::Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: mount_setattr reads `attr` (size given) and an empty path,
+    // both alive across the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The filesystem type of `path`, for the refusal message.
+fn fs_name(path: &Path) -> String {
+    let Ok(st) = statfs(path) else {
+        return "an unknown filesystem".into();
+    };
+    let magic = st.filesystem_type().0 as u64;
+    match magic {
+        0xEF53 => "ext4".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683E => "btrfs".into(),
+        0x0102_1994 => "a tmpfs that the engine did not mount".into(),
+        0x794C_7630 => "overlayfs".into(),
+        other => format!("a filesystem of type {other:#x}"),
+    }
+}

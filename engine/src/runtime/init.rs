@@ -1,0 +1,172 @@
+//! The container's init, from the clone until its execve. This runs in the
+//! forked copy of the single-threaded helper, inside the new namespaces.
+
+use std::convert::Infallible;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::sys::prctl;
+use nix::sys::signal::Signal;
+use nix::unistd::{chdir, dup2_stdin, sethostname};
+
+use super::channel::{self, InitMsg};
+use super::error::{Context, SetupError};
+use super::spec::{ContainerSpec, NetworkMode, ProcessSpec};
+use super::{dev, exec, idmapped, proc, rootfs, user};
+
+/// Runs the setup and execs the container's command; on failure reports to
+/// the helper and exits with Docker's code for it. Never returns.
+pub fn run(spec: &ContainerSpec, mut sock: UnixStream, stdin: Option<OwnedFd>) -> ! {
+    let err = match setup_and_exec(spec, &mut sock, stdin) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    let code = err.exit_code();
+    // The helper may be gone already; exiting is all that is left then.
+    let _ = channel::send(
+        &mut sock,
+        &InitMsg::Failed {
+            code,
+            message: err.to_string(),
+        },
+    );
+    // SAFETY: _exit ends this forked copy without running the helper's
+    // atexit handlers or flushing buffers it shares with the helper.
+    unsafe { libc::_exit(code) }
+}
+
+fn setup_and_exec(
+    spec: &ContainerSpec,
+    sock: &mut UnixStream,
+    stdin: Option<OwnedFd>,
+) -> Result<Infallible, SetupError> {
+    // Our /proc files must stay ours for the helper to write the ID maps;
+    // and if the helper dies during setup, so do we.
+    prctl::set_dumpable(true).ctx(|| "PR_SET_DUMPABLE".to_string())?;
+    prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "PR_SET_PDEATHSIG".to_string())?;
+    let idmap_layers = expect_maps(sock)?;
+    user::become_root()?;
+    let layer_fds = if idmap_layers {
+        idmapped_layers(sock, &spec.rootfs.lower)?
+    } else {
+        Vec::new()
+    };
+    if let Some(name) = &spec.hostname {
+        sethostname(name).ctx(|| format!("setting hostname {name}"))?;
+    }
+    if let Some(fd) = stdin {
+        dup2_stdin(&fd).ctx(|| "setting the container's stdin".to_string())?;
+    }
+
+    rootfs::isolate_propagation()?;
+    let root = rootfs::mount_overlay(&spec.rootfs, &lower_paths(&spec.rootfs.lower, &layer_fds))?;
+    drop(layer_fds);
+    let target = &spec.rootfs.target;
+    proc::setup_proc(&root, spec.namespaces.proc)?;
+    dev::setup_dev(&root, target)?;
+    proc::setup_sys(&root, spec.namespaces.network == NetworkMode::None)?;
+    rootfs::apply_mounts(&root, &spec.mounts)?;
+    drop(root);
+    rootfs::enter(target)?;
+    // From here on every path resolves inside the container.
+    proc::mask_paths(Path::new("/"), &spec.masked_paths)?;
+    proc::readonly_paths(Path::new("/"), &spec.readonly_paths)?;
+    // Docker creates a missing working directory even on a read-only rootfs.
+    let cwd = &spec.process.cwd;
+    std::fs::create_dir_all(cwd)
+        .ctx(|| format!("creating the working directory {}", cwd.display()))?;
+    if spec.rootfs.readonly {
+        rootfs::make_readonly()?;
+    }
+    chdir(cwd).ctx(|| format!("entering the working directory {}", cwd.display()))?;
+    let creds = user::resolve(&spec.process.user)?;
+    let command = exec::resolve(&with_home(&spec.process, &creds.home))?;
+
+    channel::send(sock, &InitMsg::Ready).ctx(|| "reporting ready".to_string())?;
+    expect_start(sock)?;
+    // The supervisor may be restarted while the container runs: do not tie
+    // the container's life to it past this point.
+    prctl::set_pdeathsig(None).ctx(|| "clearing PR_SET_PDEATHSIG".to_string())?;
+    user::switch_user(&spec.process, &creds)?;
+    close_other_fds(sock)?;
+    Err(exec::exec(&command))
+}
+
+/// The process with `HOME` set to the user's home unless the image or the
+/// request set one, as Docker does.
+fn with_home(process: &ProcessSpec, home: &str) -> ProcessSpec {
+    let mut process = process.clone();
+    if !process.env.iter().any(|kv| kv.starts_with("HOME=")) {
+        process.env.push(format!("HOME={home}"));
+    }
+    process
+}
+
+/// Waits for the helper to write our ID maps; true when the lower layers
+/// are to be idmapped (private mode).
+fn expect_maps(sock: &mut UnixStream) -> Result<bool, SetupError> {
+    match channel::recv::<InitMsg>(sock).ctx(|| "waiting for the ID maps".to_string())? {
+        Some(InitMsg::MapsWritten { idmap_layers }) => Ok(idmap_layers),
+        other => Err(SetupError::Invalid(format!(
+            "waiting for the ID maps: unexpected {other:?}"
+        ))),
+    }
+}
+
+/// Clones the lower layers into detached mounts of our own and has the
+/// helper idmap them (see `idmapped`); if it cannot, it reports the refusal
+/// and ends us.
+fn idmapped_layers(sock: &mut UnixStream, layers: &[PathBuf]) -> Result<Vec<OwnedFd>, SetupError> {
+    let trees = layers
+        .iter()
+        .map(|l| idmapped::clone_layer(l).ctx(|| format!("cloning layer {}", l.display())))
+        .collect::<Result<Vec<_>, _>>()?;
+    channel::send_fds(sock, &trees).ctx(|| "sending the layer mounts".to_string())?;
+    match channel::recv::<InitMsg>(sock).ctx(|| "waiting for the idmapped layers".to_string())? {
+        Some(InitMsg::LayersIdmapped) => Ok(trees),
+        other => Err(SetupError::Invalid(format!(
+            "waiting for the idmapped layers: unexpected {other:?}"
+        ))),
+    }
+}
+
+/// The overlay's lower directories: the idmapped layer mounts when the
+/// helper sent them (reached through our fd links), else the layer paths.
+fn lower_paths(layers: &[PathBuf], fds: &[OwnedFd]) -> Vec<PathBuf> {
+    if fds.is_empty() {
+        return layers.to_vec();
+    }
+    fds.iter()
+        .map(|fd| PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())))
+        .collect()
+}
+
+fn expect_start(sock: &mut UnixStream) -> Result<(), SetupError> {
+    match channel::recv::<InitMsg>(sock).ctx(|| "waiting for start".to_string())? {
+        Some(InitMsg::Start) => Ok(()),
+        other => Err(SetupError::Invalid(format!(
+            "waiting for start: unexpected {other:?}"
+        ))),
+    }
+}
+
+/// Marks every fd above 2 close-on-exec, so the container's first process
+/// starts with exactly 0, 1 and 2 (no engine fd leaks, the CVE-2024-21626
+/// class). The sync socket is among them: its closing on exec tells the
+/// helper that the exec succeeded.
+fn close_other_fds(sock: &UnixStream) -> Result<(), SetupError> {
+    debug_assert!(sock.as_raw_fd() > 2);
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds.
+    let ret = unsafe {
+        libc::close_range(
+            3,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "close_range".to_string());
+    }
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! The container runtime: builds a container's process in child namespaces
+//! of the engine (user, mount, PID, IPC, UTS, cgroup, network), with an
+//! overlay rootfs, Docker's /proc, /dev and /sys, capabilities and user.
+//!
+//! The work is split by process: [`container`] is the engine's API (safe in
+//! the multi-threaded daemon), [`helper`] runs in the single-threaded
+//! runtime helper process, and `init` runs in the container's init between
+//! clone and execve.
+
+pub mod caps;
+mod channel;
+mod clone;
+pub mod container;
+mod dev;
+mod error;
+mod exec;
+pub mod helper;
+pub mod idmap;
+mod idmapped;
+pub mod image_ids;
+mod init;
+mod maps;
+mod mounts;
+pub mod passwd;
+mod proc;
+mod rootfs;
+mod safe_path;
+pub mod spec;
+mod user;
+
+pub use container::{Container, Output, Runtime, RuntimeError};
+pub use idmap::{IdAllocator, IdMap, IdMapError, IdMapLine, PrivateRequest};
+pub use spec::{
+    ContainerSpec, MountKind, MountSpec, NetworkMode, ProcMode, ProcessSpec, RootfsSpec, User,
+};

@@ -1,0 +1,247 @@
+//! The typed description of one container process: everything the runtime
+//! helper needs to build it, and nothing about images or the HTTP API. The
+//! daemon fills it from the image config and the request; the helper receives
+//! it serialized over its control socket.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::caps::DEFAULT_CAPABILITIES;
+use super::idmap::IdMap;
+
+/// One container's process and environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// The container's ID (for logs and error messages).
+    pub id: String,
+    pub rootfs: RootfsSpec,
+    pub process: ProcessSpec,
+    /// Hostname inside the container's UTS namespace.
+    pub hostname: Option<String>,
+    /// How container IDs map to the engine's IDs.
+    pub id_map: IdMap,
+    pub namespaces: NamespaceSpec,
+    /// Paths hidden from the container (Docker's masked paths): files get
+    /// /dev/null bound over them, directories an empty read-only tmpfs.
+    pub masked_paths: Vec<PathBuf>,
+    /// Paths bound read-only over themselves.
+    pub readonly_paths: Vec<PathBuf>,
+    /// Extra mounts (volumes, binds, tmpfs), applied after /proc, /dev and /sys.
+    pub mounts: Vec<MountSpec>,
+}
+
+/// The root filesystem: an overlay of read-only lower layers and a writable
+/// upper directory, mounted on `target` inside the container's own mount
+/// namespace (so it vanishes with the container).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootfsSpec {
+    /// Lower layer directories, topmost first (overlayfs `lowerdir` order).
+    pub lower: Vec<PathBuf>,
+    /// Overlay upper directory (the container's changes).
+    pub upper: PathBuf,
+    /// Overlay work directory, on the same filesystem as `upper`.
+    pub work: PathBuf,
+    /// Empty directory the overlay is mounted on.
+    pub target: PathBuf,
+    /// Make the root filesystem read-only (`--read-only`).
+    pub readonly: bool,
+}
+
+/// The container's first process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// argv; `args[0]` is looked up in the container's PATH when it has no `/`.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` pairs.
+    pub env: Vec<String>,
+    /// Working directory inside the container; created when missing, as Docker does.
+    pub cwd: PathBuf,
+    #[serde(default)]
+    pub user: User,
+    /// Capability names (`CAP_CHOWN`, ...) for the bounding, permitted and
+    /// effective sets.
+    pub capabilities: Vec<String>,
+    pub no_new_privs: bool,
+    pub rlimits: Vec<Rlimit>,
+}
+
+/// Who the container process runs as, as Docker takes it. The names are
+/// resolved in the container, against its own /etc/passwd and /etc/group,
+/// right before the exec (so a user the image's layers or the container
+/// itself added is found).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct User {
+    /// `--user`: empty for root, `name`, `uid`, `name:group` or `uid:gid`.
+    pub name: String,
+    /// `--group-add`: extra groups by name or GID.
+    pub group_add: Vec<String>,
+}
+
+/// One resource limit, by its Docker name (`nofile`, `nproc`, `core`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Which namespaces the container gets. User, mount, IPC and UTS are always
+/// new; the rest depend on the network mode and on the environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceSpec {
+    pub network: NetworkMode,
+    /// How /proc is provided, which also decides the PID namespace.
+    pub proc: ProcMode,
+}
+
+/// Network namespace choice (the bridge modes come with the networking work).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    /// A new, empty network namespace with only loopback (`--network none`).
+    None,
+    /// Stay in the engine's network namespace, the pod's (`--network host`).
+    Host,
+    /// Join the network namespace at this path (`/proc/PID/ns/net` or a bind).
+    Join(PathBuf),
+}
+
+/// How the container's /proc is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProcMode {
+    /// A new PID namespace with a fresh procfs: the normal case.
+    Fresh,
+    /// Degraded mode for pods whose /proc is masked and which cannot lift the
+    /// masks: the kernel refuses a fresh procfs, so the engine's /proc is
+    /// bound in (recursively, keeping the pod's masks) and the container shares
+    /// the engine's PID namespace.
+    BindEngine,
+}
+
+/// An extra mount inside the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// Absolute path inside the container.
+    pub destination: PathBuf,
+    pub kind: MountKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountKind {
+    /// Bind a path of the engine's mount namespace.
+    Bind {
+        source: PathBuf,
+        readonly: bool,
+        recursive: bool,
+    },
+    /// A fresh tmpfs with the given mount data (`size=...,mode=...`).
+    Tmpfs { options: String, readonly: bool },
+}
+
+/// Docker's default masked paths inside a container.
+pub const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Docker's default read-only paths inside a container.
+pub const DEFAULT_READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// The PATH Docker gives a container whose image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl ProcessSpec {
+    /// A process running `args` as root with Docker's defaults.
+    pub fn new(args: Vec<String>) -> Self {
+        ProcessSpec {
+            args,
+            env: vec![format!("PATH={DEFAULT_PATH}")],
+            cwd: PathBuf::from("/"),
+            user: User::default(),
+            capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            no_new_privs: false,
+            rlimits: Vec::new(),
+        }
+    }
+
+    /// The container's PATH: the spec's `PATH=` entry, or Docker's default.
+    pub fn path_var(&self) -> &str {
+        self.env
+            .iter()
+            .rev()
+            .find_map(|kv| kv.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH)
+    }
+}
+
+impl ContainerSpec {
+    /// A container with Docker's defaults around the given rootfs and process.
+    pub fn new(id: &str, rootfs: RootfsSpec, process: ProcessSpec, id_map: IdMap) -> Self {
+        ContainerSpec {
+            id: id.to_string(),
+            rootfs,
+            process,
+            hostname: Some(id.chars().take(12).collect()),
+            id_map,
+            namespaces: NamespaceSpec {
+                network: NetworkMode::None,
+                proc: ProcMode::Fresh,
+            },
+            masked_paths: DEFAULT_MASKED_PATHS.iter().map(PathBuf::from).collect(),
+            readonly_paths: DEFAULT_READONLY_PATHS.iter().map(PathBuf::from).collect(),
+            mounts: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_var_prefers_the_last_path_entry_and_defaults_to_dockers() {
+        let mut p = ProcessSpec::new(vec!["sh".into()]);
+        p.env = vec!["A=1".into()];
+        assert_eq!(p.path_var(), DEFAULT_PATH);
+        p.env.push("PATH=/bin".into());
+        p.env.push("PATH=/opt/bin:/bin".into());
+        assert_eq!(p.path_var(), "/opt/bin:/bin");
+    }
+
+    #[test]
+    fn spec_round_trips_through_json() -> Result<(), serde_json::Error> {
+        let spec = ContainerSpec::new(
+            "0123456789abcdef",
+            RootfsSpec {
+                lower: vec!["/l1".into(), "/l0".into()],
+                upper: "/c/upper".into(),
+                work: "/c/work".into(),
+                target: "/c/rootfs".into(),
+                readonly: true,
+            },
+            ProcessSpec::new(vec!["true".into()]),
+            IdMap::identity(),
+        );
+        let back: ContainerSpec = serde_json::from_str(&serde_json::to_string(&spec)?)?;
+        assert_eq!(back, spec);
+        assert_eq!(back.hostname.as_deref(), Some("0123456789ab"));
+        Ok(())
+    }
+}
