@@ -21,10 +21,12 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
             .map(|h| ListenAddr::parse(h))
             .collect::<Result<Vec<_>, _>>()?
     };
+    let images = super::images::open_store_at(&data_root)?;
     let config = server::Config {
         addrs,
         socket_group: args.group.clone(),
         data_root,
+        images,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
