@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 /// Chunks of request body in flight between the network and the reader.
 const READ_DEPTH: usize = 8;
 /// Bytes a writer gathers before it hands a chunk to the connection.
-const WRITE_CHUNK: usize = 256 << 10;
+const WRITE_CHUNK: usize = 64 << 10;
 
 /// The request body as a blocking reader. Spawns the task that pulls it from
 /// the connection; use the reader on a blocking thread only.

@@ -127,9 +127,7 @@ struct Info {
 
 async fn info(req: ApiRequest) -> Reply {
     let daemon = req.daemon.clone();
-    let counts: ImageCounts = daemon
-        .with_images(ImageCounts::of)
-        .await?;
+    let counts: ImageCounts = daemon.with_images(ImageCounts::of).await?;
     let doctor = daemon.doctor.get().await;
     let mut warnings = Vec::new();
     let mut driver_status = vec![
@@ -266,10 +264,7 @@ fn choice_name<T: Serialize>(value: &T) -> String {
 }
 
 async fn system_df(req: ApiRequest) -> Reply {
-    let usage = req
-        .daemon
-        .with_images(disk_usage)
-        .await?;
+    let usage = req.daemon.with_images(disk_usage).await?;
     Ok(response::json(StatusCode::OK, &usage))
 }
 
