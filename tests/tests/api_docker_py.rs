@@ -39,14 +39,20 @@ fn docker_py_images() -> Result<()> {
     );
     ensure!(seen["history_top"] == id, "{seen}");
     ensure!(seen["filtered"] == serde_json::json!([id]), "{seen}");
-    ensure!(seen["tags_after_remove"] == serde_json::json!([reference]), "{seen}");
+    ensure!(
+        seen["tags_after_remove"] == serde_json::json!([reference]),
+        "{seen}"
+    );
     ensure!(
         seen["missing"]
             .as_str()
             .is_some_and(|m| m.contains("No such image")),
         "{seen}"
     );
-    ensure!(seen["df_layers_size"].as_i64().is_some_and(|n| n > 0), "{seen}");
+    ensure!(
+        seen["df_layers_size"].as_i64().is_some_and(|n| n > 0),
+        "{seen}"
+    );
     ensure!(seen["info_images"] == 1, "{seen}");
     ensure!(
         seen["pruned"].to_string().contains(id),
