@@ -35,6 +35,11 @@ impl<'p> Daemon<'p> {
     /// Starts `hutch daemon -H unix:///run/hutch/hutch.sock` as pod root and
     /// waits until `/_ping` answers.
     pub fn start(pod: &'p Pod) -> anyhow::Result<Daemon<'p>> {
+        Daemon::start_with(pod, &[])
+    }
+
+    /// As `start`, with more `hutch daemon` arguments (another `-H`, TLS).
+    pub fn start_with(pod: &'p Pod, extra: &[&str]) -> anyhow::Result<Daemon<'p>> {
         let log = tempfile::Builder::new()
             .prefix("hutch-daemon-")
             .suffix(".log")
@@ -43,6 +48,7 @@ impl<'p> Daemon<'p> {
         let child = pod
             .exec(hutch_bin())
             .args(["daemon", "-H", DOCKER_HOST])
+            .args(extra)
             .env("HUTCH_LOG", "info,hutch=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -134,6 +140,9 @@ impl<'p> Daemon<'p> {
         let Some(mut child) = self.child.take() else {
             bail!("the daemon was already stopped");
         };
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
         let pid = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
         kill(pid, Signal::SIGTERM).context("signalling the daemon")?;
         let deadline = Instant::now() + STOP_TIMEOUT;

@@ -344,3 +344,163 @@ fn filters_streams_concurrency_and_hangups() -> Result<()> {
     ensure!(!gone.success(), "the socket outlived the daemon");
     pod.stop()
 }
+
+/// Makes a CA and a server and a client certificate signed by it, in a
+/// directory pod root can read (test-only keys).
+fn make_certs(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )?;
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n")?;
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let openssl = |args: &[&str]| -> Result<()> {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()?;
+        ok(&out, &format!("openssl {args:?}")).map(drop)
+    };
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=hutch-test-ca",
+            ],
+        ]
+        .concat(),
+    )?;
+    for who in ["server", "client"] {
+        let key = format!("{who}-key.pem");
+        let csr = format!("{who}.csr");
+        let cert = format!("{who}-cert.pem");
+        let ext = format!("{who}.ext");
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &key,
+                    "-out",
+                    &csr,
+                    "-subj",
+                    &format!("/CN={who}"),
+                ],
+            ]
+            .concat(),
+        )?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+        ])?;
+    }
+    for entry in std::fs::read_dir(dir)? {
+        std::fs::set_permissions(entry?.path(), std::fs::Permissions::from_mode(0o644))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn tcp_with_mutual_tls() -> Result<()> {
+    // Under the workspace's target dir: the pod has its own /tmp.
+    let certs = tempfile::tempdir_in(hutch_tests::workspace::target_dir())?;
+    make_certs(certs.path())?;
+    let path = |name: &str| certs.path().join(name).display().to_string();
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start_with(
+        &pod,
+        &[
+            "-H",
+            "tcp://127.0.0.1:2376",
+            "--tlsverify",
+            "--tlscacert",
+            &path("ca.pem"),
+            "--tlscert",
+            &path("server-cert.pem"),
+            "--tlskey",
+            &path("server-key.pem"),
+        ],
+    )?;
+
+    // The docker CLI with a client certificate the CA signed gets in.
+    let version = daemon
+        .docker()
+        .env_remove("DOCKER_HOST")
+        .args(["--tlsverify", "--tlscacert", &path("ca.pem")])
+        .args([
+            "--tlscert",
+            &path("client-cert.pem"),
+            "--tlskey",
+            &path("client-key.pem"),
+        ])
+        .args([
+            "-H",
+            "tcp://127.0.0.1:2376",
+            "version",
+            "--format",
+            "{{.Server.Platform.Name}}",
+        ])
+        .output()?;
+    ensure!(ok(&version, "docker over mutual TLS")?.trim() == "hutch");
+
+    // Without a client certificate, or without TLS, nobody gets in.
+    let anonymous = daemon
+        .pod()
+        .exec("/usr/bin/curl")
+        .args([
+            "-s",
+            "--cacert",
+            &path("ca.pem"),
+            "https://127.0.0.1:2376/_ping",
+        ])
+        .output()?;
+    ensure!(
+        !anonymous.status.success() && anonymous.stdout.is_empty(),
+        "a client without a certificate was served: {anonymous:?}"
+    );
+    let plain = daemon
+        .pod()
+        .exec("/usr/bin/curl")
+        .args(["-s", "--max-time", "5", "http://127.0.0.1:2376/_ping"])
+        .output()?;
+    ensure!(
+        plain.stdout != b"OK",
+        "plain HTTP was served on the TLS port: {plain:?}"
+    );
+    // The unix socket is unaffected.
+    let ping = curl(&daemon, "GET", "/_ping", &[])?;
+    ensure!(ping.body == "OK", "{ping:?}");
+
+    ensure!(daemon.stop()?.success(), "the daemon did not stop cleanly");
+    pod.stop()
+}

@@ -13,6 +13,7 @@ mod request;
 mod response;
 mod router;
 mod routes;
+mod tls;
 pub mod version;
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use tokio::task::JoinSet;
 
 pub use listen::ListenAddr;
 pub use routes::host::go_arch;
+pub use tls::TlsOptions;
 
 use error::ApiError;
 use events::EventBus;
@@ -34,6 +36,8 @@ use events::EventBus;
 pub struct Config {
     pub addrs: Vec<ListenAddr>,
     pub socket_group: Option<String>,
+    /// TLS for TCP listeners.
+    pub tls: Option<TlsOptions>,
     pub data_root: PathBuf,
     pub images: ImageStore,
 }
@@ -73,9 +77,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         events: EventBus::default(),
     });
     tracing::info!(data_root = %daemon.data_root.display(), "daemon starting");
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let mut listeners = Vec::new();
     for addr in &config.addrs {
-        listeners.push(listen::bind(addr, config.socket_group.as_deref()).await?);
+        listeners.push(listen::bind(addr, config.socket_group.as_deref(), tls.as_ref()).await?);
         tracing::info!(%addr, "API listening");
     }
     let router = Arc::new(router::Router::new());
@@ -106,6 +111,13 @@ async fn accept_loop(listener: listen::Listener, daemon: Arc<Daemon>, router: Ar
         let daemon = daemon.clone();
         let router = router.clone();
         tokio::spawn(async move {
+            let stream = match stream.establish().await {
+                Ok(stream) => stream,
+                Err(err) => {
+                    tracing::debug!(%err, "connection refused during its TLS handshake");
+                    return;
+                }
+            };
             let service = hyper::service::service_fn(move |req| {
                 let daemon = daemon.clone();
                 let router = router.clone();
