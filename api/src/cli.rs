@@ -121,6 +121,21 @@ pub struct DaemonArgs {
     /// Group that owns the unix socket (mode 0660).
     #[arg(short = 'G', long, value_name = "GROUP")]
     pub group: Option<String>,
+    /// Serve TCP listeners over TLS (implied by --tlsverify).
+    #[arg(long)]
+    pub tls: bool,
+    /// Serve TCP over TLS and accept only clients with a certificate signed by --tlscacert.
+    #[arg(long)]
+    pub tlsverify: bool,
+    /// CA certificate (PEM) that client certificates must be signed by.
+    #[arg(long, value_name = "FILE")]
+    pub tlscacert: Option<PathBuf>,
+    /// The daemon's TLS certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tlscert: Option<PathBuf>,
+    /// The daemon's TLS private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tlskey: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,9 @@
 //! Test harness for hutch: the pod simulator's client side, the offline test
-//! images and the local registry fixture. The tests themselves live in
+//! images, the local registry fixture, and a hutch daemon in a pod with the
+//! real clients that drive it. The tests themselves live in
 //! `tests/tests/`, one file per area.
 
+pub mod daemon;
 pub mod podsim;
 pub mod registry;
 pub mod runtime;

@@ -2,11 +2,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 
 use crate::cli::{DaemonArgs, GlobalOptions};
 use crate::defaults;
-use crate::server::{self, ListenAddr};
+use crate::server::{self, ListenAddr, TlsOptions};
 
 pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     let data_root = global.data_root.clone().unwrap_or_else(defaults::data_root);
@@ -21,10 +21,13 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
             .map(|h| ListenAddr::parse(h))
             .collect::<Result<Vec<_>, _>>()?
     };
+    let images = super::images::open_store_at(&data_root)?;
     let config = server::Config {
         addrs,
         socket_group: args.group.clone(),
+        tls: tls_options(args)?,
         data_root,
+        images,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -32,4 +35,27 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
         .context("starting the async runtime")?;
     runtime.block_on(server::serve(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// dockerd's TLS flags: `--tlsverify` implies `--tls`; both need a
+/// certificate and key, and verification needs the clients' CA.
+fn tls_options(args: &DaemonArgs) -> anyhow::Result<Option<TlsOptions>> {
+    if !args.tls && !args.tlsverify {
+        if args.tlscacert.is_some() || args.tlscert.is_some() || args.tlskey.is_some() {
+            bail!("--tlscacert, --tlscert and --tlskey take effect only with --tls or --tlsverify");
+        }
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&args.tlscert, &args.tlskey) else {
+        bail!("--tls and --tlsverify need --tlscert and --tlskey");
+    };
+    if args.tlsverify && args.tlscacert.is_none() {
+        bail!("--tlsverify needs --tlscacert: the CA that signs client certificates");
+    }
+    Ok(Some(TlsOptions {
+        verify: args.tlsverify,
+        ca: args.tlscacert.clone(),
+        cert: cert.clone(),
+        key: key.clone(),
+    }))
 }

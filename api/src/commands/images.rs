@@ -16,7 +16,12 @@ use crate::defaults;
 
 fn open_store(global: &GlobalOptions) -> anyhow::Result<ImageStore> {
     let root: PathBuf = global.data_root.clone().unwrap_or_else(defaults::data_root);
-    let store = ImageStore::open(&root)
+    open_store_at(&root)
+}
+
+/// The image store under `root`, with the layer limits from the environment.
+pub fn open_store_at(root: &std::path::Path) -> anyhow::Result<ImageStore> {
+    let store = ImageStore::open(root)
         .with_context(|| format!("opening the image store in {}", root.display()))?;
     Ok(store.with_limits(limits_from_env()?))
 }

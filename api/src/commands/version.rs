@@ -2,11 +2,12 @@
 
 use std::process::ExitCode;
 
-use crate::server::system::{platform_arch, API_VERSION, MIN_API_VERSION};
+use crate::server::go_arch;
+use crate::server::version::{API_VERSION, MIN_API_VERSION};
 
 pub fn run() -> anyhow::Result<ExitCode> {
     println!("hutch version {}", env!("CARGO_PKG_VERSION"));
     println!(" API version:     {API_VERSION} (minimum {MIN_API_VERSION})");
-    println!(" OS/Arch:         linux/{}", platform_arch());
+    println!(" OS/Arch:         linux/{}", go_arch());
     Ok(ExitCode::SUCCESS)
 }

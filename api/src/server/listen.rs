@@ -4,9 +4,15 @@ use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use anyhow::{bail, Context};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio_rustls::TlsAcceptor;
+
+/// How long a TLS client may take to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
@@ -53,37 +59,71 @@ impl fmt::Display for ListenAddr {
 
 pub enum Listener {
     Unix(UnixListener),
-    Tcp(TcpListener),
+    Tcp(TcpListener, Option<TlsAcceptor>),
 }
 
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
-impl Listener {
-    pub async fn accept(&self) -> std::io::Result<Box<dyn Stream>> {
+/// An accepted connection; TLS ones still need their handshake, which runs
+/// in the connection's own task so a slow client cannot stall `accept`.
+pub enum Accepted {
+    Ready(Box<dyn Stream>),
+    Tls(TlsAcceptor, TcpStream),
+}
+
+impl Accepted {
+    pub async fn establish(self) -> std::io::Result<Box<dyn Stream>> {
         match self {
-            Self::Unix(l) => Ok(Box::new(l.accept().await?.0)),
-            Self::Tcp(l) => {
-                let (stream, _) = l.accept().await?;
-                let _ = stream.set_nodelay(true);
-                Ok(Box::new(stream))
+            Self::Ready(stream) => Ok(stream),
+            Self::Tls(acceptor, tcp) => {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(stream) => Ok(Box::new(stream?)),
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "TLS handshake timed out",
+                    )),
+                }
             }
         }
     }
 }
 
-pub async fn bind(addr: &ListenAddr, group: Option<&str>) -> anyhow::Result<Listener> {
+impl Listener {
+    pub async fn accept(&self) -> std::io::Result<Accepted> {
+        match self {
+            Self::Unix(l) => Ok(Accepted::Ready(Box::new(l.accept().await?.0))),
+            Self::Tcp(l, tls) => {
+                let (stream, _) = l.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok(match tls {
+                    Some(acceptor) => Accepted::Tls(acceptor.clone(), stream),
+                    None => Accepted::Ready(Box::new(stream)),
+                })
+            }
+        }
+    }
+}
+
+pub async fn bind(
+    addr: &ListenAddr,
+    group: Option<&str>,
+    tls: Option<&TlsAcceptor>,
+) -> anyhow::Result<Listener> {
     match addr {
         ListenAddr::Unix(path) => bind_unix(path, group).map(Listener::Unix),
         ListenAddr::Tcp(hostport) => {
-            tracing::warn!(
-                %hostport,
-                "listening on TCP without TLS: anyone who can reach this port controls the engine"
-            );
+            if tls.is_none() {
+                tracing::warn!(
+                    %hostport,
+                    "listening on TCP without TLS: anyone who can reach this port controls \
+                     the engine (use --tlsverify)"
+                );
+            }
             let l = TcpListener::bind(hostport)
                 .await
                 .with_context(|| format!("binding tcp://{hostport}"))?;
-            Ok(Listener::Tcp(l))
+            Ok(Listener::Tcp(l, tls.cloned()))
         }
     }
 }

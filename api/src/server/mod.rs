@@ -1,50 +1,92 @@
-//! The Docker Engine API server: listeners, connection handling and shutdown.
-//! Requests are routed in `router`; each resource has its own module.
+//! The Docker Engine API server: listeners, connection handling, shutdown,
+//! and the state handlers share. Routing is in `router`; each Docker
+//! resource has its module under `routes`; `error` is the one place domain
+//! errors become HTTP statuses.
 
+mod body_io;
+mod doctor;
+mod error;
+mod events;
 mod listen;
+mod query;
+mod request;
 mod response;
 mod router;
-pub mod system;
+mod routes;
+mod tls;
+pub mod version;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use hutch_images::ImageStore;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::task::JoinSet;
 
 pub use listen::ListenAddr;
+pub use routes::host::go_arch;
+pub use tls::TlsOptions;
+
+use error::ApiError;
+use events::EventBus;
 
 /// What the daemon needs to serve.
 #[derive(Debug)]
 pub struct Config {
     pub addrs: Vec<ListenAddr>,
     pub socket_group: Option<String>,
+    /// TLS for TCP listeners.
+    pub tls: Option<TlsOptions>,
     pub data_root: PathBuf,
+    pub images: ImageStore,
 }
 
 /// State shared by every request handler.
 #[derive(Debug)]
 pub struct Daemon {
     pub data_root: PathBuf,
+    /// Stable across restarts (moby's engine ID), for `/info`.
+    pub id: String,
+    pub images: ImageStore,
+    pub events: EventBus,
+    pub doctor: doctor::DoctorCell,
 }
 
-/// Serve the API until SIGINT or SIGTERM, then stop accepting, let the
-/// requests in flight finish briefly, and remove the sockets.
+impl Daemon {
+    /// Runs a blocking image-store operation on a blocking thread.
+    pub async fn with_images<T, F>(&self, op: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ImageStore) -> Result<T, hutch_images::ImageError> + Send + 'static,
+    {
+        let store = self.images.clone();
+        Ok(tokio::task::spawn_blocking(move || op(&store)).await??)
+    }
+}
+
+/// Serve the API until SIGINT or SIGTERM, then stop accepting and remove
+/// the sockets.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    raise_fd_limit();
     let daemon = Arc::new(Daemon {
+        id: doctor::engine_id(&config.data_root)?,
+        doctor: doctor::DoctorCell::start(&config.data_root),
         data_root: config.data_root.clone(),
+        images: config.images,
+        events: EventBus::default(),
     });
     tracing::info!(data_root = %daemon.data_root.display(), "daemon starting");
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let mut listeners = Vec::new();
     for addr in &config.addrs {
-        listeners.push(listen::bind(addr, config.socket_group.as_deref()).await?);
+        listeners.push(listen::bind(addr, config.socket_group.as_deref(), tls.as_ref()).await?);
         tracing::info!(%addr, "API listening");
     }
+    let router = Arc::new(router::Router::new());
     let mut accepts = JoinSet::new();
     for listener in listeners {
-        let daemon = daemon.clone();
-        accepts.spawn(accept_loop(listener, daemon));
+        accepts.spawn(accept_loop(listener, daemon.clone(), router.clone()));
     }
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -55,7 +97,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn accept_loop(listener: listen::Listener, daemon: Arc<Daemon>) {
+async fn accept_loop(listener: listen::Listener, daemon: Arc<Daemon>, router: Arc<router::Router>) {
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -67,10 +109,19 @@ async fn accept_loop(listener: listen::Listener, daemon: Arc<Daemon>) {
             }
         };
         let daemon = daemon.clone();
+        let router = router.clone();
         tokio::spawn(async move {
+            let stream = match stream.establish().await {
+                Ok(stream) => stream,
+                Err(err) => {
+                    tracing::debug!(%err, "connection refused during its TLS handshake");
+                    return;
+                }
+            };
             let service = hyper::service::service_fn(move |req| {
                 let daemon = daemon.clone();
-                async move { Ok::<_, std::convert::Infallible>(router::route(&daemon, req).await) }
+                let router = router.clone();
+                async move { Ok::<_, std::convert::Infallible>(router.handle(daemon, req).await) }
             });
             let conn = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -79,6 +130,21 @@ async fn accept_loop(listener: listen::Listener, daemon: Arc<Daemon>) {
                 tracing::debug!(%err, "connection ended with an error");
             }
         });
+    }
+}
+
+/// Every connection is a file descriptor: lift the soft limit to the hard
+/// one so a burst of clients does not hit EMFILE at 1024 (dockerd does too).
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(%err, soft, hard, "cannot raise the open-file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%err, "cannot read the open-file limit"),
     }
 }
 

@@ -1,0 +1,136 @@
+//! `ApiError`: the one place where domain errors become Docker's HTTP
+//! status and `{"message": ...}` body. Clients match on both (docker-py
+//! raises `ImageNotFound` only for a 404 whose text says "No such image"),
+//! so the texts follow moby's where clients depend on them.
+
+use std::fmt;
+
+use hutch_images::archive::ArchiveError;
+use hutch_images::store::StoreError;
+use hutch_images::ImageError;
+use hyper::StatusCode;
+
+/// An error answer: a status and the message Docker clients show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// An endpoint whose implementation has not landed yet: says so, and
+    /// where it is tracked, instead of pretending.
+    pub fn not_yet(what: &str, issue: u32) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("{what} is not implemented in hutch yet (tracked in issue #{issue})"),
+        )
+    }
+
+    /// A Docker feature hutch does not offer at all.
+    pub fn unsupported(what: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("{what} is not supported by hutch"),
+        )
+    }
+
+    /// moby's answer to any router it serves without a route.
+    pub fn page_not_found() -> ApiError {
+        ApiError::not_found("page not found")
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<ImageError> for ApiError {
+    fn from(err: ImageError) -> ApiError {
+        let message = err.to_string();
+        let status = match &err {
+            ImageError::NotFound(_) => StatusCode::NOT_FOUND,
+            ImageError::Ambiguous(_) | ImageError::Reference(_) | ImageError::Filter(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ImageError::MultipleNames { .. } => StatusCode::CONFLICT,
+            ImageError::Archive(archive) => archive_status(archive),
+            ImageError::Store(store) => store_status(store),
+        };
+        if status.is_server_error() {
+            tracing::error!(%message, "image operation failed");
+        }
+        ApiError::new(status, message)
+    }
+}
+
+/// A bad archive is the client's fault; a store that cannot write is ours.
+fn archive_status(err: &ArchiveError) -> StatusCode {
+    match err {
+        ArchiveError::Store(store) => store_status(store),
+        ArchiveError::Write(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ArchiveError::Import(import) => match import.as_ref() {
+            hutch_images::import::ImportError::Store(store) => store_status(store),
+            _ => StatusCode::BAD_REQUEST,
+        },
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn store_status(err: &StoreError) -> StatusCode {
+    match err {
+        StoreError::DigestMismatch { .. }
+        | StoreError::SizeMismatch { .. }
+        | StoreError::TooLarge { .. } => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(err: tokio::task::JoinError) -> ApiError {
+        tracing::error!(%err, "a request's worker thread failed");
+        ApiError::internal(format!("internal error: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_errors_map_to_docker_statuses() {
+        let e: ApiError = ImageError::NotFound("nope:latest".into()).into();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert_eq!(e.message, "No such image: nope:latest");
+        let e: ApiError = ImageError::MultipleNames { id: "abc".into() }.into();
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        assert!(e
+            .message
+            .starts_with("conflict: unable to delete abc (must be forced)"));
+        let e: ApiError = ImageError::Archive(ArchiveError::UnknownFormat).into();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+}

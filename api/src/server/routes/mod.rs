@@ -1,0 +1,33 @@
+//! The route table, one module per Docker resource. Handlers only parse the
+//! request into a typed call and shape the answer; errors become Docker's
+//! status and message in `error`.
+
+mod build;
+mod containers;
+mod exec;
+pub(super) mod host;
+mod image_models;
+mod images;
+mod networks;
+mod swarm;
+pub(super) mod system;
+mod volumes;
+
+use super::router::Route;
+
+/// Every route, in match order (first match wins).
+pub fn all() -> Vec<Route> {
+    [
+        system::routes(),
+        images::routes(),
+        containers::routes(),
+        exec::routes(),
+        networks::routes(),
+        volumes::routes(),
+        build::routes(),
+        swarm::routes(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}

@@ -1,0 +1,192 @@
+//! `hutch daemon` running inside a simulated pod, and the real clients that
+//! drive it: the docker CLI, docker-py (from a venv `tests/install-deps`
+//! makes) and curl, each run inside the pod with `DOCKER_HOST` set.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::podsim::{hutch_bin, Pod};
+
+/// Where the daemon listens inside the pod.
+pub const SOCKET: &str = "/run/hutch/hutch.sock";
+/// `DOCKER_HOST` for clients inside the pod.
+pub const DOCKER_HOST: &str = "unix:///run/hutch/hutch.sock";
+/// The docker CLI on the test machine.
+pub const DOCKER_CLI: &str = "/usr/local/bin/docker";
+/// The Python venv holding docker-py (`$HUTCH_TEST_VENV` overrides).
+pub const DEFAULT_VENV: &str = "/opt/hutch-test-venv";
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A daemon in a pod; stopped (SIGTERM) when dropped.
+pub struct Daemon<'p> {
+    pod: &'p Pod,
+    child: Option<Child>,
+    log: tempfile::NamedTempFile,
+}
+
+impl<'p> Daemon<'p> {
+    /// Starts `hutch daemon -H unix:///run/hutch/hutch.sock` as pod root and
+    /// waits until `/_ping` answers.
+    pub fn start(pod: &'p Pod) -> anyhow::Result<Daemon<'p>> {
+        Daemon::start_with(pod, &[])
+    }
+
+    /// As `start`, with more `hutch daemon` arguments (another `-H`, TLS).
+    pub fn start_with(pod: &'p Pod, extra: &[&str]) -> anyhow::Result<Daemon<'p>> {
+        let log = tempfile::Builder::new()
+            .prefix("hutch-daemon-")
+            .suffix(".log")
+            .tempfile()
+            .context("creating the daemon log")?;
+        let child = pod
+            .exec(hutch_bin())
+            .args(["daemon", "-H", DOCKER_HOST])
+            .args(extra)
+            .env("HUTCH_LOG", "info,hutch=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(log.path()).context("opening the daemon log")?)
+            .spawn()
+            .context("spawning hutch daemon in the pod")?;
+        let mut daemon = Daemon {
+            pod,
+            child: Some(child),
+            log,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let ping = daemon.curl(&["-sf", "http://d/_ping"]).output()?;
+            if ping.status.success() && ping.stdout == b"OK" {
+                return Ok(daemon);
+            }
+            if let Some(child) = daemon.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!("hutch daemon exited at start ({status}): {}", daemon.log());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "hutch daemon did not answer within {START_TIMEOUT:?}: {}",
+                    daemon.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn pod(&self) -> &Pod {
+        self.pod
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// The docker CLI inside the pod, pointed at the daemon. Its config
+    /// directory is in the pod's /tmp: pod root cannot read /root.
+    pub fn docker(&self) -> Command {
+        let mut cmd = self.pod.exec(DOCKER_CLI);
+        cmd.env("DOCKER_HOST", DOCKER_HOST)
+            .env("DOCKER_CONFIG", "/tmp/docker-config")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_API_VERSION");
+        cmd
+    }
+
+    /// `docker ARGS`, which must succeed; returns its stdout.
+    pub fn docker_ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.docker().args(args).output()?;
+        ok(&out, &format!("docker {}", args.join(" ")))
+    }
+
+    /// curl inside the pod, over the daemon's socket (`http://d/PATH`).
+    pub fn curl(&self, args: &[&str]) -> Command {
+        let mut cmd = self.pod.exec("/usr/bin/curl");
+        cmd.arg("--unix-socket").arg(SOCKET).args(args);
+        cmd
+    }
+
+    /// A Python interpreter of the docker-py venv, inside the pod.
+    pub fn venv_python(&self) -> Command {
+        let venv = std::env::var_os("HUTCH_TEST_VENV")
+            .map_or_else(|| PathBuf::from(DEFAULT_VENV), PathBuf::from);
+        let mut cmd = self.pod.exec(venv.join("bin/python3"));
+        cmd.env("DOCKER_HOST", DOCKER_HOST).env("HOME", "/tmp");
+        cmd
+    }
+
+    /// Debian's python3 inside the pod (standard library only).
+    pub fn system_python(&self) -> Command {
+        let mut cmd = self.pod.exec("/usr/bin/python3");
+        cmd.env("HUTCH_SOCKET", SOCKET);
+        cmd
+    }
+
+    /// SIGTERM (podsim exec forwards it) and wait: the exit status.
+    pub fn stop(mut self) -> anyhow::Result<ExitStatus> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            bail!("the daemon was already stopped");
+        };
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        let pid = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
+        kill(pid, Signal::SIGTERM).context("signalling the daemon")?;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                // Best effort: report the hang, not the kill.
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("hutch daemon ignored SIGTERM for {STOP_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            if let Err(err) = self.terminate() {
+                eprintln!("{err:#}");
+            }
+        }
+    }
+}
+
+/// A command's stdout, or an error with everything it printed.
+pub fn ok(out: &Output, what: &str) -> anyhow::Result<String> {
+    ensure!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A test client script shipped in `tests/clients/` (world-readable, so pod
+/// root can run it).
+pub fn client_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("clients")
+        .join(name)
+}
