@@ -15,8 +15,10 @@ use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
 /// Bump whenever a recipe or the layout writer changes what it produces:
-/// old cache entries are then ignored.
-pub const RECIPE_VERSION: u32 = 1;
+/// old cache entries are then ignored. (2: gzip is zlib-rs for every build of
+/// the workspace; before, the backend depended on which packages cargo built,
+/// so the same layer could compress to different bytes.)
+pub const RECIPE_VERSION: u32 = 2;
 
 /// The cache directory: `$HUTCH_TEST_CACHE`, else `<workspace>/target/test-images`.
 pub fn cache_root() -> PathBuf {
