@@ -31,6 +31,9 @@ pub fn run(
 ) -> Result<Infallible, SetupError> {
     // Block everything first, so no signal is lost between the fork and the
     // wait loop; the child unblocks before its exec.
+    // Outside a PID namespace of its own (degraded proc mode) the init is
+    // not PID 1: become the subreaper, as tini does, to get the orphans.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
     let all = SigSet::all();
     let mut old = SigSet::empty();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), Some(&mut old))
