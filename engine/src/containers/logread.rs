@@ -227,7 +227,7 @@ mod tests {
         let mut w = LogWriter::open(
             &path,
             LogConfig {
-                max_size: Some(300),
+                max_size: Some(600),
                 max_file: 5,
             },
         )?;
