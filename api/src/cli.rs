@@ -63,6 +63,13 @@ pub enum Command {
     /// Internal: the runtime helper and its test entry (not a stable interface).
     #[command(name = "__runtime", hide = true, subcommand)]
     Runtime(RuntimeCommand),
+    /// Internal: a container's supervisor; stdin is its spawn socket.
+    #[command(name = "__supervise", hide = true)]
+    Supervise,
+    /// Internal: the engine API without a daemon, for tests (not a stable
+    /// interface). Each invocation opens the data root as a daemon would.
+    #[command(name = "__engine", hide = true, subcommand)]
+    Engine(Box<crate::commands::engine::EngineCommand>),
 }
 
 #[derive(Debug, Subcommand)]

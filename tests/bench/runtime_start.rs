@@ -1,8 +1,11 @@
 //! Container start latency inside the pod simulator, against baselines
 //! measured in the same run and the same pod:
 //!
-//! * hutch: create → start → wait → delete of `busybox true` through the
-//!   engine's runtime API (`hutch __runtime run --repeat N --timings`);
+//! * hutch engine: create → start → wait → remove of `busybox true` through
+//!   the engine API the daemon calls (`hutch __engine bench`): container
+//!   record, a pre-spawned supervisor, logs, state files — the full path;
+//! * hutch runtime: the same through the bare runtime API and a runtime
+//!   helper process (`hutch __runtime run --repeat N --timings`);
 //! * floor: `unshare --user --map-root-user --mount --pid --fork --ipc --uts true`;
 //! * crun: `crun run` of the same rootfs with a user namespace, when crun is
 //!   installed and the pod lets it run at all (procMount: Unmasked).
@@ -17,7 +20,8 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use hutch_tests::podsim::PodSpec;
+use hutch_tests::engine::IMAGE;
+use hutch_tests::podsim::{hutch_bin, PodSpec};
 use hutch_tests::runtime::{Rig, LAYERS};
 use serde::Deserialize;
 
@@ -109,6 +113,28 @@ fn bench(runs: u32, kind: PodKind) -> anyhow::Result<()> {
         PodKind::Default => PodSpec::new(),
     };
     let rig = Rig::start(&pod)?;
+    load_busybox(&rig)?;
+    let engine_out = rig
+        .pod
+        .exec(hutch_bin())
+        .args([
+            "--data-root",
+            "/var/lib/hutch",
+            "__engine",
+            "bench",
+            "--repeat",
+        ])
+        .arg(runs.to_string())
+        .args([IMAGE, "true"])
+        .stderr(Stdio::inherit())
+        .output()?;
+    ensure!(
+        engine_out.status.success(),
+        "hutch __engine bench: {}",
+        engine_out.status
+    );
+    let engine = median(serde_json::from_slice::<Timings>(&engine_out.stdout)?.runs_ms);
+    let rss = idle_rss(&rig, IDLE_CONTAINERS)?;
     let spec = rig.spec("bench", &["true"]);
     let runs_arg = runs.to_string();
 
@@ -138,18 +164,121 @@ fn bench(runs: u32, kind: PodKind) -> anyhow::Result<()> {
         PodKind::Default => "default (masked /proc)",
     };
     println!("container start latency, median of {runs}, pod {pod_name}:");
-    println!("  hutch create→start→wait→delete  {hutch:7.2} ms");
-    println!("  unshare floor                    {floor:7.2} ms");
-    println!("  hutch / floor                    {:7.2}×", hutch / floor);
+    println!("  hutch engine create→start→wait→rm {engine:7.2} ms");
+    println!("  hutch runtime (helper process)     {hutch:7.2} ms");
+    println!("  unshare floor                      {floor:7.2} ms");
+    println!(
+        "  engine / floor                     {:7.2}×",
+        engine / floor
+    );
+    println!(
+        "  runtime / floor                    {:7.2}×",
+        hutch / floor
+    );
     match crun {
         Some(crun) => {
             println!("  crun run                         {crun:7.2} ms");
-            println!("  hutch / crun                     {:7.2}×", hutch / crun);
+            println!(
+                "  engine / crun                      {:7.2}×",
+                engine / crun
+            );
         }
         None if kind == PodKind::Unmasked => println!("  crun run: not installed"),
         None => println!("  crun run: cannot run in a masked pod"),
     }
+    println!(
+        "memory, {} idle `sleep 3600` containers: supervisors {:.0} KiB RSS ({:.0} KiB PSS) each; engine process {:.1} MiB RSS",
+        rss.containers, rss.supervisor_rss_kib, rss.supervisor_pss_kib, rss.engine_rss_kib / 1024.0
+    );
     Ok(())
+}
+
+/// Containers started for the memory figure.
+const IDLE_CONTAINERS: usize = 100;
+
+struct Memory {
+    containers: usize,
+    supervisor_rss_kib: f64,
+    supervisor_pss_kib: f64,
+    engine_rss_kib: f64,
+}
+
+/// `hutch load` of the busybox test image into the pod's data root.
+fn load_busybox(rig: &Rig) -> anyhow::Result<()> {
+    let image = hutch_tests::testimages::busybox()?;
+    let status = rig
+        .pod
+        .exec(hutch_bin())
+        .args(["--data-root", "/var/lib/hutch", "load", "-q", "-i"])
+        .arg(&image.docker_archive)
+        .status()?;
+    ensure!(status.success(), "hutch load: {status}");
+    Ok(())
+}
+
+/// Starts `n` idle containers from one engine process (`__engine serve`),
+/// then measures the supervisors' and the engine's memory from
+/// /proc/PID/smaps_rollup inside the pod.
+fn idle_rss(rig: &Rig, n: usize) -> anyhow::Result<Memory> {
+    let mut child = rig
+        .pod
+        .exec(hutch_bin())
+        .args(["--data-root", "/var/lib/hutch", "__engine", "serve"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("serve stdin")?;
+    let mut stdout = std::io::BufReader::new(child.stdout.take().context("serve stdout")?);
+    let mut call = |line: &str| -> anyhow::Result<String> {
+        use std::io::{BufRead, Write};
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        let mut out = String::new();
+        loop {
+            let mut l = String::new();
+            ensure!(stdout.read_line(&mut l)? > 0, "serve ended");
+            if let Some(code) = l.trim_end().strip_prefix("--end ") {
+                ensure!(code == "0", "{line}: {out}");
+                return Ok(out);
+            }
+            out.push_str(&l);
+        }
+    };
+    let engine_pid = call("pid")?.trim().to_string();
+    for i in 0..n {
+        call(&format!("run -d --name idle{i} {IMAGE} sleep 3600"))?;
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let script = format!(
+        "e=$(awk '/^Rss:/ {{print $2}}' /proc/{engine_pid}/smaps_rollup); \
+         for f in /var/lib/hutch/containers/*/state.json; do \
+           p=$(grep -o 'SupervisorPid.:[0-9]*' $f | cut -d: -f2); \
+           awk '/^Rss:/ {{r=$2}} /^Pss:/ {{p=$2}} END {{print r, p}}' /proc/$p/smaps_rollup; \
+         done | awk -v e=$e '{{r+=$1; p+=$2; n++}} END {{print n, r/n, p/n, e}}'"
+    );
+    let out = rig.pod.exec("sh").args(["-c", &script]).output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let f: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    ensure!(
+        f.len() == 4,
+        "measuring memory: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..n {
+        call(&format!("rm -f idle{i}"))?;
+    }
+    drop(stdin);
+    let _ = child.wait();
+    Ok(Memory {
+        containers: f[0] as usize,
+        supervisor_rss_kib: f[1],
+        supervisor_pss_kib: f[2],
+        engine_rss_kib: f[3],
+    })
 }
 
 /// `runtime-bench time` as pod root.

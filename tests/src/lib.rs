@@ -4,6 +4,7 @@
 //! `tests/tests/`, one file per area.
 
 pub mod daemon;
+pub mod engine;
 pub mod podsim;
 pub mod registry;
 pub mod runtime;

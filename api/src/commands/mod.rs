@@ -2,6 +2,7 @@
 
 mod daemon;
 mod doctor;
+pub mod engine;
 mod humanize;
 mod images;
 mod runtime;
@@ -41,6 +42,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => images::load(&global, &args),
         Command::Build(_) => not_yet("build", 7),
         Command::Runtime(cmd) => runtime::run(cmd),
+        Command::Supervise => {
+            // SAFETY: fd 0 is the spawn socket the engine passed as stdin;
+            // nothing else in this process owns it.
+            let control =
+                unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(0) };
+            let code = hutch_engine::supervisor::entry::main(control);
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        Command::Engine(cmd) => engine::run(&global, *cmd),
     }
 }
 

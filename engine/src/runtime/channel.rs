@@ -28,6 +28,12 @@ pub enum InitMsg {
     Start,
     /// Child → parent: setup or exec failed; the child exits with `code`.
     Failed { code: i32, message: String },
+    /// Child → parent: the master end of the container's pty follows
+    /// ([`send_fds`], one fd).
+    Console,
+    /// Exec helper → supervisor: the exec'd process was forked with this PID
+    /// (in the supervisor's PID namespace).
+    Spawned { pid: i32 },
 }
 
 /// Control messages between the engine and a runtime helper.

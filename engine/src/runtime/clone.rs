@@ -91,3 +91,29 @@ pub fn fork_into(flags: CloneFlags) -> io::Result<Forked> {
         }
     }
 }
+
+/// Forks a child whose parent is *our* parent (CLONE_PARENT): an exec
+/// helper that joined a container's PID namespace uses it so the process it
+/// starts there is reaped by the supervisor, not by the helper that exits.
+pub fn fork_sibling() -> io::Result<Forked> {
+    // SAFETY: legacy clone with a null stack and no CLONE_VM is a fork; the
+    // caller is single-threaded.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_long,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match ret {
+        r if r < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent {
+            pid: Pid::from_raw(pid as i32),
+            pidfd: None,
+        }),
+    }
+}

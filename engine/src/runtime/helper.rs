@@ -19,6 +19,7 @@ use super::idmapped::idmap_layers;
 use super::init;
 use super::maps::write_maps;
 use super::spec::{ContainerSpec, NetworkMode, ProcMode};
+use super::stdio::InitStdio;
 
 /// Exit code Docker records when the runtime itself fails.
 pub const EXIT_RUNTIME_ERROR: i32 = 125;
@@ -32,7 +33,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn runtime(message: impl Into<String>) -> Self {
+    pub fn runtime(message: impl Into<String>) -> Self {
         Failure {
             code: EXIT_RUNTIME_ERROR,
             message: message.into(),
@@ -45,6 +46,8 @@ impl Failure {
 pub struct Created {
     pub pid: Pid,
     pub pidfd: Option<OwnedFd>,
+    /// The master end of the container's pty, when it has one.
+    pub console: Option<OwnedFd>,
     sock: UnixStream,
 }
 
@@ -66,7 +69,7 @@ pub fn clone_flags(spec: &ContainerSpec) -> CloneFlags {
 
 /// Creates the container: clone, maps, and the init's setup up to the point
 /// where it waits for [`start`]. Must be called from a single-threaded process.
-pub fn create(spec: &ContainerSpec, stdin: Option<OwnedFd>) -> Result<Created, Failure> {
+pub fn create(spec: &ContainerSpec, stdio: InitStdio) -> Result<Created, Failure> {
     spec.id_map
         .validate()
         .map_err(|e| Failure::runtime(e.to_string()))?;
@@ -85,12 +88,12 @@ pub fn create(spec: &ContainerSpec, stdin: Option<OwnedFd>) -> Result<Created, F
     let (pid, pidfd) = match forked {
         Forked::Child => {
             drop(sock);
-            init::run(spec, child_sock, stdin)
+            init::run(spec, child_sock, stdio)
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop(child_sock);
-    drop(stdin);
+    drop(stdio);
     let fail = |failure: Failure| {
         // The init is ours to reap whatever went wrong.
         let _ = kill(pid, Signal::SIGKILL);
@@ -110,15 +113,36 @@ pub fn create(spec: &ContainerSpec, stdin: Option<OwnedFd>) -> Result<Created, F
     if private {
         private_rootfs(spec, pid, &mut sock).map_err(fail)?;
     }
-    match channel::recv::<InitMsg>(&mut sock) {
-        Ok(Some(InitMsg::Ready)) => Ok(Created { pid, pidfd, sock }),
-        Ok(Some(InitMsg::Failed { code, message })) => Err(fail(Failure { code, message })),
-        Ok(other) => Err(fail(Failure::runtime(format!(
-            "container init ended its setup with {other:?}"
-        )))),
-        Err(e) => Err(fail(Failure::runtime(format!(
-            "reading from the init: {e}"
-        )))),
+    let mut console = None;
+    loop {
+        match channel::recv::<InitMsg>(&mut sock) {
+            Ok(Some(InitMsg::Ready)) => {
+                return Ok(Created {
+                    pid,
+                    pidfd,
+                    console,
+                    sock,
+                })
+            }
+            Ok(Some(InitMsg::Console)) => {
+                let mut fds = channel::recv_fds(&sock, 1)
+                    .map_err(|e| fail(Failure::runtime(format!("receiving the console: {e}"))))?;
+                console = fds.pop();
+            }
+            Ok(Some(InitMsg::Failed { code, message })) => {
+                return Err(fail(Failure { code, message }))
+            }
+            Ok(other) => {
+                return Err(fail(Failure::runtime(format!(
+                    "container init ended its setup with {other:?}"
+                ))))
+            }
+            Err(e) => {
+                return Err(fail(Failure::runtime(format!(
+                    "reading from the init: {e}"
+                ))))
+            }
+        }
     }
 }
 
@@ -202,7 +226,11 @@ pub fn serve(mut control: UnixStream) -> i32 {
         Mode::empty(),
     )
     .ok();
-    let mut created = match create(&spec, stdin) {
+    let stdio = InitStdio {
+        stdin,
+        ..InitStdio::default()
+    };
+    let mut created = match create(&spec, stdio) {
         Ok(c) => c,
         Err(f) => {
             let _ = channel::send(

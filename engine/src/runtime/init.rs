@@ -8,17 +8,18 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
-use nix::unistd::{chdir, dup2_stdin, sethostname};
+use nix::unistd::{chdir, sethostname};
 
 use super::channel::{self, InitMsg};
 use super::error::{Context, SetupError};
 use super::spec::{ContainerSpec, NetworkMode, ProcessSpec};
-use super::{dev, exec, idmapped, proc, rootfs, user};
+use super::stdio::{self, InitStdio};
+use super::{dev, exec, idmapped, proc, rootfs, tiny_init, user};
 
 /// Runs the setup and execs the container's command; on failure reports to
 /// the helper and exits with Docker's code for it. Never returns.
-pub fn run(spec: &ContainerSpec, mut sock: UnixStream, stdin: Option<OwnedFd>) -> ! {
-    let err = match setup_and_exec(spec, &mut sock, stdin) {
+pub fn run(spec: &ContainerSpec, mut sock: UnixStream, stdio: InitStdio) -> ! {
+    let err = match setup_and_exec(spec, &mut sock, stdio) {
         Err(e) => e,
         Ok(never) => match never {},
     };
@@ -39,10 +40,11 @@ pub fn run(spec: &ContainerSpec, mut sock: UnixStream, stdin: Option<OwnedFd>) -
 fn setup_and_exec(
     spec: &ContainerSpec,
     sock: &mut UnixStream,
-    stdin: Option<OwnedFd>,
+    stdio: InitStdio,
 ) -> Result<Infallible, SetupError> {
     // Our /proc files must stay ours for the helper to write the ID maps;
     // and if the helper dies during setup, so do we.
+    reset_signals()?;
     prctl::set_dumpable(true).ctx(|| "PR_SET_DUMPABLE".to_string())?;
     prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "PR_SET_PDEATHSIG".to_string())?;
     let idmap_layers = expect_maps(sock)?;
@@ -54,9 +56,6 @@ fn setup_and_exec(
     };
     if let Some(name) = &spec.hostname {
         sethostname(name).ctx(|| format!("setting hostname {name}"))?;
-    }
-    if let Some(fd) = stdin {
-        dup2_stdin(&fd).ctx(|| "setting the container's stdin".to_string())?;
     }
 
     rootfs::isolate_propagation()?;
@@ -70,6 +69,7 @@ fn setup_and_exec(
     drop(root);
     rootfs::enter(target)?;
     // From here on every path resolves inside the container.
+    stdio::install(stdio, sock)?;
     proc::mask_paths(Path::new("/"), &spec.masked_paths)?;
     proc::readonly_paths(Path::new("/"), &spec.readonly_paths)?;
     // Docker creates a missing working directory even on a read-only rootfs.
@@ -88,14 +88,32 @@ fn setup_and_exec(
     // The supervisor may be restarted while the container runs: do not tie
     // the container's life to it past this point.
     prctl::set_pdeathsig(None).ctx(|| "clearing PR_SET_PDEATHSIG".to_string())?;
+    if spec.process.init {
+        return tiny_init::run(&spec.process, &creds, &command, sock);
+    }
     user::switch_user(&spec.process, &creds)?;
     close_other_fds(sock)?;
     Err(exec::exec(&command))
 }
 
+/// Gives the container's processes the signal state of a fresh process: the
+/// supervisor blocks SIGCHLD and ignores SIGPIPE, and both would survive
+/// the exec.
+pub fn reset_signals() -> Result<(), SetupError> {
+    use nix::sys::signal::{signal, SigHandler, SigSet};
+    SigSet::empty()
+        .thread_set_mask()
+        .ctx(|| "clearing the signal mask".to_string())?;
+    for sig in [Signal::SIGPIPE, Signal::SIGHUP, Signal::SIGINT] {
+        // SAFETY: SIG_DFL installs no handler code.
+        unsafe { signal(sig, SigHandler::SigDfl) }.ctx(|| format!("resetting {sig}"))?;
+    }
+    Ok(())
+}
+
 /// The process with `HOME` set to the user's home unless the image or the
 /// request set one, as Docker does.
-fn with_home(process: &ProcessSpec, home: &str) -> ProcessSpec {
+pub fn with_home(process: &ProcessSpec, home: &str) -> ProcessSpec {
     let mut process = process.clone();
     if !process.env.iter().any(|kv| kv.starts_with("HOME=")) {
         process.env.push(format!("HOME={home}"));
@@ -155,7 +173,7 @@ fn expect_start(sock: &mut UnixStream) -> Result<(), SetupError> {
 /// starts with exactly 0, 1 and 2 (no engine fd leaks, the CVE-2024-21626
 /// class). The sync socket is among them: its closing on exec tells the
 /// helper that the exec succeeded.
-fn close_other_fds(sock: &UnixStream) -> Result<(), SetupError> {
+pub fn close_other_fds(sock: &UnixStream) -> Result<(), SetupError> {
     debug_assert!(sock.as_raw_fd() > 2);
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds.
     let ret = unsafe {

@@ -8,12 +8,13 @@
 //! clone and execve.
 
 pub mod caps;
-mod channel;
+pub(crate) mod channel;
 mod clone;
 pub mod container;
 mod dev;
-mod error;
-mod exec;
+pub mod enter;
+pub(crate) mod error;
+pub(crate) mod exec;
 pub mod helper;
 pub mod idmap;
 mod idmapped;
@@ -26,10 +27,13 @@ mod proc;
 mod rootfs;
 mod safe_path;
 pub mod spec;
-mod user;
+pub mod stdio;
+mod tiny_init;
+pub(crate) mod user;
 
 pub use container::{Container, Output, Runtime, RuntimeError};
 pub use idmap::{IdAllocator, IdMap, IdMapError, IdMapLine, PrivateRequest};
 pub use spec::{
     ContainerSpec, MountKind, MountSpec, NetworkMode, ProcMode, ProcessSpec, RootfsSpec, User,
 };
+pub use stdio::InitStdio;

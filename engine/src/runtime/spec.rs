@@ -64,6 +64,10 @@ pub struct ProcessSpec {
     pub capabilities: Vec<String>,
     pub no_new_privs: bool,
     pub rlimits: Vec<Rlimit>,
+    /// `--init`: run a small init as PID 1 that reaps zombies and forwards
+    /// signals, with the command as its child.
+    #[serde(default)]
+    pub init: bool,
 }
 
 /// Who the container process runs as, as Docker takes it. The names are
@@ -178,6 +182,7 @@ impl ProcessSpec {
             capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
             no_new_privs: false,
             rlimits: Vec::new(),
+            init: false,
         }
     }
 

@@ -1,0 +1,268 @@
+//! From Docker's create options and the image's config to the container's
+//! record and its runtime spec, with Docker's merge rules.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::config::{ContainerConfig, CreateOptions, HealthConfig};
+use super::store::ContainerDir;
+use super::timefmt;
+use crate::runtime::caps::{canonical, DEFAULT_CAPABILITIES};
+use crate::runtime::{ContainerSpec, IdMap, NetworkMode, ProcMode, ProcessSpec, RootfsSpec, User};
+
+/// The image config fields a container takes (the `config` object of an
+/// OCI/Docker image config).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ImageRunConfig {
+    pub env: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub healthcheck: Option<HealthConfig>,
+    pub stop_signal: Option<String>,
+}
+
+impl ImageRunConfig {
+    /// From a whole image config document.
+    pub fn from_image_config(doc: &serde_json::Value) -> ImageRunConfig {
+        doc.get("config")
+            .and_then(|c| serde_json::from_value(c.clone()).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// All Linux capabilities, for `--privileged`.
+fn all_capabilities() -> Vec<String> {
+    caps::all().into_iter().map(|c| c.to_string()).collect()
+}
+
+/// Docker's default set with `--cap-add`/`--cap-drop` (`ALL` allowed).
+pub fn capabilities(opts: &CreateOptions) -> Result<Vec<String>, String> {
+    if opts.privileged {
+        return Ok(all_capabilities());
+    }
+    let norm = |list: &[String]| -> Result<Vec<String>, String> {
+        list.iter()
+            .map(|c| {
+                if c.eq_ignore_ascii_case("all") {
+                    Ok("ALL".to_string())
+                } else {
+                    canonical(c).map_err(|e| e.to_string())
+                }
+            })
+            .collect()
+    };
+    let (add, drop) = (norm(&opts.cap_add)?, norm(&opts.cap_drop)?);
+    let mut set: Vec<String> = if add.iter().any(|c| c == "ALL") {
+        all_capabilities()
+    } else {
+        DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
+    };
+    for c in add.iter().filter(|c| *c != "ALL") {
+        if !set.contains(c) {
+            set.push(c.clone());
+        }
+    }
+    if drop.iter().any(|c| c == "ALL") {
+        set.retain(|c| add.contains(c));
+    } else {
+        set.retain(|c| !drop.contains(c));
+    }
+    Ok(set)
+}
+
+/// `base` with `over`'s `KEY=VALUE` entries replacing same-named ones.
+pub fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
+    let key = |kv: &str| kv.split('=').next().unwrap_or("").to_string();
+    let mut out: Vec<String> = base.to_vec();
+    for kv in over {
+        let k = key(kv);
+        match out.iter().position(|e| key(e) == k) {
+            Some(i) => out[i] = kv.clone(),
+            None => out.push(kv.clone()),
+        }
+    }
+    out
+}
+
+/// Everything needed to make the record and spec.
+pub struct Inputs<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub image_id: &'a str,
+    pub image: &'a ImageRunConfig,
+    /// Layer directories, bottom first.
+    pub layers: &'a [PathBuf],
+    pub dir: &'a ContainerDir,
+    pub proc_mode: ProcMode,
+}
+
+pub fn build(
+    opts: &CreateOptions,
+    inp: &Inputs,
+) -> Result<(ContainerConfig, ContainerSpec), String> {
+    let image = inp.image;
+    // Docker: an entrypoint given on create drops the image's cmd.
+    let entrypoint = opts
+        .entrypoint
+        .clone()
+        .or_else(|| image.entrypoint.clone())
+        .unwrap_or_default();
+    let cmd = match (&opts.cmd, &opts.entrypoint) {
+        (Some(c), _) => c.clone(),
+        (None, Some(_)) => Vec::new(),
+        (None, None) => image.cmd.clone().unwrap_or_default(),
+    };
+    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    let (path, args) = match argv.split_first() {
+        Some((p, a)) => (p.clone(), a.to_vec()),
+        None => return Err("no command specified".into()),
+    };
+    let mut env = merge_env(&image.env.clone().unwrap_or_default(), &opts.env);
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={}", crate::runtime::spec::DEFAULT_PATH));
+    }
+    let user = opts
+        .user
+        .clone()
+        .or_else(|| image.user.clone())
+        .unwrap_or_default();
+    let working_dir = opts
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .or_else(|| image.working_dir.clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".into());
+    if !working_dir.starts_with('/') {
+        return Err(format!(
+            "the working directory '{working_dir}' is invalid, it needs to be an absolute path"
+        ));
+    }
+    let healthcheck = match (&image.healthcheck, &opts.healthcheck) {
+        (Some(i), Some(o)) => Some(i.merged(o)),
+        (None, Some(o)) => Some(o.clone()),
+        (Some(i), None) => Some(i.clone()),
+        (None, None) => None,
+    }
+    .filter(|h| h.probe().is_some());
+    let stop_signal = opts
+        .stop_signal
+        .clone()
+        .or_else(|| image.stop_signal.clone())
+        .unwrap_or_else(|| "SIGTERM".into());
+    let network = match opts.network_mode.as_deref() {
+        Some("host") => NetworkMode::Host,
+        None | Some("none") | Some("") | Some("default") | Some("bridge") => NetworkMode::None,
+        Some(other) => return Err(format!("network mode {other:?} is not supported yet")),
+    };
+
+    let mut process = ProcessSpec::new(argv);
+    process.env = env.clone();
+    process.cwd = PathBuf::from(&working_dir);
+    process.user = User {
+        name: user.clone(),
+        group_add: opts.group_add.clone(),
+    };
+    process.capabilities = capabilities(opts)?;
+    process.init = opts.init;
+    let rootfs = RootfsSpec {
+        lower: inp.layers.iter().rev().cloned().collect(),
+        upper: inp.dir.upper(),
+        work: inp.dir.work(),
+        target: inp.dir.rootfs(),
+        readonly: opts.read_only,
+    };
+    let mut spec = ContainerSpec::new(inp.id, rootfs, process, IdMap::identity());
+    spec.hostname = Some(
+        opts.hostname
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| inp.id.chars().take(12).collect()),
+    );
+    spec.namespaces.proc = inp.proc_mode;
+    spec.namespaces.network = network;
+    if opts.privileged {
+        spec.masked_paths.clear();
+        spec.readonly_paths.clear();
+    }
+    let config = ContainerConfig {
+        id: inp.id.to_string(),
+        name: inp.name.to_string(),
+        created: timefmt::now(),
+        image: opts.image.clone(),
+        image_id: inp.image_id.to_string(),
+        path,
+        args,
+        env,
+        user,
+        working_dir,
+        options: opts.clone(),
+        healthcheck,
+        stop_signal,
+        stop_timeout: opts.stop_timeout.unwrap_or(10),
+    };
+    Ok((config, spec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_merges_by_key() {
+        let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        let over = vec!["A=2".to_string(), "B=3".to_string()];
+        assert_eq!(merge_env(&base, &over), vec!["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn caps_add_and_drop_like_docker() -> Result<(), String> {
+        let mut opts = CreateOptions {
+            cap_add: vec!["net_admin".into()],
+            cap_drop: vec!["CAP_CHOWN".into()],
+            ..CreateOptions::default()
+        };
+        let set = capabilities(&opts)?;
+        assert!(set.contains(&"CAP_NET_ADMIN".to_string()));
+        assert!(!set.contains(&"CAP_CHOWN".to_string()));
+        opts.cap_drop = vec!["ALL".into()];
+        assert_eq!(capabilities(&opts)?, vec!["CAP_NET_ADMIN".to_string()]);
+        Ok(())
+    }
+
+    #[test]
+    fn entrypoint_on_create_drops_the_images_cmd() -> Result<(), String> {
+        let dir = ContainerDir::new("/c");
+        let image = ImageRunConfig {
+            cmd: Some(vec!["sh".into()]),
+            entrypoint: None,
+            ..ImageRunConfig::default()
+        };
+        let inp = Inputs {
+            id: &"a".repeat(64),
+            name: "x",
+            image_id: "sha256:1",
+            image: &image,
+            layers: &[PathBuf::from("/l0"), PathBuf::from("/l1")],
+            dir: &dir,
+            proc_mode: ProcMode::Fresh,
+        };
+        let opts = CreateOptions {
+            entrypoint: Some(vec!["echo".into()]),
+            ..CreateOptions::default()
+        };
+        let (config, spec) = build(&opts, &inp)?;
+        assert_eq!((config.path.as_str(), config.args.len()), ("echo", 0));
+        assert_eq!(
+            spec.rootfs.lower,
+            vec![PathBuf::from("/l1"), PathBuf::from("/l0")]
+        );
+        let (config, _) = build(&CreateOptions::default(), &inp)?;
+        assert_eq!(config.path, "sh");
+        assert_eq!(config.stop_signal, "SIGTERM");
+        Ok(())
+    }
+}

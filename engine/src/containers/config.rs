@@ -1,0 +1,299 @@
+//! A container's configuration as the daemon receives it (Docker's create
+//! options) and as it is kept in `config.json`. The runtime's
+//! [`ContainerSpec`](crate::runtime::ContainerSpec) is derived from it (and
+//! the image) at create time and kept next to it in `spec.json`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Docker's create options that the engine acts on. Empty or `None` fields
+/// take the image's value, then Docker's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CreateOptions {
+    /// `--name`; generated when `None`.
+    pub name: Option<String>,
+    /// Image reference (`busybox`, `name:tag`, an ID).
+    pub image: String,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=VALUE`; added to (and overriding) the image's.
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub group_add: Vec<String>,
+    pub working_dir: Option<String>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    pub labels: BTreeMap<String, String>,
+    pub hostname: Option<String>,
+    pub read_only: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    /// `--init`.
+    pub init: bool,
+    pub restart_policy: RestartPolicy,
+    /// Overrides the image's HEALTHCHECK field by field (Docker merges them).
+    pub healthcheck: Option<HealthConfig>,
+    pub stop_signal: Option<String>,
+    /// Seconds between the stop signal and SIGKILL (default 10).
+    pub stop_timeout: Option<u32>,
+    pub log_config: LogConfig,
+    /// `--network none|host` until networking lands.
+    pub network_mode: Option<String>,
+}
+
+/// `--restart`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub name: RestartPolicyName,
+    /// For `on-failure`: 0 means no limit.
+    pub maximum_retry_count: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicyName {
+    #[default]
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure,
+}
+
+impl RestartPolicy {
+    /// Parses Docker's `--restart` value: `no`, `always`, `unless-stopped`,
+    /// `on-failure[:N]`.
+    pub fn parse(text: &str) -> Option<RestartPolicy> {
+        let (name, count) = text.split_once(':').unwrap_or((text, ""));
+        let name = match name {
+            "" | "no" => RestartPolicyName::No,
+            "always" => RestartPolicyName::Always,
+            "unless-stopped" => RestartPolicyName::UnlessStopped,
+            "on-failure" => RestartPolicyName::OnFailure,
+            _ => return None,
+        };
+        let maximum_retry_count = match (name, count) {
+            (_, "") => 0,
+            (RestartPolicyName::OnFailure, n) => n.parse().ok()?,
+            _ => return None,
+        };
+        Some(RestartPolicy {
+            name,
+            maximum_retry_count,
+        })
+    }
+}
+
+/// A healthcheck, with Docker's JSON shape (durations in nanoseconds; 0
+/// means the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthConfig {
+    /// `["NONE"]`, `["CMD", args...]` or `["CMD-SHELL", command]`.
+    pub test: Vec<String>,
+    pub interval: u64,
+    pub timeout: u64,
+    pub start_period: u64,
+    pub retries: u32,
+}
+
+impl HealthConfig {
+    /// `self` with the fields `over` sets replacing its own.
+    pub fn merged(&self, over: &HealthConfig) -> HealthConfig {
+        let pick = |a: u64, b: u64| if b != 0 { b } else { a };
+        HealthConfig {
+            test: if over.test.is_empty() {
+                self.test.clone()
+            } else {
+                over.test.clone()
+            },
+            interval: pick(self.interval, over.interval),
+            timeout: pick(self.timeout, over.timeout),
+            start_period: pick(self.start_period, over.start_period),
+            retries: if over.retries != 0 {
+                over.retries
+            } else {
+                self.retries
+            },
+        }
+    }
+
+    /// The probe's argv, or `None` when the check is disabled.
+    pub fn probe(&self) -> Option<Vec<String>> {
+        match self.test.split_first() {
+            Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
+            Some((kind, rest)) if kind == "CMD-SHELL" && !rest.is_empty() => {
+                Some(vec!["/bin/sh".into(), "-c".into(), rest.join(" ")])
+            }
+            _ => None,
+        }
+    }
+
+    pub fn interval(&self) -> Duration {
+        or_default(self.interval, 30)
+    }
+    pub fn timeout(&self) -> Duration {
+        or_default(self.timeout, 30)
+    }
+    pub fn start_period(&self) -> Duration {
+        Duration::from_nanos(self.start_period)
+    }
+    pub fn retries(&self) -> u32 {
+        if self.retries == 0 {
+            3
+        } else {
+            self.retries
+        }
+    }
+}
+
+fn or_default(nanos: u64, secs: u64) -> Duration {
+    if nanos == 0 {
+        Duration::from_secs(secs)
+    } else {
+        Duration::from_nanos(nanos)
+    }
+}
+
+/// json-file log options (`--log-opt max-size=10m --log-opt max-file=3`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// Rotate when the file would grow past this many bytes; `None`: never.
+    pub max_size: Option<u64>,
+    /// Files kept, the live one included (Docker's default 1).
+    pub max_file: u32,
+}
+
+impl LogConfig {
+    /// From Docker's log options map.
+    pub fn from_opts(opts: &BTreeMap<String, String>) -> Result<LogConfig, String> {
+        let max_size = opts.get("max-size").map(|s| parse_size(s)).transpose()?;
+        let max_file = match opts.get("max-file") {
+            Some(n) => n
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| format!("invalid max-file {n:?}"))?,
+            None => 1,
+        };
+        Ok(LogConfig { max_size, max_file })
+    }
+
+    pub fn files(&self) -> u32 {
+        self.max_file.max(1)
+    }
+}
+
+/// `10m`, `1g`, `512k`, `100` (bytes), as Docker's units.RAMInBytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("invalid size {text:?}"))
+}
+
+/// What `config.json` holds: the options as resolved against the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    pub id: String,
+    /// Without the leading `/`.
+    pub name: String,
+    pub created: String,
+    /// The reference the container was created from, and its ID.
+    pub image: String,
+    pub image_id: String,
+    /// Docker's `Path` and `Args`: the process's argv split.
+    pub path: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub user: String,
+    pub working_dir: String,
+    pub options: CreateOptions,
+    /// The merged healthcheck (image + options), if any.
+    pub healthcheck: Option<HealthConfig>,
+    pub stop_signal: String,
+    pub stop_timeout: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies_parse_as_docker_spells_them() {
+        assert_eq!(RestartPolicy::parse("no"), Some(RestartPolicy::default()));
+        assert_eq!(
+            RestartPolicy::parse("on-failure:2"),
+            Some(RestartPolicy {
+                name: RestartPolicyName::OnFailure,
+                maximum_retry_count: 2
+            })
+        );
+        assert_eq!(
+            RestartPolicy::parse("unless-stopped").map(|p| p.name),
+            Some(RestartPolicyName::UnlessStopped)
+        );
+        assert_eq!(RestartPolicy::parse("always:3"), None);
+        assert_eq!(RestartPolicy::parse("sometimes"), None);
+    }
+
+    #[test]
+    fn healthchecks_merge_and_build_probes() {
+        let image = HealthConfig {
+            test: vec!["CMD-SHELL".into(), "test -f /ok".into()],
+            interval: 5_000_000_000,
+            ..HealthConfig::default()
+        };
+        let over = HealthConfig {
+            retries: 2,
+            ..HealthConfig::default()
+        };
+        let m = image.merged(&over);
+        assert_eq!(m.interval(), Duration::from_secs(5));
+        assert_eq!(m.timeout(), Duration::from_secs(30));
+        assert_eq!(m.retries(), 2);
+        assert_eq!(
+            m.probe(),
+            Some(vec!["/bin/sh".into(), "-c".into(), "test -f /ok".into()])
+        );
+        let none = HealthConfig {
+            test: vec!["NONE".into()],
+            ..HealthConfig::default()
+        };
+        assert_eq!(image.merged(&none).probe(), None);
+    }
+
+    #[test]
+    fn log_sizes_parse_with_units() -> Result<(), String> {
+        assert_eq!(parse_size("10m")?, 10 << 20);
+        assert_eq!(parse_size("1k")?, 1024);
+        assert_eq!(parse_size("300")?, 300);
+        assert!(parse_size("x").is_err());
+        let opts = BTreeMap::from([
+            ("max-size".to_string(), "1k".to_string()),
+            ("max-file".to_string(), "3".to_string()),
+        ]);
+        assert_eq!(
+            LogConfig::from_opts(&opts)?,
+            LogConfig {
+                max_size: Some(1024),
+                max_file: 3
+            }
+        );
+        Ok(())
+    }
+}

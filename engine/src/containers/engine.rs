@@ -1,0 +1,948 @@
+//! [`Engine`]: the typed container API the daemon calls. It keeps the
+//! containers' records in memory (loaded from the store at open, when it
+//! also re-adopts the supervisors of running containers), hands each start
+//! to a spare supervisor, and follows every running container through an
+//! event stream from its supervisor. All calls block; the daemon runs them
+//! on blocking threads.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hutch_images::ImageStore;
+use nix::sys::signal::Signal;
+
+use super::build::{self, ImageRunConfig, Inputs};
+use super::client::{self, Output, Stream};
+use super::config::{ContainerConfig, CreateOptions};
+use super::ids;
+use super::logread::{self, LogLine, LogsOptions};
+use super::names::{self, NameError, Names};
+use super::protocol::{self, Event, Kind, Reply, Request};
+use super::spare::SparePool;
+use super::state::{State, Status};
+use super::store::{ContainerDir, Store};
+use super::timefmt;
+use crate::runtime::{ProcMode, ProcessSpec};
+
+/// Docker's default detach keys: ctrl-p, ctrl-q.
+pub const DEFAULT_DETACH_KEYS: &[u8] = &[0x10, 0x11];
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("No such container: {0}")]
+    NotFound(String),
+    #[error("No such exec instance: {0}")]
+    ExecNotFound(String),
+    #[error("multiple IDs found with provided prefix: {0}")]
+    Ambiguous(String),
+    /// A 409 (name in use, removing a running container, ...).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// Already in the requested state (Docker's 304).
+    #[error("container already in the requested state")]
+    NotModified,
+    #[error("Container {0} is not running")]
+    NotRunning(String),
+    #[error("No such image: {0}")]
+    Image(String),
+    /// The process could not be started; `code` is Docker's exit code.
+    #[error("{message}")]
+    Failed { code: i32, message: String },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+impl From<NameError> for EngineError {
+    fn from(e: NameError) -> Self {
+        match e {
+            NameError::Invalid(_) => EngineError::Invalid(e.to_string()),
+            NameError::InUse { .. } => EngineError::Conflict(e.to_string()),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// An event for `/events`, as Docker names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineEvent {
+    /// `create`, `start`, `die`, `stop`, `kill`, `destroy`, `rename`,
+    /// `restart`, `attach`, `resize`, `exec_create`, `exec_start`,
+    /// `exec_die`, `health_status: healthy`, ...
+    pub action: String,
+    pub id: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+pub type EventSink = Arc<dyn Fn(&EngineEvent) + Send + Sync>;
+
+pub struct EngineOptions {
+    pub data_root: PathBuf,
+    /// The hutch binary (spawned as `__supervise`).
+    pub exe: PathBuf,
+    /// How containers get their /proc here ([`crate::bootstrap`]).
+    pub proc_mode: ProcMode,
+    /// Warnings each create reports (degraded mode).
+    pub warnings: Vec<String>,
+    pub on_event: Option<EventSink>,
+}
+
+/// `docker wait --condition`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+/// What `create` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub id: String,
+    pub warnings: Vec<String>,
+}
+
+/// What `inspect` and `list` give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerDetails {
+    pub config: ContainerConfig,
+    pub state: State,
+    pub log_path: PathBuf,
+    pub rootfs_upper: PathBuf,
+}
+
+/// `docker exec` options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub tty: bool,
+    pub attach_stdin: bool,
+    pub privileged: bool,
+}
+
+/// An exec instance (`/exec/{id}/json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecDetails {
+    pub id: String,
+    pub container_id: String,
+    pub options: ExecOptions,
+    pub running: bool,
+    /// `None` until it exited.
+    pub exit_code: Option<i32>,
+    pub pid: i32,
+}
+
+struct Record {
+    config: ContainerConfig,
+    state: State,
+    /// An event stream from its supervisor is being followed.
+    watched: bool,
+}
+
+#[derive(Default)]
+struct Table {
+    containers: HashMap<String, Record>,
+    names: Names,
+    execs: HashMap<String, ExecDetails>,
+}
+
+struct Inner {
+    store: Store,
+    images: ImageStore,
+    opts: EngineOptions,
+    spares: SparePool,
+    table: Mutex<Table>,
+    changed: Condvar,
+}
+
+/// The container engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// Opens the data root: loads every container and re-adopts the
+    /// supervisors of those still running. Containers that ended while no
+    /// daemon ran have their exit recorded by their supervisor already.
+    pub fn open(opts: EngineOptions) -> Result<Engine> {
+        let store = Store::open(&opts.data_root)?;
+        let images =
+            ImageStore::open(&opts.data_root).map_err(|e| EngineError::Io(io::Error::other(e)))?;
+        let spares = SparePool::new(opts.exe.clone());
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                store,
+                images,
+                opts,
+                spares,
+                table: Mutex::new(Table::default()),
+                changed: Condvar::new(),
+            }),
+        };
+        engine.load()?;
+        engine.inner.spares.refill();
+        Ok(engine)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.inner.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn emit(&self, action: &str, id: &str, attrs: &[(&str, String)]) {
+        if let Some(sink) = &self.inner.opts.on_event {
+            let mut attributes: BTreeMap<String, String> = attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            if let Some(r) = self.lock().containers.get(id) {
+                attributes.insert("name".into(), r.config.name.clone());
+                attributes.insert("image".into(), r.config.image.clone());
+            }
+            sink(&EngineEvent {
+                action: action.to_string(),
+                id: id.to_string(),
+                attributes,
+            });
+        }
+    }
+
+    fn load(&self) -> Result<()> {
+        for id in self.inner.store.ids()? {
+            let dir = self.inner.store.dir(&id);
+            let config = match dir.read_config() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(%id, %e, "skipping a container with an unreadable config");
+                    continue;
+                }
+            };
+            let state = dir.read_state().unwrap_or_default();
+            let mut table = self.lock();
+            table.names.reserve(&config.name, &id)?;
+            table.containers.insert(
+                id.clone(),
+                Record {
+                    config,
+                    state: state.clone(),
+                    watched: false,
+                },
+            );
+            drop(table);
+            if state.supervisor_pid != 0 || state.is_active() {
+                self.adopt(&id, &dir);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reconnects to a running container's supervisor, or records that it
+    /// is gone.
+    fn adopt(&self, id: &str, dir: &ContainerDir) {
+        match client::open(&dir.sock(), &Request::Watch).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let r = client::reply(&mut s)?;
+            s.set_read_timeout(None)?;
+            Ok((s, r))
+        }) {
+            Ok((sock, Reply::Ok)) => {
+                self.refresh(id);
+                self.watch(id, sock);
+            }
+            other => {
+                tracing::warn!(%id, ?other, "the container's supervisor is gone");
+                let mut state = dir.read_state().unwrap_or_default();
+                if state.is_active() {
+                    state.set_exited(
+                        255,
+                        "the container's supervisor is gone".into(),
+                        timefmt::now(),
+                    );
+                }
+                state.supervisor_pid = 0;
+                let _ = dir.write_state(&state);
+                self.refresh(id);
+            }
+        }
+    }
+
+    /// Re-reads a container's state.json into the table.
+    fn refresh(&self, id: &str) {
+        let state = self.inner.store.dir(id).read_state();
+        let mut table = self.lock();
+        if let (Some(r), Ok(s)) = (table.containers.get_mut(id), state) {
+            r.state = s;
+        }
+        drop(table);
+        self.inner.changed.notify_all();
+    }
+
+    /// Follows a supervisor's events on a thread until it exits.
+    fn watch(&self, id: &str, mut sock: std::os::unix::net::UnixStream) {
+        if let Some(r) = self.lock().containers.get_mut(id) {
+            r.watched = true;
+        }
+        let engine = self.clone();
+        let id = id.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("watch".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                while let Ok(Some((Kind::Event, payload))) = protocol::read_frame(&mut sock) {
+                    let Ok(event) = protocol::parse::<Event>(&payload) else {
+                        continue;
+                    };
+                    engine.refresh(&id);
+                    engine.on_event(&id, event);
+                }
+                if let Some(r) = engine.lock().containers.get_mut(&id) {
+                    r.watched = false;
+                }
+                engine.refresh(&id);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(%e, "starting a watcher thread");
+        }
+    }
+
+    fn on_event(&self, id: &str, event: Event) {
+        match event {
+            Event::Start { .. } => self.emit("start", id, &[]),
+            Event::Die { code } => self.emit("die", id, &[("exitCode", code.to_string())]),
+            Event::Restarting => self.emit("restart", id, &[]),
+            Event::HealthStatus { status } => {
+                self.emit(&format!("health_status: {status}"), id, &[])
+            }
+            Event::ExecDie { pid, code } => {
+                let mut exec_id = String::new();
+                {
+                    let mut table = self.lock();
+                    if let Some(e) = table
+                        .execs
+                        .values_mut()
+                        .find(|e| e.container_id == id && e.pid == pid)
+                    {
+                        e.running = false;
+                        e.exit_code.get_or_insert(code);
+                        exec_id = e.id.clone();
+                    }
+                }
+                self.inner.changed.notify_all();
+                self.emit(
+                    "exec_die",
+                    id,
+                    &[("execID", exec_id), ("exitCode", code.to_string())],
+                );
+            }
+            Event::ExecStart { .. } | Event::Gone => {}
+        }
+    }
+
+    /// Resolves a full ID, name or unique ID prefix.
+    pub fn resolve(&self, query: &str) -> Result<String> {
+        let table = self.lock();
+        names::resolve(query, &table.names, table.containers.keys()).map_err(|ambiguous| {
+            if ambiguous {
+                EngineError::Ambiguous(query.to_string())
+            } else {
+                EngineError::NotFound(query.to_string())
+            }
+        })
+    }
+
+    /// `docker create`.
+    pub fn create(&self, opts: CreateOptions) -> Result<Created> {
+        let details = self
+            .inner
+            .images
+            .inspect(&opts.image)
+            .map_err(|_| EngineError::Image(opts.image.clone()))?;
+        let layers = self
+            .inner
+            .images
+            .layer_chain(&opts.image)
+            .map_err(|e| EngineError::Io(io::Error::other(e)))?;
+        let image = ImageRunConfig::from_image_config(&details.config);
+        let id = ids::new_id()?;
+        let name = {
+            let mut table = self.lock();
+            match &opts.name {
+                Some(n) => table.names.reserve(n, &id)?,
+                None => {
+                    let base = ids::generated_name(&id);
+                    let mut n = base.clone();
+                    let mut i = 2;
+                    while table.names.get(&n).is_some() {
+                        n = format!("{base}{i}");
+                        i += 1;
+                    }
+                    table.names.reserve(&n, &id)?
+                }
+            }
+        };
+        let made = (|| {
+            let dir = self.inner.store.create(&id)?;
+            let (config, spec) = build::build(
+                &opts,
+                &Inputs {
+                    id: &id,
+                    name: &name,
+                    image_id: &details.summary.id.to_string(),
+                    image: &image,
+                    layers: &layers,
+                    dir: &dir,
+                    proc_mode: self.inner.opts.proc_mode,
+                },
+            )
+            .map_err(EngineError::Invalid)?;
+            dir.write_spec(&spec)?;
+            dir.write_state(&State::default())?;
+            // The config last: a directory without one is a half-made
+            // container, removed at the next open.
+            dir.write_config(&config)?;
+            Ok::<_, EngineError>(config)
+        })();
+        let config = match made {
+            Ok(c) => c,
+            Err(e) => {
+                self.lock().names.release(&name);
+                let _ = self.inner.store.remove(&id);
+                return Err(e);
+            }
+        };
+        self.lock().containers.insert(
+            id.clone(),
+            Record {
+                config,
+                state: State::default(),
+                watched: false,
+            },
+        );
+        self.emit("create", &id, &[]);
+        Ok(Created {
+            id,
+            warnings: self.inner.opts.warnings.clone(),
+        })
+    }
+
+    /// `docker start`.
+    pub fn start(&self, query: &str) -> Result<()> {
+        let id = self.resolve(query)?;
+        {
+            let table = self.lock();
+            let r = table
+                .containers
+                .get(&id)
+                .ok_or_else(|| EngineError::NotFound(id.clone()))?;
+            if r.state.is_active() {
+                return Err(EngineError::NotModified);
+            }
+            if r.watched {
+                // The previous supervisor is finishing up; its state is final.
+                drop(table);
+                self.wait_unwatched(&id, Duration::from_secs(5));
+            }
+        }
+        let dir = self.inner.store.dir(&id);
+        let mut spare = self.inner.spares.take()?;
+        protocol::write_json(
+            &mut spare.sock,
+            Kind::Request,
+            &Request::Run {
+                dir: dir.path.display().to_string(),
+            },
+        )?;
+        let reply = client::reply(&mut spare.sock)?;
+        self.refresh(&id);
+        match reply {
+            Reply::Started { .. } => {
+                self.watch(&id, spare.sock);
+                self.emit("start", &id, &[]);
+                Ok(())
+            }
+            Reply::Failed { code, message } => {
+                self.emit("die", &id, &[("exitCode", code.to_string())]);
+                Err(EngineError::Failed { code, message })
+            }
+            other => Err(EngineError::Io(io::Error::other(format!(
+                "unexpected supervisor reply {other:?}"
+            )))),
+        }
+    }
+
+    fn wait_unwatched(&self, id: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut table = self.lock();
+        while table.containers.get(id).is_some_and(|r| r.watched) && Instant::now() < deadline {
+            table = self
+                .inner
+                .changed
+                .wait_timeout(table, Duration::from_millis(50))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    fn dir_of_running(&self, id: &str) -> Result<ContainerDir> {
+        let table = self.lock();
+        let r = table
+            .containers
+            .get(id)
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        if !r.state.is_active() {
+            return Err(EngineError::NotRunning(id.to_string()));
+        }
+        Ok(self.inner.store.dir(id))
+    }
+
+    fn call(&self, dir: &ContainerDir, req: &Request) -> Result<()> {
+        match client::call(&dir.sock(), req)? {
+            Reply::Ok => Ok(()),
+            Reply::Error { message } => Err(EngineError::Conflict(message)),
+            other => Err(EngineError::Io(io::Error::other(format!(
+                "unexpected reply {other:?}"
+            )))),
+        }
+    }
+
+    /// `docker stop`: the stop signal, SIGKILL after `timeout` seconds
+    /// (the container's stop timeout when `None`; negative waits forever).
+    /// Returns once the container stopped.
+    pub fn stop(&self, query: &str, timeout: Option<i64>) -> Result<()> {
+        let id = self.resolve(query)?;
+        let dir = match self.dir_of_running(&id) {
+            Err(EngineError::NotRunning(_)) => return Err(EngineError::NotModified),
+            other => other?,
+        };
+        let (signal, default_timeout) = {
+            let table = self.lock();
+            let c = &table.containers[&id].config;
+            (
+                parse_signal(&c.stop_signal).unwrap_or(Signal::SIGTERM),
+                c.stop_timeout as i64,
+            )
+        };
+        self.call(
+            &dir,
+            &Request::Stop {
+                signal: signal as i32,
+                timeout: timeout.unwrap_or(default_timeout),
+            },
+        )?;
+        self.wait(&id, WaitCondition::NotRunning)?;
+        self.emit("stop", &id, &[]);
+        Ok(())
+    }
+
+    /// `docker kill` (default SIGKILL).
+    pub fn kill(&self, query: &str, signal: Option<&str>) -> Result<()> {
+        let id = self.resolve(query)?;
+        let sig = match signal {
+            None | Some("") => Signal::SIGKILL,
+            Some(s) => parse_signal(s)
+                .ok_or_else(|| EngineError::Invalid(format!("Invalid signal: {s}")))?,
+        };
+        let dir = self.dir_of_running(&id)?;
+        self.call(
+            &dir,
+            &Request::Kill {
+                signal: sig as i32,
+                manual: true,
+            },
+        )?;
+        self.emit("kill", &id, &[("signal", (sig as i32).to_string())]);
+        Ok(())
+    }
+
+    /// `docker restart`.
+    pub fn restart(&self, query: &str, timeout: Option<i64>) -> Result<()> {
+        let id = self.resolve(query)?;
+        match self.stop(&id, timeout) {
+            Ok(()) | Err(EngineError::NotModified) => {}
+            Err(e) => return Err(e),
+        }
+        self.start(&id)?;
+        self.emit("restart", &id, &[]);
+        Ok(())
+    }
+
+    /// `docker wait`: the exit code once the condition holds.
+    pub fn wait(&self, query: &str, condition: WaitCondition) -> Result<i32> {
+        let id = self.resolve(query)?;
+        let mut table = self.lock();
+        let first_exits = table.containers.get(&id).map_or(0, |r| r.state.exits);
+        let mut last_code = 0;
+        loop {
+            let Some(r) = table.containers.get(&id) else {
+                return match condition {
+                    WaitCondition::Removed => Ok(last_code),
+                    _ => Err(EngineError::NotFound(id)),
+                };
+            };
+            last_code = r.state.exit_code;
+            let settled = !r.state.is_active() && !r.watched_running();
+            match condition {
+                WaitCondition::NotRunning if settled => return Ok(r.state.exit_code),
+                WaitCondition::NextExit if r.state.exits > first_exits && !r.watched_running() => {
+                    return Ok(r.state.exit_code)
+                }
+                _ => {}
+            }
+            let unwatched = !r.watched;
+            let (t, _) = self
+                .inner
+                .changed
+                .wait_timeout(table, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner());
+            table = t;
+            if unwatched {
+                // Nobody streams this container's events (another process
+                // started it): follow its state file instead.
+                drop(table);
+                self.refresh(&id);
+                table = self.lock();
+            }
+        }
+    }
+
+    /// `docker rm`: with `force`, kills a running container first. Removes
+    /// its directory: rootfs layer, logs, state.
+    pub fn remove(&self, query: &str, force: bool) -> Result<()> {
+        let id = self.resolve(query)?;
+        let active = self
+            .lock()
+            .containers
+            .get(&id)
+            .is_some_and(|r| r.state.is_active());
+        if active {
+            if !force {
+                return Err(EngineError::Conflict(format!(
+                    "You cannot remove a running container {id}. Stop the container before attempting removal or force remove"
+                )));
+            }
+            match self.kill(&id, Some("SIGKILL")) {
+                Ok(()) | Err(EngineError::NotRunning(_)) => {}
+                Err(e) => return Err(e),
+            }
+            self.wait(&id, WaitCondition::NotRunning)?;
+        }
+        self.wait_unwatched(&id, Duration::from_secs(5));
+        self.inner.store.remove(&id)?;
+        {
+            let mut table = self.lock();
+            if let Some(r) = table.containers.remove(&id) {
+                table.names.release(&r.config.name);
+            }
+            table.execs.retain(|_, e| e.container_id != id);
+        }
+        self.inner.changed.notify_all();
+        if let Some(sink) = &self.inner.opts.on_event {
+            sink(&EngineEvent {
+                action: "destroy".into(),
+                id: id.clone(),
+                attributes: BTreeMap::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `docker rename`.
+    pub fn rename(&self, query: &str, new_name: &str) -> Result<()> {
+        let id = self.resolve(query)?;
+        let old = {
+            let mut table = self.lock();
+            let new_name = table.names.reserve(new_name, &id)?;
+            let Some(r) = table.containers.get_mut(&id) else {
+                return Err(EngineError::NotFound(id));
+            };
+            let old = std::mem::replace(&mut r.config.name, new_name.clone());
+            let config = r.config.clone();
+            if old != new_name {
+                table.names.release(&old);
+            }
+            self.inner.store.dir(&id).write_config(&config)?;
+            old
+        };
+        self.emit("rename", &id, &[("oldName", format!("/{old}"))]);
+        Ok(())
+    }
+
+    /// Every container (`all`), or the running ones.
+    pub fn list(&self, all: bool) -> Vec<ContainerDetails> {
+        let table = self.lock();
+        let mut out: Vec<ContainerDetails> = table
+            .containers
+            .iter()
+            .filter(|(_, r)| all || r.state.is_active())
+            .map(|(id, r)| self.details(id, r))
+            .collect();
+        out.sort_by(|a, b| b.config.created.cmp(&a.config.created));
+        out
+    }
+
+    fn details(&self, id: &str, r: &Record) -> ContainerDetails {
+        let dir = self.inner.store.dir(id);
+        ContainerDetails {
+            config: r.config.clone(),
+            state: r.state.clone(),
+            log_path: dir.log(id),
+            rootfs_upper: dir.upper(),
+        }
+    }
+
+    /// `docker inspect`.
+    pub fn inspect(&self, query: &str) -> Result<ContainerDetails> {
+        let id = self.resolve(query)?;
+        let table = self.lock();
+        let r = table
+            .containers
+            .get(&id)
+            .ok_or_else(|| EngineError::NotFound(id.clone()))?;
+        Ok(self.details(&id, r))
+    }
+
+    /// `docker logs`: feeds `sink` until done (with `follow`, until the
+    /// container stops or `sink` fails).
+    pub fn logs(
+        &self,
+        query: &str,
+        opts: &LogsOptions,
+        sink: &mut dyn FnMut(LogLine) -> io::Result<()>,
+    ) -> Result<()> {
+        let id = self.resolve(query)?;
+        let path = self.inner.store.dir(&id).log(&id);
+        let engine = self.clone();
+        let running = move || {
+            engine
+                .lock()
+                .containers
+                .get(&id)
+                .is_some_and(|r| r.state.is_active() || r.watched)
+        };
+        logread::read(&path, opts, &running, sink)?;
+        Ok(())
+    }
+
+    /// `docker attach`: a stream of the container's output (and its stdin
+    /// with `stdin`) until it exits or the client detaches.
+    pub fn attach(
+        &self,
+        query: &str,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+        detach_keys: Option<Vec<u8>>,
+    ) -> Result<Stream> {
+        let id = self.resolve(query)?;
+        let dir = self.dir_of_running(&id)?;
+        let mut sock = client::open(
+            &dir.sock(),
+            &Request::Attach {
+                stdin,
+                stdout,
+                stderr,
+                detach_keys: detach_keys.unwrap_or_else(|| DEFAULT_DETACH_KEYS.to_vec()),
+            },
+        )?;
+        match client::reply(&mut sock)? {
+            Reply::Ok => {
+                self.emit("attach", &id, &[]);
+                Ok(Stream::new(sock))
+            }
+            Reply::Error { message } => Err(EngineError::Conflict(message)),
+            other => Err(EngineError::Io(io::Error::other(format!(
+                "unexpected reply {other:?}"
+            )))),
+        }
+    }
+
+    /// `docker resize` of the container's tty.
+    pub fn resize(&self, query: &str, rows: u16, cols: u16) -> Result<()> {
+        let id = self.resolve(query)?;
+        let dir = self.dir_of_running(&id)?;
+        self.call(&dir, &Request::Resize { rows, cols })?;
+        self.emit(
+            "resize",
+            &id,
+            &[("height", rows.to_string()), ("width", cols.to_string())],
+        );
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/exec`.
+    pub fn exec_create(&self, query: &str, options: ExecOptions) -> Result<String> {
+        let id = self.resolve(query)?;
+        self.dir_of_running(&id)?;
+        if options.cmd.is_empty() {
+            return Err(EngineError::Invalid("No exec command specified".into()));
+        }
+        let exec_id = ids::new_id()?;
+        self.lock().execs.insert(
+            exec_id.clone(),
+            ExecDetails {
+                id: exec_id.clone(),
+                container_id: id.clone(),
+                options,
+                running: false,
+                exit_code: None,
+                pid: 0,
+            },
+        );
+        self.emit("exec_create", &id, &[("execID", exec_id.clone())]);
+        Ok(exec_id)
+    }
+
+    /// `POST /exec/{id}/start`: runs the process; its output, and then its
+    /// exit code (recorded before the stream reports it), come from the
+    /// returned stream.
+    pub fn exec_start(&self, exec_id: &str) -> Result<ExecStream> {
+        let exec = self.exec_inspect(exec_id)?;
+        if exec.running || exec.exit_code.is_some() {
+            return Err(EngineError::Conflict(format!(
+                "exec {exec_id} has already run"
+            )));
+        }
+        let dir = self.dir_of_running(&exec.container_id)?;
+        let process = self.exec_process(&dir, &exec.options)?;
+        let mut sock = client::open(
+            &dir.sock(),
+            &Request::Exec {
+                process: Box::new(process),
+                tty: exec.options.tty,
+                stdin: exec.options.attach_stdin,
+            },
+        )?;
+        match client::reply(&mut sock)? {
+            Reply::Started { pid } => {
+                if let Some(e) = self.lock().execs.get_mut(exec_id) {
+                    e.running = true;
+                    e.pid = pid;
+                }
+                self.emit(
+                    "exec_start",
+                    &exec.container_id,
+                    &[("execID", exec_id.to_string())],
+                );
+                Ok(ExecStream {
+                    engine: self.clone(),
+                    exec_id: exec_id.to_string(),
+                    stream: Stream::new(sock),
+                })
+            }
+            Reply::Failed { code, message } => {
+                if let Some(e) = self.lock().execs.get_mut(exec_id) {
+                    e.exit_code = Some(code);
+                }
+                Err(EngineError::Failed { code, message })
+            }
+            Reply::Error { message } => Err(EngineError::Conflict(message)),
+            Reply::Ok => Err(EngineError::Io(io::Error::other(
+                "unexpected reply to exec",
+            ))),
+        }
+    }
+
+    /// The exec'd process: the container's environment, user, working
+    /// directory and capabilities, with the exec's options over them.
+    fn exec_process(&self, dir: &ContainerDir, o: &ExecOptions) -> Result<ProcessSpec> {
+        let spec = dir.read_spec()?;
+        let mut p = spec.process;
+        p.args = o.cmd.clone();
+        p.env = build::merge_env(&p.env, &o.env);
+        if let Some(u) = o.user.as_ref().filter(|u| !u.is_empty()) {
+            p.user.name = u.clone();
+        }
+        if let Some(w) = o.working_dir.as_ref().filter(|w| !w.is_empty()) {
+            p.cwd = PathBuf::from(w);
+        }
+        if o.privileged {
+            p.capabilities = caps::all().into_iter().map(|c| c.to_string()).collect();
+        }
+        p.init = false;
+        Ok(p)
+    }
+
+    /// `GET /exec/{id}/json`.
+    pub fn exec_inspect(&self, exec_id: &str) -> Result<ExecDetails> {
+        self.lock()
+            .execs
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| EngineError::ExecNotFound(exec_id.to_string()))
+    }
+
+    /// `POST /exec/{id}/resize`.
+    pub fn exec_resize(&self, exec_id: &str, rows: u16, cols: u16) -> Result<()> {
+        let exec = self.exec_inspect(exec_id)?;
+        let dir = self.dir_of_running(&exec.container_id)?;
+        self.call(
+            &dir,
+            &Request::ResizeExec {
+                pid: exec.pid,
+                rows,
+                cols,
+            },
+        )
+    }
+}
+
+impl Record {
+    /// The supervisor still streams (the run's end is not processed yet).
+    fn watched_running(&self) -> bool {
+        self.watched && self.state.status == Status::Running
+    }
+}
+
+/// An exec's output stream; its exit code is stored in the exec record
+/// before [`ExecStream::next`] returns it.
+pub struct ExecStream {
+    engine: Engine,
+    exec_id: String,
+    stream: Stream,
+}
+
+impl ExecStream {
+    pub fn input(&self) -> io::Result<client::Input> {
+        self.stream.input()
+    }
+
+    pub fn next_output(&mut self) -> io::Result<Option<Output>> {
+        let out = self.stream.next_output()?;
+        let code = match &out {
+            Some(Output::Exit(info)) => Some(info.code),
+            None => Some(-1),
+            _ => None,
+        };
+        if let Some(code) = code {
+            if let Some(e) = self.engine.lock().execs.get_mut(&self.exec_id) {
+                e.running = false;
+                e.exit_code = Some(code);
+            }
+            self.engine.inner.changed.notify_all();
+        }
+        Ok(out)
+    }
+}
+
+/// `SIGTERM`, `TERM`, `15`.
+pub fn parse_signal(text: &str) -> Option<Signal> {
+    if let Ok(n) = text.parse::<i32>() {
+        return Signal::try_from(n).ok();
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name).ok()
+}

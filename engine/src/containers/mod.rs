@@ -1,0 +1,22 @@
+//! Containers as the daemon manages them: persistent records under the
+//! data root, names, the typed [`Engine`] API, logs, and the protocol to
+//! each container's supervisor (see [`crate::supervisor`]).
+
+pub mod build;
+pub mod client;
+pub mod config;
+pub mod engine;
+pub mod ids;
+pub mod logfile;
+pub mod logread;
+pub mod names;
+pub mod protocol;
+pub mod spare;
+pub mod state;
+pub mod store;
+pub mod timefmt;
+
+pub use engine::{
+    ContainerDetails, Created, Engine, EngineError, EngineEvent, EngineOptions, EventSink,
+    ExecDetails, ExecOptions, ExecStream, WaitCondition,
+};

@@ -1,0 +1,78 @@
+//! Starting the container's process with the supervisor's stdio: pipes for
+//! stdout and stderr (and stdin with `-i`), or a pty opened inside the
+//! container with `-t`.
+
+use std::os::fd::OwnedFd;
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+
+use super::fdio::{pipe, set_nonblocking};
+use crate::runtime::helper::{self, Failure};
+use crate::runtime::{ContainerSpec, InitStdio};
+
+/// The supervisor's ends of a started container's streams.
+#[derive(Debug)]
+pub struct Launched {
+    pub pid: Pid,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    /// The pty master (input and output) with a tty.
+    pub console: Option<OwnedFd>,
+    /// Where stdin goes, with `open_stdin` and no tty.
+    pub stdin: Option<OwnedFd>,
+}
+
+/// Creates and starts the container. Must run in the single-threaded
+/// supervisor.
+pub fn launch(spec: &ContainerSpec, tty: bool, open_stdin: bool) -> Result<Launched, Failure> {
+    let io = |e: std::io::Error| Failure::runtime(format!("container stdio: {e}"));
+    let mut ours = Launched {
+        pid: Pid::from_raw(0),
+        stdout: None,
+        stderr: None,
+        console: None,
+        stdin: None,
+    };
+    let stdio = if tty {
+        InitStdio {
+            tty: true,
+            ..InitStdio::default()
+        }
+    } else {
+        let (out_r, out_w) = pipe().map_err(io)?;
+        let (err_r, err_w) = pipe().map_err(io)?;
+        set_nonblocking(&out_r).map_err(io)?;
+        set_nonblocking(&err_r).map_err(io)?;
+        ours.stdout = Some(out_r);
+        ours.stderr = Some(err_r);
+        let stdin = if open_stdin {
+            let (in_r, in_w) = pipe().map_err(io)?;
+            set_nonblocking(&in_w).map_err(io)?;
+            ours.stdin = Some(in_w);
+            in_r
+        } else {
+            open(
+                "/dev/null",
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| Failure::runtime(format!("opening /dev/null: {e}")))?
+        };
+        InitStdio {
+            stdin: Some(stdin),
+            stdout: Some(out_w),
+            stderr: Some(err_w),
+            tty: false,
+        }
+    };
+    let mut created = helper::create(spec, stdio)?;
+    if let Some(console) = created.console.take() {
+        set_nonblocking(&console).map_err(io)?;
+        ours.console = Some(console);
+    }
+    helper::start(&mut created)?;
+    ours.pid = created.pid;
+    Ok(ours)
+}
