@@ -16,3 +16,13 @@ pub mod shell;
 pub use dockerfile::{parse, Command, Dockerfile, Instruction, Stage};
 pub use error::{ParseError, Position, Span, Warning};
 pub use shell::{expand, Env, EnvList};
+pub mod args;
+pub mod evaluate;
+pub mod history;
+pub mod platform;
+pub mod stages;
+
+pub use args::BuildArgs;
+pub use evaluate::{Expanded, StageState};
+pub use platform::Platform;
+pub use stages::{plan, BuildPlan, PlannedStage, Source};
