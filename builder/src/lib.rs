@@ -9,6 +9,7 @@
 //! ```
 
 pub mod chmod;
+pub mod dockerignore;
 pub mod dockerfile;
 pub mod error;
 pub mod shell;
@@ -25,4 +26,5 @@ pub mod stages;
 pub use args::BuildArgs;
 pub use evaluate::{Expanded, StageState};
 pub use platform::Platform;
-pub use stages::{plan, BuildPlan, PlannedStage, Source};
+pub use stages::{plan, plan_on, BuildPlan, PlannedStage, Source};
+pub use dockerignore::{walk_context, DockerIgnore};

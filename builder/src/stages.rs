@@ -88,7 +88,18 @@ pub fn plan(
     build_args: &BuildArgs,
     platform: Option<&Platform>,
 ) -> Result<BuildPlan, ParseError> {
-    let build_platform = Platform::host();
+    plan_on(df, target, build_args, platform, &Platform::host())
+}
+
+/// [`plan`] with an explicit build platform (the machine running the build).
+pub fn plan_on(
+    df: &Dockerfile,
+    target: Option<&str>,
+    build_args: &BuildArgs,
+    platform: Option<&Platform>,
+    build_platform: &Platform,
+) -> Result<BuildPlan, ParseError> {
+    let build_platform = build_platform.clone();
     let target_platform = platform.cloned().unwrap_or_else(|| build_platform.clone());
     let err = |at: Position, m: String| ParseError::new(&df.file, at, m);
     let target_index = match target {
