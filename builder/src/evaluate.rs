@@ -10,12 +10,14 @@
 //! holding spaces stays one COPY source; only EXPOSE splits its expanded value.
 
 use crate::args::BuildArgs;
-use crate::dockerfile::{ArgDecl, Command, Heredoc, Instruction, KeyValue, Mount, Sources};
+use crate::dockerfile::{
+    ArgDecl, Command, CommandLine, Heredoc, Instruction, KeyValue, Mount, Sources,
+};
 use crate::error::ParseError;
 use crate::shell::{Env, EnvList, Lexer};
 
 /// A stage's build-time state that expansion depends on.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StageState {
     /// What expansion and RUN see: the base image's Env, ENV values, ARG values.
     pub env: EnvList,
@@ -24,6 +26,25 @@ pub struct StageState {
     /// ARGs declared in the stage so far, in order (for RUN's history text and
     /// cache key).
     pub args: Vec<(String, Option<String>)>,
+    /// SHELL in effect (`/bin/sh -c` unless the base image or a SHELL changed it).
+    pub shell: Vec<String>,
+    /// WORKDIR in effect, absolute.
+    pub workdir: String,
+    /// USER in effect (empty: the base image's, i.e. root).
+    pub user: String,
+}
+
+impl Default for StageState {
+    fn default() -> Self {
+        Self {
+            env: EnvList::new(),
+            config_env: EnvList::new(),
+            args: Vec::new(),
+            shell: vec!["/bin/sh".to_string(), "-c".to_string()],
+            workdir: "/".to_string(),
+            user: String::new(),
+        }
+    }
 }
 
 /// The result of one step: the instruction with its words expanded.
@@ -41,7 +62,20 @@ impl StageState {
         Self {
             config_env: env.clone(),
             env,
-            args: Vec::new(),
+            ..Self::default()
+        }
+    }
+
+    /// The argv a RUN/CMD/ENTRYPOINT command line executes: exec form as is, shell
+    /// form through the SHELL (heredocs folded in, see `CommandLine::shell_script`).
+    pub fn argv(&self, cmd: &CommandLine) -> Vec<String> {
+        match cmd.shell_script() {
+            None => cmd.args.clone(),
+            Some(script) => {
+                let mut argv = self.shell.clone();
+                argv.push(script);
+                argv
+            }
         }
     }
 
@@ -92,7 +126,13 @@ impl StageState {
                 .map(|e| e.value)
                 .map_err(|e| err(e.to_string()))
         };
-        let opt = |w: &Option<String>| w.as_deref().map(word).transpose();
+        // An option that expands to nothing counts as not given, as in BuildKit.
+        let opt = |w: &Option<String>| {
+            w.as_deref()
+                .map(word)
+                .transpose()
+                .map(|v| v.filter(|v| !v.is_empty()))
+        };
         let mut mounts = Vec::new();
         let command = match &ins.command {
             Command::Env(kvs) => Command::Env(expand_kvs(kvs, &word)?),
@@ -143,11 +183,17 @@ impl StageState {
             }
             other => other.clone(),
         };
-        if let Command::Env(kvs) = &command {
-            for kv in kvs {
-                self.env.set(&kv.key, &kv.value);
-                self.config_env.set(&kv.key, &kv.value);
+        match &command {
+            Command::Env(kvs) => {
+                for kv in kvs {
+                    self.env.set(&kv.key, &kv.value);
+                    self.config_env.set(&kv.key, &kv.value);
+                }
             }
+            Command::Shell(argv) => self.shell = argv.clone(),
+            Command::User(u) => self.user = u.clone(),
+            Command::Workdir(w) => self.workdir = join_workdir(&self.workdir, w),
+            _ => {}
         }
         Ok(Expanded { command, mounts })
     }
@@ -235,4 +281,25 @@ fn expand_sources(
         inline,
         dest: word(&s.dest)?,
     })
+}
+
+/// WORKDIR resolution: absolute paths replace, relative ones join the current
+/// directory; the result is cleaned (`..`, `.`, doubled slashes).
+pub fn join_workdir(current: &str, path: &str) -> String {
+    let joined = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{current}/{path}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in joined.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }

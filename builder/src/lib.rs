@@ -9,8 +9,8 @@
 //! ```
 
 pub mod chmod;
-pub mod dockerignore;
 pub mod dockerfile;
+pub mod dockerignore;
 pub mod error;
 pub mod shell;
 
@@ -24,7 +24,7 @@ pub mod platform;
 pub mod stages;
 
 pub use args::BuildArgs;
+pub use dockerignore::{walk_context, DockerIgnore};
 pub use evaluate::{Expanded, StageState};
 pub use platform::Platform;
 pub use stages::{plan, plan_on, BuildPlan, PlannedStage, Source};
-pub use dockerignore::{walk_context, DockerIgnore};

@@ -66,10 +66,18 @@ impl Display for Command {
                     }
                 }
                 if run.network != Network::Default {
-                    write!(s, " network={:?}", run.network)?;
+                    write!(
+                        s,
+                        " network={}",
+                        if run.network == Network::None {
+                            "none"
+                        } else {
+                            "host"
+                        }
+                    )?;
                 }
                 if run.security != Security::Sandbox {
-                    write!(s, " security={:?}", run.security)?;
+                    s.push_str(" security=insecure");
                 }
                 command_line(&mut s, &run.cmd)?;
             }

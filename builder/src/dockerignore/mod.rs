@@ -36,7 +36,10 @@ impl DockerIgnore {
                 Ok(bytes) => {
                     let text = String::from_utf8_lossy(&bytes);
                     let mut ignore = DockerIgnore::parse(&text).map_err(|e| {
-                        io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("{}: {e}", path.display()),
+                        )
                     })?;
                     ignore.source = Some(path);
                     return Ok(ignore);
@@ -145,8 +148,10 @@ mod tests {
 
     #[test]
     fn last_match_wins_with_exceptions() {
-        let ig = DockerIgnore::parse("# comment\n*.md\n!README.md\n/build\n./tmp/\n docs/** \n!docs/keep.txt\n")
-            .expect("valid");
+        let ig = DockerIgnore::parse(
+            "# comment\n*.md\n!README.md\n/build\n./tmp/\n docs/** \n!docs/keep.txt\n",
+        )
+        .expect("valid");
         assert!(ig.is_ignored("CHANGES.md"));
         assert!(!ig.is_ignored("README.md"));
         assert!(ig.is_ignored("build"));
@@ -155,7 +160,10 @@ mod tests {
         assert!(ig.is_ignored("docs/a.txt"));
         assert!(!ig.is_ignored("docs/keep.txt"));
         assert!(!ig.is_ignored("src/main.rs"));
-        assert!(!ig.is_ignored("src/notes.md"), "*.md does not cross directories");
+        assert!(
+            !ig.is_ignored("src/notes.md"),
+            "*.md does not cross directories"
+        );
     }
 
     #[test]

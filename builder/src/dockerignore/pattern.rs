@@ -186,6 +186,8 @@ mod tests {
         assert!(p.could_match_below("vendor"));
         assert!(p.could_match_below("vendor/keep"));
         assert!(!p.could_match_below("node_modules"));
-        assert!(Pattern::new("**/x", true).expect("v").could_match_below("any"));
+        assert!(Pattern::new("**/x", true)
+            .expect("v")
+            .could_match_below("any"));
     }
 }

@@ -75,7 +75,11 @@ fn walk_dir(
         };
         if kind != EntryKind::Dir {
             if !ignored {
-                out.push(ContextEntry { path, kind, full_path: full });
+                out.push(ContextEntry {
+                    path,
+                    kind,
+                    full_path: full,
+                });
             }
             continue;
         }
