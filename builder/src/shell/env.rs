@@ -35,6 +35,8 @@ impl Env for BTreeMap<String, String> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnvList {
     vars: Vec<(String, String)>,
+    /// Position of each key in `vars`, so lookups stay cheap for long lists.
+    index: HashMap<String, usize>,
 }
 
 impl EnvList {
@@ -55,18 +57,29 @@ impl EnvList {
 
     /// Sets `key`, replacing an earlier value in place.
     pub fn set(&mut self, key: &str, value: &str) {
-        match self.vars.iter_mut().find(|(k, _)| k == key) {
-            Some(slot) => slot.1 = value.to_string(),
-            None => self.vars.push((key.to_string(), value.to_string())),
+        match self.index.get(key) {
+            Some(&i) => self.vars[i].1 = value.to_string(),
+            None => {
+                self.index.insert(key.to_string(), self.vars.len());
+                self.vars.push((key.to_string(), value.to_string()));
+            }
         }
     }
 
     pub fn remove(&mut self, key: &str) {
-        self.vars.retain(|(k, _)| k != key);
+        if self.index.remove(key).is_some() {
+            self.vars.retain(|(k, _)| k != key);
+            self.index = self
+                .vars
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k.clone(), i))
+                .collect();
+        }
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        self.vars.iter().any(|(k, _)| k == key)
+        self.index.contains_key(key)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -89,10 +102,7 @@ impl EnvList {
 
 impl Env for EnvList {
     fn get(&self, key: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.index.get(key).map(|&i| self.vars[i].1.as_str())
     }
 }
 
