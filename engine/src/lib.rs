@@ -4,4 +4,5 @@
 
 pub mod bootstrap;
 pub mod doctor;
+pub mod network;
 pub mod runtime;

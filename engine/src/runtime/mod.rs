@@ -8,7 +8,7 @@
 //! clone and execve.
 
 pub mod caps;
-mod channel;
+pub(crate) mod channel;
 mod clone;
 pub mod container;
 mod dev;
