@@ -63,6 +63,23 @@ pub enum Command {
     /// Internal: the runtime helper and its test entry (not a stable interface).
     #[command(name = "__runtime", hide = true, subcommand)]
     Runtime(RuntimeCommand),
+    /// Internal: a networking test driver taking JSON commands on stdin
+    /// (not a stable interface).
+    #[command(name = "__net", hide = true)]
+    Net(NetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// Data root (network state under `network/`).
+    #[arg(long, default_value = "/var/lib/hutch")]
+    pub data_root: PathBuf,
+    /// Where container netns are bound.
+    #[arg(long, default_value = "/run/hutch")]
+    pub run_dir: PathBuf,
+    /// `auto`, `kernel` or `l4-relay`.
+    #[arg(long, default_value = "auto")]
+    pub uplink: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,7 @@
 //! images and the local registry fixture. The tests themselves live in
 //! `tests/tests/`, one file per area.
 
+pub mod network;
 pub mod podsim;
 pub mod registry;
 pub mod runtime;

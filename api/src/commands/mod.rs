@@ -4,6 +4,7 @@ mod daemon;
 mod doctor;
 mod humanize;
 mod images;
+mod net;
 mod runtime;
 mod version;
 
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => images::load(&global, &args),
         Command::Build(_) => not_yet("build", 7),
         Command::Runtime(cmd) => runtime::run(cmd),
+        Command::Net(args) => net::run(&args),
     }
 }
 

@@ -31,6 +31,14 @@ pub fn batch(networks: &[NetworkRecord], mode: UplinkMode) -> Batch {
             accept_by_default: false,
         },
     );
+    // The kernel passes bridged IPv4 through the forward hook too
+    // (br_netfilter, bridge-nf-call-iptables defaults to 1 in each netns),
+    // with the bridge as both devices: traffic within a network stays allowed.
+    for net in networks {
+        let mut rule = expr::iifname(&net.bridge, true);
+        rule.extend(expr::oifname(&net.bridge, true));
+        b.add_rule(f, TABLE, "forward", &accept(rule));
+    }
     let external = || networks.iter().filter(|n| !n.internal);
     match mode {
         UplinkMode::Kernel => {

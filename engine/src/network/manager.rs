@@ -190,6 +190,8 @@ impl Drop for Running {
 
 struct Inner {
     state: State,
+    /// Containers attached but not yet plugged (see [`Networks::plug`]).
+    pending: HashMap<String, (ContainerNetworking, Vec<(String, EndpointOptions)>)>,
     rtnl: Rtnl,
     running: HashMap<String, Running>,
 }
@@ -261,6 +263,7 @@ impl Networks {
             inner: Mutex::new(Inner {
                 state,
                 rtnl,
+                pending: HashMap::new(),
                 running: HashMap::new(),
             }),
             store,
@@ -563,21 +566,36 @@ impl Networks {
                 } else {
                     list.clone()
                 };
-                let (running, own, user_defined) =
-                    self.bring_up(&mut inner, c, &list, &files_dir)?;
+                let mut own = Vec::new();
+                let mut user_defined = false;
+                for (net, opts) in &list {
+                    let rec = find(&inner.state, net)?.clone();
+                    user_defined |= !rec.is_default_bridge();
+                    let existing = inner
+                        .state
+                        .endpoints
+                        .iter()
+                        .find(|e| e.network_id == rec.id && e.container_id == c.id)
+                        .map(|e| e.ip);
+                    let ip = match existing {
+                        Some(ip) => ip,
+                        None => reserve(&mut inner.state, net, &c.id, &c.name, opts)?.ip,
+                    };
+                    own.push(ip);
+                }
+                self.save(&inner)?;
                 let resolv = if user_defined {
                     self.pod_resolv.embedded()
                 } else {
                     self.pod_resolv.for_bridge()
                 };
-                let path = running.netns_path.clone();
-                inner.running.insert(c.id.clone(), running);
-                (
-                    NetworkMode::Join(path.unwrap_or_default()),
-                    own,
-                    overrides(resolv),
-                    Some(()),
-                )
+                inner.pending.insert(c.id.clone(), (c.clone(), list));
+                // A new netns for the container, made by the runtime inside
+                // the container's user namespace: the container's root owns
+                // it (binding ports below 1024, raw sockets, sysfs), and the
+                // engine, owner of that user namespace, plugs the veths in
+                // before the start ([`Networks::plug`]).
+                (NetworkMode::None, own, overrides(resolv), Some(()))
             }
         };
         let _ = running;
@@ -611,12 +629,29 @@ impl Networks {
         })
     }
 
+    /// Plugs an attached container into its networks once the runtime has
+    /// created it (before it starts): veths into the netns of `pid`, the
+    /// embedded DNS server there, and the published ports.
+    pub fn plug(&self, container_id: &str, pid: i32) -> Result<NetworkSettings, NetworkError> {
+        let mut inner = self.lock()?;
+        let Some((c, list)) = inner.pending.remove(container_id) else {
+            return Ok(self.settings_locked(&inner, container_id));
+        };
+        let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        let netns = NetNs::open(&path).ctx(|| format!("opening {}", path.display()))?;
+        let files_dir = self.files_root.join(&c.id);
+        let (running, _, _) = self.bring_up(&mut inner, &c, &list, &files_dir, netns)?;
+        inner.running.insert(c.id.clone(), running);
+        Ok(self.settings_locked(&inner, container_id))
+    }
+
     fn bring_up(
         &self,
         inner: &mut Inner,
         c: &ContainerNetworking,
         list: &[(String, EndpointOptions)],
         files_dir: &Path,
+        netns: NetNs,
     ) -> Result<(Running, Vec<Ipv4Addr>, bool), NetworkError> {
         let mut eps = Vec::new();
         for (net, opts) in list {
@@ -640,7 +675,14 @@ impl Networks {
             };
             eps.push(ep);
         }
-        let netns = Arc::new(NetNs::create().ctx(|| "creating the container's netns".into())?);
+        netns
+            .run(|| {
+                let mut rtnl = Rtnl::open()?;
+                let lo = rtnl.require("lo")?;
+                rtnl.set_up(lo)
+            })
+            .ctx(|| "bringing up the container's loopback".into())?;
+        let netns = Arc::new(netns);
         let path = self.run_dir.join("netns").join(&c.id);
         let _ = netns::unbind(&path);
         netns
@@ -789,6 +831,7 @@ impl Networks {
     /// ports stay reserved for its next start.
     pub fn release(&self, container_id: &str) -> Result<(), NetworkError> {
         let mut inner = self.lock()?;
+        inner.pending.remove(container_id);
         let Some(running) = inner.running.remove(container_id) else {
             return Ok(());
         };

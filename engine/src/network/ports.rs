@@ -112,13 +112,19 @@ impl Published {
         parent: Option<&PodParent>,
     ) -> io::Result<(Published, Vec<PortBinding>)> {
         let mut published = Published::default();
-        let mut bindings = Vec::new();
+        let mut bindings: Vec<PortBinding> = Vec::new();
+        // Ports asked for by number are not free for random requests.
+        let pinned: Vec<u16> = requests.iter().filter_map(|r| r.host_port).collect();
         for req in requests {
             let host_ip = req.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             let remembered = previous.iter().find(|b| {
                 b.container_port == req.container_port
                     && b.proto == req.proto
                     && b.host_ip == host_ip
+                    && !pinned.contains(&b.host_port)
+                    && !bindings
+                        .iter()
+                        .any(|t| t.host_port == b.host_port && t.proto == b.proto)
             });
             let port = req
                 .host_port
@@ -126,7 +132,12 @@ impl Published {
                 .or(remembered.map(|b| b.host_port))
                 .unwrap_or(0);
             let addr = SocketAddr::new(host_ip, port);
-            let fd = bind(req.proto, addr, parent)?;
+            let fd = bind(req.proto, addr, parent).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("binding {addr}/{}: {e}", req.proto.name()),
+                )
+            })?;
             let to = SocketAddrV4::new(target, req.container_port);
             let bound = match req.proto {
                 Proto::Tcp => {
