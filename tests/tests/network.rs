@@ -113,13 +113,7 @@ fn names_uplink_and_ports(variant: Variant) -> anyhow::Result<()> {
         json!({"networks": ["appnet"], "add_host": ["host.docker.internal:host-gateway"]}),
     )?;
     network::wait_file(&rig, "client", "names-done", WAIT)?;
-    // The layer-4 relay does not yet carry containers' outbound TCP in
-    // podsim: with br_netfilter built in, the bridge passes frames through
-    // the IP prerouting hook in bridge context, TPROXY assigns the socket
-    // there, and ip_rcv orphans it again before local delivery (the SYN is
-    // answered with a reset). Checked for the kernel uplink only until the
-    // relay brouted frames past br_netfilter (see docs/architecture.md).
-    let outbound = variant == Variant::Kernel;
+    let outbound = true;
     if outbound {
         network::wait_file(&rig, "client", "done", WAIT)?;
     }

@@ -69,6 +69,29 @@ pub fn batch(networks: &[NetworkRecord], mode: UplinkMode) -> Batch {
             b.add_rule(f, TABLE, "postrouting", &masq);
         }
         UplinkMode::L4Relay => {
+            // TCP: DNAT to the relay's listener at the gateway, which
+            // br_netfilter (built in, on in every netns) handles in bridge
+            // context; the listener reads SO_ORIGINAL_DST. TPROXY would be
+            // undone there: ip_rcv orphans the socket TPROXY assigned in
+            // the bridge's pass through the IP prerouting hook.
+            b.add_chain(
+                f,
+                TABLE,
+                &BaseChain {
+                    name: "relay_nat",
+                    hook: Hook::Prerouting,
+                    priority: -100,
+                    kind: "nat",
+                    accept_by_default: true,
+                },
+            );
+            for net in external() {
+                let mut rule = expr::saddr_in(net.subnet.addr, net.subnet.prefix, true);
+                rule.extend(expr::daddr_in(net.subnet.addr, net.subnet.prefix, false));
+                rule.extend(expr::l4proto(TCP));
+                rule.extend(expr::dnat_to(net.gateway, relay::PORT));
+                b.add_rule(f, TABLE, "relay_nat", &rule);
+            }
             b.add_chain(
                 f,
                 TABLE,
@@ -81,8 +104,11 @@ pub fn batch(networks: &[NetworkRecord], mode: UplinkMode) -> Batch {
                 },
             );
             for net in external() {
-                for proto in [TCP, UDP] {
-                    let mut rule = expr::iifname(&net.bridge, true);
+                // UDP: TPROXY, which keeps the original destination for
+                // IP_ORIGDSTADDR; see docs/architecture.md for where it
+                // falls short under br_netfilter.
+                for proto in [UDP] {
+                    let mut rule = expr::saddr_in(net.subnet.addr, net.subnet.prefix, true);
                     rule.extend(expr::daddr_in(net.subnet.addr, net.subnet.prefix, false));
                     rule.extend(expr::l4proto(proto));
                     rule.extend(expr::tproxy_to(relay::PORT));

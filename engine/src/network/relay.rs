@@ -1,11 +1,11 @@
 //! The transparent layer-4 uplink, for pods whose netns the engine cannot
 //! touch (no CAP_NET_ADMIN over it) and that have no /dev/net/tun. In the
-//! bridge netns, which the engine owns, nftables TPROXY hands every TCP
-//! connection and UDP datagram that containers send off their network to
-//! sockets the engine holds there; the engine reads the original
-//! destination (the accepted socket's local address, or
-//! IP_ORIGDSTADDR for UDP) and connects to it from the pod's netns, where
-//! its threads live, then splices the two sockets together.
+//! bridge netns, which the engine owns, nftables sends every TCP connection
+//! containers open off their network to a listener the engine holds there
+//! (DNAT to the gateway; the original destination comes back through
+//! SO_ORIGINAL_DST) and every UDP datagram to a transparent socket (TPROXY;
+//! IP_ORIGDSTADDR). The engine connects to the original destination from
+//! the pod's netns, where its threads live, and splices the two sockets.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
@@ -18,9 +18,9 @@ use super::netns::Worker;
 use super::rtnl::{Route, Rtnl};
 use super::{sock, splice, udp};
 
-/// The port the TPROXY rules send to (TCP and UDP).
+/// The relay's port in the bridge netns (TCP and UDP).
 pub const PORT: u16 = 15001;
-/// Packet mark set with TPROXY, routed to the local table below.
+/// Packet mark set with TPROXY (UDP), routed to the local table below.
 pub const MARK: u32 = 0x4855;
 const TABLE: u32 = 100;
 

@@ -70,10 +70,14 @@ pub fn udp_connect(to: SocketAddr) -> io::Result<UdpSocket> {
     Ok(sock)
 }
 
-/// The original destination of a connection a TPROXY rule handed to a
-/// transparent listener: the accepted socket's local address.
+/// The destination a connection had before a DNAT rule sent it to us
+/// (SO_ORIGINAL_DST, from conntrack).
 pub fn original_destination(stream: &TcpStream) -> io::Result<SocketAddr> {
-    stream.local_addr()
+    let sa = nix::sys::socket::getsockopt(stream, sockopt::OriginalDst)?;
+    Ok(SocketAddr::V4(SocketAddrV4::new(
+        Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
+        u16::from_be(sa.sin_port),
+    )))
 }
 
 /// Receives one datagram with its source and original destination.
