@@ -107,14 +107,12 @@ pub fn batch(networks: &[NetworkRecord], mode: UplinkMode) -> Batch {
                 // UDP: TPROXY, which keeps the original destination for
                 // IP_ORIGDSTADDR; see docs/architecture.md for where it
                 // falls short under br_netfilter.
-                for proto in [UDP] {
-                    let mut rule = expr::saddr_in(net.subnet.addr, net.subnet.prefix, true);
-                    rule.extend(expr::daddr_in(net.subnet.addr, net.subnet.prefix, false));
-                    rule.extend(expr::l4proto(proto));
-                    rule.extend(expr::tproxy_to(relay::PORT));
-                    rule.extend(expr::set_mark(relay::MARK));
-                    b.add_rule(f, TABLE, "prerouting", &rule);
-                }
+                let mut rule = expr::saddr_in(net.subnet.addr, net.subnet.prefix, true);
+                rule.extend(expr::daddr_in(net.subnet.addr, net.subnet.prefix, false));
+                rule.extend(expr::l4proto(UDP));
+                rule.extend(expr::tproxy_to(relay::PORT));
+                rule.extend(expr::set_mark(relay::MARK));
+                b.add_rule(f, TABLE, "prerouting", &rule);
             }
         }
     }
