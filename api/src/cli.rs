@@ -70,6 +70,23 @@ pub enum Command {
     /// interface). Each invocation opens the data root as a daemon would.
     #[command(name = "__engine", hide = true, subcommand)]
     Engine(Box<crate::commands::engine::EngineCommand>),
+    /// Internal: a networking test driver taking JSON commands on stdin
+    /// (not a stable interface).
+    #[command(name = "__net", hide = true)]
+    Net(NetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// Data root (network state under `network/`).
+    #[arg(long, default_value = "/var/lib/hutch")]
+    pub data_root: PathBuf,
+    /// Where container netns are bound.
+    #[arg(long, default_value = "/run/hutch")]
+    pub run_dir: PathBuf,
+    /// `auto`, `kernel` or `l4-relay`.
+    #[arg(long, default_value = "auto")]
+    pub uplink: String,
 }
 
 #[derive(Debug, Subcommand)]

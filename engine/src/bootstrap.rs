@@ -134,6 +134,9 @@ pub fn enter(opts: &BootstrapOptions) -> Result<EngineNamespace, BootstrapError>
             sync(&mut child_end, "asking for the engine ID maps")?;
             become_engine_root()?;
             mark_engine_namespace();
+            // The socket stays open: the engine asks the parent for what
+            // only the pod's namespaces allow (see `network::podside`).
+            let _ = POD_PARENT.set(crate::network::PodParent::new(child_end));
             Ok(describe(masks_lifted))
         }
         ForkResult::Parent { child } => {
@@ -149,8 +152,7 @@ pub fn enter(opts: &BootstrapOptions) -> Result<EngineNamespace, BootstrapError>
             } else {
                 let _ = kill(child, Signal::SIGKILL);
             }
-            drop(parent_end);
-            std::process::exit(supervise(child))
+            std::process::exit(supervise(child, parent_end))
         }
     }
 }
@@ -268,8 +270,18 @@ fn write_engine_maps(child: Pid, uid_base: u32, gid_base: u32) -> std::io::Resul
     )
 }
 
-/// The parent half: wait for the engine, forwarding termination signals.
-fn supervise(child: Pid) -> i32 {
+/// The engine's link to the parent half, in the engine process.
+static POD_PARENT: std::sync::OnceLock<crate::network::PodParent> = std::sync::OnceLock::new();
+
+/// The pod-level parent, when this process entered the engine namespace
+/// itself (the daemon and daemonless commands do).
+pub fn pod_parent() -> Option<&'static crate::network::PodParent> {
+    POD_PARENT.get()
+}
+
+/// The parent half: wait for the engine, forwarding termination signals,
+/// and serve its requests for the pod's namespaces on a second thread.
+fn supervise(child: Pid, requests: UnixStream) -> i32 {
     let mut set = SigSet::empty();
     for sig in [
         Signal::SIGTERM,
@@ -282,6 +294,13 @@ fn supervise(child: Pid) -> i32 {
     }
     if set.thread_block().is_err() {
         return wait_exit(child);
+    }
+    // Spawned after blocking, so the signals stay with the main thread.
+    let served = std::thread::Builder::new()
+        .name("hutch-pod".into())
+        .spawn(move || crate::network::podside::serve(requests));
+    if let Err(e) = served {
+        tracing::warn!(%e, "cannot serve the engine's pod-level requests");
     }
     loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {

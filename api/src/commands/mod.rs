@@ -5,6 +5,7 @@ mod doctor;
 pub mod engine;
 mod humanize;
 mod images;
+mod net;
 mod runtime;
 mod version;
 
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         Command::Engine(cmd) => engine::run(&global, *cmd),
+        Command::Net(args) => net::run(&args),
     }
 }
 
