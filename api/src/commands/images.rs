@@ -14,7 +14,7 @@ use super::humanize::{human_duration, human_size};
 use crate::cli::{GlobalOptions, ImagesArgs, LoadArgs, RmiArgs, SaveArgs, TagArgs};
 use crate::defaults;
 
-fn open_store(global: &GlobalOptions) -> anyhow::Result<ImageStore> {
+pub(super) fn open_store(global: &GlobalOptions) -> anyhow::Result<ImageStore> {
     let root: PathBuf = global.data_root.clone().unwrap_or_else(defaults::data_root);
     let store = ImageStore::open(&root)
         .with_context(|| format!("opening the image store in {}", root.display()))?;

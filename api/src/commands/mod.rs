@@ -4,6 +4,8 @@ mod daemon;
 mod doctor;
 mod humanize;
 mod images;
+mod progress;
+mod registry;
 mod version;
 
 use std::process::ExitCode;
@@ -30,8 +32,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => daemon::run(&global, &args),
         Command::Doctor(args) => doctor::run(&global, &args),
         Command::Version => version::run(),
-        Command::Pull(_) => not_yet("pull", 3),
-        Command::Push(_) => not_yet("push", 3),
+        Command::Pull(args) => registry::pull(&global, &args),
+        Command::Push(args) => registry::push(&global, &args),
         Command::Images(args) => images::images(&global, &args),
         Command::Rmi(args) => images::rmi(&global, &args),
         Command::Tag(args) => images::tag(&global, &args),

@@ -37,6 +37,20 @@ pub struct LayerMeta {
     pub uses_overflow_id: bool,
 }
 
+impl LayerMeta {
+    /// The metadata of layer `chain_id`, unpacked with these results.
+    pub fn from_stats(chain_id: &Digest, stats: &crate::unpack::UnpackStats) -> LayerMeta {
+        LayerMeta {
+            chain_id: chain_id.clone(),
+            diff_id: stats.diff_id.clone(),
+            size: stats.content_size,
+            highest_uid: stats.highest_uid,
+            highest_gid: stats.highest_gid,
+            uses_overflow_id: stats.uses_overflow_id,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LayerStore {
     dir: PathBuf,
