@@ -53,6 +53,9 @@ pub struct Endpoint {
     pub ca_pem: Vec<Vec<u8>>,
     /// Whether this is a mirror standing in for `domain`.
     pub mirror: bool,
+    /// Whether the next endpoint is worth a try if this one fails (a
+    /// mirror, or plain HTTP to an insecure registry that may speak TLS).
+    pub may_fall_back: bool,
 }
 
 impl RegistrySettings {
@@ -88,10 +91,25 @@ impl RegistrySettings {
                 let (scheme, host) = split_url(mirror);
                 let mut endpoint = self.endpoint(&host, scheme);
                 endpoint.mirror = true;
+                endpoint.may_fall_back = true;
                 out.push(endpoint);
             }
         }
-        out.push(self.endpoint(domain, None));
+        let endpoint = self.endpoint(domain, None);
+        if endpoint.scheme == Scheme::Http {
+            // An insecure registry may still speak TLS (Docker tries both):
+            // then the certificate must verify, which says what is wrong.
+            out.push(Endpoint {
+                may_fall_back: true,
+                ..endpoint.clone()
+            });
+            out.push(Endpoint {
+                scheme: Scheme::Https,
+                ..endpoint
+            });
+        } else {
+            out.push(endpoint);
+        }
         out
     }
 
@@ -109,6 +127,7 @@ impl RegistrySettings {
             scheme,
             ca_pem,
             mirror: false,
+            may_fall_back: false,
         }
     }
 
@@ -184,6 +203,15 @@ mod tests {
             ..RegistrySettings::default()
         };
         let scheme = |d: &str| settings.endpoints(d)[0].scheme;
+        let schemes = |d: &str| {
+            settings
+                .endpoints(d)
+                .iter()
+                .map(|e| e.scheme)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(schemes("localhost:5000"), vec![Scheme::Http, Scheme::Https]);
+        assert_eq!(schemes("quay.io"), vec![Scheme::Https]);
         assert_eq!(scheme("localhost:5000"), Scheme::Http);
         assert_eq!(scheme("127.0.0.1:36000"), Scheme::Http);
         assert_eq!(scheme("reg.internal:5000"), Scheme::Http);
@@ -226,7 +254,7 @@ mod tests {
             vec![
                 ("mirror.example", Scheme::Https, true),
                 ("10.0.0.1:5000", Scheme::Http, true),
-                ("docker.io", Scheme::Https, false)
+                ("docker.io", Scheme::Https, false),
             ]
         );
         assert_eq!(settings.endpoints("quay.io").len(), 1);

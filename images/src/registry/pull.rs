@@ -134,9 +134,10 @@ pub async fn pull(
         let session = Session::open(endpoint, reference, credential, Access::Pull).await?;
         let resolved = match resolve(&session, reference, options).await {
             Ok(r) => r,
-            // A mirror that fails is skipped, as Docker skips it.
-            Err(e) if endpoint.mirror && n + 1 < endpoints.len() => {
-                tracing::warn!(mirror = %endpoint.host, error = %e, "mirror failed; trying the next endpoint");
+            // A mirror that fails is skipped, as Docker skips it; so is
+            // plain HTTP to a registry that turns out to speak TLS.
+            Err(e) if endpoint.may_fall_back && n + 1 < endpoints.len() => {
+                tracing::info!(endpoint = %endpoint.host, error = %e, "trying the next endpoint");
                 last_err = Some(e);
                 continue;
             }
@@ -265,6 +266,24 @@ async fn fetch_image(
         "the image config",
         &importer.read_blob(&id, oci::MAX_CONFIG_SIZE)?,
     )?;
+    if let Some(want) = &options.platform {
+        let have = platform::normalize(Platform {
+            os: config.os.clone(),
+            architecture: config.architecture.clone(),
+            variant: config.variant.clone(),
+        });
+        if have.os != want.os || have.architecture != want.architecture {
+            return Err(PullError::Unsupported {
+                reference: reference.to_string(),
+                reason: format!(
+                    "the image was found but does not match the specified platform: \
+                     wanted {}, actual: {}",
+                    platform::display(want),
+                    platform::display(&have)
+                ),
+            });
+        }
+    }
     let diff_ids = config.rootfs.diff_ids.clone();
     if diff_ids.len() != parsed.layers.len() {
         return Err(ImportError::LayerCount {
@@ -585,6 +604,14 @@ impl TeeReader {
         }
         match err {
             UnpackError::Read(e) => LayerError::Download(e),
+            // The stream ended early without an error of its own.
+            _ if self.rx.is_closed() && self.written() < self.total => {
+                LayerError::Store(StoreError::SizeMismatch {
+                    digest: self.layer.clone(),
+                    expected: self.total,
+                    actual: self.written(),
+                })
+            }
             other => LayerError::Unpack(other),
         }
     }
@@ -595,7 +622,16 @@ impl Read for TeeReader {
         while self.current.is_empty() {
             match self.rx.blocking_recv() {
                 None => return Ok(0),
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => {
+                    let written = self.written();
+                    if written < self.total {
+                        return Err(io::Error::other(format!(
+                            "the body ended after {written} of {} bytes: truncated ({e})",
+                            self.total
+                        )));
+                    }
+                    return Err(e);
+                }
                 Some(Ok(chunk)) => {
                     let writer = self
                         .writer
