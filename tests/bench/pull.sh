@@ -86,15 +86,29 @@ RUN=$(mktemp -d "$CACHE/run.XXXXXX")
 chmod 755 "$RUN"
 STATE=$RUN/state
 mkfifo "$RUN/hold"
-"$BIN/podsim" start --state "$STATE" <"$RUN/hold" >"$RUN/podsim.out" 2>"$RUN/podsim.err" &
-POD=$!
-exec 3>"$RUN/hold"
+POD=""
+DISK=$RUN/disk
 cleanup() {
-  exec 3>&- || true
-  wait "$POD" 2>/dev/null || true
+  exec 3>&- 2>/dev/null || true
+  [ -n "$POD" ] && wait "$POD" 2>/dev/null || true
+  if mountpoint -q "$DISK" 2>/dev/null; then umount "$DISK"; fi
   rm -rf "$RUN"
 }
 trap cleanup EXIT
+# The measurements write to a fresh ext4 filesystem of their own (a loop
+# image) mounted before the pod starts, so the pod sees it: on a shared disk
+# other processes' deletions make ext4 file creation several times slower
+# for ~30 s (its inode allocator skips recently deleted inodes), which made
+# figures swing 5x between runs. BENCH_DISK=emptydir uses the pod's data dir.
+if [ "${BENCH_DISK:-loop}" = loop ]; then
+  truncate -s 6G "$RUN/disk.img"
+  mkfs.ext4 -q -F "$RUN/disk.img"
+  mkdir "$DISK"
+  mount -o loop "$RUN/disk.img" "$DISK"
+fi
+"$BIN/podsim" start --state "$STATE" <"$RUN/hold" >"$RUN/podsim.out" 2>"$RUN/podsim.err" &
+POD=$!
+exec 3>"$RUN/hold"
 for _ in $(seq 200); do grep -q ready "$RUN/podsim.out" 2>/dev/null && break; sleep 0.05; done
 grep -q ready "$RUN/podsim.out" || { cat "$RUN/podsim.err" >&2; exit 1; }
 
@@ -137,7 +151,13 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1
 
 # Pod root cannot read the host's signature store; skopeo gets an empty config.
 mkdir -m 755 "$RUN/registries.d"
-D=/var/lib/hutch/bench
+if mountpoint -q "$DISK"; then
+  base=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["base"])' "$STATE/pod.json")
+  chown "$base:$base" "$DISK"
+  D=$DISK/bench
+else
+  D=/var/lib/hutch/bench
+fi
 in_pod mkdir -p $D >/dev/null
 hutch_pull=() skopeo_copy=() hutch_unpack=() tar_unpack=()
 for i in $(seq "$RUNS"); do
