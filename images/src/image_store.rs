@@ -118,6 +118,12 @@ impl ImageStore {
         self
     }
 
+    /// Sets how durable new content is (default: `Durability::Relaxed`).
+    pub fn with_durability(mut self, durability: crate::store::Durability) -> ImageStore {
+        self.store.set_durability(durability);
+        self
+    }
+
     /// The underlying content store (for the registry client).
     pub fn content(&self) -> &Store {
         &self.store

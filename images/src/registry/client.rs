@@ -101,6 +101,20 @@ pub struct Session {
     push_auth: tokio::sync::OnceCell<()>,
 }
 
+impl RegistryError {
+    /// Whether a plain-HTTP request reached a server that speaks only TLS
+    /// (Go's and nginx's answers to that), so HTTPS is worth a try.
+    pub fn is_tls_only_server(&self) -> bool {
+        match self {
+            RegistryError::Request { cause, .. } => {
+                cause.contains("HTTP request to an HTTPS server")
+                    || cause.contains("plain HTTP request was sent to HTTPS port")
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Session {
     /// Connects to `endpoint` for `reference`'s repository. Credentials are
     /// presented lazily by oci-client, on the first request that needs them.
@@ -538,6 +552,21 @@ mod tests {
         assert_eq!(c.realm, "https://auth.docker.io/token");
         assert_eq!(c.service.as_deref(), Some("registry.docker.io"));
         assert!(parse_bearer_challenge(r#"Basic realm="x""#).is_none());
+    }
+
+    #[test]
+    fn only_tls_answers_justify_trying_https() {
+        let err = |cause: &str| RegistryError::Request {
+            what: "fetching".into(),
+            endpoint: "127.0.0.1:5000".into(),
+            cause: cause.into(),
+        };
+        assert!(
+            err("code: 400, message: Client sent an HTTP request to an HTTPS server.")
+                .is_tls_only_server()
+        );
+        assert!(!err("OCI API error: manifest unknown").is_tls_only_server());
+        assert!(!err("Not authorized: url http://127.0.0.1:5000/v2/").is_tls_only_server());
     }
 
     #[test]

@@ -136,7 +136,10 @@ pub async fn pull(
             Ok(r) => r,
             // A mirror that fails is skipped, as Docker skips it; so is
             // plain HTTP to a registry that turns out to speak TLS.
-            Err(e) if endpoint.may_fall_back && n + 1 < endpoints.len() => {
+            Err(e)
+                if n + 1 < endpoints.len()
+                    && (endpoint.mirror || (endpoint.may_fall_back && is_tls_only(&e))) =>
+            {
                 tracing::info!(endpoint = %endpoint.host, error = %e, "trying the next endpoint");
                 last_err = Some(e);
                 continue;
@@ -146,6 +149,10 @@ pub async fn pull(
         return fetch_image(store, &session, reference, resolved, options, progress).await;
     }
     Err(last_err.unwrap_or_else(|| PullError::Internal("no registry endpoint".into())))
+}
+
+fn is_tls_only(err: &PullError) -> bool {
+    matches!(err, PullError::Registry(e) if e.is_tls_only_server())
 }
 
 async fn resolve(
