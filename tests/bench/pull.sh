@@ -8,6 +8,7 @@
 # image are cached under target/bench/ and built once.
 #
 # Usage (as root): tests/bench/pull.sh [RUNS]     (default 5; medians printed)
+# HUTCH_STORE_SYNC=1 measures hutch with its store in full-durability mode.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${1:-5}
@@ -143,7 +144,7 @@ done
 # are only deleted with the pod, because ext4 makes file creation slow for a
 # while after mass deletion, which would skew later runs.
 in_pod() {
-  "$BIN/podsim" exec --state "$STATE" -- env HOME=/tmp bash -c '
+  "$BIN/podsim" exec --state "$STATE" -- env HOME=/tmp HUTCH_STORE_SYNC="${HUTCH_STORE_SYNC:-}" bash -c '
     sync; s=$(date +%s%N); "$@" >/tmp/out 2>&1 || { cat /tmp/out >&2; exit 1; }
     e=$(date +%s%N); echo $(( (e - s) / 1000000 ))' _ "$@"
 }
