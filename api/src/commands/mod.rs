@@ -6,6 +6,8 @@ pub mod engine;
 mod humanize;
 mod images;
 mod net;
+mod progress;
+mod registry;
 mod runtime;
 mod version;
 
@@ -34,8 +36,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => daemon::run(&global, &args),
         Command::Doctor(args) => doctor::run(&global, &args),
         Command::Version => version::run(),
-        Command::Pull(_) => not_yet("pull", 3),
-        Command::Push(_) => not_yet("push", 3),
+        Command::Pull(args) => registry::pull(&global, &args),
+        Command::Push(args) => registry::push(&global, &args),
         Command::Images(args) => images::images(&global, &args),
         Command::Rmi(args) => images::rmi(&global, &args),
         Command::Tag(args) => images::tag(&global, &args),
