@@ -435,25 +435,10 @@ async fn exchange_identity_token(
         endpoint: endpoint.host.clone(),
         reason,
     };
-    let mut builder = reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .connect_timeout(Duration::from_secs(30));
-    for pem in &endpoint.ca_pem {
-        let cert = reqwest::Certificate::from_pem(pem).map_err(|e| fail(e.to_string()))?;
-        builder = builder.add_root_certificate(cert);
-    }
-    let http = builder.build().map_err(|e| fail(e.to_string()))?;
-    let scheme = match endpoint.scheme {
-        Scheme::Http => "http",
-        Scheme::Https => "https",
-    };
-    let host = if endpoint.host == "docker.io" {
-        "registry-1.docker.io"
-    } else {
-        endpoint.host.as_str()
-    };
+    let http = http_client(endpoint).map_err(fail)?;
+    let base = base_url(endpoint);
     let ping = http
-        .get(format!("{scheme}://{host}/v2/"))
+        .get(format!("{base}/v2/"))
         .send()
         .await
         .map_err(|e| fail(e.to_string()))?;
@@ -502,13 +487,41 @@ async fn exchange_identity_token(
         .ok_or_else(|| fail("the reply has no access_token".into()))
 }
 
-struct BearerChallenge {
-    realm: String,
-    service: Option<String>,
+/// A plain HTTP client for the registry calls oci-client does not make
+/// (token exchange, login), trusting the endpoint's extra CAs.
+pub(crate) fn http_client(endpoint: &Endpoint) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(120));
+    for pem in &endpoint.ca_pem {
+        let cert = reqwest::Certificate::from_pem(pem).map_err(|e| e.to_string())?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// `scheme://host` of an endpoint; Docker Hub's API lives on its own host.
+pub(crate) fn base_url(endpoint: &Endpoint) -> String {
+    let scheme = match endpoint.scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    };
+    let host = if endpoint.host == "docker.io" {
+        "registry-1.docker.io"
+    } else {
+        endpoint.host.as_str()
+    };
+    format!("{scheme}://{host}")
+}
+
+pub(crate) struct BearerChallenge {
+    pub(crate) realm: String,
+    pub(crate) service: Option<String>,
 }
 
 /// `Bearer realm="https://auth.example/token",service="registry.example"`.
-fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
+pub(crate) fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
     let params = header
         .trim()
         .strip_prefix("Bearer ")

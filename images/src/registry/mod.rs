@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod login;
 pub mod platform;
 pub mod pull;
 pub mod push;
@@ -11,5 +12,6 @@ pub mod push;
 pub use auth::{AuthConfig, AuthError, Credential, DockerConfig};
 pub use client::RegistryError;
 pub use config::RegistrySettings;
+pub use login::{login, LoginError};
 pub use pull::{PullError, PullOptions, PullStatus, Pulled};
 pub use push::{PushError, Pushed};
