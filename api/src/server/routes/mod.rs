@@ -3,6 +3,10 @@
 //! status and message in `error`.
 
 mod build;
+mod container_create;
+mod container_io;
+mod container_stats;
+mod container_views;
 mod containers;
 mod exec;
 pub(super) mod host;
