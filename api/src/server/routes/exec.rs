@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::io;
 
-use bollard_stubs::models::{ExecInspectResponse, ExecStartConfig, IdResponse, ProcessConfig};
+use bollard_stubs::models::{ExecInspectResponse, ExecStartConfig, ProcessConfig};
 use hutch_engine::containers::client::{Input, Output};
 use hutch_engine::containers::protocol::ExitInfo;
 use hutch_engine::containers::ExecOptions;
@@ -71,7 +71,11 @@ async fn create(req: ApiRequest) -> Reply {
     let id = daemon
         .with_engine(move |e| e.exec_create(&container, opts))
         .await?;
-    Ok(response::json(StatusCode::CREATED, &IdResponse { id }))
+    // bollard's IdResponse serializes as `id`; moby sends `Id`.
+    Ok(response::json(
+        StatusCode::CREATED,
+        &serde_json::json!({ "Id": id }),
+    ))
 }
 
 /// A start that failed before the process ran: the message on stderr,

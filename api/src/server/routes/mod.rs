@@ -5,8 +5,8 @@
 mod build;
 mod container_create;
 mod container_io;
-mod container_stats;
-mod container_views;
+pub(super) mod container_stats;
+pub(super) mod container_views;
 mod containers;
 mod exec;
 pub(super) mod host;
