@@ -13,12 +13,15 @@ use crate::defaults;
 use crate::server::{self, EventBus, ListenAddr, TlsOptions};
 
 pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode> {
-    // Before any thread starts (the async runtime's, the engine's): the
-    // namespace can only be entered by a single-threaded process.
-    let ns = bootstrap::enter(&BootstrapOptions::default())?;
     let data_root = global.data_root.clone().unwrap_or_else(defaults::data_root);
     std::fs::create_dir_all(&data_root)
         .with_context(|| format!("creating data root {}", data_root.display()))?;
+    // The doctor describes the pod as the pod is: it starts before we leave
+    // the pod's namespaces.
+    let doctor = server::DoctorProcess::spawn(&data_root);
+    // Before any thread starts (the async runtime's, the engine's): the
+    // namespace can only be entered by a single-threaded process.
+    let ns = bootstrap::enter(&BootstrapOptions::default())?;
     let addrs = if global.hosts.is_empty() {
         vec![ListenAddr::Unix(defaults::socket_path())]
     } else {
@@ -47,6 +50,7 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
         images,
         engine,
         events,
+        doctor,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

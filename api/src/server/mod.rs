@@ -26,6 +26,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::task::JoinSet;
 
+pub use doctor::DoctorProcess;
 pub use events::EventBus;
 pub use listen::ListenAddr;
 pub use routes::host::go_arch;
@@ -45,6 +46,8 @@ pub struct Config {
     pub engine: Engine,
     /// Shared with the engine, which publishes container events into it.
     pub events: Arc<EventBus>,
+    /// The doctor, started while the daemon was still in the pod's namespaces.
+    pub doctor: DoctorProcess,
 }
 
 /// State shared by every request handler.
@@ -89,7 +92,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     raise_fd_limit();
     let daemon = Arc::new(Daemon {
         id: doctor::engine_id(&config.data_root)?,
-        doctor: doctor::DoctorCell::start(&config.data_root),
+        doctor: doctor::DoctorCell::start(config.doctor),
         data_root: config.data_root.clone(),
         images: config.images,
         engine: config.engine,

@@ -208,8 +208,31 @@ impl Engine {
             }),
         };
         engine.load()?;
+        engine.remove_ended_auto_removes();
         engine.inner.spares.refill();
         Ok(engine)
+    }
+
+    /// `--rm` containers whose process ended while no engine ran: removed
+    /// now, as they would have been.
+    fn remove_ended_auto_removes(&self) {
+        let ended: Vec<String> = self
+            .lock()
+            .containers
+            .iter()
+            .filter(|(_, r)| {
+                r.config.options.auto_remove
+                    && !r.watched
+                    && r.state.exits > 0
+                    && !r.state.is_active()
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended {
+            if let Err(e) = self.remove(&id, true) {
+                tracing::warn!(%id, %e, "removing an --rm container that ended meanwhile");
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -223,8 +246,7 @@ impl Engine {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect();
             if let Some(r) = self.lock().containers.get(id) {
-                attributes.insert("name".into(), r.config.name.clone());
-                attributes.insert("image".into(), r.config.image.clone());
+                attributes.extend(event_attributes(&r.config));
             }
             sink(&EngineEvent {
                 action: action.to_string(),
@@ -690,10 +712,7 @@ impl Engine {
         self.inner.changed.notify_all();
         // Two removers may race (`--rm` and `docker rm -f`): one event.
         if let (Some(r), Some(sink)) = (removed, &self.inner.opts.on_event) {
-            let attributes = BTreeMap::from([
-                ("name".to_string(), r.config.name),
-                ("image".to_string(), r.config.image),
-            ]);
+            let attributes = event_attributes(&r.config);
             sink(&EngineEvent {
                 action: "destroy".into(),
                 id: id.clone(),
@@ -1051,6 +1070,15 @@ impl ExecStream {
         }
         Ok(out)
     }
+}
+
+/// What Docker puts in every container event's attributes: the labels
+/// (compose filters events on them), the name and the image.
+fn event_attributes(config: &ContainerConfig) -> BTreeMap<String, String> {
+    let mut attributes = config.options.labels.clone();
+    attributes.insert("name".into(), config.name.clone());
+    attributes.insert("image".into(), config.image.clone());
+    attributes
 }
 
 /// `SIGTERM`, `TERM`, `15`.
