@@ -236,6 +236,12 @@ fn docker_cli_lifecycle() -> Result<()> {
     ensure!(daemon.docker_ok(&["exec", "web", "echo", "from-exec"])? == "from-exec\n");
     let out = docker(&daemon, &["exec", "web", "sh", "-c", "exit 4"])?;
     ensure!(out.status.code() == Some(4), "{out:?}");
+    let out = docker(&daemon, &["exec", "web", "no-such-command"])?;
+    ensure!(out.status.code() == Some(127), "{out:?}");
+    ensure!(
+        (text(&out.stdout) + &text(&out.stderr)).contains("OCI runtime exec failed"),
+        "{out:?}"
+    );
     let out = docker(
         &daemon,
         &[
@@ -434,6 +440,41 @@ fn docker_cli_lifecycle() -> Result<()> {
         follow.lines().count() == 3 && follow.ends_with(" n3\n"),
         "{follow}"
     );
+
+    // start -a, attach, run -d --rm.
+    daemon.docker_ok(&[
+        "create",
+        "--name",
+        "later",
+        bb,
+        "sh",
+        "-c",
+        "echo started-attached; exit 2",
+    ])?;
+    let out = docker(&daemon, &["start", "-a", "later"])?;
+    ensure!(
+        out.status.code() == Some(2) && out.stdout == b"started-attached\n",
+        "{out:?}"
+    );
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        bb,
+        "sh",
+        "-c",
+        "sleep 0.5; echo late",
+    ])?;
+    let out = docker(&daemon, &["attach", "slow"])?;
+    ensure!(out.status.success() && out.stdout == b"late\n", "{out:?}");
+    let gone = daemon.docker_ok(&["run", "-d", "--rm", bb, "sleep", "0.2"])?;
+    ensure!(daemon.docker_ok(&["wait", gone.trim()])? == "0\n");
+    wait_for("the --rm container to go", Duration::from_secs(5), || {
+        Ok(!daemon
+            .docker_ok(&["ps", "-aq", "--no-trunc"])?
+            .contains(gone.trim()))
+    })?;
 
     // events --since: the container's life, with Docker's names.
     let until = format!("{:.3}", unix_now());

@@ -526,6 +526,9 @@ impl Engine {
         match reply {
             Reply::Started { .. } => {
                 self.watch(&id, spare.sock);
+                for _ in &streams {
+                    self.emit("attach", &id, &[]);
+                }
                 self.emit("start", &id, &[]);
                 Ok(streams)
             }

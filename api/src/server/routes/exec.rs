@@ -8,7 +8,7 @@ use std::io;
 use bollard_stubs::models::{ExecInspectResponse, ExecStartConfig, ProcessConfig};
 use hutch_engine::containers::client::{Input, Output};
 use hutch_engine::containers::protocol::ExitInfo;
-use hutch_engine::containers::ExecOptions;
+use hutch_engine::containers::{EngineError, ExecOptions};
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
 
@@ -110,27 +110,34 @@ async fn start(mut req: ApiRequest) -> Reply {
     let exec = daemon.with_engine(move |e| e.exec_inspect(&id)).await?;
     let started = daemon
         .with_engine(move |e| {
-            let stream = e.exec_start(&exec_id)?;
+            let stream = match e.exec_start(&exec_id) {
+                Ok(stream) => stream,
+                // The process could not run (127, 126): not an API error.
+                Err(EngineError::Failed { message, .. }) => return Ok(Err(message)),
+                Err(err) => return Err(err),
+            };
             if let Some(s) = size {
                 let (h, w) = (s[0] as u16, s[1] as u16);
                 // Best effort: a size for a tty exec.
                 let _ = e.exec_resize(&exec_id, h, w);
             }
-            Ok(stream)
+            Ok(Ok(stream))
         })
-        .await;
+        .await?;
     let source: Box<dyn Source> = match started {
         Ok(stream) => Box::new(stream),
-        Err(err) if err.status == StatusCode::BAD_REQUEST || err.status.is_server_error() => {
-            // The process could not run (127, 126): the client sees why on
-            // the stream and its code in the exec's inspect.
+        Err(message) => {
+            // The client sees why on the stream (moby's text) and the code
+            // the engine recorded in the exec's inspect.
+            let message = format!(
+                "OCI runtime exec failed: exec failed: unable to start container process: {message}: unknown"
+            );
             if body.detach == Some(true) {
-                return Err(err);
+                return Err(ApiError::bad_request(message));
             }
             Box::new(Refused {
                 out: VecDeque::from([
-                    Output::Stderr(format!("{}\r\n", err.message).into_bytes()),
-                    // The code the engine recorded is in the exec's inspect.
+                    Output::Stdout(format!("{message}\r\n").into_bytes()),
                     Output::Exit(ExitInfo {
                         code: -1,
                         detached: false,
@@ -138,7 +145,6 @@ async fn start(mut req: ApiRequest) -> Reply {
                 ]),
             })
         }
-        Err(err) => return Err(err),
     };
     if body.detach == Some(true) {
         // Nobody reads the output; the engine still records the exit.
