@@ -140,7 +140,8 @@ def upgrade(image):
     seen["tty_raw"] = read_all(s, rest).decode(errors="replace")
     s.close()
     for c in (cid, cid2, cid3):
-        call("DELETE", f"/containers/{c}?force=1")
+        status, reply = call("DELETE", f"/containers/{c}?force=1")
+        assert status == 204, (status, reply)
     return seen
 
 

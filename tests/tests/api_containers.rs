@@ -441,6 +441,50 @@ fn docker_cli_lifecycle() -> Result<()> {
         "{follow}"
     );
 
+    // A healthcheck shows in ps and inspect; update keeps a restart policy
+    // and says limits are not applied; prune takes the stopped ones.
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "checked",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "1",
+        bb,
+        "sh",
+        "-c",
+        "touch /tmp/ok; sleep 30",
+    ])?;
+    wait_for("a healthy container", Duration::from_secs(10), || {
+        let ps =
+            daemon.docker_ok(&["ps", "--filter", "name=checked", "--format", "{{.Status}}"])?;
+        Ok(ps.contains("(healthy)"))
+    })?;
+    daemon.docker_ok(&["update", "--restart", "unless-stopped", "checked"])?;
+    let policy = daemon.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.RestartPolicy.Name}}",
+        "checked",
+    ])?;
+    ensure!(policy == "unless-stopped\n", "{policy}");
+    let out = docker(&daemon, &["update", "--memory", "64m", "checked"])?;
+    ensure!(
+        out.status.success() && text(&out.stdout).contains("not applied"),
+        "{out:?}"
+    );
+    daemon.docker_ok(&["rm", "-f", "checked"])?;
+    daemon.docker_ok(&["create", "--label", "prune=me", bb, "true"])?;
+    let pruned = daemon.docker_ok(&["container", "prune", "-f", "--filter", "label=prune=me"])?;
+    ensure!(
+        pruned.starts_with("Deleted Containers:") && pruned.lines().count() >= 2,
+        "{pruned}"
+    );
+
     // start -a, attach, run -d --rm.
     daemon.docker_ok(&[
         "create",

@@ -696,10 +696,25 @@ impl Engine {
                 )));
             }
             match self.kill(&id, Some("SIGKILL")) {
-                Ok(()) | Err(EngineError::NotRunning(_)) => {}
+                Ok(()) | Err(EngineError::NotRunning(_)) => {
+                    self.wait(&id, WaitCondition::NotRunning)?;
+                }
+                // The process ended as we asked and its supervisor is going
+                // away (it refused, or hung up): let it record the exit.
+                Err(e @ (EngineError::Io(_) | EngineError::Conflict(_))) => {
+                    self.wait_unwatched(&id, Duration::from_secs(5));
+                    self.refresh(&id);
+                    let still = self
+                        .lock()
+                        .containers
+                        .get(&id)
+                        .is_some_and(|r| r.state.is_active());
+                    if still {
+                        return Err(e);
+                    }
+                }
                 Err(e) => return Err(e),
             }
-            self.wait(&id, WaitCondition::NotRunning)?;
         }
         self.wait_unwatched(&id, Duration::from_secs(5));
         self.inner.store.remove(&id)?;
