@@ -441,6 +441,34 @@ fn docker_cli_lifecycle() -> Result<()> {
         "{follow}"
     );
 
+    // docker diff: what the container changed.
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "differ",
+        bb,
+        "sh",
+        "-c",
+        "echo x > /tmp/added; rm /etc/group; echo y >> /etc/passwd; sleep 30",
+    ])?;
+    let mut diff = String::new();
+    wait_for("the changes", Duration::from_secs(10), || {
+        diff = daemon.docker_ok(&["diff", "differ"])?;
+        Ok(diff.contains("A /tmp/added"))
+    })?;
+    for line in [
+        "A /tmp/added",
+        "C /etc/passwd",
+        "D /etc/group",
+        "C /tmp",
+        "C /etc",
+    ] {
+        ensure!(diff.lines().any(|l| l == line), "no {line:?} in:\n{diff}");
+    }
+    ensure!(!diff.lines().any(|l| l.ends_with(" /proc")), "{diff}");
+    daemon.docker_ok(&["rm", "-f", "differ"])?;
+
     // A healthcheck shows in ps and inspect; update keeps a restart policy
     // and says limits are not applied; prune takes the stopped ones.
     daemon.docker_ok(&[

@@ -156,10 +156,10 @@ fn ping_version_and_errors() -> Result<()> {
         "{plugin:?}"
     );
     // Routed but not there yet: an honest 501, not a 404.
-    let changes = curl(&daemon, "GET", "/v1.50/containers/abc/changes", &[])?;
+    let export = curl(&daemon, "GET", "/v1.50/containers/abc/export", &[])?;
     ensure!(
-        changes.status == 501 && changes.message().contains("not implemented in hutch yet"),
-        "{changes:?}"
+        export.status == 501 && export.message().contains("not implemented in hutch yet"),
+        "{export:?}"
     );
 
     // JSON bodies: malformed, empty, wrong type, too big → 400/413 with

@@ -19,7 +19,7 @@ use super::build::{self, ImageRunConfig, Inputs};
 use super::client::{self, Output, Stream};
 use super::config::{ContainerConfig, CreateOptions, RestartPolicy, RestartPolicyName};
 use super::ids;
-use super::logread::{self, LogLine, LogsOptions};
+use super::logread::{self, LogLine, LogsOptions, OpenedLog};
 use super::names::{self, NameError, Names};
 use super::protocol::{self, Event, Kind, Reply, Request};
 use super::spare::SparePool;
@@ -836,9 +836,40 @@ impl Engine {
         wanted: &dyn Fn() -> bool,
         sink: &mut dyn FnMut(LogLine) -> io::Result<()>,
     ) -> Result<()> {
+        self.open_logs(query)?.read(opts, wanted, sink)
+    }
+
+    /// Opens a container's logs to read them later ([`ContainerLogs::read`]),
+    /// whatever happens to the container meanwhile.
+    pub fn open_logs(&self, query: &str) -> Result<ContainerLogs> {
         let id = self.resolve(query)?;
-        let path = self.inner.store.dir(&id).log(&id);
-        let engine = self.clone();
+        let log = OpenedLog::open(&self.inner.store.dir(&id).log(&id))?;
+        Ok(ContainerLogs {
+            engine: self.clone(),
+            id,
+            log,
+        })
+    }
+}
+
+/// A container's opened logs.
+#[derive(Debug)]
+pub struct ContainerLogs {
+    engine: Engine,
+    id: String,
+    log: OpenedLog,
+}
+
+impl ContainerLogs {
+    /// Feeds `sink` until done (with `follow`, until the container stops
+    /// or is removed, `wanted` turns false or `sink` fails).
+    pub fn read(
+        self,
+        opts: &LogsOptions,
+        wanted: &dyn Fn() -> bool,
+        sink: &mut dyn FnMut(LogLine) -> io::Result<()>,
+    ) -> Result<()> {
+        let ContainerLogs { engine, id, log } = self;
         let running = move || {
             wanted()
                 && engine
@@ -847,10 +878,12 @@ impl Engine {
                     .get(&id)
                     .is_some_and(|r| r.state.is_active() || r.watched)
         };
-        logread::read(&path, opts, &running, sink)?;
+        logread::read_opened(log, opts, &running, sink)?;
         Ok(())
     }
+}
 
+impl Engine {
     /// `docker attach`: a stream of the container's output (and its stdin
     /// with `stdin`) until it exits or the client detaches.
     pub fn attach(

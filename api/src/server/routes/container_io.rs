@@ -82,18 +82,21 @@ pub async fn logs(req: ApiRequest) -> Reply {
     };
     let timestamps = req.query.bool("timestamps");
     let query = req.param("id").to_string();
-    let details = req.daemon.with_engine(move |e| e.inspect(&query)).await?;
+    // Opened before the answer: a client may remove the container before
+    // it reads the body (docker-py's `run` does).
+    let (details, log) = req
+        .daemon
+        .with_engine(move |e| Ok((e.inspect(&query)?, e.open_logs(&query)?)))
+        .await?;
     let tty = details.config.options.tty;
-    let id = details.config.id;
     let (resp, tx) = response::stream(hijack::content_type(tty, req.version));
-    let engine = req.daemon.engine.clone();
     tokio::task::spawn_blocking(move || {
         let wanted = || !tx.is_closed();
         let mut sink = |line: LogLine| -> io::Result<()> {
             tx.blocking_send(render(&line, timestamps, tty))
                 .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
         };
-        if let Err(e) = engine.logs_while(&id, &opts, &wanted, &mut sink) {
+        if let Err(e) = log.read(&opts, &wanted, &mut sink) {
             tracing::debug!(%e, "logs ended early");
         }
     });

@@ -1,7 +1,7 @@
 //! Container endpoints: the route table, and the lifecycle handlers (create,
 //! start, stop, restart, kill, wait, delete, rename, resize, update, prune).
 //! Views are in `container_views`, streams (logs, attach) in `container_io`,
-//! top and stats in `container_stats`. Every engine call blocks and runs on
+//! top and stats in `container_stats`, `docker diff` in `container_changes`. Every engine call blocks and runs on
 //! a blocking thread.
 
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use super::super::response::{self, Body};
 use super::super::router::{route, Route};
 use super::super::Daemon;
 use super::container_create::{self, LIMITS_WARNING};
-use super::{container_io, container_stats, container_views};
+use super::{container_changes, container_io, container_stats, container_views};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -33,7 +33,7 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/containers/{id}/json" => inspect),
         route!(GET "/containers/{id}/top" => container_stats::top),
         route!(GET "/containers/{id}/logs" => container_io::logs),
-        route!(GET "/containers/{id}/changes" => not_yet),
+        route!(GET "/containers/{id}/changes" => container_changes::handler),
         route!(GET "/containers/{id}/export" => not_yet),
         route!(GET "/containers/{id}/stats" => container_stats::stats),
         route!(GET "/containers/{id}/attach/ws" => not_yet),
@@ -60,7 +60,7 @@ type Reply = Result<Response<Body>, ApiError>;
 
 async fn not_yet(_req: ApiRequest) -> Reply {
     Err(ApiError::not_yet(
-        "this container endpoint (changes, export, archive, attach over websocket, commit)",
+        "this container endpoint (export, archive, attach over websocket, commit)",
         5,
     ))
 }

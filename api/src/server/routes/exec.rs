@@ -108,47 +108,47 @@ async fn start(mut req: ApiRequest) -> Reply {
     let size = body.console_size.clone().filter(|s| s.len() == 2);
     let id = exec_id.clone();
     let exec = daemon.with_engine(move |e| e.exec_inspect(&id)).await?;
-    let started = daemon
-        .with_engine(move |e| {
-            let stream = match e.exec_start(&exec_id) {
-                Ok(stream) => stream,
-                // The process could not run (127, 126): not an API error.
-                Err(EngineError::Failed { message, .. }) => return Ok(Err(message)),
-                Err(err) => return Err(err),
-            };
-            if let Some(s) = size {
-                let (h, w) = (s[0] as u16, s[1] as u16);
-                // Best effort: a size for a tty exec.
-                let _ = e.exec_resize(&exec_id, h, w);
+    if exec.running || exec.exit_code.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("exec {} has already run", exec.id),
+        ));
+    }
+    let engine = daemon.engine.clone();
+    let start = move || -> Box<dyn Source> {
+        match engine.exec_start(&exec_id) {
+            Ok(stream) => {
+                if let Some(s) = size {
+                    // Best effort: a size for a tty exec.
+                    let _ = engine.exec_resize(&exec_id, s[0] as u16, s[1] as u16);
+                }
+                Box::new(stream)
             }
-            Ok(Ok(stream))
-        })
-        .await?;
-    let source: Box<dyn Source> = match started {
-        Ok(stream) => Box::new(stream),
-        Err(message) => {
-            // The client sees why on the stream (moby's text) and the code
-            // the engine recorded in the exec's inspect.
-            let message = format!(
-                "OCI runtime exec failed: exec failed: unable to start container process: {message}: unknown"
-            );
-            if body.detach == Some(true) {
-                return Err(ApiError::bad_request(message));
+            // The client sees why on the stream (moby's text for a command
+            // that cannot run) and the code the engine recorded in the
+            // exec's inspect.
+            Err(err) => {
+                let message = match err {
+                    EngineError::Failed { message, .. } => format!(
+                        "OCI runtime exec failed: exec failed: unable to start container process: {message}: unknown"
+                    ),
+                    other => other.to_string(),
+                };
+                Box::new(Refused {
+                    out: VecDeque::from([
+                        Output::Stdout(format!("{message}\r\n").into_bytes()),
+                        Output::Exit(ExitInfo {
+                            code: -1,
+                            detached: false,
+                        }),
+                    ]),
+                })
             }
-            Box::new(Refused {
-                out: VecDeque::from([
-                    Output::Stdout(format!("{message}\r\n").into_bytes()),
-                    Output::Exit(ExitInfo {
-                        code: -1,
-                        detached: false,
-                    }),
-                ]),
-            })
         }
     };
     if body.detach == Some(true) {
         // Nobody reads the output; the engine still records the exit.
-        drop(source);
+        drop(tokio::task::spawn_blocking(start).await?);
         return Ok(response::empty(StatusCode::OK));
     }
     let tty = exec.options.tty;
@@ -157,8 +157,11 @@ async fn start(mut req: ApiRequest) -> Reply {
         stdin: exec.options.attach_stdin,
         content_type: hijack::content_type(tty, version),
     };
+    // As moby does, the process starts once the answer's head is out: a
+    // client reading the head through a buffer (docker-py) would otherwise
+    // swallow the first output with it.
     Ok(hijack::respond(upgrade, &headers, opts, async move {
-        Some(source)
+        tokio::task::spawn_blocking(start).await.ok()
     }))
 }
 

@@ -3,6 +3,7 @@
 //! status and message in `error`.
 
 mod build;
+mod container_changes;
 mod container_create;
 mod container_io;
 pub(super) mod container_stats;
