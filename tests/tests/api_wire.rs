@@ -155,11 +155,11 @@ fn ping_version_and_errors() -> Result<()> {
         plugin.status == 404 && plugin.message().contains("not found"),
         "{plugin:?}"
     );
-    // Routed but waiting for the runtime: an honest 501, not a 404.
-    let containers = curl(&daemon, "GET", "/v1.50/containers/json", &[])?;
+    // Routed but not there yet: an honest 501, not a 404.
+    let export = curl(&daemon, "GET", "/v1.50/containers/abc/export", &[])?;
     ensure!(
-        containers.status == 501 && containers.message().contains("issue #4"),
-        "{containers:?}"
+        export.status == 501 && export.message().contains("not implemented in hutch yet"),
+        "{export:?}"
     );
 
     // JSON bodies: malformed, empty, wrong type, too big → 400/413 with

@@ -2,16 +2,26 @@
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context};
+use hutch_engine::bootstrap::{self, BootstrapOptions};
+use hutch_engine::containers::{Engine, EngineEvent, EngineOptions};
 
 use crate::cli::{DaemonArgs, GlobalOptions};
 use crate::defaults;
-use crate::server::{self, ListenAddr, TlsOptions};
+use crate::server::{self, EventBus, ListenAddr, TlsOptions};
 
 pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     let data_root = global.data_root.clone().unwrap_or_else(defaults::data_root);
     std::fs::create_dir_all(&data_root)
         .with_context(|| format!("creating data root {}", data_root.display()))?;
+    // The doctor describes the pod as the pod is: it starts before we leave
+    // the pod's namespaces.
+    let doctor = server::DoctorProcess::spawn(&data_root);
+    // Before any thread starts (the async runtime's, the engine's): the
+    // namespace can only be entered by a single-threaded process.
+    let ns = bootstrap::enter(&BootstrapOptions::default())?;
     let addrs = if global.hosts.is_empty() {
         vec![ListenAddr::Unix(defaults::socket_path())]
     } else {
@@ -22,12 +32,25 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
             .collect::<Result<Vec<_>, _>>()?
     };
     let images = super::images::open_store_at(&data_root)?;
+    let events = Arc::new(EventBus::default());
+    let sink = events.clone();
+    let engine = Engine::open(EngineOptions {
+        data_root: data_root.clone(),
+        exe: std::env::current_exe().context("locating the hutch binary")?,
+        proc_mode: ns.proc_mode,
+        warnings: ns.warnings,
+        on_event: Some(Arc::new(move |e: &EngineEvent| sink.publish_container(e))),
+    })
+    .context("opening the container engine")?;
     let config = server::Config {
         addrs,
         socket_group: args.group.clone(),
         tls: tls_options(args)?,
         data_root,
         images,
+        engine,
+        events,
+        doctor,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,14 +1,15 @@
 //! What the daemon learns about its environment once, at start: the
 //! doctor's report (run as a subprocess, since its probes fork and the
-//! daemon has threads) and the engine ID. `/info` reports both.
+//! daemon has threads, started before the daemon leaves the pod's
+//! namespaces) and the engine ID. `/info` reports both.
 
 use std::io::Read;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use anyhow::Context;
-use hutch_engine::doctor::{report_from, Report};
+use hutch_engine::doctor::Report;
 use tokio::sync::watch;
 
 #[derive(Debug)]
@@ -16,6 +17,66 @@ pub enum DoctorOutcome {
     Report(Box<Report>),
     /// The doctor could not run; `/info` says so in its warnings.
     Failed(String),
+}
+
+/// The doctor, started before the daemon enters the engine namespace so
+/// that it probes the pod as the pod is. The daemon then lives in a forked
+/// child of the process that spawned it, so it reads the report from the
+/// pipes rather than waiting for the process.
+#[derive(Debug)]
+pub struct DoctorProcess {
+    outcome: Result<(std::process::ChildStdout, std::process::ChildStderr), String>,
+}
+
+impl DoctorProcess {
+    /// Starts `hutch --data-root ROOT doctor --json`. Creates no thread.
+    pub fn spawn(data_root: &Path) -> DoctorProcess {
+        let spawned = std::env::current_exe()
+            .map_err(|e| format!("cannot find the hutch binary: {e}"))
+            .and_then(|exe| {
+                Command::new(exe)
+                    .arg("--data-root")
+                    .arg(data_root)
+                    .args(["doctor", "--json"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| format!("could not run the doctor: {e}"))
+            });
+        let outcome =
+            spawned.and_then(
+                |mut child| match (child.stdout.take(), child.stderr.take()) {
+                    (Some(out), Some(err)) => Ok((out, err)),
+                    _ => Err("the doctor's output pipes are missing".to_string()),
+                },
+            );
+        DoctorProcess { outcome }
+    }
+
+    /// Reads the report (blocking until the doctor exits).
+    fn read(self) -> DoctorOutcome {
+        let (mut out, mut err) = match self.outcome {
+            Ok(pipes) => pipes,
+            Err(why) => return DoctorOutcome::Failed(why),
+        };
+        let mut stdout = Vec::new();
+        let mut stderr = String::new();
+        // The doctor writes a few lines to stderr at most: reading stdout
+        // first cannot block on a full stderr pipe.
+        let read = out.read_to_end(&mut stdout);
+        let _ = err.read_to_string(&mut stderr);
+        if let Err(e) = read {
+            return DoctorOutcome::Failed(format!("reading the doctor's report: {e}"));
+        }
+        match serde_json::from_slice::<Report>(&stdout) {
+            Ok(report) => DoctorOutcome::Report(Box::new(report)),
+            Err(e) => DoctorOutcome::Failed(format!(
+                "the doctor's report is not valid JSON ({e}); stderr: {}",
+                stderr.trim()
+            )),
+        }
+    }
 }
 
 /// The doctor's outcome, filled in by a background thread started with the
@@ -26,22 +87,11 @@ pub struct DoctorCell {
 }
 
 impl DoctorCell {
-    /// Starts `hutch --data-root ROOT doctor --json` in the background.
-    pub fn start(data_root: &Path) -> DoctorCell {
+    /// Collects the report of a doctor started with [`DoctorProcess::spawn`].
+    pub fn start(doctor: DoctorProcess) -> DoctorCell {
         let (tx, rx) = watch::channel(None);
-        let data_root = data_root.to_owned();
         tokio::task::spawn_blocking(move || {
-            let outcome = match std::env::current_exe() {
-                Err(err) => DoctorOutcome::Failed(format!("cannot find the hutch binary: {err}")),
-                Ok(exe) => {
-                    let mut cmd = Command::new(exe);
-                    cmd.arg("--data-root").arg(&data_root);
-                    match report_from(&mut cmd) {
-                        Ok(report) => DoctorOutcome::Report(Box::new(report)),
-                        Err(err) => DoctorOutcome::Failed(err.to_string()),
-                    }
-                }
-            };
+            let outcome = doctor.read();
             if let DoctorOutcome::Failed(why) = &outcome {
                 tracing::warn!(%why, "the doctor did not run");
             }

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use hutch_engine::containers::EngineError;
 use hutch_images::archive::ArchiveError;
 use hutch_images::registry::auth::AuthError;
 use hutch_images::registry::pull::PullError;
@@ -134,6 +135,35 @@ fn store_status(err: &StoreError) -> StatusCode {
         | StoreError::SizeMismatch { .. }
         | StoreError::TooLarge { .. } => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> ApiError {
+        let status = match &err {
+            EngineError::NotFound(_) | EngineError::ExecNotFound(_) | EngineError::Image(_) => {
+                StatusCode::NOT_FOUND
+            }
+            EngineError::Ambiguous(_) | EngineError::Invalid(_) => StatusCode::BAD_REQUEST,
+            EngineError::Conflict(_) | EngineError::NotRunning(_) => StatusCode::CONFLICT,
+            EngineError::NotModified => StatusCode::NOT_MODIFIED,
+            // The CLI maps these texts to exit codes 127 and 126; moby
+            // answers them as bad parameters.
+            EngineError::Failed {
+                code: 126 | 127, ..
+            } => StatusCode::BAD_REQUEST,
+            EngineError::Failed { .. } | EngineError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = match &err {
+            EngineError::Failed { message, .. } => format!(
+                "failed to create task for container: OCI runtime create failed: unable to start container process: {message}: unknown"
+            ),
+            _ => err.to_string(),
+        };
+        if status.is_server_error() {
+            tracing::error!(%message, "container operation failed");
+        }
+        ApiError::new(status, message)
     }
 }
 

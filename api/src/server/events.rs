@@ -46,6 +46,17 @@ impl Event {
         }
     }
 
+    /// A container event from the engine, stamped now.
+    pub fn container(event: &hutch_engine::containers::EngineEvent) -> Event {
+        Event {
+            kind: EventMessageTypeEnum::CONTAINER,
+            action: event.action.clone(),
+            actor_id: event.id.clone(),
+            attributes: event.attributes.clone(),
+            time_nano: now_nanos(),
+        }
+    }
+
     /// The message as sent to a client.
     pub fn wire(&self) -> WireEvent {
         let from = match self.kind {
@@ -116,6 +127,11 @@ impl EventBus {
         recent.push_back(event.clone());
         // No receivers is fine: nobody is listening.
         let _ = self.live.send(event);
+    }
+
+    /// Publishes a container event from the engine.
+    pub fn publish_container(&self, event: &hutch_engine::containers::EngineEvent) {
+        self.publish(Event::container(event));
     }
 
     /// The events kept so far and a receiver for those after them.

@@ -7,6 +7,7 @@ mod body_io;
 mod doctor;
 mod error;
 mod events;
+mod hijack;
 mod listen;
 mod query;
 mod request;
@@ -19,17 +20,19 @@ pub mod version;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use hutch_engine::containers::{Engine, EngineError};
 use hutch_images::ImageStore;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::task::JoinSet;
 
+pub use doctor::DoctorProcess;
+pub use events::EventBus;
 pub use listen::ListenAddr;
 pub use routes::host::go_arch;
 pub use tls::TlsOptions;
 
 use error::ApiError;
-use events::EventBus;
 
 /// What the daemon needs to serve.
 #[derive(Debug)]
@@ -40,6 +43,11 @@ pub struct Config {
     pub tls: Option<TlsOptions>,
     pub data_root: PathBuf,
     pub images: ImageStore,
+    pub engine: Engine,
+    /// Shared with the engine, which publishes container events into it.
+    pub events: Arc<EventBus>,
+    /// The doctor, started while the daemon was still in the pod's namespaces.
+    pub doctor: DoctorProcess,
 }
 
 /// State shared by every request handler.
@@ -49,8 +57,11 @@ pub struct Daemon {
     /// Stable across restarts (moby's engine ID), for `/info`.
     pub id: String,
     pub images: ImageStore,
-    pub events: EventBus,
+    pub engine: Engine,
+    pub events: Arc<EventBus>,
     pub doctor: doctor::DoctorCell,
+    /// `docker run`'s attach requests waiting for the start.
+    pub pending_attaches: hijack::PendingAttaches,
 }
 
 impl Daemon {
@@ -63,6 +74,16 @@ impl Daemon {
         let store = self.images.clone();
         Ok(tokio::task::spawn_blocking(move || op(&store)).await??)
     }
+
+    /// Runs a (blocking) engine call on a blocking thread.
+    pub async fn with_engine<T, F>(&self, op: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> Result<T, EngineError> + Send + 'static,
+    {
+        let engine = self.engine.clone();
+        Ok(tokio::task::spawn_blocking(move || op(&engine)).await??)
+    }
 }
 
 /// Serve the API until SIGINT or SIGTERM, then stop accepting and remove
@@ -71,10 +92,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     raise_fd_limit();
     let daemon = Arc::new(Daemon {
         id: doctor::engine_id(&config.data_root)?,
-        doctor: doctor::DoctorCell::start(&config.data_root),
+        doctor: doctor::DoctorCell::start(config.doctor),
         data_root: config.data_root.clone(),
         images: config.images,
-        events: EventBus::default(),
+        engine: config.engine,
+        events: config.events,
+        pending_attaches: hijack::PendingAttaches::default(),
     });
     tracing::info!(data_root = %daemon.data_root.display(), "daemon starting");
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;

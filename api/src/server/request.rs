@@ -28,6 +28,9 @@ pub struct ApiRequest {
     pub query: Query,
     pub headers: HeaderMap,
     pub body: Incoming,
+    /// Resolves to the connection once a `101` answer has gone out
+    /// (attach and exec take the connection over).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl ApiRequest {

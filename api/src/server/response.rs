@@ -38,6 +38,10 @@ pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body
 }
 
 pub fn error(err: &ApiError) -> Response<Body> {
+    // A 304 carries no body (moby sends none).
+    if err.status == StatusCode::NOT_MODIFIED {
+        return empty(err.status);
+    }
     let mut body = serde_json::json!({ "message": err.message })
         .to_string()
         .into_bytes();

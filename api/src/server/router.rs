@@ -70,7 +70,8 @@ impl Router {
         daemon: Arc<Daemon>,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, ApiError> {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         let (version, path) = split_version(parts.uri.path()).map_err(ApiError::bad_request)?;
         let segments = decode_segments(path)?;
         let Some((route, params)) = self.find(&parts.method, &segments) else {
@@ -85,6 +86,7 @@ impl Router {
             query: Query::parse(parts.uri.query()),
             headers: parts.headers,
             body,
+            upgrade,
         };
         (route.handler)(req).await
     }

@@ -87,6 +87,12 @@ impl Input {
         self.sock.flush()
     }
 
+    /// Ends the whole stream (both directions): a reader blocked in
+    /// [`Stream::next_output`] returns at once. For clients that went away.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.sock.shutdown(std::net::Shutdown::Both)
+    }
+
     /// No more stdin (closes the process's stdin for exec and for
     /// `stdin_once` containers).
     pub fn close(&mut self) -> io::Result<()> {

@@ -44,6 +44,8 @@ pub struct CreateOptions {
     pub log_config: LogConfig,
     /// `--network none|host` until networking lands.
     pub network_mode: Option<String>,
+    /// `--rm`: removed once its process has ended for good.
+    pub auto_remove: bool,
 }
 
 /// `--restart`.

@@ -17,9 +17,9 @@ use nix::sys::signal::Signal;
 
 use super::build::{self, ImageRunConfig, Inputs};
 use super::client::{self, Output, Stream};
-use super::config::{ContainerConfig, CreateOptions};
+use super::config::{ContainerConfig, CreateOptions, RestartPolicy, RestartPolicyName};
 use super::ids;
-use super::logread::{self, LogLine, LogsOptions};
+use super::logread::{self, LogLine, LogsOptions, OpenedLog};
 use super::names::{self, NameError, Names};
 use super::protocol::{self, Event, Kind, Reply, Request};
 use super::spare::SparePool;
@@ -117,6 +117,16 @@ pub struct ContainerDetails {
     pub rootfs_upper: PathBuf,
 }
 
+/// One client to attach at a start ([`Engine::start_attached`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttachSpec {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    /// Docker's ctrl-p,ctrl-q when `None`.
+    pub detach_keys: Option<Vec<u8>>,
+}
+
 /// `docker exec` options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecOptions {
@@ -170,6 +180,14 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_root", &self.inner.opts.data_root)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Engine {
     /// Opens the data root: loads every container and re-adopts the
     /// supervisors of those still running. Containers that ended while no
@@ -190,8 +208,31 @@ impl Engine {
             }),
         };
         engine.load()?;
+        engine.remove_ended_auto_removes();
         engine.inner.spares.refill();
         Ok(engine)
+    }
+
+    /// `--rm` containers whose process ended while no engine ran: removed
+    /// now, as they would have been.
+    fn remove_ended_auto_removes(&self) {
+        let ended: Vec<String> = self
+            .lock()
+            .containers
+            .iter()
+            .filter(|(_, r)| {
+                r.config.options.auto_remove
+                    && !r.watched
+                    && r.state.exits > 0
+                    && !r.state.is_active()
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended {
+            if let Err(e) = self.remove(&id, true) {
+                tracing::warn!(%id, %e, "removing an --rm container that ended meanwhile");
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -205,8 +246,7 @@ impl Engine {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect();
             if let Some(r) = self.lock().containers.get(id) {
-                attributes.insert("name".into(), r.config.name.clone());
-                attributes.insert("image".into(), r.config.image.clone());
+                attributes.extend(event_attributes(&r.config));
             }
             sink(&EngineEvent {
                 action: action.to_string(),
@@ -308,6 +348,12 @@ impl Engine {
                     r.watched = false;
                 }
                 engine.refresh(&id);
+                // The supervisor is gone: the process will not run again.
+                if engine.auto_removes(&id) {
+                    if let Err(e) = engine.remove(&id, true) {
+                        tracing::warn!(%id, %e, "removing an --rm container");
+                    }
+                }
             });
         if let Err(e) = spawned {
             tracing::error!(%e, "starting a watcher thread");
@@ -436,6 +482,12 @@ impl Engine {
 
     /// `docker start`.
     pub fn start(&self, query: &str) -> Result<()> {
+        self.start_attached(query, &[]).map(drop)
+    }
+
+    /// `docker start` with clients attached from the first byte (`docker
+    /// run` attaches before it starts): one stream per spec, in order.
+    pub fn start_attached(&self, query: &str, attach: &[AttachSpec]) -> Result<Vec<Stream>> {
         let id = self.resolve(query)?;
         {
             let table = self.lock();
@@ -459,18 +511,32 @@ impl Engine {
             Kind::Request,
             &Request::Run {
                 dir: dir.path.display().to_string(),
+                attachers: u32::try_from(attach.len()).unwrap_or(u32::MAX),
             },
         )?;
-        let reply = client::reply(&mut spare.sock)?;
+        let mut reply = client::reply(&mut spare.sock)?;
+        let mut streams = Vec::with_capacity(attach.len());
+        if !attach.is_empty() && reply == Reply::Ok {
+            for spec in attach {
+                streams.push(self.attach_to(&dir, spec)?);
+            }
+            reply = client::reply(&mut spare.sock)?;
+        }
         self.refresh(&id);
         match reply {
             Reply::Started { .. } => {
                 self.watch(&id, spare.sock);
+                for _ in &streams {
+                    self.emit("attach", &id, &[]);
+                }
                 self.emit("start", &id, &[]);
-                Ok(())
+                Ok(streams)
             }
             Reply::Failed { code, message } => {
                 self.emit("die", &id, &[("exitCode", code.to_string())]);
+                if self.auto_removes(&id) {
+                    self.remove_in_background(&id);
+                }
                 Err(EngineError::Failed { code, message })
             }
             other => Err(EngineError::Io(io::Error::other(format!(
@@ -630,26 +696,45 @@ impl Engine {
                 )));
             }
             match self.kill(&id, Some("SIGKILL")) {
-                Ok(()) | Err(EngineError::NotRunning(_)) => {}
+                Ok(()) | Err(EngineError::NotRunning(_)) => {
+                    self.wait(&id, WaitCondition::NotRunning)?;
+                }
+                // The process ended as we asked and its supervisor is going
+                // away (it refused, or hung up): let it record the exit.
+                Err(e @ (EngineError::Io(_) | EngineError::Conflict(_))) => {
+                    self.wait_unwatched(&id, Duration::from_secs(5));
+                    self.refresh(&id);
+                    let still = self
+                        .lock()
+                        .containers
+                        .get(&id)
+                        .is_some_and(|r| r.state.is_active());
+                    if still {
+                        return Err(e);
+                    }
+                }
                 Err(e) => return Err(e),
             }
-            self.wait(&id, WaitCondition::NotRunning)?;
         }
         self.wait_unwatched(&id, Duration::from_secs(5));
         self.inner.store.remove(&id)?;
-        {
+        let removed = {
             let mut table = self.lock();
-            if let Some(r) = table.containers.remove(&id) {
+            let removed = table.containers.remove(&id);
+            if let Some(r) = &removed {
                 table.names.release(&r.config.name);
             }
             table.execs.retain(|_, e| e.container_id != id);
-        }
+            removed
+        };
         self.inner.changed.notify_all();
-        if let Some(sink) = &self.inner.opts.on_event {
+        // Two removers may race (`--rm` and `docker rm -f`): one event.
+        if let (Some(r), Some(sink)) = (removed, &self.inner.opts.on_event) {
+            let attributes = event_attributes(&r.config);
             sink(&EngineEvent {
                 action: "destroy".into(),
                 id: id.clone(),
-                attributes: BTreeMap::new(),
+                attributes,
             });
         }
         Ok(())
@@ -673,6 +758,27 @@ impl Engine {
             old
         };
         self.emit("rename", &id, &[("oldName", format!("/{old}"))]);
+        Ok(())
+    }
+
+    /// `docker update --restart`: the policy applies from the next start
+    /// (a running supervisor keeps the one it started with).
+    pub fn set_restart_policy(&self, query: &str, policy: RestartPolicy) -> Result<()> {
+        let id = self.resolve(query)?;
+        let mut table = self.lock();
+        let Some(r) = table.containers.get_mut(&id) else {
+            return Err(EngineError::NotFound(id));
+        };
+        if r.config.options.auto_remove && policy.name != RestartPolicyName::No {
+            return Err(EngineError::Invalid(
+                "Restart policy cannot be updated because AutoRemove is enabled for the container"
+                    .into(),
+            ));
+        }
+        r.config.options.restart_policy = policy;
+        let config = r.config.clone();
+        drop(table);
+        self.inner.store.dir(&id).write_config(&config)?;
         Ok(())
     }
 
@@ -718,20 +824,66 @@ impl Engine {
         opts: &LogsOptions,
         sink: &mut dyn FnMut(LogLine) -> io::Result<()>,
     ) -> Result<()> {
-        let id = self.resolve(query)?;
-        let path = self.inner.store.dir(&id).log(&id);
-        let engine = self.clone();
-        let running = move || {
-            engine
-                .lock()
-                .containers
-                .get(&id)
-                .is_some_and(|r| r.state.is_active() || r.watched)
-        };
-        logread::read(&path, opts, &running, sink)?;
-        Ok(())
+        self.logs_while(query, opts, &|| true, sink)
     }
 
+    /// [`Engine::logs`], where a follow also ends once `wanted` turns false
+    /// (the client went away while the container printed nothing).
+    pub fn logs_while(
+        &self,
+        query: &str,
+        opts: &LogsOptions,
+        wanted: &dyn Fn() -> bool,
+        sink: &mut dyn FnMut(LogLine) -> io::Result<()>,
+    ) -> Result<()> {
+        self.open_logs(query)?.read(opts, wanted, sink)
+    }
+
+    /// Opens a container's logs to read them later ([`ContainerLogs::read`]),
+    /// whatever happens to the container meanwhile.
+    pub fn open_logs(&self, query: &str) -> Result<ContainerLogs> {
+        let id = self.resolve(query)?;
+        let log = OpenedLog::open(&self.inner.store.dir(&id).log(&id))?;
+        Ok(ContainerLogs {
+            engine: self.clone(),
+            id,
+            log,
+        })
+    }
+}
+
+/// A container's opened logs.
+#[derive(Debug)]
+pub struct ContainerLogs {
+    engine: Engine,
+    id: String,
+    log: OpenedLog,
+}
+
+impl ContainerLogs {
+    /// Feeds `sink` until done (with `follow`, until the container stops
+    /// or is removed, `wanted` turns false or `sink` fails).
+    pub fn read(
+        self,
+        opts: &LogsOptions,
+        wanted: &dyn Fn() -> bool,
+        sink: &mut dyn FnMut(LogLine) -> io::Result<()>,
+    ) -> Result<()> {
+        let ContainerLogs { engine, id, log } = self;
+        let running = move || {
+            wanted()
+                && engine
+                    .lock()
+                    .containers
+                    .get(&id)
+                    .is_some_and(|r| r.state.is_active() || r.watched)
+        };
+        logread::read_opened(log, opts, &running, sink)?;
+        Ok(())
+    }
+}
+
+impl Engine {
     /// `docker attach`: a stream of the container's output (and its stdin
     /// with `stdin`) until it exits or the client detaches.
     pub fn attach(
@@ -744,24 +896,62 @@ impl Engine {
     ) -> Result<Stream> {
         let id = self.resolve(query)?;
         let dir = self.dir_of_running(&id)?;
-        let mut sock = client::open(
-            &dir.sock(),
-            &Request::Attach {
+        let stream = self.attach_to(
+            &dir,
+            &AttachSpec {
                 stdin,
                 stdout,
                 stderr,
-                detach_keys: detach_keys.unwrap_or_else(|| DEFAULT_DETACH_KEYS.to_vec()),
+                detach_keys,
+            },
+        )?;
+        self.emit("attach", &id, &[]);
+        Ok(stream)
+    }
+
+    fn attach_to(&self, dir: &ContainerDir, spec: &AttachSpec) -> Result<Stream> {
+        let mut sock = client::open(
+            &dir.sock(),
+            &Request::Attach {
+                stdin: spec.stdin,
+                stdout: spec.stdout,
+                stderr: spec.stderr,
+                detach_keys: spec
+                    .detach_keys
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_DETACH_KEYS.to_vec()),
             },
         )?;
         match client::reply(&mut sock)? {
-            Reply::Ok => {
-                self.emit("attach", &id, &[]);
-                Ok(Stream::new(sock))
-            }
+            Reply::Ok => Ok(Stream::new(sock)),
             Reply::Error { message } => Err(EngineError::Conflict(message)),
             other => Err(EngineError::Io(io::Error::other(format!(
                 "unexpected reply {other:?}"
             )))),
+        }
+    }
+
+    /// `--rm`: the container goes once its process has ended for good.
+    fn auto_removes(&self, id: &str) -> bool {
+        self.lock()
+            .containers
+            .get(id)
+            .is_some_and(|r| r.config.options.auto_remove)
+    }
+
+    fn remove_in_background(&self, id: &str) {
+        let engine = self.clone();
+        let id = id.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("auto-remove".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                if let Err(e) = engine.remove(&id, true) {
+                    tracing::warn!(%id, %e, "removing an --rm container");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(%e, "starting an auto-remove thread");
         }
     }
 
@@ -931,6 +1121,15 @@ impl ExecStream {
         }
         Ok(out)
     }
+}
+
+/// What Docker puts in every container event's attributes: the labels
+/// (compose filters events on them), the name and the image.
+fn event_attributes(config: &ContainerConfig) -> BTreeMap<String, String> {
+    let mut attributes = config.options.labels.clone();
+    attributes.insert("name".into(), config.name.clone());
+    attributes.insert("image".into(), config.image.clone());
+    attributes
 }
 
 /// `SIGTERM`, `TERM`, `15`.

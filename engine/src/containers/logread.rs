@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::logfile::{rotated, Entry};
+use super::logfile::{rotated as rotated_path, Entry};
 use super::timefmt;
 
 /// What to read.
@@ -57,6 +57,39 @@ impl LogLine {
 /// How often a follower looks for new output.
 const FOLLOW_POLL: Duration = Duration::from_millis(50);
 
+/// A container's log files, opened: reading them later is unaffected by
+/// the container's removal meanwhile (`docker-py` removes a container
+/// before it reads the logs it asked for).
+#[derive(Debug)]
+pub struct OpenedLog {
+    path: std::path::PathBuf,
+    /// Rotated files, oldest first.
+    rotated: Vec<File>,
+    /// The live file, if there is one yet.
+    live: Option<File>,
+}
+
+impl OpenedLog {
+    pub fn open(path: &Path) -> io::Result<OpenedLog> {
+        let mut rotated = Vec::new();
+        for n in (1..1000).rev() {
+            if let Ok(f) = File::open(rotated_path(path, n)) {
+                rotated.push(f);
+            }
+        }
+        let live = match File::open(path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(OpenedLog {
+            path: path.to_path_buf(),
+            rotated,
+            live,
+        })
+    }
+}
+
 /// Reads the log at `path` into `sink`. With `follow`, keeps reading while
 /// `running()` is true (and drains what was written before it turned
 /// false). `sink` returning an error (a client gone) ends the read.
@@ -66,13 +99,17 @@ pub fn read(
     running: &dyn Fn() -> bool,
     sink: &mut dyn FnMut(LogLine) -> io::Result<()>,
 ) -> io::Result<()> {
-    let mut files = Vec::new();
-    for n in (1..1000).rev() {
-        let p = rotated(path, n);
-        if p.exists() {
-            files.push(p);
-        }
-    }
+    read_opened(OpenedLog::open(path)?, opts, running, sink)
+}
+
+/// [`read`] from files opened before.
+pub fn read_opened(
+    log: OpenedLog,
+    opts: &LogsOptions,
+    running: &dyn Fn() -> bool,
+    sink: &mut dyn FnMut(LogLine) -> io::Result<()>,
+) -> io::Result<()> {
+    let path = log.path.as_path();
     let mut tail: VecDeque<LogLine> = VecDeque::new();
     let mut emit = |line: LogLine, tail: &mut VecDeque<LogLine>| -> io::Result<bool> {
         match opts.tail {
@@ -87,8 +124,7 @@ pub fn read(
             None => sink(line).map(|()| true),
         }
     };
-    for p in &files {
-        let Ok(file) = File::open(p) else { continue };
+    for file in log.rotated {
         let mut reader = BufReader::new(file);
         while let Some(line) = next_line(&mut reader, opts)? {
             match line {
@@ -100,10 +136,8 @@ pub fn read(
             }
         }
     }
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return flush_tail(tail, sink),
-        Err(e) => return Err(e),
+    let Some(file) = log.live else {
+        return flush_tail(tail, sink);
     };
     let mut ino = file.metadata()?.ino();
     let mut reader = BufReader::new(file);
@@ -235,7 +269,7 @@ mod tests {
             w.write("stdout", format!("out {i}\n").as_bytes())?;
             w.write("stderr", format!("err {i}\n").as_bytes())?;
         }
-        assert!(rotated(&path, 1).exists());
+        assert!(rotated_path(&path, 1).exists());
         let all = LogsOptions {
             stdout: true,
             stderr: true,

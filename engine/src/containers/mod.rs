@@ -17,6 +17,6 @@ pub mod store;
 pub mod timefmt;
 
 pub use engine::{
-    ContainerDetails, Created, Engine, EngineError, EngineEvent, EngineOptions, EventSink,
-    ExecDetails, ExecOptions, ExecStream, WaitCondition,
+    AttachSpec, ContainerDetails, ContainerLogs, Created, Engine, EngineError, EngineEvent,
+    EngineOptions, EventSink, ExecDetails, ExecOptions, ExecStream, WaitCondition,
 };

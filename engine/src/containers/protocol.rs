@@ -48,8 +48,14 @@ impl Kind {
 pub enum Request {
     /// Spare supervisor only, on its spawn socket: supervise the container
     /// in this directory and start it. Replies `Started` or `Failed`, then
-    /// the connection carries events as `Watch` does.
-    Run { dir: String },
+    /// the connection carries events as `Watch` does. With `attachers`,
+    /// it first binds the container's socket, replies `Ok`, and takes that
+    /// many `Attach` clients before it starts the process.
+    Run {
+        dir: String,
+        #[serde(default)]
+        attachers: u32,
+    },
     /// Receive an event frame for each state change until the supervisor
     /// exits.
     Watch,

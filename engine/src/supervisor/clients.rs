@@ -1,9 +1,12 @@
 //! Requests on the supervisor's socket: watch, kill, stop, attach, resize,
 //! exec — and the stdin that attach and exec clients send.
 
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
 use nix::sys::signal::{kill, Signal};
 
-use super::core::{Role, Supervisor};
+use super::core::{configure_client, Role, Supervisor};
 use super::fdio::{recv_some, write_some, Read};
 use crate::containers::protocol::{self, ExitInfo, Kind, Reply, Request};
 use crate::runtime::stdio;
@@ -163,20 +166,8 @@ impl Supervisor {
                     );
                     return;
                 }
-                self.set_role(
-                    id,
-                    Role::Attach {
-                        stdin,
-                        stdout,
-                        stderr,
-                        keys: if self.config.options.tty {
-                            detach_keys
-                        } else {
-                            Vec::new()
-                        },
-                        matched: 0,
-                    },
-                );
+                let role = self.attach_role(stdin, stdout, stderr, detach_keys);
+                self.set_role(id, role);
                 self.reply(id, &Reply::Ok);
             }
             Request::Resize { rows, cols } => {
@@ -220,6 +211,76 @@ impl Supervisor {
                 };
                 self.reply(id, &reply);
             }
+        }
+    }
+
+    fn attach_role(&self, stdin: bool, stdout: bool, stderr: bool, detach_keys: Vec<u8>) -> Role {
+        Role::Attach {
+            stdin,
+            stdout,
+            stderr,
+            // Detach keys are read only from a terminal, as Docker does.
+            keys: if self.config.options.tty {
+                detach_keys
+            } else {
+                Vec::new()
+            },
+            matched: 0,
+        }
+    }
+
+    /// Before the first launch: takes `count` attach clients (`docker run`
+    /// attaches before it starts, and must see the first byte of output).
+    /// Gives up on those that do not come within `limit`.
+    pub(super) fn accept_attachers(&mut self, count: u32, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut taken = 0;
+        while taken < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(taken, count, "attach clients did not come before the start");
+                return;
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: poll reads and writes one live pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
+                continue;
+            }
+            let Ok((mut stream, _)) = self.listener.accept() else {
+                continue;
+            };
+            configure_client(&stream);
+            let _ = stream.set_read_timeout(Some(left));
+            let request = match protocol::read_frame(&mut stream) {
+                Ok(Some((Kind::Request, payload))) => protocol::parse::<Request>(&payload).ok(),
+                _ => None,
+            };
+            let _ = stream.set_read_timeout(None);
+            let Some(Request::Attach {
+                stdin,
+                stdout,
+                stderr,
+                detach_keys,
+            }) = request
+            else {
+                let _ = protocol::write_json(
+                    &mut stream,
+                    Kind::Reply,
+                    &Reply::Error {
+                        message: "only attach requests are taken before the start".into(),
+                    },
+                );
+                continue;
+            };
+            let role = self.attach_role(stdin, stdout, stderr, detach_keys);
+            let id = self.add_client(stream, role);
+            self.reply(id, &Reply::Ok);
+            taken += 1;
         }
     }
 

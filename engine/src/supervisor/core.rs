@@ -105,9 +105,10 @@ enum Source {
 }
 
 impl Supervisor {
-    /// Loads the container in `dir` and starts it; on failure the state
-    /// file records the failure (as Docker records a failed start).
-    pub fn start(dir: ContainerDir) -> Result<Supervisor, Failure> {
+    /// Loads the container in `dir` and binds its socket, without starting
+    /// its process yet (clients that must see its first byte attach now);
+    /// [`Supervisor::launch_first`] starts it.
+    pub fn prepare(dir: ContainerDir) -> Result<Supervisor, Failure> {
         let fail = |what: &str, e: &dyn std::fmt::Display| Failure::runtime(format!("{what}: {e}"));
         let config = dir
             .read_config()
@@ -132,7 +133,7 @@ impl Supervisor {
             .map_err(|e| fail("signalfd", &e))?;
         state.supervisor_pid = std::process::id() as i32;
         state.manually_stopped = false;
-        let mut sup = Supervisor {
+        let sup = Supervisor {
             dir,
             config,
             spec,
@@ -151,15 +152,19 @@ impl Supervisor {
             signals,
             buf: vec![0u8; 64 * 1024],
         };
-        match sup.launch() {
-            Ok(()) => Ok(sup),
-            Err(f) => {
-                sup.state.supervisor_pid = 0;
-                sup.save();
-                let _ = std::fs::remove_file("sock");
-                Err(f)
-            }
-        }
+        sup.save();
+        Ok(sup)
+    }
+
+    /// The first start of a prepared supervisor's container; on failure the
+    /// state file records it (as Docker records a failed start) and the
+    /// supervisor is done (its socket removed).
+    pub fn launch_first(&mut self) -> Result<(), Failure> {
+        self.launch().inspect_err(|_| {
+            self.state.supervisor_pid = 0;
+            self.save();
+            let _ = std::fs::remove_file("sock");
+        })
     }
 
     pub fn pid(&self) -> i32 {
@@ -342,10 +347,7 @@ impl Supervisor {
             Source::Signals => self.reap(),
             Source::Listener => {
                 while let Ok((stream, _)) = self.listener.accept() {
-                    // Accepted sockets inherit O_NONBLOCK from the listener:
-                    // writes must block (briefly) instead of dropping frames.
-                    let _ = stream.set_nonblocking(false);
-                    let _ = stream.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT));
+                    configure_client(&stream);
                     self.add_client(stream, Role::New);
                 }
             }
@@ -552,4 +554,11 @@ impl Supervisor {
         }
         self.save();
     }
+}
+
+/// Accepted sockets inherit O_NONBLOCK from the listener: writes must block
+/// (briefly) instead of dropping frames.
+pub(super) fn configure_client(stream: &UnixStream) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT));
 }

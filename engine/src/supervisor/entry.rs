@@ -14,6 +14,9 @@ use super::core::{Role, Supervisor};
 use crate::containers::protocol::{self, Kind, Reply, Request};
 use crate::containers::store::ContainerDir;
 
+/// How long a start waits for the attach clients it announced.
+const ATTACH_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `hutch __supervise`: `control` is the spawn socket (its stdin). Returns
 /// the process's exit code; the spawned process itself returns at once
 /// (its child carries on detached).
@@ -41,15 +44,24 @@ pub fn main(control: OwnedFd) -> i32 {
         let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
     }
     let mut control = UnixStream::from(control);
-    let dir = match protocol::read_frame(&mut control) {
+    let (dir, attachers) = match protocol::read_frame(&mut control) {
         Ok(Some((Kind::Request, payload))) => match protocol::parse::<Request>(&payload) {
-            Ok(Request::Run { dir }) => dir,
+            Ok(Request::Run { dir, attachers }) => (dir, attachers),
             _ => return 1,
         },
         // The daemon went away without using us.
         _ => return 0,
     };
-    match Supervisor::start(ContainerDir::new(dir)) {
+    let started = Supervisor::prepare(ContainerDir::new(dir)).and_then(|mut sup| {
+        if attachers > 0 {
+            // Listening: the attach clients may connect now.
+            if protocol::write_json(&mut control, Kind::Reply, &Reply::Ok).is_ok() {
+                sup.accept_attachers(attachers, ATTACH_WINDOW);
+            }
+        }
+        sup.launch_first().map(|()| sup)
+    });
+    match started {
         Ok(mut sup) => {
             let pid = sup.pid();
             if protocol::write_json(&mut control, Kind::Reply, &Reply::Started { pid }).is_ok() {

@@ -129,14 +129,56 @@ async fn delete(req: ApiRequest) -> Reply {
     let name = req.param("name").to_owned();
     let force = req.query.bool("force");
     let daemon = req.daemon.clone();
+    let containers = daemon.with_engine(|e| Ok(e.list(true))).await?;
     let (id, removed) = daemon
         .with_images(move |store| {
             let id = store.resolve(&name)?;
-            Ok((id, store.remove(&name, force)?))
+            if let Some(conflict) = used_by_container(store, &name, &id, &containers, force)? {
+                return Ok(Err(conflict));
+            }
+            Ok(Ok((id, store.remove(&name, force)?)))
         })
-        .await?;
+        .await??;
     let items = publish_removed(&daemon.events, &id, &removed);
     Ok(response::json(StatusCode::OK, &items))
+}
+
+/// moby's refusal to delete an image a container was created from. A
+/// stopped container's layers sit on the image's, so hutch refuses even
+/// with `force` there, where Docker would leave the layers behind.
+fn used_by_container(
+    store: &hutch_images::ImageStore,
+    name: &str,
+    id: &Digest,
+    containers: &[hutch_engine::containers::ContainerDetails],
+    force: bool,
+) -> Result<Option<ApiError>, hutch_images::ImageError> {
+    let id_text = id.to_string();
+    let Some(user) = containers.iter().find(|c| c.config.image_id == id_text) else {
+        return Ok(None);
+    };
+    let hex = id_text.trim_start_matches("sha256:");
+    let by_id = hex.starts_with(name.trim_start_matches("sha256:"));
+    let tags = store.inspect(name)?.summary.repo_tags.len();
+    if !by_id && tags > 1 {
+        // Only a name goes; the image stays.
+        return Ok(None);
+    }
+    let short = &hex[..hex.len().min(12)];
+    let container = &user.config.id[..user.config.id.len().min(12)];
+    let (how, state) = if user.state.is_active() {
+        ("cannot be forced", "running")
+    } else if force {
+        ("cannot be forced", "stopped")
+    } else {
+        ("must be forced", "stopped")
+    };
+    Ok(Some(ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "conflict: unable to delete {short} ({how}) - image is being used by {state} container {container}"
+        ),
+    )))
 }
 
 fn publish_removed(

@@ -3,6 +3,11 @@
 //! status and message in `error`.
 
 mod build;
+mod container_changes;
+mod container_create;
+mod container_io;
+pub(super) mod container_stats;
+pub(super) mod container_views;
 mod containers;
 mod exec;
 pub(super) mod host;

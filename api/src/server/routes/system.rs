@@ -127,6 +127,11 @@ struct Info {
 async fn info(req: ApiRequest) -> Reply {
     let daemon = req.daemon.clone();
     let counts: ImageCounts = daemon.with_images(ImageCounts::of).await?;
+    let containers = daemon.with_engine(|e| Ok(e.list(true))).await?;
+    let count = |pred: &dyn Fn(&hutch_engine::containers::state::Status) -> bool| {
+        containers.iter().filter(|c| pred(&c.state.status)).count() as i64
+    };
+    use hutch_engine::containers::state::Status;
     let doctor = daemon.doctor.get().await;
     let mut warnings = Vec::new();
     let mut driver_status = vec![
@@ -177,10 +182,14 @@ async fn info(req: ApiRequest) -> Reply {
     let os = host::os_release();
     let docker = SystemInfo {
         id: Some(daemon.id.clone()),
-        containers: Some(0),
-        containers_running: Some(0),
-        containers_paused: Some(0),
-        containers_stopped: Some(0),
+        containers: Some(containers.len() as i64),
+        containers_running: Some(count(&|s| {
+            matches!(s, Status::Running | Status::Restarting)
+        })),
+        containers_paused: Some(count(&|s| *s == Status::Paused)),
+        containers_stopped: Some(count(&|s| {
+            !matches!(s, Status::Running | Status::Restarting | Status::Paused)
+        })),
         images: Some(counts.images as i64),
         driver: Some("overlay".into()),
         driver_status: Some(driver_status),
@@ -262,8 +271,34 @@ fn choice_name<T: Serialize>(value: &T) -> String {
     }
 }
 
+/// `/system/df`: images (with how many containers use each), containers
+/// with the size of their writable layers.
 async fn system_df(req: ApiRequest) -> Reply {
-    let usage = req.daemon.with_images(disk_usage).await?;
+    let mut usage = req.daemon.with_images(disk_usage).await?;
+    let containers = req
+        .daemon
+        .with_engine(|e| {
+            let now = chrono::Utc::now();
+            Ok(e.list(true)
+                .iter()
+                .map(|d| {
+                    let mut s = super::container_views::summary(d, now);
+                    s.size_rw = Some(super::container_stats::dir_size(&d.rootfs_upper) as i64);
+                    s.size_root_fs = Some(0);
+                    s
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    if let Some(images) = usage.images.as_mut() {
+        for image in images {
+            image.containers = containers
+                .iter()
+                .filter(|c| c.image_id.as_deref() == Some(image.id.as_str()))
+                .count() as i64;
+        }
+    }
+    usage.containers = Some(containers);
     Ok(response::json(StatusCode::OK, &usage))
 }
 

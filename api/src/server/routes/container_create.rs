@@ -1,0 +1,259 @@
+//! `POST /containers/create`: Docker's create body (bollard's model, read
+//! as moby reads it) turned into the engine's create options, with 400s for
+//! what hutch cannot do yet and warnings for what it accepts but ignores.
+
+use std::collections::BTreeMap;
+
+use bollard_stubs::models::{ContainerCreateBody, HostConfig, RestartPolicyNameEnum};
+use hutch_engine::containers::config::{
+    CreateOptions, HealthConfig, LogConfig, RestartPolicy, RestartPolicyName,
+};
+use serde_json::Value;
+
+use super::super::error::ApiError;
+
+/// Shown when a container asks for the default network.
+pub const NO_BRIDGE_WARNING: &str = "the default bridge network is not available in hutch yet: \
+the container runs with network mode \"none\" (use --network host to reach the pod's network)";
+
+/// What the body asks for, as engine options, and the warnings to return.
+#[derive(Debug)]
+pub struct CreateRequest {
+    pub opts: CreateOptions,
+    pub warnings: Vec<String>,
+}
+
+/// moby's `StrSlice`: `Cmd`, `Entrypoint` and `Shell` may be a string.
+fn string_slices(body: &mut Value) {
+    for key in ["Cmd", "Entrypoint", "Shell"] {
+        if let Some(v) = body.get_mut(key) {
+            if let Value::String(s) = v {
+                *v = Value::Array(vec![Value::String(std::mem::take(s))]);
+            }
+        }
+    }
+}
+
+/// Parses the body; `name` is the `name` query parameter.
+pub fn parse(mut body: Value, name: Option<&str>) -> Result<CreateRequest, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid JSON: the create body must be an object",
+        ));
+    }
+    string_slices(&mut body);
+    let body: ContainerCreateBody = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let image = body.image.clone().unwrap_or_default();
+    if image.is_empty() {
+        return Err(ApiError::bad_request("No image specified"));
+    }
+    let mut warnings = Vec::new();
+    if body.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(volumes_unsupported());
+    }
+    let host = body.host_config.clone().unwrap_or_default();
+    check_host_config(&host, &mut warnings)?;
+    let restart_policy = restart_policy(&host)?;
+    let auto_remove = host.auto_remove.unwrap_or(false);
+    if auto_remove && restart_policy.name != RestartPolicyName::No {
+        return Err(ApiError::bad_request(
+            "conflicting options: cannot specify both --restart and --rm",
+        ));
+    }
+    let network_mode = match host.network_mode.as_deref() {
+        None | Some("") | Some("default") | Some("bridge") => {
+            warnings.push(NO_BRIDGE_WARNING.to_string());
+            None
+        }
+        Some("none") => Some("none".to_string()),
+        Some("host") => Some("host".to_string()),
+        Some(other) => {
+            return Err(ApiError::not_found(format!("network {other} not found")));
+        }
+    };
+    Ok(CreateRequest {
+        opts: CreateOptions {
+            name: name.filter(|n| !n.is_empty()).map(str::to_string),
+            image,
+            cmd: body.cmd.clone().filter(|c| !c.is_empty()),
+            entrypoint: body.entrypoint.clone(),
+            env: body.env.clone().unwrap_or_default(),
+            user: body.user.clone().filter(|u| !u.is_empty()),
+            group_add: host.group_add.clone().unwrap_or_default(),
+            working_dir: body.working_dir.clone().filter(|w| !w.is_empty()),
+            tty: body.tty.unwrap_or(false),
+            open_stdin: body.open_stdin.unwrap_or(false),
+            stdin_once: body.stdin_once.unwrap_or(false),
+            labels: body
+                .labels
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            hostname: body.hostname.clone().filter(|h| !h.is_empty()),
+            read_only: host.readonly_rootfs.unwrap_or(false),
+            cap_add: host.cap_add.clone().unwrap_or_default(),
+            cap_drop: host.cap_drop.clone().unwrap_or_default(),
+            privileged: host.privileged.unwrap_or(false),
+            init: host.init.unwrap_or(false),
+            restart_policy,
+            healthcheck: body.healthcheck.as_ref().map(|h| HealthConfig {
+                test: h.test.clone().unwrap_or_default(),
+                interval: nanos(h.interval),
+                timeout: nanos(h.timeout),
+                start_period: nanos(h.start_period),
+                retries: h.retries.and_then(|r| u32::try_from(r).ok()).unwrap_or(0),
+            }),
+            stop_signal: body.stop_signal.clone().filter(|s| !s.is_empty()),
+            stop_timeout: body.stop_timeout.and_then(|t| u32::try_from(t).ok()),
+            log_config: log_config(&host)?,
+            network_mode,
+            auto_remove,
+        },
+        warnings,
+    })
+}
+
+fn nanos(v: Option<i64>) -> u64 {
+    v.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
+}
+
+fn volumes_unsupported() -> ApiError {
+    ApiError::bad_request(
+        "volumes, bind mounts and tmpfs mounts (-v, --mount, --tmpfs) are not supported by hutch yet",
+    )
+}
+
+/// Refuses what would silently change the container's meaning; warns about
+/// limits that cannot be applied (a pod's cgroups are not writable).
+fn check_host_config(host: &HostConfig, warnings: &mut Vec<String>) -> Result<(), ApiError> {
+    let nonempty = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
+    if nonempty(&host.binds)
+        || host.mounts.as_ref().is_some_and(|m| !m.is_empty())
+        || host.tmpfs.as_ref().is_some_and(|t| !t.is_empty())
+        || nonempty(&host.volumes_from)
+    {
+        return Err(volumes_unsupported());
+    }
+    if host.port_bindings.as_ref().is_some_and(|p| !p.is_empty())
+        || host.publish_all_ports == Some(true)
+    {
+        warnings.push(
+            "published ports are not supported by hutch yet: the ports are not published".into(),
+        );
+    }
+    let limited = host.memory.is_some_and(|v| v > 0)
+        || host.memory_swap.is_some_and(|v| v > 0)
+        || host.nano_cpus.is_some_and(|v| v > 0)
+        || host.cpu_shares.is_some_and(|v| v > 0)
+        || host.cpu_quota.is_some_and(|v| v > 0)
+        || host.pids_limit.is_some_and(|v| v > 0)
+        || host.cpuset_cpus.as_ref().is_some_and(|v| !v.is_empty());
+    if limited {
+        warnings.push(LIMITS_WARNING.into());
+    }
+    Ok(())
+}
+
+/// Resource limits need writable cgroups, which pods do not have.
+pub const LIMITS_WARNING: &str = "resource limits (memory, CPU, PIDs) are not applied: the pod's \
+cgroups are not writable";
+
+fn restart_policy(host: &HostConfig) -> Result<RestartPolicy, ApiError> {
+    let Some(p) = &host.restart_policy else {
+        return Ok(RestartPolicy::default());
+    };
+    let name = match p.name {
+        None | Some(RestartPolicyNameEnum::EMPTY) | Some(RestartPolicyNameEnum::NO) => {
+            RestartPolicyName::No
+        }
+        Some(RestartPolicyNameEnum::ALWAYS) => RestartPolicyName::Always,
+        Some(RestartPolicyNameEnum::UNLESS_STOPPED) => RestartPolicyName::UnlessStopped,
+        Some(RestartPolicyNameEnum::ON_FAILURE) => RestartPolicyName::OnFailure,
+    };
+    let count = p.maximum_retry_count.unwrap_or(0);
+    if count < 0 {
+        return Err(ApiError::bad_request(
+            "invalid restart policy: maximum retry count cannot be negative",
+        ));
+    }
+    if count > 0 && name != RestartPolicyName::OnFailure {
+        return Err(ApiError::bad_request(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'",
+        ));
+    }
+    Ok(RestartPolicy {
+        name,
+        maximum_retry_count: u32::try_from(count).unwrap_or(u32::MAX),
+    })
+}
+
+fn log_config(host: &HostConfig) -> Result<LogConfig, ApiError> {
+    let Some(lc) = &host.log_config else {
+        return Ok(LogConfig::default());
+    };
+    match lc.typ.as_deref() {
+        None | Some("") | Some("json-file") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "logging driver {other:?} is not supported by hutch (json-file is)"
+            )))
+        }
+    }
+    let opts: BTreeMap<String, String> =
+        lc.config.clone().unwrap_or_default().into_iter().collect();
+    LogConfig::from_opts(&opts).map_err(ApiError::bad_request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clis_body_and_string_commands() -> Result<(), ApiError> {
+        let body = serde_json::json!({
+            "Image": "busybox", "Cmd": "echo hi", "Entrypoint": null, "Env": null,
+            "Tty": true, "OpenStdin": true, "Labels": {"a": "b"}, "Unknown": 1,
+            "HostConfig": {"AutoRemove": true, "NetworkMode": "default",
+                           "RestartPolicy": {"Name": "no"}, "ConsoleSize": [30, 100],
+                           "LogConfig": {"Type": "json-file", "Config": {"max-size": "1k"}}},
+        });
+        let r = parse(body, Some("web"))?;
+        assert_eq!(r.opts.cmd, Some(vec!["echo hi".to_string()]));
+        assert_eq!(r.opts.entrypoint, None);
+        assert!(r.opts.tty && r.opts.open_stdin && r.opts.auto_remove);
+        assert_eq!(r.opts.name.as_deref(), Some("web"));
+        assert_eq!(r.opts.labels.get("a").map(String::as_str), Some("b"));
+        assert_eq!(r.opts.log_config.max_size, Some(1024));
+        assert_eq!(r.warnings, vec![NO_BRIDGE_WARNING.to_string()]);
+        Ok(())
+    }
+
+    #[test]
+    fn refusals() {
+        let status = |body: Value| parse(body, None).map(|_| ()).map_err(|e| e.status.as_u16());
+        assert_eq!(status(serde_json::json!({})), Err(400));
+        assert_eq!(
+            status(serde_json::json!({"Image": "b", "HostConfig": {"Binds": ["/a:/b"]}})),
+            Err(400)
+        );
+        assert_eq!(
+            status(
+                serde_json::json!({"Image": "b", "HostConfig": {"AutoRemove": true,
+                "RestartPolicy": {"Name": "always"}}})
+            ),
+            Err(400)
+        );
+        assert_eq!(
+            status(
+                serde_json::json!({"Image": "b", "HostConfig": {"LogConfig": {"Type": "syslog"}}})
+            ),
+            Err(400)
+        );
+        assert_eq!(
+            status(serde_json::json!({"Image": "b", "HostConfig": {"NetworkMode": "host"}})),
+            Ok(())
+        );
+    }
+}

@@ -1,0 +1,349 @@
+//! `GET /containers/{id}/top` and `/stats`, read from /proc: a pod's
+//! cgroups are neither ours nor writable, so figures are summed over the
+//! container's processes (CPU time, resident memory, PIDs) and the rest of
+//! Docker's shape is present with zeros.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use bollard_stubs::models::ContainerTopResponse;
+use hutch_engine::containers::ContainerDetails;
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+use super::super::error::ApiError;
+use super::super::request::ApiRequest;
+use super::super::response::{self, json_line, Body};
+use super::host;
+
+type Reply = Result<Response<Body>, ApiError>;
+
+/// One process as /proc shows it.
+#[derive(Debug, Clone)]
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    uid: u32,
+    /// utime + stime, in clock ticks.
+    ticks: u64,
+    /// Start time after boot, in clock ticks.
+    start: u64,
+    rss_pages: u64,
+    tty: i32,
+    cmd: String,
+}
+
+fn read_proc(pid: i32) -> Option<Proc> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain anything.
+    let close = stat.rfind(')')?;
+    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+    let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next().and_then(|u| u.parse().ok()))
+        .unwrap_or(0);
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmd = if cmdline.is_empty() {
+        format!("[{}]", &stat[stat.find('(')? + 1..close])
+    } else {
+        String::from_utf8_lossy(cmdline.strip_suffix(&[0]).unwrap_or(&cmdline)).replace('\0', " ")
+    };
+    let rss_pages = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    Some(Proc {
+        pid,
+        ppid: num(1)? as i32,
+        uid,
+        ticks: num(11)? + num(12)?,
+        start: num(19)?,
+        rss_pages,
+        tty: num(4)? as i32,
+        cmd,
+    })
+}
+
+fn pid_ns(pid: i32) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
+}
+
+/// The container's processes: those in its PID namespace, or, when it
+/// shares ours (degraded mode), its init and that init's descendants.
+fn container_procs(init: i32) -> Vec<Proc> {
+    if init <= 0 {
+        return Vec::new();
+    }
+    let all: Vec<Proc> = std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter_map(read_proc)
+                .collect()
+        })
+        .unwrap_or_default();
+    let ns = pid_ns(init);
+    if ns.is_some() && ns != pid_ns(std::process::id() as i32) {
+        return all.into_iter().filter(|p| pid_ns(p.pid) == ns).collect();
+    }
+    let mut members: HashSet<i32> = HashSet::from([init]);
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for p in &all {
+            if !members.contains(&p.pid) && members.contains(&p.ppid) {
+                members.insert(p.pid);
+                grew = true;
+            }
+        }
+    }
+    all.into_iter()
+        .filter(|p| members.contains(&p.pid))
+        .collect()
+}
+
+fn clock_ticks() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100, |t| t as u64)
+}
+
+fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as u64)
+}
+
+/// `[[MM:]SS]` style `TIME` of ps: `HH:MM:SS`.
+fn cpu_time(ticks: u64) -> String {
+    let s = ticks / clock_ticks();
+    format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+/// `GET /containers/{id}/top`: `ps -ef`'s columns.
+pub async fn top(req: ApiRequest) -> Reply {
+    let query = req.param("id").to_string();
+    let d = req.daemon.with_engine(move |e| e.inspect(&query)).await?;
+    if !d.state.running {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Container {} is not running", d.config.id),
+        ));
+    }
+    let procs = tokio::task::spawn_blocking(move || container_procs(d.state.pid)).await?;
+    let boot = boot_time();
+    let hz = clock_ticks();
+    let processes = procs
+        .iter()
+        .map(|p| {
+            let started = chrono::DateTime::from_timestamp(boot + (p.start / hz) as i64, 0)
+                .map(|t| t.with_timezone(&chrono::Local).format("%H:%M").to_string())
+                .unwrap_or_default();
+            vec![
+                if p.uid == 0 {
+                    "root".to_string()
+                } else {
+                    p.uid.to_string()
+                },
+                p.pid.to_string(),
+                p.ppid.to_string(),
+                "0".to_string(),
+                started,
+                if p.tty == 0 { "?".into() } else { "pts".into() },
+                cpu_time(p.ticks),
+                p.cmd.clone(),
+            ]
+        })
+        .collect();
+    let titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"];
+    Ok(response::json(
+        StatusCode::OK,
+        &ContainerTopResponse {
+            titles: Some(titles.iter().map(|t| t.to_string()).collect()),
+            processes: Some(processes),
+        },
+    ))
+}
+
+fn boot_time() -> i64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The host's total CPU time in nanoseconds (`system_cpu_usage`).
+fn system_cpu_nanos() -> u64 {
+    let ticks: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines().next().map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .filter_map(|v| v.parse::<u64>().ok())
+                    .sum()
+            })
+        })
+        .unwrap_or(0);
+    ticks * (1_000_000_000 / clock_ticks())
+}
+
+/// One sample of what /proc tells about the container.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    cpu_nanos: u64,
+    system_nanos: u64,
+    memory: u64,
+    pids: u64,
+}
+
+fn sample(init: i32) -> Sample {
+    let procs = container_procs(init);
+    let hz = clock_ticks();
+    Sample {
+        cpu_nanos: procs.iter().map(|p| p.ticks).sum::<u64>() * (1_000_000_000 / hz),
+        system_nanos: system_cpu_nanos(),
+        memory: procs.iter().map(|p| p.rss_pages).sum::<u64>() * page_size(),
+        pids: procs.len() as u64,
+    }
+}
+
+fn cpu_json(s: &Sample) -> serde_json::Value {
+    json!({
+        "cpu_usage": {
+            "total_usage": s.cpu_nanos,
+            "percpu_usage": null,
+            "usage_in_kernelmode": 0,
+            "usage_in_usermode": 0,
+        },
+        "system_cpu_usage": s.system_nanos,
+        "online_cpus": host::ncpu(),
+        "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+    })
+}
+
+fn stats_json(
+    d: &ContainerDetails,
+    pre: &Sample,
+    now: &Sample,
+    pre_read: &str,
+) -> serde_json::Value {
+    json!({
+        "name": format!("/{}", d.config.name),
+        "id": d.config.id,
+        "read": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "preread": pre_read,
+        "pids_stats": {"current": now.pids},
+        "blkio_stats": {
+            "io_service_bytes_recursive": null,
+            "io_serviced_recursive": null,
+            "io_queue_recursive": null,
+            "io_service_time_recursive": null,
+            "io_wait_time_recursive": null,
+            "io_merged_recursive": null,
+            "io_time_recursive": null,
+            "sectors_recursive": null,
+        },
+        "num_procs": 0,
+        "storage_stats": {},
+        "cpu_stats": cpu_json(now),
+        "precpu_stats": cpu_json(pre),
+        "memory_stats": {
+            "usage": now.memory,
+            "stats": {},
+            "limit": host::mem_total(),
+        },
+        "networks": {},
+    })
+}
+
+/// `GET /containers/{id}/stats`: with `stream=false` one report whose
+/// `precpu_stats` is a sample taken just before (so the CLI's CPU % means
+/// something); streamed, one a second.
+pub async fn stats(req: ApiRequest) -> Reply {
+    let stream = req.query.get("stream").is_none() || req.query.bool("stream");
+    let one_shot = req.query.bool("one-shot");
+    let query = req.param("id").to_string();
+    let engine = req.daemon.engine.clone();
+    let d = req.daemon.with_engine(move |e| e.inspect(&query)).await?;
+    let id = d.config.id.clone();
+    let zero_time = "0001-01-01T00:00:00Z".to_string();
+    if !stream {
+        let init = d.state.pid;
+        let (pre, pre_read, now) = tokio::task::spawn_blocking(move || {
+            if one_shot || init <= 0 {
+                let s = sample(init);
+                return (Sample::default(), "0001-01-01T00:00:00Z".to_string(), s);
+            }
+            let pre = sample(init);
+            let read = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            std::thread::sleep(Duration::from_millis(200));
+            (pre, read, sample(init))
+        })
+        .await?;
+        return Ok(response::json(
+            StatusCode::OK,
+            &stats_json(&d, &pre, &now, &pre_read),
+        ));
+    }
+    let (resp, tx) = response::stream("application/json");
+    tokio::spawn(async move {
+        let mut pre = Sample::default();
+        let mut pre_read = zero_time;
+        loop {
+            let engine = engine.clone();
+            let id = id.clone();
+            let got = tokio::task::spawn_blocking(move || {
+                let d = engine.inspect(&id).ok()?;
+                let s = sample(d.state.pid);
+                Some((d, s))
+            })
+            .await;
+            let Ok(Some((d, now))) = got else { return };
+            let line = json_line(&stats_json(&d, &pre, &now, &pre_read));
+            if tx.send(line).await.is_err() {
+                return;
+            }
+            pre = now;
+            pre_read = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            tokio::select! {
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+    Ok(resp)
+}
+
+/// Bytes of the files under `path` (a container's writable layer).
+pub fn dir_size(path: &Path) -> u64 {
+    let mut total = 0;
+    let mut seen: HashMap<(u64, u64), ()> = HashMap::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            use std::os::unix::fs::MetadataExt;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if seen.insert((meta.dev(), meta.ino()), ()).is_none() {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}

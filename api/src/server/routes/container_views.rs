@@ -1,0 +1,488 @@
+//! How containers look on the wire: `GET /containers/{id}/json` and
+//! `GET /containers/json` (with moby's filters), built from the engine's
+//! records with every field Docker always sends.
+
+use std::collections::HashMap;
+
+use bollard_stubs::models::{
+    ContainerConfig, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum,
+    ContainerSummary, ContainerSummaryHostConfig, ContainerSummaryNetworkSettings,
+    ContainerSummaryStateEnum, DriverData, Health, HostConfig, HostConfigLogConfig,
+    NetworkSettings, RestartPolicy as WireRestartPolicy, RestartPolicyNameEnum,
+};
+use hutch_engine::containers::config::RestartPolicyName;
+use hutch_engine::containers::state::Status;
+use hutch_engine::containers::ContainerDetails;
+
+use super::super::error::ApiError;
+use super::super::query::{timestamp, Filters};
+
+/// The network mode a container runs with, as Docker names it.
+fn network_mode(d: &ContainerDetails) -> String {
+    d.config
+        .options
+        .network_mode
+        .clone()
+        .unwrap_or_else(|| "none".into())
+}
+
+fn created_unix(d: &ContainerDetails) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(&d.config.created).map_or(0, |t| t.timestamp())
+}
+
+/// Docker's `Config.Entrypoint` and `Config.Cmd`: the argv split where the
+/// create asked for an entrypoint, else all of it as the command.
+fn entrypoint_and_cmd(d: &ContainerDetails) -> (Option<Vec<String>>, Vec<String>) {
+    let mut argv = vec![d.config.path.clone()];
+    argv.extend(d.config.args.iter().cloned());
+    match d
+        .config
+        .options
+        .entrypoint
+        .as_ref()
+        .filter(|e| !e.is_empty())
+    {
+        Some(e) if argv.starts_with(e) => (Some(e.clone()), argv[e.len()..].to_vec()),
+        _ => (None, argv),
+    }
+}
+
+fn wire_status(s: Status) -> ContainerStateStatusEnum {
+    match s {
+        Status::Created => ContainerStateStatusEnum::CREATED,
+        Status::Running => ContainerStateStatusEnum::RUNNING,
+        Status::Paused => ContainerStateStatusEnum::PAUSED,
+        Status::Restarting => ContainerStateStatusEnum::RESTARTING,
+        Status::Removing => ContainerStateStatusEnum::REMOVING,
+        Status::Exited => ContainerStateStatusEnum::EXITED,
+        Status::Dead => ContainerStateStatusEnum::DEAD,
+    }
+}
+
+fn summary_state(s: Status) -> ContainerSummaryStateEnum {
+    match s {
+        Status::Created => ContainerSummaryStateEnum::CREATED,
+        Status::Running => ContainerSummaryStateEnum::RUNNING,
+        Status::Paused => ContainerSummaryStateEnum::PAUSED,
+        Status::Restarting => ContainerSummaryStateEnum::RESTARTING,
+        Status::Removing => ContainerSummaryStateEnum::REMOVING,
+        Status::Exited => ContainerSummaryStateEnum::EXITED,
+        Status::Dead => ContainerSummaryStateEnum::DEAD,
+    }
+}
+
+/// The engine's health record has Docker's shape already.
+fn health(d: &ContainerDetails) -> Option<Health> {
+    let h = d.state.health.as_ref()?;
+    serde_json::to_value(h)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+}
+
+fn restart_policy(d: &ContainerDetails) -> WireRestartPolicy {
+    let p = d.config.options.restart_policy;
+    WireRestartPolicy {
+        name: Some(match p.name {
+            RestartPolicyName::No => RestartPolicyNameEnum::NO,
+            RestartPolicyName::Always => RestartPolicyNameEnum::ALWAYS,
+            RestartPolicyName::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+            RestartPolicyName::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+        }),
+        maximum_retry_count: Some(i64::from(p.maximum_retry_count)),
+    }
+}
+
+fn host_config(d: &ContainerDetails) -> HostConfig {
+    let o = &d.config.options;
+    let mut log_opts = HashMap::new();
+    if let Some(size) = o.log_config.max_size {
+        log_opts.insert("max-size".to_string(), size.to_string());
+    }
+    if o.log_config.max_file > 1 {
+        log_opts.insert("max-file".to_string(), o.log_config.max_file.to_string());
+    }
+    HostConfig {
+        binds: None,
+        container_id_file: Some(String::new()),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(log_opts),
+        }),
+        network_mode: Some(network_mode(d)),
+        port_bindings: Some(HashMap::new()),
+        restart_policy: Some(restart_policy(d)),
+        auto_remove: Some(o.auto_remove),
+        volume_driver: Some(String::new()),
+        volumes_from: None,
+        cap_add: Some(o.cap_add.clone()),
+        cap_drop: Some(o.cap_drop.clone()),
+        group_add: Some(o.group_add.clone()),
+        init: Some(o.init),
+        ipc_mode: Some("private".into()),
+        pid_mode: Some(String::new()),
+        privileged: Some(o.privileged),
+        publish_all_ports: Some(false),
+        readonly_rootfs: Some(o.read_only),
+        security_opt: Some(Vec::new()),
+        uts_mode: Some(String::new()),
+        userns_mode: Some(String::new()),
+        shm_size: Some(64 << 20),
+        runtime: Some("hutch".into()),
+        memory: Some(0),
+        memory_swap: Some(0),
+        nano_cpus: Some(0),
+        cpu_shares: Some(0),
+        cpu_period: Some(0),
+        cpu_quota: Some(0),
+        cpuset_cpus: Some(String::new()),
+        cpuset_mems: Some(String::new()),
+        pids_limit: None,
+        oom_kill_disable: Some(false),
+        ..Default::default()
+    }
+}
+
+fn config(d: &ContainerDetails) -> ContainerConfig {
+    let o = &d.config.options;
+    let (entrypoint, cmd) = entrypoint_and_cmd(d);
+    ContainerConfig {
+        hostname: Some(
+            o.hostname
+                .clone()
+                .unwrap_or_else(|| d.config.id.chars().take(12).collect()),
+        ),
+        domainname: Some(String::new()),
+        user: Some(d.config.user.clone()),
+        attach_stdin: Some(o.open_stdin),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(o.tty),
+        open_stdin: Some(o.open_stdin),
+        stdin_once: Some(o.stdin_once),
+        env: Some(d.config.env.clone()),
+        cmd: Some(cmd),
+        healthcheck: d
+            .config
+            .healthcheck
+            .as_ref()
+            .map(|h| bollard_stubs::models::HealthConfig {
+                test: Some(h.test.clone()),
+                interval: Some(h.interval as i64),
+                timeout: Some(h.timeout as i64),
+                retries: Some(i64::from(h.retries)),
+                start_period: Some(h.start_period as i64),
+                start_interval: None,
+            }),
+        image: Some(d.config.image.clone()),
+        volumes: None,
+        working_dir: Some(d.config.working_dir.clone()),
+        entrypoint,
+        on_build: None,
+        labels: Some(o.labels.clone().into_iter().collect()),
+        stop_signal: Some(d.config.stop_signal.clone()),
+        stop_timeout: Some(i64::from(d.config.stop_timeout)),
+        ..Default::default()
+    }
+}
+
+/// Until networking lands: no addresses, and the mode's entry (if any)
+/// without one.
+fn network_settings() -> NetworkSettings {
+    NetworkSettings {
+        bridge: Some(String::new()),
+        sandbox_id: Some(String::new()),
+        sandbox_key: Some(String::new()),
+        ports: Some(HashMap::new()),
+        endpoint_id: Some(String::new()),
+        gateway: Some(String::new()),
+        ip_address: Some(String::new()),
+        ip_prefix_len: Some(0),
+        mac_address: Some(String::new()),
+        networks: Some(HashMap::new()),
+        ..Default::default()
+    }
+}
+
+/// `GET /containers/{id}/json`.
+pub fn inspect(d: &ContainerDetails, exec_ids: Vec<String>) -> ContainerInspectResponse {
+    let s = &d.state;
+    let dir = d
+        .log_path
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
+    ContainerInspectResponse {
+        id: Some(d.config.id.clone()),
+        created: Some(d.config.created.clone()),
+        path: Some(d.config.path.clone()),
+        args: Some(d.config.args.clone()),
+        state: Some(ContainerState {
+            status: Some(wire_status(s.status)),
+            running: Some(s.running),
+            paused: Some(s.paused),
+            restarting: Some(s.restarting),
+            oom_killed: Some(s.oom_killed),
+            dead: Some(s.dead),
+            pid: Some(i64::from(s.pid)),
+            exit_code: Some(i64::from(s.exit_code)),
+            error: Some(s.error.clone()),
+            started_at: Some(s.started_at.clone()),
+            finished_at: Some(s.finished_at.clone()),
+            health: health(d),
+        }),
+        image: Some(d.config.image_id.clone()),
+        resolv_conf_path: Some(dir.join("resolv.conf").display().to_string()),
+        hostname_path: Some(dir.join("hostname").display().to_string()),
+        hosts_path: Some(dir.join("hosts").display().to_string()),
+        log_path: Some(d.log_path.display().to_string()),
+        name: Some(format!("/{}", d.config.name)),
+        restart_count: Some(i64::from(s.restart_count)),
+        driver: Some("overlay".into()),
+        platform: Some("linux".into()),
+        mount_label: Some(String::new()),
+        process_label: Some(String::new()),
+        app_armor_profile: Some(String::new()),
+        exec_ids: (!exec_ids.is_empty()).then_some(exec_ids),
+        host_config: Some(host_config(d)),
+        graph_driver: Some(DriverData {
+            name: "overlay".into(),
+            data: HashMap::from([
+                ("UpperDir".to_string(), d.rootfs_upper.display().to_string()),
+                (
+                    "WorkDir".to_string(),
+                    dir.join("work").display().to_string(),
+                ),
+                (
+                    "MergedDir".to_string(),
+                    dir.join("rootfs").display().to_string(),
+                ),
+            ]),
+        }),
+        mounts: Some(Vec::new()),
+        config: Some(config(d)),
+        network_settings: Some(network_settings()),
+        ..Default::default()
+    }
+}
+
+/// `Up 5 minutes`, `Exited (3) 2 seconds ago`, as `docker ps` shows them.
+fn status_text(d: &ContainerDetails, now: chrono::DateTime<chrono::Utc>) -> String {
+    let since = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|t| human_duration(now.signed_duration_since(t.with_timezone(&chrono::Utc))))
+            .unwrap_or_default()
+    };
+    let s = &d.state;
+    match s.status {
+        Status::Created => "Created".into(),
+        Status::Running => {
+            let health = match &s.health {
+                Some(h) => format!(" ({})", h.status.as_str()),
+                None => String::new(),
+            };
+            format!("Up {}{health}", since(&s.started_at))
+        }
+        Status::Paused => format!("Up {} (Paused)", since(&s.started_at)),
+        Status::Restarting => format!("Restarting ({}) {} ago", s.exit_code, since(&s.finished_at)),
+        Status::Removing => "Removal In Progress".into(),
+        Status::Exited => format!("Exited ({}) {} ago", s.exit_code, since(&s.finished_at)),
+        Status::Dead => "Dead".into(),
+    }
+}
+
+/// Go's `units.HumanDuration`, as `docker ps` prints it.
+fn human_duration(d: chrono::TimeDelta) -> String {
+    let secs = d.num_seconds().max(0);
+    match secs {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".into(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if s < 7200 => "About an hour".into(),
+        s if s < 48 * 3600 => format!("{} hours", s / 3600),
+        s if s < 14 * 86400 => format!("{} days", s / 86400),
+        s if s < 60 * 86400 => format!("{} weeks", s / (7 * 86400)),
+        s if s < 730 * 86400 => format!("{} months", s / (30 * 86400)),
+        s => format!("{} years", s / (365 * 86400)),
+    }
+}
+
+/// One row of `GET /containers/json`.
+pub fn summary(d: &ContainerDetails, now: chrono::DateTime<chrono::Utc>) -> ContainerSummary {
+    let mut command = vec![d.config.path.clone()];
+    command.extend(d.config.args.iter().cloned());
+    ContainerSummary {
+        id: Some(d.config.id.clone()),
+        names: Some(vec![format!("/{}", d.config.name)]),
+        image: Some(d.config.image.clone()),
+        image_id: Some(d.config.image_id.clone()),
+        command: Some(command.join(" ")),
+        created: Some(created_unix(d)),
+        ports: Some(Vec::new()),
+        labels: Some(d.config.options.labels.clone().into_iter().collect()),
+        state: Some(summary_state(d.state.status)),
+        status: Some(status_text(d, now)),
+        host_config: Some(ContainerSummaryHostConfig {
+            network_mode: Some(network_mode(d)),
+            annotations: None,
+        }),
+        network_settings: Some(ContainerSummaryNetworkSettings {
+            networks: Some(HashMap::new()),
+        }),
+        mounts: Some(Vec::new()),
+        ..Default::default()
+    }
+}
+
+/// moby's `/containers/json` filters.
+pub struct ListFilter {
+    filters: Filters,
+    /// Created strictly after / before these containers (`since`, `before`).
+    after: Option<i64>,
+    before: Option<i64>,
+}
+
+pub const LIST_FILTERS: &[&str] = &[
+    "id", "name", "label", "status", "exited", "ancestor", "before", "since", "health", "network",
+    "volume", "publish", "expose", "is-task",
+];
+
+impl ListFilter {
+    /// `all` lists are needed to resolve `before`/`since` references.
+    pub fn new(filters: Filters, all: &[ContainerDetails]) -> Result<ListFilter, ApiError> {
+        filters.allow_only(LIST_FILTERS)?;
+        for status in filters.values("status") {
+            if !matches!(
+                status,
+                "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead"
+            ) {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter 'status={status}'"
+                )));
+            }
+        }
+        for code in filters.values("exited") {
+            code.parse::<i32>()
+                .map_err(|_| ApiError::bad_request(format!("invalid filter 'exited={code}'")))?;
+        }
+        let created_of = |key: &str| -> Result<Option<i64>, ApiError> {
+            match filters.single(key)? {
+                None => Ok(None),
+                Some(v) => all
+                    .iter()
+                    .find(|d| {
+                        d.config.id.starts_with(v) || d.config.name == v.trim_start_matches('/')
+                    })
+                    .map(|d| Some(created_nanos(d)))
+                    .ok_or_else(|| ApiError::not_found(format!("No such container: {v}"))),
+            }
+        };
+        Ok(ListFilter {
+            after: created_of("since")?,
+            before: created_of("before")?,
+            filters,
+        })
+    }
+
+    /// Whether the listing should show stopped containers even without
+    /// `all` (moby: `exited` and `status` filters other than running).
+    pub fn wants_stopped(&self) -> bool {
+        self.filters.contains_key("exited")
+            || self.filters.values("status").any(|s| s != "running")
+            || self.after.is_some()
+            || self.before.is_some()
+    }
+
+    pub fn matches(&self, d: &ContainerDetails) -> bool {
+        let f = &self.filters;
+        let any = |key: &str, pred: &dyn Fn(&str) -> bool| {
+            !f.contains_key(key) || f.values(key).any(pred)
+        };
+        let created = created_nanos(d);
+        let status = wire_status(d.state.status).to_string();
+        any("id", &|v| d.config.id.starts_with(v))
+            && any("name", &|v| name_matches(&d.config.name, v))
+            && f.values("label").all(|v| match v.split_once('=') {
+                Some((k, val)) => d.config.options.labels.get(k).is_some_and(|l| l == val),
+                None => d.config.options.labels.contains_key(v),
+            })
+            && any("status", &|v| v == status)
+            && any("exited", &|v| {
+                d.state.status == Status::Exited && v.parse() == Ok(d.state.exit_code)
+            })
+            && any("ancestor", &|v| {
+                d.config.image == v
+                    || d.config.image.strip_suffix(":latest") == Some(v)
+                    || v.strip_suffix(":latest") == Some(d.config.image.as_str())
+                    || d.config
+                        .image_id
+                        .trim_start_matches("sha256:")
+                        .starts_with(v.trim_start_matches("sha256:"))
+            })
+            && any("health", &|v| {
+                let h = d
+                    .state
+                    .health
+                    .as_ref()
+                    .map_or("none", |h| h.status.as_str());
+                v == h
+            })
+            && any("network", &|v| v == network_mode(d))
+            && self.after.is_none_or(|t| created > t)
+            && self.before.is_none_or(|t| created < t)
+    }
+}
+
+/// moby matches names as a regular expression; hutch supports its common
+/// uses: a substring, with `^` and `$` anchors.
+fn name_matches(name: &str, pattern: &str) -> bool {
+    let full = format!("/{name}");
+    let (anchored_start, rest) = match pattern.strip_prefix('^') {
+        Some(r) => (true, r),
+        None => (false, pattern),
+    };
+    let (anchored_end, core) = match rest.strip_suffix('$') {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    [name, full.as_str()]
+        .iter()
+        .any(|n| match (anchored_start, anchored_end) {
+            (true, true) => *n == core,
+            (true, false) => n.starts_with(core),
+            (false, true) => n.ends_with(core),
+            (false, false) => n.contains(core),
+        })
+}
+
+fn created_nanos(d: &ContainerDetails) -> i64 {
+    timestamp(&d.config.created, 0).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_as_docker_users_write_them() {
+        assert!(name_matches("web-1", "web"));
+        assert!(name_matches("web-1", "^/web"));
+        assert!(name_matches("web-1", "^web-1$"));
+        assert!(!name_matches("web-1", "^eb"));
+        assert!(name_matches("web-1", "-1$"));
+    }
+
+    #[test]
+    fn durations_read_like_docker_ps() {
+        assert_eq!(human_duration(chrono::TimeDelta::seconds(3)), "3 seconds");
+        assert_eq!(
+            human_duration(chrono::TimeDelta::seconds(90)),
+            "About a minute"
+        );
+        assert_eq!(
+            human_duration(chrono::TimeDelta::seconds(600)),
+            "10 minutes"
+        );
+    }
+}

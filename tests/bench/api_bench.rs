@@ -1,0 +1,232 @@
+//! End-to-end API latency inside the pod simulator, with `hutch daemon` and
+//! the real docker CLI, against a floor measured in the same run:
+//!
+//! * `docker run --rm busybox true` (create, attach, wait, start, the exit,
+//!   the removal) against `docker version` on the same socket — the CLI's
+//!   own start-up plus one round trip, the least any CLI command costs;
+//! * `GET /containers/json?all=1` with 100 containers, p50 and p99, over one
+//!   kept-alive connection.
+//!
+//! The timing loops run inside the pod (`api-bench time` and `api-bench
+//! list`), so `podsim exec` is not measured. Prints the figures and ratios;
+//! asserts nothing about time.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use hutch_tests::daemon::{Daemon, DOCKER_CLI, DOCKER_HOST, SOCKET};
+use hutch_tests::podsim::{Pod, PodSpec};
+use hutch_tests::testimages;
+
+#[derive(Parser)]
+#[command(about = "Docker API latency in the pod simulator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// Runs of each CLI subject.
+    #[arg(long, default_value_t = 30)]
+    runs: u32,
+    /// Containers to list.
+    #[arg(long, default_value_t = 100)]
+    containers: u32,
+    /// List requests to time.
+    #[arg(long, default_value_t = 1000)]
+    requests: u32,
+    #[arg(long, value_enum, default_value_t = PodKind::Default)]
+    pod: PodKind,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Inside the pod: run each CMD (`;;`-separated) in turn, `runs` rounds,
+    /// and print each one's latencies (ms) as a JSON list of lists.
+    Time {
+        #[arg(long)]
+        runs: u32,
+        #[arg(trailing_var_arg = true, required = true)]
+        cmds: Vec<String>,
+    },
+    /// Inside the pod: GET `path` `requests` times on one connection and
+    /// print the latencies (ms) as JSON.
+    Get {
+        #[arg(long)]
+        requests: u32,
+        path: String,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PodKind {
+    /// The default masked pod (the common case: degraded /proc mode).
+    Default,
+    /// procMount: Unmasked.
+    Unmasked,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Cmd::Time { runs, cmds }) => time(runs, &cmds),
+        Some(Cmd::Get { requests, path }) => get(requests, &path),
+        None => bench(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("api-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn time(runs: u32, words: &[String]) -> anyhow::Result<()> {
+    let cmds: Vec<&[String]> = words.split(|w| w == ";;").collect();
+    let mut out: Vec<Vec<f64>> = vec![Vec::new(); cmds.len()];
+    for _ in 0..runs {
+        // Interleaved, so drift affects every subject alike.
+        for (i, cmd) in cmds.iter().enumerate() {
+            let (program, args) = cmd.split_first().context("an empty command")?;
+            let started = Instant::now();
+            let status = Command::new(program)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            out[i].push(started.elapsed().as_secs_f64() * 1000.0);
+            ensure!(status.success(), "{cmd:?} failed: {status}");
+        }
+    }
+    println!("{}", serde_json::to_string(&out)?);
+    Ok(())
+}
+
+fn get(requests: u32, path: &str) -> anyhow::Result<()> {
+    let sock = UnixStream::connect(SOCKET).context("connecting to the daemon")?;
+    let mut writer = sock.try_clone()?;
+    let mut reader = BufReader::new(sock);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: d\r\n\r\n");
+    let mut times = Vec::with_capacity(requests as usize);
+    let mut body = Vec::new();
+    for _ in 0..requests {
+        let started = Instant::now();
+        writer.write_all(request.as_bytes())?;
+        let mut length = None;
+        let mut status = String::new();
+        reader.read_line(&mut status)?;
+        ensure!(status.starts_with("HTTP/1.1 200"), "{status}");
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = Some(v.trim().parse::<usize>()?);
+            }
+        }
+        let Some(length) = length else {
+            bail!("no content-length");
+        };
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let listed: serde_json::Value = serde_json::from_slice(&body)?;
+    eprintln!(
+        "listed {} containers",
+        listed.as_array().map_or(0, Vec::len)
+    );
+    println!("{}", serde_json::to_string(&times)?);
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn bench(cli: &Cli) -> anyhow::Result<()> {
+    let image = testimages::busybox()?;
+    let spec = match cli.pod {
+        PodKind::Default => PodSpec::new(),
+        PodKind::Unmasked => PodSpec::new().proc_unmasked(),
+    };
+    let pod = Pod::start(&spec)?;
+    let daemon = Daemon::start(&pod)?;
+    daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
+    let me = std::env::current_exe()?;
+    let in_pod = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
+        let out = pod
+            .exec(&me)
+            .args(args)
+            .env("DOCKER_HOST", DOCKER_HOST)
+            .env("DOCKER_CONFIG", "/tmp/docker-config")
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "api-bench {args:?} in the pod: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let runs = cli.runs.to_string();
+    let timed = in_pod(&[
+        "time",
+        "--runs",
+        &runs,
+        "--",
+        DOCKER_CLI,
+        "version",
+        ";;",
+        DOCKER_CLI,
+        "run",
+        "--rm",
+        &image.reference,
+        "true",
+    ])?;
+    let series: Vec<Vec<f64>> = serde_json::from_value(timed)?;
+    let [version, run] = [0, 1].map(|i| sorted(series.get(i).cloned().unwrap_or_default()));
+    let (v50, r50) = (percentile(&version, 50.0), percentile(&run, 50.0));
+    println!(
+        "docker version (floor):      median {v50:7.2} ms  (p90 {:.2})",
+        percentile(&version, 90.0)
+    );
+    println!(
+        "docker run --rm busybox true: median {r50:7.2} ms  (p90 {:.2})  = {:.2}x the floor (target <= 2x)",
+        percentile(&run, 90.0),
+        r50 / v50
+    );
+
+    for _ in 0..cli.containers {
+        daemon.docker_ok(&["create", "--label", "bench=1", &image.reference, "true"])?;
+    }
+    let requests = cli.requests.to_string();
+    let times: Vec<f64> = serde_json::from_value(in_pod(&[
+        "get",
+        "--requests",
+        &requests,
+        "/v1.50/containers/json?all=1",
+    ])?)?;
+    let times = sorted(times);
+    println!(
+        "GET /containers/json, {} containers: p50 {:.2} ms, p99 {:.2} ms (target p99 <= 5 ms)",
+        cli.containers,
+        percentile(&times, 50.0),
+        percentile(&times, 99.0)
+    );
+    daemon.docker_ok(&["container", "prune", "-f"])?;
+    ensure!(daemon.stop()?.success(), "daemon exit");
+    pod.stop()
+}

@@ -1,0 +1,708 @@
+//! Containers through the real docker CLI, docker-py and raw sockets,
+//! against `hutch daemon` inside a simulated pod: run (foreground, -d,
+//! --rm, -it through a pty, -e/-w/-u/--name/--entrypoint), exit codes,
+//! logs, exec, inspect, ps filters, stop/kill/restart/rm/wait/top/stats/
+//! rename, events, restart policies; docker-py's container calls; and the
+//! wire details clients depend on (101 upgrades, frames, /wait headers,
+//! stdin half-close, clients that hang up).
+//!
+//! Needs the `hutch` and `podsim` binaries built first, and the docker-py
+//! venv (`tests/run` does both).
+
+use std::io::Write;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use hutch_tests::daemon::{client_script, ok, Daemon, DOCKER_CLI, DOCKER_HOST};
+use hutch_tests::podsim::{Pod, PodSpec};
+use hutch_tests::testimages::{self, TestImage};
+
+fn json(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text.trim()).with_context(|| format!("not JSON: {text}"))
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A pod with the daemon and busybox loaded.
+fn setup(pod: &Pod) -> Result<(Daemon<'_>, TestImage)> {
+    let image = testimages::busybox()?;
+    let daemon = Daemon::start(pod)?;
+    daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
+    Ok((daemon, image))
+}
+
+/// `docker ARGS`, whatever its exit code.
+fn docker(daemon: &Daemon, args: &[&str]) -> Result<Output> {
+    Ok(daemon.docker().args(args).output()?)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs a docker command line under `script`, which gives it a terminal,
+/// feeding `input`; returns its exit code and what the terminal showed.
+fn in_pty(daemon: &Daemon, command_line: &str, input: &str) -> Result<(i32, String)> {
+    let mut child = daemon
+        .pod()
+        .exec("/usr/bin/script")
+        .args(["-qec", command_line, "/dev/null"])
+        .env("DOCKER_HOST", DOCKER_HOST)
+        .env("DOCKER_CONFIG", "/tmp/docker-config")
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // The shell reads its line once it runs; early input waits in the pty.
+    child
+        .stdin
+        .take()
+        .context("script's stdin")?
+        .write_all(input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout) + &text(&out.stderr),
+    ))
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    while !done()? {
+        ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+#[test]
+fn docker_cli_run() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let (daemon, image) = setup(&pod)?;
+    let bb = image.reference.as_str();
+
+    // Foreground --rm: the output, the real exit code, nothing left behind.
+    let out = docker(&daemon, &["run", "--rm", bb, "echo", "hi"])?;
+    ensure!(out.status.code() == Some(0), "{out:?}");
+    ensure!(out.stdout == b"hi\n", "{:?}", text(&out.stdout));
+    let out = docker(
+        &daemon,
+        &["run", "--rm", bb, "sh", "-c", "echo to-err >&2; exit 3"],
+    )?;
+    ensure!(out.status.code() == Some(3), "{out:?}");
+    ensure!(text(&out.stderr).contains("to-err"), "{out:?}");
+    let out = docker(&daemon, &["run", "--rm", bb, "no-such-command"])?;
+    ensure!(out.status.code() == Some(127), "{out:?}");
+    ensure!(
+        text(&out.stderr).contains("executable file not found in $PATH"),
+        "{out:?}"
+    );
+    let out = docker(&daemon, &["run", "--rm", bb, "/etc/passwd"])?;
+    ensure!(out.status.code() == Some(126), "{out:?}");
+    ensure!(text(&out.stderr).contains("permission denied"), "{out:?}");
+    let left = daemon.docker_ok(&["ps", "-aq"])?;
+    ensure!(left.trim().is_empty(), "--rm left containers: {left}");
+
+    // -e, -w, -u, --entrypoint.
+    let out = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/tmp",
+        "-u",
+        "1000:1001",
+        bb,
+        "sh",
+        "-c",
+        "echo $FOO $(pwd) $(id -u):$(id -g)",
+    ])?;
+    ensure!(out == "bar /tmp 1000:1001\n", "{out:?}");
+    let out = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "echo",
+        bb,
+        "via",
+        "entrypoint",
+    ])?;
+    ensure!(out == "via entrypoint\n", "{out:?}");
+
+    // stdin through a pipe (-i): cat sees EOF when the CLI's stdin ends.
+    let mut child = daemon
+        .docker()
+        .args(["run", "--rm", "-i", bb, "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(b"piped through\n")?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success() && out.stdout == b"piped through\n",
+        "{out:?}"
+    );
+
+    // --name and its conflict.
+    let id = daemon.docker_ok(&["create", "--name", "dup", bb, "true"])?;
+    let out = docker(&daemon, &["create", "--name", "dup", bb, "true"])?;
+    ensure!(!out.status.success(), "{out:?}");
+    ensure!(
+        text(&out.stderr).contains(&format!(
+            "Conflict. The container name \"/dup\" is already in use by container \"{}\"",
+            id.trim()
+        )),
+        "{out:?}"
+    );
+    let out = docker(&daemon, &["create", "--name", "bad name!", bb, "true"])?;
+    ensure!(
+        text(&out.stderr).contains("Invalid container name"),
+        "{out:?}"
+    );
+    daemon.docker_ok(&["rm", "dup"])?;
+
+    // -it through a pty: the shell's output, and its exit code.
+    let (code, screen) = in_pty(
+        &daemon,
+        &format!("{DOCKER_CLI} run --rm -it {bb} sh"),
+        "echo in-$((2+3))-tty; exit 5\n",
+    )?;
+    ensure!(code == 5, "exit {code}: {screen}");
+    ensure!(screen.contains("in-5-tty"), "{screen}");
+
+    // What hutch cannot do yet says so.
+    let out = docker(&daemon, &["run", "--rm", "-v", "/tmp:/data", bb, "true"])?;
+    ensure!(
+        out.status.code() == Some(125) && text(&out.stderr).contains("not supported by hutch yet"),
+        "{out:?}"
+    );
+    ensure!(daemon.stop()?.success(), "daemon exit");
+    pod.stop()
+}
+
+#[test]
+fn docker_cli_lifecycle() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let (daemon, image) = setup(&pod)?;
+    let bb = image.reference.as_str();
+    let since = format!("{:.3}", unix_now() - 1.0);
+
+    let id = daemon
+        .docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--label",
+            "tier=front",
+            bb,
+            "sh",
+            "-c",
+            "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done",
+        ])?
+        .trim()
+        .to_string();
+    ensure!(id.len() == 64, "{id}");
+    wait_for("three lines of logs", Duration::from_secs(10), || {
+        Ok(daemon.docker_ok(&["logs", "web"])?.lines().count() >= 3)
+    })?;
+
+    // logs -t --tail: nine-digit timestamps, the last lines only.
+    let logs = daemon.docker_ok(&["logs", "-t", "--tail", "2", "web"])?;
+    let lines: Vec<&str> = logs.lines().collect();
+    ensure!(lines.len() == 2, "{logs}");
+    for line in &lines {
+        let (stamp, rest) = line.split_once(' ').context("a timestamp")?;
+        ensure!(
+            stamp.len() == 30 && stamp.ends_with('Z') && stamp.as_bytes()[19] == b'.',
+            "{line}"
+        );
+        ensure!(rest.starts_with("line "), "{line}");
+    }
+
+    // exec: output, exit codes, and -it through a pty.
+    ensure!(daemon.docker_ok(&["exec", "web", "echo", "from-exec"])? == "from-exec\n");
+    let out = docker(&daemon, &["exec", "web", "sh", "-c", "exit 4"])?;
+    ensure!(out.status.code() == Some(4), "{out:?}");
+    let out = docker(&daemon, &["exec", "web", "no-such-command"])?;
+    ensure!(out.status.code() == Some(127), "{out:?}");
+    ensure!(
+        (text(&out.stdout) + &text(&out.stderr)).contains("OCI runtime exec failed"),
+        "{out:?}"
+    );
+    let out = docker(
+        &daemon,
+        &[
+            "exec",
+            "-e",
+            "A=b",
+            "-w",
+            "/etc",
+            "web",
+            "sh",
+            "-c",
+            "echo $A $(pwd)",
+        ],
+    )?;
+    ensure!(out.stdout == b"b /etc\n", "{out:?}");
+    let (code, screen) = in_pty(
+        &daemon,
+        &format!("{DOCKER_CLI} exec -it web sh"),
+        "echo exec-$((3+3)); exit 6\n",
+    )?;
+    ensure!(code == 6, "exit {code}: {screen}");
+    ensure!(screen.contains("exec-6"), "{screen}");
+
+    // inspect: the fields clients read.
+    let inspect = json(&daemon.docker_ok(&["inspect", "web"])?)?;
+    let c = &inspect[0];
+    ensure!(c["Id"] == id.as_str() && c["Name"] == "/web", "{c}");
+    ensure!(
+        c["State"]["Status"] == "running" && c["State"]["Running"] == true,
+        "{c}"
+    );
+    ensure!(c["State"]["FinishedAt"] == "0001-01-01T00:00:00Z", "{c}");
+    let started = c["State"]["StartedAt"].as_str().unwrap_or_default();
+    ensure!(
+        started.len() >= 20 && started.as_bytes()[10] == b'T' && !started.starts_with("0001"),
+        "{c}"
+    );
+    ensure!(c["State"]["Pid"].as_i64().is_some_and(|p| p > 0), "{c}");
+    ensure!(c["Image"] == image.config_digest.as_str(), "{c}");
+    ensure!(c["HostConfig"]["LogConfig"]["Type"] == "json-file", "{c}");
+    ensure!(c["Config"]["Labels"]["tier"] == "front", "{c}");
+    ensure!(c["Config"]["Cmd"][0] == "sh", "{c}");
+    ensure!(c["NetworkSettings"]["Networks"].is_object(), "{c}");
+    ensure!(c["NetworkSettings"]["Ports"].is_object(), "{c}");
+    ensure!(c["Mounts"] == serde_json::json!([]), "{c}");
+    ensure!(c["GraphDriver"]["Name"] == "overlay", "{c}");
+
+    // ps filters, top, stats, info counts.
+    daemon.docker_ok(&["create", "--name", "idle", bb, "true"])?;
+    let ps = daemon.docker_ok(&["ps", "--format", "{{.Names}}"])?;
+    ensure!(ps == "web\n", "{ps}");
+    let ps = daemon.docker_ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "status=created",
+        "--format",
+        "{{.Names}}",
+    ])?;
+    ensure!(ps == "idle\n", "{ps}");
+    let ps = daemon.docker_ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=tier=front",
+        "--filter",
+        "name=we",
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ])?;
+    ensure!(ps.starts_with("web Up "), "{ps}");
+    let ps = daemon.docker_ok(&["ps", "-a", "--filter", &format!("ancestor={bb}"), "-q"])?;
+    ensure!(ps.lines().count() == 2, "{ps}");
+    let top = daemon.docker_ok(&["top", "web"])?;
+    ensure!(
+        top.starts_with("UID") && top.contains("while true"),
+        "{top}"
+    );
+    let stats = daemon.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}} {{.MemUsage}}",
+        "web",
+    ])?;
+    let fields: Vec<&str> = stats.split_whitespace().collect();
+    ensure!(fields.first() == Some(&"web"), "{stats}");
+    ensure!(
+        fields
+            .get(1)
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|p| p >= 1),
+        "{stats}"
+    );
+    let info = daemon.docker_ok(&[
+        "info",
+        "--format",
+        "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}}",
+    ])?;
+    ensure!(info.trim() == "2 1 1", "{info}");
+    let df = daemon.docker_ok(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}} {{.TotalCount}} {{.Active}}",
+    ])?;
+    ensure!(df.contains("Containers 2 1"), "{df}");
+    // The image is in use: rmi refuses with Docker's message.
+    let out = docker(&daemon, &["rmi", bb])?;
+    ensure!(
+        text(&out.stderr).contains("image is being used by"),
+        "{out:?}"
+    );
+
+    // rename, stop, start, restart, kill, wait, rm -f.
+    daemon.docker_ok(&["rename", "web", "web2"])?;
+    let start_before = daemon.docker_ok(&["inspect", "-f", "{{.State.StartedAt}}", "web2"])?;
+    daemon.docker_ok(&["stop", "-t", "2", "web2"])?;
+    let state = daemon.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "web2",
+    ])?;
+    ensure!(
+        state == "exited 143\n" || state == "exited 137\n",
+        "{state}"
+    );
+    let out = docker(&daemon, &["stop", "web2"])?;
+    ensure!(
+        out.status.success(),
+        "stopping a stopped container is fine: {out:?}"
+    );
+    daemon.docker_ok(&["start", "web2"])?;
+    daemon.docker_ok(&["restart", "-t", "1", "web2"])?;
+    let start_after = daemon.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Running}} {{.State.StartedAt}}",
+        "web2",
+    ])?;
+    ensure!(
+        start_after.starts_with("true ") && !start_after.contains(start_before.trim()),
+        "{start_after}"
+    );
+    daemon.docker_ok(&["kill", "web2"])?;
+    ensure!(daemon.docker_ok(&["wait", "web2"])? == "137\n");
+    let out = docker(&daemon, &["kill", "web2"])?;
+    ensure!(text(&out.stderr).contains("is not running"), "{out:?}");
+    daemon.docker_ok(&["start", "web2"])?;
+    let out = docker(&daemon, &["rm", "web2"])?;
+    ensure!(
+        text(&out.stderr).contains("cannot remove a running container"),
+        "{out:?}"
+    );
+    daemon.docker_ok(&["rm", "-f", "web2", "idle"])?;
+    ensure!(daemon.docker_ok(&["ps", "-aq"])?.trim().is_empty());
+
+    // The restart policy: two retries, then it stays down.
+    let failing = daemon
+        .docker_ok(&[
+            "run",
+            "-d",
+            "--restart",
+            "on-failure:2",
+            bb,
+            "sh",
+            "-c",
+            "exit 1",
+        ])?
+        .trim()
+        .to_string();
+    wait_for("two restarts", Duration::from_secs(15), || {
+        let s = daemon.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}}",
+            &failing,
+        ])?;
+        Ok(s == "2 exited\n")
+    })?;
+    // logs -f ends with the container; timestamps stay fixed-width.
+    let ended = daemon
+        .docker_ok(&[
+            "run",
+            "-d",
+            bb,
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo n$i; sleep 0.2; done",
+        ])?
+        .trim()
+        .to_string();
+    let follow = daemon.docker_ok(&["logs", "-f", "-t", &ended])?;
+    ensure!(
+        follow.lines().count() == 3 && follow.ends_with(" n3\n"),
+        "{follow}"
+    );
+
+    // docker diff: what the container changed.
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "differ",
+        bb,
+        "sh",
+        "-c",
+        "echo x > /tmp/added; rm /etc/group; echo y >> /etc/passwd; sleep 30",
+    ])?;
+    let mut diff = String::new();
+    wait_for("the changes", Duration::from_secs(10), || {
+        diff = daemon.docker_ok(&["diff", "differ"])?;
+        Ok(diff.contains("A /tmp/added"))
+    })?;
+    for line in [
+        "A /tmp/added",
+        "C /etc/passwd",
+        "D /etc/group",
+        "C /tmp",
+        "C /etc",
+    ] {
+        ensure!(diff.lines().any(|l| l == line), "no {line:?} in:\n{diff}");
+    }
+    ensure!(!diff.lines().any(|l| l.ends_with(" /proc")), "{diff}");
+    daemon.docker_ok(&["rm", "-f", "differ"])?;
+
+    // A healthcheck shows in ps and inspect; update keeps a restart policy
+    // and says limits are not applied; prune takes the stopped ones.
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "checked",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "1",
+        bb,
+        "sh",
+        "-c",
+        "touch /tmp/ok; sleep 30",
+    ])?;
+    wait_for("a healthy container", Duration::from_secs(10), || {
+        let ps =
+            daemon.docker_ok(&["ps", "--filter", "name=checked", "--format", "{{.Status}}"])?;
+        Ok(ps.contains("(healthy)"))
+    })?;
+    daemon.docker_ok(&["update", "--restart", "unless-stopped", "checked"])?;
+    let policy = daemon.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.RestartPolicy.Name}}",
+        "checked",
+    ])?;
+    ensure!(policy == "unless-stopped\n", "{policy}");
+    let out = docker(&daemon, &["update", "--memory", "64m", "checked"])?;
+    ensure!(
+        out.status.success() && text(&out.stdout).contains("not applied"),
+        "{out:?}"
+    );
+    daemon.docker_ok(&["rm", "-f", "checked"])?;
+    daemon.docker_ok(&["create", "--label", "prune=me", bb, "true"])?;
+    let pruned = daemon.docker_ok(&["container", "prune", "-f", "--filter", "label=prune=me"])?;
+    ensure!(
+        pruned.starts_with("Deleted Containers:") && pruned.lines().count() >= 2,
+        "{pruned}"
+    );
+
+    // start -a, attach, run -d --rm.
+    daemon.docker_ok(&[
+        "create",
+        "--name",
+        "later",
+        bb,
+        "sh",
+        "-c",
+        "echo started-attached; exit 2",
+    ])?;
+    let out = docker(&daemon, &["start", "-a", "later"])?;
+    ensure!(
+        out.status.code() == Some(2) && out.stdout == b"started-attached\n",
+        "{out:?}"
+    );
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        bb,
+        "sh",
+        "-c",
+        "sleep 0.5; echo late",
+    ])?;
+    let out = docker(&daemon, &["attach", "slow"])?;
+    ensure!(out.status.success() && out.stdout == b"late\n", "{out:?}");
+    let gone = daemon.docker_ok(&["run", "-d", "--rm", bb, "sleep", "0.2"])?;
+    ensure!(daemon.docker_ok(&["wait", gone.trim()])? == "0\n");
+    wait_for("the --rm container to go", Duration::from_secs(5), || {
+        Ok(!daemon
+            .docker_ok(&["ps", "-aq", "--no-trunc"])?
+            .contains(gone.trim()))
+    })?;
+
+    // events --since: the container's life, with Docker's names.
+    let until = format!("{:.3}", unix_now());
+    let events = daemon.docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ])?;
+    for expected in [
+        "create web",
+        "start web",
+        "exec_create web",
+        "exec_start web",
+        "exec_die web",
+        "rename web2",
+        "die web2",
+        "stop web2",
+        "kill web2",
+        "restart web2",
+        "destroy web2",
+    ] {
+        ensure!(
+            events.lines().any(|l| l == expected),
+            "no {expected:?} in:\n{events}"
+        );
+    }
+    ensure!(daemon.stop()?.success(), "daemon exit");
+    pod.stop()
+}
+
+#[test]
+fn docker_py_containers() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let (daemon, image) = setup(&pod)?;
+    let out = daemon
+        .venv_python()
+        .arg(client_script("docker_py_containers.py"))
+        .arg(&image.reference)
+        .output()
+        .context("running docker-py in the pod (did tests/install-deps make the venv?)")?;
+    let seen = json(&ok(&out, "docker_py_containers.py")?)?;
+    ensure!(seen["run_output"] == "out\n", "{seen}");
+    ensure!(seen["left_after_remove"] == 0, "{seen}");
+    ensure!(
+        seen["wait"] == serde_json::json!({"StatusCode": 7, "Error": null}),
+        "{seen}"
+    );
+    ensure!(seen["logs"] == "started\ndone\n", "{seen}");
+    ensure!(seen["status_after"] == "exited", "{seen}");
+    ensure!(seen["log_type"] == "json-file", "{seen}");
+    ensure!(seen["name"] == "/py-detached", "{seen}");
+    ensure!(
+        seen["exec_code"] == 3 && seen["exec_output"] == "in-exec\n",
+        "{seen}"
+    );
+    ensure!(seen["exec_string"] == "string-cmd\n", "{seen}");
+    let keep = serde_json::json!([seen["keep_id"].clone()]);
+    ensure!(
+        seen["filter_label"] == keep && seen["filter_status"] == keep,
+        "{seen}"
+    );
+    ensure!(seen["attach_frame_type"] == 1, "{seen}");
+    ensure!(seen["attach_payload"] == "through-attach\n", "{seen}");
+    ensure!(seen["keep_wait"] == 137 && seen["left"] == 0, "{seen}");
+    ensure!(daemon.stop()?.success(), "daemon exit");
+    pod.stop()
+}
+
+fn wire(daemon: &Daemon, image: &TestImage, command: &str) -> Result<serde_json::Value> {
+    let out = daemon
+        .system_python()
+        .arg(client_script("containers_wire.py"))
+        .args([command, image.reference.as_str()])
+        .output()?;
+    json(&ok(&out, &format!("containers_wire.py {command}"))?)
+}
+
+#[test]
+fn container_wire_details() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let (daemon, image) = setup(&pod)?;
+
+    let seen = wire(&daemon, &image, "upgrade")?;
+    ensure!(seen["status_line"] == "HTTP/1.1 101 UPGRADED", "{seen}");
+    ensure!(
+        seen["connection"] == "Upgrade" && seen["upgrade"] == "tcp",
+        "{seen}"
+    );
+    ensure!(
+        seen["content_type"] == "application/vnd.docker.multiplexed-stream",
+        "{seen}"
+    );
+    ensure!(
+        seen["frames"] == serde_json::json!([[1, "out\n"], [2, "err\n"]]),
+        "{seen}"
+    );
+    ensure!(seen["plain_status_line"] == "HTTP/1.1 200 OK", "{seen}");
+    ensure!(
+        seen["plain_frames"] == serde_json::json!([[1, "plain\n"]]),
+        "{seen}"
+    );
+    ensure!(
+        seen["tty_content_type"] == "application/vnd.docker.raw-stream",
+        "{seen}"
+    );
+    ensure!(seen["tty_raw"] == "tty\r\n", "{seen}");
+
+    let seen = wire(&daemon, &image, "wait_headers")?;
+    ensure!(seen["status_line"] == "HTTP/1.1 200 OK", "{seen}");
+    ensure!(
+        seen["head_seconds"].as_f64().is_some_and(|s| s < 1.0),
+        "{seen}"
+    );
+    ensure!(
+        seen["body"] == serde_json::json!({"StatusCode": 3, "Error": null}),
+        "{seen}"
+    );
+    ensure!(
+        seen["body_seconds"].as_f64().is_some_and(|s| s >= 0.4),
+        "{seen}"
+    );
+
+    let seen = wire(&daemon, &image, "half_close")?;
+    ensure!(
+        seen["output"] == "first line\nsecond line\n" && seen["exit"] == 0,
+        "{seen}"
+    );
+    ensure!(
+        seen["exec_status_line"] == "HTTP/1.1 101 UPGRADED",
+        "{seen}"
+    );
+    ensure!(seen["exec_output"] == "via exec\n", "{seen}");
+    ensure!(
+        seen["exec_inspect"]["ExitCode"] == 0 && seen["exec_inspect"]["Running"] == false,
+        "{seen}"
+    );
+
+    let seen = wire(&daemon, &image, "hangups")?;
+    ensure!(
+        seen["tasks_after"].as_i64() <= seen["tasks_before"].as_i64(),
+        "{seen}"
+    );
+    ensure!(
+        seen["running"] == serde_json::json!([seen["cid"].clone()]),
+        "{seen}"
+    );
+    ensure!(seen["state"] == "running", "{seen}");
+    ensure!(seen["after_remove"] == serde_json::json!([]), "{seen}");
+    // And the daemon still serves the CLI.
+    ensure!(daemon.docker_ok(&["run", "--rm", &image.reference, "echo", "still"])? == "still\n");
+    ensure!(daemon.stop()?.success(), "daemon exit");
+    pod.stop()
+}
