@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use anyhow::ensure;
-use hutch_tests::engine::EngineRig;
+use anyhow::{ensure, Context};
+use hutch_tests::engine::{EngineRig, IMAGE};
 use hutch_tests::podsim::PodSpec;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,7 +253,7 @@ fn init_reaps_zombies(v: Variant) -> anyhow::Result<()> {
     rig.run_detached(&["--name", "unreaped"], &["sh", "-c", orphans])?;
     std::thread::sleep(Duration::from_millis(800));
     // Zombies whose parent is the container's init (PID 1 in its own PID
-    // namespace; in the degraded mode the pod's PID of the init).
+    // namespace; the pod's /proc of the degraded mode gives the init's pod PID).
     let zombies = |name: &str| -> anyhow::Result<String> {
         let init = match v {
             Variant::Unmasked => "1".to_string(),
@@ -267,11 +267,9 @@ fn init_reaps_zombies(v: Variant) -> anyhow::Result<()> {
     };
     let reaped = zombies("reaped")?;
     ensure!(reaped == "0", "zombies with --init: {reaped}");
-    if v == Variant::Unmasked {
-        // The control: without --init, PID 1 is the sleep, which never waits.
-        let unreaped = zombies("unreaped")?;
-        ensure!(unreaped == "3", "zombies without --init: {unreaped}");
-    }
+    // The control: without --init, PID 1 is the sleep, which never waits.
+    let unreaped = zombies("unreaped")?;
+    ensure!(unreaped == "3", "zombies without --init: {unreaped}");
     rig.pod.stop()
 }
 in_variants!(init_reaps_zombies);
@@ -330,45 +328,106 @@ fn script_word(i: usize) -> String {
 }
 in_variants!(engine_killed_and_readopted);
 
-/// A container's root cannot open the engine's (its supervisor's) file
-/// descriptors, nor, with its own PID namespace, signal another container.
-/// In the degraded proc mode (shared PID namespace) identity-mapped
-/// containers share their root's UID, so the kernel lets them signal each
-/// other: a known limitation until private ID mode works on disk stores.
+/// A container's root can neither signal nor look into the processes
+/// around it: the engine, the engine's parent half in the pod, another
+/// container's supervisor, another container's process. In the default pod
+/// the pod's /proc lists them all under their pod PIDs, but kill(2) (like
+/// ptrace(2)) names processes in the caller's PID namespace, which holds the
+/// container's own only; and their /proc files that give a process away
+/// need CAP_SYS_PTRACE over the user namespace they live (and were exec'd)
+/// in, which a container never has, though in identity mode its root is the
+/// engine's kernel UID.
 fn containers_are_isolated(v: Variant) -> anyhow::Result<()> {
     let rig = v.rig()?;
-    sleeper(&rig, "victim", &[])?;
-    let victim_pid = rig.inspect("victim")?["State"]["Pid"].clone();
-    let attacker = rig.run_detached(&["--name", "attacker"], &["sleep", "3600"])?;
-    let sup_pid = {
+    let mut server = rig.serve()?;
+    let (_, engine) = server.call("pid")?;
+    let engine: u32 = engine.trim().parse()?;
+    for name in ["victim", "attacker"] {
+        let line = format!("run -d --name {name} {} sleep 3600", IMAGE);
+        let (code, out) = server.call(&line)?;
+        ensure!(code == 0, "{line}: {out}");
+    }
+    let pod_status = |pid: u32, field: &str| -> anyhow::Result<u32> {
         let out = rig
             .pod
             .exec("cat")
-            .arg(format!("/var/lib/hutch/containers/{attacker}/state.json"))
+            .arg(format!("/proc/{pid}/status"))
             .output()?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        v["SupervisorPid"].clone()
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{field} of {pid}: {text}"))
     };
-    let out = rig.engine(&[
-        "exec", "attacker", "sh", "-c",
-        &format!(
-            "readlink /proc/{sup_pid}/fd/0; echo readlink=$?; cat /proc/{sup_pid}/fd/0 </dev/null; echo cat=$?"
-        ),
-    ])?;
-    ensure!(out.stdout.contains("readlink=1"), "{out:?}");
-    ensure!(out.stdout.contains("cat=1"), "{out:?}");
-    if v == Variant::Unmasked {
-        let out = rig.engine(&[
-            "exec",
-            "attacker",
-            "sh",
-            "-c",
-            &format!("kill -9 {victim_pid}; echo kill=$?"),
-        ])?;
-        ensure!(out.stdout.contains("kill=1"), "{out:?}");
-        std::thread::sleep(Duration::from_millis(300));
-        ensure!(rig.inspect("victim")?["State"]["Status"] == "running");
+    let parent = pod_status(engine, "PPid:")?;
+    let victim: u32 = rig.inspect("victim")?["State"]["Pid"].to_string().parse()?;
+    let supervisor = pod_status(victim, "PPid:")?;
+    let targets = [
+        ("engine", engine),
+        ("parent", parent),
+        ("supervisor", supervisor),
+        ("victim", victim),
+    ];
+    // The kills come first, from the shell itself (PID 2 of the attacker's
+    // namespace, its sleep being 1): no PID of the attacker's own processes
+    // can then coincide with a target's pod PID.
+    let mut script = String::new();
+    for (_, p) in targets {
+        ensure!(p > 2, "pod PIDs of the targets: {targets:?}");
+        script += &format!("kill -9 {p} 2>/dev/null; echo {p}.kill=$?; ");
     }
+    if v == Variant::Default {
+        for (_, p) in targets {
+            script += &format!(
+                "[ -d /proc/{p} ] && echo {p}.visible; \
+                 cat /proc/{p}/environ >/dev/null 2>&1; echo {p}.environ=$?; \
+                 ls /proc/{p}/root/ >/dev/null 2>&1; echo {p}.root=$?; \
+                 ls /proc/{p}/cwd/ >/dev/null 2>&1; echo {p}.cwd=$?; \
+                 readlink /proc/{p}/fd/1 >/dev/null 2>&1; echo {p}.fd=$?; \
+                 (exec 3</proc/{p}/mem) 2>/dev/null; echo {p}.mem=$?; "
+            );
+        }
+    } else {
+        // A fresh /proc names the container's own processes only.
+        // (The pattern does not match the script's own command line.)
+        script += "echo listed=$(for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' <$f; echo; \
+                   done | grep -c 'hutc[h]'); ";
+    }
+    let out = rig
+        .engine(&["exec", "attacker", "sh", "-c", &script])?
+        .ok()?;
+    for (what, p) in targets {
+        ensure!(
+            out.lines().any(|l| l == format!("{p}.kill=1")),
+            "{what} ({p}): kill was not refused: {out}"
+        );
+        if v != Variant::Default {
+            continue;
+        }
+        // The pod's /proc lists them: the refusals are the kernel's access
+        // checks, not their absence.
+        ensure!(out.contains(&format!("{p}.visible")), "{what}: {out}");
+        for check in ["environ", "root", "cwd", "fd", "mem"] {
+            ensure!(
+                out.lines().any(|l| l == format!("{p}.{check}=1")),
+                "{what} ({p}): {check} was not refused: {out}"
+            );
+        }
+    }
+    if v != Variant::Default {
+        ensure!(out.contains("listed=0"), "engine processes listed: {out}");
+    }
+    // All still alive: the engine answers, the victim runs.
+    let (code, out) = server.call("inspect victim")?;
+    ensure!(code == 0, "{out}");
+    let state: serde_json::Value = serde_json::from_str(&out)?;
+    ensure!(state["State"]["Status"] == "running", "{state}");
+    for (what, p) in targets {
+        let alive = rig.pod.exec("kill").args(["-0", &p.to_string()]).status()?;
+        ensure!(alive.success(), "{what} ({p}) is gone");
+    }
+    drop(server);
     rig.pod.stop()
 }
 in_variants!(containers_are_isolated);

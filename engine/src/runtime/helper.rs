@@ -18,7 +18,7 @@ use super::clone::{fork_into, Forked};
 use super::idmapped::idmap_layers;
 use super::init;
 use super::maps::write_maps;
-use super::spec::{ContainerSpec, NetworkMode, ProcMode};
+use super::spec::{ContainerSpec, NetworkMode};
 use super::stdio::InitStdio;
 
 /// Exit code Docker records when the runtime itself fails.
@@ -51,16 +51,17 @@ pub struct Created {
     sock: UnixStream,
 }
 
-/// The namespaces a container gets from its spec.
+/// The namespaces a container gets from its spec. The PID namespace is
+/// new in both /proc modes: with the pod's /proc bound in (degraded mode)
+/// the container still cannot name, and so cannot signal, any process
+/// outside it.
 pub fn clone_flags(spec: &ContainerSpec) -> CloneFlags {
     let mut flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWCGROUP;
-    if spec.namespaces.proc == ProcMode::Fresh {
-        flags |= CloneFlags::CLONE_NEWPID;
-    }
+        | CloneFlags::CLONE_NEWCGROUP
+        | CloneFlags::CLONE_NEWPID;
     if spec.namespaces.network == NetworkMode::None {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -213,6 +214,7 @@ pub fn wait(pid: Pid) -> Result<i32, Failure> {
 /// Serves one container over the control socket: Create, Start, then
 /// reports its exit. Returns the helper's own exit code.
 pub fn serve(mut control: UnixStream) -> i32 {
+    crate::bootstrap::make_undumpable();
     let spec = match channel::recv::<ControlMsg>(&mut control) {
         Ok(Some(ControlMsg::Create(spec))) => spec,
         other => {

@@ -111,15 +111,17 @@ pub enum NetworkMode {
     Join(PathBuf),
 }
 
-/// How the container's /proc is made.
+/// How the container's /proc is made. Either way the container has its own
+/// PID namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProcMode {
-    /// A new PID namespace with a fresh procfs: the normal case.
+    /// A fresh procfs for the container's PID namespace: the normal case.
     Fresh,
     /// Degraded mode for pods whose /proc is masked and which cannot lift the
-    /// masks: the kernel refuses a fresh procfs, so the engine's /proc is
-    /// bound in (recursively, keeping the pod's masks) and the container shares
-    /// the engine's PID namespace.
+    /// masks: the kernel refuses a fresh procfs, so the engine's /proc (the
+    /// pod's) is bound in, recursively, keeping the pod's masks. It lists the
+    /// pod's processes by their pod PIDs; the container's own processes have
+    /// other PIDs in its PID namespace, where nothing outside can be named.
     BindEngine,
 }
 

@@ -27,12 +27,14 @@ pub fn main(control: OwnedFd) -> i32 {
             return 1;
         }
     }
+    // Out of reach of same-UID processes (see `make_undumpable`); the
+    // container's init makes itself dumpable for its ID maps.
+    crate::bootstrap::make_undumpable();
     // Our own session: the daemon's terminal and process group signals do
     // not reach us, and our parent is gone, so we are reparented to the
     // pod's init (or subreaper), not left for the daemon to reap.
     let _ = setsid();
-    // Orphans of exec'd processes (and, with a shared PID namespace, of the
-    // container) come to us.
+    // Orphans of exec helpers come to us.
     let _ = prctl::set_child_subreaper(true);
     // SAFETY: setting dispositions to SIG_IGN installs no handler code.
     unsafe {
