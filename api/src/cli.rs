@@ -68,8 +68,8 @@ pub enum Command {
     Supervise,
     /// Internal: the engine API without a daemon, for tests (not a stable
     /// interface). Each invocation opens the data root as a daemon would.
-    #[command(name = "__engine", hide = true, subcommand)]
-    Engine(Box<crate::commands::engine::EngineCommand>),
+    #[command(name = "__engine", hide = true)]
+    Engine(Box<crate::commands::engine::EngineArgs>),
 }
 
 #[derive(Debug, Subcommand)]

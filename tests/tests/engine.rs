@@ -431,3 +431,131 @@ fn containers_are_isolated(v: Variant) -> anyhow::Result<()> {
     rig.pod.stop()
 }
 in_variants!(containers_are_isolated);
+
+/// The engine ID ranges of a running container's uid_map (pod view):
+/// `(inside, outside, count)` lines.
+fn uid_map(rig: &EngineRig, name: &str) -> anyhow::Result<Vec<(u32, u32, u32)>> {
+    let pid = rig.inspect(name)?["State"]["Pid"].to_string();
+    let out = rig
+        .pod
+        .exec("cat")
+        .arg(format!("/proc/{pid}/uid_map"))
+        .output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<u32> = l
+                .split_whitespace()
+                .map(str::parse)
+                .collect::<Result<_, _>>()?;
+            match f[..] {
+                [inside, outside, count] => Ok((inside, outside, count)),
+                _ => anyhow::bail!("uid_map line {l:?}"),
+            }
+        })
+        .collect()
+}
+
+fn engine_ids(map: &[(u32, u32, u32)]) -> std::collections::BTreeSet<u32> {
+    map.iter().flat_map(|&(_, o, c)| o..o + c).collect()
+}
+
+/// Private ID mode through the engine: refused, saying what to do, while
+/// the layers are on the pod's disk; with the engine's tmpfs layer store two
+/// private containers get disjoint ranges with 65534 mapped alone, are root
+/// inside as another engine ID, and can use 65534; a removed container's
+/// range is reused; a restarted engine reserves the ranges of existing
+/// containers again; exhaustion is a clear error that a removal cures.
+fn private_mode(v: Variant) -> anyhow::Result<()> {
+    let rig = v.rig()?;
+    let refused = rig.engine(&["run", "--userns", "private", IMAGE, "true"])?;
+    ensure!(
+        refused.code != 0
+            && refused
+                .stderr
+                .contains("private ID mode needs its image layers on a filesystem the engine owns")
+            && refused.stderr.contains("ext4"),
+        "{refused:?}"
+    );
+
+    let mut server = rig.serve_with(&["--private-layers-tmpfs"])?;
+    let run = |server: &mut hutch_tests::engine::Server, name: &str| -> anyhow::Result<()> {
+        let line = format!("run -d --userns private --name {name} {IMAGE} sleep 3600");
+        let (code, out) = server.call(&line)?;
+        ensure!(code == 0, "{line}: {out}");
+        Ok(())
+    };
+    run(&mut server, "pa")?;
+    run(&mut server, "pb")?;
+    let (map_a, map_b) = (uid_map(&rig, "pa")?, uid_map(&rig, "pb")?);
+    for map in [&map_a, &map_b] {
+        let root = map.iter().find(|l| l.0 == 0).context("root mapped")?;
+        ensure!(root.1 != 0, "root is another engine ID: {map:?}");
+        ensure!(
+            map.iter()
+                .any(|&(inside, _, count)| inside == 65534 && count == 1),
+            "65534 is mapped alone: {map:?}"
+        );
+    }
+    ensure!(
+        engine_ids(&map_a).is_disjoint(&engine_ids(&map_b)),
+        "{map_a:?} {map_b:?}"
+    );
+    let script = "echo uid=$(id -u); touch /f && chown 65534:65534 /f && \
+                  echo owner=$(stat -c %u:%g /f); \
+                  echo nobody=$(su -s /bin/sh -c 'id -u' nobody); \
+                  echo busybox=$(stat -c %u:%g /bin/busybox)";
+    for name in ["pa", "pb"] {
+        let out = rig.engine(&["exec", name, "sh", "-c", script])?.ok()?;
+        for want in ["uid=0", "owner=65534:65534", "nobody=65534", "busybox=0:0"] {
+            ensure!(out.lines().any(|l| l == want), "{name}: {want}: {out}");
+        }
+    }
+
+    // a's range goes back to the pool with a, and the next one gets it.
+    let (code, out) = server.call("rm -f pa")?;
+    ensure!(code == 0, "{out}");
+    run(&mut server, "pc")?;
+    let map_c = uid_map(&rig, "pc")?;
+    ensure!(map_c == map_a, "a's range is reused: {map_a:?} {map_c:?}");
+
+    // A new engine reserves the ranges of the containers it finds.
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let mut server = rig.serve_with(&["--private-layers-tmpfs"])?;
+    run(&mut server, "pd")?;
+    let map_d = uid_map(&rig, "pd")?;
+    for other in [&map_b, &map_c] {
+        ensure!(
+            engine_ids(&map_d).is_disjoint(&engine_ids(other)),
+            "{map_d:?} overlaps {other:?}"
+        );
+    }
+
+    // Exhaustion: created containers hold their ranges too.
+    let mut created = Vec::new();
+    let message = loop {
+        let (code, out) = server.call(&format!("create --userns private {IMAGE} true"))?;
+        if code != 0 {
+            break out;
+        }
+        created.push(out.trim().to_string());
+        ensure!(created.len() < 100, "no exhaustion after 100 ranges");
+    };
+    ensure!(
+        message.contains("no free ID range") && message.contains("remove containers"),
+        "{message}"
+    );
+    ensure!(
+        created.len() >= 40,
+        "only {} ranges: {message}",
+        created.len()
+    );
+    let (code, out) = server.call(&format!("rm {}", created[0]))?;
+    ensure!(code == 0, "{out}");
+    let (code, out) = server.call(&format!("create --userns private {IMAGE} true"))?;
+    ensure!(code == 0, "a freed range is used again: {out}");
+    drop(server);
+    rig.pod.stop()
+}
+in_variants!(private_mode);

@@ -13,12 +13,24 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use hutch_engine::bootstrap::{self, BootstrapOptions};
 use hutch_engine::containers::client::Output;
-use hutch_engine::containers::config::{CreateOptions, HealthConfig, LogConfig, RestartPolicy};
+use hutch_engine::containers::config::{
+    CreateOptions, HealthConfig, LogConfig, RestartPolicy, UsernsMode,
+};
 use hutch_engine::containers::logread::{LogsOptions, Stream};
 use hutch_engine::containers::timefmt;
 use hutch_engine::containers::{Engine, EngineError, EngineOptions, ExecOptions, WaitCondition};
 
 use crate::cli::GlobalOptions;
+
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Mount the tmpfs layer store for private-mode containers (a daemon
+    /// option).
+    #[arg(long)]
+    private_layers_tmpfs: bool,
+    #[command(subcommand)]
+    command: EngineCommand,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum EngineCommand {
@@ -134,6 +146,9 @@ pub struct RunArgs {
     log_opt: Vec<String>,
     #[arg(long)]
     network: Option<String>,
+    /// `identity` (default) or `private`.
+    #[arg(long)]
+    userns: Option<String>,
     image: String,
     #[arg(trailing_var_arg = true)]
     cmd: Vec<String>,
@@ -184,7 +199,8 @@ struct Line {
     command: EngineCommand,
 }
 
-pub fn run(global: &GlobalOptions, cmd: EngineCommand) -> anyhow::Result<ExitCode> {
+pub fn run(global: &GlobalOptions, args: EngineArgs) -> anyhow::Result<ExitCode> {
+    let cmd = args.command;
     let ns = bootstrap::enter(&BootstrapOptions::default())?;
     let engine = Engine::open(EngineOptions {
         data_root: global
@@ -195,6 +211,7 @@ pub fn run(global: &GlobalOptions, cmd: EngineCommand) -> anyhow::Result<ExitCod
         proc_mode: ns.proc_mode,
         warnings: ns.warnings,
         on_event: None,
+        private_layers_on_tmpfs: args.private_layers_tmpfs,
     })?;
     let code = execute(&engine, cmd, &mut std::io::stdout().lock())?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(125)))
@@ -488,6 +505,12 @@ fn create_options(a: &RunArgs) -> anyhow::Result<CreateOptions> {
         stop_timeout: a.stop_timeout,
         log_config: LogConfig::from_opts(&log_opts).map_err(anyhow::Error::msg)?,
         network_mode: a.network.clone(),
+        userns_mode: match &a.userns {
+            Some(m) => {
+                UsernsMode::parse(m).with_context(|| format!("invalid userns mode {m:?}"))?
+            }
+            None => UsernsMode::default(),
+        },
         ..CreateOptions::default()
     })
 }

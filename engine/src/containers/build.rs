@@ -98,6 +98,8 @@ pub struct Inputs<'a> {
     pub layers: &'a [PathBuf],
     pub dir: &'a ContainerDir,
     pub proc_mode: ProcMode,
+    /// Identity, or the container's private range.
+    pub id_map: IdMap,
 }
 
 pub fn build(
@@ -175,7 +177,7 @@ pub fn build(
         target: inp.dir.rootfs(),
         readonly: opts.read_only,
     };
-    let mut spec = ContainerSpec::new(inp.id, rootfs, process, IdMap::identity());
+    let mut spec = ContainerSpec::new(inp.id, rootfs, process, inp.id_map.clone());
     spec.hostname = Some(
         opts.hostname
             .clone()
@@ -249,6 +251,7 @@ mod tests {
             layers: &[PathBuf::from("/l0"), PathBuf::from("/l1")],
             dir: &dir,
             proc_mode: ProcMode::Fresh,
+            id_map: IdMap::identity(),
         };
         let opts = CreateOptions {
             entrypoint: Some(vec!["echo".into()]),

@@ -44,6 +44,32 @@ pub struct CreateOptions {
     pub log_config: LogConfig,
     /// `--network none|host` until networking lands.
     pub network_mode: Option<String>,
+    /// How the container's IDs map to the engine's.
+    pub userns_mode: UsernsMode,
+}
+
+/// A container's ID mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UsernsMode {
+    /// The engine's IDs 0-65535 mapped 1:1 (Docker's `--userns host` is
+    /// this).
+    #[default]
+    Identity,
+    /// A range of the engine's IDs of its own, sized from the image, with
+    /// single-ID lines for high IDs such as 65534.
+    Private,
+}
+
+impl UsernsMode {
+    /// `identity` (or Docker's `host`, or empty) and `private`.
+    pub fn parse(text: &str) -> Option<UsernsMode> {
+        match text {
+            "" | "identity" | "host" => Some(UsernsMode::Identity),
+            "private" => Some(UsernsMode::Private),
+            _ => None,
+        }
+    }
 }
 
 /// `--restart`.

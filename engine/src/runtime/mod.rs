@@ -17,7 +17,7 @@ pub(crate) mod error;
 pub(crate) mod exec;
 pub mod helper;
 pub mod idmap;
-mod idmapped;
+pub mod idmapped;
 pub mod image_ids;
 mod init;
 mod maps;
