@@ -559,3 +559,33 @@ fn private_mode(v: Variant) -> anyhow::Result<()> {
     rig.pod.stop()
 }
 in_variants!(private_mode);
+
+/// `--ulimit`: the container's processes, exec'd ones too, run with the
+/// limits asked for; an unknown name is refused at create.
+fn ulimits(v: Variant) -> anyhow::Result<()> {
+    let rig = v.rig()?;
+    let show = "echo n=$(ulimit -n) hn=$(ulimit -Hn) c=$(ulimit -c)";
+    let out = rig.engine(&[
+        "run",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--ulimit",
+        "core=0",
+        IMAGE,
+        "sh",
+        "-c",
+        show,
+    ])?;
+    ensure!(out.code == 0, "{out:?}");
+    ensure!(out.stdout.trim() == "n=1024 hn=2048 c=0", "{out:?}");
+    let id = rig.run_detached(&["--ulimit", "nofile=512:1024"], &["sleep", "3600"])?;
+    let out = rig.engine(&["exec", &id, "sh", "-c", show])?.ok()?;
+    ensure!(out.starts_with("n=512 hn=1024 "), "{out}");
+    let bad = rig.engine(&["create", "--ulimit", "bogus=1", IMAGE, "true"])?;
+    ensure!(
+        bad.code != 0 && bad.stderr.contains("invalid ulimit type: bogus"),
+        "{bad:?}"
+    );
+    rig.pod.stop()
+}
+in_variants!(ulimits);

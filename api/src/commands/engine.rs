@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use hutch_engine::bootstrap::{self, BootstrapOptions};
 use hutch_engine::containers::client::Output;
 use hutch_engine::containers::config::{
-    CreateOptions, HealthConfig, LogConfig, RestartPolicy, UsernsMode,
+    CreateOptions, HealthConfig, LogConfig, RestartPolicy, Ulimit, UsernsMode,
 };
 use hutch_engine::containers::logread::{LogsOptions, Stream};
 use hutch_engine::containers::timefmt;
@@ -149,6 +149,9 @@ pub struct RunArgs {
     /// `identity` (default) or `private`.
     #[arg(long)]
     userns: Option<String>,
+    /// `NAME=SOFT[:HARD]`, repeatable.
+    #[arg(long)]
+    ulimit: Vec<String>,
     image: String,
     #[arg(trailing_var_arg = true)]
     cmd: Vec<String>,
@@ -511,6 +514,12 @@ fn create_options(a: &RunArgs) -> anyhow::Result<CreateOptions> {
             }
             None => UsernsMode::default(),
         },
+        ulimits: a
+            .ulimit
+            .iter()
+            .map(|u| Ulimit::parse(u))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?,
         ..CreateOptions::default()
     })
 }

@@ -9,6 +9,8 @@ use super::config::{ContainerConfig, CreateOptions, HealthConfig};
 use super::store::ContainerDir;
 use super::timefmt;
 use crate::runtime::caps::{canonical, DEFAULT_CAPABILITIES};
+use crate::runtime::spec::Rlimit;
+use crate::runtime::user::resource;
 use crate::runtime::{ContainerSpec, IdMap, NetworkMode, ProcMode, ProcessSpec, RootfsSpec, User};
 
 /// The image config fields a container takes (the `config` object of an
@@ -72,6 +74,32 @@ pub fn capabilities(opts: &CreateOptions) -> Result<Vec<String>, String> {
         set.retain(|c| !drop.contains(c));
     }
     Ok(set)
+}
+
+/// `--ulimit`s as the runtime's limits: known names only, soft ≤ hard, and
+/// Docker's `-1` as unlimited.
+pub fn rlimits(opts: &CreateOptions) -> Result<Vec<Rlimit>, String> {
+    let value = |v: i64| u64::try_from(v).unwrap_or(libc::RLIM_INFINITY);
+    opts.ulimits
+        .iter()
+        .map(|u| {
+            if resource(&u.name).is_none() {
+                return Err(format!("invalid ulimit type: {}", u.name));
+            }
+            let (soft, hard) = (value(u.soft), value(u.hard));
+            if soft > hard {
+                return Err(format!(
+                    "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+                    u.soft, u.hard
+                ));
+            }
+            Ok(Rlimit {
+                name: u.name.clone(),
+                soft,
+                hard,
+            })
+        })
+        .collect()
 }
 
 /// `base` with `over`'s `KEY=VALUE` entries replacing same-named ones.
@@ -170,6 +198,7 @@ pub fn build(
     };
     process.capabilities = capabilities(opts)?;
     process.init = opts.init;
+    process.rlimits = rlimits(opts)?;
     let rootfs = RootfsSpec {
         lower: inp.layers.iter().rev().cloned().collect(),
         upper: inp.dir.upper(),
