@@ -62,6 +62,16 @@ struct Timings {
     runs_ms: Vec<f64>,
 }
 
+/// `__engine bench`'s figures: the whole, and each phase.
+#[derive(Deserialize)]
+struct EngineTimings {
+    runs_ms: Vec<f64>,
+    create_ms: Vec<f64>,
+    start_ms: Vec<f64>,
+    wait_ms: Vec<f64>,
+    remove_ms: Vec<f64>,
+}
+
 const FLOOR: &[&str] = &[
     "unshare",
     "--user",
@@ -133,7 +143,14 @@ fn bench(runs: u32, kind: PodKind) -> anyhow::Result<()> {
         "hutch __engine bench: {}",
         engine_out.status
     );
-    let engine = median(serde_json::from_slice::<Timings>(&engine_out.stdout)?.runs_ms);
+    let phases = serde_json::from_slice::<EngineTimings>(&engine_out.stdout)?;
+    let engine = median(phases.runs_ms);
+    let phases = [
+        ("create", median(phases.create_ms)),
+        ("start", median(phases.start_ms)),
+        ("wait", median(phases.wait_ms)),
+        ("remove", median(phases.remove_ms)),
+    ];
     let rss = idle_rss(&rig, IDLE_CONTAINERS)?;
     let spec = rig.spec("bench", &["true"]);
     let runs_arg = runs.to_string();
@@ -165,6 +182,11 @@ fn bench(runs: u32, kind: PodKind) -> anyhow::Result<()> {
     };
     println!("container start latency, median of {runs}, pod {pod_name}:");
     println!("  hutch engine create→start→wait→rm {engine:7.2} ms");
+    let phases: Vec<String> = phases
+        .iter()
+        .map(|(name, ms)| format!("{name} {ms:.2}"))
+        .collect();
+    println!("    phase medians (ms): {}", phases.join(", "));
     println!("  hutch runtime (helper process)     {hutch:7.2} ms");
     println!("  unshare floor                      {floor:7.2} ms");
     println!(
@@ -283,7 +305,8 @@ fn idle_rss(rig: &Rig, n: usize) -> anyhow::Result<Memory> {
     };
     let engine_pid = call("pid")?.trim().to_string();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let (engine_idle_rss_kib, engine_idle_pss_kib) = rss_pss(rig, &engine_pid)?;
+    // The engine is non-dumpable: it reports its own figures.
+    let (engine_idle_rss_kib, engine_idle_pss_kib) = two_numbers(&call("memory")?)?;
     let zygote_pid = rig
         .pod
         .exec("cat")
@@ -298,7 +321,7 @@ fn idle_rss(rig: &Rig, n: usize) -> anyhow::Result<Memory> {
         call(&format!("run -d --name idle{i} {IMAGE} sleep 3600"))?;
     }
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let engine = rss_pss(rig, &engine_pid)?;
+    let engine = two_numbers(&call("memory")?)?;
     let zygote = rss_pss(rig, &zygote_pid)?;
     let script = "for f in /var/lib/hutch/containers/*/state.json; do \
            p=$(grep -o 'SupervisorPid.:[0-9]*' $f | cut -d: -f2); \
@@ -329,6 +352,18 @@ fn idle_rss(rig: &Rig, n: usize) -> anyhow::Result<Memory> {
         engine_idle_pss_kib,
         zygote,
     })
+}
+
+/// "RSS PSS" as `__engine memory` prints them.
+fn two_numbers(text: &str) -> anyhow::Result<(f64, f64)> {
+    let f: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    match f[..] {
+        [rss, pss] => Ok((rss, pss)),
+        _ => bail!("engine memory: {text}"),
+    }
 }
 
 /// `runtime-bench time` as pod root.

@@ -93,6 +93,9 @@ pub enum EngineCommand {
     },
     /// Print this engine process's PID (for tests that kill it).
     Pid,
+    /// Print this engine process's RSS and PSS in KiB (its /proc files are
+    /// closed to the pod without CAP_SYS_PTRACE: it is non-dumpable).
+    Memory,
     /// Read commands (one per line, shell-like words) from stdin and run
     /// them against one open engine; each answer ends with `--end CODE`.
     Serve,
@@ -410,10 +413,29 @@ fn execute(engine: &Engine, cmd: EngineCommand, out: &mut dyn Write) -> anyhow::
             writeln!(out, "{}", std::process::id())?;
             Ok(0)
         }
+        EngineCommand::Memory => {
+            let text = std::fs::read_to_string("/proc/self/smaps_rollup")?;
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.split_whitespace().next())
+                    .unwrap_or("0")
+                    .to_string()
+            };
+            writeln!(out, "{} {}", field("Rss:"), field("Pss:"))?;
+            Ok(0)
+        }
         EngineCommand::Bench { repeat, image, cmd } => {
             let mut runs_ms = Vec::new();
+            // Per phase: create, start, wait, remove.
+            let mut phases_ms: [Vec<f64>; 4] = Default::default();
             for _ in 0..repeat.max(1) {
                 let started = Instant::now();
+                let mut lap = Instant::now();
+                let mut mark = |phase: usize| {
+                    phases_ms[phase].push(lap.elapsed().as_secs_f64() * 1000.0);
+                    lap = Instant::now();
+                };
                 let id = engine
                     .create(CreateOptions {
                         image: image.clone(),
@@ -421,13 +443,28 @@ fn execute(engine: &Engine, cmd: EngineCommand, out: &mut dyn Write) -> anyhow::
                         ..CreateOptions::default()
                     })?
                     .id;
+                mark(0);
                 engine.start(&id)?;
+                mark(1);
                 let code = engine.wait(&id, WaitCondition::NotRunning)?;
+                mark(2);
                 engine.remove(&id, false)?;
+                mark(3);
                 runs_ms.push(started.elapsed().as_secs_f64() * 1000.0);
                 anyhow::ensure!(code == 0, "bench container exited with {code}");
             }
-            writeln!(out, "{}", serde_json::json!({ "runs_ms": runs_ms }))?;
+            let [create_ms, start_ms, wait_ms, remove_ms] = phases_ms;
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "runs_ms": runs_ms,
+                    "create_ms": create_ms,
+                    "start_ms": start_ms,
+                    "wait_ms": wait_ms,
+                    "remove_ms": remove_ms,
+                })
+            )?;
             Ok(0)
         }
     }
