@@ -72,6 +72,18 @@ fn logs_separate_streams(v: Variant) -> anyhow::Result<()> {
         "{raw}"
     );
     rig.engine(&["rm", "logger"])?.ok()?;
+    // Removal deletes the container's directory (in the background, done
+    // before the engine process ends).
+    let left = rig
+        .pod
+        .exec("ls")
+        .args(["-A", "/var/lib/hutch/containers"])
+        .output()?;
+    ensure!(
+        left.status.success() && left.stdout.is_empty(),
+        "left behind: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
     rig.pod.stop()
 }
 in_variants!(logs_separate_streams);

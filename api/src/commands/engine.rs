@@ -219,8 +219,9 @@ pub fn run(global: &GlobalOptions, args: EngineArgs) -> anyhow::Result<ExitCode>
         on_event: None,
         private_layers_on_tmpfs: args.private_layers_tmpfs,
     })?;
-    let code = execute(&engine, cmd, &mut std::io::stdout().lock())?;
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(125)))
+    let code = execute(&engine, cmd, &mut std::io::stdout().lock());
+    engine.flush();
+    Ok(ExitCode::from(u8::try_from(code?).unwrap_or(125)))
 }
 
 fn execute(engine: &Engine, cmd: EngineCommand, out: &mut dyn Write) -> anyhow::Result<i32> {

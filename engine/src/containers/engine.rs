@@ -186,6 +186,14 @@ struct Inner {
     changed: Condvar,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Removed containers' directories are deleted in the background:
+        // finish before the process may end.
+        self.store.flush();
+    }
+}
+
 /// The container engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -777,6 +785,12 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// Waits for background work to finish: the deletion of removed
+    /// containers' directories. Call it before the process ends.
+    pub fn flush(&self) {
+        self.inner.store.flush();
     }
 
     /// `docker rename`.

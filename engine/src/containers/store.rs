@@ -13,6 +13,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use super::config::ContainerConfig;
 use super::state::{read_json, write_json, State};
@@ -77,14 +79,22 @@ impl ContainerDir {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Deletions of removed containers' directories still running.
+    deleting: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
+
+/// A removed container's directory, renamed out of the way until deleted.
+const REMOVED_PREFIX: &str = ".removed-";
 
 impl Store {
     /// `<data_root>/containers`, created if missing.
     pub fn open(data_root: &Path) -> io::Result<Store> {
         let root = data_root.join("containers");
         std::fs::create_dir_all(&root)?;
-        Ok(Store { root })
+        Ok(Store {
+            root,
+            deleting: Arc::default(),
+        })
     }
 
     pub fn dir(&self, id: &str) -> ContainerDir {
@@ -108,6 +118,11 @@ impl Store {
         for entry in std::fs::read_dir(&self.root)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(REMOVED_PREFIX) {
+                // Left by an engine that ended while deleting it.
+                let _ = std::fs::remove_dir_all(entry.path());
+                continue;
+            }
             if name.len() != 64 || !name.chars().all(|c| c.is_ascii_hexdigit()) {
                 continue;
             }
@@ -121,11 +136,41 @@ impl Store {
         Ok(ids)
     }
 
-    /// Deletes the container's directory and everything in it.
+    /// Removes the container's directory: renamed out of the store at once
+    /// (the container is gone for every reader), deleted with everything in
+    /// it on a background thread, off the caller's path. [`Store::flush`]
+    /// waits for the deletions; an engine that ends before they finish
+    /// leaves the renamed directory, deleted at the next open.
     pub fn remove(&self, id: &str) -> io::Result<()> {
-        match std::fs::remove_dir_all(&self.dir(id).path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        let trash = self.root.join(format!("{REMOVED_PREFIX}{id}"));
+        match std::fs::rename(&self.dir(id).path, &trash) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
+        let delete = move || {
+            if let Err(e) = std::fs::remove_dir_all(&trash) {
+                tracing::warn!(path = %trash.display(), %e, "deleting a removed container");
+            }
+        };
+        let mut deleting = self.deleting.lock().unwrap_or_else(|p| p.into_inner());
+        deleting.retain(|h| !h.is_finished());
+        match std::thread::Builder::new()
+            .name("rm".into())
+            .stack_size(64 * 1024)
+            .spawn(delete.clone())
+        {
+            Ok(handle) => deleting.push(handle),
+            Err(_) => delete(),
+        }
+        Ok(())
+    }
+
+    /// Waits for the deletions of removed containers to finish.
+    pub fn flush(&self) {
+        let handles = std::mem::take(&mut *self.deleting.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in handles {
+            let _ = h.join();
         }
     }
 }
