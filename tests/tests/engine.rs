@@ -601,3 +601,43 @@ fn ulimits(v: Variant) -> anyhow::Result<()> {
     rig.pod.stop()
 }
 in_variants!(ulimits);
+
+/// Docker's default seccomp profile: a container's root cannot create a
+/// user namespace (EPERM), so neither can it mount in one of its own;
+/// with `--security-opt seccomp=unconfined` both work (the pod sets no
+/// filter), and CAP_SYS_ADMIN opens them as Docker's profile does.
+fn seccomp(v: Variant) -> anyhow::Result<()> {
+    let rig = v.rig()?;
+    let script = "grep '^Seccomp:' /proc/self/status; \
+                  unshare -U true; echo userns=$?; \
+                  mkdir -p /m; unshare -Urm sh -c 'mount -t tmpfs t /m'; echo mount=$?";
+    let run = |opts: &[&str]| -> anyhow::Result<hutch_tests::engine::Done> {
+        let mut args = vec!["run"];
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+        rig.engine(&args)
+    };
+    let confined = run(&[])?;
+    ensure!(confined.code == 0, "{confined:?}");
+    for want in ["Seccomp:\t2", "userns=1", "mount=1"] {
+        ensure!(confined.stdout.contains(want), "{want}: {confined:?}");
+    }
+    ensure!(
+        confined.stderr.contains("Operation not permitted"),
+        "EPERM: {confined:?}"
+    );
+    let unconfined = run(&["--security-opt", "seccomp=unconfined"])?;
+    for want in ["Seccomp:\t0", "userns=0", "mount=0"] {
+        ensure!(unconfined.stdout.contains(want), "{want}: {unconfined:?}");
+    }
+    let admin = run(&["--cap-add", "SYS_ADMIN"])?;
+    for want in ["Seccomp:\t2", "userns=0", "mount=0"] {
+        ensure!(admin.stdout.contains(want), "{want}: {admin:?}");
+    }
+    // Exec'd processes get the container's filter too.
+    let id = rig.run_detached(&[], &["sleep", "3600"])?;
+    let out = rig.engine(&["exec", &id, "sh", "-c", "unshare -U true; echo userns=$?"])?;
+    ensure!(out.stdout.contains("userns=1"), "{out:?}");
+    rig.pod.stop()
+}
+in_variants!(seccomp);

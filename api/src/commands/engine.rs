@@ -155,6 +155,11 @@ pub struct RunArgs {
     /// `NAME=SOFT[:HARD]`, repeatable.
     #[arg(long)]
     ulimit: Vec<String>,
+    /// `seccomp=unconfined`, `no-new-privileges`, repeatable.
+    #[arg(long)]
+    security_opt: Vec<String>,
+    #[arg(long)]
+    cap_add: Vec<String>,
     image: String,
     #[arg(trailing_var_arg = true)]
     cmd: Vec<String>,
@@ -558,6 +563,8 @@ fn create_options(a: &RunArgs) -> anyhow::Result<CreateOptions> {
             .map(|u| Ulimit::parse(u))
             .collect::<Result<_, _>>()
             .map_err(anyhow::Error::msg)?,
+        security_opt: a.security_opt.clone(),
+        cap_add: a.cap_add.clone(),
         ..CreateOptions::default()
     })
 }

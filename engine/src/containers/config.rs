@@ -48,6 +48,9 @@ pub struct CreateOptions {
     pub userns_mode: UsernsMode,
     /// `--ulimit`: resource limits of the container's processes.
     pub ulimits: Vec<Ulimit>,
+    /// `--security-opt`: `seccomp=unconfined`, `no-new-privileges[=true]`;
+    /// `apparmor=` and `label=` are accepted and have nothing to act on.
+    pub security_opt: Vec<String>,
 }
 
 /// One `--ulimit NAME=SOFT[:HARD]` (Docker's `HostConfig.Ulimits` entry).

@@ -18,6 +18,7 @@ use super::clone::{fork_into, Forked};
 use super::idmapped::idmap_layers;
 use super::init;
 use super::maps::write_maps;
+use super::seccomp;
 use super::spec::{ContainerSpec, NetworkMode};
 use super::stdio::InitStdio;
 
@@ -82,6 +83,9 @@ pub fn create(spec: &ContainerSpec, stdio: InitStdio) -> Result<Created, Failure
         setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
             .map_err(|e| Failure::runtime(format!("joining {}: {e}", path.display())))?;
     }
+    // Compiled here (cached), so the init only loads it.
+    seccomp::prepare(spec.process.seccomp, &spec.process.capabilities)
+        .map_err(|e| Failure::runtime(e.to_string()))?;
     let (mut sock, child_sock) =
         UnixStream::pair().map_err(|e| Failure::runtime(format!("socketpair: {e}")))?;
     let forked = fork_into(clone_flags(spec))

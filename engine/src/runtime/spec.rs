@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::caps::DEFAULT_CAPABILITIES;
 use super::idmap::IdMap;
+use super::seccomp::Seccomp;
 
 /// One container's process and environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +69,9 @@ pub struct ProcessSpec {
     /// signals, with the command as its child.
     #[serde(default)]
     pub init: bool,
+    /// The seccomp filter (Docker's default profile unless unconfined).
+    #[serde(default)]
+    pub seccomp: Seccomp,
 }
 
 /// Who the container process runs as, as Docker takes it. The names are
@@ -185,6 +189,7 @@ impl ProcessSpec {
             no_new_privs: false,
             rlimits: Vec::new(),
             init: false,
+            seccomp: Seccomp::Default,
         }
     }
 

@@ -26,7 +26,9 @@ use nix::unistd::{dup2_stdin, fork, setsid, ForkResult};
 use super::core::{Role, Supervisor};
 use crate::containers::protocol::{self, Kind, Reply, Request};
 use crate::containers::store::ContainerDir;
+use crate::runtime::caps::DEFAULT_CAPABILITIES;
 use crate::runtime::channel;
+use crate::runtime::seccomp::{self, Seccomp};
 
 /// `hutch __supervise`: the zygote; `control` (its stdin) is its socket to
 /// the engine. Each byte the engine sends asks for one spare, answered with
@@ -42,6 +44,11 @@ pub fn main(control: OwnedFd) -> i32 {
         let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
     }
     let mut control = UnixStream::from(control);
+    // Every spare inherits the default seccomp program compiled.
+    let defaults: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+    if let Err(e) = seccomp::prepare(Seccomp::Default, &defaults) {
+        tracing::warn!(%e, "compiling the default seccomp profile");
+    }
     let mut ready = fork_spare(&control).ok();
     loop {
         let mut byte = [0u8; 1];
