@@ -45,17 +45,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => images::load(&global, &args),
         Command::Build(_) => not_yet("build", 7),
         Command::Runtime(cmd) => runtime::run(cmd),
-        Command::Supervise => {
-            // SAFETY: fd 0 is the spawn socket the engine passed as stdin;
-            // nothing else in this process owns it.
-            let control =
-                unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(0) };
-            let code = hutch_engine::supervisor::entry::main(control);
-            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
-        }
+        Command::Supervise => Ok(supervise()),
         Command::Engine(cmd) => engine::run(&global, *cmd),
         Command::Net(args) => net::run(&args),
     }
+}
+
+/// `hutch __supervise`: a container's supervisor; stdin is its spawn socket.
+/// `main` calls this before parsing arguments.
+pub fn supervise() -> ExitCode {
+    // SAFETY: fd 0 is the spawn socket the engine passed as stdin; nothing
+    // else in this process owns it.
+    let control = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(0) };
+    let code = hutch_engine::supervisor::entry::main(control);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// The CLI surface is fixed before every command works; a command whose
