@@ -163,7 +163,13 @@ struct Table {
     containers: HashMap<String, Record>,
     names: Names,
     execs: HashMap<String, ExecDetails>,
+    /// The last exit codes of recently removed containers, for `wait
+    /// removed` callers that see the record only once it is gone.
+    removed_codes: std::collections::VecDeque<(String, i32)>,
 }
+
+/// Removed containers whose exit code `wait removed` can still tell.
+const REMEMBER_REMOVED: usize = 256;
 
 struct Inner {
     store: Store,
@@ -649,8 +655,14 @@ impl Engine {
         let mut last_code = 0;
         loop {
             let Some(r) = table.containers.get(&id) else {
+                let recorded = table
+                    .removed_codes
+                    .iter()
+                    .rev()
+                    .find(|(gone, _)| *gone == id)
+                    .map(|(_, code)| *code);
                 return match condition {
-                    WaitCondition::Removed => Ok(last_code),
+                    WaitCondition::Removed => Ok(recorded.unwrap_or(last_code)),
                     _ => Err(EngineError::NotFound(id)),
                 };
             };
@@ -717,12 +729,20 @@ impl Engine {
             }
         }
         self.wait_unwatched(&id, Duration::from_secs(5));
+        // The final state (its exit code) for waiters, before it goes.
+        self.refresh(&id);
         self.inner.store.remove(&id)?;
         let removed = {
             let mut table = self.lock();
             let removed = table.containers.remove(&id);
             if let Some(r) = &removed {
                 table.names.release(&r.config.name);
+                if table.removed_codes.len() == REMEMBER_REMOVED {
+                    table.removed_codes.pop_front();
+                }
+                table
+                    .removed_codes
+                    .push_back((id.clone(), r.state.exit_code));
             }
             table.execs.retain(|_, e| e.container_id != id);
             removed
