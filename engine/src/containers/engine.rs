@@ -649,6 +649,17 @@ impl Engine {
 
     /// `docker wait`: the exit code once the condition holds.
     pub fn wait(&self, query: &str, condition: WaitCondition) -> Result<i32> {
+        self.wait_while(query, condition, &|| true)
+    }
+
+    /// [`Engine::wait`] that gives up (with an error) once `wanted` turns
+    /// false (a client that stopped waiting), checked every 100 ms.
+    pub fn wait_while(
+        &self,
+        query: &str,
+        condition: WaitCondition,
+        wanted: &dyn Fn() -> bool,
+    ) -> Result<i32> {
         let id = self.resolve(query)?;
         let mut table = self.lock();
         let first_exits = table.containers.get(&id).map_or(0, |r| r.state.exits);
@@ -676,6 +687,9 @@ impl Engine {
                 _ => {}
             }
             let unwatched = !r.watched;
+            if !wanted() {
+                return Err(EngineError::Invalid("the wait was abandoned".into()));
+            }
             let (t, _) = self
                 .inner
                 .changed

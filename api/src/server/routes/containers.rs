@@ -246,10 +246,12 @@ async fn wait(req: ApiRequest) -> Reply {
     let id = daemon.with_engine(move |e| e.resolve(&query)).await?;
     let (resp, tx) = response::stream("application/json");
     tokio::spawn(async move {
-        let waited = daemon.with_engine(move |e| e.wait(&id, condition));
+        let watcher = tx.clone();
+        // The engine's wait ends as soon as nobody waits for the answer.
+        let waited =
+            daemon.with_engine(move |e| e.wait_while(&id, condition, &|| !watcher.is_closed()));
         let body = tokio::select! {
-            // Nobody waits any more: the engine's wait ends with the
-            // container; the answer has no reader.
+            // Nobody waits any more: the answer has no reader.
             _ = tx.closed() => return,
             r = waited => match r {
                 Ok(code) => WaitBody { status_code: i64::from(code), error: None },
