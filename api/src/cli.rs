@@ -70,6 +70,10 @@ pub enum Command {
     /// interface). Each invocation opens the data root as a daemon would.
     #[command(name = "__engine", hide = true, subcommand)]
     Engine(Box<crate::commands::engine::EngineCommand>),
+    /// Internal: a running container's files for the daemon's archive
+    /// endpoints (`docker cp`).
+    #[command(name = "__archive", hide = true, subcommand)]
+    Archive(crate::commands::archive::ArchiveCommand),
 }
 
 #[derive(Debug, Subcommand)]

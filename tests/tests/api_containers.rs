@@ -182,6 +182,34 @@ fn docker_cli_run() -> Result<()> {
     ensure!(code == 5, "exit {code}: {screen}");
     ensure!(screen.contains("in-5-tty"), "{screen}");
 
+    // docker cp both ways, with owners, symlinks kept as links, and the
+    // path resolved inside the container.
+    daemon.docker_ok(&[
+        "run", "-d", "--name", "files", bb, "sh", "-c",
+        "mkdir -p /data/sub; echo hello > /data/sub/f; ln -s /etc/passwd /data/link; touch /ready; sleep 60",
+    ])?;
+    wait_for("the files", Duration::from_secs(10), || {
+        Ok(docker(&daemon, &["exec", "files", "test", "-f", "/ready"])?
+            .status
+            .success())
+    })?;
+    let sh = |script: &str| -> Result<String> {
+        ok(&pod.exec("/bin/sh").args(["-c", script]).output()?, script)
+    };
+    daemon.docker_ok(&["cp", "files:/data", "/tmp/out"])?;
+    ensure!(sh("cat /tmp/out/sub/f")? == "hello\n");
+    ensure!(sh("readlink /tmp/out/link")? == "/etc/passwd\n");
+    sh("mkdir -p /tmp/in/x && echo deep > /tmp/in/x/y && chown -R 1234:5678 /tmp/in")?;
+    daemon.docker_ok(&["cp", "/tmp/in", "files:/tmp/"])?;
+    let copied = daemon.docker_ok(&["exec", "files", "stat", "-c", "%u:%g %s", "/tmp/in/x/y"])?;
+    ensure!(copied == "1234:5678 5\n", "{copied}");
+    let out = docker(&daemon, &["cp", "files:/nope", "/tmp/"])?;
+    ensure!(
+        text(&out.stderr).contains("Could not find the file /nope in container"),
+        "{out:?}"
+    );
+    daemon.docker_ok(&["rm", "-f", "files"])?;
+
     // What hutch cannot do yet says so.
     let out = docker(&daemon, &["run", "--rm", "-v", "/tmp:/data", bb, "true"])?;
     ensure!(

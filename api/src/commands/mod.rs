@@ -1,5 +1,6 @@
 //! One module per subcommand; this one dispatches and sets up logging.
 
+pub mod archive;
 mod daemon;
 mod doctor;
 pub mod engine;
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         Command::Engine(cmd) => engine::run(&global, *cmd),
+        Command::Archive(cmd) => archive::run(cmd),
     }
 }
 
