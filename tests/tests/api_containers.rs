@@ -46,12 +46,15 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// Runs a docker command line under `script`, which gives it a terminal,
-/// feeding `input`; returns its exit code and what the terminal showed.
-fn in_pty(daemon: &Daemon, command_line: &str, input: &str) -> Result<(i32, String)> {
+/// feeding it `input` (chunks after the first wait a moment: the CLI must
+/// have put the terminal in raw mode, or the tty eats ctrl-q as XON);
+/// returns its exit code and what the terminal showed.
+fn in_pty(daemon: &Daemon, command_line: &str, input: &[&str]) -> Result<(i32, String)> {
     let mut child = daemon
         .pod()
-        .exec("/usr/bin/script")
-        .args(["-qec", command_line, "/dev/null"])
+        .exec("/usr/bin/timeout")
+        // A CLI that never returns fails the test (124) instead of hanging it.
+        .args(["60", "/usr/bin/script", "-qec", command_line, "/dev/null"])
         .env("DOCKER_HOST", DOCKER_HOST)
         .env("DOCKER_CONFIG", "/tmp/docker-config")
         .env("TERM", "xterm")
@@ -59,12 +62,16 @@ fn in_pty(daemon: &Daemon, command_line: &str, input: &str) -> Result<(i32, Stri
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    // The shell reads its line once it runs; early input waits in the pty.
-    child
-        .stdin
-        .take()
-        .context("script's stdin")?
-        .write_all(input.as_bytes())?;
+    let mut stdin = child.stdin.take().context("script's stdin")?;
+    for (i, chunk) in input.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(800));
+        }
+        // The shell reads its line once it runs; early input waits in the pty.
+        stdin.write_all(chunk.as_bytes())?;
+        stdin.flush()?;
+    }
+    drop(stdin);
     let out = child.wait_with_output()?;
     Ok((
         out.status.code().unwrap_or(-1),
@@ -177,10 +184,49 @@ fn docker_cli_run() -> Result<()> {
     let (code, screen) = in_pty(
         &daemon,
         &format!("{DOCKER_CLI} run --rm -it {bb} sh"),
-        "echo in-$((2+3))-tty; exit 5\n",
+        &["echo in-$((2+3))-tty; exit 5\n"],
     )?;
     ensure!(code == 5, "exit {code}: {screen}");
     ensure!(screen.contains("in-5-tty"), "{screen}");
+
+    // ctrl-p ctrl-q detaches: the CLI exits 0, the container runs on.
+    let (code, screen) = in_pty(
+        &daemon,
+        &format!("{DOCKER_CLI} run -it --name detached {bb} sh"),
+        &["echo before-detach\n", "\u{10}\u{11}"],
+    )?;
+    ensure!(code == 0, "exit {code}: {screen}");
+    let state = daemon.docker_ok(&["inspect", "-f", "{{.State.Status}}", "detached"])?;
+    ensure!(state == "running\n", "{state}: {screen}");
+    daemon.docker_ok(&["rm", "-f", "detached"])?;
+
+    // docker cp both ways, with owners, symlinks kept as links, and the
+    // path resolved inside the container.
+    daemon.docker_ok(&[
+        "run", "-d", "--name", "files", bb, "sh", "-c",
+        "mkdir -p /data/sub; echo hello > /data/sub/f; ln -s /etc/passwd /data/link; touch /ready; sleep 60",
+    ])?;
+    wait_for("the files", Duration::from_secs(10), || {
+        Ok(docker(&daemon, &["exec", "files", "test", "-f", "/ready"])?
+            .status
+            .success())
+    })?;
+    let sh = |script: &str| -> Result<String> {
+        ok(&pod.exec("/bin/sh").args(["-c", script]).output()?, script)
+    };
+    daemon.docker_ok(&["cp", "files:/data", "/tmp/out"])?;
+    ensure!(sh("cat /tmp/out/sub/f")? == "hello\n");
+    ensure!(sh("readlink /tmp/out/link")? == "/etc/passwd\n");
+    sh("mkdir -p /tmp/in/x && echo deep > /tmp/in/x/y && chown -R 1234:5678 /tmp/in")?;
+    daemon.docker_ok(&["cp", "/tmp/in", "files:/tmp/"])?;
+    let copied = daemon.docker_ok(&["exec", "files", "stat", "-c", "%u:%g %s", "/tmp/in/x/y"])?;
+    ensure!(copied == "1234:5678 5\n", "{copied}");
+    let out = docker(&daemon, &["cp", "files:/nope", "/tmp/"])?;
+    ensure!(
+        text(&out.stderr).contains("Could not find the file /nope in container"),
+        "{out:?}"
+    );
+    daemon.docker_ok(&["rm", "-f", "files"])?;
 
     // What hutch cannot do yet says so.
     let out = docker(&daemon, &["run", "--rm", "-v", "/tmp:/data", bb, "true"])?;
@@ -260,7 +306,7 @@ fn docker_cli_lifecycle() -> Result<()> {
     let (code, screen) = in_pty(
         &daemon,
         &format!("{DOCKER_CLI} exec -it web sh"),
-        "echo exec-$((3+3)); exit 6\n",
+        &["echo exec-$((3+3)); exit 6\n"],
     )?;
     ensure!(code == 6, "exit {code}: {screen}");
     ensure!(screen.contains("exec-6"), "{screen}");

@@ -1,5 +1,6 @@
 //! One module per subcommand; this one dispatches and sets up logging.
 
+pub mod archive;
 mod daemon;
 mod doctor;
 pub mod engine;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Supervise => Ok(supervise()),
         Command::Engine(cmd) => engine::run(&global, *cmd),
         Command::Net(args) => net::run(&args),
+        Command::Archive(cmd) => archive::run(cmd),
     }
 }
 

@@ -184,7 +184,13 @@ struct Table {
     /// Engine ID ranges of private-mode containers, held from create to
     /// remove.
     ids: IdAllocator,
+    /// The last exit codes of recently removed containers, for `wait
+    /// removed` callers that see the record only once it is gone.
+    removed_codes: std::collections::VecDeque<(String, i32)>,
 }
+
+/// Removed containers whose exit code `wait removed` can still tell.
+const REMEMBER_REMOVED: usize = 256;
 
 struct Inner {
     store: Store,
@@ -769,14 +775,31 @@ impl Engine {
 
     /// `docker wait`: the exit code once the condition holds.
     pub fn wait(&self, query: &str, condition: WaitCondition) -> Result<i32> {
+        self.wait_while(query, condition, &|| true)
+    }
+
+    /// [`Engine::wait`] that gives up (with an error) once `wanted` turns
+    /// false (a client that stopped waiting), checked every 100 ms.
+    pub fn wait_while(
+        &self,
+        query: &str,
+        condition: WaitCondition,
+        wanted: &dyn Fn() -> bool,
+    ) -> Result<i32> {
         let id = self.resolve(query)?;
         let mut table = self.lock();
         let first_exits = table.containers.get(&id).map_or(0, |r| r.state.exits);
         let mut last_code = 0;
         loop {
             let Some(r) = table.containers.get(&id) else {
+                let recorded = table
+                    .removed_codes
+                    .iter()
+                    .rev()
+                    .find(|(gone, _)| *gone == id)
+                    .map(|(_, code)| *code);
                 return match condition {
-                    WaitCondition::Removed => Ok(last_code),
+                    WaitCondition::Removed => Ok(recorded.unwrap_or(last_code)),
                     _ => Err(EngineError::NotFound(id)),
                 };
             };
@@ -790,6 +813,9 @@ impl Engine {
                 _ => {}
             }
             let unwatched = !r.watched;
+            if !wanted() {
+                return Err(EngineError::Invalid("the wait was abandoned".into()));
+            }
             let (t, _) = self
                 .inner
                 .changed
@@ -844,12 +870,20 @@ impl Engine {
         }
         self.wait_unwatched(&id, Duration::from_secs(5));
         let id_map = self.inner.store.dir(&id).read_spec().ok().map(|s| s.id_map);
+        // The final state (its exit code) for waiters, before it goes.
+        self.refresh(&id);
         self.inner.store.remove(&id)?;
         let removed = {
             let mut table = self.lock();
             let removed = table.containers.remove(&id);
             if let Some(r) = &removed {
                 table.names.release(&r.config.name);
+                if table.removed_codes.len() == REMEMBER_REMOVED {
+                    table.removed_codes.pop_front();
+                }
+                table
+                    .removed_codes
+                    .push_back((id.clone(), r.state.exit_code));
             }
             // The range is free once nothing of the container is left: its
             // upper directory belonged to the range's root.

@@ -23,7 +23,7 @@ use super::super::response::{self, Body};
 use super::super::router::{route, Route};
 use super::super::Daemon;
 use super::container_create::{self, LIMITS_WARNING};
-use super::{container_changes, container_io, container_stats, container_views};
+use super::{container_archive, container_changes, container_io, container_stats, container_views};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -37,9 +37,9 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/containers/{id}/export" => not_yet),
         route!(GET "/containers/{id}/stats" => container_stats::stats),
         route!(GET "/containers/{id}/attach/ws" => not_yet),
-        route!(GET "/containers/{id}/archive" => not_yet),
-        route!(HEAD "/containers/{id}/archive" => not_yet),
-        route!(PUT "/containers/{id}/archive" => not_yet),
+        route!(GET "/containers/{id}/archive" => container_archive::get),
+        route!(HEAD "/containers/{id}/archive" => container_archive::get),
+        route!(PUT "/containers/{id}/archive" => container_archive::put),
         route!(POST "/containers/{id}/resize" => resize),
         route!(POST "/containers/{id}/start" => start),
         route!(POST "/containers/{id}/stop" => stop),
@@ -60,7 +60,7 @@ type Reply = Result<Response<Body>, ApiError>;
 
 async fn not_yet(_req: ApiRequest) -> Reply {
     Err(ApiError::not_yet(
-        "this container endpoint (export, archive, attach over websocket, commit)",
+        "this container endpoint (export, attach over websocket, commit)",
         5,
     ))
 }
@@ -246,10 +246,12 @@ async fn wait(req: ApiRequest) -> Reply {
     let id = daemon.with_engine(move |e| e.resolve(&query)).await?;
     let (resp, tx) = response::stream("application/json");
     tokio::spawn(async move {
-        let waited = daemon.with_engine(move |e| e.wait(&id, condition));
+        let watcher = tx.clone();
+        // The engine's wait ends as soon as nobody waits for the answer.
+        let waited =
+            daemon.with_engine(move |e| e.wait_while(&id, condition, &|| !watcher.is_closed()));
         let body = tokio::select! {
-            // Nobody waits any more: the engine's wait ends with the
-            // container; the answer has no reader.
+            // Nobody waits any more: the answer has no reader.
             _ = tx.closed() => return,
             r = waited => match r {
                 Ok(code) => WaitBody { status_code: i64::from(code), error: None },

@@ -3,6 +3,7 @@
 //! status and message in `error`.
 
 mod build;
+mod container_archive;
 mod container_changes;
 mod container_create;
 mod container_io;
