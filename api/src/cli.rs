@@ -146,6 +146,11 @@ pub enum UsernsMode {
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
+    /// Outside a pod, as real root: the first host UID/GID of the engine's
+    /// 65536 IDs (default: the `hutch` entry of /etc/subuid and /etc/subgid).
+    /// Host root is never mapped into a container.
+    #[arg(long, value_name = "ID")]
+    pub userns_base: Option<u32>,
     /// Copy the layers of private-ID-mode containers to a tmpfs the engine
     /// mounts (kernel idmapped layers need a filesystem the engine owns;
     /// costs memory). Without it, `--userns private` is refused.

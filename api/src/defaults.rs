@@ -30,3 +30,10 @@ pub fn socket_path() -> PathBuf {
         None => PathBuf::from(format!("/tmp/hutch-{}/hutch.sock", nix::unistd::geteuid())),
     }
 }
+
+/// The directory of the default socket, which hutch creates and owns.
+pub fn socket_dir() -> PathBuf {
+    socket_path()
+        .parent()
+        .map_or_else(|| PathBuf::from("/run/hutch"), PathBuf::from)
+}

@@ -248,6 +248,19 @@ fn thread_count() -> usize {
     fs::read_dir("/proc/self/task").map_or(1, |d| d.count())
 }
 
+/// As real root of the initial user namespace (not in a pod): the host
+/// UID and GID that will be the engine's root. Directories the engine must
+/// write (data root, socket directory) have to belong to them, because host
+/// root is not mapped into the engine's namespace. `None` in a pod, where
+/// the engine's root is the pod's root.
+pub fn host_root_ids(opts: &BootstrapOptions) -> Result<Option<(u32, u32)>, BootstrapError> {
+    let uid_map = read("/proc/self/uid_map")?;
+    if parse_map(&uid_map) == [(0, 0, u32::MAX as u64)] {
+        return outer_bases(opts).map(Some);
+    }
+    Ok(None)
+}
+
 /// The first outer UID and GID of the engine's 65536 IDs.
 fn outer_bases(opts: &BootstrapOptions) -> Result<(u32, u32), BootstrapError> {
     let uid_map = read("/proc/self/uid_map")?;

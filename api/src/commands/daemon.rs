@@ -19,9 +19,9 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
     // The doctor describes the pod as the pod is: it starts before we leave
     // the pod's namespaces.
     let doctor = server::DoctorProcess::spawn(&data_root);
-    // Before any thread starts (the async runtime's, the engine's): the
-    // namespace can only be entered by a single-threaded process.
-    let ns = bootstrap::enter(&BootstrapOptions::default())?;
+    let ns_options = BootstrapOptions {
+        userns_base: args.userns_base,
+    };
     let addrs = if global.hosts.is_empty() {
         vec![ListenAddr::Unix(defaults::socket_path())]
     } else {
@@ -31,6 +31,31 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
             .map(|h| ListenAddr::parse(h))
             .collect::<Result<Vec<_>, _>>()?
     };
+    // Outside a pod the engine's root is an unprivileged host ID: give it
+    // the directories it writes, while we are still host root.
+    if let Some((uid, gid)) = bootstrap::host_root_ids(&ns_options)? {
+        let mut dirs = vec![data_root.clone()];
+        for addr in &addrs {
+            if let ListenAddr::Unix(path) = addr {
+                if let Some(dir) = path.parent().filter(|d| *d == defaults::socket_dir()) {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    dirs.push(dir.to_path_buf());
+                }
+            }
+        }
+        for dir in dirs {
+            nix::unistd::chown(
+                &dir,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .with_context(|| format!("giving {} to the engine's root", dir.display()))?;
+        }
+    }
+    // Before any thread starts (the async runtime's, the engine's): the
+    // namespace can only be entered by a single-threaded process.
+    let ns = bootstrap::enter(&ns_options)?;
     let images = super::images::open_store_at(&data_root)?;
     let events = Arc::new(EventBus::default());
     let sink = events.clone();
