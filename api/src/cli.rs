@@ -68,12 +68,29 @@ pub enum Command {
     Supervise,
     /// Internal: the engine API without a daemon, for tests (not a stable
     /// interface). Each invocation opens the data root as a daemon would.
-    #[command(name = "__engine", hide = true, subcommand)]
-    Engine(Box<crate::commands::engine::EngineCommand>),
+    #[command(name = "__engine", hide = true)]
+    Engine(Box<crate::commands::engine::EngineArgs>),
+    /// Internal: a networking test driver taking JSON commands on stdin
+    /// (not a stable interface).
+    #[command(name = "__net", hide = true)]
+    Net(NetArgs),
     /// Internal: a running container's files for the daemon's archive
     /// endpoints (`docker cp`).
     #[command(name = "__archive", hide = true, subcommand)]
     Archive(crate::commands::archive::ArchiveCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// Data root (network state under `network/`).
+    #[arg(long, default_value = "/var/lib/hutch")]
+    pub data_root: PathBuf,
+    /// Where container netns are bound.
+    #[arg(long, default_value = "/run/hutch")]
+    pub run_dir: PathBuf,
+    /// `auto`, `kernel` or `l4-relay`.
+    #[arg(long, default_value = "auto")]
+    pub uplink: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +146,11 @@ pub enum UsernsMode {
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
+    /// Copy the layers of private-ID-mode containers to a tmpfs the engine
+    /// mounts (kernel idmapped layers need a filesystem the engine owns;
+    /// costs memory). Without it, `--userns private` is refused.
+    #[arg(long)]
+    pub private_layers_tmpfs: bool,
     /// Group that owns the unix socket (mode 0660).
     #[arg(short = 'G', long, value_name = "GROUP")]
     pub group: Option<String>,

@@ -8,6 +8,16 @@ mod server;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // A container's supervisor (one per running container) is dispatched
+    // before anything else: no argument parsing, no logging setup, no
+    // allocations beyond its own, so it touches as little of this binary as
+    // it can and stays small.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "__supervise")
+    {
+        return commands::supervise();
+    }
     let cli = cli::Cli::parse();
     commands::init_logging(cli.global.log_level.as_deref(), cli.global.debug);
     match commands::run(cli) {

@@ -39,8 +39,9 @@ pub const SUBID_USER: &str = "hutch";
 /// Shown in `hutch doctor`, `/info` and each container create when the
 /// containers cannot have their own /proc.
 pub const DEGRADED_PROC_WARNING: &str = "the pod's /proc is masked and hutch cannot lift the masks \
-(the pod lacks CAP_SYS_ADMIN): containers see the pod's /proc and share the engine's PID namespace. \
-Set securityContext.procMount: Unmasked, or add CAP_SYS_ADMIN to the pod, for full isolation";
+(the pod lacks CAP_SYS_ADMIN): containers have their own PID namespace but see the pod's /proc, \
+with the pod's process IDs and its processes listed. Set securityContext.procMount: Unmasked, or add \
+CAP_SYS_ADMIN to the pod, for a /proc of their own";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -99,6 +100,7 @@ pub struct EngineNamespace {
 /// forwards signals to it and exits with its status.
 pub fn enter(opts: &BootstrapOptions) -> Result<EngineNamespace, BootstrapError> {
     if in_engine_namespace() {
+        make_undumpable();
         return Ok(describe(false));
     }
     let threads = thread_count();
@@ -132,11 +134,17 @@ pub fn enter(opts: &BootstrapOptions) -> Result<EngineNamespace, BootstrapError>
                 }
             })?;
             sync(&mut child_end, "asking for the engine ID maps")?;
+            // Only now: the parent needed our /proc files to write the maps.
+            make_undumpable();
             become_engine_root()?;
             mark_engine_namespace();
+            // The socket stays open: the engine asks the parent for what
+            // only the pod's namespaces allow (see `network::podside`).
+            let _ = POD_PARENT.set(crate::network::PodParent::new(child_end));
             Ok(describe(masks_lifted))
         }
         ForkResult::Parent { child } => {
+            make_undumpable();
             drop(child_end);
             let mut byte = [0u8; 1];
             let ready = parent_end.read_exact(&mut byte);
@@ -149,8 +157,7 @@ pub fn enter(opts: &BootstrapOptions) -> Result<EngineNamespace, BootstrapError>
             } else {
                 let _ = kill(child, Signal::SIGKILL);
             }
-            drop(parent_end);
-            std::process::exit(supervise(child))
+            std::process::exit(supervise(child, parent_end))
         }
     }
 }
@@ -161,6 +168,22 @@ pub fn in_engine_namespace() -> bool {
     match (std::env::var(MARKER_ENV), userns_id()) {
         (Ok(marked), Some(current)) => marked == current,
         _ => false,
+    }
+}
+
+/// Makes this process non-dumpable, so that its `/proc/PID` files that
+/// give a process away (`root`, `cwd`, `fd`, `environ`, `mem`, `maps`) and
+/// ptrace(2) need CAP_SYS_PTRACE over the user namespace it was exec'd in,
+/// which no container holds. The kernel already refuses them to a process
+/// in another user namespace without that capability; this also covers the
+/// engine's own forks while they join a container's user namespace (exec
+/// helpers, which hold the supervisor's descriptors until they exec).
+/// Core dumps of engine processes are given up with it. A child whose ID
+/// maps are written from outside makes itself dumpable again; an exec
+/// resets the flag.
+pub fn make_undumpable() {
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(%e, "PR_SET_DUMPABLE 0");
     }
 }
 
@@ -268,8 +291,18 @@ fn write_engine_maps(child: Pid, uid_base: u32, gid_base: u32) -> std::io::Resul
     )
 }
 
-/// The parent half: wait for the engine, forwarding termination signals.
-fn supervise(child: Pid) -> i32 {
+/// The engine's link to the parent half, in the engine process.
+static POD_PARENT: std::sync::OnceLock<crate::network::PodParent> = std::sync::OnceLock::new();
+
+/// The pod-level parent, when this process entered the engine namespace
+/// itself (the daemon and daemonless commands do).
+pub fn pod_parent() -> Option<&'static crate::network::PodParent> {
+    POD_PARENT.get()
+}
+
+/// The parent half: wait for the engine, forwarding termination signals,
+/// and serve its requests for the pod's namespaces on a second thread.
+fn supervise(child: Pid, requests: UnixStream) -> i32 {
     let mut set = SigSet::empty();
     for sig in [
         Signal::SIGTERM,
@@ -282,6 +315,13 @@ fn supervise(child: Pid) -> i32 {
     }
     if set.thread_block().is_err() {
         return wait_exit(child);
+    }
+    // Spawned after blocking, so the signals stay with the main thread.
+    let served = std::thread::Builder::new()
+        .name("hutch-pod".into())
+        .spawn(move || crate::network::podside::serve(requests));
+    if let Err(e) = served {
+        tracing::warn!(%e, "cannot serve the engine's pod-level requests");
     }
     loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {

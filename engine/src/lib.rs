@@ -5,5 +5,6 @@
 pub mod bootstrap;
 pub mod containers;
 pub mod doctor;
+pub mod network;
 pub mod runtime;
 pub mod supervisor;

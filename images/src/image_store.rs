@@ -10,9 +10,17 @@ use crate::archive::{self, ArchiveError, SaveItem};
 use crate::digest::Digest;
 use crate::filters::{reference_matches, FilterError, ListFilters};
 use crate::import::LoadedImage;
+use crate::progress::ProgressSink;
 use crate::reference::{Reference, ReferenceError};
+use crate::registry::auth::resolve_credential;
+use crate::registry::platform::{parse_platform, PlatformError};
+use crate::registry::{
+    pull, push, AuthConfig, AuthError, PullError, PullOptions, Pulled, PushError, Pushed,
+    RegistrySettings,
+};
 use crate::store::{GcReport, ImageRecord, Store, StoreError, TagIndex};
 use crate::unpack::UnpackLimits;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -33,6 +41,23 @@ pub enum ImageError {
     Archive(#[from] ArchiveError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Pull(#[from] PullError),
+    #[error(transparent)]
+    Push(#[from] PushError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+}
+
+/// How to reach registries for one pull or push.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryRequest {
+    pub settings: RegistrySettings,
+    /// Credentials sent with the request (the API's `X-Registry-Auth`);
+    /// when absent, the user's Docker config is consulted.
+    pub auth: Option<AuthConfig>,
 }
 
 /// One image as `images` lists it.
@@ -90,6 +115,12 @@ impl ImageStore {
     /// Sets the decompression limits for layers loaded from now on.
     pub fn with_limits(mut self, limits: UnpackLimits) -> ImageStore {
         self.limits = limits;
+        self
+    }
+
+    /// Sets how durable new content is (default: `Durability::Relaxed`).
+    pub fn with_durability(mut self, durability: crate::store::Durability) -> ImageStore {
+        self.store.set_durability(durability);
         self
     }
 
@@ -303,6 +334,117 @@ impl ImageStore {
             }
             out.push(self.store.layers.diff_path(&layer.chain_id));
         }
+        Ok(out)
+    }
+
+    /// Pulls `name` (`busybox`, `reg:5000/app:1`, `app@sha256:...`) from its
+    /// registry. `platform` is `--platform` (the machine's when `None`).
+    /// Must run on a multi-threaded tokio runtime.
+    pub async fn pull(
+        &self,
+        name: &str,
+        platform: Option<&str>,
+        request: &RegistryRequest,
+        progress: Arc<dyn ProgressSink>,
+    ) -> Result<Pulled, ImageError> {
+        let reference = Reference::parse(name)?;
+        let options = PullOptions {
+            platform: platform.map(parse_platform).transpose()?,
+            limits: self.limits,
+        };
+        let credential = resolve_credential(request.auth.as_ref(), reference.domain())?;
+        Ok(pull::pull(
+            &self.store,
+            &request.settings,
+            &credential,
+            &reference,
+            &options,
+            progress,
+        )
+        .await?)
+    }
+
+    /// Pushes the image `name` names to the registry in the name, and
+    /// records the pushed digest as a repo digest.
+    pub async fn push(
+        &self,
+        name: &str,
+        request: &RegistryRequest,
+        progress: Arc<dyn ProgressSink>,
+    ) -> Result<Pushed, ImageError> {
+        let reference = Reference::parse(name)?;
+        let (record, candidates) = {
+            let _meta = self.store.locks.meta_shared()?;
+            let index = self.store.records.index()?;
+            let id = index
+                .refs
+                .get(&reference.to_string())
+                .cloned()
+                .ok_or_else(|| PushError::NotFound(reference.familiar()))?;
+            let record = self.record(&id)?;
+            (
+                record.clone(),
+                self.mount_candidates(&index, &reference, &record)?,
+            )
+        };
+        // Keep gc away from the blobs while they are read.
+        let _content = self.store.locks.content_shared()?;
+        let credential = resolve_credential(request.auth.as_ref(), reference.domain())?;
+        let pushed = push::push(
+            &self.store,
+            &request.settings,
+            &credential,
+            &reference,
+            &record,
+            &candidates,
+            progress,
+        )
+        .await?;
+        let _meta = self.store.locks.meta_exclusive()?;
+        let mut index = self.store.records.index()?;
+        index.refs.insert(
+            reference
+                .repository()
+                .with_digest(pushed.digest.clone())
+                .to_string(),
+            record.id.clone(),
+        );
+        self.store.records.save_index(&index)?;
+        Ok(pushed)
+    }
+
+    /// Other repositories of the same registry holding images that share
+    /// blobs with `record`: where a cross-repository mount may succeed.
+    fn mount_candidates(
+        &self,
+        index: &TagIndex,
+        target: &Reference,
+        record: &ImageRecord,
+    ) -> Result<Vec<String>, ImageError> {
+        let blobs: std::collections::HashSet<&Digest> =
+            record.layers.iter().map(|l| &l.blob).collect();
+        let mut out: Vec<String> = Vec::new();
+        for (name, id) in &index.refs {
+            let Ok(r) = Reference::parse(name) else {
+                continue;
+            };
+            if r.domain() != target.domain() || r.path() == target.path() {
+                continue;
+            }
+            if out.iter().any(|p| p == r.path()) {
+                continue;
+            }
+            let shares = id == &record.id
+                || self
+                    .store
+                    .records
+                    .get(id)?
+                    .is_some_and(|other| other.layers.iter().any(|l| blobs.contains(&l.blob)));
+            if shares {
+                out.push(r.path().to_owned());
+            }
+        }
+        out.truncate(3);
         Ok(out)
     }
 

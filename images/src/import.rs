@@ -81,6 +81,11 @@ pub struct Importer<'s> {
     /// Layer metadata known so far: committed ones and ones prepared here.
     known_layers: HashMap<Digest, LayerMeta>,
     images: Vec<(ImageRecord, Vec<Reference>)>,
+    /// (blob, diff ID) pairs already proven, with the blob's compression:
+    /// unpacked in this import, or recorded by an earlier one.
+    verified: HashMap<(Digest, Digest), Compression>,
+    /// Whether the pairs of the stored records are in `verified` yet.
+    records_scanned: bool,
     _content: LockGuard,
 }
 
@@ -96,7 +101,57 @@ impl<'s> Importer<'s> {
             layers: Vec::new(),
             known_layers: HashMap::new(),
             images: Vec::new(),
+            verified: HashMap::new(),
+            records_scanned: false,
         })
+    }
+
+    /// Adds a layer unpacked by the caller (a pull unpacks while it
+    /// downloads) from `blob`, whose diff ID the caller has checked.
+    pub fn add_unpacked(
+        &mut self,
+        blob: VerifiedBlob,
+        prepared: PreparedLayer,
+        meta: LayerMeta,
+        compression: Compression,
+    ) {
+        self.verified
+            .insert((blob.digest.clone(), meta.diff_id.clone()), compression);
+        self.known_layers
+            .entry(meta.chain_id.clone())
+            .or_insert_with(|| meta.clone());
+        self.stage(blob);
+        self.layers.push((prepared, meta));
+    }
+
+    /// Whether `blob` is known to have diff ID `diff_id` without reading it:
+    /// this import unpacked it, or a stored image (verified when it was
+    /// stored) pairs them.
+    pub fn is_verified(&mut self, blob: &Digest, diff_id: &Digest) -> Result<bool, ImportError> {
+        self.scan_records()?;
+        Ok(self.verified.contains_key(&(blob.clone(), diff_id.clone())))
+    }
+
+    fn scan_records(&mut self) -> Result<(), ImportError> {
+        if self.records_scanned {
+            return Ok(());
+        }
+        for record in self.store.records.all()? {
+            for layer in &record.layers {
+                let compression = if layer.media_type.ends_with("zstd") {
+                    Compression::Zstd
+                } else if layer.media_type.ends_with("gzip") {
+                    Compression::Gzip
+                } else {
+                    Compression::None
+                };
+                self.verified
+                    .entry((layer.blob.clone(), layer.diff_id.clone()))
+                    .or_insert(compression);
+            }
+        }
+        self.records_scanned = true;
+        Ok(())
     }
 
     pub fn store(&self) -> &Store {
@@ -246,11 +301,18 @@ impl<'s> Importer<'s> {
             None => None,
         };
         if let Some(meta) = existing {
+            if self.is_verified(blob, diff_id)? {
+                let compression = self.verified[&(blob.clone(), diff_id.clone())];
+                self.known_layers.insert(chain.clone(), meta.clone());
+                return Ok((meta, compression));
+            }
             // The layer is there; still prove this blob is that layer.
             let (compression, actual) = diff_id_of(open()?, self.limits).map_err(unpack_err)?;
             if actual != *diff_id {
                 return Err(mismatch(actual));
             }
+            self.verified
+                .insert((blob.clone(), diff_id.clone()), compression);
             self.known_layers.insert(chain.clone(), meta.clone());
             return Ok((meta, compression));
         }
@@ -259,14 +321,9 @@ impl<'s> Importer<'s> {
         if stats.diff_id != *diff_id {
             return Err(mismatch(stats.diff_id));
         }
-        let meta = LayerMeta {
-            chain_id: chain.clone(),
-            diff_id: diff_id.clone(),
-            size: stats.content_size,
-            highest_uid: stats.highest_uid,
-            highest_gid: stats.highest_gid,
-            uses_overflow_id: stats.uses_overflow_id,
-        };
+        let meta = LayerMeta::from_stats(chain, &stats);
+        self.verified
+            .insert((blob.clone(), diff_id.clone()), stats.compression);
         self.known_layers.insert(chain.clone(), meta.clone());
         self.layers.push((prepared, meta.clone()));
         Ok((meta, stats.compression))

@@ -14,13 +14,16 @@ pub mod import;
 pub mod oci;
 pub mod progress;
 pub mod reference;
+pub mod registry;
 pub mod store;
 pub mod unpack;
 
 pub use digest::Digest;
 pub use filters::ListFilters;
-pub use image_store::{ImageDetails, ImageError, ImageStore, ImageSummary, Removed};
+pub use image_store::{
+    ImageDetails, ImageError, ImageStore, ImageSummary, RegistryRequest, Removed,
+};
 pub use import::LoadedImage;
-pub use progress::{ProgressEvent, ProgressSink};
+pub use progress::{NoProgress, ProgressEvent, ProgressSink};
 pub use reference::Reference;
 pub use unpack::UnpackLimits;

@@ -31,7 +31,12 @@ pub enum ProgressEvent {
         current: u64,
         total: Option<u64>,
     },
-    /// The layer is complete and stored.
+    /// Push: the registry linked the blob from another repository.
+    Mounted {
+        layer: Digest,
+        from: String,
+    },
+    /// The layer is complete and stored (pull) or sent (push).
     Done {
         layer: Digest,
     },
@@ -39,6 +44,22 @@ pub enum ProgressEvent {
     Complete {
         image: Digest,
     },
+}
+
+impl ProgressEvent {
+    /// The layer an event is about, if any.
+    pub fn layer(&self) -> Option<&Digest> {
+        match self {
+            ProgressEvent::Waiting { layer }
+            | ProgressEvent::AlreadyExists { layer }
+            | ProgressEvent::Downloading { layer, .. }
+            | ProgressEvent::Verifying { layer }
+            | ProgressEvent::Extracting { layer, .. }
+            | ProgressEvent::Mounted { layer, .. }
+            | ProgressEvent::Done { layer } => Some(layer),
+            ProgressEvent::Resolving { .. } | ProgressEvent::Complete { .. } => None,
+        }
+    }
 }
 
 /// Receives progress events; must be cheap (called from hot loops).

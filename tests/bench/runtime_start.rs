@@ -62,6 +62,16 @@ struct Timings {
     runs_ms: Vec<f64>,
 }
 
+/// `__engine bench`'s figures: the whole, and each phase.
+#[derive(Deserialize)]
+struct EngineTimings {
+    runs_ms: Vec<f64>,
+    create_ms: Vec<f64>,
+    start_ms: Vec<f64>,
+    wait_ms: Vec<f64>,
+    remove_ms: Vec<f64>,
+}
+
 const FLOOR: &[&str] = &[
     "unshare",
     "--user",
@@ -133,7 +143,14 @@ fn bench(runs: u32, kind: PodKind) -> anyhow::Result<()> {
         "hutch __engine bench: {}",
         engine_out.status
     );
-    let engine = median(serde_json::from_slice::<Timings>(&engine_out.stdout)?.runs_ms);
+    let phases = serde_json::from_slice::<EngineTimings>(&engine_out.stdout)?;
+    let engine = median(phases.runs_ms);
+    let phases = [
+        ("create", median(phases.create_ms)),
+        ("start", median(phases.start_ms)),
+        ("wait", median(phases.wait_ms)),
+        ("remove", median(phases.remove_ms)),
+    ];
     let rss = idle_rss(&rig, IDLE_CONTAINERS)?;
     let spec = rig.spec("bench", &["true"]);
     let runs_arg = runs.to_string();
@@ -165,6 +182,11 @@ fn bench(runs: u32, kind: PodKind) -> anyhow::Result<()> {
     };
     println!("container start latency, median of {runs}, pod {pod_name}:");
     println!("  hutch engine create→start→wait→rm {engine:7.2} ms");
+    let phases: Vec<String> = phases
+        .iter()
+        .map(|(name, ms)| format!("{name} {ms:.2}"))
+        .collect();
+    println!("    phase medians (ms): {}", phases.join(", "));
     println!("  hutch runtime (helper process)     {hutch:7.2} ms");
     println!("  unshare floor                      {floor:7.2} ms");
     println!(
@@ -187,8 +209,22 @@ fn bench(runs: u32, kind: PodKind) -> anyhow::Result<()> {
         None => println!("  crun run: cannot run in a masked pod"),
     }
     println!(
-        "memory, {} idle `sleep 3600` containers: supervisors {:.0} KiB RSS ({:.0} KiB PSS) each; engine process {:.1} MiB RSS",
-        rss.containers, rss.supervisor_rss_kib, rss.supervisor_pss_kib, rss.engine_rss_kib / 1024.0
+        "memory, {} idle `sleep 3600` containers: supervisors {:.0} KiB RSS ({:.0} KiB PSS) each; \
+         engine process {:.1} MiB RSS ({:.1} MiB PSS), {:.1} MiB RSS before the first container; \
+         supervisor zygote {:.0} KiB RSS ({:.0} KiB PSS)",
+        rss.containers,
+        rss.supervisor_rss_kib,
+        rss.supervisor_pss_kib,
+        rss.engine.0 / 1024.0,
+        rss.engine.1 / 1024.0,
+        rss.engine_idle_rss_kib / 1024.0,
+        rss.zygote.0,
+        rss.zygote.1,
+    );
+    println!(
+        "  per container (engine growth + supervisor, RSS / PSS): {:.0} KiB / {:.0} KiB",
+        rss.supervisor_rss_kib + (rss.engine.0 - rss.engine_idle_rss_kib) / rss.containers as f64,
+        rss.supervisor_pss_kib + (rss.engine.1 - rss.engine_idle_pss_kib) / rss.containers as f64,
     );
     Ok(())
 }
@@ -200,7 +236,29 @@ struct Memory {
     containers: usize,
     supervisor_rss_kib: f64,
     supervisor_pss_kib: f64,
-    engine_rss_kib: f64,
+    /// (RSS, PSS) in KiB.
+    engine: (f64, f64),
+    engine_idle_rss_kib: f64,
+    engine_idle_pss_kib: f64,
+    zygote: (f64, f64),
+}
+
+/// (RSS, PSS) in KiB of a pod process, from /proc/PID/smaps_rollup.
+fn rss_pss(rig: &Rig, pid: &str) -> anyhow::Result<(f64, f64)> {
+    let out = rig
+        .pod
+        .exec("cat")
+        .arg(format!("/proc/{pid}/smaps_rollup"))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |name: &str| -> anyhow::Result<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{name} of {pid}: {text}"))
+    };
+    Ok((field("Rss:")?, field("Pss:")?))
 }
 
 /// `hutch load` of the busybox test image into the pod's data root.
@@ -246,25 +304,37 @@ fn idle_rss(rig: &Rig, n: usize) -> anyhow::Result<Memory> {
         }
     };
     let engine_pid = call("pid")?.trim().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The engine is non-dumpable: it reports its own figures.
+    let (engine_idle_rss_kib, engine_idle_pss_kib) = two_numbers(&call("memory")?)?;
+    let zygote_pid = rig
+        .pod
+        .exec("cat")
+        .arg(format!("/proc/{engine_pid}/task/{engine_pid}/children"))
+        .output()?;
+    let zygote_pid = String::from_utf8_lossy(&zygote_pid.stdout)
+        .split_whitespace()
+        .next()
+        .context("the supervisor zygote")?
+        .to_string();
     for i in 0..n {
         call(&format!("run -d --name idle{i} {IMAGE} sleep 3600"))?;
     }
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let script = format!(
-        "e=$(awk '/^Rss:/ {{print $2}}' /proc/{engine_pid}/smaps_rollup); \
-         for f in /var/lib/hutch/containers/*/state.json; do \
+    let engine = two_numbers(&call("memory")?)?;
+    let zygote = rss_pss(rig, &zygote_pid)?;
+    let script = "for f in /var/lib/hutch/containers/*/state.json; do \
            p=$(grep -o 'SupervisorPid.:[0-9]*' $f | cut -d: -f2); \
-           awk '/^Rss:/ {{r=$2}} /^Pss:/ {{p=$2}} END {{print r, p}}' /proc/$p/smaps_rollup; \
-         done | awk -v e=$e '{{r+=$1; p+=$2; n++}} END {{print n, r/n, p/n, e}}'"
-    );
-    let out = rig.pod.exec("sh").args(["-c", &script]).output()?;
+           awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} END {print r, p}' /proc/$p/smaps_rollup; \
+         done | awk '{r+=$1; p+=$2; n++} END {print n, r/n, p/n}'";
+    let out = rig.pod.exec("sh").args(["-c", script]).output()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let f: Vec<f64> = text
         .split_whitespace()
         .filter_map(|w| w.parse().ok())
         .collect();
     ensure!(
-        f.len() == 4,
+        f.len() == 3,
         "measuring memory: {text} {}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -277,8 +347,23 @@ fn idle_rss(rig: &Rig, n: usize) -> anyhow::Result<Memory> {
         containers: f[0] as usize,
         supervisor_rss_kib: f[1],
         supervisor_pss_kib: f[2],
-        engine_rss_kib: f[3],
+        engine,
+        engine_idle_rss_kib,
+        engine_idle_pss_kib,
+        zygote,
     })
+}
+
+/// "RSS PSS" as `__engine memory` prints them.
+fn two_numbers(text: &str) -> anyhow::Result<(f64, f64)> {
+    let f: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    match f[..] {
+        [rss, pss] => Ok((rss, pss)),
+        _ => bail!("engine memory: {text}"),
+    }
 }
 
 /// `runtime-bench time` as pod root.

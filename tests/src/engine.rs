@@ -133,8 +133,16 @@ impl EngineRig {
 
     /// A long-running `__engine serve` (a stand-in daemon).
     pub fn serve(&self) -> anyhow::Result<Server> {
+        self.serve_with(&[])
+    }
+
+    /// `__engine OPTIONS serve`, with engine options such as
+    /// `--private-layers-tmpfs`.
+    pub fn serve_with(&self, options: &[&str]) -> anyhow::Result<Server> {
+        let mut args = options.to_vec();
+        args.push("serve");
         let mut child = self
-            .command(&["serve"])
+            .command(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -5,6 +5,7 @@
 
 pub mod daemon;
 pub mod engine;
+pub mod network;
 pub mod podsim;
 pub mod registry;
 pub mod runtime;

@@ -27,3 +27,11 @@ pub fn target_dir() -> PathBuf {
             .join("target")
     })
 }
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map_or(manifest_dir.clone(), PathBuf::from)
+}

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use anyhow::ensure;
-use hutch_tests::engine::EngineRig;
+use anyhow::{ensure, Context};
+use hutch_tests::engine::{EngineRig, IMAGE};
 use hutch_tests::podsim::PodSpec;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +72,18 @@ fn logs_separate_streams(v: Variant) -> anyhow::Result<()> {
         "{raw}"
     );
     rig.engine(&["rm", "logger"])?.ok()?;
+    // Removal deletes the container's directory (in the background, done
+    // before the engine process ends).
+    let left = rig
+        .pod
+        .exec("ls")
+        .args(["-A", "/var/lib/hutch/containers"])
+        .output()?;
+    ensure!(
+        left.status.success() && left.stdout.is_empty(),
+        "left behind: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
     rig.pod.stop()
 }
 in_variants!(logs_separate_streams);
@@ -253,7 +265,7 @@ fn init_reaps_zombies(v: Variant) -> anyhow::Result<()> {
     rig.run_detached(&["--name", "unreaped"], &["sh", "-c", orphans])?;
     std::thread::sleep(Duration::from_millis(800));
     // Zombies whose parent is the container's init (PID 1 in its own PID
-    // namespace; in the degraded mode the pod's PID of the init).
+    // namespace; the pod's /proc of the degraded mode gives the init's pod PID).
     let zombies = |name: &str| -> anyhow::Result<String> {
         let init = match v {
             Variant::Unmasked => "1".to_string(),
@@ -267,11 +279,9 @@ fn init_reaps_zombies(v: Variant) -> anyhow::Result<()> {
     };
     let reaped = zombies("reaped")?;
     ensure!(reaped == "0", "zombies with --init: {reaped}");
-    if v == Variant::Unmasked {
-        // The control: without --init, PID 1 is the sleep, which never waits.
-        let unreaped = zombies("unreaped")?;
-        ensure!(unreaped == "3", "zombies without --init: {unreaped}");
-    }
+    // The control: without --init, PID 1 is the sleep, which never waits.
+    let unreaped = zombies("unreaped")?;
+    ensure!(unreaped == "3", "zombies without --init: {unreaped}");
     rig.pod.stop()
 }
 in_variants!(init_reaps_zombies);
@@ -330,45 +340,304 @@ fn script_word(i: usize) -> String {
 }
 in_variants!(engine_killed_and_readopted);
 
-/// A container's root cannot open the engine's (its supervisor's) file
-/// descriptors, nor, with its own PID namespace, signal another container.
-/// In the degraded proc mode (shared PID namespace) identity-mapped
-/// containers share their root's UID, so the kernel lets them signal each
-/// other: a known limitation until private ID mode works on disk stores.
+/// A container's root can neither signal nor look into the processes
+/// around it: the engine, the engine's parent half in the pod, another
+/// container's supervisor, another container's process. In the default pod
+/// the pod's /proc lists them all under their pod PIDs, but kill(2) (like
+/// ptrace(2)) names processes in the caller's PID namespace, which holds the
+/// container's own only; and their /proc files that give a process away
+/// need CAP_SYS_PTRACE over the user namespace they live (and were exec'd)
+/// in, which a container never has, though in identity mode its root is the
+/// engine's kernel UID.
 fn containers_are_isolated(v: Variant) -> anyhow::Result<()> {
     let rig = v.rig()?;
-    sleeper(&rig, "victim", &[])?;
-    let victim_pid = rig.inspect("victim")?["State"]["Pid"].clone();
-    let attacker = rig.run_detached(&["--name", "attacker"], &["sleep", "3600"])?;
-    let sup_pid = {
+    let mut server = rig.serve()?;
+    let (_, engine) = server.call("pid")?;
+    let engine: u32 = engine.trim().parse()?;
+    for name in ["victim", "attacker"] {
+        let line = format!("run -d --name {name} {} sleep 3600", IMAGE);
+        let (code, out) = server.call(&line)?;
+        ensure!(code == 0, "{line}: {out}");
+    }
+    let pod_status = |pid: u32, field: &str| -> anyhow::Result<u32> {
         let out = rig
             .pod
             .exec("cat")
-            .arg(format!("/var/lib/hutch/containers/{attacker}/state.json"))
+            .arg(format!("/proc/{pid}/status"))
             .output()?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        v["SupervisorPid"].clone()
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{field} of {pid}: {text}"))
     };
-    let out = rig.engine(&[
-        "exec", "attacker", "sh", "-c",
-        &format!(
-            "readlink /proc/{sup_pid}/fd/0; echo readlink=$?; cat /proc/{sup_pid}/fd/0 </dev/null; echo cat=$?"
-        ),
-    ])?;
-    ensure!(out.stdout.contains("readlink=1"), "{out:?}");
-    ensure!(out.stdout.contains("cat=1"), "{out:?}");
-    if v == Variant::Unmasked {
-        let out = rig.engine(&[
-            "exec",
-            "attacker",
-            "sh",
-            "-c",
-            &format!("kill -9 {victim_pid}; echo kill=$?"),
-        ])?;
-        ensure!(out.stdout.contains("kill=1"), "{out:?}");
-        std::thread::sleep(Duration::from_millis(300));
-        ensure!(rig.inspect("victim")?["State"]["Status"] == "running");
+    let parent = pod_status(engine, "PPid:")?;
+    let victim: u32 = rig.inspect("victim")?["State"]["Pid"].to_string().parse()?;
+    let supervisor = pod_status(victim, "PPid:")?;
+    let targets = [
+        ("engine", engine),
+        ("parent", parent),
+        ("supervisor", supervisor),
+        ("victim", victim),
+    ];
+    // The kills come first, from the shell itself (PID 2 of the attacker's
+    // namespace, its sleep being 1): no PID of the attacker's own processes
+    // can then coincide with a target's pod PID.
+    let mut script = String::new();
+    for (_, p) in targets {
+        ensure!(p > 2, "pod PIDs of the targets: {targets:?}");
+        script += &format!("kill -9 {p} 2>/dev/null; echo {p}.kill=$?; ");
     }
+    if v == Variant::Default {
+        for (_, p) in targets {
+            script += &format!(
+                "[ -d /proc/{p} ] && echo {p}.visible; \
+                 cat /proc/{p}/environ >/dev/null 2>&1; echo {p}.environ=$?; \
+                 ls /proc/{p}/root/ >/dev/null 2>&1; echo {p}.root=$?; \
+                 ls /proc/{p}/cwd/ >/dev/null 2>&1; echo {p}.cwd=$?; \
+                 readlink /proc/{p}/fd/1 >/dev/null 2>&1; echo {p}.fd=$?; \
+                 (exec 3</proc/{p}/mem) 2>/dev/null; echo {p}.mem=$?; "
+            );
+        }
+    } else {
+        // A fresh /proc names the container's own processes only.
+        // (The pattern does not match the script's own command line.)
+        script += "echo listed=$(for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' <$f; echo; \
+                   done | grep -c 'hutc[h]'); ";
+    }
+    let out = rig
+        .engine(&["exec", "attacker", "sh", "-c", &script])?
+        .ok()?;
+    for (what, p) in targets {
+        ensure!(
+            out.lines().any(|l| l == format!("{p}.kill=1")),
+            "{what} ({p}): kill was not refused: {out}"
+        );
+        if v != Variant::Default {
+            continue;
+        }
+        // The pod's /proc lists them: the refusals are the kernel's access
+        // checks, not their absence.
+        ensure!(out.contains(&format!("{p}.visible")), "{what}: {out}");
+        for check in ["environ", "root", "cwd", "fd", "mem"] {
+            ensure!(
+                out.lines().any(|l| l == format!("{p}.{check}=1")),
+                "{what} ({p}): {check} was not refused: {out}"
+            );
+        }
+    }
+    if v != Variant::Default {
+        ensure!(out.contains("listed=0"), "engine processes listed: {out}");
+    }
+    // All still alive: the engine answers, the victim runs.
+    let (code, out) = server.call("inspect victim")?;
+    ensure!(code == 0, "{out}");
+    let state: serde_json::Value = serde_json::from_str(&out)?;
+    ensure!(state["State"]["Status"] == "running", "{state}");
+    for (what, p) in targets {
+        let alive = rig.pod.exec("kill").args(["-0", &p.to_string()]).status()?;
+        ensure!(alive.success(), "{what} ({p}) is gone");
+    }
+    drop(server);
     rig.pod.stop()
 }
 in_variants!(containers_are_isolated);
+
+/// The engine ID ranges of a running container's uid_map (pod view):
+/// `(inside, outside, count)` lines.
+fn uid_map(rig: &EngineRig, name: &str) -> anyhow::Result<Vec<(u32, u32, u32)>> {
+    let pid = rig.inspect(name)?["State"]["Pid"].to_string();
+    let out = rig
+        .pod
+        .exec("cat")
+        .arg(format!("/proc/{pid}/uid_map"))
+        .output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<u32> = l
+                .split_whitespace()
+                .map(str::parse)
+                .collect::<Result<_, _>>()?;
+            match f[..] {
+                [inside, outside, count] => Ok((inside, outside, count)),
+                _ => anyhow::bail!("uid_map line {l:?}"),
+            }
+        })
+        .collect()
+}
+
+fn engine_ids(map: &[(u32, u32, u32)]) -> std::collections::BTreeSet<u32> {
+    map.iter().flat_map(|&(_, o, c)| o..o + c).collect()
+}
+
+/// Private ID mode through the engine: refused, saying what to do, while
+/// the layers are on the pod's disk; with the engine's tmpfs layer store two
+/// private containers get disjoint ranges with 65534 mapped alone, are root
+/// inside as another engine ID, and can use 65534; a removed container's
+/// range is reused; a restarted engine reserves the ranges of existing
+/// containers again; exhaustion is a clear error that a removal cures.
+fn private_mode(v: Variant) -> anyhow::Result<()> {
+    let rig = v.rig()?;
+    let refused = rig.engine(&["run", "--userns", "private", IMAGE, "true"])?;
+    ensure!(
+        refused.code != 0
+            && refused
+                .stderr
+                .contains("private ID mode needs its image layers on a filesystem the engine owns")
+            && refused.stderr.contains("ext4"),
+        "{refused:?}"
+    );
+
+    let mut server = rig.serve_with(&["--private-layers-tmpfs"])?;
+    let run = |server: &mut hutch_tests::engine::Server, name: &str| -> anyhow::Result<()> {
+        let line = format!("run -d --userns private --name {name} {IMAGE} sleep 3600");
+        let (code, out) = server.call(&line)?;
+        ensure!(code == 0, "{line}: {out}");
+        Ok(())
+    };
+    run(&mut server, "pa")?;
+    run(&mut server, "pb")?;
+    let (map_a, map_b) = (uid_map(&rig, "pa")?, uid_map(&rig, "pb")?);
+    for map in [&map_a, &map_b] {
+        let root = map.iter().find(|l| l.0 == 0).context("root mapped")?;
+        ensure!(root.1 != 0, "root is another engine ID: {map:?}");
+        ensure!(
+            map.iter()
+                .any(|&(inside, _, count)| inside == 65534 && count == 1),
+            "65534 is mapped alone: {map:?}"
+        );
+    }
+    ensure!(
+        engine_ids(&map_a).is_disjoint(&engine_ids(&map_b)),
+        "{map_a:?} {map_b:?}"
+    );
+    let script = "echo uid=$(id -u); touch /f && chown 65534:65534 /f && \
+                  echo owner=$(stat -c %u:%g /f); \
+                  echo nobody=$(su -s /bin/sh -c 'id -u' nobody); \
+                  echo busybox=$(stat -c %u:%g /bin/busybox)";
+    for name in ["pa", "pb"] {
+        let out = rig.engine(&["exec", name, "sh", "-c", script])?.ok()?;
+        for want in ["uid=0", "owner=65534:65534", "nobody=65534", "busybox=0:0"] {
+            ensure!(out.lines().any(|l| l == want), "{name}: {want}: {out}");
+        }
+    }
+
+    // a's range goes back to the pool with a, and the next one gets it.
+    let (code, out) = server.call("rm -f pa")?;
+    ensure!(code == 0, "{out}");
+    run(&mut server, "pc")?;
+    let map_c = uid_map(&rig, "pc")?;
+    ensure!(map_c == map_a, "a's range is reused: {map_a:?} {map_c:?}");
+
+    // A new engine reserves the ranges of the containers it finds.
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let mut server = rig.serve_with(&["--private-layers-tmpfs"])?;
+    run(&mut server, "pd")?;
+    let map_d = uid_map(&rig, "pd")?;
+    for other in [&map_b, &map_c] {
+        ensure!(
+            engine_ids(&map_d).is_disjoint(&engine_ids(other)),
+            "{map_d:?} overlaps {other:?}"
+        );
+    }
+
+    // Exhaustion: created containers hold their ranges too.
+    let mut created = Vec::new();
+    let message = loop {
+        let (code, out) = server.call(&format!("create --userns private {IMAGE} true"))?;
+        if code != 0 {
+            break out;
+        }
+        created.push(out.trim().to_string());
+        ensure!(created.len() < 100, "no exhaustion after 100 ranges");
+    };
+    ensure!(
+        message.contains("no free ID range") && message.contains("remove containers"),
+        "{message}"
+    );
+    ensure!(
+        created.len() >= 40,
+        "only {} ranges: {message}",
+        created.len()
+    );
+    let (code, out) = server.call(&format!("rm {}", created[0]))?;
+    ensure!(code == 0, "{out}");
+    let (code, out) = server.call(&format!("create --userns private {IMAGE} true"))?;
+    ensure!(code == 0, "a freed range is used again: {out}");
+    drop(server);
+    rig.pod.stop()
+}
+in_variants!(private_mode);
+
+/// `--ulimit`: the container's processes, exec'd ones too, run with the
+/// limits asked for; an unknown name is refused at create.
+fn ulimits(v: Variant) -> anyhow::Result<()> {
+    let rig = v.rig()?;
+    let show = "echo n=$(ulimit -n) hn=$(ulimit -Hn) c=$(ulimit -c)";
+    let out = rig.engine(&[
+        "run",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--ulimit",
+        "core=0",
+        IMAGE,
+        "sh",
+        "-c",
+        show,
+    ])?;
+    ensure!(out.code == 0, "{out:?}");
+    ensure!(out.stdout.trim() == "n=1024 hn=2048 c=0", "{out:?}");
+    let id = rig.run_detached(&["--ulimit", "nofile=512:1024"], &["sleep", "3600"])?;
+    let out = rig.engine(&["exec", &id, "sh", "-c", show])?.ok()?;
+    ensure!(out.starts_with("n=512 hn=1024 "), "{out}");
+    let bad = rig.engine(&["create", "--ulimit", "bogus=1", IMAGE, "true"])?;
+    ensure!(
+        bad.code != 0 && bad.stderr.contains("invalid ulimit type: bogus"),
+        "{bad:?}"
+    );
+    rig.pod.stop()
+}
+in_variants!(ulimits);
+
+/// Docker's default seccomp profile: a container's root cannot create a
+/// user namespace (EPERM), so neither can it mount in one of its own;
+/// with `--security-opt seccomp=unconfined` both work (the pod sets no
+/// filter), and CAP_SYS_ADMIN opens them as Docker's profile does.
+fn seccomp(v: Variant) -> anyhow::Result<()> {
+    let rig = v.rig()?;
+    let script = "grep '^Seccomp:' /proc/self/status; \
+                  unshare -U true; echo userns=$?; \
+                  mkdir -p /m; unshare -Urm sh -c 'mount -t tmpfs t /m'; echo mount=$?";
+    let run = |opts: &[&str]| -> anyhow::Result<hutch_tests::engine::Done> {
+        let mut args = vec!["run"];
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+        rig.engine(&args)
+    };
+    let confined = run(&[])?;
+    ensure!(confined.code == 0, "{confined:?}");
+    for want in ["Seccomp:\t2", "userns=1", "mount=1"] {
+        ensure!(confined.stdout.contains(want), "{want}: {confined:?}");
+    }
+    ensure!(
+        confined.stderr.contains("Operation not permitted"),
+        "EPERM: {confined:?}"
+    );
+    let unconfined = run(&["--security-opt", "seccomp=unconfined"])?;
+    for want in ["Seccomp:\t0", "userns=0", "mount=0"] {
+        ensure!(unconfined.stdout.contains(want), "{want}: {unconfined:?}");
+    }
+    let admin = run(&["--cap-add", "SYS_ADMIN"])?;
+    for want in ["Seccomp:\t2", "userns=0", "mount=0"] {
+        ensure!(admin.stdout.contains(want), "{want}: {admin:?}");
+    }
+    // Exec'd processes get the container's filter too.
+    let id = rig.run_detached(&[], &["sleep", "3600"])?;
+    let out = rig.engine(&["exec", &id, "sh", "-c", "unshare -U true; echo userns=$?"])?;
+    ensure!(out.stdout.contains("userns=1"), "{out:?}");
+    rig.pod.stop()
+}
+in_variants!(seccomp);

@@ -39,6 +39,7 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
         exe: std::env::current_exe().context("locating the hutch binary")?,
         proc_mode: ns.proc_mode,
         warnings: ns.warnings,
+        private_layers_on_tmpfs: args.private_layers_tmpfs,
         on_event: Some(Arc::new(move |e: &EngineEvent| sink.publish_container(e))),
     })
     .context("opening the container engine")?;

@@ -13,12 +13,24 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use hutch_engine::bootstrap::{self, BootstrapOptions};
 use hutch_engine::containers::client::Output;
-use hutch_engine::containers::config::{CreateOptions, HealthConfig, LogConfig, RestartPolicy};
+use hutch_engine::containers::config::{
+    CreateOptions, HealthConfig, LogConfig, RestartPolicy, Ulimit, UsernsMode,
+};
 use hutch_engine::containers::logread::{LogsOptions, Stream};
 use hutch_engine::containers::timefmt;
 use hutch_engine::containers::{Engine, EngineError, EngineOptions, ExecOptions, WaitCondition};
 
 use crate::cli::GlobalOptions;
+
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Mount the tmpfs layer store for private-mode containers (a daemon
+    /// option).
+    #[arg(long)]
+    private_layers_tmpfs: bool,
+    #[command(subcommand)]
+    command: EngineCommand,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum EngineCommand {
@@ -81,6 +93,9 @@ pub enum EngineCommand {
     },
     /// Print this engine process's PID (for tests that kill it).
     Pid,
+    /// Print this engine process's RSS and PSS in KiB (its /proc files are
+    /// closed to the pod without CAP_SYS_PTRACE: it is non-dumpable).
+    Memory,
     /// Read commands (one per line, shell-like words) from stdin and run
     /// them against one open engine; each answer ends with `--end CODE`.
     Serve,
@@ -134,6 +149,17 @@ pub struct RunArgs {
     log_opt: Vec<String>,
     #[arg(long)]
     network: Option<String>,
+    /// `identity` (default) or `private`.
+    #[arg(long)]
+    userns: Option<String>,
+    /// `NAME=SOFT[:HARD]`, repeatable.
+    #[arg(long)]
+    ulimit: Vec<String>,
+    /// `seccomp=unconfined`, `no-new-privileges`, repeatable.
+    #[arg(long)]
+    security_opt: Vec<String>,
+    #[arg(long)]
+    cap_add: Vec<String>,
     image: String,
     #[arg(trailing_var_arg = true)]
     cmd: Vec<String>,
@@ -184,7 +210,8 @@ struct Line {
     command: EngineCommand,
 }
 
-pub fn run(global: &GlobalOptions, cmd: EngineCommand) -> anyhow::Result<ExitCode> {
+pub fn run(global: &GlobalOptions, args: EngineArgs) -> anyhow::Result<ExitCode> {
+    let cmd = args.command;
     let ns = bootstrap::enter(&BootstrapOptions::default())?;
     let engine = Engine::open(EngineOptions {
         data_root: global
@@ -195,9 +222,11 @@ pub fn run(global: &GlobalOptions, cmd: EngineCommand) -> anyhow::Result<ExitCod
         proc_mode: ns.proc_mode,
         warnings: ns.warnings,
         on_event: None,
+        private_layers_on_tmpfs: args.private_layers_tmpfs,
     })?;
-    let code = execute(&engine, cmd, &mut std::io::stdout().lock())?;
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(125)))
+    let code = execute(&engine, cmd, &mut std::io::stdout().lock());
+    engine.flush();
+    Ok(ExitCode::from(u8::try_from(code?).unwrap_or(125)))
 }
 
 fn execute(engine: &Engine, cmd: EngineCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
@@ -390,10 +419,29 @@ fn execute(engine: &Engine, cmd: EngineCommand, out: &mut dyn Write) -> anyhow::
             writeln!(out, "{}", std::process::id())?;
             Ok(0)
         }
+        EngineCommand::Memory => {
+            let text = std::fs::read_to_string("/proc/self/smaps_rollup")?;
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.split_whitespace().next())
+                    .unwrap_or("0")
+                    .to_string()
+            };
+            writeln!(out, "{} {}", field("Rss:"), field("Pss:"))?;
+            Ok(0)
+        }
         EngineCommand::Bench { repeat, image, cmd } => {
             let mut runs_ms = Vec::new();
+            // Per phase: create, start, wait, remove.
+            let mut phases_ms: [Vec<f64>; 4] = Default::default();
             for _ in 0..repeat.max(1) {
                 let started = Instant::now();
+                let mut lap = Instant::now();
+                let mut mark = |phase: usize| {
+                    phases_ms[phase].push(lap.elapsed().as_secs_f64() * 1000.0);
+                    lap = Instant::now();
+                };
                 let id = engine
                     .create(CreateOptions {
                         image: image.clone(),
@@ -401,13 +449,28 @@ fn execute(engine: &Engine, cmd: EngineCommand, out: &mut dyn Write) -> anyhow::
                         ..CreateOptions::default()
                     })?
                     .id;
+                mark(0);
                 engine.start(&id)?;
+                mark(1);
                 let code = engine.wait(&id, WaitCondition::NotRunning)?;
+                mark(2);
                 engine.remove(&id, false)?;
+                mark(3);
                 runs_ms.push(started.elapsed().as_secs_f64() * 1000.0);
                 anyhow::ensure!(code == 0, "bench container exited with {code}");
             }
-            writeln!(out, "{}", serde_json::json!({ "runs_ms": runs_ms }))?;
+            let [create_ms, start_ms, wait_ms, remove_ms] = phases_ms;
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "runs_ms": runs_ms,
+                    "create_ms": create_ms,
+                    "start_ms": start_ms,
+                    "wait_ms": wait_ms,
+                    "remove_ms": remove_ms,
+                })
+            )?;
             Ok(0)
         }
     }
@@ -488,6 +551,20 @@ fn create_options(a: &RunArgs) -> anyhow::Result<CreateOptions> {
         stop_timeout: a.stop_timeout,
         log_config: LogConfig::from_opts(&log_opts).map_err(anyhow::Error::msg)?,
         network_mode: a.network.clone(),
+        userns_mode: match &a.userns {
+            Some(m) => {
+                UsernsMode::parse(m).with_context(|| format!("invalid userns mode {m:?}"))?
+            }
+            None => UsernsMode::default(),
+        },
+        ulimits: a
+            .ulimit
+            .iter()
+            .map(|u| Ulimit::parse(u))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?,
+        security_opt: a.security_opt.clone(),
+        cap_add: a.cap_add.clone(),
         ..CreateOptions::default()
     })
 }

@@ -8,13 +8,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use hutch_images::store::Durability;
 use hutch_images::{ImageStore, ImageSummary, ListFilters, Removed, UnpackLimits};
 
 use super::humanize::{human_duration, human_size};
 use crate::cli::{GlobalOptions, ImagesArgs, LoadArgs, RmiArgs, SaveArgs, TagArgs};
 use crate::defaults;
 
-fn open_store(global: &GlobalOptions) -> anyhow::Result<ImageStore> {
+pub(super) fn open_store(global: &GlobalOptions) -> anyhow::Result<ImageStore> {
     let root: PathBuf = global.data_root.clone().unwrap_or_else(defaults::data_root);
     open_store_at(&root)
 }
@@ -23,7 +24,19 @@ fn open_store(global: &GlobalOptions) -> anyhow::Result<ImageStore> {
 pub fn open_store_at(root: &std::path::Path) -> anyhow::Result<ImageStore> {
     let store = ImageStore::open(root)
         .with_context(|| format!("opening the image store in {}", root.display()))?;
-    Ok(store.with_limits(limits_from_env()?))
+    Ok(store
+        .with_limits(limits_from_env()?)
+        .with_durability(durability_from_env()))
+}
+
+/// `HUTCH_STORE_SYNC=1` makes blobs and layers durable against machine
+/// crashes before they appear (fsync/syncfs), at the cost of writing them
+/// through to disk during the pull.
+fn durability_from_env() -> Durability {
+    match std::env::var("HUTCH_STORE_SYNC").as_deref().map(str::trim) {
+        Ok("1" | "true" | "yes") => Durability::Full,
+        _ => Durability::Relaxed,
+    }
 }
 
 /// Decompression-bomb limits: `HUTCH_LAYER_MAX_SIZE` (bytes a layer may

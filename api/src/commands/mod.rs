@@ -6,6 +6,9 @@ mod doctor;
 pub mod engine;
 mod humanize;
 mod images;
+mod net;
+mod progress;
+mod registry;
 mod runtime;
 mod version;
 
@@ -34,8 +37,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => daemon::run(&global, &args),
         Command::Doctor(args) => doctor::run(&global, &args),
         Command::Version => version::run(),
-        Command::Pull(_) => not_yet("pull", 3),
-        Command::Push(_) => not_yet("push", 3),
+        Command::Pull(args) => registry::pull(&global, &args),
+        Command::Push(args) => registry::push(&global, &args),
         Command::Images(args) => images::images(&global, &args),
         Command::Rmi(args) => images::rmi(&global, &args),
         Command::Tag(args) => images::tag(&global, &args),
@@ -43,17 +46,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => images::load(&global, &args),
         Command::Build(_) => not_yet("build", 7),
         Command::Runtime(cmd) => runtime::run(cmd),
-        Command::Supervise => {
-            // SAFETY: fd 0 is the spawn socket the engine passed as stdin;
-            // nothing else in this process owns it.
-            let control =
-                unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(0) };
-            let code = hutch_engine::supervisor::entry::main(control);
-            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
-        }
+        Command::Supervise => Ok(supervise()),
         Command::Engine(cmd) => engine::run(&global, *cmd),
+        Command::Net(args) => net::run(&args),
         Command::Archive(cmd) => archive::run(cmd),
     }
+}
+
+/// `hutch __supervise`: a container's supervisor; stdin is its spawn socket.
+/// `main` calls this before parsing arguments.
+pub fn supervise() -> ExitCode {
+    // SAFETY: fd 0 is the spawn socket the engine passed as stdin; nothing
+    // else in this process owns it.
+    let control = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(0) };
+    let code = hutch_engine::supervisor::entry::main(control);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// The CLI surface is fixed before every command works; a command whose

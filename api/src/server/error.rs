@@ -7,6 +7,9 @@ use std::fmt;
 
 use hutch_engine::containers::EngineError;
 use hutch_images::archive::ArchiveError;
+use hutch_images::registry::auth::AuthError;
+use hutch_images::registry::pull::PullError;
+use hutch_images::registry::push::PushError;
 use hutch_images::store::StoreError;
 use hutch_images::ImageError;
 use hyper::StatusCode;
@@ -80,6 +83,12 @@ impl From<ImageError> for ApiError {
             ImageError::MultipleNames { .. } => StatusCode::CONFLICT,
             ImageError::Archive(archive) => archive_status(archive),
             ImageError::Store(store) => store_status(store),
+            ImageError::Pull(pull) => pull_status(pull),
+            ImageError::Push(push) => push_status(push),
+            ImageError::Auth(AuthError::Header(_)) | ImageError::Platform(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ImageError::Auth(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             tracing::error!(%message, "image operation failed");
@@ -98,6 +107,25 @@ fn archive_status(err: &ArchiveError) -> StatusCode {
             _ => StatusCode::BAD_REQUEST,
         },
         _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// A registry that fails or lies is reported as moby does, with 500; what
+/// the client asked for that cannot exist is theirs.
+fn pull_status(err: &PullError) -> StatusCode {
+    match err {
+        PullError::Store(store) => store_status(store),
+        PullError::NoPlatform { .. } => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn push_status(err: &PushError) -> StatusCode {
+    match err {
+        PushError::Store(store) => store_status(store),
+        PushError::NotFound(_) => StatusCode::NOT_FOUND,
+        PushError::Invalid(_) => StatusCode::BAD_REQUEST,
+        PushError::Registry(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

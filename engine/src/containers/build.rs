@@ -9,6 +9,9 @@ use super::config::{ContainerConfig, CreateOptions, HealthConfig};
 use super::store::ContainerDir;
 use super::timefmt;
 use crate::runtime::caps::{canonical, DEFAULT_CAPABILITIES};
+use crate::runtime::spec::Rlimit;
+use crate::runtime::user::resource;
+use crate::runtime::Seccomp;
 use crate::runtime::{ContainerSpec, IdMap, NetworkMode, ProcMode, ProcessSpec, RootfsSpec, User};
 
 /// The image config fields a container takes (the `config` object of an
@@ -74,6 +77,68 @@ pub fn capabilities(opts: &CreateOptions) -> Result<Vec<String>, String> {
     Ok(set)
 }
 
+/// `--ulimit`s as the runtime's limits: known names only, soft ≤ hard, and
+/// Docker's `-1` as unlimited.
+pub fn rlimits(opts: &CreateOptions) -> Result<Vec<Rlimit>, String> {
+    let value = |v: i64| u64::try_from(v).unwrap_or(libc::RLIM_INFINITY);
+    opts.ulimits
+        .iter()
+        .map(|u| {
+            if resource(&u.name).is_none() {
+                return Err(format!("invalid ulimit type: {}", u.name));
+            }
+            let (soft, hard) = (value(u.soft), value(u.hard));
+            if soft > hard {
+                return Err(format!(
+                    "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+                    u.soft, u.hard
+                ));
+            }
+            Ok(Rlimit {
+                name: u.name.clone(),
+                soft,
+                hard,
+            })
+        })
+        .collect()
+}
+
+/// What `--security-opt` asks for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SecurityOpts {
+    pub seccomp_unconfined: bool,
+    pub no_new_privs: bool,
+}
+
+impl SecurityOpts {
+    /// Docker's spellings (`seccomp=unconfined`, `seccomp:unconfined`,
+    /// `no-new-privileges`, `no-new-privileges=true|false`); AppArmor and
+    /// SELinux options are accepted (hutch applies no LSM profile).
+    pub fn parse(opts: &[String]) -> Result<SecurityOpts, String> {
+        let mut out = SecurityOpts::default();
+        for opt in opts {
+            let (key, value) = opt
+                .split_once(['=', ':'])
+                .map_or((opt.as_str(), None), |(k, v)| (k, Some(v)));
+            match (key, value) {
+                ("seccomp", Some("unconfined")) => out.seccomp_unconfined = true,
+                ("seccomp", Some(_)) => {
+                    return Err(
+                        "custom seccomp profiles are not supported yet: use the default or \
+                         seccomp=unconfined"
+                            .into(),
+                    )
+                }
+                ("no-new-privileges", None | Some("true")) => out.no_new_privs = true,
+                ("no-new-privileges", Some("false")) => out.no_new_privs = false,
+                ("apparmor" | "label", Some(_)) => {}
+                _ => return Err(format!("invalid --security-opt: {opt:?}")),
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// `base` with `over`'s `KEY=VALUE` entries replacing same-named ones.
 pub fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
     let key = |kv: &str| kv.split('=').next().unwrap_or("").to_string();
@@ -98,6 +163,8 @@ pub struct Inputs<'a> {
     pub layers: &'a [PathBuf],
     pub dir: &'a ContainerDir,
     pub proc_mode: ProcMode,
+    /// Identity, or the container's private range.
+    pub id_map: IdMap,
 }
 
 pub fn build(
@@ -168,6 +235,14 @@ pub fn build(
     };
     process.capabilities = capabilities(opts)?;
     process.init = opts.init;
+    process.rlimits = rlimits(opts)?;
+    let security = SecurityOpts::parse(&opts.security_opt)?;
+    process.no_new_privs = security.no_new_privs;
+    process.seccomp = if opts.privileged || security.seccomp_unconfined {
+        Seccomp::Unconfined
+    } else {
+        Seccomp::Default
+    };
     let rootfs = RootfsSpec {
         lower: inp.layers.iter().rev().cloned().collect(),
         upper: inp.dir.upper(),
@@ -175,7 +250,7 @@ pub fn build(
         target: inp.dir.rootfs(),
         readonly: opts.read_only,
     };
-    let mut spec = ContainerSpec::new(inp.id, rootfs, process, IdMap::identity());
+    let mut spec = ContainerSpec::new(inp.id, rootfs, process, inp.id_map.clone());
     spec.hostname = Some(
         opts.hostname
             .clone()
@@ -210,6 +285,24 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_opts_parse_as_docker_spells_them() -> Result<(), String> {
+        let parse =
+            |v: &[&str]| SecurityOpts::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            parse(&["seccomp=unconfined", "no-new-privileges"])?,
+            SecurityOpts {
+                seccomp_unconfined: true,
+                no_new_privs: true
+            }
+        );
+        assert!(parse(&["seccomp:unconfined"])?.seccomp_unconfined);
+        assert!(parse(&["seccomp=/tmp/profile.json"]).is_err());
+        assert!(parse(&["bogus"]).is_err());
+        assert_eq!(parse(&["apparmor=unconfined"])?, SecurityOpts::default());
+        Ok(())
+    }
 
     #[test]
     fn env_merges_by_key() {
@@ -249,6 +342,7 @@ mod tests {
             layers: &[PathBuf::from("/l0"), PathBuf::from("/l1")],
             dir: &dir,
             proc_mode: ProcMode::Fresh,
+            id_map: IdMap::identity(),
         };
         let opts = CreateOptions {
             entrypoint: Some(vec!["echo".into()]),

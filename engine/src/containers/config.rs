@@ -46,6 +46,67 @@ pub struct CreateOptions {
     pub network_mode: Option<String>,
     /// `--rm`: removed once its process has ended for good.
     pub auto_remove: bool,
+    /// How the container's IDs map to the engine's.
+    pub userns_mode: UsernsMode,
+    /// `--ulimit`: resource limits of the container's processes.
+    pub ulimits: Vec<Ulimit>,
+    /// `--security-opt`: `seccomp=unconfined`, `no-new-privileges[=true]`;
+    /// `apparmor=` and `label=` are accepted and have nothing to act on.
+    pub security_opt: Vec<String>,
+}
+
+/// One `--ulimit NAME=SOFT[:HARD]` (Docker's `HostConfig.Ulimits` entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ulimit {
+    /// `nofile`, `nproc`, `core`, ... (Docker's names).
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl Ulimit {
+    /// Parses Docker's `NAME=SOFT[:HARD]` (`-1` is unlimited); the hard
+    /// limit defaults to the soft one.
+    pub fn parse(text: &str) -> Result<Ulimit, String> {
+        let (name, values) = text
+            .split_once('=')
+            .ok_or_else(|| format!("invalid ulimit argument: {text}"))?;
+        let (soft, hard) = values.split_once(':').unwrap_or((values, values));
+        let number = |v: &str| {
+            v.parse::<i64>()
+                .map_err(|_| format!("invalid ulimit argument: {text}"))
+        };
+        Ok(Ulimit {
+            name: name.to_string(),
+            soft: number(soft)?,
+            hard: number(hard)?,
+        })
+    }
+}
+
+/// A container's ID mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UsernsMode {
+    /// The engine's IDs 0-65535 mapped 1:1 (Docker's `--userns host` is
+    /// this).
+    #[default]
+    Identity,
+    /// A range of the engine's IDs of its own, sized from the image, with
+    /// single-ID lines for high IDs such as 65534.
+    Private,
+}
+
+impl UsernsMode {
+    /// `identity` (or Docker's `host`, or empty) and `private`.
+    pub fn parse(text: &str) -> Option<UsernsMode> {
+        match text {
+            "" | "identity" | "host" => Some(UsernsMode::Identity),
+            "private" => Some(UsernsMode::Private),
+            _ => None,
+        }
+    }
 }
 
 /// `--restart`.
@@ -234,6 +295,17 @@ pub struct ContainerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ulimits_parse_as_docker_spells_them() -> Result<(), String> {
+        let u = Ulimit::parse("nofile=1024:2048")?;
+        assert_eq!((u.name.as_str(), u.soft, u.hard), ("nofile", 1024, 2048));
+        let u = Ulimit::parse("core=-1")?;
+        assert_eq!((u.soft, u.hard), (-1, -1));
+        assert!(Ulimit::parse("nofile").is_err());
+        assert!(Ulimit::parse("nofile=x").is_err());
+        Ok(())
+    }
 
     #[test]
     fn restart_policies_parse_as_docker_spells_them() {

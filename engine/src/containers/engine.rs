@@ -17,7 +17,7 @@ use nix::sys::signal::Signal;
 
 use super::build::{self, ImageRunConfig, Inputs};
 use super::client::{self, Output, Stream};
-use super::config::{ContainerConfig, CreateOptions, RestartPolicy, RestartPolicyName};
+use super::config::{ContainerConfig, CreateOptions, RestartPolicy, RestartPolicyName, UsernsMode};
 use super::ids;
 use super::logread::{self, LogLine, LogsOptions, OpenedLog};
 use super::names::{self, NameError, Names};
@@ -26,7 +26,8 @@ use super::spare::SparePool;
 use super::state::{State, Status};
 use super::store::{ContainerDir, Store};
 use super::timefmt;
-use crate::runtime::{ProcMode, ProcessSpec};
+use super::tmpfs_layers::TmpfsLayers;
+use crate::runtime::{idmapped, image_ids, IdAllocator, IdMap, ProcMode, ProcessSpec};
 
 /// Docker's default detach keys: ctrl-p, ctrl-q.
 pub const DEFAULT_DETACH_KEYS: &[u8] = &[0x10, 0x11];
@@ -91,6 +92,23 @@ pub struct EngineOptions {
     /// Warnings each create reports (degraded mode).
     pub warnings: Vec<String>,
     pub on_event: Option<EventSink>,
+    /// Mount a tmpfs in the engine's mount namespace for the layers of
+    /// private-mode containers (which the kernel idmaps only there); without
+    /// it private mode is refused.
+    pub private_layers_on_tmpfs: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            data_root: PathBuf::from("/var/lib/hutch"),
+            exe: PathBuf::from("hutch"),
+            proc_mode: ProcMode::Fresh,
+            warnings: Vec::new(),
+            on_event: None,
+            private_layers_on_tmpfs: false,
+        }
+    }
 }
 
 /// `docker wait --condition`.
@@ -166,6 +184,9 @@ struct Table {
     /// The last exit codes of recently removed containers, for `wait
     /// removed` callers that see the record only once it is gone.
     removed_codes: std::collections::VecDeque<(String, i32)>,
+    /// Engine ID ranges of private-mode containers, held from create to
+    /// remove.
+    ids: IdAllocator,
 }
 
 /// Removed containers whose exit code `wait removed` can still tell.
@@ -176,8 +197,17 @@ struct Inner {
     images: ImageStore,
     opts: EngineOptions,
     spares: SparePool,
+    tmpfs_layers: Option<TmpfsLayers>,
     table: Mutex<Table>,
     changed: Condvar,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Removed containers' directories are deleted in the background:
+        // finish before the process may end.
+        self.store.flush();
+    }
 }
 
 /// The container engine. Cheap to clone.
@@ -203,12 +233,18 @@ impl Engine {
         let images =
             ImageStore::open(&opts.data_root).map_err(|e| EngineError::Io(io::Error::other(e)))?;
         let spares = SparePool::new(opts.exe.clone());
+        let tmpfs_layers = if opts.private_layers_on_tmpfs {
+            Some(TmpfsLayers::mount(&opts.data_root)?)
+        } else {
+            None
+        };
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
                 images,
                 opts,
                 spares,
+                tmpfs_layers,
                 table: Mutex::new(Table::default()),
                 changed: Condvar::new(),
             }),
@@ -273,8 +309,14 @@ impl Engine {
                 }
             };
             let state = dir.read_state().unwrap_or_default();
+            let id_map = dir.read_spec().ok().map(|s| s.id_map);
             let mut table = self.lock();
             table.names.reserve(&config.name, &id)?;
+            if let Some(map) = id_map.as_ref().filter(|m| !m.is_identity()) {
+                if let Err(e) = table.ids.reserve(map) {
+                    tracing::warn!(%id, %e, "a private-mode container's ID range is taken twice");
+                }
+            }
             table.containers.insert(
                 id.clone(),
                 Record {
@@ -424,11 +466,27 @@ impl Engine {
             .layer_chain(&opts.image)
             .map_err(|e| EngineError::Io(io::Error::other(e)))?;
         let image = ImageRunConfig::from_image_config(&details.config);
-        let id = ids::new_id()?;
+        let (layers, id_map) = match opts.userns_mode {
+            UsernsMode::Identity => (layers, IdMap::identity()),
+            UsernsMode::Private => self.private_range(&details, &layers)?,
+        };
+        let release = |engine: &Engine| {
+            if !id_map.is_identity() {
+                engine.lock().ids.release(&id_map);
+            }
+        };
+        let id = ids::new_id().inspect_err(|_| release(self))?;
         let name = {
             let mut table = self.lock();
             match &opts.name {
-                Some(n) => table.names.reserve(n, &id)?,
+                Some(n) => match table.names.reserve(n, &id) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        drop(table);
+                        release(self);
+                        return Err(e.into());
+                    }
+                },
                 None => {
                     let base = ids::generated_name(&id);
                     let mut n = base.clone();
@@ -437,7 +495,14 @@ impl Engine {
                         n = format!("{base}{i}");
                         i += 1;
                     }
-                    table.names.reserve(&n, &id)?
+                    match table.names.reserve(&n, &id) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            drop(table);
+                            release(self);
+                            return Err(e.into());
+                        }
+                    }
                 }
             }
         };
@@ -453,6 +518,7 @@ impl Engine {
                     layers: &layers,
                     dir: &dir,
                     proc_mode: self.inner.opts.proc_mode,
+                    id_map: id_map.clone(),
                 },
             )
             .map_err(EngineError::Invalid)?;
@@ -467,6 +533,7 @@ impl Engine {
             Ok(c) => c,
             Err(e) => {
                 self.lock().names.release(&name);
+                release(self);
                 let _ = self.inner.store.remove(&id);
                 return Err(e);
             }
@@ -484,6 +551,64 @@ impl Engine {
             id,
             warnings: self.inner.opts.warnings.clone(),
         })
+    }
+
+    /// A private-mode container's layers (on the engine's tmpfs) and its
+    /// ID range, sized from the image.
+    fn private_range(
+        &self,
+        details: &hutch_images::ImageDetails,
+        layers: &[PathBuf],
+    ) -> Result<(Vec<PathBuf>, IdMap)> {
+        let tmpfs = self.tmpfs_layers(layers)?;
+        let copies = layers
+            .iter()
+            .map(|l| tmpfs.path_for(l))
+            .collect::<io::Result<Vec<_>>>()?;
+        let topmost_first: Vec<PathBuf> = layers.iter().rev().cloned().collect();
+        let request = image_ids::private_request_from_meta(
+            details.highest_uid,
+            details.highest_gid,
+            details.uses_overflow_id,
+            &topmost_first,
+        )
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let map = self
+            .lock()
+            .ids
+            .allocate(&request)
+            .map_err(|e| EngineError::Conflict(e.to_string()))?;
+        Ok((copies, map))
+    }
+
+    /// The tmpfs layer store, or private mode's refusal.
+    fn tmpfs_layers(&self, layers: &[PathBuf]) -> Result<&TmpfsLayers> {
+        self.inner.tmpfs_layers.as_ref().ok_or_else(|| {
+            let layer = layers.first().cloned().unwrap_or_default();
+            EngineError::Invalid(idmapped::refused_without_tmpfs(&layer))
+        })
+    }
+
+    /// Before a private-mode container starts: its layers on this engine's
+    /// tmpfs (a restarted engine has a new, empty one).
+    fn prepare_layers(&self, id: &str, dir: &ContainerDir) -> Result<()> {
+        let spec = dir.read_spec()?;
+        if spec.id_map.is_identity() {
+            return Ok(());
+        }
+        let image_id = self
+            .lock()
+            .containers
+            .get(id)
+            .map(|r| r.config.image_id.clone())
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        let layers = self
+            .inner
+            .images
+            .layer_chain(&image_id)
+            .map_err(|e| EngineError::Io(io::Error::other(e)))?;
+        self.tmpfs_layers(&layers)?.ensure(&layers)?;
+        Ok(())
     }
 
     /// `docker start`.
@@ -511,6 +636,7 @@ impl Engine {
             }
         }
         let dir = self.inner.store.dir(&id);
+        self.prepare_layers(&id, &dir)?;
         let mut spare = self.inner.spares.take()?;
         protocol::write_json(
             &mut spare.sock,
@@ -672,8 +798,11 @@ impl Engine {
                     .rev()
                     .find(|(gone, _)| *gone == id)
                     .map(|(_, code)| *code);
-                return match condition {
-                    WaitCondition::Removed => Ok(recorded.unwrap_or(last_code)),
+                // Removed while we waited (`--rm`): it has stopped, with
+                // the code it was removed with.
+                return match (condition, recorded) {
+                    (_, Some(code)) => Ok(code),
+                    (WaitCondition::Removed, None) => Ok(last_code),
                     _ => Err(EngineError::NotFound(id)),
                 };
             };
@@ -745,6 +874,7 @@ impl Engine {
         self.wait_unwatched(&id, Duration::from_secs(5));
         // The final state (its exit code) for waiters, before it goes.
         self.refresh(&id);
+        let id_map = self.inner.store.dir(&id).read_spec().ok().map(|s| s.id_map);
         self.inner.store.remove(&id)?;
         let removed = {
             let mut table = self.lock();
@@ -757,6 +887,11 @@ impl Engine {
                 table
                     .removed_codes
                     .push_back((id.clone(), r.state.exit_code));
+            }
+            // The range is free once nothing of the container is left: its
+            // upper directory belonged to the range's root.
+            if let Some(map) = id_map.filter(|m| !m.is_identity()) {
+                table.ids.release(&map);
             }
             table.execs.retain(|_, e| e.container_id != id);
             removed
@@ -772,6 +907,12 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// Waits for background work to finish: the deletion of removed
+    /// containers' directories. Call it before the process ends.
+    pub fn flush(&self) {
+        self.inner.store.flush();
     }
 
     /// `docker rename`.

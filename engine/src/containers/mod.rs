@@ -5,6 +5,7 @@
 pub mod build;
 pub mod client;
 pub mod config;
+mod copy_tree;
 pub mod engine;
 pub mod ids;
 pub mod logfile;
@@ -15,6 +16,7 @@ pub mod spare;
 pub mod state;
 pub mod store;
 pub mod timefmt;
+pub mod tmpfs_layers;
 
 pub use engine::{
     AttachSpec, ContainerDetails, ContainerLogs, Created, Engine, EngineError, EngineEvent,

@@ -1,13 +1,17 @@
-//! Spare supervisors: one `hutch __supervise` process spawned ahead of each
-//! start, so starting a container costs a message to a process that is
-//! already running instead of an exec of the hutch binary.
+//! Spare supervisors, from the supervisor zygote (`hutch __supervise`, see
+//! [`crate::supervisor::entry`]): the engine spawns the zygote once, and
+//! each start takes the spare it keeps forked ahead, so starting a container
+//! costs a message to a process that is already running instead of an exec
+//! of the hutch binary.
 
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+
+use crate::runtime::channel;
 
 /// A detached supervisor waiting for its container; `sock` is its spawn
 /// socket.
@@ -16,70 +20,92 @@ pub struct Spare {
     pub sock: UnixStream,
 }
 
-/// Keeps one spare ready.
+/// The zygote, spawned on first use and again should it die.
 #[derive(Debug, Clone)]
 pub struct SparePool {
     exe: PathBuf,
-    ready: Arc<Mutex<Option<Spare>>>,
+    zygote: Arc<Mutex<Option<Zygote>>>,
+}
+
+#[derive(Debug)]
+struct Zygote {
+    child: Child,
+    sock: UnixStream,
 }
 
 impl SparePool {
     pub fn new(exe: PathBuf) -> SparePool {
         SparePool {
             exe,
-            ready: Arc::new(Mutex::new(None)),
+            zygote: Arc::new(Mutex::new(None)),
         }
     }
 
-    /// A spare: the ready one, else a new one; a replacement is spawned in
-    /// the background.
+    /// A spare supervisor.
     pub fn take(&self) -> io::Result<Spare> {
-        let ready = self.ready.lock().ok().and_then(|mut r| r.take());
-        let spare = match ready {
-            Some(s) => s,
-            None => spawn(&self.exe)?,
-        };
-        self.refill();
-        Ok(spare)
+        let mut zygote = self.zygote.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = None;
+        // A zygote that died (killed, or the engine's namespace changed
+        // under it) is replaced once.
+        for _ in 0..2 {
+            if zygote.is_none() {
+                *zygote = Some(Zygote::spawn(&self.exe)?);
+            }
+            let Some(z) = zygote.as_mut() else { continue };
+            match z.request() {
+                Ok(sock) => return Ok(Spare { sock }),
+                Err(e) => {
+                    tracing::warn!(%e, "the supervisor zygote failed; spawning another");
+                    if let Some(mut dead) = zygote.take() {
+                        let _ = dead.child.kill();
+                        let _ = dead.child.wait();
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no supervisor zygote")))
     }
 
-    /// Spawns the next spare on a thread.
+    /// Spawns the zygote ahead of the first start (it forks its first spare
+    /// right away).
     pub fn refill(&self) {
-        let pool = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("spare-supervisor".into())
-            .stack_size(64 * 1024)
-            .spawn(move || match spawn(&pool.exe) {
-                Ok(spare) => {
-                    if let Ok(mut r) = pool.ready.lock() {
-                        if r.is_none() {
-                            *r = Some(spare);
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(%e, "spawning a spare supervisor"),
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(%e, "starting the spare supervisor thread");
+        let mut zygote = self.zygote.lock().unwrap_or_else(|p| p.into_inner());
+        if zygote.is_none() {
+            match Zygote::spawn(&self.exe) {
+                Ok(z) => *zygote = Some(z),
+                Err(e) => tracing::warn!(%e, "spawning the supervisor zygote"),
+            }
         }
     }
 }
 
-/// Starts `exe __supervise` and waits for its first half to exit (the
-/// supervisor proper is its detached child).
-fn spawn(exe: &PathBuf) -> io::Result<Spare> {
-    let (ours, theirs) = UnixStream::pair()?;
-    let mut child = Command::new(exe)
-        .arg("__supervise")
-        .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let status = child.wait()?;
-    if !status.success() {
-        return Err(io::Error::other(format!(
-            "__supervise exited with {status}"
-        )));
+impl Zygote {
+    fn spawn(exe: &PathBuf) -> io::Result<Zygote> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let child = Command::new(exe)
+            .arg("__supervise")
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Zygote { child, sock: ours })
     }
-    Ok(Spare { sock: ours })
+
+    /// Asks for a spare: one byte out, the spare's socket back.
+    fn request(&mut self) -> io::Result<UnixStream> {
+        self.sock.write_all(&[1])?;
+        let mut fds = channel::recv_fds(&self.sock, 1)?;
+        fds.pop()
+            .map(UnixStream::from)
+            .ok_or_else(|| io::Error::other("the supervisor zygote sent no socket"))
+    }
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        // Closing the socket ends the zygote; reap it.
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        let _ = self.child.wait();
+    }
 }

@@ -9,11 +9,13 @@
 //!                 upper/ work/    the rootfs overlay's writable layer
 //!                 rootfs/         where the rootfs is mounted (in the
 //!                                 container's own mount namespace only)
-//! containers/.removed/<id>-<n>    removed containers, deleted in the background
+//! containers/.removed-<id>       a removed container, deleted in the background
 //! ```
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use super::config::ContainerConfig;
 use super::state::{read_json, write_json, State};
@@ -78,9 +80,12 @@ impl ContainerDir {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
-    /// Where removed containers' directories wait to be deleted.
-    removed: PathBuf,
+    /// Deletions of removed containers' directories still running.
+    deleting: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
+
+/// A removed container's directory, renamed out of the way until deleted.
+const REMOVED_PREFIX: &str = ".removed-";
 
 impl Store {
     /// `<data_root>/containers`, created if missing. Directories a previous
@@ -88,12 +93,11 @@ impl Store {
     /// background.
     pub fn open(data_root: &Path) -> io::Result<Store> {
         let root = data_root.join("containers");
-        let removed = root.join(".removed");
-        std::fs::create_dir_all(&removed)?;
-        for entry in std::fs::read_dir(&removed)?.flatten() {
-            delete_in_background(entry.path());
-        }
-        Ok(Store { root, removed })
+        std::fs::create_dir_all(&root)?;
+        Ok(Store {
+            root,
+            deleting: Arc::default(),
+        })
     }
 
     pub fn dir(&self, id: &str) -> ContainerDir {
@@ -117,6 +121,11 @@ impl Store {
         for entry in std::fs::read_dir(&self.root)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(REMOVED_PREFIX) {
+                // Left by an engine that ended while deleting it.
+                let _ = std::fs::remove_dir_all(entry.path());
+                continue;
+            }
             if name.len() != 64 || !name.chars().all(|c| c.is_ascii_hexdigit()) {
                 continue;
             }
@@ -130,42 +139,41 @@ impl Store {
         Ok(ids)
     }
 
-    /// Deletes the container's directory and everything in it. The
-    /// directory is renamed away at once (the container is gone for every
-    /// reader) and deleted on a thread: deleting even a small tree takes
-    /// tens of milliseconds on a filesystem mounted with `discard`, and
-    /// `docker run --rm` waits for the removal.
+    /// Removes the container's directory: renamed out of the store at once
+    /// (the container is gone for every reader), deleted with everything in
+    /// it on a background thread, off the caller's path. [`Store::flush`]
+    /// waits for the deletions; an engine that ends before they finish
+    /// leaves the renamed directory, deleted at the next open.
     pub fn remove(&self, id: &str) -> io::Result<()> {
-        let from = self.dir(id).path;
-        let to = self.removed.join(format!("{id}-{}", std::process::id()));
-        match std::fs::rename(&from, &to) {
-            Ok(()) => {
-                delete_in_background(to);
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            // Another removal left one behind (same id, same process):
-            // delete in place.
-            Err(_) => match std::fs::remove_dir_all(&from) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
+        let trash = self.root.join(format!("{REMOVED_PREFIX}{id}"));
+        match std::fs::rename(&self.dir(id).path, &trash) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(()) => {}
         }
-    }
-}
-
-fn delete_in_background(path: PathBuf) {
-    let spawned = std::thread::Builder::new()
-        .name("rm-container".into())
-        .stack_size(128 * 1024)
-        .spawn(move || {
-            if let Err(e) = std::fs::remove_dir_all(&path) {
-                if e.kind() != io::ErrorKind::NotFound {
-                    tracing::warn!(path = %path.display(), %e, "deleting a removed container");
-                }
+        let delete = move || {
+            if let Err(e) = std::fs::remove_dir_all(&trash) {
+                tracing::warn!(path = %trash.display(), %e, "deleting a removed container");
             }
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(%e, "starting a deletion thread");
+        };
+        let mut deleting = self.deleting.lock().unwrap_or_else(|p| p.into_inner());
+        deleting.retain(|h| !h.is_finished());
+        match std::thread::Builder::new()
+            .name("rm".into())
+            .stack_size(64 * 1024)
+            .spawn(delete.clone())
+        {
+            Ok(handle) => deleting.push(handle),
+            Err(_) => delete(),
+        }
+        Ok(())
+    }
+
+    /// Waits for the deletions of removed containers to finish.
+    pub fn flush(&self) {
+        let handles = std::mem::take(&mut *self.deleting.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in handles {
+            let _ = h.join();
+        }
     }
 }

@@ -190,8 +190,9 @@ pub fn check_proc(outcome: &Outcome) -> Check {
         describe(outcome, "/proc"),
     )
     .blocks(
-        "own pid namespaces for containers: they run in degraded proc mode, sharing \
-         the engine's pid namespace and a bind of its /proc",
+        "a /proc of each container's own: they run in degraded proc mode, with their \
+         own pid namespace but a bind of the pod's /proc, which lists the pod's \
+         processes under their pod pids",
     )
     .fix(FIX_UNMASKED)
 }

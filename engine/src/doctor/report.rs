@@ -167,7 +167,7 @@ pub enum PseudoFsMode {
     /// A fresh mount after the engine lifted the masks over the pod's copy.
     FreshAfterLiftingMasks,
     /// No fresh mount possible: a bind of the pod's own (for /proc this
-    /// means containers share the engine's pid namespace).
+    /// means containers, in pid namespaces of their own, see the pod's pids).
     Shared,
 }
 

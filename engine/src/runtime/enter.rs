@@ -20,7 +20,7 @@ use super::channel::{self, InitMsg};
 use super::clone::{fork_sibling, Forked};
 use super::error::{Context, SetupError};
 use super::helper::Failure;
-use super::init::{close_other_fds, reset_signals, with_home};
+use super::init::{apply_seccomp, close_other_fds, reset_signals, with_home};
 use super::spec::ProcessSpec;
 use super::stdio::{self, InitStdio};
 use super::{exec, user};
@@ -51,6 +51,8 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
 /// process has then already exited (the caller reaps it). Must be called
 /// from a single-threaded process.
 pub fn spawn(init: Pid, process: &ProcessSpec, stdio: InitStdio) -> Result<Spawned, Failure> {
+    super::seccomp::prepare(process.seccomp, &process.capabilities)
+        .map_err(|e| Failure::runtime(e.to_string()))?;
     let (mut sock, child_sock) =
         UnixStream::pair().map_err(|e| Failure::runtime(format!("socketpair: {e}")))?;
     let tty = stdio.tty;
@@ -193,6 +195,7 @@ fn run_process(
     chdir(cwd).ctx(|| format!("entering the working directory {}", cwd.display()))?;
     let creds = user::resolve(&process.user)?;
     let command = exec::resolve(&with_home(process, &creds.home))?;
+    apply_seccomp(process)?;
     user::switch_user(process, &creds)?;
     close_other_fds(sock)?;
     Err(exec::exec(&command))

@@ -18,7 +18,8 @@ use super::clone::{fork_into, Forked};
 use super::idmapped::idmap_layers;
 use super::init;
 use super::maps::write_maps;
-use super::spec::{ContainerSpec, NetworkMode, ProcMode};
+use super::seccomp;
+use super::spec::{ContainerSpec, NetworkMode};
 use super::stdio::InitStdio;
 
 /// Exit code Docker records when the runtime itself fails.
@@ -51,16 +52,17 @@ pub struct Created {
     sock: UnixStream,
 }
 
-/// The namespaces a container gets from its spec.
+/// The namespaces a container gets from its spec. The PID namespace is
+/// new in both /proc modes: with the pod's /proc bound in (degraded mode)
+/// the container still cannot name, and so cannot signal, any process
+/// outside it.
 pub fn clone_flags(spec: &ContainerSpec) -> CloneFlags {
     let mut flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWCGROUP;
-    if spec.namespaces.proc == ProcMode::Fresh {
-        flags |= CloneFlags::CLONE_NEWPID;
-    }
+        | CloneFlags::CLONE_NEWCGROUP
+        | CloneFlags::CLONE_NEWPID;
     if spec.namespaces.network == NetworkMode::None {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -81,6 +83,9 @@ pub fn create(spec: &ContainerSpec, stdio: InitStdio) -> Result<Created, Failure
         setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
             .map_err(|e| Failure::runtime(format!("joining {}: {e}", path.display())))?;
     }
+    // Compiled here (cached), so the init only loads it.
+    seccomp::prepare(spec.process.seccomp, &spec.process.capabilities)
+        .map_err(|e| Failure::runtime(e.to_string()))?;
     let (mut sock, child_sock) =
         UnixStream::pair().map_err(|e| Failure::runtime(format!("socketpair: {e}")))?;
     let forked = fork_into(clone_flags(spec))
@@ -213,6 +218,7 @@ pub fn wait(pid: Pid) -> Result<i32, Failure> {
 /// Serves one container over the control socket: Create, Start, then
 /// reports its exit. Returns the helper's own exit code.
 pub fn serve(mut control: UnixStream) -> i32 {
+    crate::bootstrap::make_undumpable();
     let spec = match channel::recv::<ControlMsg>(&mut control) {
         Ok(Some(ControlMsg::Create(spec))) => spec,
         other => {

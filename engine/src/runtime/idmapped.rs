@@ -103,6 +103,21 @@ fn idmap(tree: &OwnedFd, userns: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Why an engine without the tmpfs layer store refuses a private-mode
+/// container whose layers are at `layer` (checked at create, before any
+/// mount is tried).
+pub fn refused_without_tmpfs(layer: &Path) -> String {
+    format!(
+        "private ID mode needs its image layers on a filesystem the engine owns (the daemon's \
+         tmpfs layer store), but this engine keeps them on {} ({}), which the kernel does not \
+         let the engine idmap; use --userns-mode identity, or start the daemon with the tmpfs \
+         layer store for private containers (the FUSE and copy fallbacks for disk stores are \
+         not implemented yet)",
+        fs_name(layer),
+        layer.display()
+    )
+}
+
 /// The filesystem type of `path`, for the refusal message.
 fn fs_name(path: &Path) -> String {
     let Ok(st) = statfs(path) else {

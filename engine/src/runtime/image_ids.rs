@@ -16,16 +16,64 @@ pub fn scan_layers(layers: &[PathBuf]) -> io::Result<BTreeSet<u32>> {
     for layer in layers {
         walk(layer, &mut ids)?;
     }
+    ids.extend(db_ids(layers));
+    Ok(ids)
+}
+
+/// The private-mode request from what the image store recorded when it
+/// unpacked the layers (their highest file owner, not counting 65534, and
+/// whether 65534 owns anything), plus the IDs in the image's /etc/passwd
+/// and /etc/group: no walk over the layers.
+pub fn private_request_from_meta(
+    highest_uid: u32,
+    highest_gid: u32,
+    uses_overflow_id: bool,
+    layers: &[PathBuf],
+) -> Result<PrivateRequest, ImageIdsError> {
+    let mut ids = db_ids(layers);
+    ids.extend([0, highest_uid, highest_gid]);
+    if uses_overflow_id {
+        ids.insert(65534);
+    }
+    PrivateRequest::from_image_ids(ids).map_err(ImageIdsError::Ids)
+}
+
+/// The IDs in the topmost /etc/passwd and /etc/group of `layers` (topmost
+/// first).
+fn db_ids(layers: &[PathBuf]) -> BTreeSet<u32> {
+    let mut ids = BTreeSet::new();
     for file in ["etc/passwd", "etc/group"] {
-        let Some(text) = layers
-            .iter()
-            .find_map(|l| std::fs::read_to_string(l.join(file)).ok())
-        else {
+        let Some(text) = layers.iter().find_map(|l| read_db(l, file)) else {
             continue;
         };
         ids.extend(ids_in_db(&text));
     }
-    Ok(ids)
+    ids
+}
+
+/// Reads `file` (`etc/passwd`) of a layer if it is a regular file reached
+/// through no symlink (a layer's symlinks point into the container, not the
+/// engine), up to 16 MiB.
+fn read_db(layer: &Path, file: &str) -> Option<String> {
+    use std::io::Read;
+    let mut path = layer.to_path_buf();
+    for part in Path::new(file).components() {
+        path.push(part);
+        let md = std::fs::symlink_metadata(&path).ok()?;
+        if md.file_type().is_symlink() {
+            return None;
+        }
+    }
+    if !std::fs::symlink_metadata(&path).ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    std::fs::File::open(&path)
+        .ok()?
+        .take(16 << 20)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
 }
 
 /// The private-mode request for an image's layers.

@@ -14,7 +14,7 @@ use super::channel::{self, InitMsg};
 use super::error::{Context, SetupError};
 use super::spec::{ContainerSpec, NetworkMode, ProcessSpec};
 use super::stdio::{self, InitStdio};
-use super::{dev, exec, idmapped, proc, rootfs, tiny_init, user};
+use super::{dev, exec, idmapped, proc, rootfs, seccomp, tiny_init, user};
 
 /// Runs the setup and execs the container's command; on failure reports to
 /// the helper and exits with Docker's code for it. Never returns.
@@ -88,12 +88,21 @@ fn setup_and_exec(
     // The supervisor may be restarted while the container runs: do not tie
     // the container's life to it past this point.
     prctl::set_pdeathsig(None).ctx(|| "clearing PR_SET_PDEATHSIG".to_string())?;
+    // The last thing before the user switch: the setup above needs
+    // syscalls the profile forbids, and loading it needs CAP_SYS_ADMIN.
+    apply_seccomp(&spec.process)?;
     if spec.process.init {
         return tiny_init::run(&spec.process, &creds, &command, sock);
     }
     user::switch_user(&spec.process, &creds)?;
     close_other_fds(sock)?;
     Err(exec::exec(&command))
+}
+
+/// Loads the process's seccomp filter.
+pub fn apply_seccomp(process: &ProcessSpec) -> Result<(), SetupError> {
+    seccomp::apply(process.seccomp, &process.capabilities)
+        .map_err(|e| SetupError::Invalid(e.to_string()))
 }
 
 /// Gives the container's processes the signal state of a fresh process: the

@@ -17,7 +17,7 @@ pub(crate) mod error;
 pub(crate) mod exec;
 pub mod helper;
 pub mod idmap;
-mod idmapped;
+pub mod idmapped;
 pub mod image_ids;
 mod init;
 mod maps;
@@ -26,6 +26,7 @@ pub mod passwd;
 mod proc;
 mod rootfs;
 mod safe_path;
+pub mod seccomp;
 pub mod spec;
 pub mod stdio;
 mod tiny_init;
@@ -33,6 +34,7 @@ pub(crate) mod user;
 
 pub use container::{Container, Output, Runtime, RuntimeError};
 pub use idmap::{IdAllocator, IdMap, IdMapError, IdMapLine, PrivateRequest};
+pub use seccomp::Seccomp;
 pub use spec::{
     ContainerSpec, MountKind, MountSpec, NetworkMode, ProcMode, ProcessSpec, RootfsSpec, User,
 };

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::caps::DEFAULT_CAPABILITIES;
 use super::idmap::IdMap;
+use super::seccomp::Seccomp;
 
 /// One container's process and environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +69,9 @@ pub struct ProcessSpec {
     /// signals, with the command as its child.
     #[serde(default)]
     pub init: bool,
+    /// The seccomp filter (Docker's default profile unless unconfined).
+    #[serde(default)]
+    pub seccomp: Seccomp,
 }
 
 /// Who the container process runs as, as Docker takes it. The names are
@@ -111,15 +115,17 @@ pub enum NetworkMode {
     Join(PathBuf),
 }
 
-/// How the container's /proc is made.
+/// How the container's /proc is made. Either way the container has its own
+/// PID namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProcMode {
-    /// A new PID namespace with a fresh procfs: the normal case.
+    /// A fresh procfs for the container's PID namespace: the normal case.
     Fresh,
     /// Degraded mode for pods whose /proc is masked and which cannot lift the
-    /// masks: the kernel refuses a fresh procfs, so the engine's /proc is
-    /// bound in (recursively, keeping the pod's masks) and the container shares
-    /// the engine's PID namespace.
+    /// masks: the kernel refuses a fresh procfs, so the engine's /proc (the
+    /// pod's) is bound in, recursively, keeping the pod's masks. It lists the
+    /// pod's processes by their pod PIDs; the container's own processes have
+    /// other PIDs in its PID namespace, where nothing outside can be named.
     BindEngine,
 }
 
@@ -183,6 +189,7 @@ impl ProcessSpec {
             no_new_privs: false,
             rlimits: Vec::new(),
             init: false,
+            seccomp: Seccomp::Default,
         }
     }
 

@@ -31,8 +31,8 @@ pub fn run(
 ) -> Result<Infallible, SetupError> {
     // Block everything first, so no signal is lost between the fork and the
     // wait loop; the child unblocks before its exec.
-    // Outside a PID namespace of its own (degraded proc mode) the init is
-    // not PID 1: become the subreaper, as tini does, to get the orphans.
+    // PID 1 of its namespace gets the orphans anyway; as tini does, be the
+    // subreaper too, should it ever run as another PID.
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let all = SigSet::all();
     let mut old = SigSet::empty();

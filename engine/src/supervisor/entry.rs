@@ -1,42 +1,45 @@
-//! How a supervisor comes to be: the daemon keeps one *spare* supervisor
-//! spawned ahead of time (so the exec of the hutch binary is off the start
-//! path); it detaches into its own session at once and waits on its spawn
-//! socket for the container directory to run.
+//! How a supervisor comes to be. The engine spawns one `hutch __supervise`
+//! process, the *zygote*, which keeps one spare supervisor forked ahead of
+//! time. A start asks the zygote for a spare and gets the spare's socket
+//! back at once; the zygote then forks the next one. So a start is a message
+//! to processes that are already running (no exec of the hutch binary on
+//! the start path, and the next spare costs a fork, not an exec), and every
+//! supervisor shares the pages the zygote's exec and start-up dirtied (the
+//! binary's relocations, libc's state) instead of holding its own copies.
+//!
+//! A spare detaches at once (a second fork, setsid: reparented to the pod's
+//! init, never the engine's or the zygote's to reap) and waits on its
+//! socket for the container directory to run. The zygote ends when the
+//! engine closes its socket; supervisors live on without it.
 
-use std::os::fd::OwnedFd;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
+use nix::fcntl::{open, OFlag};
 use nix::sys::prctl;
 use nix::sys::signal::{signal, SigHandler, Signal};
-use nix::unistd::{fork, setsid, ForkResult};
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::{dup2_stdin, fork, setsid, ForkResult};
 
 use super::core::{Role, Supervisor};
 use crate::containers::protocol::{self, Kind, Reply, Request};
 use crate::containers::store::ContainerDir;
+use crate::runtime::caps::DEFAULT_CAPABILITIES;
+use crate::runtime::channel;
+use crate::runtime::seccomp::{self, Seccomp};
 
 /// How long a start waits for the attach clients it announced.
 const ATTACH_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// `hutch __supervise`: `control` is the spawn socket (its stdin). Returns
-/// the process's exit code; the spawned process itself returns at once
-/// (its child carries on detached).
+/// `hutch __supervise`: the zygote; `control` (its stdin) is its socket to
+/// the engine. Each byte the engine sends asks for one spare, answered with
+/// the spare's socket (SCM_RIGHTS). Returns the process's exit code.
 pub fn main(control: OwnedFd) -> i32 {
-    // SAFETY: called first thing in a freshly exec'd, single-threaded process.
-    match unsafe { fork() } {
-        Ok(ForkResult::Parent { .. }) => return 0,
-        Ok(ForkResult::Child) => {}
-        Err(e) => {
-            tracing::error!(%e, "supervisor: fork");
-            return 1;
-        }
-    }
-    // Our own session: the daemon's terminal and process group signals do
-    // not reach us, and our parent is gone, so we are reparented to the
-    // pod's init (or subreaper), not left for the daemon to reap.
-    let _ = setsid();
-    // Orphans of exec'd processes (and, with a shared PID namespace, of the
-    // container) come to us.
-    let _ = prctl::set_child_subreaper(true);
+    // Out of reach of same-UID processes (see `make_undumpable`); forks
+    // inherit it, and a container's init makes itself dumpable for its maps.
+    crate::bootstrap::make_undumpable();
     // SAFETY: setting dispositions to SIG_IGN installs no handler code.
     unsafe {
         let _ = signal(Signal::SIGPIPE, SigHandler::SigIgn);
@@ -44,12 +47,89 @@ pub fn main(control: OwnedFd) -> i32 {
         let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
     }
     let mut control = UnixStream::from(control);
+    // Every spare inherits the default seccomp program compiled.
+    let defaults: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+    if let Err(e) = seccomp::prepare(Seccomp::Default, &defaults) {
+        tracing::warn!(%e, "compiling the default seccomp profile");
+    }
+    let mut ready = fork_spare(&control).ok();
+    loop {
+        let mut byte = [0u8; 1];
+        match control.read(&mut byte) {
+            Ok(1) => {}
+            // The engine is gone: so are we (the ready spare sees its
+            // socket close and ends too).
+            _ => return 0,
+        }
+        let spare = match ready.take() {
+            Some(s) => s,
+            None => match fork_spare(&control) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(%e, "forking a spare supervisor");
+                    return 1;
+                }
+            },
+        };
+        if channel::send_fds(&control, &[spare]).is_err() {
+            return 0;
+        }
+        ready = fork_spare(&control).ok();
+    }
+}
+
+/// Forks a detached spare; returns the engine's end of its socket.
+fn fork_spare(zygote: &UnixStream) -> std::io::Result<OwnedFd> {
+    let (ours, theirs) = UnixStream::pair()?;
+    // SAFETY: the zygote is single-threaded, so the child may run ordinary
+    // code.
+    match unsafe { fork() }? {
+        ForkResult::Parent { child } => {
+            drop(theirs);
+            // The first half exits at once; the spare is its child.
+            let _ = waitpid(child, None);
+            Ok(ours.into())
+        }
+        ForkResult::Child => {
+            drop(ours);
+            let code = detach(zygote).map_or(1, |()| spare(theirs));
+            std::process::exit(code)
+        }
+    }
+}
+
+/// In the forked child: leaves the zygote's socket (fd 0 becomes
+/// /dev/null), forks again so the zygote can reap the first half, and
+/// starts a session of its own, so the engine's terminal and process group
+/// signals do not reach it and it is reparented to the pod's init (or
+/// subreaper).
+fn detach(zygote: &UnixStream) -> nix::Result<()> {
+    let null = open("/dev/null", OFlag::O_RDWR, Mode::empty())?;
+    if zygote.as_raw_fd() == 0 {
+        dup2_stdin(&null)?;
+    }
+    drop(null);
+    // SAFETY: still single-threaded.
+    match unsafe { fork() }? {
+        ForkResult::Parent { .. } => std::process::exit(0),
+        ForkResult::Child => {}
+    }
+    let _ = setsid();
+    // Orphans of exec helpers come to us.
+    let _ = prctl::set_child_subreaper(true);
+    Ok(())
+}
+
+/// A spare: waits for its container, then supervises it. Returns the exit
+/// code of the supervisor process.
+fn spare(control: UnixStream) -> i32 {
+    let mut control = control;
     let (dir, attachers) = match protocol::read_frame(&mut control) {
         Ok(Some((Kind::Request, payload))) => match protocol::parse::<Request>(&payload) {
             Ok(Request::Run { dir, attachers }) => (dir, attachers),
             _ => return 1,
         },
-        // The daemon went away without using us.
+        // The engine (or the zygote holding us ready) went away unused.
         _ => return 0,
     };
     let started = Supervisor::prepare(ContainerDir::new(dir)).and_then(|mut sup| {

@@ -19,11 +19,21 @@ use crate::digest::{Digest, HashingWriter};
 pub struct BlobStore {
     dir: PathBuf,
     ingest: PathBuf,
+    /// fsync each blob before it is committed (see `Durability`).
+    sync: bool,
 }
 
 impl BlobStore {
     pub(super) fn new(dir: PathBuf, ingest: PathBuf) -> BlobStore {
-        BlobStore { dir, ingest }
+        BlobStore {
+            dir,
+            ingest,
+            sync: false,
+        }
+    }
+
+    pub(super) fn set_sync(&mut self, sync: bool) {
+        self.sync = sync;
     }
 
     pub fn path(&self, digest: &Digest) -> PathBuf {
@@ -67,6 +77,7 @@ impl BlobStore {
             .tempfile_in(&self.ingest)
             .map_err(|e| StoreError::io(&self.ingest, e))?;
         Ok(BlobWriter {
+            sync: self.sync,
             out: HashingWriter::new(BufWriter::with_capacity(256 * 1024, tmp)),
         })
     }
@@ -127,6 +138,7 @@ impl BlobStore {
 
 /// A blob being written; dropping it discards the temp file.
 pub struct BlobWriter {
+    sync: bool,
     out: HashingWriter<BufWriter<NamedTempFile>>,
 }
 
@@ -136,7 +148,8 @@ impl BlobWriter {
         self.out.written()
     }
 
-    /// Syncs the content and checks it against what the caller expected.
+    /// Checks the content against what the caller expected (and syncs it
+    /// when the store is durable).
     /// On a mismatch the temp file is removed and nothing is stored.
     pub fn finish(
         self,
@@ -164,9 +177,11 @@ impl BlobWriter {
                 });
             }
         }
-        file.as_file()
-            .sync_all()
-            .map_err(|e| StoreError::io(file.path(), e))?;
+        if self.sync {
+            file.as_file()
+                .sync_all()
+                .map_err(|e| StoreError::io(file.path(), e))?;
+        }
         Ok(VerifiedBlob {
             digest,
             size,
@@ -185,7 +200,7 @@ impl Write for BlobWriter {
     }
 }
 
-/// Verified, synced content waiting in `ingest/` to be committed (or
+/// Verified content waiting in `ingest/` to be committed (or
 /// discarded when dropped). It holds no open file descriptor.
 #[derive(Debug)]
 pub struct VerifiedBlob {

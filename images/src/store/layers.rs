@@ -37,10 +37,26 @@ pub struct LayerMeta {
     pub uses_overflow_id: bool,
 }
 
+impl LayerMeta {
+    /// The metadata of layer `chain_id`, unpacked with these results.
+    pub fn from_stats(chain_id: &Digest, stats: &crate::unpack::UnpackStats) -> LayerMeta {
+        LayerMeta {
+            chain_id: chain_id.clone(),
+            diff_id: stats.diff_id.clone(),
+            size: stats.content_size,
+            highest_uid: stats.highest_uid,
+            highest_gid: stats.highest_gid,
+            uses_overflow_id: stats.uses_overflow_id,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LayerStore {
     dir: PathBuf,
     ingest: PathBuf,
+    /// syncfs before a layer is committed (see `Durability`).
+    sync: bool,
 }
 
 /// A layer being unpacked; dropping it removes the temp dir.
@@ -58,7 +74,15 @@ impl PreparedLayer {
 
 impl LayerStore {
     pub(super) fn new(dir: PathBuf, ingest: PathBuf) -> LayerStore {
-        LayerStore { dir, ingest }
+        LayerStore {
+            dir,
+            ingest,
+            sync: false,
+        }
+    }
+
+    pub(super) fn set_sync(&mut self, sync: bool) {
+        self.sync = sync;
     }
 
     fn layer_dir(&self, chain_id: &Digest) -> PathBuf {
@@ -113,11 +137,14 @@ impl LayerStore {
             reason: e.to_string(),
         })?;
         fs::write(&meta_path, json).map_err(|e| StoreError::io(&meta_path, e))?;
-        // One syncfs makes the whole unpacked tree durable, far cheaper
-        // than an fsync per file.
-        let dir_fd = fs::File::open(prepared.dir.path())
-            .map_err(|e| StoreError::io(prepared.dir.path(), e))?;
-        rustix::fs::syncfs(&dir_fd).map_err(|e| StoreError::io(prepared.dir.path(), e.into()))?;
+        if self.sync {
+            // One syncfs makes the whole unpacked tree durable, far cheaper
+            // than an fsync per file.
+            let dir_fd = fs::File::open(prepared.dir.path())
+                .map_err(|e| StoreError::io(prepared.dir.path(), e))?;
+            rustix::fs::syncfs(&dir_fd)
+                .map_err(|e| StoreError::io(prepared.dir.path(), e.into()))?;
+        }
         match fs::rename(prepared.dir.path(), &target) {
             Ok(()) => {
                 // The temp dir is now the layer; make sure TempDir does not delete it.

@@ -19,6 +19,7 @@ mod root;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::mpsc;
 
 pub use decompress::{Compression, LimitHit, UnpackLimits};
 
@@ -97,8 +98,18 @@ pub struct UnpackStats {
     pub clamped_ids: u64,
 }
 
+/// Decoded bytes per chunk passed from the decoding thread to the applying one.
+const CHUNK: usize = 512 * 1024;
+/// Chunks in flight between them (bounds memory: CHUNKS x CHUNK).
+const CHUNKS: usize = 8;
+
 /// Unpacks the layer read from `reader` into the empty directory `dest`.
-pub fn unpack_layer<R: Read>(
+///
+/// Two threads share the work: this one applies tar entries (mostly
+/// syscalls), a scoped helper reads, hashes, decompresses and hashes again
+/// (mostly CPU). They pass decoded chunks through a small bounded channel,
+/// recycling the buffers, so memory stays bounded.
+pub fn unpack_layer<R: Read + Send>(
     reader: R,
     dest: &Path,
     limits: UnpackLimits,
@@ -107,40 +118,44 @@ pub fn unpack_layer<R: Read>(
         path: dest.display().to_string(),
         cause,
     })?;
-    let stage: StageCell = Rc::default();
-    let mut input = Input::new(reader, stage.clone());
-    let head = read_head(&mut input).map_err(UnpackError::Read)?;
-    let compression = Compression::detect(&head);
-    let counter = input.counter();
-
     let mut applier = Applier::new(root);
-    let outcome = {
-        let chained = io::Cursor::new(head).chain(&mut input);
-        let decoded =
-            decoder(compression, chained, stage.clone()).map_err(UnpackError::Decompress)?;
-        let guard = Guard::new(
-            decoded,
-            counter,
-            compression != Compression::None,
-            limits,
-            stage.clone(),
-        );
-        let mut diff = HashingReader::new(guard);
-        let result = apply_all(&mut diff, &mut applier).and_then(|()| applier.finish());
-        result.map(|()| diff.finish())
+    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS);
+    let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS + 1);
+    let (decoded, applied) = std::thread::scope(|scope| {
+        let decoder = scope.spawn(move || decode(reader, limits, full_tx, free_rx));
+        let mut chunks = ChunkReader {
+            full: full_rx,
+            free: free_tx,
+            current: Vec::new(),
+            pos: 0,
+        };
+        let applied = apply_all(&mut chunks, &mut applier).and_then(|()| applier.finish());
+        // Dropping the receiver stops the decoder if applying failed.
+        drop(chunks);
+        let decoded = decoder.join().unwrap_or_else(|_| {
+            Err(Decoded::Failed(UnpackError::Read(io::Error::other(
+                "the layer decoding thread panicked",
+            ))))
+        });
+        (decoded, applied)
+    });
+    // The decoder's own failure is the root cause of anything the applier
+    // saw afterwards (a cut stream looks like a short tar to it).
+    let decoded = match (decoded, applied) {
+        (Err(Decoded::Failed(e)), _) => return Err(e),
+        (_, Err(e)) => return Err(e),
+        (Err(Decoded::Abandoned), Ok(())) => {
+            return Err(UnpackError::Read(io::Error::other(
+                "the layer decoding stopped early",
+            )))
+        }
+        (Ok(d), Ok(())) => d,
     };
-    let (diff_id, diff_size) = match outcome {
-        Ok(v) => v,
-        Err(e) => return Err(classify(e, &stage)),
-    };
-    // Whatever follows the compressed stream still belongs to the blob.
-    io::copy(&mut input, &mut io::sink()).map_err(UnpackError::Read)?;
-    let (blob_digest, blob_size) = input.finish();
 
     let notes = &applier.notes;
     if notes.clamped_ids + notes.devices_skipped + notes.xattrs_skipped + notes.other_skipped > 0 {
         tracing::info!(
-            layer = %blob_digest,
+            layer = %decoded.blob_digest,
             clamped_ids = notes.clamped_ids,
             devices_skipped = notes.devices_skipped,
             xattrs_skipped = notes.xattrs_skipped,
@@ -150,11 +165,11 @@ pub fn unpack_layer<R: Read>(
     }
     let tally = &applier.tally;
     Ok(UnpackStats {
-        blob_digest,
-        blob_size,
-        diff_id,
-        diff_size,
-        compression,
+        blob_digest: decoded.blob_digest,
+        blob_size: decoded.blob_size,
+        diff_id: decoded.diff_id,
+        diff_size: decoded.diff_size,
+        compression: decoded.compression,
         content_size: tally.content_size,
         highest_uid: tally.highest_uid,
         highest_gid: tally.highest_gid,
@@ -163,6 +178,121 @@ pub fn unpack_layer<R: Read>(
         devices_skipped: notes.devices_skipped,
         clamped_ids: notes.clamped_ids,
     })
+}
+
+/// What the decoding thread found.
+struct DecodedStream {
+    blob_digest: Digest,
+    blob_size: u64,
+    diff_id: Digest,
+    diff_size: u64,
+    compression: Compression,
+}
+
+enum Decoded {
+    Failed(UnpackError),
+    /// The applier stopped taking chunks (it failed; its error counts).
+    Abandoned,
+}
+
+/// The decoding thread: raw stream → blob hash → decompressor → limits →
+/// diff hash → chunks for the applier.
+fn decode<R: Read>(
+    reader: R,
+    limits: UnpackLimits,
+    full: mpsc::SyncSender<Vec<u8>>,
+    free: mpsc::Receiver<Vec<u8>>,
+) -> Result<DecodedStream, Decoded> {
+    let stage: StageCell = Rc::default();
+    let mut input = Input::new(reader, stage.clone());
+    let head = read_head(&mut input).map_err(|e| Decoded::Failed(UnpackError::Read(e)))?;
+    let compression = Compression::detect(&head);
+    let counter = input.counter();
+    let (diff_id, diff_size) = {
+        let chained = io::Cursor::new(head).chain(&mut input);
+        let decoded = decoder(compression, chained, stage.clone())
+            .map_err(|e| Decoded::Failed(UnpackError::Decompress(e)))?;
+        let guard = Guard::new(
+            decoded,
+            counter,
+            compression != Compression::None,
+            limits,
+            stage.clone(),
+        );
+        let mut diff = HashingReader::new(guard);
+        loop {
+            let mut buf = free
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+            buf.resize(CHUNK, 0);
+            let n = match read_full(&mut diff, &mut buf) {
+                Ok(n) => n,
+                Err(e) => return Err(Decoded::Failed(classify(UnpackError::Read(e), &stage))),
+            };
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            if full.send(buf).is_err() {
+                return Err(Decoded::Abandoned);
+            }
+        }
+        diff.finish()
+    };
+    // Whatever follows the compressed stream still belongs to the blob.
+    io::copy(&mut input, &mut io::sink()).map_err(|e| Decoded::Failed(UnpackError::Read(e)))?;
+    let (blob_digest, blob_size) = input.finish();
+    Ok(DecodedStream {
+        blob_digest,
+        blob_size,
+        diff_id,
+        diff_size,
+        compression,
+    })
+}
+
+/// Fills `buf` as far as the stream allows (fewer bytes only at its end).
+fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The applier's side of the channel: decoded bytes as a `Read`. The end
+/// of the channel reads as the end of the stream; whether that end was
+/// clean is the decoder's to say.
+struct ChunkReader {
+    full: mpsc::Receiver<Vec<u8>>,
+    free: mpsc::SyncSender<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.current.len() {
+            match self.full.recv() {
+                Ok(next) => {
+                    let done = std::mem::replace(&mut self.current, next);
+                    // Give the buffer back; if the decoder has enough, drop it.
+                    let _ = self.free.try_send(done);
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Reads a layer blob without unpacking it and returns its compression

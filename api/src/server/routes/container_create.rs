@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use bollard_stubs::models::{ContainerCreateBody, HostConfig, RestartPolicyNameEnum};
 use hutch_engine::containers::config::{
-    CreateOptions, HealthConfig, LogConfig, RestartPolicy, RestartPolicyName,
+    CreateOptions, HealthConfig, LogConfig, RestartPolicy, RestartPolicyName, Ulimit, UsernsMode,
 };
 use serde_json::Value;
 
@@ -110,9 +110,40 @@ pub fn parse(mut body: Value, name: Option<&str>) -> Result<CreateRequest, ApiEr
             log_config: log_config(&host)?,
             network_mode,
             auto_remove,
+            userns_mode: userns_mode(&host)?,
+            ulimits: ulimits(&host)?,
+            security_opt: host.security_opt.clone().unwrap_or_default(),
         },
         warnings,
     })
+}
+
+/// `--userns`: Docker's `host` (and empty) is hutch's identity mode;
+/// `private` gives the container an ID range of its own.
+fn userns_mode(host: &HostConfig) -> Result<UsernsMode, ApiError> {
+    let text = host.userns_mode.as_deref().unwrap_or("");
+    UsernsMode::parse(text).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "invalid user namespace mode {text:?}: use \"host\" (identity) or \"private\""
+        ))
+    })
+}
+
+fn ulimits(host: &HostConfig) -> Result<Vec<Ulimit>, ApiError> {
+    host.ulimits
+        .iter()
+        .flatten()
+        .map(|u| match (&u.name, u.soft, u.hard) {
+            (Some(name), Some(soft), hard) if !name.is_empty() => Ok(Ulimit {
+                name: name.clone(),
+                soft,
+                hard: hard.unwrap_or(soft),
+            }),
+            _ => Err(ApiError::bad_request(
+                "invalid ulimit: Name and Soft are required",
+            )),
+        })
+        .collect()
 }
 
 fn nanos(v: Option<i64>) -> u64 {

@@ -350,10 +350,7 @@ async fn load(req: ApiRequest) -> Reply {
 
 async fn create(req: ApiRequest) -> Reply {
     if req.query.non_empty("fromImage").is_some() {
-        return Err(ApiError::not_yet(
-            "pulling images (POST /images/create?fromImage)",
-            3,
-        ));
+        return super::registry::pull(req).await;
     }
     if req.query.non_empty("fromSrc").is_some() {
         return Err(ApiError::not_yet(
@@ -366,8 +363,8 @@ async fn create(req: ApiRequest) -> Reply {
     ))
 }
 
-async fn push(_req: ApiRequest) -> Reply {
-    Err(ApiError::not_yet("pushing images", 3))
+async fn push(req: ApiRequest) -> Reply {
+    super::registry::push(req).await
 }
 
 async fn search(_req: ApiRequest) -> Reply {

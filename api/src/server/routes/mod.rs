@@ -15,6 +15,7 @@ pub(super) mod host;
 mod image_models;
 mod images;
 mod networks;
+mod registry;
 mod swarm;
 pub(super) mod system;
 mod volumes;

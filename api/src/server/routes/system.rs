@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard_stubs::models::{
-    AuthConfig, Commit, LocalNodeState, PluginsInfo, SwarmInfo, SystemInfo,
-    SystemInfoCgroupDriverEnum, SystemInfoCgroupVersionEnum, SystemVersion,
-    SystemVersionComponents, SystemVersionPlatform,
+    Commit, LocalNodeState, PluginsInfo, SwarmInfo, SystemInfo, SystemInfoCgroupDriverEnum,
+    SystemInfoCgroupVersionEnum, SystemVersion, SystemVersionComponents, SystemVersionPlatform,
 };
 use bytes::Bytes;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, PRAGMA};
@@ -361,9 +360,6 @@ async fn send(tx: &mpsc::Sender<Bytes>, event: &Arc<Event>) -> Result<(), ()> {
     tx.send(json_line(&event.wire())).await.map_err(|_| ())
 }
 
-/// `/auth` checks credentials against a registry; hutch has no registry
-/// client yet, so it says so rather than pretending the login worked.
 async fn auth(req: ApiRequest) -> Reply {
-    let _config: AuthConfig = req.json().await?;
-    Err(ApiError::not_yet("registry login (/auth)", 3))
+    super::registry::auth(req).await
 }

@@ -1,0 +1,433 @@
+//! Registry endpoints: pull (`POST /images/create?fromImage`), push
+//! (`POST /images/{name}/push`) and login (`POST /auth`). Pull and push
+//! stream Docker's JSON progress messages; an error before anything was
+//! streamed gets a proper HTTP status, one after it an `errorDetail` line,
+//! as moby does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hutch_images::registry::{login, AuthConfig, LoginError, PullStatus, RegistrySettings};
+use hutch_images::{ImageError, ProgressEvent, ProgressSink, Reference, RegistryRequest};
+use hyper::header::HeaderMap;
+use hyper::{Response, StatusCode};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::super::error::ApiError;
+use super::super::events::Event;
+use super::super::request::ApiRequest;
+use super::super::response::{self, json_line, Body};
+
+type Reply = Result<Response<Body>, ApiError>;
+
+/// Downloading/Extracting updates are sent at most this often per layer.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Pull,
+    Push,
+}
+
+/// Registry settings come from the daemon's environment (as the daemonless
+/// commands read them); credentials from the client's `X-Registry-Auth`.
+fn registry_request(headers: &HeaderMap) -> Result<RegistryRequest, ApiError> {
+    let auth = match headers.get("X-Registry-Auth").map(|v| v.to_str()) {
+        Some(Ok(value)) if !value.trim().is_empty() => Some(
+            AuthConfig::from_header(value)
+                .map_err(|e| ApiError::bad_request(format!("invalid X-Registry-Auth: {e}")))?,
+        ),
+        Some(Err(_)) => return Err(ApiError::bad_request("invalid X-Registry-Auth header")),
+        _ => None,
+    };
+    Ok(RegistryRequest {
+        settings: RegistrySettings::from_env(),
+        auth,
+    })
+}
+
+/// `fromImage` plus `tag` (a tag, or a digest for `name@sha256:...`).
+fn pull_reference(from: &str, tag: Option<&str>) -> Result<String, ApiError> {
+    let name = match tag {
+        Some(tag) if tag.contains(':') => format!("{from}@{tag}"),
+        Some(tag) => format!("{from}:{tag}"),
+        None => from.to_owned(),
+    };
+    Reference::parse(&name)
+        .map(|r| r.to_string())
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+pub async fn pull(req: ApiRequest) -> Reply {
+    let from = req
+        .query
+        .non_empty("fromImage")
+        .ok_or_else(|| ApiError::bad_request("fromImage is required"))?;
+    let name = pull_reference(from, req.query.non_empty("tag"))?;
+    let platform = req.query.non_empty("platform").map(str::to_owned);
+    let request = registry_request(&req.headers)?;
+    let reference = Reference::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let daemon = req.daemon.clone();
+
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let store = daemon.images.clone();
+    let sink: Arc<dyn ProgressSink> = Arc::new(Forward(events_tx));
+    let task_name = name.clone();
+    let task = tokio::spawn(async move {
+        store
+            .pull(&task_name, platform.as_deref(), &request, sink)
+            .await
+    });
+    let first = Stream::first(events_rx, task).await?;
+
+    let (resp, tx) = response::stream("application/json");
+    let header = match (reference.digest(), reference.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_owned(),
+        (None, None) => String::new(),
+    };
+    let opening = json!({"status": format!("Pulling from {}", reference.path()), "id": header});
+    tokio::spawn(async move {
+        let done = first.forward(Operation::Pull, &tx, vec![opening]).await;
+        let closing = match done {
+            Forwarded::Gone => return,
+            Forwarded::Done(Ok(pulled)) => {
+                let id = pulled.id.to_string();
+                daemon
+                    .events
+                    .publish(Event::image("pull", &reference.familiar(), &id));
+                let status = match pulled.status {
+                    PullStatus::Downloaded => "Downloaded newer image for",
+                    PullStatus::UpToDate => "Image is up to date for",
+                };
+                vec![
+                    json!({"status": format!("Digest: {}", pulled.digest)}),
+                    json!({"status": format!("Status: {status} {}", reference.familiar())}),
+                ]
+            }
+            Forwarded::Done(Err(err)) => vec![error_line(&err)],
+        };
+        for line in closing {
+            if tx.send(json_line(&line)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(resp)
+}
+
+pub async fn push(req: ApiRequest) -> Reply {
+    let mut name = req.param("name").to_owned();
+    if let Some(tag) = req.query.non_empty("tag") {
+        name = format!("{name}:{tag}");
+    }
+    let reference = Reference::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let request = registry_request(&req.headers)?;
+    let daemon = req.daemon.clone();
+    // moby answers 404 before streaming when the image is not there.
+    let lookup = name.clone();
+    daemon
+        .with_images(move |store| store.resolve(&lookup))
+        .await?;
+
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let store = daemon.images.clone();
+    let sink: Arc<dyn ProgressSink> = Arc::new(Forward(events_tx));
+    let task_name = name.clone();
+    let task = tokio::spawn(async move { store.push(&task_name, &request, sink).await });
+    let first = Stream::first(events_rx, task).await?;
+
+    let (resp, tx) = response::stream("application/json");
+    let opening = json!({"status": format!(
+        "The push refers to repository [{}]",
+        reference.repository().familiar_name()
+    )});
+    tokio::spawn(async move {
+        let closing = match first.forward(Operation::Push, &tx, vec![opening]).await {
+            Forwarded::Gone => return,
+            Forwarded::Done(Ok(pushed)) => {
+                daemon.events.publish(Event::image(
+                    "push",
+                    &reference.familiar(),
+                    &reference.familiar(),
+                ));
+                let tag = reference.tag().unwrap_or("latest").to_owned();
+                vec![
+                    json!({"status": format!(
+                        "{tag}: digest: {} size: {}", pushed.digest, pushed.size
+                    )}),
+                    json!({"progressDetail": {}, "aux": {
+                        "Tag": tag, "Digest": pushed.digest.to_string(), "Size": pushed.size
+                    }}),
+                ]
+            }
+            Forwarded::Done(Err(err)) => vec![error_line(&err)],
+        };
+        for line in closing {
+            if tx.send(json_line(&line)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(resp)
+}
+
+/// `POST /auth`: moby checks the credentials with the registry and answers
+/// `Login Succeeded`, or 401 with the registry's refusal.
+pub async fn auth(req: ApiRequest) -> Reply {
+    let config: AuthConfig = req.json().await?;
+    let server = config.server_address.clone().unwrap_or_default();
+    let settings = RegistrySettings::from_env();
+    match login(&settings, &server, &config).await {
+        Ok(()) => Ok(response::json(
+            StatusCode::OK,
+            &json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+        )),
+        Err(LoginError::Unauthorized(message)) => {
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, message))
+        }
+        Err(LoginError::Auth(err)) => Err(ApiError::bad_request(err.to_string())),
+        Err(err @ LoginError::Unreachable { .. }) => Err(ApiError::internal(err.to_string())),
+    }
+}
+
+fn error_line(err: &ImageError) -> serde_json::Value {
+    let message = err.to_string();
+    json!({"errorDetail": {"message": message}, "error": message})
+}
+
+/// Hands progress events from the image store to the stream writer. The
+/// store calls it from hot loops, so it only queues.
+struct Forward(mpsc::UnboundedSender<ProgressEvent>);
+
+impl ProgressSink for Forward {
+    fn event(&self, event: ProgressEvent) {
+        let _ = self.0.send(event);
+    }
+}
+
+/// An operation that has got as far as its first real progress event (so
+/// its answer will be a stream), with that event held back.
+struct Stream<T> {
+    first: Option<ProgressEvent>,
+    events: mpsc::UnboundedReceiver<ProgressEvent>,
+    task: JoinHandle<Result<T, ImageError>>,
+}
+
+enum Forwarded<T> {
+    /// The client went away; the operation was cancelled.
+    Gone,
+    Done(Result<T, ImageError>),
+}
+
+impl<T: Send + 'static> Stream<T> {
+    /// Waits until the operation either fails before doing anything visible
+    /// (an HTTP error answer) or emits its first event past resolving the
+    /// name (a streamed answer).
+    async fn first(
+        mut events: mpsc::UnboundedReceiver<ProgressEvent>,
+        mut task: JoinHandle<Result<T, ImageError>>,
+    ) -> Result<Stream<T>, ApiError> {
+        let result = loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(ProgressEvent::Resolving { .. }) => continue,
+                    Some(event) => {
+                        return Ok(Stream { first: Some(event), events, task });
+                    }
+                    // Every sender is gone: the operation has ended.
+                    None => break (&mut task).await,
+                },
+                result = &mut task => break result,
+            }
+        };
+        match result {
+            Ok(Err(err)) => Err(err.into()),
+            Err(join) => Err(join.into()),
+            // Finished with nothing to show (all done at once): stream the
+            // closing lines only.
+            Ok(Ok(value)) => Ok(Stream {
+                first: None,
+                events,
+                task: tokio::spawn(async move { Ok(value) }),
+            }),
+        }
+    }
+
+    /// Streams `opening`, then every event as Docker's message, until the
+    /// operation ends. Cancels the operation if the client hangs up.
+    async fn forward(
+        mut self,
+        op: Operation,
+        tx: &mpsc::Sender<Bytes>,
+        opening: Vec<serde_json::Value>,
+    ) -> Forwarded<T> {
+        let mut render = Render::new(op);
+        let mut pending: Vec<serde_json::Value> = opening;
+        if let Some(first) = self.first.take() {
+            pending.extend(render.messages(&first));
+        }
+        loop {
+            for line in pending.drain(..) {
+                if tx.send(json_line(&line)).await.is_err() {
+                    self.task.abort();
+                    return Forwarded::Gone;
+                }
+            }
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Some(event) => pending.extend(render.messages(&event)),
+                    None => break,
+                },
+                // A client that hangs up while nothing is being sent.
+                _ = tx.closed() => {
+                    self.task.abort();
+                    return Forwarded::Gone;
+                }
+            }
+        }
+        match self.task.await {
+            Ok(result) => Forwarded::Done(result),
+            Err(join) => Forwarded::Done(Err(ImageError::Pull(
+                hutch_images::registry::PullError::Internal(join.to_string()),
+            ))),
+        }
+    }
+}
+
+/// Turns progress events into moby's `jsonmessage` lines.
+struct Render {
+    op: Operation,
+    /// Layers already announced, and when each last sent a byte count.
+    seen: HashMap<String, Option<Instant>>,
+}
+
+impl Render {
+    fn new(op: Operation) -> Render {
+        Render {
+            op,
+            seen: HashMap::new(),
+        }
+    }
+
+    fn messages(&mut self, event: &ProgressEvent) -> Vec<serde_json::Value> {
+        let Some(layer) = event.layer() else {
+            return Vec::new();
+        };
+        let id = layer.short().to_owned();
+        let mut out = Vec::new();
+        let first_time = !self.seen.contains_key(&id);
+        if first_time && !matches!(event, ProgressEvent::AlreadyExists { .. }) {
+            let status = match self.op {
+                Operation::Pull => "Pulling fs layer",
+                Operation::Push => "Preparing",
+            };
+            out.push(status_line(status, &id));
+        }
+        let last = self.seen.entry(id.clone()).or_insert(None);
+        let status = match (event, self.op) {
+            (ProgressEvent::Waiting { .. }, _) => "Waiting".to_owned(),
+            (ProgressEvent::AlreadyExists { .. }, Operation::Pull) => "Already exists".to_owned(),
+            (ProgressEvent::AlreadyExists { .. }, Operation::Push) => {
+                "Layer already exists".to_owned()
+            }
+            (ProgressEvent::Mounted { from, .. }, _) => format!("Mounted from {from}"),
+            (ProgressEvent::Verifying { .. }, _) => "Verifying Checksum".to_owned(),
+            (ProgressEvent::Done { .. }, Operation::Pull) => "Pull complete".to_owned(),
+            (ProgressEvent::Done { .. }, Operation::Push) => "Pushed".to_owned(),
+            (
+                ProgressEvent::Downloading { current, total, .. }
+                | ProgressEvent::Extracting { current, total, .. },
+                op,
+            ) => {
+                let finished = total.is_some_and(|t| *current >= t);
+                let now = Instant::now();
+                if !finished && last.is_some_and(|at| now.duration_since(at) < PROGRESS_INTERVAL) {
+                    return out;
+                }
+                *last = Some(now);
+                let status = match (event, op) {
+                    (ProgressEvent::Extracting { .. }, _) => "Extracting",
+                    (_, Operation::Pull) => "Downloading",
+                    (_, Operation::Push) => "Pushing",
+                };
+                let mut detail = json!({"current": current});
+                if let Some(total) = total {
+                    detail["total"] = json!(total);
+                }
+                out.push(json!({"status": status, "progressDetail": detail, "id": id}));
+                return out;
+            }
+            (ProgressEvent::Resolving { .. } | ProgressEvent::Complete { .. }, _) => {
+                return out;
+            }
+        };
+        out.push(status_line(&status, &id));
+        out
+    }
+}
+
+fn status_line(status: &str, id: &str) -> serde_json::Value {
+    json!({"status": status, "progressDetail": {}, "id": id})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hutch_images::Digest;
+
+    #[test]
+    fn pull_references_combine_from_image_and_tag() {
+        assert_eq!(
+            pull_reference("busybox", Some("1.36")).ok().as_deref(),
+            Some("docker.io/library/busybox:1.36")
+        );
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            pull_reference("localhost:5000/x", Some(&digest)).ok(),
+            Some(format!("localhost:5000/x@{digest}"))
+        );
+        assert!(pull_reference("UPPER", None).is_err());
+    }
+
+    #[test]
+    fn events_become_moby_messages() {
+        let layer = Digest::of(b"layer");
+        let mut render = Render::new(Operation::Pull);
+        let first = render.messages(&ProgressEvent::Downloading {
+            layer: layer.clone(),
+            current: 10,
+            total: Some(100),
+        });
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0]["status"], "Pulling fs layer");
+        assert_eq!(first[1]["progressDetail"]["total"], 100);
+        // A second update within the interval is dropped; completion is not.
+        let again = render.messages(&ProgressEvent::Downloading {
+            layer: layer.clone(),
+            current: 20,
+            total: Some(100),
+        });
+        assert!(again.is_empty());
+        let done = render.messages(&ProgressEvent::Downloading {
+            layer: layer.clone(),
+            current: 100,
+            total: Some(100),
+        });
+        assert_eq!(done[0]["progressDetail"]["current"], 100);
+        let complete = render.messages(&ProgressEvent::Done { layer });
+        assert_eq!(complete[0]["status"], "Pull complete");
+        assert_eq!(complete[0]["id"].as_str().map(str::len), Some(12));
+
+        let mut push = Render::new(Operation::Push);
+        let exists = push.messages(&ProgressEvent::AlreadyExists {
+            layer: Digest::of(b"other"),
+        });
+        assert_eq!(exists.len(), 1);
+        assert_eq!(exists[0]["status"], "Layer already exists");
+    }
+}

@@ -1,0 +1,133 @@
+//! Platforms (`linux/amd64`, `linux/arm/v7`) as containerd's `platforms` package
+//! parses and normalises them, for `--platform` and the automatic platform ARGs.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Platform {
+    pub os: String,
+    pub arch: String,
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// Parses `os[/arch[/variant]]` or a bare architecture, normalising aliases
+    /// (`x86_64` → `amd64`, `aarch64` → `arm64`, `armhf` → `arm/v7`).
+    pub fn parse(s: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let bad = || format!("{s:?}: unknown operating system or architecture: invalid argument");
+        if parts.iter().any(|p| p.is_empty()) || parts.len() > 3 {
+            return Err(bad());
+        }
+        let lower: Vec<String> = parts.iter().map(|p| p.to_ascii_lowercase()).collect();
+        let (os, arch, variant) = match lower.as_slice() {
+            [one] if is_os(one) => (one.clone(), host_arch().0.to_string(), host_arch().1),
+            [one] => ("linux".to_string(), one.clone(), None),
+            [os, arch] => (os.clone(), arch.clone(), None),
+            [os, arch, variant] => (os.clone(), arch.clone(), Some(variant.clone())),
+            _ => return Err(bad()),
+        };
+        if !is_os(&os) {
+            return Err(bad());
+        }
+        Ok(normalize(os, arch, variant))
+    }
+
+    /// The machine hutch runs on (the default build and target platform).
+    pub fn host() -> Platform {
+        let (arch, variant) = host_arch();
+        Platform {
+            os: "linux".to_string(),
+            arch: arch.to_string(),
+            variant,
+        }
+    }
+}
+
+fn is_os(s: &str) -> bool {
+    matches!(
+        s,
+        "linux"
+            | "windows"
+            | "darwin"
+            | "freebsd"
+            | "netbsd"
+            | "openbsd"
+            | "solaris"
+            | "illumos"
+            | "android"
+            | "ios"
+            | "aix"
+            | "plan9"
+            | "js"
+            | "wasip1"
+    )
+}
+
+fn host_arch() -> (&'static str, Option<String>) {
+    match std::env::consts::ARCH {
+        "x86_64" => ("amd64", None),
+        "aarch64" => ("arm64", None),
+        "arm" => ("arm", Some("v7".to_string())),
+        "x86" => ("386", None),
+        "powerpc64" => ("ppc64le", None),
+        "s390x" => ("s390x", None),
+        "riscv64" => ("riscv64", None),
+        other => (other, None),
+    }
+}
+
+fn normalize(os: String, arch: String, variant: Option<String>) -> Platform {
+    let (arch, variant) = match (arch.as_str(), variant.as_deref()) {
+        ("i386", _) => ("386".to_string(), None),
+        ("x86_64" | "x86-64" | "amd64", v) => (
+            "amd64".to_string(),
+            v.filter(|v| *v != "v1").map(str::to_string),
+        ),
+        ("aarch64" | "arm64", v) => (
+            "arm64".to_string(),
+            v.filter(|v| !matches!(*v, "8" | "v8")).map(str::to_string),
+        ),
+        ("armhf", _) => ("arm".to_string(), Some("v7".to_string())),
+        ("armel", _) => ("arm".to_string(), Some("v6".to_string())),
+        ("arm", None) => ("arm".to_string(), Some("v7".to_string())),
+        ("arm", Some(v)) => {
+            let v = if v.starts_with('v') {
+                v.to_string()
+            } else {
+                format!("v{v}")
+            };
+            ("arm".to_string(), Some(v))
+        }
+        (a, v) => (a.to_string(), v.map(str::to_string)),
+    };
+    Platform { os, arch, variant }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.arch)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_normalise() {
+        let p = |s: &str| Platform::parse(s).map(|p| p.to_string());
+        assert_eq!(p("linux/amd64").as_deref(), Ok("linux/amd64"));
+        assert_eq!(p("linux/aarch64").as_deref(), Ok("linux/arm64"));
+        assert_eq!(p("linux/arm64/v8").as_deref(), Ok("linux/arm64"));
+        assert_eq!(p("linux/arm").as_deref(), Ok("linux/arm/v7"));
+        assert_eq!(p("linux/arm/6").as_deref(), Ok("linux/arm/v6"));
+        assert_eq!(p("arm64").as_deref(), Ok("linux/arm64"));
+        assert!(Platform::parse("linux//x").is_err());
+        assert!(Platform::parse("beos/amd64").is_err());
+    }
+}

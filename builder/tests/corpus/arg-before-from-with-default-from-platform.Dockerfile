@@ -1,0 +1,4 @@
+ARG ARCH=${TARGETARCH}
+FROM alpine:${ARCH}
+ARG ARCH
+RUN echo $ARCH

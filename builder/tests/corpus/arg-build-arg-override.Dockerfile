@@ -1,0 +1,5 @@
+FROM alpine
+ARG A=default
+ARG B
+ARG C=c
+RUN echo $A $B $C

@@ -1,0 +1,5 @@
+FROM alpine
+ENV BASE=/opt
+ARG DIR=$BASE/app
+ARG FILE=${DIR}/bin
+WORKDIR $FILE

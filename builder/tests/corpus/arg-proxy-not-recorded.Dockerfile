@@ -1,0 +1,3 @@
+FROM alpine
+ARG HTTPS_PROXY
+RUN wget https://example.com

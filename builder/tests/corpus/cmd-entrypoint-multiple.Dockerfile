@@ -1,0 +1,5 @@
+FROM alpine
+CMD ["a"]
+ENTRYPOINT ["e1"]
+CMD ["b"]
+ENTRYPOINT e2

@@ -1,0 +1,4 @@
+    # indented comment
+FROM alpine
+  # another
+	RUN echo tabbed

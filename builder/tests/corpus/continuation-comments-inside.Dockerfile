@@ -1,0 +1,6 @@
+FROM alpine
+RUN set -e; \
+# a comment that is dropped
+    echo one; \
+    # an indented comment, dropped too
+    echo two

@@ -1,0 +1,4 @@
+FROM alpine
+COPY a.txt <<EOF b.txt /dst/
+inline
+EOF

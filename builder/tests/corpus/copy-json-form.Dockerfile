@@ -1,0 +1,3 @@
+FROM alpine
+COPY ["file with spaces.txt", "other", "/dest dir/"]
+ADD ["a b", "/c"]

@@ -1,0 +1,4 @@
+# check=skip=JSONArgsRecommended;error=true
+FROM alpine
+MAINTAINER someone
+CMD echo hi

@@ -1,0 +1,5 @@
+FROM alpine AS dup
+RUN echo one
+FROM alpine AS dup
+RUN echo two
+FROM dup

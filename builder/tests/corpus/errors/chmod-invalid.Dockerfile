@@ -1,0 +1,2 @@
+FROM alpine
+COPY --chmod=rwxrwxrwx a b

@@ -1,0 +1,2 @@
+FROM alpine
+COPY --from=$STAGE /x /y

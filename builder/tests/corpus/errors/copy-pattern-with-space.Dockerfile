@@ -1,0 +1,4 @@
+FROM alpine
+ARG SRCS="a b"
+# COPY splits its arguments on blanks before expansion, as BuildKit does
+COPY ${SRCS%% *} /first

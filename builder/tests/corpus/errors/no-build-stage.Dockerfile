@@ -1,0 +1,2 @@
+RUN echo before from
+FROM alpine

@@ -1,0 +1,3 @@
+FROM alpine AS one
+FROM alpine AS two
+FROM alpine

@@ -1,0 +1,2 @@
+FROM alpine
+COPY --fromm=x a b

@@ -1,0 +1,3 @@
+FROM alpine
+RUN --mount=type=cache,target=/c \
+    --mnt=x echo

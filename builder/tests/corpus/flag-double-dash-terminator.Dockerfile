@@ -1,0 +1,3 @@
+FROM alpine
+COPY -- --weird-name /dst
+RUN -- echo dashes

@@ -1,0 +1,4 @@
+FROM alpine
+RUN python3 << END
+print(1)
+END

@@ -1,0 +1,6 @@
+FROM alpine
+RUN <<EOF
+apk add curl
+echo done
+EOF
+RUN echo after

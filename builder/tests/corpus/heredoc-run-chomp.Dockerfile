@@ -1,0 +1,6 @@
+FROM alpine
+RUN <<-EOT
+	echo tabbed
+		echo twice
+	EOT
+RUN echo after

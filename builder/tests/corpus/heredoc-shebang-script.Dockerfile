@@ -1,0 +1,5 @@
+FROM python:3
+RUN <<EOF
+#!/usr/bin/env python3
+print("hello")
+EOF

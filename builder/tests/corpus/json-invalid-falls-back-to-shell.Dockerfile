@@ -1,0 +1,4 @@
+FROM alpine
+RUN ['single', 'quotes']
+CMD ["unterminated
+ENTRYPOINT [ "ok" ] trailing

@@ -1,0 +1,3 @@
+from alpine
+run echo lower
+copy a b

@@ -1,0 +1,4 @@
+FROM alpine
+RUN echo a
+run echo b
+Copy a b

@@ -1,0 +1,4 @@
+FROM alpine AS Build
+RUN echo x
+from alpine AS second
+FROM build

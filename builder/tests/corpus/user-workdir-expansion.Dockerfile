@@ -1,0 +1,4 @@
+FROM alpine
+ENV APP_USER=app HOME_DIR=/home/app
+USER ${APP_USER}:${APP_USER}
+WORKDIR $HOME_DIR/src

@@ -1,0 +1,4 @@
+FROM alpine
+WORKDIR /a
+WORKDIR b
+WORKDIR ../c

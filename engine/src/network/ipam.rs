@@ -1,0 +1,161 @@
+//! Address management: subnets for new networks from Docker's default
+//! pools, addresses for endpoints, and MAC addresses derived from the IP as
+//! Docker derives them (02:42 followed by the four address bytes).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// An IPv4 subnet, `addr/prefix`, with `addr` the network address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Subnet {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Subnet {
+        let prefix = prefix.min(32);
+        Subnet {
+            addr: Ipv4Addr::from(u32::from(addr) & mask(prefix)),
+            prefix,
+        }
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & mask(self.prefix) == u32::from(self.addr)
+    }
+
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        let p = self.prefix.min(other.prefix);
+        u32::from(self.addr) & mask(p) == u32::from(other.addr) & mask(p)
+    }
+
+    /// The `n`th address of the subnet.
+    pub fn nth(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr).wrapping_add(n))
+    }
+
+    pub fn size(&self) -> u64 {
+        1u64 << (32 - u32::from(self.prefix))
+    }
+
+    /// The first usable host address (Docker's default gateway).
+    pub fn first_host(&self) -> Ipv4Addr {
+        self.nth(1)
+    }
+}
+
+fn mask(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+impl fmt::Display for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Subnet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ip, len) = s
+            .split_once('/')
+            .ok_or_else(|| format!("invalid subnet {s:?}: want ADDRESS/PREFIX"))?;
+        let ip: Ipv4Addr = ip
+            .parse()
+            .map_err(|_| format!("invalid subnet {s:?}: {ip:?} is not an IPv4 address"))?;
+        let len: u8 = len
+            .parse()
+            .ok()
+            .filter(|l| *l <= 30)
+            .ok_or_else(|| format!("invalid subnet {s:?}: prefix length must be 0-30"))?;
+        Ok(Subnet::new(ip, len))
+    }
+}
+
+/// The default `bridge` network's subnet, as Docker's docker0.
+pub const DEFAULT_BRIDGE: Subnet = Subnet {
+    addr: Ipv4Addr::new(172, 17, 0, 0),
+    prefix: 16,
+};
+
+/// Docker's default address pools for new networks, in its order:
+/// 172.17-31.0.0/16, then 192.168.0.0/16 cut into /20s.
+pub fn default_pool() -> impl Iterator<Item = Subnet> {
+    let b = (17..=31u8).map(|x| Subnet::new(Ipv4Addr::new(172, x, 0, 0), 16));
+    let c = (0..16u8).map(|x| Subnet::new(Ipv4Addr::new(192, 168, x * 16, 0), 20));
+    b.chain(c)
+}
+
+/// The first pool subnet that overlaps none of `taken`.
+pub fn free_subnet(taken: &[Subnet]) -> Option<Subnet> {
+    default_pool().find(|s| !taken.iter().any(|t| t.overlaps(s)))
+}
+
+/// The lowest free host address of `subnet` (not the network address, the
+/// broadcast address, or anything in `used`).
+pub fn free_address(subnet: &Subnet, used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    let last = u32::try_from(subnet.size().saturating_sub(1)).unwrap_or(u32::MAX);
+    (1..last)
+        .map(|n| subnet.nth(n))
+        .find(|ip| !used.contains(ip))
+}
+
+/// Docker's MAC for an address: 02:42:a:b:c:d.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+pub fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_parse_normalise_and_overlap() {
+        let s: Subnet = "10.1.2.3/16".parse().expect("valid");
+        assert_eq!(s.to_string(), "10.1.0.0/16");
+        assert!(s.contains(Ipv4Addr::new(10, 1, 200, 1)));
+        assert!(!s.contains(Ipv4Addr::new(10, 2, 0, 1)));
+        assert!(s.overlaps(&"10.0.0.0/8".parse().expect("valid")));
+        assert!("10.0.0.0/31".parse::<Subnet>().is_err());
+        assert!("nope".parse::<Subnet>().is_err());
+    }
+
+    #[test]
+    fn pools_skip_taken_subnets() {
+        let taken = vec![DEFAULT_BRIDGE, "172.18.0.0/16".parse().expect("valid")];
+        assert_eq!(
+            free_subnet(&taken).map(|s| s.to_string()).as_deref(),
+            Some("172.19.0.0/16")
+        );
+    }
+
+    #[test]
+    fn addresses_skip_used_ones_and_the_broadcast() {
+        let s: Subnet = "10.0.0.0/30".parse().expect("valid");
+        let mut used = BTreeSet::from([Ipv4Addr::new(10, 0, 0, 1)]);
+        assert_eq!(free_address(&s, &used), Some(Ipv4Addr::new(10, 0, 0, 2)));
+        used.insert(Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(free_address(&s, &used), None);
+    }
+
+    #[test]
+    fn macs_are_derived_like_dockers() {
+        assert_eq!(
+            mac_string(mac_for(Ipv4Addr::new(172, 17, 0, 2))),
+            "02:42:ac:11:00:02"
+        );
+    }
+}

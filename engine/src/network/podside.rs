@@ -1,0 +1,173 @@
+//! What only the pod's own namespaces allow, done by the small parent half
+//! of the engine bootstrap (see [`crate::bootstrap`]) that stays there as
+//! pod root: binding ports below 1024 in the pod's netns (CAP_NET_BIND_SERVICE
+//! counts against the netns owner, which the engine's user namespace is
+//! not), and the kernel uplink (a veth into the pod netns and NAT there,
+//! which needs CAP_NET_ADMIN over the pod netns). The engine asks over a
+//! unix socket; descriptors travel with SCM_RIGHTS.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::nft::{self, expr, BaseChain, Batch, Expr, Hook};
+use super::rtnl::Rtnl;
+use super::{sock, Proto};
+use crate::runtime::channel;
+
+/// The pod side of the uplink veth pair.
+pub const POD_LINK: &str = "hutch0";
+/// The bridge netns side.
+pub const BRIDGE_LINK: &str = "uplink0";
+/// The pair's /30: the pod side takes .1, the bridge netns side .2.
+pub const POD_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 213, 1);
+pub const BRIDGE_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 213, 2);
+pub const UPLINK_PREFIX: u8 = 30;
+/// hutch's nftables table, in every namespace it touches.
+pub const TABLE: &str = "hutch";
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Request {
+    /// Bind a port in the pod netns; the reply carries the socket.
+    Bind { proto: Proto, addr: SocketAddr },
+    /// Create the uplink veth towards the bridge netns sent along.
+    UplinkUp,
+    /// Remove the uplink and its NAT rules from the pod netns.
+    UplinkDown,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Reply {
+    Ok,
+    Fd,
+    Failed(String),
+}
+
+/// The engine's handle on the pod-level parent.
+#[derive(Debug)]
+pub struct PodParent {
+    sock: Mutex<UnixStream>,
+}
+
+impl PodParent {
+    pub fn new(sock: UnixStream) -> PodParent {
+        PodParent {
+            sock: Mutex::new(sock),
+        }
+    }
+
+    fn call(&self, req: &Request, fd: Option<&OwnedFd>) -> io::Result<Option<OwnedFd>> {
+        let mut sock = self
+            .sock
+            .lock()
+            .map_err(|_| io::Error::other("pod parent lock poisoned"))?;
+        channel::send(&mut sock, req)?;
+        if let Some(fd) = fd {
+            channel::send_fds(&sock, &[fd.try_clone()?])?;
+        }
+        match channel::recv::<Reply>(&mut sock)? {
+            Some(Reply::Ok) => Ok(None),
+            Some(Reply::Fd) => Ok(channel::recv_fds(&sock, 1)?.pop()),
+            Some(Reply::Failed(why)) => Err(io::Error::other(why)),
+            None => Err(io::Error::other("the pod-level parent is gone")),
+        }
+    }
+
+    /// A socket bound to `addr` in the pod's netns (TCP ones listening).
+    pub fn bind(&self, proto: Proto, addr: SocketAddr) -> io::Result<OwnedFd> {
+        self.call(&Request::Bind { proto, addr }, None)?
+            .ok_or_else(|| io::Error::other("the pod-level parent sent no socket"))
+    }
+
+    /// Creates the uplink veth between the pod netns and `bridge_netns`,
+    /// with NAT in the pod netns.
+    pub fn uplink_up(&self, bridge_netns: &OwnedFd) -> io::Result<()> {
+        self.call(&Request::UplinkUp, Some(bridge_netns)).map(drop)
+    }
+
+    pub fn uplink_down(&self) -> io::Result<()> {
+        self.call(&Request::UplinkDown, None).map(drop)
+    }
+}
+
+/// Serves the engine's requests until it hangs up. Runs in the parent, in
+/// the pod's namespaces.
+pub fn serve(mut sock: UnixStream) {
+    while let Ok(Some(req)) = channel::recv::<Request>(&mut sock) {
+        let result = match req {
+            Request::Bind { proto, addr } => bind(proto, addr).map(Some),
+            Request::UplinkUp => channel::recv_fds(&sock, 1)
+                .and_then(|mut fds| fds.pop().ok_or_else(|| io::ErrorKind::InvalidData.into()))
+                .and_then(|fd| uplink_up(&fd))
+                .map(|()| None),
+            Request::UplinkDown => uplink_down().map(|()| None),
+        };
+        let sent = match result {
+            Ok(None) => channel::send(&mut sock, &Reply::Ok),
+            Ok(Some(fd)) => {
+                channel::send(&mut sock, &Reply::Fd).and_then(|()| channel::send_fds(&sock, &[fd]))
+            }
+            Err(e) => channel::send(&mut sock, &Reply::Failed(e.to_string())),
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+fn bind(proto: Proto, addr: SocketAddr) -> io::Result<OwnedFd> {
+    Ok(match proto {
+        Proto::Tcp => sock::tcp_listener(addr, false)?.into(),
+        Proto::Udp => sock::udp_socket(addr, false)?.into(),
+    })
+}
+
+fn uplink_up(bridge_netns: &OwnedFd) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    let mut rtnl = Rtnl::open()?;
+    rtnl.delete_link_named(POD_LINK)?;
+    rtnl.add_veth(POD_LINK, BRIDGE_LINK, Some(bridge_netns.as_fd()), None)?;
+    let index = rtnl.require(POD_LINK)?;
+    rtnl.add_address(index, POD_ADDR, UPLINK_PREFIX)?;
+    rtnl.set_up(index)?;
+    // The kernel decides forwarding by the input device: our veth for
+    // outbound packets, the pod's other links for the replies. /proc/sys is
+    // read-only in a pod; netlink devconf is not.
+    for link in rtnl.links()? {
+        if link.name != "lo" {
+            rtnl.set_forwarding(link.index, true)?;
+        }
+    }
+    let mut batch = Batch::new();
+    batch.reset_table(nft::FAMILY_IP, TABLE);
+    batch.add_chain(
+        nft::FAMILY_IP,
+        TABLE,
+        &BaseChain {
+            name: "postrouting",
+            hook: Hook::Postrouting,
+            priority: 100,
+            kind: "nat",
+            accept_by_default: true,
+        },
+    );
+    let mut rule = expr::saddr_in(BRIDGE_ADDR, 32, true);
+    rule.extend(expr::oifname(POD_LINK, false));
+    rule.push(Expr::Masquerade);
+    batch.add_rule(nft::FAMILY_IP, TABLE, "postrouting", &rule);
+    batch.commit()
+}
+
+fn uplink_down() -> io::Result<()> {
+    let mut rtnl = Rtnl::open()?;
+    rtnl.delete_link_named(POD_LINK)?;
+    let mut batch = Batch::new();
+    batch
+        .add_table(nft::FAMILY_IP, TABLE)
+        .delete_table(nft::FAMILY_IP, TABLE);
+    batch.commit()
+}

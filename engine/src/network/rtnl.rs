@@ -1,0 +1,341 @@
+//! A small synchronous rtnetlink client: links, addresses, routes and rules
+//! in the network namespace the socket was opened in. The socket keeps that
+//! namespace for its whole life, wherever the thread using it goes next, so
+//! callers open one from a thread that has entered the namespace (see
+//! [`super::netns`]) and may then use it from anywhere.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use netlink_packet_core::{
+    DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_EXCL, NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    AfSpecInet, AfSpecUnspec, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+/// `IFLA_INET_CONF` inside `IFLA_AF_SPEC`/`AF_INET` (linux/if_link.h).
+const IFLA_INET_CONF: u16 = 1;
+/// `IPV4_DEVCONF_FORWARDING` (linux/ip.h, 1-based).
+const IPV4_DEVCONF_FORWARDING: u16 = 1;
+
+/// One link as a dump reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+}
+
+/// One IPv4 address as a dump reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub index: u32,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+}
+
+/// A route to add.
+#[derive(Debug, Clone, Default)]
+pub struct Route {
+    pub dst: Option<(Ipv4Addr, u8)>,
+    pub gateway: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
+    pub table: Option<u32>,
+    /// A `local` route (delivered to this host), as TPROXY needs.
+    pub local: bool,
+}
+
+/// A route-netlink socket bound to the caller's network namespace.
+pub struct Rtnl {
+    socket: Socket,
+    seq: u32,
+}
+
+impl Rtnl {
+    /// Opens a socket in the calling thread's network namespace.
+    pub fn open() -> io::Result<Rtnl> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(Rtnl { socket, seq: 0 })
+    }
+
+    pub fn links(&mut self) -> io::Result<Vec<Link>> {
+        let replies = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(Link {
+                    index: l.header.index,
+                    name: l.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::IfName(n) => Some(n.clone()),
+                        _ => None,
+                    })?,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub fn addresses(&mut self) -> io::Result<Vec<Address>> {
+        let mut req = AddressMessage::default();
+        req.header.family = AddressFamily::Inet;
+        let replies = self.dump(RouteNetlinkMessage::GetAddress(req))?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) => Some(Address {
+                    index: a.header.index,
+                    prefix: a.header.prefix_len,
+                    ip: a.attributes.iter().find_map(|at| match at {
+                        AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+                        _ => None,
+                    })?,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub fn index(&mut self, name: &str) -> io::Result<Option<u32>> {
+        Ok(self
+            .links()?
+            .into_iter()
+            .find(|l| l.name == name)
+            .map(|l| l.index))
+    }
+
+    /// The index of `name`, or NotFound.
+    pub fn require(&mut self, name: &str) -> io::Result<u32> {
+        self.index(name)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no link named {name}")))
+    }
+
+    pub fn add_bridge(&mut self, name: &str, mac: Option<[u8; 6]>) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.attributes = vec![
+            LinkAttribute::IfName(name.to_owned()),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]),
+        ];
+        if let Some(mac) = mac {
+            msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+    }
+
+    /// A veth pair `name` here and `peer` in `peer_netns` (here when None),
+    /// the peer with hardware address `peer_mac`.
+    pub fn add_veth(
+        &mut self,
+        name: &str,
+        peer: &str,
+        peer_netns: Option<BorrowedFd<'_>>,
+        peer_mac: Option<[u8; 6]>,
+    ) -> io::Result<()> {
+        let mut peer_msg = LinkMessage::default();
+        peer_msg.attributes = vec![LinkAttribute::IfName(peer.to_owned())];
+        if let Some(fd) = peer_netns {
+            peer_msg
+                .attributes
+                .push(LinkAttribute::NetNsFd(fd.as_raw_fd()));
+        }
+        if let Some(mac) = peer_mac {
+            peer_msg
+                .attributes
+                .push(LinkAttribute::Address(mac.to_vec()));
+        }
+        let mut msg = LinkMessage::default();
+        msg.attributes = vec![
+            LinkAttribute::IfName(name.to_owned()),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+            ]),
+        ];
+        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+    }
+
+    pub fn set_up(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        self.request(RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
+    pub fn set_master(&mut self, index: u32, master: u32) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes = vec![LinkAttribute::Controller(master)];
+        self.request(RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
+    /// Turns IPv4 forwarding on for packets arriving on this link. The
+    /// kernel decides forwarding by the input device's devconf, which
+    /// netlink can set even where /proc/sys is read-only (as in pods).
+    pub fn set_forwarding(&mut self, index: u32, on: bool) -> io::Result<()> {
+        let mut conf = Vec::with_capacity(8);
+        conf.extend_from_slice(&8u16.to_ne_bytes());
+        conf.extend_from_slice(&IPV4_DEVCONF_FORWARDING.to_ne_bytes());
+        conf.extend_from_slice(&u32::from(on).to_ne_bytes());
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes = vec![LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+            AfSpecInet::Other(DefaultNla::new(IFLA_INET_CONF, conf)),
+        ])])];
+        self.request(RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
+    pub fn add_address(&mut self, index: u32, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.prefix_len = prefix;
+        msg.header.index = index;
+        msg.attributes = vec![
+            AddressAttribute::Local(IpAddr::V4(ip)),
+            AddressAttribute::Address(IpAddr::V4(ip)),
+        ];
+        if prefix < 31 {
+            let host_bits = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+            let broadcast = Ipv4Addr::from(u32::from(ip) | host_bits);
+            msg.attributes.push(AddressAttribute::Broadcast(broadcast));
+        }
+        self.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    pub fn add_route(&mut self, route: &Route) -> io::Result<()> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        msg.header.protocol = RouteProtocol::Static;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.kind = if route.local {
+            RouteType::Local
+        } else {
+            RouteType::Unicast
+        };
+        msg.header.scope = if route.local {
+            RouteScope::Host
+        } else if route.gateway.is_some() {
+            RouteScope::Universe
+        } else {
+            RouteScope::Link
+        };
+        if let Some((dst, len)) = route.dst {
+            msg.header.destination_prefix_length = len;
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        }
+        if let Some(gw) = route.gateway {
+            msg.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+        }
+        if let Some(oif) = route.oif {
+            msg.attributes.push(RouteAttribute::Oif(oif));
+        }
+        if let Some(table) = route.table {
+            msg.header.table = u8::try_from(table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
+            msg.attributes.push(RouteAttribute::Table(table));
+        }
+        self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// `ip rule add fwmark MARK lookup TABLE`.
+    pub fn add_fwmark_rule(&mut self, mark: u32, table: u32, priority: u32) -> io::Result<()> {
+        let mut msg = RuleMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.action = RuleAction::ToTable;
+        msg.header.table = u8::try_from(table).unwrap_or(0);
+        msg.attributes = vec![
+            RuleAttribute::FwMark(mark),
+            RuleAttribute::FwMask(u32::MAX),
+            RuleAttribute::Table(table),
+            RuleAttribute::Priority(priority),
+        ];
+        self.request(RouteNetlinkMessage::NewRule(msg), NLM_F_CREATE | NLM_F_EXCL)
+    }
+
+    pub fn delete_link(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.request(RouteNetlinkMessage::DelLink(msg), 0)
+    }
+
+    /// Deletes the link called `name` if there is one.
+    pub fn delete_link_named(&mut self, name: &str) -> io::Result<()> {
+        match self.index(name)? {
+            Some(index) => self.delete_link(index),
+            None => Ok(()),
+        }
+    }
+
+    fn send(&mut self, payload: RouteNetlinkMessage, flags: u16) -> io::Result<u32> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(payload));
+        msg.finalize();
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.serialize(&mut buf);
+        self.socket.send(&buf, 0)?;
+        Ok(self.seq)
+    }
+
+    /// Sends one request and waits for its acknowledgement.
+    fn request(&mut self, payload: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+        let seq = self.send(payload, NLM_F_ACK | flags)?;
+        self.collect(seq).map(drop)
+    }
+
+    fn dump(&mut self, payload: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let seq = self.send(payload, NLM_F_DUMP)?;
+        self.collect(seq)
+    }
+
+    /// Reads replies to `seq` until the ack, an error or the end of a dump.
+    fn collect(&mut self, seq: u32) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let mut out = Vec::new();
+        loop {
+            let (reply, _) = self.socket.recv_from_full()?;
+            let mut offset = 0;
+            while offset < reply.len() {
+                let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[offset..])
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                let len = usize::try_from(parsed.header.length).unwrap_or(0);
+                if parsed.header.sequence_number == seq {
+                    match parsed.payload {
+                        NetlinkPayload::Error(err) => {
+                            return match err.code {
+                                None => Ok(out),
+                                Some(_) => Err(err.to_io()),
+                            };
+                        }
+                        NetlinkPayload::Done(_) => return Ok(out),
+                        NetlinkPayload::InnerMessage(m) => out.push(m),
+                        _ => {}
+                    }
+                }
+                if len == 0 {
+                    break;
+                }
+                offset += (len + 3) & !3;
+            }
+        }
+    }
+}

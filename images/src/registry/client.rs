@@ -1,0 +1,602 @@
+//! A session with one registry endpoint for one repository, on
+//! `oci-client`. We use only its streaming calls (`pull_manifest_raw`,
+//! `pull_blob_stream`, `push_blob_stream`, ...), never `pull()`, which
+//! buffers whole layers in memory.
+//!
+//! What oci-client lacks is done here: its TLS settings and protocol are
+//! per client, not per registry, so a session owns a client built for its
+//! endpoint alone (scheme and CA certificates); and it has no OAuth2
+//! refresh-token flow, so an identity token is exchanged for an access
+//! token here and handed to oci-client as a bearer token.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::RegistryOperation;
+use serde::Deserialize;
+
+use super::auth::Credential;
+use super::config::{Endpoint, Scheme};
+use crate::digest::Digest;
+use crate::oci;
+use crate::reference::Reference;
+
+const USER_AGENT: &str = concat!("hutch/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{what} at {endpoint}: {cause}")]
+    Request {
+        what: String,
+        endpoint: String,
+        cause: String,
+    },
+    #[error("{endpoint}: cannot get a token for the identity token: {reason}")]
+    Token { endpoint: String, reason: String },
+    #[error(
+        "the manifest of {reference} is {size} bytes, more than the {max} byte limit; \
+         the registry is broken or hostile"
+    )]
+    ManifestTooLarge {
+        reference: String,
+        size: usize,
+        max: u64,
+    },
+    #[error(
+        "{reference}: unsupported manifest media type {media_type:?} (hutch pulls Docker \
+         schema2 and OCI images and indexes)"
+    )]
+    UnsupportedManifest {
+        reference: String,
+        media_type: String,
+    },
+    #[error("{reference}: the registry sent manifest {actual}, not the requested {expected}")]
+    ManifestDigest {
+        reference: String,
+        expected: Digest,
+        actual: Digest,
+    },
+}
+
+/// The error with its causes, on one line (reqwest's own message leaves
+/// out the interesting part, e.g. the TLS failure).
+fn describe(err: &OciDistributionError) -> String {
+    let mut out = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+/// A fetched manifest or index, not yet parsed.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub bytes: Bytes,
+    pub digest: Digest,
+    pub media_type: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Pull,
+    Push,
+}
+
+/// One endpoint, one repository.
+pub struct Session {
+    client: oci_client::Client,
+    auth: RegistryAuth,
+    endpoint: Endpoint,
+    reference: Reference,
+    push_auth: tokio::sync::OnceCell<()>,
+}
+
+impl RegistryError {
+    /// Whether a plain-HTTP request reached a server that speaks only TLS
+    /// (Go's and nginx's answers to that), so HTTPS is worth a try.
+    pub fn is_tls_only_server(&self) -> bool {
+        match self {
+            RegistryError::Request { cause, .. } => {
+                cause.contains("HTTP request to an HTTPS server")
+                    || cause.contains("plain HTTP request was sent to HTTPS port")
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Session {
+    /// Connects to `endpoint` for `reference`'s repository. Credentials are
+    /// presented lazily by oci-client, on the first request that needs them.
+    pub async fn open(
+        endpoint: &Endpoint,
+        reference: &Reference,
+        credential: &Credential,
+        access: Access,
+    ) -> Result<Session, RegistryError> {
+        let config = ClientConfig {
+            protocol: match endpoint.scheme {
+                Scheme::Http => ClientProtocol::Http,
+                Scheme::Https => ClientProtocol::Https,
+            },
+            extra_root_certificates: endpoint
+                .ca_pem
+                .iter()
+                .map(|pem| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: pem.clone(),
+                })
+                .collect(),
+            // Index selection is ours (platform variants, Docker's rules).
+            platform_resolver: None,
+            connect_timeout: Some(Duration::from_secs(30)),
+            read_timeout: Some(Duration::from_secs(120)),
+            user_agent: USER_AGENT,
+            ..ClientConfig::default()
+        };
+        let client = oci_client::Client::try_from(config).map_err(|e| RegistryError::Request {
+            what: "setting up the HTTP client".into(),
+            endpoint: endpoint.host.clone(),
+            cause: describe(&e),
+        })?;
+        let auth = match credential {
+            Credential::Anonymous => RegistryAuth::Anonymous,
+            Credential::Basic { username, password } => {
+                RegistryAuth::Basic(username.clone(), password.clone())
+            }
+            Credential::RegistryToken(token) => RegistryAuth::Bearer(token.clone()),
+            Credential::IdentityToken(token) => RegistryAuth::Bearer(
+                exchange_identity_token(endpoint, reference.path(), token, access).await?,
+            ),
+        };
+        Ok(Session {
+            client,
+            auth,
+            endpoint: endpoint.clone(),
+            reference: reference.clone(),
+            push_auth: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn oci_ref(&self, tag: Option<&str>, digest: Option<&Digest>) -> oci_client::Reference {
+        let domain = self.reference.domain().to_owned();
+        let path = self.reference.path().to_owned();
+        let mut r = match (tag, digest) {
+            (_, Some(d)) => oci_client::Reference::with_digest(domain, path, d.to_string()),
+            (Some(t), None) => oci_client::Reference::with_tag(domain, path, t.to_owned()),
+            (None, None) => oci_client::Reference::with_tag(domain, path, "latest".into()),
+        };
+        if self.endpoint.mirror || self.endpoint.host != self.reference.domain() {
+            r.set_mirror_registry(self.endpoint.host.clone());
+        }
+        r
+    }
+
+    fn failed(&self, what: impl Into<String>, err: &OciDistributionError) -> RegistryError {
+        RegistryError::Request {
+            what: what.into(),
+            endpoint: self.endpoint.host.clone(),
+            cause: describe(err),
+        }
+    }
+
+    /// Fetches the manifest (or index) a tag or digest names. A manifest
+    /// fetched by digest must have that digest; any manifest must be one of
+    /// the media types we understand and at most `MAX_MANIFEST_SIZE`.
+    pub async fn manifest(
+        &self,
+        tag: Option<&str>,
+        digest: Option<&Digest>,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let reference = self.oci_ref(tag, digest);
+        let shown = format!(
+            "{}{}",
+            self.reference.name(),
+            match (tag, digest) {
+                (_, Some(d)) => format!("@{d}"),
+                (Some(t), None) => format!(":{t}"),
+                (None, None) => String::new(),
+            }
+        );
+        let accepted = [
+            oci::MEDIA_DOCKER_MANIFEST,
+            oci::MEDIA_DOCKER_LIST,
+            oci::MEDIA_OCI_MANIFEST,
+            oci::MEDIA_OCI_INDEX,
+        ];
+        // oci-client reads the body whole; the size is checked right after.
+        // A manifest is small, and the limit below keeps what we keep small.
+        let (bytes, _) = self
+            .client
+            .pull_manifest_raw(&reference, &self.auth, &accepted)
+            .await
+            .map_err(|e| self.failed(format!("fetching the manifest of {shown}"), &e))?;
+        if bytes.len() as u64 > oci::MAX_MANIFEST_SIZE {
+            return Err(RegistryError::ManifestTooLarge {
+                reference: shown,
+                size: bytes.len(),
+                max: oci::MAX_MANIFEST_SIZE,
+            });
+        }
+        let actual = Digest::of(&bytes);
+        if let Some(expected) = digest {
+            if *expected != actual {
+                return Err(RegistryError::ManifestDigest {
+                    reference: shown,
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        let media_type = media_type_of(&bytes);
+        if !oci::is_manifest(&media_type) && !oci::is_index(&media_type) {
+            return Err(RegistryError::UnsupportedManifest {
+                reference: shown,
+                media_type,
+            });
+        }
+        Ok(FetchedManifest {
+            bytes,
+            digest: actual,
+            media_type,
+        })
+    }
+
+    /// Streams a blob. The stream is not trusted: the caller verifies
+    /// digest and size as it stores it.
+    pub async fn blob(&self, desc: &oci::Descriptor) -> Result<BlobStream, RegistryError> {
+        let reference = self.oci_ref(None, None);
+        let layer = oci_client::manifest::OciDescriptor {
+            media_type: desc.media_type.clone(),
+            digest: desc.digest.to_string(),
+            size: desc.size as i64,
+            ..Default::default()
+        };
+        let sized = self
+            .client
+            .pull_blob_stream(&reference, &layer)
+            .await
+            .map_err(|e| self.failed(format!("fetching blob {}", desc.digest), &e))?;
+        Ok(BlobStream {
+            content_length: sized.content_length,
+            stream: sized.stream,
+        })
+    }
+
+    pub async fn blob_exists(&self, digest: &Digest) -> Result<bool, RegistryError> {
+        self.ensure_push_auth().await?;
+        self.client
+            .blob_exists(&self.oci_ref(None, None), &digest.to_string())
+            .await
+            .map_err(|e| self.failed(format!("checking for blob {digest}"), &e))
+    }
+
+    /// Asks the registry to link a blob from another repository of its own
+    /// into ours. `Ok(false)` when it will not (it answers 202 and expects
+    /// an upload, or refuses): the caller uploads instead.
+    pub async fn mount(&self, digest: &Digest, from_path: &str) -> Result<bool, RegistryError> {
+        self.ensure_push_auth().await?;
+        let source = oci_client::Reference::with_tag(
+            self.reference.domain().to_owned(),
+            from_path.to_owned(),
+            "latest".into(),
+        );
+        match self
+            .client
+            .mount_blob(&self.oci_ref(None, None), &source, &digest.to_string())
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(OciDistributionError::SpecViolationError(reason)) => {
+                // 202 Accepted: the registry started an ordinary upload.
+                tracing::debug!(%digest, from = from_path, %reason, "blob mount not done");
+                Ok(false)
+            }
+            Err(e) => {
+                tracing::debug!(%digest, from = from_path, error = %describe(&e), "blob mount refused");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Uploads a blob in chunks (oci-client sends PATCHes of up to 4 MiB).
+    pub async fn push_blob<S>(
+        &self,
+        digest: &Digest,
+        size: u64,
+        stream: S,
+    ) -> Result<(), RegistryError>
+    where
+        S: Stream<Item = oci_client::errors::Result<Bytes>> + Send + 'static,
+    {
+        self.ensure_push_auth().await?;
+        self.client
+            .push_blob_stream(
+                &self.oci_ref(None, None),
+                stream,
+                &digest.to_string(),
+                Some(size),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| self.failed(format!("uploading blob {digest}"), &e))
+    }
+
+    pub async fn push_manifest(
+        &self,
+        tag: Option<&str>,
+        digest: &Digest,
+        bytes: Bytes,
+        media_type: &str,
+    ) -> Result<(), RegistryError> {
+        self.ensure_push_auth().await?;
+        let reference = match tag {
+            Some(t) => self.oci_ref(Some(t), None),
+            None => self.oci_ref(None, Some(digest)),
+        };
+        let content_type = reqwest::header::HeaderValue::from_str(media_type).map_err(|e| {
+            RegistryError::Request {
+                what: "pushing the manifest".into(),
+                endpoint: self.endpoint.host.clone(),
+                cause: e.to_string(),
+            }
+        })?;
+        self.client
+            .push_manifest_raw(&reference, bytes, content_type)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.failed("pushing the manifest", &e))
+    }
+
+    /// oci-client asks for a push-scoped token only through `auth`; calls
+    /// such as `blob_exists` would otherwise go out with a pull token.
+    async fn ensure_push_auth(&self) -> Result<(), RegistryError> {
+        self.push_auth
+            .get_or_try_init(|| async {
+                self.client
+                    .auth(
+                        &self.oci_ref(None, None),
+                        &self.auth,
+                        RegistryOperation::Push,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.failed("authenticating for push", &e))
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// A blob body as it arrives.
+pub struct BlobStream {
+    pub content_length: Option<u64>,
+    pub stream: futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
+}
+
+/// The media type a manifest declares; one without `mediaType` (allowed in
+/// OCI) is told apart by its shape.
+fn media_type_of(bytes: &[u8]) -> String {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Shape {
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+        config: Option<serde_json::Value>,
+        schema_version: Option<u32>,
+    }
+    match serde_json::from_slice::<Shape>(bytes) {
+        Ok(Shape {
+            media_type: Some(m),
+            ..
+        }) => m,
+        Ok(Shape {
+            schema_version: Some(2),
+            manifests: Some(_),
+            ..
+        }) => oci::MEDIA_OCI_INDEX.to_owned(),
+        Ok(Shape {
+            schema_version: Some(2),
+            config: Some(_),
+            ..
+        }) => oci::MEDIA_OCI_MANIFEST.to_owned(),
+        Ok(Shape {
+            schema_version: Some(v),
+            ..
+        }) => format!("schema version {v}"),
+        _ => "(not a JSON manifest)".to_owned(),
+    }
+}
+
+/// Docker's OAuth2 flow for identity tokens: read the bearer challenge from
+/// `/v2/`, then POST the refresh token to the realm for an access token
+/// scoped to this repository.
+async fn exchange_identity_token(
+    endpoint: &Endpoint,
+    path: &str,
+    refresh_token: &str,
+    access: Access,
+) -> Result<String, RegistryError> {
+    let fail = |reason: String| RegistryError::Token {
+        endpoint: endpoint.host.clone(),
+        reason,
+    };
+    let http = http_client(endpoint).map_err(fail)?;
+    let base = base_url(endpoint);
+    let ping = http
+        .get(format!("{base}/v2/"))
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let challenge = ping
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_bearer_challenge)
+        .ok_or_else(|| fail("the registry does not ask for bearer tokens".into()))?;
+    let scope = match access {
+        Access::Pull => format!("repository:{path}:pull"),
+        Access::Push => format!("repository:{path}:pull,push"),
+    };
+    let mut form = vec![
+        ("grant_type", "refresh_token".to_owned()),
+        ("refresh_token", refresh_token.to_owned()),
+        ("client_id", "hutch".to_owned()),
+        ("scope", scope),
+    ];
+    if let Some(service) = challenge.service {
+        form.push(("service", service));
+    }
+    let reply = http
+        .post(&challenge.realm)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let status = reply.status();
+    let body = reply.bytes().await.map_err(|e| fail(e.to_string()))?;
+    if !status.is_success() {
+        return Err(fail(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(512)])
+        )));
+    }
+    #[derive(Deserialize)]
+    struct TokenReply {
+        access_token: Option<String>,
+        token: Option<String>,
+    }
+    let parsed: TokenReply = serde_json::from_slice(&body).map_err(|e| fail(e.to_string()))?;
+    parsed
+        .access_token
+        .or(parsed.token)
+        .ok_or_else(|| fail("the reply has no access_token".into()))
+}
+
+/// A plain HTTP client for the registry calls oci-client does not make
+/// (token exchange, login), trusting the endpoint's extra CAs.
+pub(crate) fn http_client(endpoint: &Endpoint) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(120));
+    for pem in &endpoint.ca_pem {
+        let cert = reqwest::Certificate::from_pem(pem).map_err(|e| e.to_string())?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// `scheme://host` of an endpoint; Docker Hub's API lives on its own host.
+pub(crate) fn base_url(endpoint: &Endpoint) -> String {
+    let scheme = match endpoint.scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    };
+    let host = if endpoint.host == "docker.io" {
+        "registry-1.docker.io"
+    } else {
+        endpoint.host.as_str()
+    };
+    format!("{scheme}://{host}")
+}
+
+pub(crate) struct BearerChallenge {
+    pub(crate) realm: String,
+    pub(crate) service: Option<String>,
+}
+
+/// `Bearer realm="https://auth.example/token",service="registry.example"`.
+pub(crate) fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
+    let params = header
+        .trim()
+        .strip_prefix("Bearer ")
+        .or_else(|| header.trim().strip_prefix("bearer "))?;
+    let mut realm = None;
+    let mut service = None;
+    let mut rest = params.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let after = after.trim_start();
+        let (value, tail) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        match key.trim().to_ascii_lowercase().as_str() {
+            "realm" => realm = Some(value.to_owned()),
+            "service" => service = Some(value.to_owned()),
+            _ => {}
+        }
+        rest = tail.trim_start_matches([',', ' ']);
+    }
+    Some(BearerChallenge {
+        realm: realm?,
+        service,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_challenges_parse() {
+        let c = parse_bearer_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#,
+        )
+        .expect("challenge");
+        assert_eq!(c.realm, "https://auth.docker.io/token");
+        assert_eq!(c.service.as_deref(), Some("registry.docker.io"));
+        assert!(parse_bearer_challenge(r#"Basic realm="x""#).is_none());
+    }
+
+    #[test]
+    fn only_tls_answers_justify_trying_https() {
+        let err = |cause: &str| RegistryError::Request {
+            what: "fetching".into(),
+            endpoint: "127.0.0.1:5000".into(),
+            cause: cause.into(),
+        };
+        assert!(
+            err("code: 400, message: Client sent an HTTP request to an HTTPS server.")
+                .is_tls_only_server()
+        );
+        assert!(!err("OCI API error: manifest unknown").is_tls_only_server());
+        assert!(!err("Not authorized: url http://127.0.0.1:5000/v2/").is_tls_only_server());
+    }
+
+    #[test]
+    fn media_types_by_field_or_shape() {
+        assert_eq!(
+            media_type_of(br#"{"schemaVersion":2,"mediaType":"application/x-foo"}"#),
+            "application/x-foo"
+        );
+        assert_eq!(
+            media_type_of(br#"{"schemaVersion":2,"manifests":[]}"#),
+            oci::MEDIA_OCI_INDEX
+        );
+        assert_eq!(
+            media_type_of(br#"{"schemaVersion":2,"config":{},"layers":[]}"#),
+            oci::MEDIA_OCI_MANIFEST
+        );
+        assert_eq!(media_type_of(br#"{"schemaVersion":1}"#), "schema version 1");
+        assert_eq!(media_type_of(b"<html>"), "(not a JSON manifest)");
+    }
+}
