@@ -70,14 +70,14 @@ pub enum Command {
     /// interface). Each invocation opens the data root as a daemon would.
     #[command(name = "__engine", hide = true)]
     Engine(Box<crate::commands::engine::EngineArgs>),
-    /// Internal: a networking test driver taking JSON commands on stdin
-    /// (not a stable interface).
-    #[command(name = "__net", hide = true)]
-    Net(NetArgs),
     /// Internal: a running container's files for the daemon's archive
     /// endpoints (`docker cp`).
     #[command(name = "__archive", hide = true, subcommand)]
     Archive(crate::commands::archive::ArchiveCommand),
+    /// Internal: a networking test driver taking JSON commands on stdin
+    /// (not a stable interface).
+    #[command(name = "__net", hide = true)]
+    Net(NetArgs),
 }
 
 #[derive(Debug, Args)]

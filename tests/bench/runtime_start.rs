@@ -5,7 +5,8 @@
 //!   the engine API the daemon calls (`hutch __engine bench`): container
 //!   record, a pre-spawned supervisor, logs, state files — the full path;
 //! * hutch runtime: the same through the bare runtime API and a runtime
-//!   helper process (`hutch __runtime run --repeat N --timings`);
+//!   helper process (`hutch __runtime run --repeat N --timings`), which,
+//!   having no zygote, compiles the seccomp profile for each container;
 //! * floor: `unshare --user --map-root-user --mount --pid --fork --ipc --uts true`;
 //! * crun: `crun run` of the same rootfs with a user namespace, when crun is
 //!   installed and the pod lets it run at all (procMount: Unmasked).
@@ -187,7 +188,9 @@ fn bench(runs: u32, kind: PodKind) -> anyhow::Result<()> {
         .map(|(name, ms)| format!("{name} {ms:.2}"))
         .collect();
     println!("    phase medians (ms): {}", phases.join(", "));
-    println!("  hutch runtime (helper process)     {hutch:7.2} ms");
+    println!(
+        "  hutch runtime (helper process)     {hutch:7.2} ms  (compiles seccomp each time, ~12 ms)"
+    );
     println!("  unshare floor                      {floor:7.2} ms");
     println!(
         "  engine / floor                     {:7.2}×",

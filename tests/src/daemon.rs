@@ -186,7 +186,27 @@ pub fn ok(out: &Output, what: &str) -> anyhow::Result<String> {
 /// A test client script shipped in `tests/clients/` (world-readable, so pod
 /// root can run it).
 pub fn client_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("clients")
-        .join(name)
+        .join(name);
+    // The pod reads it as an unprivileged "other" and has its own /tmp, so
+    // a checkout under /tmp or /root is invisible to it: serve a copy from
+    // the target directory, which `tests/target-dir` keeps pod-visible.
+    let dir = crate::workspace::target_dir().join("test-clients");
+    let copy = dir.join(name);
+    let fresh = std::fs::read(&source).ok().and_then(|text| {
+        std::fs::create_dir_all(&dir).ok()?;
+        if std::fs::read(&copy).ok().as_ref() == Some(&text) {
+            return Some(());
+        }
+        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+        std::fs::write(&tmp, &text).ok()?;
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644)).ok()?;
+        std::fs::rename(&tmp, &copy).ok()
+    });
+    if fresh.is_some() {
+        copy
+    } else {
+        source
+    }
 }

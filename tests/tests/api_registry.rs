@@ -71,12 +71,17 @@ fn docker_pull_and_push_through_the_daemon() -> Result<()> {
     let py = daemon.venv_python().args(["-c", &script]).output()?;
     assert_eq!(ok(&py, "docker-py pull")?.trim(), image.config_digest);
 
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64()
+        + 0.5;
+    let until = format!("{until:.3}");
     let events = daemon.docker_ok(&[
         "events",
         "--since",
         "0",
         "--until",
-        "0s",
+        &until,
         "--filter",
         "event=pull",
         "--format",

@@ -181,12 +181,12 @@ struct Table {
     containers: HashMap<String, Record>,
     names: Names,
     execs: HashMap<String, ExecDetails>,
-    /// The last exit codes of recently removed containers, for `wait
-    /// removed` callers that see the record only once it is gone.
-    removed_codes: std::collections::VecDeque<(String, i32)>,
     /// Engine ID ranges of private-mode containers, held from create to
     /// remove.
     ids: IdAllocator,
+    /// The last exit codes of recently removed containers, for `wait
+    /// removed` callers that see the record only once it is gone.
+    removed_codes: std::collections::VecDeque<(String, i32)>,
 }
 
 /// Removed containers whose exit code `wait removed` can still tell.
@@ -872,9 +872,9 @@ impl Engine {
             }
         }
         self.wait_unwatched(&id, Duration::from_secs(5));
+        let id_map = self.inner.store.dir(&id).read_spec().ok().map(|s| s.id_map);
         // The final state (its exit code) for waiters, before it goes.
         self.refresh(&id);
-        let id_map = self.inner.store.dir(&id).read_spec().ok().map(|s| s.id_map);
         self.inner.store.remove(&id)?;
         let removed = {
             let mut table = self.lock();
