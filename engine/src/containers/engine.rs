@@ -798,8 +798,11 @@ impl Engine {
                     .rev()
                     .find(|(gone, _)| *gone == id)
                     .map(|(_, code)| *code);
-                return match condition {
-                    WaitCondition::Removed => Ok(recorded.unwrap_or(last_code)),
+                // Removed while we waited (`--rm`): it has stopped, with
+                // the code it was removed with.
+                return match (condition, recorded) {
+                    (_, Some(code)) => Ok(code),
+                    (WaitCondition::Removed, None) => Ok(last_code),
                     _ => Err(EngineError::NotFound(id)),
                 };
             };
