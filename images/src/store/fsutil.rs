@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::StoreError;
+use crate::digest::Digest;
 
 /// Writes `bytes` to `path` so that readers see either the old or the new
 /// content, never a mix, even across a crash.
@@ -49,4 +50,21 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, StoreError> {
         });
     }
     Ok(buf)
+}
+
+/// The entries of `dir` named by a digest's hex (blobs, layers); anything
+/// else there (temp files, trash) is not an entry of the store.
+pub fn digests_in(dir: &Path) -> Result<Vec<Digest>, StoreError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        if let Some(digest) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| Digest::from_hex(n).ok())
+        {
+            out.push(digest);
+        }
+    }
+    Ok(out)
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tempfile::TempDir;
 
-use super::fsutil::{fsync_dir, read_limited};
+use super::fsutil::{digests_in, fsync_dir, read_limited};
 use super::StoreError;
 use crate::digest::Digest;
 
@@ -160,18 +160,7 @@ impl LayerStore {
 
     /// Every committed layer's chain ID.
     pub fn list(&self) -> Result<Vec<Digest>, StoreError> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(|e| StoreError::io(&self.dir, e))? {
-            let entry = entry.map_err(|e| StoreError::io(&self.dir, e))?;
-            if let Some(digest) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| Digest::from_hex(n).ok())
-            {
-                out.push(digest);
-            }
-        }
-        Ok(out)
+        digests_in(&self.dir)
     }
 
     /// Removes a layer: first out of `layers/` (atomically), then from disk.
