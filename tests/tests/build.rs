@@ -154,3 +154,74 @@ fn hutch_build_multi_stage_runs_and_caches() -> Result<()> {
     daemon.stop()?;
     pod.stop()
 }
+
+#[test]
+fn hutch_build_errors_and_reproducible_digest() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let base = load_busybox(&pod)?;
+
+    // SOURCE_DATE_EPOCH: two uncached builds give the same image.
+    let df = format!(
+        "FROM {base}\nCOPY a.txt /a.txt\nRUN echo x > /made && mkdir /d\nCMD [\"cat\", \"/a.txt\"]\n"
+    );
+    let ctx = Ctx::new(&[("Dockerfile", &df), ("a.txt", "a\n")])?;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let out = hutch(
+            &pod,
+            &[
+                "build",
+                "--no-cache",
+                "--build-arg",
+                "SOURCE_DATE_EPOCH=1700000000",
+                &ctx.arg(),
+            ],
+        )?;
+        ensure!(out.status.success(), "build: {}", text(&out));
+        ensure!(
+            !String::from_utf8_lossy(&out.stderr).contains("Using cache"),
+            "{}",
+            text(&out)
+        );
+        ids.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    ensure!(ids[0] == ids[1] && ids[0].starts_with("sha256:"), "{ids:?}");
+
+    // A failing RUN: its exit code and output.
+    let ctx = Ctx::new(&[(
+        "Dockerfile",
+        &format!("FROM {base}\nRUN echo about to fail; exit 3\n"),
+    )])?;
+    let out = hutch(&pod, &["build", &ctx.arg()])?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
+    ensure!(t.contains("returned a non-zero code: 3"), "{t}");
+    ensure!(t.matches("about to fail").count() >= 2, "{t}");
+
+    // A broken Dockerfile: file, line and column.
+    let ctx = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nRUNN echo\n"))])?;
+    let out = hutch(&pod, &["build", &ctx.arg()])?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
+    ensure!(
+        t.contains("Dockerfile:2:1: unknown instruction: RUNN"),
+        "{t}"
+    );
+
+    // COPY from outside the context is refused.
+    let ctx = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nCOPY ../x /x\n"))])?;
+    let out = hutch(&pod, &["build", &ctx.arg()])?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
+    ensure!(t.contains("outside the build context"), "{t}");
+
+    // A missing source names it.
+    let ctx = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nCOPY nothere /x\n"))])?;
+    let out = hutch(&pod, &["build", &ctx.arg()])?;
+    let t = text(&out);
+    ensure!(
+        !out.status.success() && t.contains("\"/nothere\": not found"),
+        "{t}"
+    );
+    pod.stop()
+}
