@@ -225,3 +225,30 @@ fn hutch_build_errors_and_reproducible_digest() -> Result<()> {
     );
     pod.stop()
 }
+
+#[test]
+fn hutch_build_push_lands_in_the_registry() -> Result<()> {
+    use hutch_tests::registry::{Registry, RegistryVariant};
+    let pod = Pod::start(&PodSpec::new())?;
+    let base = load_busybox(&pod)?;
+    let registry = Registry::start(&pod, RegistryVariant::Plain)?;
+    let name = registry.image_ref("built/app:1");
+    let ctx = Ctx::new(&[
+        (
+            "Dockerfile",
+            &format!("FROM {base}\nCOPY msg /msg\nCMD [\"cat\", \"/msg\"]\n"),
+        ),
+        ("msg", "pushed and pulled\n"),
+    ])?;
+    let out = hutch(&pod, &["build", "--push", "-t", &name, &ctx.arg()])?;
+    ensure!(out.status.success(), "build --push: {}", text(&out));
+    let daemon = Daemon::start(&pod)?;
+    daemon.docker_ok(&["rmi", &name])?;
+    let pulled = daemon.docker_ok(&["pull", &name])?;
+    ensure!(pulled.contains("Downloaded newer image"), "{pulled}");
+    let ran = daemon.docker_ok(&["run", "--rm", &name])?;
+    ensure!(ran == "pushed and pulled\n", "{ran}");
+    daemon.stop()?;
+    registry.stop()?;
+    pod.stop()
+}
