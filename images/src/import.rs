@@ -260,6 +260,7 @@ impl<'s> Importer<'s> {
             variant: parsed.variant,
             size,
             stored_at: Utc::now(),
+            intermediate: false,
         };
         self.images.push((record, names));
         Ok(config.clone())
@@ -337,6 +338,14 @@ impl<'s> Importer<'s> {
         Ok((meta, stats.compression))
     }
 
+    /// Marks the image added last as a build step's result (see
+    /// `ImageRecord::intermediate`).
+    pub fn mark_intermediate(&mut self) {
+        if let Some((record, _)) = self.images.last_mut() {
+            record.intermediate = true;
+        }
+    }
+
     /// Makes everything added visible: blobs, layers, records, then names.
     pub fn commit(mut self) -> Result<Vec<LoadedImage>, ImportError> {
         let mut needed: HashSet<Digest> = HashSet::new();
@@ -357,6 +366,8 @@ impl<'s> Importer<'s> {
         for (mut record, names) in self.images.drain(..) {
             if let Some(existing) = self.store.records.get(&record.id)? {
                 record.stored_at = existing.stored_at;
+                // A build step never hides an image that was stored visible.
+                record.intermediate &= existing.intermediate;
                 for m in existing.manifests {
                     if !record.manifests.iter().any(|n| n.digest == m.digest) {
                         record.manifests.push(m);

@@ -125,6 +125,7 @@ mod tests {
                 variant: None,
                 size: 1,
                 stored_at: chrono::Utc::now(),
+                intermediate: false,
             })
             .expect("record");
 
