@@ -109,6 +109,11 @@ pub struct BuildOptions {
     pub secrets: HashMap<String, PathBuf>,
     /// `SOURCE_DATE_EPOCH` (else taken from the build args).
     pub source_date_epoch: Option<i64>,
+    /// Credentials for base-image pulls by registry (the API's
+    /// `X-Registry-Config`: keys as config.json's `auths`).
+    pub registry_auths: BTreeMap<String, hutch_images::registry::AuthConfig>,
+    /// The API's `networkmode=none`: RUNs without `--network` get no network.
+    pub network_none: bool,
 }
 
 /// What a build made.
@@ -264,12 +269,15 @@ impl Executor {
             .enable_all()
             .build()
             .map_err(|e| BuildError::io("starting the pull runtime", e))?;
-        let pulled = rt.block_on(self.store.pull(
-            name,
-            None,
-            &self.registry,
-            Arc::new(hutch_images::NoProgress),
-        ));
+        let mut registry = self.registry.clone();
+        if let Some(auth) = auth_for(&ctx.opts.registry_auths, name) {
+            registry.auth = Some(auth);
+        }
+        let pulled =
+            rt.block_on(
+                self.store
+                    .pull(name, None, &registry, Arc::new(hutch_images::NoProgress)),
+            );
         match pulled {
             Ok(_) => Ok(ImageState::load(&self.store, name)?),
             Err(e) => match ImageState::load(&self.store, name) {
@@ -545,6 +553,7 @@ impl Executor {
                     Network::None => NetworkMode::None,
                     // Until builds get their own network, the default is the
                     // engine's (the pod's) network, as a build in the pod would.
+                    Network::Default if ctx.opts.network_none => NetworkMode::None,
                     Network::Default | Network::Host => NetworkMode::Host,
                 };
                 let mut skip: BTreeSet<String> = prepared.stubs.iter().cloned().collect();
@@ -792,6 +801,31 @@ impl Executor {
         ctx.progress.done(&id);
         Ok(())
     }
+}
+
+/// The credentials `X-Registry-Config` holds for the registry of `image`
+/// (Docker Hub is filed under its legacy index URL).
+fn auth_for(
+    auths: &BTreeMap<String, hutch_images::registry::AuthConfig>,
+    image: &str,
+) -> Option<hutch_images::registry::AuthConfig> {
+    if auths.is_empty() {
+        return None;
+    }
+    let domain = Reference::parse(image).ok()?.domain().to_string();
+    let hub = domain == "docker.io";
+    auths
+        .iter()
+        .find(|(key, _)| {
+            let host = key
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            host == domain || (hub && matches!(host, "index.docker.io" | "registry-1.docker.io"))
+        })
+        .map(|(_, a)| a.clone())
 }
 
 struct CopyArgs<'a> {

@@ -3,6 +3,8 @@
 //! status and message in `error`.
 
 mod build;
+mod build_context;
+mod build_progress;
 mod container_archive;
 mod container_changes;
 mod container_create;
