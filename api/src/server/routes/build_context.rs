@@ -114,7 +114,9 @@ mod tests {
         let df = ctx.dockerfile(None).expect("found");
         assert_eq!(std::fs::read(df).expect("read"), b"FROM scratch\n");
         assert!(ctx.dockerfile(Some("nothere")).is_err());
-        let err = ctx.dockerfile(Some("../../etc/passwd")).expect_err("outside");
+        let err = ctx
+            .dockerfile(Some("../../etc/passwd"))
+            .expect_err("outside");
         assert!(
             err.message.contains("must be within the build context")
                 || err.message.contains("Cannot locate"),
@@ -145,7 +147,12 @@ mod tests {
         assert!(err.message.contains("outside"), "{err}");
         assert!(!tmp.path().join("t/escape").exists());
         // The half-unpacked context is gone too.
-        assert_eq!(std::fs::read_dir(tmp.path().join("t")).expect("dir").count(), 0);
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("t"))
+                .expect("dir")
+                .count(),
+            0
+        );
         let err = match unpack(Cursor::new(b"BZh91AY&SY".to_vec()), tmp.path()) {
             Ok(_) => panic!("bzip2 accepted"),
             Err(e) => e,
