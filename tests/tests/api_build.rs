@@ -438,3 +438,73 @@ fn docker_py_images_build() -> Result<()> {
     daemon.stop()?;
     pod.stop()
 }
+
+#[test]
+fn docker_commit_with_changes_message_and_author() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    daemon.docker_ok(&[
+        "run",
+        "--name",
+        "c1",
+        &base,
+        "sh",
+        "-c",
+        "echo added > /added && rm /bin/vi && mkdir -p /d && echo x > /d/f",
+    ])?;
+    let id = daemon.docker_ok(&[
+        "commit",
+        "-c",
+        r#"CMD ["sh", "-c", "cat /added /d/f; ls /bin/vi 2>&1; echo $MODE; pwd"]"#,
+        "-c",
+        "ENV MODE=committed",
+        "-c",
+        "WORKDIR /d",
+        "-m",
+        "a message",
+        "-a",
+        "Ann Author",
+        "c1",
+        "committed:1",
+    ])?;
+    ensure!(id.trim().starts_with("sha256:"), "{id}");
+    let ran = daemon.docker_ok(&["run", "--rm", "committed:1"])?;
+    ensure!(
+        ran == "added\nx\nls: /bin/vi: No such file or directory\ncommitted\n/d\n",
+        "{ran}"
+    );
+    let inspect = daemon.docker_ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Author}}|{{.Comment}}|{{len .RootFS.Layers}}|{{.Id}}",
+        "committed:1",
+    ])?;
+    // busybox's one layer and the commit's.
+    ensure!(
+        inspect.trim() == format!("Ann Author|a message|2|{}", id.trim()),
+        "{inspect}"
+    );
+    let history = daemon.docker_ok(&["history", "--format", "{{.Comment}}", "committed:1"])?;
+    ensure!(history.lines().next() == Some("a message"), "{history}");
+
+    // A change Docker does not allow, and an unknown container.
+    let out = daemon
+        .docker()
+        .args(["commit", "-c", "RUN echo no", "c1"])
+        .output()?;
+    let t = text(&out);
+    ensure!(
+        !out.status.success() && t.contains("run is not a valid change command"),
+        "{t}"
+    );
+    let out = daemon.docker().args(["commit", "nope"]).output()?;
+    let t = text(&out);
+    ensure!(
+        !out.status.success() && t.contains("No such container"),
+        "{t}"
+    );
+    daemon.stop()?;
+    pod.stop()
+}

@@ -7,6 +7,7 @@ mod build_context;
 mod build_progress;
 mod container_archive;
 mod container_changes;
+mod container_commit;
 mod container_create;
 mod container_io;
 pub(super) mod container_stats;
