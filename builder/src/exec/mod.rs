@@ -10,6 +10,7 @@ pub mod commit;
 mod config;
 mod copy;
 mod fswalk;
+mod hashcache;
 mod image;
 mod mounts;
 mod run;
@@ -18,7 +19,6 @@ mod upperdiff;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -140,6 +140,7 @@ struct Ctx<'a> {
     progress: &'a dyn Progress,
     included: BTreeMap<String, PathBuf>,
     cache: Cache,
+    hashes: hashcache::HashCache,
     tmp: PathBuf,
     epoch: Option<i64>,
     step: usize,
@@ -191,6 +192,7 @@ impl Executor {
             progress,
             included,
             cache: Cache::open(&self.data_root),
+            hashes: hashcache::HashCache::open(&self.data_root),
             tmp,
             epoch,
             step: 0,
@@ -198,9 +200,16 @@ impl Executor {
         };
         let mut results: Vec<Option<ImageState>> = vec![None; df.stages.len()];
         for &si in &plan.order {
-            let img = self.build_stage(&mut ctx, &df, &plan, si, &results)?;
-            results[si] = Some(img);
+            let built = self.build_stage(&mut ctx, &df, &plan, si, &results);
+            match built {
+                Ok(img) => results[si] = Some(img),
+                Err(e) => {
+                    ctx.hashes.save();
+                    return Err(e);
+                }
+            }
         }
+        ctx.hashes.save();
         let mut img = results[plan.target]
             .take()
             .ok_or_else(|| BuildError::Invalid("the target stage was not built".into()))?;
@@ -605,6 +614,9 @@ impl Executor {
             }
             _ => (ctx.opts.context.clone(), Some(&ctx.included), false),
         };
+        // Context files' hashes are remembered by their stat; a view's
+        // (a fresh overlay mount each build) would never match.
+        let hashes = included.is_some().then_some(&ctx.hashes);
         let src = copy::SourceRoot {
             root: &root,
             included,
@@ -622,7 +634,7 @@ impl Executor {
         };
         let _ = now;
         let entries = copy::copy_entries(&src, &req, &lower)?;
-        key.add(&checksum(&entries)?);
+        key.add(&checksum(&entries, hashes)?);
         if let Some(hit) = self.lookup_cache(ctx, &key) {
             *img = hit;
             return Ok(());
@@ -756,7 +768,10 @@ fn clone_key(key: &Key) -> String {
 
 /// A COPY's checksum: every entry's path, type, mode, owner and content hash
 /// (never its mtime).
-fn checksum(entries: &[Entry]) -> Result<Vec<u8>, BuildError> {
+fn checksum(
+    entries: &[Entry],
+    hashes: Option<&hashcache::HashCache>,
+) -> Result<Vec<u8>, BuildError> {
     let mut h = Sha256::new();
     for e in entries {
         h.update(e.path.as_bytes());
@@ -766,11 +781,12 @@ fn checksum(entries: &[Entry]) -> Result<Vec<u8>, BuildError> {
             Body::Dir => h.update(b"d"),
             Body::File(p) => {
                 h.update(b"f");
-                let mut f = std::fs::File::open(p)
-                    .map_err(|err| BuildError::io(&format!("reading {}", p.display()), err))?;
-                let mut w = HashWriter(&mut h);
-                std::io::copy(&mut f, &mut w)
-                    .map_err(|err| BuildError::io(&format!("reading {}", p.display()), err))?;
+                let file_hash = match hashes {
+                    Some(c) => c.file_hash(p),
+                    None => hashcache::hash_file(p),
+                }
+                .map_err(|err| BuildError::io(&format!("reading {}", p.display()), err))?;
+                h.update(file_hash);
             }
             Body::Bytes(b) => {
                 h.update(b"b");
@@ -787,18 +803,6 @@ fn checksum(entries: &[Entry]) -> Result<Vec<u8>, BuildError> {
         h.update([0xff]);
     }
     Ok(h.finalize().to_vec())
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 fn with_parents(mut out: BTreeMap<String, Entry>, lower: &[PathBuf], now: i64) -> Vec<Entry> {
