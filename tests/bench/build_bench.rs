@@ -314,6 +314,12 @@ fn bench(runs: u32) -> anyhow::Result<()> {
     for b in &builders {
         let mut cold = Vec::new();
         for _ in 0..runs {
+            // Cold means no cache of any kind: hutch's stat-keyed hashes go too.
+            let forgot = pod
+                .exec("/bin/rm")
+                .args(["-f", "/var/lib/hutch/builder/hashcache"])
+                .status()?;
+            ensure!(forgot.success(), "removing the hash cache");
             cold.push(timed(&pod, &bench_bin, &refs(&b.no_cache))?.ms);
         }
         // Fill the cache from the current context, then rebuild unchanged.
@@ -379,6 +385,18 @@ fn bench(runs: u32) -> anyhow::Result<()> {
         h.3,
         h.5
     );
+    // Empty the data directory first: podsim's teardown has a time limit,
+    // and both stores hold hundreds of MB in thousands of files by now.
+    let emptied = pod
+        .exec("/bin/sh")
+        .args(["-c", "rm -rf /var/lib/hutch/* 2>&1"])
+        .output()?;
+    if !emptied.status.success() {
+        eprintln!(
+            "emptying the data directory: {}",
+            String::from_utf8_lossy(&emptied.stdout)
+        );
+    }
     pod.stop()?;
     std::fs::remove_dir_all(&ctx).ok();
     Ok(())
