@@ -20,7 +20,7 @@ mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use hutch_engine::runtime::{NetworkMode, ProcMode, Runtime};
@@ -143,8 +143,9 @@ struct Ctx<'a> {
     hashes: hashcache::HashCache,
     tmp: PathBuf,
     epoch: Option<i64>,
-    step: usize,
-    total: usize,
+    /// Step numbers for `Step N/M` (stages of a wave share them).
+    step: AtomicUsize,
+    total: AtomicUsize,
 }
 
 impl Executor {
@@ -187,7 +188,7 @@ impl Executor {
             .iter()
             .map(|&i| 1 + df.stages[i].instructions.len())
             .sum();
-        let mut ctx = Ctx {
+        let ctx = Ctx {
             opts,
             progress,
             included,
@@ -195,21 +196,13 @@ impl Executor {
             hashes: hashcache::HashCache::open(&self.data_root),
             tmp,
             epoch,
-            step: 0,
-            total,
+            step: AtomicUsize::new(0),
+            total: AtomicUsize::new(total),
         };
         let mut results: Vec<Option<ImageState>> = vec![None; df.stages.len()];
-        for &si in &plan.order {
-            let built = self.build_stage(&mut ctx, &df, &plan, si, &results);
-            match built {
-                Ok(img) => results[si] = Some(img),
-                Err(e) => {
-                    ctx.hashes.save();
-                    return Err(e);
-                }
-            }
-        }
+        let built = self.build_waves(&ctx, &df, &plan, &mut results);
         ctx.hashes.save();
+        built?;
         let mut img = results[plan.target]
             .take()
             .ok_or_else(|| BuildError::Invalid("the target stage was not built".into()))?;
@@ -300,9 +293,88 @@ impl Executor {
         }
     }
 
+    /// Builds the needed stages in waves: each wave is every stage whose
+    /// dependencies are built, run on threads of their own. The first error
+    /// cancels the rest of its wave.
+    fn build_waves(
+        &self,
+        ctx: &Ctx<'_>,
+        df: &crate::Dockerfile,
+        plan: &crate::BuildPlan,
+        results: &mut [Option<ImageState>],
+    ) -> Result<(), BuildError> {
+        let mut pending: Vec<usize> = plan.order.clone();
+        while !pending.is_empty() {
+            let (ready, later): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&si| {
+                plan.stages[si]
+                    .deps
+                    .iter()
+                    .all(|d| results.get(d.stage).is_some_and(Option::is_some))
+            });
+            if ready.is_empty() {
+                return Err(BuildError::Invalid(
+                    "the stages depend on each other in a cycle".into(),
+                ));
+            }
+            pending = later;
+            let done: &[Option<ImageState>] = results;
+            let outcomes: Vec<(usize, Result<ImageState, BuildError>)> = if ready.len() == 1 {
+                ready
+                    .iter()
+                    .map(|&si| (si, self.build_stage(ctx, df, plan, si, done)))
+                    .collect()
+            } else {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = ready
+                        .iter()
+                        .map(|&si| {
+                            let h = scope.spawn(move || {
+                                let r = self.build_stage(ctx, df, plan, si, done);
+                                if r.is_err() {
+                                    self.cancel.store(true, Ordering::SeqCst);
+                                }
+                                r
+                            });
+                            (si, h)
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|(si, h)| {
+                            let r = h.join().unwrap_or_else(|_| {
+                                Err(BuildError::Invalid(format!("building stage {si} panicked")))
+                            });
+                            (si, r)
+                        })
+                        .collect()
+                })
+            };
+            // The root cause, not the cancellation it caused in siblings.
+            let mut first_err = None;
+            for (si, r) in outcomes {
+                match r {
+                    Ok(img) => results[si] = Some(img),
+                    Err(BuildError::Cancelled) if first_err.is_none() => {
+                        first_err = Some(BuildError::Cancelled)
+                    }
+                    Err(BuildError::Cancelled) => {}
+                    Err(e) => {
+                        if matches!(first_err, None | Some(BuildError::Cancelled)) {
+                            first_err = Some(e);
+                        }
+                    }
+                }
+            }
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     fn build_stage(
         &self,
-        ctx: &mut Ctx<'_>,
+        ctx: &Ctx<'_>,
         df: &crate::Dockerfile,
         plan: &crate::BuildPlan,
         si: usize,
@@ -310,9 +382,12 @@ impl Executor {
     ) -> Result<ImageState, BuildError> {
         let stage = &df.stages[si];
         let planned = &plan.stages[si];
-        ctx.step += 1;
-        ctx.progress
-            .step(ctx.step, ctx.total, &stage.from_instruction.original);
+        let n = ctx.step.fetch_add(1, Ordering::SeqCst) + 1;
+        ctx.progress.step(
+            n,
+            ctx.total.load(Ordering::SeqCst),
+            &stage.from_instruction.original,
+        );
         let mut img = match &planned.base {
             Source::Scratch => {
                 let p = &planned.platform;
@@ -355,7 +430,7 @@ impl Executor {
                 instructions.extend(s.instructions.iter().cloned().map(|i| (None, i)));
             }
             img.run_config().remove("OnBuild");
-            ctx.total += instructions.len();
+            ctx.total.fetch_add(instructions.len(), Ordering::SeqCst);
         }
         instructions.extend(
             stage
@@ -370,8 +445,9 @@ impl Executor {
             if self.cancel.load(Ordering::SeqCst) {
                 return Err(BuildError::Cancelled);
             }
-            ctx.step += 1;
-            ctx.progress.step(ctx.step, ctx.total, &ins.original);
+            let n = ctx.step.fetch_add(1, Ordering::SeqCst) + 1;
+            ctx.progress
+                .step(n, ctx.total.load(Ordering::SeqCst), &ins.original);
             let sources = idx
                 .and_then(|i| planned.sources.get(i))
                 .cloned()
@@ -394,7 +470,7 @@ impl Executor {
     #[allow(clippy::too_many_arguments)]
     fn step(
         &self,
-        ctx: &mut Ctx<'_>,
+        ctx: &Ctx<'_>,
         df: &crate::Dockerfile,
         img: &mut ImageState,
         state: &mut StageState,
@@ -572,7 +648,7 @@ impl Executor {
     #[allow(clippy::too_many_arguments)]
     fn copy_step(
         &self,
-        ctx: &mut Ctx<'_>,
+        ctx: &Ctx<'_>,
         img: &mut ImageState,
         state: &StageState,
         mut key: Key,
