@@ -146,9 +146,9 @@ pub fn wait_file(rig: &Rig, id: &str, name: &str, timeout: Duration) -> anyhow::
     }
 }
 
-/// The UDP fixture (tests/tools/udp_tool.rs), built beside hutch.
-pub fn udp_tool() -> PathBuf {
-    hutch_bin().with_file_name("udp-tool")
+/// The network fixture (tests/tools/net_tool.rs), built beside hutch.
+pub fn net_tool() -> PathBuf {
+    hutch_bin().with_file_name("net-tool")
 }
 
 /// What the pod's DNS server ([`pod_dns`]) answers for every A query.
@@ -168,9 +168,9 @@ pub fn pod_dns(rig: &Rig) -> anyhow::Result<(String, Vec<Child>)> {
             .stderr(Stdio::inherit())
             .spawn()?)
     };
-    let mut dns = rig.pod.sidecar(udp_tool());
+    let mut dns = rig.pod.sidecar(net_tool());
     dns.args(["dns", "53", POD_DNS_ANSWER]);
-    let mut echo = rig.pod.exec(udp_tool());
+    let mut echo = rig.pod.exec(net_tool());
     echo.args(["echo", &POD_UDP_ECHO_PORT.to_string()]);
     let children = vec![quiet(dns)?, quiet(echo)?];
     let name = "pod-resolv.conf";

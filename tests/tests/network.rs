@@ -235,7 +235,7 @@ fn udp_both_ways(variant: Variant) -> anyhow::Result<()> {
     let rig = Rig::start(&variant.pod())?;
     let httpd = network::pod_network(&rig)?;
     let (resolv, fixtures) = network::pod_dns(&rig)?;
-    let tools = network::tools_layer(&rig, "udp", &[network::udp_tool()])?;
+    let tools = network::tools_layer(&rig, "udp", &[network::net_tool()])?;
     let with_tools = |id: &str, script: &str| {
         let mut spec = sh(&rig, id, script);
         spec.rootfs.lower.insert(0, tools.clone());
@@ -246,7 +246,7 @@ fn udp_both_ways(variant: Variant) -> anyhow::Result<()> {
     ensure!(info["uplink"] == variant.uplink(), "uplink: {info}");
     s.call(json!({"op": "create", "name": "udpnet"}))?;
 
-    let echo = with_tools("udpecho", "exec udp-tool echo 5353");
+    let echo = with_tools("udpecho", "exec net-tool echo 5353");
     let settings = s.run(
         &echo,
         json!({"networks": ["udpnet"], "publish": ["15353:5353/udp", "5353/udp"]}),
@@ -265,7 +265,7 @@ fn udp_both_ways(variant: Variant) -> anyhow::Result<()> {
     let client = with_tools(
         "uclient",
         &format!(
-            "udp-tool send {POD_IP}:{POD_UDP_ECHO_PORT} ping-from-container > /r-echo 2>&1; \
+            "net-tool send {POD_IP}:{POD_UDP_ECHO_PORT} ping-from-container > /r-echo 2>&1; \
              nslookup direct.test {POD_IP} > /r-direct 2>&1; \
              nslookup forwarded.test > /r-fwd 2>&1; touch /done"
         ),
@@ -304,7 +304,7 @@ fn udp_both_ways(variant: Variant) -> anyhow::Result<()> {
     for port in ports {
         let out = rig
             .pod
-            .exec(network::udp_tool())
+            .exec(network::net_tool())
             .args([
                 "send",
                 &format!("127.0.0.1:{port}"),
@@ -334,7 +334,7 @@ fn udp_both_ways(variant: Variant) -> anyhow::Result<()> {
     // Nothing listens on the published ports once the container is gone.
     let out = rig
         .pod
-        .exec(network::udp_tool())
+        .exec(network::net_tool())
         .args(["send", "127.0.0.1:15353", "anyone"])
         .output()?;
     ensure!(
