@@ -153,13 +153,14 @@ pub fn net_tool() -> PathBuf {
 
 /// What the pod's DNS server ([`pod_dns`]) answers for every A query.
 pub const POD_DNS_ANSWER: &str = "10.9.8.7";
-/// The port of the UDP echo server [`pod_dns`] also runs in the pod.
+/// The ports of the UDP echo servers [`pod_dns`] also runs in the pod.
 pub const POD_UDP_ECHO_PORT: u16 = 5300;
+pub const POD_UDP_ECHO_PORT2: u16 = 5301;
 
 /// Starts, in the pod's netns, a DNS server on port 53 (as host root: the
 /// pod's root may not bind ports below 1024 there) that answers every A
-/// query with [`POD_DNS_ANSWER`], and a UDP echo server on
-/// [`POD_UDP_ECHO_PORT`] (as pod root). Writes a resolv.conf naming the
+/// query with [`POD_DNS_ANSWER`], and UDP echo servers on
+/// [`POD_UDP_ECHO_PORT`] and [`POD_UDP_ECHO_PORT2`] (as pod root). Writes a resolv.conf naming the
 /// pod's address and returns its path in the pod with the two processes.
 pub fn pod_dns(rig: &Rig) -> anyhow::Result<(String, Vec<Child>)> {
     let quiet = |mut c: Command| -> anyhow::Result<Child> {
@@ -170,9 +171,12 @@ pub fn pod_dns(rig: &Rig) -> anyhow::Result<(String, Vec<Child>)> {
     };
     let mut dns = rig.pod.sidecar(net_tool());
     dns.args(["dns", "53", POD_DNS_ANSWER]);
-    let mut echo = rig.pod.exec(net_tool());
-    echo.args(["echo", &POD_UDP_ECHO_PORT.to_string()]);
-    let children = vec![quiet(dns)?, quiet(echo)?];
+    let mut children = vec![quiet(dns)?];
+    for port in [POD_UDP_ECHO_PORT, POD_UDP_ECHO_PORT2] {
+        let mut echo = rig.pod.exec(net_tool());
+        echo.args(["echo", &port.to_string()]);
+        children.push(quiet(echo)?);
+    }
     let name = "pod-resolv.conf";
     let host = rig.pod.data_dir_host().join(name);
     std::fs::write(&host, format!("nameserver {POD_IP}\noptions timeout:2\n"))?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context};
 use hutch_tests::network::{
     self, Session, POD_DNS_ANSWER, POD_HTTP_BODY, POD_HTTP_PORT, POD_IP, POD_UDP_ECHO_PORT,
+    POD_UDP_ECHO_PORT2,
 };
 use hutch_tests::podsim::PodSpec;
 use hutch_tests::runtime::Rig;
@@ -266,6 +267,8 @@ fn udp_both_ways(variant: Variant) -> anyhow::Result<()> {
         "uclient",
         &format!(
             "net-tool send {POD_IP}:{POD_UDP_ECHO_PORT} ping-from-container > /r-echo 2>&1; \
+             net-tool send-each two-flows {POD_IP}:{POD_UDP_ECHO_PORT} \
+               {POD_IP}:{POD_UDP_ECHO_PORT2} > /r-each 2>&1; \
              nslookup direct.test {POD_IP} > /r-direct 2>&1; \
              nslookup forwarded.test > /r-fwd 2>&1; touch /done"
         ),
@@ -283,6 +286,14 @@ fn udp_both_ways(variant: Variant) -> anyhow::Result<()> {
     ensure!(
         echoed.trim() == "ping-from-container",
         "UDP echo in the pod, from a container: {echoed:?}"
+    );
+    // One client socket, two destinations at once: each flow keeps its
+    // own reply tuple (the relay's UDP port range) and replies come from
+    // the address asked.
+    let each = read("uclient", "r-each")?;
+    ensure!(
+        each.trim() == "all answered",
+        "two flows from one socket: {each:?}"
     );
     for (id, file, what) in [
         ("uclient", "r-direct", "the pod's resolver, asked directly"),

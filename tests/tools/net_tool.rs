@@ -5,6 +5,10 @@
 //!   net-tool dns PORT IPV4    answers every DNS query with one A record
 //!   net-tool send ADDR TEXT   sends TEXT from a connected UDP socket (so
 //!                             only a reply from ADDR counts), prints the reply
+//!   net-tool send-each TEXT ADDR...
+//!                             sends TEXT to every ADDR from one unconnected
+//!                             socket; succeeds when each answered TEXT
+//!                             from its own address
 //!   net-tool tcp-echo PORT    echoes each TCP connection, a thread each
 //!   net-tool connect-times ADDR N
 //!                             N times: connect, send a byte, read it back,
@@ -44,6 +48,13 @@ fn run() -> anyhow::Result<()> {
             serve(port.parse().context("port")?, move |q| dns_answer(q, ip))
         }
         ["send", addr, text] => send(addr.parse().context("address")?, text),
+        ["send-each", text, addrs @ ..] if !addrs.is_empty() => {
+            let addrs = addrs
+                .iter()
+                .map(|a| a.parse().context("address"))
+                .collect::<anyhow::Result<Vec<SocketAddr>>>()?;
+            send_each(text, &addrs)
+        }
         ["tcp-echo", port] => tcp_echo(port.parse().context("port")?),
         ["connect-times", addr, n] => connect_times(
             addr.parse().context("address")?,
@@ -91,6 +102,35 @@ fn send(addr: SocketAddr, text: &str) -> anyhow::Result<()> {
         }
     }
     bail!("no reply from {addr}")
+}
+
+fn send_each(text: &str, addrs: &[SocketAddr]) -> anyhow::Result<()> {
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let mut answered = vec![false; addrs.len()];
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..5 {
+        for (addr, done) in addrs.iter().zip(&answered) {
+            if !done {
+                sock.send_to(text.as_bytes(), addr)?;
+            }
+        }
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let i = addrs
+                .iter()
+                .position(|a| *a == from)
+                .with_context(|| format!("a reply from {from}, which was not asked"))?;
+            if &buf[..n] != text.as_bytes() {
+                bail!("{from} answered {:?}", String::from_utf8_lossy(&buf[..n]));
+            }
+            answered[i] = true;
+            if answered.iter().all(|a| *a) {
+                println!("all answered");
+                return Ok(());
+            }
+        }
+    }
+    bail!("no reply from some of {addrs:?}: {answered:?}")
 }
 
 fn tcp_echo(port: u16) -> anyhow::Result<()> {

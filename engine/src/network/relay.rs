@@ -185,6 +185,14 @@ impl udp::Front for UdpRelay {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
+            // A socket shut down by Relay::drop polls as hung up (and
+            // readable, though a non-blocking read finds nothing).
+            if fds
+                .iter()
+                .any(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLHUP)))
+            {
+                return Err(io::ErrorKind::NotConnected.into());
+            }
             let ready: Vec<usize> = fds
                 .iter()
                 .enumerate()
@@ -200,7 +208,12 @@ impl udp::Front for UdpRelay {
                     // Shut down: the relay is stopping.
                     Ok(None) => return Err(io::ErrorKind::NotConnected.into()),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
+                    // One bad datagram must not stop the relay; shutdown
+                    // shows as POLLHUP above.
+                    Err(e) => {
+                        tracing::debug!(%e, "relay: unreadable datagram");
+                        continue;
+                    }
                 };
                 let dst = match self.origin(client, local, index) {
                     Ok(d) => d,
