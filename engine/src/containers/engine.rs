@@ -1343,9 +1343,11 @@ pub fn parse_signal(text: &str) -> Option<Signal> {
 /// Networking: attach at create, plug at each start (through the hook the
 /// supervisor calls), release when the process ends, forget at removal.
 impl Engine {
-    /// Serves the network hook and plugs the containers that kept running
-    /// while no engine ran (a new engine has a new bridge netns: their old
-    /// veths went with the old one; addresses and ports are the same).
+    /// Serves the network hook. Containers that kept running while no
+    /// engine ran lost their veths with the previous engine's bridge netns,
+    /// and this engine, in a user namespace of its own, cannot reach into
+    /// their netns to plug them again: they say so in the log and get
+    /// their addresses and ports back at their next start.
     fn start_networking(&self) -> Result<()> {
         if self.inner.opts.networks.is_none() {
             return Ok(());
@@ -1358,14 +1360,14 @@ impl Engine {
                 Engine { inner }.plug_network(id, pid)
             },
         )?;
-        let running: Vec<(String, i32)> = self
+        let running: Vec<String> = self
             .lock()
             .containers
             .iter()
-            .filter(|(_, r)| r.state.is_active() && r.state.pid > 0)
-            .map(|(id, r)| (id.clone(), r.state.pid))
+            .filter(|(_, r)| r.state.is_active())
+            .map(|(id, _)| id.clone())
             .collect();
-        for (id, pid) in running {
+        for id in running {
             let hooked = self
                 .inner
                 .store
@@ -1373,9 +1375,11 @@ impl Engine {
                 .read_spec()
                 .is_ok_and(|s| s.network_hook.is_some());
             if hooked {
-                if let Err(e) = self.plug_network(&id, pid) {
-                    tracing::warn!(%id, %e, "reconnecting a running container to its networks");
-                }
+                tracing::warn!(
+                    %id,
+                    "a running container lost its network with the previous daemon: \
+                     restart it to connect it again (same addresses and ports)"
+                );
             }
         }
         Ok(())
@@ -1434,7 +1438,14 @@ impl Engine {
             return Ok(());
         };
         let c = self.container_networking(config)?;
-        let attachment = nets.attach(&c)?;
+        let attachment = nets.attach(&c).map_err(|e| match e {
+            // Not a 404: clients take a 404 from create for a missing
+            // image and go pulling (Docker finds out at start instead).
+            crate::network::NetworkError::NotFound(n) => {
+                EngineError::Invalid(format!("network {n} not found"))
+            }
+            e => e.into(),
+        })?;
         if matches!(c.mode, NetMode::Networks(_)) {
             spec.network_hook = Some(networking::hook_path(&self.inner.opts.data_root));
         }

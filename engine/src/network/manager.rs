@@ -838,6 +838,27 @@ impl Networks {
                 }
                 let c = ContainerNetworking::new(&ep.container_id, &ep.container_name, Mode::None);
                 self.register_names(ep, &c);
+                if running.dns_socket.is_none() {
+                    // Its first user-defined network: the embedded DNS
+                    // server starts, and resolv.conf points at it, as
+                    // Docker does on connect.
+                    let sock = netns
+                        .run(|| sock::udp_socket(SocketAddr::from((dns::ADDRESS, 53)), false))
+                        .ctx(|| "binding the embedded DNS server".into())?;
+                    running.dns_socket =
+                        Some(OwnedFd::from(sock.try_clone().ctx(|| "dup".into())?));
+                    self.dns
+                        .serve(sock, running.dns_networks.clone())
+                        .ctx(|| "starting the embedded DNS server".into())?;
+                    let path = running.files_dir.join("resolv.conf");
+                    let current =
+                        ResolvConf::parse(&std::fs::read_to_string(&path).unwrap_or_default());
+                    let mut conf = self.pod_resolv.embedded();
+                    conf.search = current.search;
+                    conf.options = current.options;
+                    std::fs::write(&path, conf.render())
+                        .ctx(|| format!("writing {}", path.display()))?;
+                }
             }
         }
         Ok(())
@@ -943,7 +964,6 @@ impl Networks {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            let _ = &r.files_dir;
         }
         s
     }
