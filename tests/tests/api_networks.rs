@@ -249,6 +249,72 @@ fn docker_cli(variant: Variant) -> Result<()> {
         "network inspect: {members}"
     );
 
+    // The other modes, and the files and names a container is given.
+    let joined = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://127.0.0.1/",
+    ])?;
+    ensure!(joined.trim() == "web-ok", "container:web: {joined}");
+    let none = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ])?;
+    ensure!(
+        none.lines().count() == 1 && none.contains("lo:"),
+        "--network none: {none}"
+    );
+    let host = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "ip",
+        "-o",
+        "addr",
+    ])?;
+    ensure!(host.contains(POD_IP), "--network host sees the pod: {host}");
+    let files = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "h1",
+        "--dns",
+        "10.9.9.9",
+        "--dns-search",
+        "corp.test",
+        "--dns-option",
+        "ndots:2",
+        "--add-host",
+        "db.test:10.0.0.9",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf /etc/hosts; hostname; ip -o -4 addr show eth0",
+    ])?;
+    for want in [
+        "nameserver 10.9.9.9",
+        "search corp.test",
+        "options ndots:2",
+        "10.0.0.9\tdb.test",
+        "h1",
+        "172.17.",
+    ] {
+        ensure!(files.contains(want), "{want:?} missing: {files}");
+    }
+
     // Published ports: fixed, random (-P with --expose), ps, port, inspect.
     daemon.docker_ok(&[
         "run",
@@ -325,6 +391,34 @@ fn docker_cli(variant: Variant) -> Result<()> {
         ps.contains(&format!("0.0.0.0:{random}->8000/tcp")),
         "ps: {ps}"
     );
+
+    // A restart-policy restart plugs the container again (same port).
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rp",
+        "--restart",
+        "on-failure:2",
+        "-p",
+        "18082:80",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo rp-ok > /www/index.html; \
+         if [ ! -f /ran ]; then touch /ran; exit 3; fi; exec httpd -f -p 80 -h /www",
+    ])?;
+    ensure!(
+        pod_get(&pod, "http://127.0.0.1:18082/")?.trim() == "rp-ok",
+        "published port after a restart-policy restart"
+    );
+    let rp = json(&daemon.docker_ok(&["inspect", "rp"])?)?;
+    ensure!(
+        rp[0]["RestartCount"] == 1,
+        "restart count: {}",
+        rp[0]["RestartCount"]
+    );
+    daemon.docker_ok(&["rm", "-f", "rp"])?;
 
     // A port already allocated: a clear error, nothing leaked.
     let before = kernel_state(&pod)?;
