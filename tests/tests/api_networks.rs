@@ -637,3 +637,28 @@ fn docker_compose(variant: Variant) -> Result<()> {
     pod.stop()
 }
 in_variants!(docker_compose);
+
+/// testcontainers-python (PyPI `testcontainers`, in the docker-py venv):
+/// a generic container with an exposed port, reached where it says.
+fn testcontainers(variant: Variant) -> Result<()> {
+    let pod = Pod::start(&variant.pod())?;
+    let daemon = setup(&pod)?;
+    let out = daemon
+        .venv_python()
+        .arg(client_script("testcontainers_generic.py"))
+        // Ryuk, the reaper, is an image from Docker Hub: tests are offline.
+        .env("TESTCONTAINERS_RYUK_DISABLED", "true")
+        // This test machine is itself a Docker container: its /.dockerenv,
+        // which the pod sees, would make testcontainers connect through
+        // the container's gateway as in docker-in-docker. In a pod (no
+        // /.dockerenv) it picks `docker_host`, i.e. localhost, by itself.
+        .env("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+        .output()?;
+    let printed = ok(&out, "testcontainers_generic.py")?;
+    ensure!(printed.contains("ALL OK"), "{printed}");
+    let left = daemon.docker_ok(&["ps", "-a", "--format", "{{.Names}}"])?;
+    ensure!(left.trim().is_empty(), "left behind: {left}");
+    ensure!(daemon.stop()?.success(), "daemon stop");
+    pod.stop()
+}
+in_variants!(testcontainers);
