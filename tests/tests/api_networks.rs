@@ -55,6 +55,12 @@ macro_rules! in_variants {
     };
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn json(text: &str) -> Result<Value> {
     serde_json::from_str(text.trim()).with_context(|| format!("not JSON: {text}"))
 }
@@ -161,6 +167,40 @@ fn docker_cli(variant: Variant) -> Result<()> {
         .args(["network", "create", "--subnet", "10.1.2.300/24", "bad"])
         .output()?;
     ensure!(!bad.status.success(), "bad subnet accepted: {}", text(&bad));
+    let post = |body: &str| -> Result<String> {
+        let out = daemon
+            .curl(&[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+                "http://d/v1.50/networks/create",
+            ])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    ensure!(
+        post(r#"{"Name":"app","CheckDuplicate":true}"#)? == "409",
+        "duplicate status"
+    );
+    ensure!(
+        post(r#"{"Name":"bad","IPAM":{"Config":[{"Subnet":"10.1.2.0/33"}]}}"#)? == "400",
+        "bad subnet status"
+    );
+    ensure!(
+        post(r#"{"Name":"bad","IPAM":{"Config":[{"Subnet":"172.17.5.0/24"}]}}"#)? == "400",
+        "overlapping subnet status"
+    );
+    let since = unix_now();
+    daemon.docker_ok(&["network", "create", "--label", "k=v", "tmpnet"])?;
+    let labelled = daemon.docker_ok(&["network", "ls", "-q", "--filter", "label=k=v"])?;
+    ensure!(labelled.lines().count() == 1, "label filter: {labelled}");
+    daemon.docker_ok(&["network", "rm", "tmpnet"])?;
     let overlay = daemon
         .docker()
         .args(["network", "create", "-d", "overlay", "ov"])
@@ -501,6 +541,30 @@ fn docker_cli(variant: Variant) -> Result<()> {
         !gone.status.success(),
         "disconnected probe still reaches web"
     );
+    // The network events so far (the CLI returns once `until` is past).
+    std::thread::sleep(Duration::from_millis(1100));
+    let events = daemon.docker_ok(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &unix_now().to_string(),
+        "--filter",
+        "type=network",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ])?;
+    for want in [
+        "create tmpnet",
+        "destroy tmpnet",
+        "connect app",
+        "disconnect app",
+    ] {
+        ensure!(
+            events.contains(want),
+            "{want:?} not in the events: {events}"
+        );
+    }
     daemon.docker_ok(&["stop", "-t", "0", "probe"])?;
     daemon.docker_ok(&["network", "connect", "app", "probe"])?;
     daemon.docker_ok(&["start", "probe"])?;
