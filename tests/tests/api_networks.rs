@@ -355,6 +355,45 @@ fn docker_cli(variant: Variant) -> Result<()> {
         ensure!(files.contains(want), "{want:?} missing: {files}");
     }
 
+    // A user subnet and gateway; --ip and --mac-address.
+    daemon.docker_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.77.0.0/24",
+        "--gateway",
+        "10.77.0.254",
+        "fixed",
+    ])?;
+    let fixed_net = json(&daemon.docker_ok(&["network", "inspect", "fixed"])?)?;
+    ensure!(
+        fixed_net[0]["IPAM"]["Config"][0]["Subnet"] == "10.77.0.0/24"
+            && fixed_net[0]["IPAM"]["Config"][0]["Gateway"] == "10.77.0.254",
+        "IPAM: {fixed_net}"
+    );
+    let addr = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "fixed",
+        "--ip",
+        "10.77.0.50",
+        "--mac-address",
+        "02:42:0a:4d:00:99",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0; ip link show eth0; ip route",
+    ])?;
+    for want in [
+        "10.77.0.50/24",
+        "02:42:0a:4d:00:99",
+        "default via 10.77.0.254",
+    ] {
+        ensure!(addr.contains(want), "{want:?} missing: {addr}");
+    }
+    daemon.docker_ok(&["network", "rm", "fixed"])?;
+
     // Published ports: fixed, random (-P with --expose), ps, port, inspect.
     daemon.docker_ok(&[
         "run",
