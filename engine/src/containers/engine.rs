@@ -1447,7 +1447,9 @@ impl Engine {
             e => e.into(),
         })?;
         if matches!(c.mode, NetMode::Networks(_)) {
-            spec.network_hook = Some(networking::hook_path(&self.inner.opts.data_root));
+            spec.network_hook = Some(networking::hook_path_for_supervisor(
+                &self.inner.opts.data_root,
+            ));
         }
         spec.namespaces.network = attachment.network;
         spec.mounts.extend(attachment.mounts);

@@ -194,6 +194,39 @@ pub fn hook_path(data_root: &Path) -> PathBuf {
     data_root.join("network").join("hook.sock")
 }
 
+/// Longest socket path that fits `sun_path` with room to spare.
+const SUN_PATH_MAX: usize = 100;
+
+/// The hook's path as a supervisor names it: relative to its working
+/// directory, the container's (`<data root>/containers/<id>`), when the
+/// absolute one would not fit in a socket address.
+pub fn hook_path_for_supervisor(data_root: &Path) -> PathBuf {
+    let path = hook_path(data_root);
+    if path.as_os_str().len() < SUN_PATH_MAX {
+        path
+    } else {
+        PathBuf::from("../../network/hook.sock")
+    }
+}
+
+/// Binds a unix socket at `path` even when it is longer than `sun_path`
+/// allows: through `/proc/self/fd/<dir>/<name>`.
+fn bind_any_length(path: &Path) -> io::Result<UnixListener> {
+    if path.as_os_str().len() < SUN_PATH_MAX {
+        return UnixListener::bind(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return UnixListener::bind(path);
+    };
+    let dir = std::fs::File::open(dir)?;
+    let short = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&dir)
+    ))
+    .join(name);
+    UnixListener::bind(short)
+}
+
 /// A supervisor's request: plug container `id` whose init is `pid`.
 #[derive(Debug, Serialize, Deserialize)]
 struct HookRequest {
@@ -216,7 +249,7 @@ pub fn serve_hook(
         std::fs::create_dir_all(dir)?;
     }
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
+    let listener = bind_any_length(path)?;
     let plug = std::sync::Arc::new(plug);
     std::thread::Builder::new()
         .name("network-hook".into())
@@ -318,6 +351,37 @@ mod tests {
         assert_eq!(find(7001).and_then(|x| x.host_port), Some(9001));
         assert_eq!(find(443).map(|x| x.host_port), Some(None));
         assert_eq!(r.len(), 5);
+        Ok(())
+    }
+
+    #[test]
+    fn the_hook_binds_under_a_long_data_root() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("d".repeat(120));
+        std::fs::create_dir_all(root.join("network"))?;
+        let path = hook_path(&root);
+        serve_hook(&path, |id, pid| {
+            if id == "c1" && pid == 7 {
+                Ok(())
+            } else {
+                Err(format!("unexpected {id} {pid}"))
+            }
+        })?;
+        assert!(path.exists());
+        assert_eq!(
+            hook_path_for_supervisor(&root),
+            PathBuf::from("../../network/hook.sock")
+        );
+        // (A supervisor connects by the relative path from its container
+        // directory; the test cannot change its working directory.)
+        let network_dir = std::fs::File::open(root.join("network"))?;
+        let short = PathBuf::from(format!(
+            "/proc/self/fd/{}/hook.sock",
+            std::os::fd::AsRawFd::as_raw_fd(&network_dir)
+        ));
+        let reached = call_hook(&short, "c1", 7);
+        assert_eq!(reached, Ok(()));
+        assert!(call_hook(&short, "c2", 7).is_err_and(|e| e.contains("unexpected")));
         Ok(())
     }
 
