@@ -153,6 +153,7 @@ impl From<EngineError> for ApiError {
                 code: 126 | 127, ..
             } => StatusCode::BAD_REQUEST,
             EngineError::Failed { .. } | EngineError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EngineError::Network(e) => network_status(e),
         };
         let message = match &err {
             EngineError::Failed { message, .. } => format!(
@@ -171,6 +172,28 @@ impl From<tokio::task::JoinError> for ApiError {
     fn from(err: tokio::task::JoinError) -> ApiError {
         tracing::error!(%err, "a request's worker thread failed");
         ApiError::internal(format!("internal error: {err}"))
+    }
+}
+
+/// Docker's status for a networking error.
+pub fn network_status(e: &hutch_engine::network::NetworkError) -> StatusCode {
+    use hutch_engine::network::NetworkError as N;
+    match e {
+        N::NotFound(_) => StatusCode::NOT_FOUND,
+        N::Invalid(_) | N::NotRunning(_) => StatusCode::BAD_REQUEST,
+        N::Exists(_) | N::AlreadyConnected { .. } => StatusCode::CONFLICT,
+        // libnetwork's ActiveEndpointsError is a Forbidden, as is removing
+        // a predefined network.
+        N::InUse(_) | N::Predefined(_) => StatusCode::FORBIDDEN,
+        N::NotConnected { .. } | N::Exhausted(_) | N::Io { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+impl From<hutch_engine::network::NetworkError> for ApiError {
+    fn from(err: hutch_engine::network::NetworkError) -> ApiError {
+        ApiError::new(network_status(&err), err.to_string())
     }
 }
 

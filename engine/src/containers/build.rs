@@ -220,10 +220,11 @@ pub fn build(
         .clone()
         .or_else(|| image.stop_signal.clone())
         .unwrap_or_else(|| "SIGTERM".into());
+    // Bridge networks and `container:` are set up by the engine's networks
+    // ([`crate::network::Networks::attach`]) over this.
     let network = match opts.network_mode.as_deref() {
         Some("host") => NetworkMode::Host,
-        None | Some("none") | Some("") | Some("default") | Some("bridge") => NetworkMode::None,
-        Some(other) => return Err(format!("network mode {other:?} is not supported yet")),
+        _ => NetworkMode::None,
     };
 
     let mut process = ProcessSpec::new(argv);

@@ -42,7 +42,8 @@ pub struct CreateOptions {
     /// Seconds between the stop signal and SIGKILL (default 10).
     pub stop_timeout: Option<u32>,
     pub log_config: LogConfig,
-    /// `--network none|host` until networking lands.
+    /// `HostConfig.NetworkMode`: `bridge` (or empty/`default`), `host`,
+    /// `none`, `container:<id>` or a network's name or ID.
     pub network_mode: Option<String>,
     /// `--rm`: removed once its process has ended for good.
     pub auto_remove: bool,
@@ -53,6 +54,9 @@ pub struct CreateOptions {
     /// `--security-opt`: `seccomp=unconfined`, `no-new-privileges[=true]`;
     /// `apparmor=` and `label=` are accepted and have nothing to act on.
     pub security_opt: Vec<String>,
+    /// Networks, published ports, DNS and hosts entries (`network_mode`
+    /// says which networks).
+    pub network: super::networking::NetworkOptions,
 }
 
 /// One `--ulimit NAME=SOFT[:HARD]` (Docker's `HostConfig.Ulimits` entry).

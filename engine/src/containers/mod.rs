@@ -11,6 +11,7 @@ pub mod ids;
 pub mod logfile;
 pub mod logread;
 pub mod names;
+pub mod networking;
 pub mod protocol;
 pub mod spare;
 pub mod state;

@@ -30,6 +30,11 @@ pub struct ContainerSpec {
     pub readonly_paths: Vec<PathBuf>,
     /// Extra mounts (volumes, binds, tmpfs), applied after /proc, /dev and /sys.
     pub mounts: Vec<MountSpec>,
+    /// The engine's network hook socket: called with the init's PID once
+    /// the container (and its new netns) exists and before it starts, so
+    /// the engine can plug its network interfaces in.
+    #[serde(default)]
+    pub network_hook: Option<PathBuf>,
 }
 
 /// The root filesystem: an overlay of read-only lower layers and a writable
@@ -219,6 +224,7 @@ impl ContainerSpec {
             masked_paths: DEFAULT_MASKED_PATHS.iter().map(PathBuf::from).collect(),
             readonly_paths: DEFAULT_READONLY_PATHS.iter().map(PathBuf::from).collect(),
             mounts: Vec::new(),
+            network_hook: None,
         }
     }
 }

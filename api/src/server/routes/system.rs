@@ -179,6 +179,21 @@ async fn info(req: ApiRequest) -> Reply {
             )
         }
     };
+    let mut hutch = hutch;
+    // The uplink the daemon chose (the doctor's choice is a prediction).
+    hutch["Network"] = match daemon.engine.networks() {
+        Some(n) => {
+            let (mode, reason) = n.uplink();
+            serde_json::json!({ "Uplink": mode.name(), "Reason": reason })
+        }
+        None => {
+            warnings.push(
+                "WARNING: networking is unavailable: containers run with network mode \"none\""
+                    .to_owned(),
+            );
+            serde_json::json!({ "Uplink": "none", "Reason": "networking could not be set up" })
+        }
+    };
     let os = host::os_release();
     let docker = SystemInfo {
         id: Some(daemon.id.clone()),
