@@ -106,6 +106,9 @@ fn docker_cli_named_and_anonymous_volumes() -> Result<()> {
     ] {
         ensure!(out.contains(want), "missing {want:?} in {out}");
     }
+    // The copy was staged beside `_data` and nothing is left there.
+    let staged = pod_sh(&pod, "ls -A /var/lib/hutch/volumes/data/stage")?;
+    ensure!(staged.trim().is_empty(), "left in stage/: {staged}");
     // The next container sees what the first wrote.
     let out = daemon.docker_ok(&["run", "--rm", "-v", "data:/data", img, "cat", "/data/new"])?;
     ensure!(out.trim() == "kept", "{out}");
@@ -513,6 +516,81 @@ fn docker_py_volumes() -> Result<()> {
     ensure!(seen["in_use_status"] == 409, "{seen}");
     ensure!(seen["removed"] == true, "{seen}");
     ensure!(seen["missing_status"] == 404, "{seen}");
+    drop(daemon);
+    pod.stop()
+}
+
+/// Private ID mode: a fresh volume is handed to the container's root, so
+/// the copy-up and the container's writes carry the container's own IDs;
+/// a volume holding another range's files is refused with a clear error.
+#[test]
+fn docker_cli_volumes_in_private_id_mode() -> Result<()> {
+    let image = testimages::volumes()?;
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start_with(&pod, &["--private-layers-tmpfs"])?;
+    let img = image.reference.as_str();
+    daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
+
+    // The docker CLI knows only `--userns host`: create over the API.
+    let script = "stat -c %u:%g /data /data/hello /data/sub/deep; touch /data/w; \
+                  stat -c %u:%g /data/w";
+    let create = |name: &str, dest: &str| -> Result<serde_json::Value> {
+        let body = serde_json::json!({
+            "Image": img, "Cmd": ["sh", "-c", script],
+            "HostConfig": {"UsernsMode": "private", "Binds": [format!("pv:{dest}")]},
+        });
+        let out = daemon
+            .curl(&[
+                "-s",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &body.to_string(),
+                &format!("http://d/v1.50/containers/create?name={name}"),
+            ])
+            .output()?;
+        json(&ok(&out, "create a private-mode container")?)
+    };
+    let made = create("p1", "/data")?;
+    ensure!(made["Id"].is_string(), "{made}");
+    let out = daemon.docker_ok(&["start", "-a", "p1"])?;
+    ensure!(
+        out.split_whitespace().collect::<Vec<_>>()
+            == ["1000:1000", "1000:1000", "1001:1002", "0:0"],
+        "the container does not see the image's owners: {out}"
+    );
+    // Outside, the files belong to the container's range, not to the
+    // engine's own IDs.
+    let ids = pod_sh(
+        &pod,
+        "cd /var/lib/hutch/volumes/pv/_data && stat -c %u w hello sub/deep",
+    )?;
+    let ids: Vec<u32> = ids
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let [root, hello, deep] = ids.as_slice() else {
+        anyhow::bail!("unexpected stat output {ids:?}");
+    };
+    ensure!(
+        *root >= 1024,
+        "the volume was not handed to the range: {ids:?}"
+    );
+    ensure!(*hello == root + 1000 && *deep == root + 1001, "{ids:?}");
+
+    // Another private container (another range, p1 still holds its own)
+    // cannot use the filled volume: a clear refusal, nothing created.
+    let refused = create("p2", "/data")?;
+    let err = refused["message"].as_str().unwrap_or_default();
+    ensure!(
+        err.contains("volume pv holds files of engine ID") && err.contains("private-mode"),
+        "{refused}"
+    );
+    let names = daemon.docker_ok(&["ps", "-a", "--format", "{{.Names}}"])?;
+    ensure!(names.trim() == "p1", "{names}");
+    // The same container starts again with its volume.
+    let out = daemon.docker_ok(&["start", "-a", "p1"])?;
+    ensure!(out.contains("0:0"), "{out}");
     drop(daemon);
     pod.stop()
 }

@@ -26,21 +26,6 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
     copy_dir(src, dst, &md, &mut links)
 }
 
-/// Copies the entries of the directory `src` into the existing directory
-/// `dst`, then gives `dst` the owner, mode, xattrs and times of `src`
-/// (Docker's copy of an image's content into an empty volume).
-pub fn copy_into(src: &Path, dst: &Path) -> io::Result<()> {
-    let mut links = HashMap::new();
-    let md = fs::metadata(src)?;
-    for entry in fs::read_dir(src).map_err(|e| at(e, src))? {
-        let entry = entry?;
-        let (from, to) = (entry.path(), dst.join(entry.file_name()));
-        let md = fs::symlink_metadata(&from).map_err(|e| at(e, &from))?;
-        copy_entry(&from, &to, &md, &mut links)?;
-    }
-    finish(src, dst, &md)
-}
-
 /// Files with more than one link already copied: (dev, ino) → copy.
 type Links = HashMap<(u64, u64), std::path::PathBuf>;
 

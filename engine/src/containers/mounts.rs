@@ -300,8 +300,11 @@ fn prepare_volume(inp: &MountInputs, p: &MountPoint) -> Result<(), String> {
             md.uid()
         ));
     }
-    std::os::unix::fs::chown(data, Some(root), Some(root))
-        .map_err(|e| format!("handing volume {} to the container's root: {e}", p.name))
+    for dir in [data.clone(), inp.volumes.stage_path(&p.name)] {
+        std::os::unix::fs::chown(&dir, Some(root), Some(root))
+            .map_err(|e| format!("handing volume {} to the container's root: {e}", p.name))?;
+    }
+    Ok(())
 }
 
 /// The runtime's mounts for a container's mount points, in order.
@@ -343,13 +346,15 @@ pub fn runtime_mounts(
                         options,
                         readonly: !p.rw,
                     },
+                    // A host directory: its content is the user's, not
+                    // the image's.
                     Backing::Bind { device } => MountKind::UserBind(BindMount {
                         source: device,
                         readonly: !p.rw,
                         recursive: true,
                         propagation: String::new(),
                         submounts: SubmountsReadonly::IfPossible,
-                        populate: p.copy_data,
+                        populate: false,
                     }),
                 }
             }

@@ -134,6 +134,13 @@ fn propagation_flags(text: &str) -> Result<MsFlags, SetupError> {
 /// under the mount point (owners, modes, times, xattrs; symlinks copied,
 /// never followed) and the mount point's own owner and mode. `target` was
 /// resolved inside the rootfs; the walk below it follows no symlink.
+///
+/// Another running container may share the volume and plant symlinks in
+/// it meanwhile, and this runs with the container root's rights over the
+/// engine's tree: so the copy goes to a staging directory beside `_data`
+/// that no container sees (`stage/`, made by the engine), and its entries
+/// are renamed in without replacing anything (a rename never follows a
+/// symlink at the destination).
 fn populate(target: &OwnedFd, volume: &Path) -> Result<(), SetupError> {
     let empty = fs::read_dir(volume)
         .ctx(|| format!("reading the volume {}", volume.display()))?
@@ -142,8 +149,64 @@ fn populate(target: &OwnedFd, volume: &Path) -> Result<(), SetupError> {
     if !empty {
         return Ok(());
     }
-    crate::containers::copy_tree::copy_into(&fd_path(target), volume)
-        .ctx(|| format!("copying the image's content into {}", volume.display()))
+    let Some(stage_root) = volume.parent().map(|p| p.join("stage")) else {
+        return Err(SetupError::Invalid(format!(
+            "the volume {} has no parent directory",
+            volume.display()
+        )));
+    };
+    let suffix = crate::containers::ids::new_id().ctx(|| "a staging name".to_string())?;
+    let stage = stage_root.join(&suffix[..16]);
+    // `/.`: the directory the magic link leads to, not the link.
+    crate::containers::copy_tree::copy_tree(&fd_path(target).join("."), &stage)
+        .ctx(|| format!("copying the image's content for {}", volume.display()))?;
+    let moved = move_entries(&stage, volume);
+    let cleaned = fs::remove_dir_all(&stage);
+    moved?;
+    if let Err(e) = cleaned {
+        tracing::debug!(%e, "removing a volume's staging directory");
+    }
+    Ok(())
+}
+
+/// Renames every entry of `stage` into `volume` (never over an existing
+/// one), then gives `volume` the owner and mode of `stage`.
+fn move_entries(stage: &Path, volume: &Path) -> Result<(), SetupError> {
+    use std::os::unix::fs::MetadataExt;
+    for entry in fs::read_dir(stage).ctx(|| format!("reading {}", stage.display()))? {
+        let entry = entry.ctx(|| format!("reading {}", stage.display()))?;
+        let to = volume.join(entry.file_name());
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            entry.path(),
+            rustix::fs::CWD,
+            &to,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => {}
+            // Someone filled the volume meanwhile: theirs stays.
+            Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(io::Error::from(e)).ctx(|| format!("moving {}", to.display())),
+        }
+    }
+    let md = fs::metadata(stage).ctx(|| format!("reading {}", stage.display()))?;
+    let dir = rustix::fs::open(
+        volume,
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(io::Error::from)
+    .ctx(|| format!("opening {}", volume.display()))?;
+    rustix::fs::fchown(
+        &dir,
+        Some(rustix::fs::Uid::from_raw(md.uid())),
+        Some(rustix::fs::Gid::from_raw(md.gid())),
+    )
+    .map_err(io::Error::from)
+    .ctx(|| format!("giving {} the image's owner", volume.display()))?;
+    rustix::fs::fchmod(&dir, rustix::fs::Mode::from_raw_mode(md.mode() & 0o7777))
+        .map_err(io::Error::from)
+        .ctx(|| format!("giving {} the image's mode", volume.display()))
 }
 
 /// mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY) on the mount at `fd`.

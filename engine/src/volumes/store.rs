@@ -3,6 +3,9 @@
 //! ```text
 //! volumes/<name>/_data          the volume's content (Docker's Mountpoint)
 //!                volume.json     Volume: driver, labels, options, created-at
+//!                stage/          where a container's init copies the image's
+//!                                content before renaming it into `_data`
+//!                                (no container sees it)
 //! volumes/.new-<name>-<rand>/   a volume being created (renamed into place)
 //! volumes/.removed-<name>-<rand> a removed volume, deleted right after
 //! ```
@@ -142,6 +145,11 @@ impl VolumeStore {
         self.dir(name).join("_data")
     }
 
+    /// `volumes/<name>/stage` (see the module docs).
+    pub fn stage_path(&self, name: &str) -> PathBuf {
+        self.dir(name).join("stage")
+    }
+
     /// Creates a volume; an existing one of that name is returned as it is
     /// (Docker's create is idempotent). The flag says whether it is new.
     pub fn create(&self, req: &VolumeCreate) -> Result<(Volume, bool), VolumeError> {
@@ -189,6 +197,9 @@ impl VolumeStore {
             fs::DirBuilder::new()
                 .mode(0o755)
                 .create(staging.join("_data"))?;
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(staging.join("stage"))?;
             write_json(&staging.join("volume.json"), &volume)?;
             fs::rename(&staging, self.dir(&name))
         })();
