@@ -291,8 +291,20 @@ fn docker_cli_named_and_anonymous_volumes() -> Result<()> {
 
 #[test]
 fn docker_cli_binds_tmpfs_and_symlinks() -> Result<()> {
+    binds_tmpfs_and_symlinks(&PodSpec::new())
+}
+
+/// The same in a pod with `procMount: Unmasked` (fresh /proc, no degraded
+/// mode) and in one with CAP_SYS_ADMIN (masks lifted by the engine).
+#[test]
+fn docker_cli_binds_tmpfs_and_symlinks_unmasked_and_sys_admin() -> Result<()> {
+    binds_tmpfs_and_symlinks(&PodSpec::new().proc_unmasked())?;
+    binds_tmpfs_and_symlinks(&PodSpec::new().cap_add("SYS_ADMIN"))
+}
+
+fn binds_tmpfs_and_symlinks(spec: &PodSpec) -> Result<()> {
     let image = testimages::volumes()?;
-    let pod = Pod::start(&PodSpec::new())?;
+    let pod = Pod::start(spec)?;
     let daemon = Daemon::start(&pod)?;
     let img = image.reference.as_str();
     daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
