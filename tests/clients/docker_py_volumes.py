@@ -50,4 +50,11 @@ try:
 except docker.errors.NotFound as e:
     seen["missing_status"] = e.status_code
 
+# prune: an unused anonymous volume goes, a named one stays.
+anon = client.volumes.create()
+client.volumes.create(name="pykeep")
+pruned = client.volumes.prune()
+seen["pruned_anon"] = anon.name in (pruned.get("VolumesDeleted") or [])
+seen["kept_named"] = "pykeep" in [v.name for v in client.volumes.list()]
+
 print(json.dumps(seen))

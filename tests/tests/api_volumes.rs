@@ -189,6 +189,10 @@ fn docker_cli_named_and_anonymous_volumes() -> Result<()> {
     );
     let ps = daemon.docker_ok(&["ps", "-a", "--format", "{{.Mounts}}"])?;
     ensure!(ps.contains("data"), "{ps}");
+    let by_volume = daemon.docker_ok(&["ps", "-aq", "--no-trunc", "--filter", "volume=data"])?;
+    ensure!(by_volume.trim() == holder, "{by_volume}");
+    let by_volume = daemon.docker_ok(&["ps", "-aq", "--filter", "volume=fresh"])?;
+    ensure!(by_volume.trim().is_empty(), "{by_volume}");
 
     // The image's VOLUME gets an anonymous volume; rm -v removes it.
     let before = volume_names(&daemon, &[])?;
@@ -528,6 +532,10 @@ fn docker_py_volumes() -> Result<()> {
     ensure!(seen["in_use_status"] == 409, "{seen}");
     ensure!(seen["removed"] == true, "{seen}");
     ensure!(seen["missing_status"] == 404, "{seen}");
+    ensure!(
+        seen["pruned_anon"] == true && seen["kept_named"] == true,
+        "{seen}"
+    );
     drop(daemon);
     pod.stop()
 }

@@ -440,6 +440,12 @@ impl ListFilter {
                 v == h
             })
             && any("network", &|v| v == network_mode(d))
+            && any("volume", &|v| {
+                d.config
+                    .mounts
+                    .iter()
+                    .any(|m| m.name == v || m.destination == v || m.source == v)
+            })
             && self.after.is_none_or(|t| created > t)
             && self.before.is_none_or(|t| created < t)
     }
