@@ -334,6 +334,68 @@ fn binds_tmpfs_and_symlinks(spec: &PodSpec) -> Result<()> {
     )?;
     ensure!(err.contains("Read-only file system"), "{err}");
     ensure!(pod_sh(&pod, "test ! -e /tmp/b/h && echo none")?.trim() == "none");
+    // A single file.
+    let out = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "/tmp/b/f:/etc/hostfile:ro",
+        img,
+        "cat",
+        "/etc/hostfile",
+    ])?;
+    ensure!(out.trim() == "host", "{out}");
+    // Read-only reaches submounts (the pod's /dev/shm under /dev) unless
+    // bind-recursive=writable says otherwise.
+    let err = docker_err(
+        &daemon,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "/dev:/hd:ro",
+            img,
+            "touch",
+            "/hd/shm/rro",
+        ],
+    )?;
+    ensure!(err.contains("Read-only file system"), "{err}");
+    daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,src=/dev,dst=/hd,readonly,bind-recursive=writable",
+        img,
+        "touch",
+        "/hd/shm/written",
+    ])?;
+    ensure!(pod_sh(&pod, "test -e /dev/shm/written && echo yes")?.trim() == "yes");
+    let err = docker_err(
+        &daemon,
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=bind,src=/dev,dst=/hd,bind-recursive=disabled",
+            img,
+            "ls",
+            "/hd/shm/written",
+        ],
+    )?;
+    ensure!(
+        err.contains("bind-recursive=disabled cannot be honoured for /dev"),
+        "{err}"
+    );
+    let out = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,src=/tmp/b,dst=/b,bind-recursive=disabled",
+        img,
+        "cat",
+        "/b/f",
+    ])?;
+    ensure!(out.trim() == "host", "{out}");
     // --mount with a missing source: Docker's error; -v creates it.
     let err = docker_err(
         &daemon,

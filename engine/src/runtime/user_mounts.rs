@@ -8,10 +8,11 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
+use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 
 use super::error::{Context, SetupError};
-use super::mounts::{bind, mount_fs, remount_readonly};
+use super::mounts::{mount_fs, remount_readonly};
 use super::safe_path::{fd_path, open_in_root, Kind};
 use super::spec::{BindMount, SubmountsReadonly};
 
@@ -37,7 +38,34 @@ pub fn user_bind(root: &OwnedFd, dest: &Path, b: &BindMount) -> Result<(), Setup
     if b.populate && kind == Kind::Dir {
         populate(&target, &b.source)?;
     }
-    bind(&b.source, &fd_path(&target), b.recursive)?;
+    let flags = if b.recursive {
+        MsFlags::MS_BIND | MsFlags::MS_REC
+    } else {
+        MsFlags::MS_BIND
+    };
+    match mount(
+        Some(&b.source),
+        &fd_path(&target),
+        None::<&str>,
+        flags,
+        None::<&str>,
+    ) {
+        Ok(()) => {}
+        // In a user namespace the kernel refuses to bind a mount without
+        // the submounts an outer namespace mounted on it (they are locked:
+        // a bind without them would reveal what they cover).
+        Err(Errno::EINVAL) if !b.recursive => {
+            return Err(SetupError::Invalid(format!(
+                "bind-recursive=disabled cannot be honoured for {}: it has submounts that \
+                 the kernel keeps locked in a user namespace; bind it recursively",
+                b.source.display()
+            )))
+        }
+        Err(e) => {
+            return Err(e)
+                .ctx(|| format!("bind-mounting {} on {}", b.source.display(), dest.display()))
+        }
+    }
     drop(target);
     // Reopen: the first fd still points under the new mount.
     let mounted = open_in_root(root, dest, kind)?;
