@@ -334,6 +334,25 @@ fn binds_tmpfs_and_symlinks(spec: &PodSpec) -> Result<()> {
     )?;
     ensure!(err.contains("Read-only file system"), "{err}");
     ensure!(pod_sh(&pod, "test ! -e /tmp/b/h && echo none")?.trim() == "none");
+    // Propagation as asked, on the mount in the container's namespace.
+    let out = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "/tmp/b:/b:rshared",
+        "-v",
+        "/tmp/b/sub:/c",
+        img,
+        "sh",
+        "-c",
+        "grep ' /b ' /proc/self/mountinfo; echo --; grep ' /c ' /proc/self/mountinfo",
+    ])?;
+    let (b, c) = out.split_once("--").unwrap_or_default();
+    ensure!(b.contains("shared:"), "rshared not applied: {out}");
+    ensure!(
+        !c.contains("shared:") && !c.contains("master:") && c.contains(" /c "),
+        "rprivate not applied: {out}"
+    );
     // A single file.
     let out = daemon.docker_ok(&[
         "run",
