@@ -275,6 +275,7 @@ fn json_line_plain<T: Serialize>(v: &T) -> Bytes {
 
 async fn delete(req: ApiRequest) -> Reply {
     let force = req.query.bool("force");
+    let volumes = req.query.bool("v");
     if req.query.bool("link") {
         return Err(ApiError::unsupported("container links"));
     }
@@ -283,7 +284,7 @@ async fn delete(req: ApiRequest) -> Reply {
     let removed = daemon
         .with_engine(move |e| {
             let id = e.resolve(&query)?;
-            e.remove(&id, force).map(|()| id)
+            e.remove_with_volumes(&id, force, volumes).map(|()| id)
         })
         .await?;
     daemon.pending_attaches.drop_container(&removed);
