@@ -121,6 +121,29 @@ impl ImageStore {
     }
 }
 
+impl ImageStore {
+    /// Deletes every untagged intermediate image (the build cache's step
+    /// results) and collects the layers only they used. Returns the IDs.
+    pub fn prune_intermediate(&self) -> Result<Vec<Digest>, ImageError> {
+        let store = self.content();
+        let mut deleted = Vec::new();
+        {
+            let _meta = store.locks.meta_exclusive()?;
+            let index = store.records.index()?;
+            for record in store.records.all()? {
+                if record.intermediate && index.names_of(&record.id).is_empty() {
+                    store.records.delete(&record.id)?;
+                    deleted.push(record.id);
+                }
+            }
+        }
+        if !deleted.is_empty() {
+            store.gc()?;
+        }
+        Ok(deleted)
+    }
+}
+
 fn import_err(e: crate::import::ImportError) -> ImageError {
     ImageError::Archive(crate::archive::ArchiveError::from(e))
 }

@@ -252,3 +252,84 @@ fn hutch_build_push_lands_in_the_registry() -> Result<()> {
     registry.stop()?;
     pod.stop()
 }
+
+#[test]
+fn hutch_build_run_mounts_add_tar_and_copy_heredoc() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let base = load_busybox(&pod)?;
+    const SECRET: &str = "s3cr3t-v4lue-never-stored";
+    let secrets = Ctx::new(&[("token", SECRET)])?;
+    let df = format!(
+        r#"FROM {base}
+RUN --mount=type=secret,id=tok echo "secret-len=$(wc -c < /run/secrets/tok)" > /secret-info
+RUN --mount=type=bind,source=data,target=/mnt/data cat /mnt/data/x > /from-bind
+RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/f && grep -q ' /scratch tmpfs ' /proc/mounts && echo tmpfs-ok > /tmpfs-ok
+ADD arch.tar.gz /unpacked/
+COPY <<EOF /etc/motd
+hello from a heredoc
+EOF
+CMD ["sh", "-c", "cat /secret-info /from-bind /tmpfs-ok /unpacked/dir/inner.txt /etc/motd; ls /scratch /mnt/data /run/secrets 2>&1 | sort"]
+"#
+    );
+    let ctx = Ctx::new(&[("Dockerfile", &df), ("data/x", "bound file\n")])?;
+    // A tar.gz in the context: ADD extracts it.
+    let src = Ctx::new(&[("dir/inner.txt", "inside the tarball\n")])?;
+    let tgz = ctx.dir.path().join("arch.tar.gz");
+    let made = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .args(["-C", &src.arg(), "dir"])
+        .status()?;
+    ensure!(made.success(), "tar -czf");
+    set_mode(&tgz, 0o644)?;
+
+    let secret_arg = format!("id=tok,src={}/token", secrets.arg());
+    let out = hutch(
+        &pod,
+        &["build", "--secret", &secret_arg, "-t", "mounts", &ctx.arg()],
+    )?;
+    ensure!(out.status.success(), "build: {}", text(&out));
+
+    let daemon = Daemon::start(&pod)?;
+    let ran = daemon.docker_ok(&["run", "--rm", "mounts"])?;
+    let want = format!(
+        "secret-len={}\nbound file\ntmpfs-ok\ninside the tarball\nhello from a heredoc\n",
+        SECRET.len()
+    );
+    ensure!(ran.starts_with(&want), "{ran}");
+    for gone in ["/scratch", "/mnt/data", "/run/secrets"] {
+        ensure!(
+            ran.contains(&format!("ls: {gone}: No such file or directory")),
+            "{gone} was left in the image: {ran}"
+        );
+    }
+    // The secret is in no layer and not in the history.
+    let history = daemon.docker_ok(&["history", "--no-trunc", "mounts"])?;
+    ensure!(!history.contains(SECRET), "{history}");
+    let saved = daemon
+        .docker()
+        .args(["save", "mounts"])
+        .output()
+        .context("docker save")?;
+    ensure!(saved.status.success(), "save: {}", text(&saved));
+    let mut archive = tar::Archive::new(std::io::Cursor::new(saved.stdout));
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes)?;
+        let plain = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out)?;
+            out
+        } else {
+            bytes
+        };
+        ensure!(
+            !plain.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "the secret is in {}",
+            entry.path()?.display()
+        );
+    }
+    daemon.stop()?;
+    pod.stop()
+}

@@ -140,6 +140,8 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|v| v.trim().parse().ok()),
+        registry_auths: Default::default(),
+        network_none: false,
     };
     let registry = RegistryRequest {
         settings: hutch_images::registry::RegistrySettings::from_env(),

@@ -6,6 +6,8 @@
 //! cache points at.
 
 mod cache;
+pub mod commit;
+mod config;
 mod copy;
 mod fswalk;
 mod image;
@@ -109,6 +111,11 @@ pub struct BuildOptions {
     pub secrets: HashMap<String, PathBuf>,
     /// `SOURCE_DATE_EPOCH` (else taken from the build args).
     pub source_date_epoch: Option<i64>,
+    /// Credentials for base-image pulls by registry (the API's
+    /// `X-Registry-Config`: keys as config.json's `auths`).
+    pub registry_auths: BTreeMap<String, hutch_images::registry::AuthConfig>,
+    /// The API's `networkmode=none`: RUNs without `--network` get no network.
+    pub network_none: bool,
 }
 
 /// What a build made.
@@ -264,12 +271,15 @@ impl Executor {
             .enable_all()
             .build()
             .map_err(|e| BuildError::io("starting the pull runtime", e))?;
-        let pulled = rt.block_on(self.store.pull(
-            name,
-            None,
-            &self.registry,
-            Arc::new(hutch_images::NoProgress),
-        ));
+        let mut registry = self.registry.clone();
+        if let Some(auth) = auth_for(&ctx.opts.registry_auths, name) {
+            registry.auth = Some(auth);
+        }
+        let pulled =
+            rt.block_on(
+                self.store
+                    .pull(name, None, &registry, Arc::new(hutch_images::NoProgress)),
+            );
         match pulled {
             Ok(_) => Ok(ImageState::load(&self.store, name)?),
             Err(e) => match ImageState::load(&self.store, name) {
@@ -392,108 +402,7 @@ impl Executor {
         key.add(format!("{:?}", ex.mounts).as_bytes());
         let (created, now) = self.now(ctx);
         // Config-only steps.
-        let text = match &ex.command {
-            Command::Env(kvs) => {
-                img.run_config()
-                    .insert("Env".into(), json!(state.config_env.to_key_values()));
-                Some(history::env(kvs))
-            }
-            Command::Label(kvs) => {
-                let labels = img
-                    .run_config()
-                    .entry("Labels")
-                    .or_insert_with(|| json!({}));
-                if !labels.is_object() {
-                    *labels = json!({});
-                }
-                for kv in kvs {
-                    labels[&kv.key] = json!(kv.value);
-                }
-                Some(history::label(kvs))
-            }
-            Command::Expose(ports) => {
-                let ports: Vec<String> = ports
-                    .iter()
-                    .map(|p| {
-                        if p.contains('/') {
-                            p.clone()
-                        } else {
-                            format!("{p}/tcp")
-                        }
-                    })
-                    .collect();
-                let map = img
-                    .run_config()
-                    .entry("ExposedPorts")
-                    .or_insert_with(|| json!({}));
-                if !map.is_object() {
-                    *map = json!({});
-                }
-                for p in &ports {
-                    map[p] = json!({});
-                }
-                Some(history::expose(&ports))
-            }
-            Command::Volume(vols) => {
-                let map = img
-                    .run_config()
-                    .entry("Volumes")
-                    .or_insert_with(|| json!({}));
-                if !map.is_object() {
-                    *map = json!({});
-                }
-                for v in vols {
-                    map[v] = json!({});
-                }
-                Some(history::volume(vols))
-            }
-            Command::User(u) => {
-                img.run_config().insert("User".into(), json!(u));
-                Some(history::user(u))
-            }
-            Command::Cmd(c) => {
-                let argv = before.argv(c);
-                img.run_config().insert("Cmd".into(), json!(argv));
-                *cmd_set = true;
-                Some(history::cmd(&argv))
-            }
-            Command::Entrypoint(c) => {
-                let argv = before.argv(c);
-                img.run_config().insert("Entrypoint".into(), json!(argv));
-                if !*cmd_set {
-                    img.run_config().insert("Cmd".into(), Value::Null);
-                }
-                Some(history::entrypoint(&argv))
-            }
-            Command::StopSignal(s) => {
-                img.run_config().insert("StopSignal".into(), json!(s));
-                Some(history::stopsignal(s))
-            }
-            Command::Shell(argv) => {
-                img.run_config().insert("Shell".into(), json!(argv));
-                Some(history::shell(argv))
-            }
-            Command::Arg(decls) => Some(history::arg(decls)),
-            Command::Maintainer(m) => {
-                img.config["author"] = json!(m);
-                Some(history::maintainer(m))
-            }
-            Command::Onbuild(o) => {
-                let mut list = img.strings("OnBuild");
-                list.push(o.expression.clone());
-                img.run_config().insert("OnBuild".into(), json!(list));
-                Some(format!("ONBUILD {}", o.expression))
-            }
-            Command::Healthcheck(h) => {
-                img.run_config()
-                    .insert("Healthcheck".into(), health_json(h));
-                Some(history::healthcheck(h))
-            }
-            Command::From(_) => {
-                return Err(BuildError::Invalid("FROM inside a stage".into()));
-            }
-            Command::Workdir(_) | Command::Run(_) | Command::Copy(_) | Command::Add(_) => None,
-        };
+        let text = config::apply(img, state, &before, &ex.command, cmd_set)?;
         if let Some(text) = text {
             return self.finish_step(ctx, img, key, &created, &text, None);
         }
@@ -545,6 +454,7 @@ impl Executor {
                     Network::None => NetworkMode::None,
                     // Until builds get their own network, the default is the
                     // engine's (the pod's) network, as a build in the pod would.
+                    Network::Default if ctx.opts.network_none => NetworkMode::None,
                     Network::Default | Network::Host => NetworkMode::Host,
                 };
                 let mut skip: BTreeSet<String> = prepared.stubs.iter().cloned().collect();
@@ -792,6 +702,31 @@ impl Executor {
         ctx.progress.done(&id);
         Ok(())
     }
+}
+
+/// The credentials `X-Registry-Config` holds for the registry of `image`
+/// (Docker Hub is filed under its legacy index URL).
+fn auth_for(
+    auths: &BTreeMap<String, hutch_images::registry::AuthConfig>,
+    image: &str,
+) -> Option<hutch_images::registry::AuthConfig> {
+    if auths.is_empty() {
+        return None;
+    }
+    let domain = Reference::parse(image).ok()?.domain().to_string();
+    let hub = domain == "docker.io";
+    auths
+        .iter()
+        .find(|(key, _)| {
+            let host = key
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            host == domain || (hub && matches!(host, "index.docker.io" | "registry-1.docker.io"))
+        })
+        .map(|(_, a)| a.clone())
 }
 
 struct CopyArgs<'a> {

@@ -468,6 +468,17 @@ impl Engine {
         }
     }
 
+    /// How containers get their /proc here (builds run their RUN
+    /// containers the same way).
+    pub fn proc_mode(&self) -> ProcMode {
+        self.inner.opts.proc_mode
+    }
+
+    /// The hutch binary the engine spawns.
+    pub fn exe(&self) -> &std::path::Path {
+        &self.inner.opts.exe
+    }
+
     /// Resolves a full ID, name or unique ID prefix.
     pub fn resolve(&self, query: &str) -> Result<String> {
         let table = self.lock();

@@ -52,7 +52,7 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/containers/{id}/attach" => container_io::attach),
         route!(POST "/containers/{id}/wait" => wait),
         route!(DELETE "/containers/{id}" => delete),
-        route!(POST "/commit" => not_yet),
+        route!(POST "/commit" => super::container_commit::commit),
     ]
 }
 
@@ -60,7 +60,7 @@ type Reply = Result<Response<Body>, ApiError>;
 
 async fn not_yet(_req: ApiRequest) -> Reply {
     Err(ApiError::not_yet(
-        "this container endpoint (export, attach over websocket, commit)",
+        "this container endpoint (export, attach over websocket)",
         5,
     ))
 }

@@ -3,8 +3,11 @@
 //! status and message in `error`.
 
 mod build;
+mod build_context;
+mod build_progress;
 mod container_archive;
 mod container_changes;
+mod container_commit;
 mod container_create;
 mod container_io;
 mod container_mounts;
