@@ -235,13 +235,13 @@ fn docker_cli_run() -> Result<()> {
             "run",
             "--rm",
             "--mount",
-            "type=volume,src=v,dst=/v,volume-subpath=x",
+            "type=image,src=busybox,dst=/v",
             bb,
             "true",
         ],
     )?;
     ensure!(
-        out.status.code() == Some(125) && text(&out.stderr).contains("not supported by hutch yet"),
+        out.status.code() == Some(125) && text(&out.stderr).contains("not supported by hutch"),
         "{out:?}"
     );
     ensure!(daemon.stop()?.success(), "daemon exit");

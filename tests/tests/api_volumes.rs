@@ -563,6 +563,39 @@ fn binds_tmpfs_and_symlinks(spec: &PodSpec) -> Result<()> {
     ])?;
     ensure!(out.trim() == "2048", "{out}");
 
+    // volume-subpath: a directory of the volume, resolved inside it.
+    daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "sv:/data",
+        img,
+        "sh",
+        "-c",
+        "mkdir /data/in && echo in-sub > /data/in/f && ln -s / /data/evil",
+    ])?;
+    let sub = |subpath: &str, cmd: &[&str]| {
+        let mount = format!("type=volume,src=sv,dst=/x,volume-subpath={subpath}");
+        let mut args = vec!["run", "--rm", "--mount", mount.as_str(), img];
+        args.extend_from_slice(cmd);
+        daemon.docker().args(&args).output()
+    };
+    let out = ok(&sub("in", &["cat", "/x/f"])?, "subpath in")?;
+    ensure!(out.trim() == "in-sub", "{out}");
+    // A symlink to / inside the volume leads to the volume's root.
+    let out = ok(&sub("evil", &["ls", "/x"])?, "subpath evil")?;
+    ensure!(out.contains("hello") && !out.contains("proc"), "{out}");
+    let err = String::from_utf8_lossy(&sub("../x", &["true"])?.stderr).into_owned();
+    ensure!(
+        err.contains("subpath must be a relative path within the volume"),
+        "{err}"
+    );
+    let err = String::from_utf8_lossy(&sub("missing", &["true"])?.stderr).into_owned();
+    ensure!(
+        err.contains("cannot access the volume subpath missing"),
+        "{err}"
+    );
+
     // Symlinks in the image at a mount target resolve inside the rootfs.
     let out = daemon.docker_ok(&[
         "run",

@@ -193,7 +193,9 @@ fn point_for(
                 driver: volume.driver.clone(),
                 mode,
                 rw: !r.read_only,
-                copy_data: !r.no_copy,
+                // A subpath is the user's own directory of the volume.
+                copy_data: !r.no_copy && r.subpath.is_empty(),
+                subpath: r.subpath.clone(),
                 listed: true,
                 ..MountPoint::default()
             })
@@ -323,6 +325,7 @@ pub fn runtime_mounts(
                 propagation: p.propagation.clone(),
                 submounts: submounts(p.bind_recursive),
                 populate: false,
+                subpath: String::new(),
             }),
             MountType::Tmpfs => MountKind::Tmpfs {
                 options: p.tmpfs_options.clone(),
@@ -333,6 +336,12 @@ pub fn runtime_mounts(
                     VolumeError::NotFound(_) => format!("volume {} is gone", p.name),
                     other => other.to_string(),
                 })?;
+                if !p.subpath.is_empty() && volume.backing() != Backing::Data {
+                    return Err(format!(
+                        "volume {}: a subpath needs a volume whose content is on the data root",
+                        p.name
+                    ));
+                }
                 match volume.backing() {
                     Backing::Data => MountKind::UserBind(BindMount {
                         source: volume.mountpoint.clone(),
@@ -341,6 +350,7 @@ pub fn runtime_mounts(
                         propagation: String::new(),
                         submounts: SubmountsReadonly::IfPossible,
                         populate: p.copy_data,
+                        subpath: p.subpath.clone(),
                     }),
                     Backing::Tmpfs { options } => MountKind::Tmpfs {
                         options,
@@ -355,6 +365,7 @@ pub fn runtime_mounts(
                         propagation: String::new(),
                         submounts: SubmountsReadonly::IfPossible,
                         populate: false,
+                        subpath: String::new(),
                     }),
                 }
             }

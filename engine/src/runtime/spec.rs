@@ -175,6 +175,9 @@ pub struct BindMount {
     /// A volume: when its directory is empty, the image's content at the
     /// destination (files, owners, modes) is copied in before the mount.
     pub populate: bool,
+    /// Mount this directory of `source` instead, resolved inside `source`
+    /// (its symlinks cannot lead out of it): `volume-subpath`.
+    pub subpath: String,
 }
 
 /// Docker 25's recursive read-only choices.

@@ -18,7 +18,19 @@ use super::spec::{BindMount, SubmountsReadonly};
 
 /// Binds `b.source` on `dest` inside the rootfs, with its options.
 pub fn user_bind(root: &OwnedFd, dest: &Path, b: &BindMount) -> Result<(), SetupError> {
-    let md = match fs::metadata(&b.source) {
+    // A subpath resolves inside the volume: a symlink a container left
+    // there cannot lead the bind out of it. The fd stays open until the
+    // bind is made.
+    let sub = if b.subpath.is_empty() {
+        None
+    } else {
+        Some(open_subpath(&b.source, &b.subpath)?)
+    };
+    let source = match &sub {
+        Some(fd) => fd_path(fd),
+        None => b.source.clone(),
+    };
+    let md = match fs::metadata(&source) {
         Ok(md) => md,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(SetupError::Invalid(format!(
@@ -44,7 +56,7 @@ pub fn user_bind(root: &OwnedFd, dest: &Path, b: &BindMount) -> Result<(), Setup
         MsFlags::MS_BIND
     };
     match mount(
-        Some(&b.source),
+        Some(&source),
         &fd_path(&target),
         None::<&str>,
         flags,
@@ -99,6 +111,34 @@ pub fn user_bind(root: &OwnedFd, dest: &Path, b: &BindMount) -> Result<(), Setup
         remount_readonly(&mounted_path)?;
     }
     Ok(())
+}
+
+/// An O_PATH fd of `subpath` inside the directory `volume`, resolved as if
+/// `volume` were `/`.
+fn open_subpath(volume: &Path, subpath: &str) -> Result<OwnedFd, SetupError> {
+    use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
+    use nix::sys::stat::Mode;
+    let dir = open(
+        volume,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("opening the volume {}", volume.display()))?;
+    let rel = subpath.trim_start_matches('/');
+    openat2(
+        &dir,
+        if rel.is_empty() { "." } else { rel },
+        OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT),
+    )
+    .map_err(|e| {
+        SetupError::Invalid(format!(
+            "cannot access the volume subpath {subpath} in {}: {}",
+            volume.display(),
+            e.desc()
+        ))
+    })
 }
 
 /// A fresh tmpfs on `dest`; `options` mixes flag words and mount data.

@@ -68,6 +68,8 @@ pub struct MountRequest {
     pub tmpfs_mode: u32,
     /// Docker's `Mode` text for inspect (what `-v` gave after the target).
     pub mode: String,
+    /// Volumes: mount this directory of the volume (`volume-subpath`).
+    pub subpath: String,
 }
 
 /// A mount of a created container, as kept in its record.
@@ -93,6 +95,8 @@ pub struct MountPoint {
     pub bind_recursive: BindRecursive,
     /// Shown in `Mounts` (a `--tmpfs` is not, as in Docker).
     pub listed: bool,
+    /// Volumes: the directory of the volume to mount.
+    pub subpath: String,
 }
 
 /// `-v`'s mode words, checked as moby does.
@@ -239,10 +243,18 @@ pub fn check(req: &MountRequest) -> Result<(), String> {
             if !req.source.is_empty() {
                 super::store::check_name(&req.source).map_err(|e| config(e.to_string()))?;
             }
+            if req.subpath.starts_with('/') || req.subpath.split('/').any(|c| c == "..") {
+                return Err(config(
+                    "subpath must be a relative path within the volume".into(),
+                ));
+            }
         }
         MountType::Tmpfs => {
             if !req.source.is_empty() {
                 return Err(config("field Source must not be specified".into()));
+            }
+            if !req.subpath.is_empty() {
+                return Err(config("Subpath is only valid for volumes".into()));
             }
             if req.tmpfs_size < 0 {
                 return Err(config("invalid tmpfs size: must not be negative".into()));

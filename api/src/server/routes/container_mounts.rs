@@ -97,11 +97,7 @@ fn mount_request(m: &Mount) -> Result<MountRequest, ApiError> {
                 typ.as_str()
             )));
         }
-        if v.subpath.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(ApiError::bad_request(
-                "volume subpaths (volume-subpath) are not supported by hutch yet",
-            ));
-        }
+        req.subpath = v.subpath.clone().unwrap_or_default();
         req.no_copy = v.no_copy.unwrap_or(false);
         req.labels = v.labels.clone().unwrap_or_default().into_iter().collect();
         if let Some(d) = &v.driver_config {
