@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use hutch_engine::runtime::ContainerSpec;
 use serde_json::{json, Value};
 
-use crate::podsim::hutch_bin;
+use crate::podsim::{hutch_bin, Pod};
 use crate::runtime::Rig;
 
 /// The pod's own address in these tests.
@@ -25,8 +25,12 @@ pub const POD_HTTP_BODY: &str = "hello-from-the-pod";
 /// Gives the pod an address on a veth link (as host root in its netns)
 /// and starts busybox httpd there as pod root; returns the httpd process.
 pub fn pod_network(rig: &Rig) -> anyhow::Result<Child> {
-    let status = rig
-        .pod
+    pod_network_in(&rig.pod)
+}
+
+/// [`pod_network`] for any pod (a daemon's).
+pub fn pod_network_in(pod: &Pod) -> anyhow::Result<Child> {
+    let status = pod
         .sidecar("sh")
         .args([
             "-c",
@@ -36,11 +40,17 @@ pub fn pod_network(rig: &Rig) -> anyhow::Result<Child> {
         ])
         .status()?;
     anyhow::ensure!(status.success(), "configuring the pod's address: {status}");
-    rig.pod_sh(&format!(
-        "mkdir -p /var/lib/hutch/www && echo {POD_HTTP_BODY} > /var/lib/hutch/www/index.html"
-    ))?;
-    let httpd = rig
-        .pod
+    let out = pod
+        .exec("sh")
+        .args([
+            "-c",
+            &format!(
+                "mkdir -p /var/lib/hutch/www && echo {POD_HTTP_BODY} > /var/lib/hutch/www/index.html"
+            ),
+        ])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "writing the pod's web page: {out:?}");
+    let httpd = pod
         .exec("/bin/busybox")
         .args([
             "httpd",

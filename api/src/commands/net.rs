@@ -192,6 +192,7 @@ impl Session {
                 &EndpointOptions {
                     aliases,
                     ipv4_address: None,
+                    mac_address: None,
                 },
             )?)?,
             Cmd::Disconnect { network, container } => {
@@ -286,6 +287,7 @@ fn container_networking(
                         EndpointOptions {
                             aliases: aliases.clone(),
                             ipv4_address: None,
+                            mac_address: None,
                         },
                     )
                 })

@@ -106,6 +106,8 @@ pub struct CreateNetwork {
 pub struct EndpointOptions {
     pub aliases: Vec<String>,
     pub ipv4_address: Option<Ipv4Addr>,
+    /// `--mac-address`; Docker's derivation from the address otherwise.
+    pub mac_address: Option<[u8; 6]>,
 }
 
 /// The container's network mode.
@@ -639,9 +641,40 @@ impl Networks {
         let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
         let netns = NetNs::open(&path).ctx(|| format!("opening {}", path.display()))?;
         let files_dir = self.files_root.join(&c.id);
-        let (running, _, _) = self.bring_up(&mut inner, &c, &list, &files_dir, netns)?;
-        inner.running.insert(c.id.clone(), running);
-        Ok(self.settings_locked(&inner, container_id))
+        match self.bring_up(&mut inner, &c, &list, &files_dir, netns) {
+            Ok((running, _, _)) => {
+                inner.running.insert(c.id.clone(), running);
+                Ok(self.settings_locked(&inner, container_id))
+            }
+            Err(e) => {
+                self.undo_bring_up(&mut inner, &c.id);
+                Err(e)
+            }
+        }
+    }
+
+    /// After a failed [`Networks::bring_up`]: removes what it made (the
+    /// veths, the names, the netns binding); the reservations stay.
+    fn undo_bring_up(&self, inner: &mut Inner, container_id: &str) {
+        let eps: Vec<EndpointRecord> = inner
+            .state
+            .endpoints
+            .iter()
+            .filter(|e| e.container_id == container_id)
+            .cloned()
+            .collect();
+        if let Ok(mut names) = self.dns.names.write() {
+            for ep in &eps {
+                names.remove(&ep.network_id, ep.ip);
+            }
+        }
+        for ep in &eps {
+            let link = endpoint::host_if_name(&ep.id);
+            if let Err(e) = endpoint::unplug(&mut inner.rtnl, &link) {
+                tracing::warn!(%link, %e, "removing a veth after a failed plug");
+            }
+        }
+        let _ = netns::unbind(&self.run_dir.join("netns").join(container_id));
     }
 
     fn bring_up(
@@ -804,6 +837,27 @@ impl Networks {
                 }
                 let c = ContainerNetworking::new(&ep.container_id, &ep.container_name, Mode::None);
                 self.register_names(ep, &c);
+                if running.dns_socket.is_none() {
+                    // Its first user-defined network: the embedded DNS
+                    // server starts, and resolv.conf points at it, as
+                    // Docker does on connect.
+                    let sock = netns
+                        .run(|| sock::udp_socket(SocketAddr::from((dns::ADDRESS, 53)), false))
+                        .ctx(|| "binding the embedded DNS server".into())?;
+                    running.dns_socket =
+                        Some(OwnedFd::from(sock.try_clone().ctx(|| "dup".into())?));
+                    self.dns
+                        .serve(sock, running.dns_networks.clone())
+                        .ctx(|| "starting the embedded DNS server".into())?;
+                    let path = running.files_dir.join("resolv.conf");
+                    let current =
+                        ResolvConf::parse(&std::fs::read_to_string(&path).unwrap_or_default());
+                    let mut conf = self.pod_resolv.embedded();
+                    conf.search = current.search;
+                    conf.options = current.options;
+                    std::fs::write(&path, conf.render())
+                        .ctx(|| format!("writing {}", path.display()))?;
+                }
             }
         }
         Ok(())
@@ -909,9 +963,34 @@ impl Networks {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            let _ = &r.files_dir;
         }
         s
+    }
+
+    /// The networks a container has endpoints on (by ID, the first
+    /// reserved first) with their options: what it is plugged into at its
+    /// next start, after any connect and disconnect.
+    pub fn endpoints_of(
+        &self,
+        container_id: &str,
+    ) -> Result<Vec<(String, EndpointOptions)>, NetworkError> {
+        Ok(self
+            .lock()?
+            .state
+            .endpoints
+            .iter()
+            .filter(|e| e.container_id == container_id)
+            .map(|e| {
+                (
+                    e.network_id.clone(),
+                    EndpointOptions {
+                        aliases: e.aliases.clone(),
+                        ipv4_address: e.static_ip.then_some(e.ip),
+                        mac_address: Some(e.mac),
+                    },
+                )
+            })
+            .collect())
     }
 
     /// The resolved published ports of a container (`docker port`).
@@ -928,7 +1007,7 @@ impl Networks {
     /// Removes everything from the kernel: containers' live networking,
     /// bridges, the uplink and the nftables tables. The persisted state is
     /// kept for the next start.
-    pub fn shutdown(self) -> Result<(), NetworkError> {
+    pub fn shutdown(&self) -> Result<(), NetworkError> {
         let ids: Vec<String> = self.lock()?.running.keys().cloned().collect();
         for id in ids {
             self.release(&id)?;
@@ -1087,7 +1166,7 @@ fn reserve(
         container_id: container_id.to_owned(),
         container_name: container_name.trim_start_matches('/').to_owned(),
         ip,
-        mac: ipam::mac_for(ip),
+        mac: opts.mac_address.unwrap_or_else(|| ipam::mac_for(ip)),
         aliases: opts.aliases.clone(),
         static_ip: opts.ipv4_address.is_some(),
     };
