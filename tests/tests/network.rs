@@ -59,6 +59,19 @@ fn sh(rig: &Rig, id: &str, script: &str) -> hutch_engine::runtime::ContainerSpec
     rig.spec(id, &["sh", "-c", script])
 }
 
+/// `wget` of the pod's 127.0.0.1:`port`, retried for a few seconds while the
+/// container behind it starts.
+fn retry_pod_get(rig: &Rig, port: u16) -> anyhow::Result<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match rig.pod_sh(&format!("busybox wget -qO- http://127.0.0.1:{port}/")) {
+            Ok(got) => return Ok(got),
+            Err(e) if std::time::Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
 fn host_port(settings: &Value, key: &str) -> anyhow::Result<u16> {
     settings["Ports"][key][0]["HostPort"]
         .as_str()
@@ -177,7 +190,8 @@ fn names_uplink_and_ports(variant: Variant) -> anyhow::Result<()> {
         host_port(&again, "80/tcp")? == random,
         "random port after restart: {again}"
     );
-    let got = rig.pod_sh(&format!("busybox wget -qO- http://127.0.0.1:{random}/"))?;
+    // The container was started again just now: its httpd may not listen yet.
+    let got = retry_pod_get(&rig, random)?;
     ensure!(
         got.trim() == "web-ok",
         "localhost:{random} after restart: {got:?}"
