@@ -512,10 +512,12 @@ fn docker_cli(variant: Variant) -> Result<()> {
         "port clash: {}",
         text(&clash)
     );
+    // Nothing new (links of containers removed just before may still be
+    // on their way out: they are deleted in the background).
+    let after = kernel_state(&pod)?;
     ensure!(
-        kernel_state(&pod)? == before,
-        "a failed start leaked: {before} vs {}",
-        kernel_state(&pod)?
+        after.lines().all(|l| before.lines().any(|b| b == l)),
+        "a failed start leaked: {before} vs {after}"
     );
     daemon.docker_ok(&["rm", "clash"])?;
 
