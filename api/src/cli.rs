@@ -91,6 +91,9 @@ pub struct NetArgs {
     /// `auto`, `kernel` or `l4-relay`.
     #[arg(long, default_value = "auto")]
     pub uplink: String,
+    /// The pod's resolver configuration (names not of containers go there).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

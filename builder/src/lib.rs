@@ -19,6 +19,7 @@ pub use error::{ParseError, Position, Span, Warning};
 pub use shell::{expand, Env, EnvList};
 pub mod args;
 pub mod evaluate;
+pub mod exec;
 pub mod history;
 pub mod platform;
 pub mod stages;

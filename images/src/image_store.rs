@@ -188,6 +188,9 @@ impl ImageStore {
         for record in self.store.records.all()? {
             let summary = summarize(&index, &record);
             let dangling = summary.repo_tags.is_empty();
+            if dangling && record.intermediate && summary.repo_digests.is_empty() {
+                continue;
+            }
             if filters.dangling.is_some_and(|want| want != dangling) {
                 continue;
             }

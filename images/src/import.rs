@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
@@ -106,24 +106,6 @@ impl<'s> Importer<'s> {
         })
     }
 
-    /// Adds a layer unpacked by the caller (a pull unpacks while it
-    /// downloads) from `blob`, whose diff ID the caller has checked.
-    pub fn add_unpacked(
-        &mut self,
-        blob: VerifiedBlob,
-        prepared: PreparedLayer,
-        meta: LayerMeta,
-        compression: Compression,
-    ) {
-        self.verified
-            .insert((blob.digest.clone(), meta.diff_id.clone()), compression);
-        self.known_layers
-            .entry(meta.chain_id.clone())
-            .or_insert_with(|| meta.clone());
-        self.stage(blob);
-        self.layers.push((prepared, meta));
-    }
-
     /// Whether `blob` is known to have diff ID `diff_id` without reading it:
     /// this import unpacked it, or a stored image (verified when it was
     /// stored) pairs them.
@@ -156,6 +138,25 @@ impl<'s> Importer<'s> {
 
     pub fn store(&self) -> &Store {
         self.store
+    }
+
+    /// Adds a layer a pull has already committed (blob and unpacked tree,
+    /// its diff ID checked as it streamed), so the image can use it
+    /// without reading the blob again.
+    pub fn add_committed(&mut self, blob: &Digest, meta: LayerMeta, compression: Compression) {
+        self.verified
+            .insert((blob.clone(), meta.diff_id.clone()), compression);
+        self.known_layers.insert(meta.chain_id.clone(), meta);
+    }
+
+    /// The compression of a staged or stored blob, from its magic bytes.
+    fn compression_of(&self, digest: &Digest) -> Result<Compression, ImportError> {
+        let path = self.blob_path(digest)?;
+        let mut head = Vec::with_capacity(4);
+        File::open(&path)
+            .and_then(|f| f.take(4).read_to_end(&mut head))
+            .map_err(|e| StoreError::Io { path, cause: e })?;
+        Ok(Compression::detect(&head))
     }
 
     /// Keeps a verified blob for the commit.
@@ -259,6 +260,7 @@ impl<'s> Importer<'s> {
             variant: parsed.variant,
             size,
             stored_at: Utc::now(),
+            intermediate: false,
         };
         self.images.push((record, names));
         Ok(config.clone())
@@ -301,6 +303,13 @@ impl<'s> Importer<'s> {
             None => None,
         };
         if let Some(meta) = existing {
+            if meta.diff_id == *diff_id && meta.source_blob.as_ref() == Some(blob) {
+                // Unpacked from this very blob (e.g. by a pull that was
+                // interrupted after committing it): proven then.
+                let compression = self.compression_of(blob)?;
+                self.verified
+                    .insert((blob.clone(), diff_id.clone()), compression);
+            }
             if self.is_verified(blob, diff_id)? {
                 let compression = self.verified[&(blob.clone(), diff_id.clone())];
                 self.known_layers.insert(chain.clone(), meta.clone());
@@ -329,6 +338,14 @@ impl<'s> Importer<'s> {
         Ok((meta, stats.compression))
     }
 
+    /// Marks the image added last as a build step's result (see
+    /// `ImageRecord::intermediate`).
+    pub fn mark_intermediate(&mut self) {
+        if let Some((record, _)) = self.images.last_mut() {
+            record.intermediate = true;
+        }
+    }
+
     /// Makes everything added visible: blobs, layers, records, then names.
     pub fn commit(mut self) -> Result<Vec<LoadedImage>, ImportError> {
         let mut needed: HashSet<Digest> = HashSet::new();
@@ -349,6 +366,8 @@ impl<'s> Importer<'s> {
         for (mut record, names) in self.images.drain(..) {
             if let Some(existing) = self.store.records.get(&record.id)? {
                 record.stored_at = existing.stored_at;
+                // A build step never hides an image that was stored visible.
+                record.intermediate &= existing.intermediate;
                 for m in existing.manifests {
                     if !record.manifests.iter().any(|n| n.digest == m.digest) {
                         record.manifests.push(m);

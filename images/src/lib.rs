@@ -7,6 +7,7 @@
 //! [`ImageStore`].
 
 pub mod archive;
+pub mod built;
 pub mod digest;
 pub mod filters;
 mod image_store;
@@ -18,6 +19,7 @@ pub mod registry;
 pub mod store;
 pub mod unpack;
 
+pub use built::{BuiltLayer, LayerWriter, NewLayer};
 pub use digest::Digest;
 pub use filters::ListFilters;
 pub use image_store::{

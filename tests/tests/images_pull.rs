@@ -465,11 +465,11 @@ struct Liar {
 }
 
 impl Liar {
-    fn start(pod: &Pod, image: &TestImage) -> anyhow::Result<Liar> {
+    /// Serves `image` on `port` (the pod has its own network namespace: a
+    /// fixed port is free).
+    fn start(pod: &Pod, image: &TestImage, port: u16) -> anyhow::Result<Liar> {
         let script =
             hutch_tests::workspace::workspace_root().join("tests/fixtures/lying_registry.py");
-        // The pod has its own network namespace: a fixed port is free.
-        let port = 5055;
         let child = pod
             .sidecar("/usr/bin/python3")
             .arg(script)
@@ -509,7 +509,7 @@ impl Drop for Liar {
 fn lying_registries_store_nothing() -> anyhow::Result<()> {
     let image = testimages::busybox()?;
     let pod = Pod::start(&PodSpec::new())?;
-    let liar = Liar::start(&pod, &image)?;
+    let liar = Liar::start(&pod, &image, 5055)?;
     let control = ok(&hutch(
         &pod,
         "good",
@@ -552,6 +552,82 @@ fn lying_registries_store_nothing() -> anyhow::Result<()> {
             "{repo}: something was stored: {store:?}"
         );
     }
+    drop(liar);
+    pod.stop()
+}
+
+/// A pull that fails on one layer keeps the layers it verified, and the
+/// next pull of the image reuses them instead of downloading them again.
+#[test]
+fn a_failed_pull_keeps_verified_layers_for_the_next() -> anyhow::Result<()> {
+    let image = testimages::torture()?;
+    ensure!(
+        image.layers.len() >= 2,
+        "the torture image has several layers"
+    );
+    let pod = Pod::start(&PodSpec::new())?;
+    let liar = Liar::start(&pod, &image, 5056)?;
+    let err = failed(&hutch(
+        &pod,
+        "resume",
+        &["pull", &format!("{}/halfbad/img", liar.host)],
+        &[],
+    )?)?;
+    ensure!(err.contains("500"), "unclear error: {err}");
+    let store = contents(&pod, "resume")?;
+    ensure!(
+        store.records.is_empty(),
+        "an image record after a failed pull"
+    );
+    ensure!(
+        store.ingest.is_empty(),
+        "ingest leftovers: {:?}",
+        store.ingest
+    );
+    let (good, last) = image.layers.split_at(image.layers.len() - 1);
+    for layer in good {
+        let hex = layer.digest.trim_start_matches("sha256:");
+        ensure!(
+            store.blobs.contains(hex),
+            "verified layer blob {hex} was not kept: {store:?}"
+        );
+        let data = fs::read(pod.data_dir_host().join("resume/blobs/sha256").join(hex))?;
+        ensure!(testimages::sha256_digest(&data) == layer.digest);
+    }
+    let failed_hex = last[0].digest.trim_start_matches("sha256:");
+    ensure!(
+        !store.blobs.contains(failed_hex),
+        "the failed layer's blob was stored"
+    );
+    ensure!(
+        store.layers.len() == good.len(),
+        "expected {} complete layers, found {:?}",
+        good.len(),
+        store.layers
+    );
+    for layer in &store.layers {
+        ensure!(pod
+            .data_dir_host()
+            .join("resume/layers")
+            .join(layer)
+            .join("layer.json")
+            .is_file());
+    }
+
+    let out = ok(&hutch(
+        &pod,
+        "resume",
+        &["pull", &format!("{}/good/img", liar.host)],
+        &[],
+    )?)?;
+    ensure!(
+        out.matches("Already exists").count() == good.len(),
+        "the kept layers were not reused:\n{out}"
+    );
+    ensure!(out.contains("Downloaded newer image"), "{out}");
+    let store = contents(&pod, "resume")?;
+    record(&store, &image.config_digest)?;
+    assert_no_orphans(&store)?;
     drop(liar);
     pod.stop()
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand; this one dispatches and sets up logging.
 
 pub mod archive;
+pub mod build;
 mod daemon;
 mod doctor;
 pub mod engine;
@@ -44,7 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tag(args) => images::tag(&global, &args),
         Command::Save(args) => images::save(&global, &args),
         Command::Load(args) => images::load(&global, &args),
-        Command::Build(_) => not_yet("build", 7),
+        Command::Build(args) => build::run(&global, &args),
         Command::Runtime(cmd) => runtime::run(cmd),
         Command::Supervise => Ok(supervise()),
         Command::Engine(cmd) => engine::run(&global, *cmd),
@@ -61,11 +62,4 @@ pub fn supervise() -> ExitCode {
     let control = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(0) };
     let code = hutch_engine::supervisor::entry::main(control);
     ExitCode::from(u8::try_from(code).unwrap_or(1))
-}
-
-/// The CLI surface is fixed before every command works; a command whose
-/// implementation has not landed says so plainly instead of pretending.
-fn not_yet(command: &str, issue: u32) -> anyhow::Result<ExitCode> {
-    eprintln!("hutch {command}: not implemented yet (tracked in issue #{issue})");
-    Ok(ExitCode::from(2))
 }

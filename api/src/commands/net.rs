@@ -109,7 +109,7 @@ pub fn run(args: &NetArgs) -> anyhow::Result<ExitCode> {
         data_root: args.data_root.clone(),
         run_dir: args.run_dir.clone(),
         uplink,
-        resolv_conf: "/etc/resolv.conf".into(),
+        resolv_conf: args.resolv_conf.clone(),
     };
     let networks = Networks::open(&cfg, bootstrap::pod_parent())?;
     let runtime = Runtime::from_current_exe().context("locating the hutch binary")?;

@@ -141,9 +141,10 @@ fn store_status(err: &StoreError) -> StatusCode {
 impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> ApiError {
         let status = match &err {
-            EngineError::NotFound(_) | EngineError::ExecNotFound(_) | EngineError::Image(_) => {
-                StatusCode::NOT_FOUND
-            }
+            EngineError::NotFound(_)
+            | EngineError::ExecNotFound(_)
+            | EngineError::Image(_)
+            | EngineError::VolumeNotFound(_) => StatusCode::NOT_FOUND,
             EngineError::Ambiguous(_) | EngineError::Invalid(_) => StatusCode::BAD_REQUEST,
             EngineError::Conflict(_) | EngineError::NotRunning(_) => StatusCode::CONFLICT,
             EngineError::NotModified => StatusCode::NOT_MODIFIED,

@@ -58,6 +58,18 @@ impl ApiRequest {
             .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
     }
 
+    /// An optional JSON body (`POST /commit`'s config): empty or `null` is
+    /// `None`; malformed JSON is a 400.
+    pub async fn optional_json<T: DeserializeOwned>(self) -> Result<Option<T>, ApiError> {
+        check_json_content_type(&self.headers)?;
+        let bytes = read_limited(self.body, MAX_JSON_BODY).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice::<Option<T>>(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+    }
+
     /// The body as a blocking reader (for archives of any size).
     pub fn body_reader(self) -> BodyReader {
         body_io::body_reader(self.body)

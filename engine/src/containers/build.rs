@@ -26,6 +26,8 @@ pub struct ImageRunConfig {
     pub user: Option<String>,
     pub healthcheck: Option<HealthConfig>,
     pub stop_signal: Option<String>,
+    /// VOLUME destinations (`{"/data": {}}`).
+    pub volumes: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 impl ImageRunConfig {
@@ -279,6 +281,12 @@ pub fn build(
         healthcheck,
         stop_signal,
         stop_timeout: opts.stop_timeout.unwrap_or(10),
+        mounts: Vec::new(),
+        image_volumes: image
+            .volumes
+            .as_ref()
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default(),
     };
     Ok((config, spec))
 }

@@ -57,6 +57,16 @@ pub struct CreateOptions {
     /// Networks, published ports, DNS and hosts entries (`network_mode`
     /// says which networks).
     pub network: super::networking::NetworkOptions,
+    /// `-v` (HostConfig.Binds): `SRC:DST[:MODE]`, `DST[:MODE]`.
+    pub binds: Vec<String>,
+    /// `--mount` (HostConfig.Mounts).
+    pub mounts: Vec<crate::volumes::MountRequest>,
+    /// `--tmpfs` (HostConfig.Tmpfs): destination → options.
+    pub tmpfs: BTreeMap<String, String>,
+    /// `--volumes-from`: `CONTAINER[:ro|rw]`.
+    pub volumes_from: Vec<String>,
+    /// Config.Volumes: destinations that get anonymous volumes.
+    pub volumes: Vec<String>,
 }
 
 /// One `--ulimit NAME=SOFT[:HARD]` (Docker's `HostConfig.Ulimits` entry).
@@ -294,6 +304,12 @@ pub struct ContainerConfig {
     pub healthcheck: Option<HealthConfig>,
     pub stop_signal: String,
     pub stop_timeout: u32,
+    /// The mounts as resolved at create (Docker's `Mounts`).
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::MountPoint>,
+    /// The image's VOLUME destinations (inspect's Config.Volumes).
+    #[serde(default)]
+    pub image_volumes: Vec<String>,
 }
 
 #[cfg(test)]

@@ -30,6 +30,10 @@ use super::timefmt;
 use super::tmpfs_layers::TmpfsLayers;
 use crate::network::{ContainerNetworking, Mode as NetMode, NetworkSettings, Networks};
 use crate::runtime::{idmapped, image_ids, IdAllocator, IdMap, ProcMode, ProcessSpec};
+use crate::volumes::VolumeStore;
+
+mod volume_ops;
+pub use volume_ops::{VolumeUsage, VolumesPruned};
 
 /// Docker's default detach keys: ctrl-p, ctrl-q.
 pub const DEFAULT_DETACH_KEYS: &[u8] = &[0x10, 0x11];
@@ -54,6 +58,9 @@ pub enum EngineError {
     NotRunning(String),
     #[error("No such image: {0}")]
     Image(String),
+    /// Docker's 404 text for a volume.
+    #[error("get {0}: no such volume")]
+    VolumeNotFound(String),
     /// The process could not be started; `code` is Docker's exit code.
     #[error("{message}")]
     Failed { code: i32, message: String },
@@ -207,6 +214,10 @@ struct Inner {
     opts: EngineOptions,
     spares: SparePool,
     tmpfs_layers: Option<TmpfsLayers>,
+    volumes: VolumeStore,
+    /// Held while a create attaches volumes and while volumes are removed,
+    /// so a removal never takes a volume a create is about to use.
+    volumes_lock: Mutex<()>,
     table: Mutex<Table>,
     changed: Condvar,
 }
@@ -242,6 +253,7 @@ impl Engine {
         let images =
             ImageStore::open(&opts.data_root).map_err(|e| EngineError::Io(io::Error::other(e)))?;
         let spares = SparePool::new(opts.exe.clone());
+        let volumes = VolumeStore::open(&opts.data_root)?;
         let tmpfs_layers = if opts.private_layers_on_tmpfs {
             Some(TmpfsLayers::mount(&opts.data_root)?)
         } else {
@@ -254,6 +266,8 @@ impl Engine {
                 opts,
                 spares,
                 tmpfs_layers,
+                volumes,
+                volumes_lock: Mutex::new(()),
                 table: Mutex::new(Table::default()),
                 changed: Condvar::new(),
             }),
@@ -281,7 +295,7 @@ impl Engine {
             .map(|(id, _)| id.clone())
             .collect();
         for id in ended {
-            if let Err(e) = self.remove(&id, true) {
+            if let Err(e) = self.remove_with_volumes(&id, true, true) {
                 tracing::warn!(%id, %e, "removing an --rm container that ended meanwhile");
             }
         }
@@ -408,7 +422,7 @@ impl Engine {
                 engine.refresh(&id);
                 // The supervisor is gone: the process will not run again.
                 if engine.auto_removes(&id) {
-                    if let Err(e) = engine.remove(&id, true) {
+                    if let Err(e) = engine.remove_with_volumes(&id, true, true) {
                         tracing::warn!(%id, %e, "removing an --rm container");
                     }
                 }
@@ -452,6 +466,17 @@ impl Engine {
             }
             Event::ExecStart { .. } | Event::Gone => {}
         }
+    }
+
+    /// How containers get their /proc here (builds run their RUN
+    /// containers the same way).
+    pub fn proc_mode(&self) -> ProcMode {
+        self.inner.opts.proc_mode
+    }
+
+    /// The hutch binary the engine spawns.
+    pub fn exe(&self) -> &std::path::Path {
+        &self.inner.opts.exe
     }
 
     /// Resolves a full ID, name or unique ID prefix.
@@ -520,9 +545,11 @@ impl Engine {
                 }
             }
         };
+        let volumes_guard = self.lock_volumes();
+        let mut made_volumes = Vec::new();
         let made = (|| {
             let dir = self.inner.store.create(&id)?;
-            let (config, mut spec) = build::build(
+            let (mut config, mut spec) = build::build(
                 &opts,
                 &Inputs {
                     id: &id,
@@ -537,6 +564,7 @@ impl Engine {
             )
             .map_err(EngineError::Invalid)?;
             self.attach_network(&config, &mut spec)?;
+            made_volumes = self.add_mounts(&opts, &mut config, &mut spec)?;
             dir.write_spec(&spec)?;
             dir.write_state(&State::default())?;
             // The config last: a directory without one is a half-made
@@ -551,6 +579,7 @@ impl Engine {
                 release(self);
                 let _ = self.inner.store.remove(&id);
                 self.forget_network(&id);
+                self.drop_volumes(&made_volumes);
                 return Err(e);
             }
         };
@@ -562,6 +591,7 @@ impl Engine {
                 watched: false,
             },
         );
+        drop(volumes_guard);
         self.emit("create", &id, &[]);
         Ok(Created {
             id,
@@ -855,6 +885,12 @@ impl Engine {
     /// `docker rm`: with `force`, kills a running container first. Removes
     /// its directory: rootfs layer, logs, state.
     pub fn remove(&self, query: &str, force: bool) -> Result<()> {
+        self.remove_with_volumes(query, force, false)
+    }
+
+    /// `docker rm [-f] [-v]`: with `volumes`, the container's anonymous
+    /// volumes go too (those no other container uses), as with `--rm`.
+    pub fn remove_with_volumes(&self, query: &str, force: bool, volumes: bool) -> Result<()> {
         let id = self.resolve(query)?;
         let active = self
             .lock()
@@ -892,6 +928,14 @@ impl Engine {
         let id_map = self.inner.store.dir(&id).read_spec().ok().map(|s| s.id_map);
         // The final state (its exit code) for waiters, before it goes.
         self.refresh(&id);
+        // Before waiters can see the container gone: `docker run --rm`
+        // returns with its anonymous volumes removed.
+        if volumes {
+            let config = self.lock().containers.get(&id).map(|r| r.config.clone());
+            if let Some(config) = config {
+                self.remove_anonymous_volumes(&config, &id);
+            }
+        }
         self.inner.store.remove(&id)?;
         self.forget_network(&id);
         let removed = {
@@ -1140,7 +1184,7 @@ impl Engine {
             .name("auto-remove".into())
             .stack_size(256 * 1024)
             .spawn(move || {
-                if let Err(e) = engine.remove(&id, true) {
+                if let Err(e) = engine.remove_with_volumes(&id, true, true) {
                     tracing::warn!(%id, %e, "removing an --rm container");
                 }
             });

@@ -247,10 +247,9 @@ impl Networks {
                     .ctx(|| "configuring the uplink in the bridge netns".into())?;
                 None
             }
-            UplinkMode::L4Relay => Some(
-                relay::start(&mut rtnl, worker.clone())
-                    .ctx(|| "starting the layer-4 relay".into())?,
-            ),
+            UplinkMode::L4Relay => {
+                Some(relay::start(worker.clone()).ctx(|| "starting the layer-4 relay".into())?)
+            }
         };
         let pod_resolv =
             ResolvConf::parse(&std::fs::read_to_string(&cfg.resolv_conf).unwrap_or_default());

@@ -150,8 +150,44 @@ pub enum MountKind {
         readonly: bool,
         recursive: bool,
     },
-    /// A fresh tmpfs with the given mount data (`size=...,mode=...`).
+    /// A fresh tmpfs. `options` may hold flag words (`noexec`, `nosuid`,
+    /// `nodev`, `ro`, ...) besides the data (`size=...,mode=...`).
     Tmpfs { options: String, readonly: bool },
+    /// A user's bind or volume mount (`-v`, `--mount`), with Docker's
+    /// options.
+    UserBind(BindMount),
+}
+
+/// A bind a container asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BindMount {
+    /// A path of the engine's mount namespace.
+    pub source: PathBuf,
+    pub readonly: bool,
+    /// Bring the source's submounts along (rbind).
+    pub recursive: bool,
+    /// `rprivate` (when empty), `private`, `rshared`, `shared`, `rslave`,
+    /// `slave`: set on the mount inside the container's mount namespace.
+    pub propagation: String,
+    /// For a recursive read-only bind: how its submounts become read-only.
+    pub submounts: SubmountsReadonly,
+    /// A volume: when its directory is empty, the image's content at the
+    /// destination (files, owners, modes) is copied in before the mount.
+    pub populate: bool,
+}
+
+/// Docker 25's recursive read-only choices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubmountsReadonly {
+    /// Read-only where the kernel allows it (mount_setattr), else left.
+    #[default]
+    IfPossible,
+    /// Left writable.
+    Writable,
+    /// Read-only, or the start fails.
+    Required,
 }
 
 /// Docker's default masked paths inside a container.

@@ -9,15 +9,20 @@
 //! digest, size and diff ID checked; a mismatch discards both the blob and
 //! the unpacked tree.
 //!
-//! Nothing is visible until the whole image is: blobs and layers wait in
-//! `ingest/` and are committed together by the [`Importer`], so an
-//! interrupted or failed pull leaves no partial content behind.
+//! Each layer is committed (its blob and unpacked tree) as soon as it is
+//! verified, so a pull interrupted or failed half-way leaves only complete,
+//! verified layers, which the next pull reuses ("Already exists"), as
+//! Docker's does. The config, the manifest, the image record and its names
+//! are committed together at the end by the [`Importer`]: the image itself
+//! is visible only once all of it is there. Unreferenced layers left by an
+//! abandoned pull go with the next garbage collection.
 
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::stream::{self, StreamExt, TryStreamExt};
+use futures_util::stream::{self, StreamExt};
 
 use super::auth::Credential;
 use super::client::{Access, FetchedManifest, RegistryError, Session};
@@ -328,17 +333,30 @@ async fn fetch_image(
         }
     }
 
-    let fetched: Vec<Fetched> = stream::iter(wanted)
-        .map(|job| fetch_layer(store, session, job, options.limits, progress.clone()))
-        .buffer_unordered(CONCURRENT_LAYERS)
-        .try_collect()
-        .await?;
-    for f in fetched {
-        match f.layer {
-            Some((prepared, meta, compression)) => {
-                importer.add_unpacked(f.blob, prepared, meta, compression)
+    // After a layer fails no new one starts, but those under way finish
+    // and are committed: the next pull reuses them.
+    let failed = AtomicBool::new(false);
+    let results: Vec<Result<Option<Fetched>, PullError>> = stream::iter(wanted)
+        .map(|job| async {
+            if failed.load(Ordering::Relaxed) {
+                return Ok(None);
             }
-            None => importer.stage(f.blob),
+            let result = fetch_layer(store, session, job, options.limits, progress.clone()).await;
+            if result.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            result.map(Some)
+        })
+        .buffer_unordered(CONCURRENT_LAYERS)
+        .collect()
+        .await;
+    for result in results {
+        if let Some(Fetched {
+            blob,
+            layer: Some((meta, compression)),
+        }) = result?
+        {
+            importer.add_committed(&blob, meta, compression);
         }
     }
 
@@ -467,9 +485,11 @@ struct LayerJob {
     unpack: bool,
 }
 
+/// A layer blob fetched, verified and committed, with the unpacked layer
+/// when it was unpacked too.
 struct Fetched {
-    blob: VerifiedBlob,
-    layer: Option<(PreparedLayer, LayerMeta, Compression)>,
+    blob: Digest,
+    layer: Option<(LayerMeta, Compression)>,
 }
 
 async fn fetch_layer(
@@ -531,10 +551,33 @@ async fn fetch_layer(
     let result = worker
         .await
         .map_err(|e| PullError::Internal(format!("layer worker: {e}")))?;
-    let fetched = result.map_err(layer_err)?;
+    let (blob, layer) = result.map_err(layer_err)?;
+    // Verified: commit now, so an interruption after this point keeps it.
+    let committed = tokio::task::block_in_place(|| -> Result<Fetched, StoreError> {
+        store.blobs.commit(blob)?;
+        let layer = match layer {
+            Some((prepared, meta, compression)) => {
+                store.layers.commit(prepared, &meta)?;
+                Some((meta, compression))
+            }
+            None => None,
+        };
+        Ok(Fetched {
+            blob: digest.clone(),
+            layer,
+        })
+    })
+    .map_err(|e| layer_err(LayerError::Store(e)))?;
     progress.event(ProgressEvent::Done { layer: digest });
-    Ok(fetched)
+    Ok(committed)
 }
+
+/// What a layer worker hands back: the verified blob, and the unpacked
+/// layer when it unpacked one; both still in `ingest/`.
+type Verified = (
+    VerifiedBlob,
+    Option<(PreparedLayer, LayerMeta, Compression)>,
+);
 
 /// Runs on a blocking thread: unpacks (or only hashes) the stream while the
 /// reader tees it into the blob store, then verifies everything.
@@ -545,7 +588,7 @@ fn store_layer(
     diff_id: &Digest,
     chain: &Digest,
     limits: UnpackLimits,
-) -> Result<Fetched, LayerError> {
+) -> Result<Verified, LayerError> {
     let layer = match prepared {
         Some(prepared) => {
             let stats = unpack_layer(&mut reader, &prepared.diff_dir(), limits)
@@ -579,7 +622,7 @@ fn store_layer(
             total: Some(desc.size),
         });
     }
-    Ok(Fetched { blob, layer })
+    Ok((blob, layer))
 }
 
 /// Reads the chunks a download sends, writing each into the blob store as

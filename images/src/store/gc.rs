@@ -100,6 +100,7 @@ mod tests {
                 highest_uid: 0,
                 highest_gid: 0,
                 uses_overflow_id: false,
+                source_blob: None,
             };
             store.layers.commit(prepared, &meta).expect("commit layer");
             chains.push(meta.chain_id);
@@ -124,6 +125,7 @@ mod tests {
                 variant: None,
                 size: 1,
                 stored_at: chrono::Utc::now(),
+                intermediate: false,
             })
             .expect("record");
 

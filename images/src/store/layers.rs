@@ -35,6 +35,12 @@ pub struct LayerMeta {
     pub highest_gid: u32,
     /// Whether anything is owned by 65534 (incl. clamped IDs).
     pub uses_overflow_id: bool,
+    /// The blob this layer was unpacked from (its digest checked while it
+    /// streamed), so an image naming that blob for this diff ID needs no
+    /// second pass over it: what lets a pull interrupted after this layer
+    /// was committed reuse it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_blob: Option<Digest>,
 }
 
 impl LayerMeta {
@@ -47,6 +53,7 @@ impl LayerMeta {
             highest_uid: stats.highest_uid,
             highest_gid: stats.highest_gid,
             uses_overflow_id: stats.uses_overflow_id,
+            source_blob: Some(stats.blob_digest.clone()),
         }
     }
 }

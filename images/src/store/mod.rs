@@ -241,6 +241,7 @@ mod tests {
             variant: None,
             size: 0,
             stored_at: chrono::Utc::now(),
+            intermediate: false,
         };
         store.records.put(&record).expect("put");
         assert_eq!(store.records.get(&id).expect("get"), Some(record));

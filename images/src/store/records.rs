@@ -74,6 +74,10 @@ pub struct ImageRecord {
     pub size: u64,
     /// When this store first recorded the image.
     pub stored_at: DateTime<Utc>,
+    /// A build step's result kept for the build cache (Docker's intermediate
+    /// images): hidden from `images` unless tagged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub intermediate: bool,
 }
 
 impl ImageRecord {

@@ -1,21 +1,395 @@
-//! Build endpoints: they wait for the builder (issue 7). BuildKit's
-//! `/grpc` and `/session` are out of scope: buildx then reports the 404.
+//! Build endpoints: `POST /build` serves Docker's legacy builder API (the
+//! one the docker CLI uses without buildx, and docker-py's `images.build`)
+//! with hutch's builder behind it, so heredocs and `RUN --mount` work there
+//! too. BuildKit's `/grpc` and `/session` are not served: buildx then
+//! reports the 404, and `docker build` without the buildx plugin (or with
+//! `DOCKER_BUILDKIT=0`) uses this API.
+//!
+//! The build runs on a plain thread of its own, not a tokio blocking
+//! thread: a base-image pull inside it starts a runtime of its own, which
+//! tokio refuses inside one of its threads.
 
-use hyper::Response;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use base64::Engine as _;
+use hutch_builder::exec::{BuildError, BuildOptions, Built, Executor};
+use hutch_builder::BuildArgs;
+use hutch_engine::runtime::Runtime;
+use hutch_images::registry::{AuthConfig, RegistrySettings};
+use hutch_images::{Reference, RegistryRequest};
+use hyper::header::HeaderMap;
+use hyper::{Response, StatusCode};
+use serde_json::json;
+use tokio::sync::mpsc;
 
 use super::super::error::ApiError;
+use super::super::events::Event;
 use super::super::request::ApiRequest;
-use super::super::response::Body;
+use super::super::response::{self, json_line, Body};
 use super::super::router::{route, Route};
+use super::super::Daemon;
+use super::build_context;
+use super::build_progress::{error_line, error_text, Lines, Msg};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(POST "/build" => pending),
-        route!(POST "/build/prune" => pending),
-        route!(POST "/build/cancel" => pending),
+        route!(POST "/build" => build),
+        route!(POST "/build/prune" => prune),
+        route!(POST "/build/cancel" => cancel),
     ]
 }
 
-async fn pending(_req: ApiRequest) -> Result<Response<Body>, ApiError> {
-    Err(ApiError::not_yet("building images through the API", 7))
+type Reply = Result<Response<Body>, ApiError>;
+
+/// Builds in flight that a client named (`buildid`), for `/build/cancel`.
+fn running() -> &'static Mutex<HashMap<String, Arc<AtomicBool>>> {
+    static RUNNING: OnceLock<Mutex<HashMap<String, Arc<AtomicBool>>>> = OnceLock::new();
+    RUNNING.get_or_init(Default::default)
+}
+
+/// The query of `POST /build`, checked before the context is read.
+struct Request {
+    opts: BuildOptions,
+    dockerfile: Option<String>,
+    quiet: bool,
+    rm: bool,
+    build_id: Option<String>,
+    /// Lines to stream first (options accepted but without effect here).
+    warnings: Vec<String>,
+}
+
+fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
+    let q = &req.query;
+    if let Some(remote) = q.non_empty("remote") {
+        return Err(ApiError::bad_request(format!(
+            "building from a remote context ({remote}) is not supported by hutch: \
+             send the context as the request body (docker build DIR)"
+        )));
+    }
+    if q.non_empty("version") == Some("2") {
+        return Err(ApiError::bad_request(
+            "BuildKit sessions (version=2) are not supported by hutch: it serves the \
+             legacy builder API (DOCKER_BUILDKIT=0) with its own builder behind it",
+        ));
+    }
+    if q.bool("squash") {
+        return Err(ApiError::bad_request(
+            "squash is only supported with experimental mode",
+        ));
+    }
+    let dockerfile = q.non_empty("dockerfile").map(str::to_owned);
+    if let Some(d) = &dockerfile {
+        if d.starts_with("http://") || d.starts_with("https://") {
+            return Err(ApiError::bad_request(format!(
+                "a remote Dockerfile ({d}) is not supported by hutch: put it in the context"
+            )));
+        }
+    }
+    let mut tags = Vec::new();
+    for t in q.all("t") {
+        if t.is_empty() {
+            continue;
+        }
+        let r = Reference::parse(t).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if r.digest().is_some() {
+            return Err(ApiError::bad_request(format!(
+                "invalid reference format: {t}: a tag cannot have a digest"
+            )));
+        }
+        tags.push(t.to_owned());
+    }
+    let mut build_args = BuildArgs::new();
+    if let Some(raw) = q.non_empty("buildargs") {
+        let map: BTreeMap<String, Option<String>> = serde_json::from_str(raw)
+            .map_err(|e| ApiError::bad_request(format!("invalid buildargs: {e}")))?;
+        // A null value is an argument the client named but could not
+        // resolve: it stays unset, as in moby.
+        for (k, v) in map {
+            if let Some(v) = v {
+                build_args.set(&k, &v);
+            }
+        }
+    }
+    let mut labels = Vec::new();
+    if let Some(raw) = q.non_empty("labels") {
+        let map: BTreeMap<String, String> = serde_json::from_str(raw)
+            .map_err(|e| ApiError::bad_request(format!("invalid labels: {e}")))?;
+        labels.extend(map);
+    }
+    let mut warnings = Vec::new();
+    if let Some(raw) = q.non_empty("cachefrom") {
+        let list: Vec<String> = serde_json::from_str(raw)
+            .map_err(|e| ApiError::bad_request(format!("invalid cachefrom: {e}")))?;
+        if !list.is_empty() {
+            warnings.push(format!(
+                "[WARNING]: --cache-from ({}) is not supported by hutch's builder yet; \
+                 only the local build cache is used\n",
+                list.join(", ")
+            ));
+        }
+    }
+    if let Some(p) = q.non_empty("platform") {
+        let host = format!("linux/{}", super::host::go_arch());
+        if !p.starts_with(&host) {
+            warnings.push(format!(
+                "[WARNING]: --platform {p} is ignored: hutch builds for this machine ({host})\n"
+            ));
+        }
+    }
+    let network_none = match q.non_empty("networkmode") {
+        None | Some("default" | "bridge" | "host") => false,
+        Some("none") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "network mode {other:?} is not supported for builds by hutch \
+                 (default, host, none)"
+            )))
+        }
+    };
+    let opts = BuildOptions {
+        tags,
+        build_args,
+        target: q.non_empty("target").map(str::to_owned),
+        labels,
+        no_cache: q.bool("nocache"),
+        pull: q.bool("pull"),
+        registry_auths: registry_config(&req.headers)?,
+        network_none,
+        ..BuildOptions::default()
+    };
+    Ok(Request {
+        opts,
+        dockerfile,
+        quiet: q.bool("q"),
+        // moby's default is rm=true; the CLI always sends it.
+        rm: q.get("rm").is_none_or(|_| q.bool("rm")) || q.bool("forcerm"),
+        build_id: q.non_empty("buildid").map(str::to_owned),
+        warnings,
+    })
+}
+
+/// `X-Registry-Config`: base64url JSON of `{registry: AuthConfig}`.
+fn registry_config(headers: &HeaderMap) -> Result<BTreeMap<String, AuthConfig>, ApiError> {
+    let Some(value) = headers.get("X-Registry-Config") else {
+        return Ok(BTreeMap::new());
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("invalid X-Registry-Config header"))?
+        .trim();
+    if text.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(text))
+        .map_err(|e| ApiError::bad_request(format!("invalid X-Registry-Config: {e}")))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid X-Registry-Config: {e}")))
+}
+
+/// How a build error that happened before anything was streamed is
+/// answered (moby answers those with a status, not a stream).
+fn status_of(err: &BuildError) -> ApiError {
+    let message = error_text(err);
+    match err {
+        BuildError::Parse(_) | BuildError::Invalid(_) | BuildError::Copy(_) => {
+            ApiError::bad_request(message)
+        }
+        BuildError::Image(hutch_images::ImageError::NotFound(_)) => ApiError::not_found(message),
+        BuildError::Image(hutch_images::ImageError::Reference(_)) => ApiError::bad_request(message),
+        _ => ApiError::internal(message),
+    }
+}
+
+async fn build(req: ApiRequest) -> Reply {
+    let parsed = parse_request(&req)?;
+    let daemon = req.daemon.clone();
+    let tmp = daemon.data_root.join("builder/tmp");
+    let body = req.body_reader();
+    let context = tokio::task::spawn_blocking(move || build_context::unpack(body, &tmp))
+        .await
+        .map_err(|e| ApiError::internal(format!("unpacking the build context: {e}")))??;
+    let mut opts = parsed.opts;
+    opts.dockerfile = Some(context.dockerfile(parsed.dockerfile.as_deref())?);
+    opts.context = context.dir.path().to_path_buf();
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    if let Some(id) = &parsed.build_id {
+        if let Ok(mut r) = running().lock() {
+            r.insert(id.clone(), cancel.clone());
+        }
+    }
+    let executor = Executor {
+        store: daemon.images.clone(),
+        data_root: daemon.data_root.clone(),
+        runtime: Runtime::new(daemon.engine.exe().to_path_buf()),
+        proc_mode: daemon.engine.proc_mode(),
+        registry: RegistryRequest {
+            settings: RegistrySettings::from_env(),
+            auth: None,
+        },
+        cancel: cancel.clone(),
+    };
+    let (tx, mut rx) = mpsc::channel(64);
+    let lines = Lines::new(tx.clone(), cancel.clone(), parsed.quiet, parsed.rm);
+    let warnings = parsed.warnings;
+    let build_id = parsed.build_id.clone();
+    let quiet = parsed.quiet;
+    std::thread::Builder::new()
+        .name("build".into())
+        .spawn(move || {
+            for w in &warnings {
+                lines.note(w);
+            }
+            let result = executor.build(&opts, &lines);
+            let held = lines.held_back();
+            if quiet && result.is_err() && !held.is_empty() {
+                let _ = tx.blocking_send(Msg::Line(held.into()));
+            }
+            let _ = tx.blocking_send(Msg::Done(result));
+            // The context directory goes once the build has finished with it.
+            drop(context);
+            if let Some(id) = build_id {
+                if let Ok(mut r) = running().lock() {
+                    r.remove(&id);
+                }
+            }
+        })
+        .map_err(|e| ApiError::internal(format!("starting the build thread: {e}")))?;
+
+    let first = rx.recv().await;
+    let first = match first {
+        Some(Msg::Done(Err(e))) => return Err(status_of(&e)),
+        Some(m) => m,
+        None => return Err(ApiError::internal("the build stopped unexpectedly")),
+    };
+    let (resp, out) = response::stream("application/json");
+    tokio::spawn(async move {
+        let mut next = Some(first);
+        loop {
+            let msg = match next.take() {
+                Some(m) => m,
+                None => tokio::select! {
+                    m = rx.recv() => match m {
+                        Some(m) => m,
+                        None => {
+                            let _ = out.send(error_line("the build stopped unexpectedly")).await;
+                            return;
+                        }
+                    },
+                    _ = out.closed() => {
+                        // The client hung up: cancel; the build thread
+                        // cleans up (container, mounts, context) as it stops.
+                        cancel.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                },
+            };
+            match msg {
+                Msg::Line(line) => {
+                    if out.send(line).await.is_err() {
+                        cancel.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+                Msg::Done(result) => {
+                    for line in finish(&daemon, result, quiet) {
+                        if out.send(line).await.is_err() {
+                            return;
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    Ok(resp)
+}
+
+/// The last lines: the image ID (aux), `Successfully built/tagged`, or the
+/// error.
+fn finish(daemon: &Daemon, result: Result<Built, BuildError>, quiet: bool) -> Vec<bytes::Bytes> {
+    let built = match result {
+        Ok(b) => b,
+        Err(e) => return vec![error_line(&error_text(&e))],
+    };
+    let id = built.id.to_string();
+    for name in &built.names {
+        daemon
+            .events
+            .publish(Event::image("tag", &id, &name.familiar()));
+    }
+    let mut lines = vec![json_line(&json!({"aux": {"ID": id}}))];
+    if quiet {
+        lines.push(json_line(&json!({ "stream": format!("{id}\n") })));
+        return lines;
+    }
+    lines.push(json_line(
+        &json!({ "stream": format!("Successfully built {}\n", built.id.short()) }),
+    ));
+    for name in &built.names {
+        lines.push(json_line(
+            &json!({ "stream": format!("Successfully tagged {}\n", name.familiar()) }),
+        ));
+    }
+    lines
+}
+
+/// `POST /build/prune`: the builder's cache, i.e. the step records (untagged
+/// intermediate images), the key → step index, and the RUN cache mounts.
+/// `all`, `keep-storage` and `filters` are accepted; everything goes.
+async fn prune(req: ApiRequest) -> Reply {
+    let data_root = req.daemon.data_root.clone();
+    let (deleted, reclaimed) = req
+        .daemon
+        .with_images(move |store| {
+            let before = super::image_models::LayerUsage::of(store)?.total();
+            let deleted = store.prune_intermediate()?;
+            let after = super::image_models::LayerUsage::of(store)?.total();
+            let mut reclaimed = before.saturating_sub(after);
+            for dir in ["builder/cache", "builder/cache-mounts"] {
+                let path = data_root.join(dir);
+                reclaimed += dir_size(&path);
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(path = %path.display(), %e, "build prune");
+                    }
+                }
+            }
+            Ok((deleted, reclaimed))
+        })
+        .await?;
+    let ids: Vec<String> = deleted.iter().map(|d| d.to_string()).collect();
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({"CachesDeleted": ids, "SpaceReclaimed": reclaimed}),
+    ))
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| dir_size(&e.path())).sum::<u64>())
+        .unwrap_or(0)
+}
+
+/// `POST /build/cancel?id=`: cancels a build started with that `buildid`
+/// (unknown IDs are fine, as in moby).
+async fn cancel(req: ApiRequest) -> Reply {
+    let id = req
+        .query
+        .non_empty("id")
+        .ok_or_else(|| ApiError::bad_request("build ID not provided"))?;
+    if let Some(flag) = running().lock().ok().and_then(|r| r.get(id).cloned()) {
+        flag.store(true, Ordering::SeqCst);
+    }
+    Ok(response::empty(StatusCode::OK))
 }

@@ -48,9 +48,7 @@ pub fn parse(mut body: Value, name: Option<&str>) -> Result<CreateRequest, ApiEr
         return Err(ApiError::bad_request("No image specified"));
     }
     let mut warnings = Vec::new();
-    if body.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(volumes_unsupported());
-    }
+    let mounts = super::container_mounts::options(&body, &host_of(&body))?;
     let host = body.host_config.clone().unwrap_or_default();
     check_host_config(&host, &mut warnings)?;
     let restart_policy = restart_policy(&host)?;
@@ -107,6 +105,7 @@ pub fn parse(mut body: Value, name: Option<&str>) -> Result<CreateRequest, ApiEr
             ulimits: ulimits(&host)?,
             security_opt: host.security_opt.clone().unwrap_or_default(),
             network,
+            ..mounts
         },
         warnings,
     })
@@ -224,23 +223,13 @@ fn nanos(v: Option<i64>) -> u64 {
     v.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
 }
 
-fn volumes_unsupported() -> ApiError {
-    ApiError::bad_request(
-        "volumes, bind mounts and tmpfs mounts (-v, --mount, --tmpfs) are not supported by hutch yet",
-    )
+fn host_of(body: &ContainerCreateBody) -> HostConfig {
+    body.host_config.clone().unwrap_or_default()
 }
 
 /// Refuses what would silently change the container's meaning; warns about
 /// limits that cannot be applied (a pod's cgroups are not writable).
 fn check_host_config(host: &HostConfig, warnings: &mut Vec<String>) -> Result<(), ApiError> {
-    let nonempty = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
-    if nonempty(&host.binds)
-        || host.mounts.as_ref().is_some_and(|m| !m.is_empty())
-        || host.tmpfs.as_ref().is_some_and(|t| !t.is_empty())
-        || nonempty(&host.volumes_from)
-    {
-        return Err(volumes_unsupported());
-    }
     let limited = host.memory.is_some_and(|v| v > 0)
         || host.memory_swap.is_some_and(|v| v > 0)
         || host.nano_cpus.is_some_and(|v| v > 0)
@@ -335,6 +324,12 @@ mod tests {
         assert_eq!(status(serde_json::json!({})), Err(400));
         assert_eq!(
             status(serde_json::json!({"Image": "b", "HostConfig": {"Binds": ["/a:/b"]}})),
+            Ok(())
+        );
+        assert_eq!(
+            status(
+                serde_json::json!({"Image": "b", "HostConfig": {"Mounts": [{"Type": "image"}]}})
+            ),
             Err(400)
         );
         assert_eq!(

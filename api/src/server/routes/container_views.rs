@@ -104,7 +104,9 @@ fn host_config(d: &ContainerDetails) -> HostConfig {
         log_opts.insert("max-file".to_string(), o.log_config.max_file.to_string());
     }
     HostConfig {
-        binds: None,
+        binds: (!o.binds.is_empty()).then(|| o.binds.clone()),
+        mounts: super::container_mounts::host_mounts(&o.mounts),
+        tmpfs: (!o.tmpfs.is_empty()).then(|| o.tmpfs.clone().into_iter().collect()),
         container_id_file: Some(String::new()),
         log_config: Some(HostConfigLogConfig {
             typ: Some("json-file".into()),
@@ -119,7 +121,7 @@ fn host_config(d: &ContainerDetails) -> HostConfig {
         restart_policy: Some(restart_policy(d)),
         auto_remove: Some(o.auto_remove),
         volume_driver: Some(String::new()),
-        volumes_from: None,
+        volumes_from: (!o.volumes_from.is_empty()).then(|| o.volumes_from.clone()),
         cap_add: Some(o.cap_add.clone()),
         cap_drop: Some(o.cap_drop.clone()),
         group_add: Some(o.group_add.clone()),
@@ -182,7 +184,7 @@ fn config(d: &ContainerDetails) -> ContainerConfig {
                 start_interval: None,
             }),
         image: Some(d.config.image.clone()),
-        volumes: None,
+        volumes: config_volumes(d),
         working_dir: Some(d.config.working_dir.clone()),
         entrypoint,
         on_build: None,
@@ -270,6 +272,15 @@ fn ports(d: &ContainerDetails) -> PortMap {
         map.insert(port.clone(), Some(list));
     }
     map
+}
+
+/// `Config.Volumes`: the request's anonymous volumes and the image's.
+fn config_volumes(d: &ContainerDetails) -> Option<Vec<String>> {
+    let mut v: Vec<String> = d.config.options.volumes.clone();
+    v.extend(d.config.image_volumes.iter().cloned());
+    v.sort();
+    v.dedup();
+    (!v.is_empty()).then_some(v)
 }
 
 /// The container's addresses and published ports; the top-level legacy
@@ -425,7 +436,7 @@ pub fn inspect(d: &ContainerDetails, exec_ids: Vec<String>) -> ContainerInspectR
                 ),
             ]),
         }),
-        mounts: Some(Vec::new()),
+        mounts: Some(super::container_mounts::mount_points(&d.config.mounts)),
         config: Some(config(d)),
         network_settings: Some(network_settings(d)),
         ..Default::default()
@@ -497,7 +508,7 @@ pub fn summary(d: &ContainerDetails, now: chrono::DateTime<chrono::Utc>) -> Cont
         network_settings: Some(ContainerSummaryNetworkSettings {
             networks: Some(networks(d)),
         }),
-        mounts: Some(Vec::new()),
+        mounts: Some(super::container_mounts::mount_points(&d.config.mounts)),
         ..Default::default()
     }
 }
@@ -600,6 +611,12 @@ impl ListFilter {
                     || networks(d).iter().any(|(name, e)| {
                         name == v || e.network_id.as_deref().is_some_and(|id| id.starts_with(v))
                     })
+            })
+            && any("volume", &|v| {
+                d.config
+                    .mounts
+                    .iter()
+                    .any(|m| m.name == v || m.destination == v || m.source == v)
             })
             && self.after.is_none_or(|t| created > t)
             && self.before.is_none_or(|t| created < t)

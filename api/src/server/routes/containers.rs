@@ -53,7 +53,7 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/containers/{id}/attach" => container_io::attach),
         route!(POST "/containers/{id}/wait" => wait),
         route!(DELETE "/containers/{id}" => delete),
-        route!(POST "/commit" => not_yet),
+        route!(POST "/commit" => super::container_commit::commit),
     ]
 }
 
@@ -61,7 +61,7 @@ type Reply = Result<Response<Body>, ApiError>;
 
 async fn not_yet(_req: ApiRequest) -> Reply {
     Err(ApiError::not_yet(
-        "this container endpoint (export, attach over websocket, commit)",
+        "this container endpoint (export, attach over websocket)",
         5,
     ))
 }
@@ -277,6 +277,7 @@ fn json_line_plain<T: Serialize>(v: &T) -> Bytes {
 
 async fn delete(req: ApiRequest) -> Reply {
     let force = req.query.bool("force");
+    let volumes = req.query.bool("v");
     if req.query.bool("link") {
         return Err(ApiError::unsupported("container links"));
     }
@@ -285,7 +286,7 @@ async fn delete(req: ApiRequest) -> Reply {
     let removed = daemon
         .with_engine(move |e| {
             let id = e.resolve(&query)?;
-            e.remove(&id, force).map(|()| id)
+            e.remove_with_volumes(&id, force, volumes).map(|()| id)
         })
         .await?;
     daemon.pending_attaches.drop_container(&removed);

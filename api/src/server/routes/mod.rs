@@ -3,10 +3,14 @@
 //! status and message in `error`.
 
 mod build;
+mod build_context;
+mod build_progress;
 mod container_archive;
 mod container_changes;
+mod container_commit;
 mod container_create;
 mod container_io;
+mod container_mounts;
 pub(super) mod container_stats;
 pub(super) mod container_views;
 mod containers;
@@ -18,7 +22,7 @@ mod networks;
 mod registry;
 mod swarm;
 pub(super) mod system;
-mod volumes;
+pub(super) mod volumes;
 
 use super::router::Route;
 

@@ -1,0 +1,216 @@
+//! `hutch build`: a Dockerfile build with no daemon. It enters the engine
+//! namespace as the daemon does, runs the builder's executor on the image
+//! store under the data root (whose locks keep it consistent with a daemon
+//! using the same root), and then tags, exports (`--output`) or pushes.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use hutch_builder::exec::{BuildOptions, Executor, OutputSink, Progress};
+use hutch_builder::BuildArgs as DockerfileArgs;
+use hutch_engine::bootstrap::{self, BootstrapOptions};
+use hutch_engine::runtime::Runtime;
+use hutch_images::{Digest, NoProgress, RegistryRequest};
+
+use crate::cli::{BuildArgs, GlobalOptions};
+
+/// Step lines on stderr, as Docker's builder prints them.
+struct Lines;
+
+impl Progress for Lines {
+    fn step(&self, index: usize, total: usize, text: &str) {
+        eprintln!("Step {index}/{total} : {text}");
+    }
+    fn cached(&self) {
+        eprintln!(" ---> Using cache");
+    }
+    fn running(&self, id: &str) {
+        eprintln!(" ---> Running in {id}");
+    }
+    fn done(&self, id: &Digest) {
+        eprintln!(" ---> {}", id.short());
+    }
+    fn output(&self) -> OutputSink {
+        Arc::new(|bytes: &[u8]| {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(bytes);
+        })
+    }
+    fn message(&self, text: &str) {
+        eprintln!("{text}");
+    }
+}
+
+/// `--secret id=ID,src=PATH` (also `source=`, and `env=VAR` for a variable).
+pub fn parse_secret(spec: &str, tmp: &std::path::Path) -> anyhow::Result<(String, PathBuf)> {
+    let mut id = None;
+    let mut src = None;
+    let mut env = None;
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+            Some(("env", v)) => env = Some(v.to_string()),
+            Some(("type", "file" | "env")) => {}
+            _ => anyhow::bail!("invalid --secret {spec:?}: use id=ID,src=PATH or id=ID,env=VAR"),
+        }
+    }
+    let id = id
+        .or_else(|| env.clone())
+        .ok_or_else(|| anyhow::anyhow!("--secret {spec:?} needs an id"))?;
+    let path = match (src, env) {
+        (Some(p), _) => {
+            anyhow::ensure!(p.is_file(), "secret {id}: {} is not a file", p.display());
+            p
+        }
+        (None, Some(var)) => {
+            let value = std::env::var(&var)
+                .with_context(|| format!("secret {id}: environment variable {var} is not set"))?;
+            let file = tmp.join(format!("secret-{}", std::process::id()));
+            std::fs::write(&file, value).context("writing the secret")?;
+            file
+        }
+        (None, None) => anyhow::bail!("--secret {spec:?} needs src=PATH or env=VAR"),
+    };
+    Ok((id, path))
+}
+
+pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode> {
+    let data_root = global
+        .data_root
+        .clone()
+        .unwrap_or_else(crate::defaults::data_root);
+    std::fs::create_dir_all(&data_root)
+        .with_context(|| format!("creating {}", data_root.display()))?;
+    let ns_options = BootstrapOptions::default();
+    if let Some((uid, gid)) = bootstrap::host_root_ids(&ns_options)? {
+        nix::unistd::chown(
+            &data_root,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .with_context(|| format!("giving {} to the engine's root", data_root.display()))?;
+    }
+    let ns = bootstrap::enter(&ns_options)?;
+    for w in &ns.warnings {
+        eprintln!("WARNING: {w}");
+    }
+    let store = super::images::open_store_at(&data_root)?;
+    let mut build_args = DockerfileArgs::new();
+    for a in &args.build_arg {
+        build_args.add_cli(a, |k| std::env::var(k).ok());
+    }
+    let tmp = data_root.join("builder/tmp");
+    std::fs::create_dir_all(&tmp).ok();
+    let mut secrets = HashMap::new();
+    for s in &args.secret {
+        let (id, path) = parse_secret(s, &tmp)?;
+        secrets.insert(id, path);
+    }
+    let labels = args
+        .label
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (l.clone(), String::new()),
+        })
+        .collect();
+    if args.platform.is_some() {
+        eprintln!("WARNING: --platform is ignored: hutch builds for this machine's platform");
+    }
+    if !args.cache_from.is_empty() || !args.cache_to.is_empty() {
+        anyhow::bail!("--cache-from/--cache-to are not supported by hutch yet");
+    }
+    let output = args.output.as_deref().map(parse_output).transpose()?;
+    let opts = BuildOptions {
+        context: args.context.clone(),
+        dockerfile: args.file.clone(),
+        tags: args.tag.clone(),
+        build_args,
+        target: args.target.clone(),
+        labels,
+        no_cache: args.no_cache,
+        pull: args.pull,
+        secrets,
+        source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.trim().parse().ok()),
+        registry_auths: Default::default(),
+        network_none: false,
+    };
+    let registry = RegistryRequest {
+        settings: hutch_images::registry::RegistrySettings::from_env(),
+        auth: None,
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let executor = Executor {
+        store: store.clone(),
+        data_root: data_root.clone(),
+        runtime: Runtime::from_current_exe().context("locating the hutch binary")?,
+        proc_mode: ns.proc_mode,
+        registry: registry.clone(),
+        cancel,
+    };
+    let built = match executor.build(&opts, &Lines) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    eprintln!("Successfully built {}", built.id.short());
+    for n in &built.names {
+        eprintln!("Successfully tagged {}", n.familiar());
+    }
+    if let Some(file) = &args.iidfile {
+        std::fs::write(file, built.id.to_string())
+            .with_context(|| format!("writing {}", file.display()))?;
+    }
+    if let Some(dest) = output {
+        let id = built.id.to_string();
+        let names: Vec<String> = built.names.iter().map(|n| n.to_string()).collect();
+        let refs: Vec<&str> = if names.is_empty() {
+            vec![id.as_str()]
+        } else {
+            names.iter().map(String::as_str).collect()
+        };
+        let file =
+            std::fs::File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
+        store.save(&refs, std::io::BufWriter::new(file))?;
+        eprintln!("Wrote {}", dest.display());
+    }
+    if args.push {
+        anyhow::ensure!(!built.names.is_empty(), "--push needs a name (-t)");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        for n in &built.names {
+            let pushed =
+                rt.block_on(store.push(&n.to_string(), &registry, Arc::new(NoProgress)))?;
+            eprintln!("Pushed {} ({})", n.familiar(), pushed.digest);
+        }
+    }
+    println!("{}", built.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--output type=docker|oci,dest=FILE` (a bare path means dest=PATH).
+fn parse_output(spec: &str) -> anyhow::Result<PathBuf> {
+    let mut dest = None;
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("type", "docker" | "oci" | "tar")) => {}
+            Some(("type", t)) => anyhow::bail!("--output type={t} is not supported (docker, oci)"),
+            Some(("dest", d)) => dest = Some(PathBuf::from(d)),
+            Some((k, _)) => anyhow::bail!("unknown --output option {k}"),
+            None => dest = Some(PathBuf::from(part)),
+        }
+    }
+    dest.ok_or_else(|| anyhow::anyhow!("--output needs dest=FILE"))
+}

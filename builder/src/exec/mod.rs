@@ -1,0 +1,885 @@
+//! The executor: builds the stages of a [`crate::BuildPlan`] into images in
+//! the image store. Config instructions change the image config and history;
+//! RUN runs in a container of the engine's runtime and its layer is read from
+//! the overlay upper directory; COPY/ADD write their layer directly. Every
+//! step's result is stored as an intermediate image, which is what the build
+//! cache points at.
+
+mod cache;
+pub mod commit;
+mod config;
+mod copy;
+mod fswalk;
+mod image;
+mod mounts;
+mod run;
+mod tarball;
+mod upperdiff;
+mod view;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use hutch_engine::runtime::{NetworkMode, ProcMode, Runtime};
+use hutch_images::store::LayerRef;
+use hutch_images::{BuiltLayer, Digest, ImageError, ImageStore, Reference, RegistryRequest};
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::args::BuildArgs;
+use crate::chmod::Chmod;
+use crate::dockerfile::{Command, Healthcheck, Instruction, Network};
+use crate::dockerignore::{walk_context, DockerIgnore};
+use crate::error::ParseError;
+use crate::evaluate::StageState;
+use crate::history;
+use crate::stages::{plan, Source};
+use cache::{Cache, Key};
+pub use image::ImageState;
+use tarball::{Body, Entry};
+
+/// Where RUN output goes.
+pub type OutputSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// What a build reports as it goes (the CLI prints it, the API streams it as
+/// Docker's legacy builder lines).
+pub trait Progress: Send + Sync {
+    /// `Step 3/7 : RUN make`.
+    fn step(&self, index: usize, total: usize, text: &str);
+    fn cached(&self);
+    /// A RUN container starts (`---> Running in <id>`).
+    fn running(&self, id: &str);
+    /// The step's image.
+    fn done(&self, id: &Digest);
+    fn output(&self) -> OutputSink;
+    fn message(&self, text: &str);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("{0}")]
+    Run(String),
+    #[error("The command '{command}' returned a non-zero code: {code}\n{output}")]
+    RunFailed {
+        command: String,
+        code: i32,
+        output: String,
+    },
+    #[error("{0}")]
+    Copy(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the build was cancelled")]
+    Cancelled,
+}
+
+impl BuildError {
+    pub fn io(what: &str, source: std::io::Error) -> BuildError {
+        BuildError::Io {
+            what: what.to_string(),
+            source,
+        }
+    }
+}
+
+/// One build's inputs.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    pub context: PathBuf,
+    /// The Dockerfile's path (`None`: `CONTEXT/Dockerfile`).
+    pub dockerfile: Option<PathBuf>,
+    pub tags: Vec<String>,
+    pub build_args: BuildArgs,
+    pub target: Option<String>,
+    pub labels: Vec<(String, String)>,
+    pub no_cache: bool,
+    pub pull: bool,
+    /// `--secret id=..,src=..`: id → file.
+    pub secrets: HashMap<String, PathBuf>,
+    /// `SOURCE_DATE_EPOCH` (else taken from the build args).
+    pub source_date_epoch: Option<i64>,
+    /// Credentials for base-image pulls by registry (the API's
+    /// `X-Registry-Config`: keys as config.json's `auths`).
+    pub registry_auths: BTreeMap<String, hutch_images::registry::AuthConfig>,
+    /// The API's `networkmode=none`: RUNs without `--network` get no network.
+    pub network_none: bool,
+}
+
+/// What a build made.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub id: Digest,
+    pub names: Vec<Reference>,
+}
+
+/// The machinery a build runs on.
+pub struct Executor {
+    pub store: ImageStore,
+    pub data_root: PathBuf,
+    pub runtime: Runtime,
+    pub proc_mode: ProcMode,
+    pub registry: RegistryRequest,
+    pub cancel: Arc<AtomicBool>,
+}
+
+struct Ctx<'a> {
+    opts: &'a BuildOptions,
+    progress: &'a dyn Progress,
+    included: BTreeMap<String, PathBuf>,
+    cache: Cache,
+    tmp: PathBuf,
+    epoch: Option<i64>,
+    step: usize,
+    total: usize,
+}
+
+impl Executor {
+    pub fn build(&self, opts: &BuildOptions, progress: &dyn Progress) -> Result<Built, BuildError> {
+        let dockerfile = opts
+            .dockerfile
+            .clone()
+            .unwrap_or_else(|| opts.context.join("Dockerfile"));
+        let bytes = std::fs::read(&dockerfile).map_err(|e| {
+            BuildError::io(
+                &format!("reading the Dockerfile {}", dockerfile.display()),
+                e,
+            )
+        })?;
+        let name = dockerfile
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "Dockerfile".into());
+        let df = crate::parse(&name, &bytes)?;
+        if let Some(msg) = df.check_failure() {
+            return Err(BuildError::Invalid(msg));
+        }
+        let plan = plan(&df, opts.target.as_deref(), &opts.build_args, None)?;
+        let ignore = DockerIgnore::load(&opts.context, Some(&dockerfile))
+            .map_err(|e| BuildError::io("reading .dockerignore", e))?;
+        let included = walk_context(&opts.context, &ignore)
+            .map_err(|e| BuildError::io("reading the build context", e))?
+            .into_iter()
+            .map(|e| (e.path, e.full_path))
+            .collect();
+        let epoch = opts.source_date_epoch.or_else(|| {
+            opts.build_args
+                .get("SOURCE_DATE_EPOCH")
+                .and_then(|v| v.trim().parse().ok())
+        });
+        let tmp = self.data_root.join("builder/tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| BuildError::io("creating builder/tmp", e))?;
+        let total = plan
+            .order
+            .iter()
+            .map(|&i| 1 + df.stages[i].instructions.len())
+            .sum();
+        let mut ctx = Ctx {
+            opts,
+            progress,
+            included,
+            cache: Cache::open(&self.data_root),
+            tmp,
+            epoch,
+            step: 0,
+            total,
+        };
+        let mut results: Vec<Option<ImageState>> = vec![None; df.stages.len()];
+        for &si in &plan.order {
+            let img = self.build_stage(&mut ctx, &df, &plan, si, &results)?;
+            results[si] = Some(img);
+        }
+        let mut img = results[plan.target]
+            .take()
+            .ok_or_else(|| BuildError::Invalid("the target stage was not built".into()))?;
+        if !opts.labels.is_empty() {
+            let labels = img
+                .run_config()
+                .entry("Labels")
+                .or_insert_with(|| json!({}));
+            if !labels.is_object() {
+                *labels = json!({});
+            }
+            for (k, v) in &opts.labels {
+                labels[k] = json!(v);
+            }
+        }
+        let names = opts
+            .tags
+            .iter()
+            .map(|t| Reference::parse(t).map_err(|e| BuildError::Invalid(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let id = self.commit(&img, None, names.clone(), false)?;
+        Ok(Built { id, names })
+    }
+
+    fn now(&self, ctx: &Ctx<'_>) -> (String, i64) {
+        let secs = ctx.epoch.unwrap_or_else(|| chrono::Utc::now().timestamp());
+        let t = match ctx.epoch {
+            Some(e) => chrono::DateTime::from_timestamp(e, 0).unwrap_or_default(),
+            None => chrono::Utc::now(),
+        };
+        (t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), secs)
+    }
+
+    /// Stores `img` (plus `new` on top) as an image; returns its ID.
+    fn commit(
+        &self,
+        img: &ImageState,
+        new: Option<hutch_images::NewLayer>,
+        names: Vec<Reference>,
+        intermediate: bool,
+    ) -> Result<Digest, BuildError> {
+        let mut layers: Vec<BuiltLayer> = img
+            .layers
+            .iter()
+            .map(|l| BuiltLayer::Stored {
+                blob: l.blob.clone(),
+                media_type: l.media_type.clone(),
+            })
+            .collect();
+        if let Some(n) = new {
+            layers.push(BuiltLayer::New(n));
+        }
+        let bytes = serde_json::to_vec(&img.config)
+            .map_err(|e| BuildError::Invalid(format!("encoding the image config: {e}")))?;
+        Ok(self.store.add_built(&bytes, layers, names, intermediate)?)
+    }
+
+    /// Makes sure `name` is in the store (pulling it if needed) and loads it.
+    fn base_image(&self, ctx: &Ctx<'_>, name: &str) -> Result<ImageState, BuildError> {
+        if !ctx.opts.pull {
+            if let Ok(img) = ImageState::load(&self.store, name) {
+                return Ok(img);
+            }
+        }
+        ctx.progress.message(&format!("Pulling {name}"));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| BuildError::io("starting the pull runtime", e))?;
+        let mut registry = self.registry.clone();
+        if let Some(auth) = auth_for(&ctx.opts.registry_auths, name) {
+            registry.auth = Some(auth);
+        }
+        let pulled =
+            rt.block_on(
+                self.store
+                    .pull(name, None, &registry, Arc::new(hutch_images::NoProgress)),
+            );
+        match pulled {
+            Ok(_) => Ok(ImageState::load(&self.store, name)?),
+            Err(e) => match ImageState::load(&self.store, name) {
+                Ok(img) if ctx.opts.pull => Ok(img),
+                _ => Err(BuildError::Invalid(format!(
+                    "failed to resolve source image {name}: {e}"
+                ))),
+            },
+        }
+    }
+
+    fn build_stage(
+        &self,
+        ctx: &mut Ctx<'_>,
+        df: &crate::Dockerfile,
+        plan: &crate::BuildPlan,
+        si: usize,
+        results: &[Option<ImageState>],
+    ) -> Result<ImageState, BuildError> {
+        let stage = &df.stages[si];
+        let planned = &plan.stages[si];
+        ctx.step += 1;
+        ctx.progress
+            .step(ctx.step, ctx.total, &stage.from_instruction.original);
+        let mut img = match &planned.base {
+            Source::Scratch => {
+                let p = &planned.platform;
+                ImageState::scratch(&p.os, &p.arch, p.variant.as_deref())
+            }
+            Source::Stage(i) => results[*i]
+                .clone()
+                .ok_or_else(|| BuildError::Invalid(format!("stage {i} was not built")))?,
+            Source::Image(name) => self.base_image(ctx, name)?,
+        };
+        if let Some(id) = &img.id {
+            ctx.progress.done(id);
+        }
+        let mut env = img.strings("Env");
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(format!(
+                "PATH={}",
+                hutch_engine::runtime::spec::DEFAULT_PATH
+            ));
+            img.run_config().insert("Env".into(), json!(env));
+        }
+        let mut state = StageState::from_base_env(env.iter().map(String::as_str));
+        if let Some(w) = img.string("WorkingDir").filter(|w| !w.is_empty()) {
+            state.workdir = w;
+        }
+        if let Some(u) = img.string("User") {
+            state.user = u;
+        }
+        let shell = img.strings("Shell");
+        if !shell.is_empty() {
+            state.shell = shell;
+        }
+        // ONBUILD triggers of the base run first, and are not inherited.
+        let mut instructions: Vec<(Option<usize>, Instruction)> = Vec::new();
+        let triggers = img.strings("OnBuild");
+        if !triggers.is_empty() {
+            let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
+            let parsed = crate::parse("ONBUILD", text.as_bytes())?;
+            if let Some(s) = parsed.stages.first() {
+                instructions.extend(s.instructions.iter().cloned().map(|i| (None, i)));
+            }
+            img.run_config().remove("OnBuild");
+            ctx.total += instructions.len();
+        }
+        instructions.extend(
+            stage
+                .instructions
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, ins)| (Some(i), ins)),
+        );
+        let mut cmd_set = false;
+        for (idx, ins) in &instructions {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(BuildError::Cancelled);
+            }
+            ctx.step += 1;
+            ctx.progress.step(ctx.step, ctx.total, &ins.original);
+            let sources = idx
+                .and_then(|i| planned.sources.get(i))
+                .cloned()
+                .unwrap_or_default();
+            self.step(
+                ctx,
+                df,
+                &mut img,
+                &mut state,
+                ins,
+                &sources,
+                results,
+                &plan.global_args,
+                &mut cmd_set,
+            )?;
+        }
+        Ok(img)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        ctx: &mut Ctx<'_>,
+        df: &crate::Dockerfile,
+        img: &mut ImageState,
+        state: &mut StageState,
+        ins: &Instruction,
+        sources: &[Source],
+        results: &[Option<ImageState>],
+        global: &crate::EnvList,
+        cmd_set: &mut bool,
+    ) -> Result<(), BuildError> {
+        let before = state.clone();
+        let ex = state.step(&df.file, df.escape, ins, &ctx.opts.build_args, global)?;
+        let mut key = Key::new(img.id.as_ref());
+        key.add(format!("{:?}", ex.command).as_bytes());
+        key.add(format!("{:?}", ex.mounts).as_bytes());
+        let (created, now) = self.now(ctx);
+        // Config-only steps.
+        let text = config::apply(img, state, &before, &ex.command, cmd_set)?;
+        if let Some(text) = text {
+            return self.finish_step(ctx, img, key, &created, &text, None);
+        }
+        match &ex.command {
+            Command::Workdir(_) => {
+                img.run_config()
+                    .insert("WorkingDir".into(), json!(state.workdir));
+                let text = history::workdir(&state.workdir);
+                if let Some(hit) = self.lookup_cache(ctx, &key) {
+                    *img = hit;
+                    return Ok(());
+                }
+                let lower = img.lower_dirs(&self.store);
+                let rel = state.workdir.trim_start_matches('/').to_string();
+                let layer = if rel.is_empty() || view::lookup(&lower, &rel).is_some() {
+                    None
+                } else {
+                    let mut out = BTreeMap::new();
+                    out.insert(rel.clone(), Entry::dir(&rel, 0o755, 0, 0, now));
+                    let entries = with_parents(out, &lower, now);
+                    Some(self.write_layer(entries, ctx.epoch)?)
+                };
+                self.finish_layer_step(ctx, img, key, &created, &text, layer)
+            }
+            Command::Run(run) => {
+                let argv = before.argv(&run.cmd);
+                let env = state.run_env(&ctx.opts.build_args).to_key_values();
+                key.add(format!("{env:?}").as_bytes());
+                let text = history::run(&argv, &state.declared_args());
+                if let Some(hit) = self.lookup_cache(ctx, &key) {
+                    *img = hit;
+                    return Ok(());
+                }
+                let lower = img.lower_dirs(&self.store);
+                let prepared = mounts::prepare(
+                    &ex.mounts,
+                    &mounts::MountInputs {
+                        context: &ctx.opts.context,
+                        data_root: &self.data_root,
+                        tmp: &ctx.tmp,
+                        secrets: &ctx.opts.secrets,
+                        store: &self.store,
+                        sources,
+                        results,
+                        workdir: &state.workdir,
+                    },
+                )?;
+                let network = match run.network {
+                    Network::None => NetworkMode::None,
+                    // Until builds get their own network, the default is the
+                    // engine's (the pod's) network, as a build in the pod would.
+                    Network::Default if ctx.opts.network_none => NetworkMode::None,
+                    Network::Default | Network::Host => NetworkMode::Host,
+                };
+                let mut skip: BTreeSet<String> = prepared.stubs.iter().cloned().collect();
+                for s in [
+                    "proc",
+                    "sys",
+                    "dev",
+                    "etc/hosts",
+                    "etc/hostname",
+                    "etc/resolv.conf",
+                ] {
+                    skip.insert(s.to_string());
+                }
+                skip.retain(|p| view::lookup(&lower, p).is_none());
+                let container_id = format!("{:x}", Sha256::digest(key_preview(&argv)));
+                ctx.progress.running(&container_id[..12]);
+                let epoch = ctx.epoch;
+                let (outcome, layer) = run::run(
+                    &self.runtime,
+                    self.proc_mode,
+                    &ctx.tmp,
+                    run::RunRequest {
+                        argv: argv.clone(),
+                        env,
+                        cwd: state.workdir.clone(),
+                        user: state.user.clone(),
+                        network,
+                        mounts: prepared.mounts.clone(),
+                        lower,
+                    },
+                    &ctx.progress.output(),
+                    &self.cancel,
+                    |upper| {
+                        mounts::remove_stubs(upper, &skip);
+                        let entries = upperdiff::upper_entries(upper, &skip)
+                            .map_err(|e| BuildError::io("reading the RUN's changes", e))?;
+                        if entries.is_empty() {
+                            return Ok(None);
+                        }
+                        self.write_layer(entries, epoch).map(Some)
+                    },
+                )?;
+                drop(prepared);
+                if outcome.code != 0 {
+                    let output = String::from_utf8_lossy(&outcome.tail).to_string();
+                    return Err(BuildError::RunFailed {
+                        command: argv.join(" "),
+                        code: outcome.code,
+                        output,
+                    });
+                }
+                self.finish_layer_step(ctx, img, key, &created, &text, layer.flatten())
+            }
+            Command::Copy(c) => {
+                let (text, from, chown, chmod, add) = (
+                    history::copy(c),
+                    c.from.clone(),
+                    c.chown.clone(),
+                    c.chmod.clone(),
+                    false,
+                );
+                self.copy_step(
+                    ctx,
+                    img,
+                    state,
+                    key,
+                    CopyArgs {
+                        sources: &c.sources,
+                        from,
+                        chown,
+                        chmod,
+                        add,
+                    },
+                    sources,
+                    results,
+                    &created,
+                    now,
+                    &text,
+                )
+            }
+            Command::Add(a) => {
+                let text = history::add(a);
+                self.copy_step(
+                    ctx,
+                    img,
+                    state,
+                    key,
+                    CopyArgs {
+                        sources: &a.sources,
+                        from: None,
+                        chown: a.chown.clone(),
+                        chmod: a.chmod.clone(),
+                        add: true,
+                    },
+                    sources,
+                    results,
+                    &created,
+                    now,
+                    &text,
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy_step(
+        &self,
+        ctx: &mut Ctx<'_>,
+        img: &mut ImageState,
+        state: &StageState,
+        mut key: Key,
+        args: CopyArgs<'_>,
+        sources: &[Source],
+        results: &[Option<ImageState>],
+        created: &str,
+        now: i64,
+        text: &str,
+    ) -> Result<(), BuildError> {
+        let lower = img.lower_dirs(&self.store);
+        let chown = args
+            .chown
+            .as_deref()
+            .map(|c| resolve_chown(c, &lower))
+            .transpose()?;
+        let chmod = args
+            .chmod
+            .as_deref()
+            .map(|c| Chmod::parse(c).map_err(BuildError::Invalid))
+            .transpose()?;
+        // Where the files come from: the context, or a stage's / image's view.
+        let mut _view = None;
+        let (root, included, keep_owner) = match (&args.from, sources.first()) {
+            (Some(_), Some(src)) => {
+                let layers = match src {
+                    Source::Stage(i) => results[*i]
+                        .as_ref()
+                        .ok_or_else(|| BuildError::Invalid(format!("stage {i} was not built")))?
+                        .lower_dirs(&self.store),
+                    Source::Image(name) => self.base_image(ctx, name)?.lower_dirs(&self.store),
+                    Source::Scratch => Vec::new(),
+                };
+                let v = view::MergedView::mount(&layers, &ctx.tmp)
+                    .map_err(|e| BuildError::io("COPY --from", e))?;
+                let root = v.path().to_path_buf();
+                _view = Some(v);
+                (root, None, true)
+            }
+            _ => (ctx.opts.context.clone(), Some(&ctx.included), false),
+        };
+        let src = copy::SourceRoot {
+            root: &root,
+            included,
+            keep_owner,
+        };
+        let req = copy::CopyRequest {
+            sources: &args.sources.paths,
+            inline: &args.sources.inline,
+            dest: &args.sources.dest,
+            workdir: &state.workdir,
+            chown,
+            chmod,
+            add: args.add,
+            now: ctx.epoch.unwrap_or(0),
+        };
+        let _ = now;
+        let entries = copy::copy_entries(&src, &req, &lower)?;
+        key.add(&checksum(&entries)?);
+        if let Some(hit) = self.lookup_cache(ctx, &key) {
+            *img = hit;
+            return Ok(());
+        }
+        let layer = self.write_layer(entries, ctx.epoch)?;
+        self.finish_layer_step(ctx, img, key, created, text, Some(layer))
+    }
+
+    fn lookup_cache(&self, ctx: &Ctx<'_>, key: &Key) -> Option<ImageState> {
+        if ctx.opts.no_cache {
+            return None;
+        }
+        let k = clone_key(key);
+        let id = ctx.cache.get(&k)?;
+        let img = ImageState::load(&self.store, &id.to_string()).ok()?;
+        ctx.progress.cached();
+        ctx.progress.done(&id);
+        Some(img)
+    }
+
+    fn write_layer(
+        &self,
+        entries: Vec<Entry>,
+        epoch: Option<i64>,
+    ) -> Result<hutch_images::NewLayer, BuildError> {
+        let w = self.store.layer_writer()?;
+        let w = tarball::write_tar(w, entries, epoch)
+            .map_err(|e| BuildError::io("writing the layer", e))?;
+        w.finish()
+            .map_err(|e| BuildError::Image(ImageError::Store(e)))
+    }
+
+    fn finish_step(
+        &self,
+        ctx: &Ctx<'_>,
+        img: &mut ImageState,
+        key: Key,
+        created: &str,
+        text: &str,
+        _layer: Option<()>,
+    ) -> Result<(), BuildError> {
+        if let Some(hit) = self.lookup_cache(ctx, &key) {
+            *img = hit;
+            return Ok(());
+        }
+        img.push_history(created, text, None);
+        let id = self.commit(img, None, Vec::new(), true)?;
+        img.id = Some(id.clone());
+        ctx.cache.put(&key.finish(), &id);
+        ctx.progress.done(&id);
+        Ok(())
+    }
+
+    fn finish_layer_step(
+        &self,
+        ctx: &Ctx<'_>,
+        img: &mut ImageState,
+        key: Key,
+        created: &str,
+        text: &str,
+        layer: Option<hutch_images::NewLayer>,
+    ) -> Result<(), BuildError> {
+        let new_ref = layer.as_ref().map(|l| LayerRef {
+            blob: l.blob.digest.clone(),
+            media_type: hutch_images::oci::MEDIA_OCI_LAYER_GZIP.to_string(),
+            blob_size: l.blob.size,
+            diff_id: l.diff_id.clone(),
+            chain_id: Digest::chain(img.layers.last().map(|l| &l.chain_id), &l.diff_id),
+        });
+        img.push_history(created, text, new_ref.as_ref().map(|l| &l.diff_id));
+        let id = self.commit(img, layer, Vec::new(), true)?;
+        if let Some(l) = new_ref {
+            img.layers.push(l);
+        }
+        img.id = Some(id.clone());
+        ctx.cache.put(&key.finish(), &id);
+        ctx.progress.done(&id);
+        Ok(())
+    }
+}
+
+/// The credentials `X-Registry-Config` holds for the registry of `image`
+/// (Docker Hub is filed under its legacy index URL).
+fn auth_for(
+    auths: &BTreeMap<String, hutch_images::registry::AuthConfig>,
+    image: &str,
+) -> Option<hutch_images::registry::AuthConfig> {
+    if auths.is_empty() {
+        return None;
+    }
+    let domain = Reference::parse(image).ok()?.domain().to_string();
+    let hub = domain == "docker.io";
+    auths
+        .iter()
+        .find(|(key, _)| {
+            let host = key
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            host == domain || (hub && matches!(host, "index.docker.io" | "registry-1.docker.io"))
+        })
+        .map(|(_, a)| a.clone())
+}
+
+struct CopyArgs<'a> {
+    sources: &'a crate::dockerfile::Sources,
+    from: Option<String>,
+    chown: Option<String>,
+    chmod: Option<String>,
+    add: bool,
+}
+
+fn key_preview(argv: &[String]) -> Vec<u8> {
+    let mut b = argv.join(" ").into_bytes();
+    b.extend_from_slice(
+        &chrono::Utc::now()
+            .timestamp_nanos_opt()
+            .unwrap_or(0)
+            .to_le_bytes(),
+    );
+    b
+}
+
+/// The cache key as text without consuming it (the key is finished once the
+/// step is stored).
+fn clone_key(key: &Key) -> String {
+    key.clone().finish()
+}
+
+/// A COPY's checksum: every entry's path, type, mode, owner and content hash
+/// (never its mtime).
+fn checksum(entries: &[Entry]) -> Result<Vec<u8>, BuildError> {
+    let mut h = Sha256::new();
+    for e in entries {
+        h.update(e.path.as_bytes());
+        h.update([0]);
+        h.update(format!("{:o} {} {} ", e.mode, e.uid, e.gid).as_bytes());
+        match &e.body {
+            Body::Dir => h.update(b"d"),
+            Body::File(p) => {
+                h.update(b"f");
+                let mut f = std::fs::File::open(p)
+                    .map_err(|err| BuildError::io(&format!("reading {}", p.display()), err))?;
+                let mut w = HashWriter(&mut h);
+                std::io::copy(&mut f, &mut w)
+                    .map_err(|err| BuildError::io(&format!("reading {}", p.display()), err))?;
+            }
+            Body::Bytes(b) => {
+                h.update(b"b");
+                h.update(b);
+            }
+            Body::Symlink(t) => h.update(format!("l{t}").as_bytes()),
+            Body::Link(t) => h.update(format!("h{t}").as_bytes()),
+            Body::Fifo => h.update(b"p"),
+        }
+        for (k, v) in &e.xattrs {
+            h.update(k.as_bytes());
+            h.update(v);
+        }
+        h.update([0xff]);
+    }
+    Ok(h.finalize().to_vec())
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn with_parents(mut out: BTreeMap<String, Entry>, lower: &[PathBuf], now: i64) -> Vec<Entry> {
+    let paths: Vec<String> = out.keys().cloned().collect();
+    for p in paths {
+        let mut cur = Path::new(&p).parent();
+        while let Some(dir) = cur {
+            let d = dir.to_string_lossy().to_string();
+            if d.is_empty() || out.contains_key(&d) || view::lookup(lower, &d).is_some() {
+                break;
+            }
+            out.insert(d.clone(), Entry::dir(&d, 0o755, 0, 0, now));
+            cur = dir.parent();
+        }
+    }
+    out.into_values().collect()
+}
+
+/// `--chown=user[:group]` by number or by name in the image's passwd/group.
+fn resolve_chown(spec: &str, lower: &[PathBuf]) -> Result<(u32, u32), BuildError> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let read = |file: &str| {
+        view::lookup(lower, file)
+            .and_then(|(p, _)| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    };
+    let (uid, primary) = match user.parse::<u32>() {
+        Ok(n) => (n, n),
+        Err(_) => read("etc/passwd")
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 3 && f[0] == user)
+            .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+            .ok_or_else(|| {
+                BuildError::Invalid(format!("unable to convert uid/gid chown string to host mapping: can't find uid for user {user}"))
+            })?,
+    };
+    let gid = match group {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => read("etc/group")
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() > 2 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    BuildError::Invalid(format!("unable to convert uid/gid chown string to host mapping: can't find gid for group {g}"))
+                })?,
+        },
+    };
+    Ok((uid, gid))
+}
+
+/// Docker's Healthcheck config object (durations in nanoseconds).
+fn health_json(h: &Healthcheck) -> Value {
+    match h {
+        Healthcheck::None => json!({"Test": ["NONE"]}),
+        Healthcheck::Cmd(c) => {
+            let mut v = json!({"Test": c.test});
+            let ns =
+                |d: std::time::Duration| json!(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            if let Some(d) = c.interval {
+                v["Interval"] = ns(d);
+            }
+            if let Some(d) = c.timeout {
+                v["Timeout"] = ns(d);
+            }
+            if let Some(d) = c.start_period {
+                v["StartPeriod"] = ns(d);
+            }
+            if let Some(d) = c.start_interval {
+                v["StartInterval"] = ns(d);
+            }
+            if let Some(r) = c.retries {
+                v["Retries"] = json!(r);
+            }
+            v
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! RUN: the command in a container of the engine's runtime, on an overlay of
+//! the image's layers with a fresh upper directory, its output streamed to the
+//! build's progress; then the layer is read from the upper directory.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hutch_engine::runtime::{
+    ContainerSpec, IdMap, MountSpec, NetworkMode, Output, ProcMode, ProcessSpec, RootfsSpec,
+    Runtime, RuntimeError, User,
+};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{BuildError, OutputSink};
+
+/// One RUN's container.
+pub struct RunRequest {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: String,
+    pub network: NetworkMode,
+    pub mounts: Vec<MountSpec>,
+    /// Layer directories of the image, topmost first.
+    pub lower: Vec<PathBuf>,
+}
+
+/// What a RUN left: its exit code and the last output (for error messages).
+pub struct RunOutcome {
+    pub code: i32,
+    pub tail: Vec<u8>,
+}
+
+const TAIL: usize = 16 * 1024;
+
+/// Runs the command; `with_upper` reads the upper directory after the command
+/// exited and before the container is removed (also on failure, where it is
+/// not called).
+pub fn run<T>(
+    runtime: &Runtime,
+    proc_mode: ProcMode,
+    tmp: &Path,
+    req: RunRequest,
+    output: &OutputSink,
+    cancel: &Arc<AtomicBool>,
+    with_upper: impl FnOnce(&Path) -> Result<T, BuildError>,
+) -> Result<(RunOutcome, Option<T>), BuildError> {
+    let dir = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(tmp)
+        .map_err(|e| BuildError::io("creating the RUN directory", e))?;
+    let empty = dir.path().join("empty");
+    let rootfs = RootfsSpec {
+        lower: if req.lower.is_empty() {
+            vec![empty.clone()]
+        } else {
+            req.lower.clone()
+        },
+        upper: dir.path().join("upper"),
+        work: dir.path().join("work"),
+        target: dir.path().join("rootfs"),
+        readonly: false,
+    };
+    for d in [&empty, &rootfs.upper, &rootfs.work, &rootfs.target] {
+        std::fs::create_dir_all(d).map_err(|e| BuildError::io("creating the RUN directory", e))?;
+    }
+    let mut process = ProcessSpec::new(req.argv);
+    process.env = req.env;
+    process.cwd = PathBuf::from(req.cwd);
+    process.user = User {
+        name: req.user,
+        group_add: Vec::new(),
+    };
+    let id = format!("build-{}", hex_id());
+    let mut spec = ContainerSpec::new(&id, rootfs, process, IdMap::identity());
+    spec.namespaces.network = req.network;
+    spec.namespaces.proc = proc_mode;
+    spec.mounts = req.mounts;
+    spec.hostname = Some("buildkitsandbox".to_string());
+
+    let (reader, writer) =
+        nix::unistd::pipe().map_err(|e| BuildError::io("creating a pipe", e.into()))?;
+    let writer2 = writer
+        .try_clone()
+        .map_err(|e| BuildError::io("creating a pipe", e))?;
+    let out = Output {
+        stdout: Some(writer),
+        stderr: Some(writer2),
+    };
+    let mut container = match runtime.create(&spec, out) {
+        Ok(c) => c,
+        Err(RuntimeError::Failed { code, message }) => {
+            return Ok((
+                RunOutcome {
+                    code,
+                    tail: message.into_bytes(),
+                },
+                None,
+            ))
+        }
+        Err(e) => return Err(BuildError::Run(e.to_string())),
+    };
+    let tail = Arc::new(Mutex::new(Vec::new()));
+    let pump = {
+        let (output, tail) = (output.clone(), tail.clone());
+        std::thread::spawn(move || pump_output(reader, &*output, &tail))
+    };
+    let code = match container.start() {
+        Ok(()) => {
+            let done = Arc::new(AtomicBool::new(false));
+            let watcher = {
+                let (done, cancel, pid) = (done.clone(), cancel.clone(), container.pid());
+                std::thread::spawn(move || watch_cancel(pid, &cancel, &done))
+            };
+            let r = container.wait();
+            done.store(true, Ordering::SeqCst);
+            let _ = watcher.join();
+            r.map_err(|e| BuildError::Run(e.to_string()))
+        }
+        Err(RuntimeError::Failed { code, message }) => {
+            if let Ok(mut t) = tail.lock() {
+                t.extend_from_slice(message.as_bytes());
+            }
+            Ok(code)
+        }
+        Err(e) => Err(BuildError::Run(e.to_string())),
+    };
+    let made = match &code {
+        Ok(0) if !cancel.load(Ordering::SeqCst) => with_upper(&dir.path().join("upper")).map(Some),
+        _ => Ok(None),
+    };
+    // The helper holds the pipe's write end until the container is gone.
+    let deleted = container.delete();
+    let _ = pump.join();
+    let code = code?;
+    let made = made?;
+    deleted.map_err(|e| BuildError::Run(e.to_string()))?;
+    if cancel.load(Ordering::SeqCst) {
+        return Err(BuildError::Cancelled);
+    }
+    let tail = tail.lock().map(|t| t.clone()).unwrap_or_default();
+    Ok((RunOutcome { code, tail }, made))
+}
+
+fn pump_output(reader: OwnedFd, output: &(dyn Fn(&[u8]) + Send + Sync), tail: &Mutex<Vec<u8>>) {
+    let mut file = std::fs::File::from(reader);
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                output(&buf[..n]);
+                if let Ok(mut t) = tail.lock() {
+                    t.extend_from_slice(&buf[..n]);
+                    if t.len() > TAIL {
+                        let cut = t.len() - TAIL;
+                        t.drain(..cut);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Kills the container when the build is cancelled (client gone, Ctrl-C).
+fn watch_cancel(pid: i32, cancel: &AtomicBool, done: &AtomicBool) {
+    while !done.load(Ordering::SeqCst) {
+        if cancel.load(Ordering::SeqCst) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn hex_id() -> String {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,510 @@
+//! `POST /build` through `hutch daemon` in a simulated pod, driven by the
+//! real docker CLI (which uses the legacy builder API: no buildx plugin is
+//! installed, so plain `docker build` goes there) and docker-py's
+//! `images.build`, with the busybox test image as the base.
+//!
+//! Needs the `hutch` and `podsim` binaries built first (`tests/run` does it).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use hutch_tests::daemon::{client_script, ok, Daemon};
+use hutch_tests::podsim::{Pod, PodSpec};
+use hutch_tests::testimages;
+
+/// A build context the pod can read (under the target dir: the pod has its
+/// own /tmp).
+struct Ctx {
+    dir: tempfile::TempDir,
+}
+
+impl Ctx {
+    fn new(files: &[(&str, &str)]) -> Result<Ctx> {
+        let base = hutch_tests::workspace::target_dir().join("build-contexts");
+        std::fs::create_dir_all(&base)?;
+        let dir = tempfile::Builder::new().prefix("ctx-").tempdir_in(&base)?;
+        set_mode(dir.path(), 0o755)?;
+        let ctx = Ctx { dir };
+        for (name, text) in files {
+            ctx.write(name, text)?;
+        }
+        Ok(ctx)
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<()> {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+            set_mode(parent, 0o755)?;
+        }
+        std::fs::write(&path, text)?;
+        set_mode(&path, 0o644)
+    }
+
+    fn arg(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", p.display()))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn load_busybox(daemon: &Daemon) -> Result<String> {
+    let image = testimages::busybox()?;
+    daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
+    Ok(image.reference.clone())
+}
+
+const MULTI: &str = r#"FROM busybox AS build
+RUN --mount=type=cache,target=/cache <<EOF
+set -e
+echo run >> /cache/log
+wc -l < /cache/log | tr -d ' ' > /count
+mkdir -p /out
+echo from-heredoc > /out/heredoc
+EOF
+COPY . /ctx/
+COPY <<EOF /out/inline.txt
+inline file
+EOF
+
+FROM busybox
+COPY --from=build /out/ /out/
+COPY --from=build /count /count
+COPY --from=build /ctx/ /ctx/
+CMD ["sh", "-c", "cat /out/heredoc /out/inline.txt /count; ls /ctx"]
+"#;
+
+#[test]
+fn docker_build_multi_stage_heredoc_cache_mount_and_dockerignore() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    let ctx = Ctx::new(&[
+        (
+            "Dockerfile",
+            &MULTI.replace("FROM busybox", &format!("FROM {base}")),
+        ),
+        (".dockerignore", "ignored.txt\n*.log\n"),
+        ("keep.txt", "kept\n"),
+        ("ignored.txt", "never sent\n"),
+        ("debug.log", "never sent\n"),
+    ])?;
+
+    // Plain `docker build`: without the buildx plugin the CLI 28 warns and
+    // uses the legacy builder API, which hutch serves.
+    let out = daemon
+        .docker()
+        .args(["build", "-t", "x", &ctx.arg()])
+        .output()?;
+    let t = text(&out);
+    ensure!(out.status.success(), "docker build: {t}");
+    ensure!(t.contains("Step 1/9 : FROM"), "{t}");
+    ensure!(t.contains(" ---> Running in "), "{t}");
+    ensure!(t.contains("Successfully built "), "{t}");
+    ensure!(t.contains("Successfully tagged x:latest"), "{t}");
+    ensure!(!t.contains("Using cache"), "{t}");
+    let ran = daemon.docker_ok(&["run", "--rm", "x"])?;
+    ensure!(
+        ran == "from-heredoc\ninline file\n1\nDockerfile\nkeep.txt\n",
+        "{ran}"
+    );
+
+    // The rebuild comes from the cache, same image.
+    let again = daemon
+        .docker()
+        .args(["build", "-t", "x", &ctx.arg()])
+        .output()?;
+    let t2 = text(&again);
+    ensure!(again.status.success(), "{t2}");
+    ensure!(t2.matches("Using cache").count() == 7, "{t2}");
+    let id1 = daemon.docker_ok(&["image", "inspect", "-f", "{{.Id}}", "x"])?;
+
+    // `-q` prints the image ID only.
+    let quiet = daemon.docker_ok(&["build", "-q", &ctx.arg()])?;
+    ensure!(quiet.trim() == id1.trim(), "quiet: {quiet} vs {id1}");
+
+    // --no-cache reruns the RUN, whose cache mount kept the first run's file.
+    daemon.docker_ok(&["build", "--no-cache", "-t", "x:2", &ctx.arg()])?;
+    let ran = daemon.docker_ok(&["run", "--rm", "x:2"])?;
+    ensure!(
+        ran == "from-heredoc\ninline file\n2\nDockerfile\nkeep.txt\n",
+        "{ran}"
+    );
+    // The build steps are not images of their own.
+    let images = daemon.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])?;
+    ensure!(images.lines().count() == 3, "{images}");
+
+    // The build cache goes with `docker builder prune`; the images stay.
+    let pruned = daemon.docker_ok(&["builder", "prune", "-f"])?;
+    ensure!(pruned.contains("Total reclaimed space"), "{pruned}");
+    let again = daemon
+        .docker()
+        .args(["build", "-t", "x", &ctx.arg()])
+        .output()?;
+    let t3 = text(&again);
+    ensure!(
+        again.status.success() && !t3.contains("Using cache"),
+        "{t3}"
+    );
+    let ran = daemon.docker_ok(&["run", "--rm", "x"])?;
+    ensure!(
+        ran.contains("\n1\n"),
+        "the cache mount survived the prune: {ran}"
+    );
+    daemon.stop()?;
+    pod.stop()
+}
+
+#[test]
+fn docker_build_errors() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+
+    // A failing RUN: non-zero exit, the command's output and Docker's message.
+    let ctx = Ctx::new(&[(
+        "Dockerfile",
+        &format!("FROM {base}\nRUN echo about to fail; exit 3\n"),
+    )])?;
+    let out = daemon.docker().args(["build", &ctx.arg()]).output()?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
+    ensure!(
+        t.contains(
+            "The command '/bin/sh -c echo about to fail; exit 3' returned a non-zero code: 3"
+        ),
+        "{t}"
+    );
+    ensure!(t.contains("about to fail"), "{t}");
+
+    // A broken Dockerfile: the line (an HTTP 400 before any step ran).
+    let ctx = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nRUNN echo\n"))])?;
+    let out = daemon.docker().args(["build", &ctx.arg()]).output()?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
+    ensure!(
+        t.contains("Dockerfile:2:1: unknown instruction: RUNN"),
+        "{t}"
+    );
+
+    // -f names a Dockerfile elsewhere in the context.
+    let ctx = Ctx::new(&[(
+        "sub/Build.df",
+        &format!("FROM {base}\nCMD [\"echo\", \"from sub\"]\n"),
+    )])?;
+    let df = format!("{}/sub/Build.df", ctx.arg());
+    daemon.docker_ok(&["build", "-f", &df, "-t", "sub", &ctx.arg()])?;
+    ensure!(daemon.docker_ok(&["run", "--rm", "sub"])? == "from sub\n");
+
+    // Raw API errors: a missing Dockerfile, a remote context, a bzip2 body,
+    // a bad tag; each a 400 with a message, and the daemon keeps serving.
+    let tar = ctx.dir.path().join("ctx.tar");
+    let made = std::process::Command::new("tar")
+        .args(["-cf"])
+        .arg(&tar)
+        .args(["-C", &ctx.arg(), "sub"])
+        .status()?;
+    ensure!(made.success());
+    set_mode(&tar, 0o644)?;
+    let cases = [
+        ("/build", "Cannot locate specified Dockerfile: Dockerfile"),
+        (
+            "/build?dockerfile=../../etc/passwd",
+            "Cannot locate specified Dockerfile",
+        ),
+        ("/build?remote=https://example.com/x.git", "remote context"),
+        ("/build?t=Bad:Name", "invalid reference format"),
+        ("/build?networkmode=container:x", "not supported for builds"),
+    ];
+    for (path, want) in cases {
+        let out = daemon
+            .curl(&[
+                "-s",
+                "-w",
+                "\n%{http_code}",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/x-tar",
+                "--data-binary",
+                &format!("@{}", tar.display()),
+                &format!("http://d{path}"),
+            ])
+            .output()?;
+        let body = String::from_utf8_lossy(&out.stdout).to_string();
+        ensure!(
+            body.ends_with("\n400") && body.contains(want),
+            "{path}: {body}"
+        );
+    }
+    let out = daemon
+        .curl(&[
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            "--data-binary",
+            "BZh91AY&SY",
+            "http://d/build",
+        ])
+        .output()?;
+    let body = String::from_utf8_lossy(&out.stdout).to_string();
+    ensure!(body.ends_with("\n400") && body.contains("bzip2"), "{body}");
+    let leftovers = builder_tmp(&pod)?;
+    ensure!(leftovers.is_empty(), "left in builder/tmp: {leftovers:?}");
+    daemon.stop()?;
+    pod.stop()
+}
+
+/// What is left in the data root's builder/tmp (contexts, RUN dirs, views).
+fn builder_tmp(pod: &Pod) -> Result<Vec<String>> {
+    let dir = pod.data_dir_host().join("builder/tmp");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    Ok(entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect())
+}
+
+/// The mounts the daemon (in the engine's mount namespace) holds.
+fn daemon_mounts(daemon: &Daemon) -> Result<String> {
+    let out = daemon
+        .pod()
+        .exec("/bin/sh")
+        .args([
+            "-c",
+            "cat /proc/$(/usr/bin/pgrep -of 'daemo[n] -H unix:///run/hutch')/mounts",
+        ])
+        .output()?;
+    ok(&out, "reading the daemon's mounts")
+}
+
+#[test]
+fn docker_build_client_disconnect_cancels_and_cleans_up() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    let ctx = Ctx::new(&[
+        (
+            "Dockerfile",
+            &format!(
+                "FROM {base}\nCOPY f /f\nRUN --mount=type=cache,target=/c --mount=type=tmpfs,target=/t echo started-long-run && sleep 30 && echo finished > /done\n"
+            ),
+        ),
+        ("f", "x\n"),
+    ])?;
+    let mounts_before = daemon_mounts(&daemon)?;
+    let mut child = daemon
+        .docker()
+        .args(["build", "-t", "long", &ctx.arg()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().context("docker build stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains("started-long-run") && !line.contains("RUN") {
+                    break;
+                }
+            }
+            Err(_) if Instant::now() > deadline => bail!("the RUN never started: {seen}"),
+            Err(_) => {}
+        }
+    }
+    // The RUN's mounts live in its container's mount namespace; its
+    // directory and the context are in the data root meanwhile.
+    let during = builder_tmp(&pod)?;
+    ensure!(
+        during.iter().any(|d| d.starts_with("context-"))
+            && during.iter().any(|d| d.starts_with("run-")),
+        "no context or RUN directory during the RUN: {during:?}"
+    );
+    // The CLI goes away mid-RUN (podsim exec forwards SIGTERM to it, and
+    // the CLI drops the connection).
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+    let _ = child.wait();
+
+    // The build stops well before the 30 s sleep would end, and leaves
+    // nothing behind: no sleep, no mounts, no temp dirs, no containers.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let sleeping = daemon
+            .pod()
+            .exec("/usr/bin/pgrep")
+            .args(["-x", "sleep"])
+            .output()?;
+        let mounts = daemon_mounts(&daemon)?;
+        let tmp = builder_tmp(&pod)?;
+        if !sleeping.status.success() && mounts == mounts_before && tmp.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the cancelled build left things behind: sleep running: {}, tmp: {tmp:?}, mounts:\n{mounts}\nbefore:\n{mounts_before}\n{}",
+                sleeping.status.success(),
+                daemon.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    ensure!(daemon.docker_ok(&["ps", "-aq"])?.is_empty());
+    let images = daemon.docker_ok(&["images", "-q", "long"])?;
+    ensure!(images.is_empty(), "a cancelled build tagged {images}");
+    // The daemon keeps serving builds.
+    let ctx2 = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nRUN echo ok > /ok\n"))])?;
+    daemon.docker_ok(&["build", "-t", "after", &ctx2.arg()])?;
+    daemon.stop()?;
+    pod.stop()
+}
+
+#[test]
+fn docker_py_images_build() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    let ctx = Ctx::new(&[
+        (
+            "Dockerfile",
+            &format!(
+                "FROM {base}\nARG WHO=nobody\nCOPY hello.txt /hello.txt\nRUN echo \"built for $WHO\" > /who\nCMD [\"cat\", \"/hello.txt\", \"/who\"]\n"
+            ),
+        ),
+        ("hello.txt", "hello from docker-py\n"),
+        ("fail/Dockerfile", &format!("FROM {base}\nRUN exit 7\n")),
+    ])?;
+    let out = daemon
+        .venv_python()
+        .arg(client_script("docker_py_build.py"))
+        .arg(ctx.arg())
+        .output()
+        .context("running docker-py in the pod")?;
+    let t = ok(&out, "docker_py_build.py")?;
+    let seen: serde_json::Value =
+        serde_json::from_str(t.trim()).with_context(|| format!("not JSON: {t}"))?;
+    ensure!(
+        seen["ran"] == "hello from docker-py\nbuilt for py\n",
+        "{seen}"
+    );
+    ensure!(seen["tags"] == serde_json::json!(["py/built:1"]), "{seen}");
+    let log = seen["log"].as_str().unwrap_or_default();
+    ensure!(log.contains("Step 1/5 : FROM"), "{seen}");
+    ensure!(log.contains("Successfully tagged py/built:1"), "{seen}");
+    ensure!(seen["id_matches"] == true, "{seen}");
+    ensure!(
+        seen["failed"]
+            .as_str()
+            .is_some_and(|m| m.contains("returned a non-zero code: 7")),
+        "{seen}"
+    );
+    ensure!(
+        seen["broken"]
+            .as_str()
+            .is_some_and(|m| m.contains("Cannot locate specified Dockerfile")),
+        "{seen}"
+    );
+    daemon.stop()?;
+    pod.stop()
+}
+
+#[test]
+fn docker_commit_with_changes_message_and_author() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    daemon.docker_ok(&[
+        "run",
+        "--name",
+        "c1",
+        &base,
+        "sh",
+        "-c",
+        "echo added > /added && rm /bin/vi && mkdir -p /d && echo x > /d/f",
+    ])?;
+    let id = daemon.docker_ok(&[
+        "commit",
+        "-c",
+        r#"CMD ["sh", "-c", "cat /added /d/f; ls /bin/vi 2>&1; echo $MODE; pwd"]"#,
+        "-c",
+        "ENV MODE=committed",
+        "-c",
+        "WORKDIR /d",
+        "-m",
+        "a message",
+        "-a",
+        "Ann Author",
+        "c1",
+        "committed:1",
+    ])?;
+    ensure!(id.trim().starts_with("sha256:"), "{id}");
+    let ran = daemon.docker_ok(&["run", "--rm", "committed:1"])?;
+    ensure!(
+        ran == "added\nx\nls: /bin/vi: No such file or directory\ncommitted\n/d\n",
+        "{ran}"
+    );
+    let inspect = daemon.docker_ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Author}}|{{.Comment}}|{{len .RootFS.Layers}}|{{.Id}}",
+        "committed:1",
+    ])?;
+    // busybox's one layer and the commit's.
+    ensure!(
+        inspect.trim() == format!("Ann Author|a message|2|{}", id.trim()),
+        "{inspect}"
+    );
+    let history = daemon.docker_ok(&["history", "--format", "{{.Comment}}", "committed:1"])?;
+    ensure!(history.lines().next() == Some("a message"), "{history}");
+
+    // A change Docker does not allow, and an unknown container.
+    let out = daemon
+        .docker()
+        .args(["commit", "-c", "RUN echo no", "c1"])
+        .output()?;
+    let t = text(&out);
+    ensure!(
+        !out.status.success() && t.contains("run is not a valid change command"),
+        "{t}"
+    );
+    let out = daemon.docker().args(["commit", "nope"]).output()?;
+    let t = text(&out);
+    ensure!(
+        !out.status.success() && t.contains("No such container"),
+        "{t}"
+    );
+    daemon.stop()?;
+    pod.stop()
+}

@@ -1,0 +1,335 @@
+//! Image builds: daemonless `hutch build` and `docker build` / docker-py
+//! against `hutch daemon`, inside a simulated pod, with the busybox test image
+//! as the base.
+//!
+//! Needs the `hutch` and `podsim` binaries built first (`tests/run` does it).
+
+use std::path::Path;
+use std::process::Output;
+
+use anyhow::{ensure, Context, Result};
+use hutch_tests::daemon::Daemon;
+use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
+use hutch_tests::testimages;
+
+/// A build context the pod can read (under the target dir; the pod has its
+/// own /tmp).
+struct Ctx {
+    dir: tempfile::TempDir,
+}
+
+impl Ctx {
+    fn new(files: &[(&str, &str)]) -> Result<Ctx> {
+        let base = hutch_tests::workspace::target_dir().join("build-contexts");
+        std::fs::create_dir_all(&base)?;
+        let dir = tempfile::Builder::new().prefix("ctx-").tempdir_in(&base)?;
+        set_mode(dir.path(), 0o755)?;
+        let ctx = Ctx { dir };
+        for (name, text) in files {
+            ctx.write(name, text)?;
+        }
+        Ok(ctx)
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<()> {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+            set_mode(parent, 0o755)?;
+        }
+        std::fs::write(&path, text)?;
+        set_mode(&path, 0o644)
+    }
+
+    fn arg(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", p.display()))
+}
+
+fn hutch(pod: &Pod, args: &[&str]) -> Result<Output> {
+    pod.exec(hutch_bin())
+        .args(args)
+        .output()
+        .context("running hutch in the pod")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn load_busybox(pod: &Pod) -> Result<String> {
+    let image = testimages::busybox()?;
+    let out = hutch(
+        pod,
+        &["load", "-i", &image.docker_archive.display().to_string()],
+    )?;
+    ensure!(out.status.success(), "load: {}", text(&out));
+    Ok(image.reference.clone())
+}
+
+const MULTI: &str = r#"FROM busybox AS base
+RUN mkdir -p /out && echo built > /out/file && echo gone > /out/tmp && rm /out/tmp
+COPY src/ /src/
+RUN cat /src/a.txt > /out/a && rm /bin/vi
+
+FROM busybox
+ENV GREETING=hello
+WORKDIR /app
+COPY --from=base /out/ ./
+RUN echo "$GREETING" > /app/env && rm -f /etc/group
+USER 1000:1000
+CMD ["sh", "-c", "echo $GREETING; cat /app/file /app/a /app/env; ls /etc/group /bin/vi 2>&1; id -u"]
+"#;
+
+#[test]
+fn hutch_build_multi_stage_runs_and_caches() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let base = load_busybox(&pod)?;
+    let df = MULTI.replace("FROM busybox", &format!("FROM {base}"));
+    let ctx = Ctx::new(&[("Dockerfile", &df), ("src/a.txt", "from context\n")])?;
+
+    let out = hutch(&pod, &["build", "-t", "built:1", &ctx.arg()])?;
+    ensure!(out.status.success(), "build: {}", text(&out));
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    ensure!(log.contains("Step 1/11 : FROM"), "{log}");
+    ensure!(
+        !log.contains("Using cache"),
+        "first build used the cache: {log}"
+    );
+    ensure!(log.contains("Successfully tagged built:1"), "{log}");
+
+    // Rebuild: every step from the cache, same image.
+    let again = hutch(&pod, &["build", "-t", "built:1", &ctx.arg()])?;
+    ensure!(again.status.success(), "rebuild: {}", text(&again));
+    let log2 = String::from_utf8_lossy(&again.stderr).to_string();
+    ensure!(log2.matches("Using cache").count() == 9, "{log2}");
+    ensure!(
+        again.stdout == out.stdout,
+        "{}\n{}",
+        text(&out),
+        text(&again)
+    );
+
+    // Touching a source reruns the COPY and what follows only.
+    ctx.write("src/a.txt", "changed\n")?;
+    let third = hutch(&pod, &["build", "-t", "built:2", &ctx.arg()])?;
+    ensure!(third.status.success(), "third: {}", text(&third));
+    let log3 = String::from_utf8_lossy(&third.stderr).to_string();
+    // Cached: the first RUN, ENV and WORKDIR; rerun: everything after the COPY.
+    ensure!(log3.matches("Using cache").count() == 3, "{log3}");
+
+    // Run the result with the daemon.
+    let daemon = Daemon::start(&pod)?;
+    let ran = daemon.docker_ok(&["run", "--rm", "built:2"])?;
+    ensure!(
+        ran == "hello\nbuilt\nchanged\nhello\nls: /etc/group: No such file or directory\n/bin/vi\n1000\n",
+        "{ran}"
+    );
+    let inspect = daemon.docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config}}|{{len .RootFS.Layers}}",
+        "built:2",
+    ])?;
+    ensure!(inspect.contains("\"WorkingDir\":\"/app\""), "{inspect}");
+    ensure!(inspect.contains("\"User\":\"1000:1000\""), "{inspect}");
+    ensure!(inspect.contains("GREETING=hello"), "{inspect}");
+    // busybox has 1 layer; WORKDIR, COPY and RUN add one each.
+    ensure!(inspect.trim().ends_with("|4"), "{inspect}");
+    // Images lists the tagged results, not the steps.
+    let images = daemon.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])?;
+    ensure!(images.lines().count() == 3, "{images}");
+    daemon.stop()?;
+    pod.stop()
+}
+
+#[test]
+fn hutch_build_errors_and_reproducible_digest() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let base = load_busybox(&pod)?;
+
+    // SOURCE_DATE_EPOCH: two uncached builds give the same image.
+    let df = format!(
+        "FROM {base}\nCOPY a.txt /a.txt\nRUN echo x > /made && mkdir /d\nCMD [\"cat\", \"/a.txt\"]\n"
+    );
+    let ctx = Ctx::new(&[("Dockerfile", &df), ("a.txt", "a\n")])?;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let out = hutch(
+            &pod,
+            &[
+                "build",
+                "--no-cache",
+                "--build-arg",
+                "SOURCE_DATE_EPOCH=1700000000",
+                &ctx.arg(),
+            ],
+        )?;
+        ensure!(out.status.success(), "build: {}", text(&out));
+        ensure!(
+            !String::from_utf8_lossy(&out.stderr).contains("Using cache"),
+            "{}",
+            text(&out)
+        );
+        ids.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    ensure!(ids[0] == ids[1] && ids[0].starts_with("sha256:"), "{ids:?}");
+
+    // A failing RUN: its exit code and output.
+    let ctx = Ctx::new(&[(
+        "Dockerfile",
+        &format!("FROM {base}\nRUN echo about to fail; exit 3\n"),
+    )])?;
+    let out = hutch(&pod, &["build", &ctx.arg()])?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
+    ensure!(t.contains("returned a non-zero code: 3"), "{t}");
+    ensure!(t.matches("about to fail").count() >= 2, "{t}");
+
+    // A broken Dockerfile: file, line and column.
+    let ctx = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nRUNN echo\n"))])?;
+    let out = hutch(&pod, &["build", &ctx.arg()])?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
+    ensure!(
+        t.contains("Dockerfile:2:1: unknown instruction: RUNN"),
+        "{t}"
+    );
+
+    // COPY from outside the context is refused.
+    let ctx = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nCOPY ../x /x\n"))])?;
+    let out = hutch(&pod, &["build", &ctx.arg()])?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
+    ensure!(t.contains("outside the build context"), "{t}");
+
+    // A missing source names it.
+    let ctx = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nCOPY nothere /x\n"))])?;
+    let out = hutch(&pod, &["build", &ctx.arg()])?;
+    let t = text(&out);
+    ensure!(
+        !out.status.success() && t.contains("\"/nothere\": not found"),
+        "{t}"
+    );
+    pod.stop()
+}
+
+#[test]
+fn hutch_build_push_lands_in_the_registry() -> Result<()> {
+    use hutch_tests::registry::{Registry, RegistryVariant};
+    let pod = Pod::start(&PodSpec::new())?;
+    let base = load_busybox(&pod)?;
+    let registry = Registry::start(&pod, RegistryVariant::Plain)?;
+    let name = registry.image_ref("built/app:1");
+    let ctx = Ctx::new(&[
+        (
+            "Dockerfile",
+            &format!("FROM {base}\nCOPY msg /msg\nCMD [\"cat\", \"/msg\"]\n"),
+        ),
+        ("msg", "pushed and pulled\n"),
+    ])?;
+    let out = hutch(&pod, &["build", "--push", "-t", &name, &ctx.arg()])?;
+    ensure!(out.status.success(), "build --push: {}", text(&out));
+    let daemon = Daemon::start(&pod)?;
+    daemon.docker_ok(&["rmi", &name])?;
+    let pulled = daemon.docker_ok(&["pull", &name])?;
+    ensure!(pulled.contains("Downloaded newer image"), "{pulled}");
+    let ran = daemon.docker_ok(&["run", "--rm", &name])?;
+    ensure!(ran == "pushed and pulled\n", "{ran}");
+    daemon.stop()?;
+    registry.stop()?;
+    pod.stop()
+}
+
+#[test]
+fn hutch_build_run_mounts_add_tar_and_copy_heredoc() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let base = load_busybox(&pod)?;
+    const SECRET: &str = "s3cr3t-v4lue-never-stored";
+    let secrets = Ctx::new(&[("token", SECRET)])?;
+    let df = format!(
+        r#"FROM {base}
+RUN --mount=type=secret,id=tok echo "secret-len=$(wc -c < /run/secrets/tok)" > /secret-info
+RUN --mount=type=bind,source=data,target=/mnt/data cat /mnt/data/x > /from-bind
+RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/f && grep -q ' /scratch tmpfs ' /proc/mounts && echo tmpfs-ok > /tmpfs-ok
+ADD arch.tar.gz /unpacked/
+COPY <<EOF /etc/motd
+hello from a heredoc
+EOF
+CMD ["sh", "-c", "cat /secret-info /from-bind /tmpfs-ok /unpacked/dir/inner.txt /etc/motd; ls /scratch /mnt/data /run/secrets 2>&1 | sort"]
+"#
+    );
+    let ctx = Ctx::new(&[("Dockerfile", &df), ("data/x", "bound file\n")])?;
+    // A tar.gz in the context: ADD extracts it.
+    let src = Ctx::new(&[("dir/inner.txt", "inside the tarball\n")])?;
+    let tgz = ctx.dir.path().join("arch.tar.gz");
+    let made = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .args(["-C", &src.arg(), "dir"])
+        .status()?;
+    ensure!(made.success(), "tar -czf");
+    set_mode(&tgz, 0o644)?;
+
+    let secret_arg = format!("id=tok,src={}/token", secrets.arg());
+    let out = hutch(
+        &pod,
+        &["build", "--secret", &secret_arg, "-t", "mounts", &ctx.arg()],
+    )?;
+    ensure!(out.status.success(), "build: {}", text(&out));
+
+    let daemon = Daemon::start(&pod)?;
+    let ran = daemon.docker_ok(&["run", "--rm", "mounts"])?;
+    let want = format!(
+        "secret-len={}\nbound file\ntmpfs-ok\ninside the tarball\nhello from a heredoc\n",
+        SECRET.len()
+    );
+    ensure!(ran.starts_with(&want), "{ran}");
+    for gone in ["/scratch", "/mnt/data", "/run/secrets"] {
+        ensure!(
+            ran.contains(&format!("ls: {gone}: No such file or directory")),
+            "{gone} was left in the image: {ran}"
+        );
+    }
+    // The secret is in no layer and not in the history.
+    let history = daemon.docker_ok(&["history", "--no-trunc", "mounts"])?;
+    ensure!(!history.contains(SECRET), "{history}");
+    let saved = daemon
+        .docker()
+        .args(["save", "mounts"])
+        .output()
+        .context("docker save")?;
+    ensure!(saved.status.success(), "save: {}", text(&saved));
+    let mut archive = tar::Archive::new(std::io::Cursor::new(saved.stdout));
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes)?;
+        let plain = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out)?;
+            out
+        } else {
+            bytes
+        };
+        ensure!(
+            !plain.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "the secret is in {}",
+            entry.path()?.display()
+        );
+    }
+    daemon.stop()?;
+    pod.stop()
+}
