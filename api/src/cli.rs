@@ -91,6 +91,9 @@ pub struct NetArgs {
     /// `auto`, `kernel` or `l4-relay`.
     #[arg(long, default_value = "auto")]
     pub uplink: String,
+    /// The pod's resolver configuration (names not of containers go there).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +177,14 @@ pub struct DaemonArgs {
     /// The daemon's TLS private key (PEM).
     #[arg(long, value_name = "FILE")]
     pub tlskey: Option<PathBuf>,
+    /// Where the daemon keeps run-time state (containers' netns binds);
+    /// default: the directory of the default socket.
+    #[arg(long, value_name = "DIR")]
+    pub exec_root: Option<PathBuf>,
+    /// How containers reach the pod's network: `auto` (the kernel path when
+    /// the pod allows it, else the layer-4 relay), `kernel` or `l4-relay`.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub network_uplink: String,
 }
 
 #[derive(Debug, Args)]

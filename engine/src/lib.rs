@@ -8,3 +8,4 @@ pub mod doctor;
 pub mod network;
 pub mod runtime;
 pub mod supervisor;
+pub mod volumes;

@@ -4,14 +4,15 @@
 //! dummy link, as a pod's eth0) and an HTTP server in the pod's netns.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hutch_engine::runtime::ContainerSpec;
 use serde_json::{json, Value};
 
-use crate::podsim::hutch_bin;
+use crate::podsim::{hutch_bin, Pod};
 use crate::runtime::Rig;
 
 /// The pod's own address in these tests.
@@ -24,8 +25,12 @@ pub const POD_HTTP_BODY: &str = "hello-from-the-pod";
 /// Gives the pod an address on a veth link (as host root in its netns)
 /// and starts busybox httpd there as pod root; returns the httpd process.
 pub fn pod_network(rig: &Rig) -> anyhow::Result<Child> {
-    let status = rig
-        .pod
+    pod_network_in(&rig.pod)
+}
+
+/// [`pod_network`] for any pod (a daemon's).
+pub fn pod_network_in(pod: &Pod) -> anyhow::Result<Child> {
+    let status = pod
         .sidecar("sh")
         .args([
             "-c",
@@ -35,11 +40,17 @@ pub fn pod_network(rig: &Rig) -> anyhow::Result<Child> {
         ])
         .status()?;
     anyhow::ensure!(status.success(), "configuring the pod's address: {status}");
-    rig.pod_sh(&format!(
-        "mkdir -p /var/lib/hutch/www && echo {POD_HTTP_BODY} > /var/lib/hutch/www/index.html"
-    ))?;
-    let httpd = rig
-        .pod
+    let out = pod
+        .exec("sh")
+        .args([
+            "-c",
+            &format!(
+                "mkdir -p /var/lib/hutch/www && echo {POD_HTTP_BODY} > /var/lib/hutch/www/index.html"
+            ),
+        ])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "writing the pod's web page: {out:?}");
+    let httpd = pod
         .exec("/bin/busybox")
         .args([
             "httpd",
@@ -65,10 +76,16 @@ pub struct Session {
 
 impl Session {
     pub fn start(rig: &Rig, uplink: &str) -> anyhow::Result<Session> {
+        Session::start_with(rig, uplink, &[])
+    }
+
+    /// A session with more `hutch __net` options (`--resolv-conf PATH`).
+    pub fn start_with(rig: &Rig, uplink: &str, extra: &[&str]) -> anyhow::Result<Session> {
         let mut child = rig
             .pod
             .exec(hutch_bin())
             .args(["__net", "--uplink", uplink])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -137,4 +154,103 @@ pub fn wait_file(rig: &Rig, id: &str, name: &str, timeout: Duration) -> anyhow::
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The network fixture (tests/tools/net_tool.rs), built beside hutch.
+pub fn net_tool() -> PathBuf {
+    hutch_bin().with_file_name("net-tool")
+}
+
+/// What the pod's DNS server ([`pod_dns`]) answers for every A query.
+pub const POD_DNS_ANSWER: &str = "10.9.8.7";
+/// The ports of the UDP echo servers [`pod_dns`] also runs in the pod.
+pub const POD_UDP_ECHO_PORT: u16 = 5300;
+pub const POD_UDP_ECHO_PORT2: u16 = 5301;
+
+/// Starts, in the pod's netns, a DNS server on port 53 (as host root: the
+/// pod's root may not bind ports below 1024 there) that answers every A
+/// query with [`POD_DNS_ANSWER`], and UDP echo servers on
+/// [`POD_UDP_ECHO_PORT`] and [`POD_UDP_ECHO_PORT2`] (as pod root). Writes a resolv.conf naming the
+/// pod's address and returns its path in the pod with the two processes.
+pub fn pod_dns(rig: &Rig) -> anyhow::Result<(String, Vec<Child>)> {
+    let quiet = |mut c: Command| -> anyhow::Result<Child> {
+        Ok(c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?)
+    };
+    let mut dns = rig.pod.sidecar(net_tool());
+    dns.args(["dns", "53", POD_DNS_ANSWER]);
+    let mut children = vec![quiet(dns)?];
+    for port in [POD_UDP_ECHO_PORT, POD_UDP_ECHO_PORT2] {
+        let mut echo = rig.pod.exec(net_tool());
+        echo.args(["echo", &port.to_string()]);
+        children.push(quiet(echo)?);
+    }
+    let name = "pod-resolv.conf";
+    let host = rig.pod.data_dir_host().join(name);
+    std::fs::write(&host, format!("nameserver {POD_IP}\noptions timeout:2\n"))?;
+    set_mode(&host, 0o644)?;
+    Ok((
+        rig.pod.data_root().join(name).display().to_string(),
+        children,
+    ))
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
+}
+
+/// Builds a layer (a directory in the pod's data dir) holding the host
+/// programs `programs` in /usr/local/bin and the shared libraries they load
+/// at their host paths, so dynamically linked host tools (the UDP fixture,
+/// iperf3) run in busybox containers. Returns the layer's path in the pod;
+/// put it first in a spec's `rootfs.lower`.
+pub fn tools_layer(rig: &Rig, name: &str, programs: &[PathBuf]) -> anyhow::Result<PathBuf> {
+    let rel = format!("tools/{name}");
+    let root = rig.pod.data_dir_host().join(&rel);
+    let mut files: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for program in programs {
+        let base = program.file_name().context("program name")?;
+        files.push((program.clone(), Path::new("usr/local/bin").join(base)));
+        for lib in shared_libraries(program)? {
+            let inside = lib.strip_prefix("/").unwrap_or(&lib).to_path_buf();
+            files.push((lib, inside));
+        }
+    }
+    for (from, to) in files {
+        let dest = root.join(&to);
+        let mut dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
+        std::fs::create_dir_all(&dir)?;
+        while dir.starts_with(rig.pod.data_dir_host()) && dir != rig.pod.data_dir_host() {
+            set_mode(&dir, 0o755)?;
+            dir.pop();
+        }
+        std::fs::copy(&from, &dest)
+            .with_context(|| format!("copying {} into the tools layer", from.display()))?;
+        set_mode(&dest, 0o755)?;
+    }
+    Ok(rig.pod.data_root().join(rel))
+}
+
+/// The shared libraries `program` loads (with the dynamic loader), by `ldd`.
+fn shared_libraries(program: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let out = Command::new("ldd").arg(program).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("not a dynamic executable") || text.contains("statically linked") {
+        return Ok(Vec::new());
+    }
+    anyhow::ensure!(out.status.success(), "ldd {}: {text}", program.display());
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let path = match line.split_once("=>") {
+                Some((_, right)) => right.split_whitespace().next(),
+                None => line.split_whitespace().next(),
+            }?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect())
 }

@@ -6,7 +6,10 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use hutch_tests::network::{self, Session, POD_HTTP_BODY, POD_HTTP_PORT, POD_IP};
+use hutch_tests::network::{
+    self, Session, POD_DNS_ANSWER, POD_HTTP_BODY, POD_HTTP_PORT, POD_IP, POD_UDP_ECHO_PORT,
+    POD_UDP_ECHO_PORT2,
+};
 use hutch_tests::podsim::PodSpec;
 use hutch_tests::runtime::Rig;
 use serde_json::{json, Value};
@@ -54,6 +57,19 @@ macro_rules! in_variants {
 
 fn sh(rig: &Rig, id: &str, script: &str) -> hutch_engine::runtime::ContainerSpec {
     rig.spec(id, &["sh", "-c", script])
+}
+
+/// `wget` of the pod's 127.0.0.1:`port`, retried for a few seconds while the
+/// container behind it starts.
+fn retry_pod_get(rig: &Rig, port: u16) -> anyhow::Result<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match rig.pod_sh(&format!("busybox wget -qO- http://127.0.0.1:{port}/")) {
+            Ok(got) => return Ok(got),
+            Err(e) if std::time::Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 fn host_port(settings: &Value, key: &str) -> anyhow::Result<u16> {
@@ -174,7 +190,8 @@ fn names_uplink_and_ports(variant: Variant) -> anyhow::Result<()> {
         host_port(&again, "80/tcp")? == random,
         "random port after restart: {again}"
     );
-    let got = rig.pod_sh(&format!("busybox wget -qO- http://127.0.0.1:{random}/"))?;
+    // The container was started again just now: its httpd may not listen yet.
+    let got = retry_pod_get(&rig, random)?;
     ensure!(
         got.trim() == "web-ok",
         "localhost:{random} after restart: {got:?}"
@@ -223,3 +240,136 @@ fn names_uplink_and_ports(variant: Variant) -> anyhow::Result<()> {
     rig.pod.stop()
 }
 in_variants!(names_uplink_and_ports);
+
+/// UDP both ways, with neither NET_ADMIN over the pod (relay variant) nor
+/// tun: a container's datagrams to a UDP service in the pod and to the
+/// pod's resolver (directly, through the default bridge's resolv.conf, and
+/// forwarded by the embedded DNS server); datagrams to a container's UDP
+/// server through published ports on the pod's localhost, fixed and random.
+fn udp_both_ways(variant: Variant) -> anyhow::Result<()> {
+    let rig = Rig::start(&variant.pod())?;
+    let httpd = network::pod_network(&rig)?;
+    let (resolv, fixtures) = network::pod_dns(&rig)?;
+    let tools = network::tools_layer(&rig, "udp", &[network::net_tool()])?;
+    let with_tools = |id: &str, script: &str| {
+        let mut spec = sh(&rig, id, script);
+        spec.rootfs.lower.insert(0, tools.clone());
+        spec
+    };
+    let mut s = Session::start_with(&rig, "auto", &["--resolv-conf", &resolv])?;
+    let info = s.call(json!({"op": "info"}))?;
+    ensure!(info["uplink"] == variant.uplink(), "uplink: {info}");
+    s.call(json!({"op": "create", "name": "udpnet"}))?;
+
+    let echo = with_tools("udpecho", "exec net-tool echo 5353");
+    let settings = s.run(
+        &echo,
+        json!({"networks": ["udpnet"], "publish": ["15353:5353/udp", "5353/udp"]}),
+    )?;
+    let ports: Vec<u16> = settings["Ports"]["5353/udp"]
+        .as_array()
+        .with_context(|| format!("no 5353/udp bindings in {settings}"))?
+        .iter()
+        .filter_map(|b| b["HostPort"].as_str()?.parse().ok())
+        .collect();
+    ensure!(
+        ports.len() == 2 && ports[0] == 15353 && ports[1] != 0,
+        "5353/udp bindings: {settings}"
+    );
+
+    let client = with_tools(
+        "uclient",
+        &format!(
+            "net-tool send {POD_IP}:{POD_UDP_ECHO_PORT} ping-from-container > /r-echo 2>&1; \
+             net-tool send-each two-flows {POD_IP}:{POD_UDP_ECHO_PORT} \
+               {POD_IP}:{POD_UDP_ECHO_PORT2} > /r-each 2>&1; \
+             nslookup direct.test {POD_IP} > /r-direct 2>&1; \
+             nslookup forwarded.test > /r-fwd 2>&1; touch /done"
+        ),
+    );
+    s.run(&client, json!({"networks": ["udpnet"]}))?;
+    let bridged = with_tools(
+        "bclient",
+        "cat /etc/resolv.conf > /r-resolv; nslookup viabridge.test > /r-bridge 2>&1; touch /done",
+    );
+    s.run(&bridged, json!({}))?;
+    network::wait_file(&rig, "uclient", "done", WAIT)?;
+    network::wait_file(&rig, "bclient", "done", WAIT)?;
+    let read = |id: &str, name: &str| network::wait_file(&rig, id, name, Duration::ZERO);
+    let echoed = read("uclient", "r-echo")?;
+    ensure!(
+        echoed.trim() == "ping-from-container",
+        "UDP echo in the pod, from a container: {echoed:?}"
+    );
+    // One client socket, two destinations at once: each flow keeps its
+    // own reply tuple (the relay's UDP port range) and replies come from
+    // the address asked.
+    let each = read("uclient", "r-each")?;
+    ensure!(
+        each.trim() == "all answered",
+        "two flows from one socket: {each:?}"
+    );
+    for (id, file, what) in [
+        ("uclient", "r-direct", "the pod's resolver, asked directly"),
+        ("uclient", "r-fwd", "forwarded by the embedded DNS server"),
+        (
+            "bclient",
+            "r-bridge",
+            "the pod's resolver from the default bridge",
+        ),
+    ] {
+        let got = read(id, file)?;
+        ensure!(
+            got.contains(&format!("Address: {POD_DNS_ANSWER}")),
+            "{what}: {got:?} (resolv.conf: {:?})",
+            read("bclient", "r-resolv")
+        );
+    }
+
+    for port in ports {
+        let out = rig
+            .pod
+            .exec(network::net_tool())
+            .args([
+                "send",
+                &format!("127.0.0.1:{port}"),
+                &format!("hello-{port}"),
+            ])
+            .output()?;
+        let got = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success() && got.trim() == format!("hello-{port}"),
+            "published UDP port {port}: {got:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    for id in ["udpecho", "uclient", "bclient"] {
+        s.call(json!({"op": "stop", "id": id}))?;
+        s.call(json!({"op": "forget", "id": id}))?;
+    }
+    s.call(json!({"op": "rm", "name": "udpnet"}))?;
+    let k = s.call(json!({"op": "kernel"}))?;
+    let links = k["bridge"]["links"].to_string();
+    ensure!(!links.contains("veth"), "links left: {links}");
+    s.shutdown()?;
+    let tables = rig.pod.sidecar("nft").args(["list", "tables"]).output()?;
+    let tables = String::from_utf8_lossy(&tables.stdout);
+    ensure!(!tables.contains("hutch"), "nftables table left: {tables}");
+    // Nothing listens on the published ports once the container is gone.
+    let out = rig
+        .pod
+        .exec(network::net_tool())
+        .args(["send", "127.0.0.1:15353", "anyone"])
+        .output()?;
+    ensure!(
+        !out.status.success(),
+        "15353/udp still answers after removal"
+    );
+    for mut child in fixtures.into_iter().chain([httpd]) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    rig.pod.stop()
+}
+in_variants!(udp_both_ways);

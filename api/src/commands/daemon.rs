@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use hutch_engine::bootstrap::{self, BootstrapOptions};
 use hutch_engine::containers::{Engine, EngineEvent, EngineOptions};
+use hutch_engine::network::{Networks, NetworksConfig, UplinkPreference};
 
 use crate::cli::{DaemonArgs, GlobalOptions};
 use crate::defaults;
@@ -59,13 +60,16 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
     let images = super::images::open_store_at(&data_root)?;
     let events = Arc::new(EventBus::default());
     let sink = events.clone();
+    let mut warnings = ns.warnings;
+    let networks = open_networks(args, &data_root, &mut warnings)?;
     let engine = Engine::open(EngineOptions {
         data_root: data_root.clone(),
         exe: std::env::current_exe().context("locating the hutch binary")?,
         proc_mode: ns.proc_mode,
-        warnings: ns.warnings,
+        warnings,
         private_layers_on_tmpfs: args.private_layers_tmpfs,
         on_event: Some(Arc::new(move |e: &EngineEvent| sink.publish_container(e))),
+        networks: networks.clone(),
     })
     .context("opening the container engine")?;
     let config = server::Config {
@@ -82,8 +86,47 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(server::serve(config))?;
+    let served = runtime.block_on(server::serve(config));
+    // Links and nftables rules in the pod's netns outlive us otherwise.
+    if let Some(nets) = networks {
+        if let Err(e) = nets.shutdown() {
+            tracing::warn!(%e, "tearing the networks down");
+        }
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The bridge networks, in a bridge netns of the engine's; without them
+/// (a pod that cannot make network namespaces) containers run with
+/// network `none` and every create says so.
+fn open_networks(
+    args: &DaemonArgs,
+    data_root: &std::path::Path,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Option<Arc<Networks>>> {
+    let uplink = match args.network_uplink.as_str() {
+        "auto" => UplinkPreference::Auto,
+        "kernel" => UplinkPreference::Kernel,
+        "l4-relay" => UplinkPreference::L4Relay,
+        other => bail!("unknown --network-uplink {other:?}: use auto, kernel or l4-relay"),
+    };
+    let cfg = NetworksConfig {
+        data_root: data_root.to_path_buf(),
+        run_dir: args.exec_root.clone().unwrap_or_else(defaults::socket_dir),
+        uplink,
+        resolv_conf: "/etc/resolv.conf".into(),
+    };
+    match Networks::open(&cfg, bootstrap::pod_parent()) {
+        Ok(n) => Ok(Some(Arc::new(n))),
+        Err(e) => {
+            tracing::error!(%e, "networking is unavailable");
+            warnings.push(format!(
+                "networking is unavailable ({e}): containers run with network mode \"none\""
+            ));
+            Ok(None)
+        }
+    }
 }
 
 /// dockerd's TLS flags: `--tlsverify` implies `--tls`; both need a

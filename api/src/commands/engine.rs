@@ -223,6 +223,7 @@ pub fn run(global: &GlobalOptions, args: EngineArgs) -> anyhow::Result<ExitCode>
         warnings: ns.warnings,
         on_event: None,
         private_layers_on_tmpfs: args.private_layers_tmpfs,
+        networks: None,
     })?;
     let code = execute(&engine, cmd, &mut std::io::stdout().lock());
     engine.flush();

@@ -109,7 +109,7 @@ pub fn run(args: &NetArgs) -> anyhow::Result<ExitCode> {
         data_root: args.data_root.clone(),
         run_dir: args.run_dir.clone(),
         uplink,
-        resolv_conf: "/etc/resolv.conf".into(),
+        resolv_conf: args.resolv_conf.clone(),
     };
     let networks = Networks::open(&cfg, bootstrap::pod_parent())?;
     let runtime = Runtime::from_current_exe().context("locating the hutch binary")?;
@@ -192,6 +192,7 @@ impl Session {
                 &EndpointOptions {
                     aliases,
                     ipv4_address: None,
+                    mac_address: None,
                 },
             )?)?,
             Cmd::Disconnect { network, container } => {
@@ -243,7 +244,10 @@ impl Session {
                 nets.forget(&id)?;
                 Value::Null
             }
-            Cmd::Kernel => kernel_state(nets)?,
+            Cmd::Kernel => {
+                nets.settle();
+                kernel_state(nets)?
+            }
             Cmd::Shutdown => Value::Null,
         })
     }
@@ -286,6 +290,7 @@ fn container_networking(
                         EndpointOptions {
                             aliases: aliases.clone(),
                             ipv4_address: None,
+                            mac_address: None,
                         },
                     )
                 })

@@ -141,9 +141,10 @@ fn store_status(err: &StoreError) -> StatusCode {
 impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> ApiError {
         let status = match &err {
-            EngineError::NotFound(_) | EngineError::ExecNotFound(_) | EngineError::Image(_) => {
-                StatusCode::NOT_FOUND
-            }
+            EngineError::NotFound(_)
+            | EngineError::ExecNotFound(_)
+            | EngineError::Image(_)
+            | EngineError::VolumeNotFound(_) => StatusCode::NOT_FOUND,
             EngineError::Ambiguous(_) | EngineError::Invalid(_) => StatusCode::BAD_REQUEST,
             EngineError::Conflict(_) | EngineError::NotRunning(_) => StatusCode::CONFLICT,
             EngineError::NotModified => StatusCode::NOT_MODIFIED,
@@ -153,6 +154,7 @@ impl From<EngineError> for ApiError {
                 code: 126 | 127, ..
             } => StatusCode::BAD_REQUEST,
             EngineError::Failed { .. } | EngineError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EngineError::Network(e) => network_status(e),
         };
         let message = match &err {
             EngineError::Failed { message, .. } => format!(
@@ -171,6 +173,28 @@ impl From<tokio::task::JoinError> for ApiError {
     fn from(err: tokio::task::JoinError) -> ApiError {
         tracing::error!(%err, "a request's worker thread failed");
         ApiError::internal(format!("internal error: {err}"))
+    }
+}
+
+/// Docker's status for a networking error.
+pub fn network_status(e: &hutch_engine::network::NetworkError) -> StatusCode {
+    use hutch_engine::network::NetworkError as N;
+    match e {
+        N::NotFound(_) => StatusCode::NOT_FOUND,
+        N::Invalid(_) | N::NotRunning(_) => StatusCode::BAD_REQUEST,
+        N::Exists(_) | N::AlreadyConnected { .. } => StatusCode::CONFLICT,
+        // libnetwork's ActiveEndpointsError is a Forbidden, as is removing
+        // a predefined network.
+        N::InUse(_) | N::Predefined(_) => StatusCode::FORBIDDEN,
+        N::NotConnected { .. } | N::Exhausted(_) | N::Io { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+impl From<hutch_engine::network::NetworkError> for ApiError {
+    fn from(err: hutch_engine::network::NetworkError) -> ApiError {
+        ApiError::new(network_status(&err), err.to_string())
     }
 }
 

@@ -26,6 +26,8 @@ pub struct ImageRunConfig {
     pub user: Option<String>,
     pub healthcheck: Option<HealthConfig>,
     pub stop_signal: Option<String>,
+    /// VOLUME destinations (`{"/data": {}}`).
+    pub volumes: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 impl ImageRunConfig {
@@ -220,10 +222,11 @@ pub fn build(
         .clone()
         .or_else(|| image.stop_signal.clone())
         .unwrap_or_else(|| "SIGTERM".into());
+    // Bridge networks and `container:` are set up by the engine's networks
+    // ([`crate::network::Networks::attach`]) over this.
     let network = match opts.network_mode.as_deref() {
         Some("host") => NetworkMode::Host,
-        None | Some("none") | Some("") | Some("default") | Some("bridge") => NetworkMode::None,
-        Some(other) => return Err(format!("network mode {other:?} is not supported yet")),
+        _ => NetworkMode::None,
     };
 
     let mut process = ProcessSpec::new(argv);
@@ -278,6 +281,12 @@ pub fn build(
         healthcheck,
         stop_signal,
         stop_timeout: opts.stop_timeout.unwrap_or(10),
+        mounts: Vec::new(),
+        image_volumes: image
+            .volumes
+            .as_ref()
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default(),
     };
     Ok((config, spec))
 }

@@ -42,7 +42,8 @@ pub struct CreateOptions {
     /// Seconds between the stop signal and SIGKILL (default 10).
     pub stop_timeout: Option<u32>,
     pub log_config: LogConfig,
-    /// `--network none|host` until networking lands.
+    /// `HostConfig.NetworkMode`: `bridge` (or empty/`default`), `host`,
+    /// `none`, `container:<id>` or a network's name or ID.
     pub network_mode: Option<String>,
     /// `--rm`: removed once its process has ended for good.
     pub auto_remove: bool,
@@ -53,6 +54,19 @@ pub struct CreateOptions {
     /// `--security-opt`: `seccomp=unconfined`, `no-new-privileges[=true]`;
     /// `apparmor=` and `label=` are accepted and have nothing to act on.
     pub security_opt: Vec<String>,
+    /// Networks, published ports, DNS and hosts entries (`network_mode`
+    /// says which networks).
+    pub network: super::networking::NetworkOptions,
+    /// `-v` (HostConfig.Binds): `SRC:DST[:MODE]`, `DST[:MODE]`.
+    pub binds: Vec<String>,
+    /// `--mount` (HostConfig.Mounts).
+    pub mounts: Vec<crate::volumes::MountRequest>,
+    /// `--tmpfs` (HostConfig.Tmpfs): destination → options.
+    pub tmpfs: BTreeMap<String, String>,
+    /// `--volumes-from`: `CONTAINER[:ro|rw]`.
+    pub volumes_from: Vec<String>,
+    /// Config.Volumes: destinations that get anonymous volumes.
+    pub volumes: Vec<String>,
 }
 
 /// One `--ulimit NAME=SOFT[:HARD]` (Docker's `HostConfig.Ulimits` entry).
@@ -290,6 +304,12 @@ pub struct ContainerConfig {
     pub healthcheck: Option<HealthConfig>,
     pub stop_signal: String,
     pub stop_timeout: u32,
+    /// The mounts as resolved at create (Docker's `Mounts`).
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::MountPoint>,
+    /// The image's VOLUME destinations (inspect's Config.Volumes).
+    #[serde(default)]
+    pub image_volumes: Vec<String>,
 }
 
 #[cfg(test)]

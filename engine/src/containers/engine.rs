@@ -21,13 +21,19 @@ use super::config::{ContainerConfig, CreateOptions, RestartPolicy, RestartPolicy
 use super::ids;
 use super::logread::{self, LogLine, LogsOptions, OpenedLog};
 use super::names::{self, NameError, Names};
+use super::networking;
 use super::protocol::{self, Event, Kind, Reply, Request};
 use super::spare::SparePool;
 use super::state::{State, Status};
 use super::store::{ContainerDir, Store};
 use super::timefmt;
 use super::tmpfs_layers::TmpfsLayers;
+use crate::network::{ContainerNetworking, Mode as NetMode, NetworkSettings, Networks};
 use crate::runtime::{idmapped, image_ids, IdAllocator, IdMap, ProcMode, ProcessSpec};
+use crate::volumes::VolumeStore;
+
+mod volume_ops;
+pub use volume_ops::{VolumeUsage, VolumesPruned};
 
 /// Docker's default detach keys: ctrl-p, ctrl-q.
 pub const DEFAULT_DETACH_KEYS: &[u8] = &[0x10, 0x11];
@@ -52,11 +58,16 @@ pub enum EngineError {
     NotRunning(String),
     #[error("No such image: {0}")]
     Image(String),
+    /// Docker's 404 text for a volume.
+    #[error("get {0}: no such volume")]
+    VolumeNotFound(String),
     /// The process could not be started; `code` is Docker's exit code.
     #[error("{message}")]
     Failed { code: i32, message: String },
     #[error("{0}")]
     Io(#[from] io::Error),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
 }
 
 impl From<NameError> for EngineError {
@@ -96,6 +107,8 @@ pub struct EngineOptions {
     /// private-mode containers (which the kernel idmaps only there); without
     /// it private mode is refused.
     pub private_layers_on_tmpfs: bool,
+    /// Bridge networks; without them every container runs as `none`.
+    pub networks: Option<Arc<Networks>>,
 }
 
 impl Default for EngineOptions {
@@ -107,6 +120,7 @@ impl Default for EngineOptions {
             warnings: Vec::new(),
             on_event: None,
             private_layers_on_tmpfs: false,
+            networks: None,
         }
     }
 }
@@ -133,6 +147,8 @@ pub struct ContainerDetails {
     pub state: State,
     pub log_path: PathBuf,
     pub rootfs_upper: PathBuf,
+    /// Its endpoints and published ports, when networking is on.
+    pub network: Option<NetworkSettings>,
 }
 
 /// One client to attach at a start ([`Engine::start_attached`]).
@@ -198,6 +214,10 @@ struct Inner {
     opts: EngineOptions,
     spares: SparePool,
     tmpfs_layers: Option<TmpfsLayers>,
+    volumes: VolumeStore,
+    /// Held while a create attaches volumes and while volumes are removed,
+    /// so a removal never takes a volume a create is about to use.
+    volumes_lock: Mutex<()>,
     table: Mutex<Table>,
     changed: Condvar,
 }
@@ -233,6 +253,7 @@ impl Engine {
         let images =
             ImageStore::open(&opts.data_root).map_err(|e| EngineError::Io(io::Error::other(e)))?;
         let spares = SparePool::new(opts.exe.clone());
+        let volumes = VolumeStore::open(&opts.data_root)?;
         let tmpfs_layers = if opts.private_layers_on_tmpfs {
             Some(TmpfsLayers::mount(&opts.data_root)?)
         } else {
@@ -245,11 +266,14 @@ impl Engine {
                 opts,
                 spares,
                 tmpfs_layers,
+                volumes,
+                volumes_lock: Mutex::new(()),
                 table: Mutex::new(Table::default()),
                 changed: Condvar::new(),
             }),
         };
         engine.load()?;
+        engine.start_networking()?;
         engine.remove_ended_auto_removes();
         engine.inner.spares.refill();
         Ok(engine)
@@ -271,7 +295,7 @@ impl Engine {
             .map(|(id, _)| id.clone())
             .collect();
         for id in ended {
-            if let Err(e) = self.remove(&id, true) {
+            if let Err(e) = self.remove_with_volumes(&id, true, true) {
                 tracing::warn!(%id, %e, "removing an --rm container that ended meanwhile");
             }
         }
@@ -398,7 +422,7 @@ impl Engine {
                 engine.refresh(&id);
                 // The supervisor is gone: the process will not run again.
                 if engine.auto_removes(&id) {
-                    if let Err(e) = engine.remove(&id, true) {
+                    if let Err(e) = engine.remove_with_volumes(&id, true, true) {
                         tracing::warn!(%id, %e, "removing an --rm container");
                     }
                 }
@@ -411,7 +435,10 @@ impl Engine {
     fn on_event(&self, id: &str, event: Event) {
         match event {
             Event::Start { .. } => self.emit("start", id, &[]),
-            Event::Die { code } => self.emit("die", id, &[("exitCode", code.to_string())]),
+            Event::Die { code } => {
+                self.release_network_in_background(id);
+                self.emit("die", id, &[("exitCode", code.to_string())])
+            }
             Event::Restarting => self.emit("restart", id, &[]),
             Event::HealthStatus { status } => {
                 self.emit(&format!("health_status: {status}"), id, &[])
@@ -465,7 +492,7 @@ impl Engine {
     }
 
     /// `docker create`.
-    pub fn create(&self, opts: CreateOptions) -> Result<Created> {
+    pub fn create(&self, mut opts: CreateOptions) -> Result<Created> {
         let details = self
             .inner
             .images
@@ -477,6 +504,7 @@ impl Engine {
             .layer_chain(&opts.image)
             .map_err(|e| EngineError::Io(io::Error::other(e)))?;
         let image = ImageRunConfig::from_image_config(&details.config);
+        Self::add_exposed_ports(&mut opts, &details.config);
         let (layers, id_map) = match opts.userns_mode {
             UsernsMode::Identity => (layers, IdMap::identity()),
             UsernsMode::Private => self.private_range(&details, &layers)?,
@@ -517,9 +545,11 @@ impl Engine {
                 }
             }
         };
+        let volumes_guard = self.lock_volumes();
+        let mut made_volumes = Vec::new();
         let made = (|| {
             let dir = self.inner.store.create(&id)?;
-            let (config, spec) = build::build(
+            let (mut config, mut spec) = build::build(
                 &opts,
                 &Inputs {
                     id: &id,
@@ -533,6 +563,8 @@ impl Engine {
                 },
             )
             .map_err(EngineError::Invalid)?;
+            self.attach_network(&config, &mut spec)?;
+            made_volumes = self.add_mounts(&opts, &mut config, &mut spec)?;
             dir.write_spec(&spec)?;
             dir.write_state(&State::default())?;
             // The config last: a directory without one is a half-made
@@ -546,6 +578,8 @@ impl Engine {
                 self.lock().names.release(&name);
                 release(self);
                 let _ = self.inner.store.remove(&id);
+                self.forget_network(&id);
+                self.drop_volumes(&made_volumes);
                 return Err(e);
             }
         };
@@ -557,6 +591,7 @@ impl Engine {
                 watched: false,
             },
         );
+        drop(volumes_guard);
         self.emit("create", &id, &[]);
         Ok(Created {
             id,
@@ -676,6 +711,7 @@ impl Engine {
                 Ok(streams)
             }
             Reply::Failed { code, message } => {
+                self.release_network(&id);
                 self.emit("die", &id, &[("exitCode", code.to_string())]);
                 if self.auto_removes(&id) {
                     self.remove_in_background(&id);
@@ -849,6 +885,12 @@ impl Engine {
     /// `docker rm`: with `force`, kills a running container first. Removes
     /// its directory: rootfs layer, logs, state.
     pub fn remove(&self, query: &str, force: bool) -> Result<()> {
+        self.remove_with_volumes(query, force, false)
+    }
+
+    /// `docker rm [-f] [-v]`: with `volumes`, the container's anonymous
+    /// volumes go too (those no other container uses), as with `--rm`.
+    pub fn remove_with_volumes(&self, query: &str, force: bool, volumes: bool) -> Result<()> {
         let id = self.resolve(query)?;
         let active = self
             .lock()
@@ -886,7 +928,16 @@ impl Engine {
         let id_map = self.inner.store.dir(&id).read_spec().ok().map(|s| s.id_map);
         // The final state (its exit code) for waiters, before it goes.
         self.refresh(&id);
+        // Before waiters can see the container gone: `docker run --rm`
+        // returns with its anonymous volumes removed.
+        if volumes {
+            let config = self.lock().containers.get(&id).map(|r| r.config.clone());
+            if let Some(config) = config {
+                self.remove_anonymous_volumes(&config, &id);
+            }
+        }
         self.inner.store.remove(&id)?;
+        self.forget_network(&id);
         let removed = {
             let mut table = self.lock();
             let removed = table.containers.remove(&id);
@@ -988,6 +1039,7 @@ impl Engine {
             state: r.state.clone(),
             log_path: dir.log(id),
             rootfs_upper: dir.upper(),
+            network: self.network_settings(id, r.config.options.network_mode.as_deref()),
         }
     }
 
@@ -1132,7 +1184,7 @@ impl Engine {
             .name("auto-remove".into())
             .stack_size(256 * 1024)
             .spawn(move || {
-                if let Err(e) = engine.remove(&id, true) {
+                if let Err(e) = engine.remove_with_volumes(&id, true, true) {
                     tracing::warn!(%id, %e, "removing an --rm container");
                 }
             });
@@ -1330,4 +1382,312 @@ pub fn parse_signal(text: &str) -> Option<Signal> {
         format!("SIG{upper}")
     };
     Signal::from_str(&name).ok()
+}
+
+/// Networking: attach at create, plug at each start (through the hook the
+/// supervisor calls), release when the process ends, forget at removal.
+impl Engine {
+    /// Serves the network hook. Containers that kept running while no
+    /// engine ran lost their veths with the previous engine's bridge netns,
+    /// and this engine, in a user namespace of its own, cannot reach into
+    /// their netns to plug them again: they say so in the log and get
+    /// their addresses and ports back at their next start.
+    fn start_networking(&self) -> Result<()> {
+        if self.inner.opts.networks.is_none() {
+            return Ok(());
+        }
+        let weak = Arc::downgrade(&self.inner);
+        networking::serve_hook(
+            &networking::hook_path(&self.inner.opts.data_root),
+            move |id, pid| {
+                let inner = weak.upgrade().ok_or("the engine is shutting down")?;
+                Engine { inner }.plug_network(id, pid)
+            },
+        )?;
+        let running: Vec<String> = self
+            .lock()
+            .containers
+            .iter()
+            .filter(|(_, r)| r.state.is_active())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in running {
+            let hooked = self
+                .inner
+                .store
+                .dir(&id)
+                .read_spec()
+                .is_ok_and(|s| s.network_hook.is_some());
+            if hooked {
+                tracing::warn!(
+                    %id,
+                    "a running container lost its network with the previous daemon: \
+                     restart it to connect it again (same addresses and ports)"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The image's `ExposedPorts` join the request's (`-P` publishes them,
+    /// inspect lists them).
+    fn add_exposed_ports(opts: &mut CreateOptions, image_config: &serde_json::Value) {
+        let exposed = image_config
+            .get("config")
+            .and_then(|c| c.get("ExposedPorts"))
+            .and_then(|e| e.as_object());
+        for key in exposed.into_iter().flat_map(|e| e.keys()) {
+            let key = networking::normalize_port(key);
+            if !opts.network.exposed_ports.contains(&key) {
+                opts.network.exposed_ports.push(key);
+            }
+        }
+    }
+
+    /// What the networks need to know about a container.
+    fn container_networking(&self, config: &ContainerConfig) -> Result<ContainerNetworking> {
+        let o = &config.options;
+        let mode = match o.network_mode.as_deref() {
+            Some(m) if m.starts_with("container:") => {
+                let other = self.resolve(&m["container:".len()..])?;
+                if other == config.id {
+                    return Err(EngineError::Invalid(
+                        "cannot join own network namespace".into(),
+                    ));
+                }
+                Some(format!("container:{other}"))
+            }
+            other => other.map(str::to_string),
+        };
+        networking::describe(
+            &config.id,
+            &config.name,
+            mode.as_deref(),
+            o.hostname.as_deref(),
+            &o.labels,
+            &o.network,
+        )
+        .map_err(EngineError::Invalid)
+    }
+
+    /// At create: reserves the container's endpoints and writes its hosts
+    /// and resolver files; the spec gets their binds, the netns to join
+    /// and, on bridge networks, the hook to plug it at each start.
+    fn attach_network(
+        &self,
+        config: &ContainerConfig,
+        spec: &mut crate::runtime::ContainerSpec,
+    ) -> Result<()> {
+        let Some(nets) = &self.inner.opts.networks else {
+            return Ok(());
+        };
+        let c = self.container_networking(config)?;
+        let attachment = nets.attach(&c).map_err(|e| match e {
+            // Not a 404: clients take a 404 from create for a missing
+            // image and go pulling (Docker finds out at start instead).
+            crate::network::NetworkError::NotFound(n) => {
+                EngineError::Invalid(format!("network {n} not found"))
+            }
+            e => e.into(),
+        })?;
+        if matches!(c.mode, NetMode::Networks(_)) {
+            spec.network_hook = Some(networking::hook_path_for_supervisor(
+                &self.inner.opts.data_root,
+            ));
+        }
+        spec.namespaces.network = attachment.network;
+        spec.mounts.extend(attachment.mounts);
+        spec.hostname = Some(attachment.hostname);
+        Ok(())
+    }
+
+    /// The hook: plugs the created container `id` (init `pid`) in.
+    fn plug_network(&self, id: &str, pid: i32) -> std::result::Result<(), String> {
+        let Some(nets) = &self.inner.opts.networks else {
+            return Ok(());
+        };
+        let config = self
+            .lock()
+            .containers
+            .get(id)
+            .map(|r| r.config.clone())
+            .ok_or_else(|| format!("No such container: {id}"))?;
+        let mut c = self
+            .container_networking(&config)
+            .map_err(|e| e.to_string())?;
+        if matches!(c.mode, NetMode::Networks(_)) {
+            // The endpoints as connect and disconnect left them.
+            let list = nets.endpoints_of(id).map_err(|e| e.to_string())?;
+            c.mode = if list.is_empty() {
+                NetMode::None
+            } else {
+                NetMode::Networks(list)
+            };
+        }
+        let t0 = Instant::now();
+        nets.attach(&c).map_err(|e| e.to_string())?;
+        let t1 = Instant::now();
+        nets.plug(id, pid).map_err(|e| e.to_string())?;
+        tracing::debug!(
+            %id,
+            attach_ms = (t1 - t0).as_secs_f64() * 1e3,
+            plug_ms = t1.elapsed().as_secs_f64() * 1e3,
+            "plugged"
+        );
+        Ok(())
+    }
+
+    /// Deleting veths takes the kernel tens of milliseconds: the watcher
+    /// goes on meanwhile (a restart's plug or the removal's forget waits
+    /// for the networks' lock, so nothing overtakes the release).
+    fn release_network_in_background(&self, id: &str) {
+        if self.inner.opts.networks.is_none() {
+            return;
+        }
+        let engine = self.clone();
+        let owned = id.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("net-release".into())
+            .stack_size(256 * 1024)
+            .spawn(move || engine.release_network(&owned));
+        if let Err(e) = spawned {
+            tracing::warn!(%e, "starting a release thread: releasing in place");
+            self.release_network(id);
+        }
+    }
+
+    fn release_network(&self, id: &str) {
+        if let Some(nets) = &self.inner.opts.networks {
+            let t0 = Instant::now();
+            if let Err(e) = nets.release(id) {
+                tracing::warn!(%id, %e, "releasing a container's network");
+            }
+            tracing::debug!(%id, ms = t0.elapsed().as_secs_f64() * 1e3, "released");
+        }
+    }
+
+    fn forget_network(&self, id: &str) {
+        if let Some(nets) = &self.inner.opts.networks {
+            let t0 = Instant::now();
+            if let Err(e) = nets.forget(id) {
+                tracing::warn!(%id, %e, "forgetting a container's network");
+            }
+            tracing::debug!(%id, ms = t0.elapsed().as_secs_f64() * 1e3, "forgotten");
+        }
+    }
+
+    /// A container's endpoints and ports; `host` and `none` have an entry
+    /// without addresses, as in Docker.
+    fn network_settings(&self, id: &str, mode: Option<&str>) -> Option<NetworkSettings> {
+        let nets = self.inner.opts.networks.as_ref()?;
+        let mut settings = nets.settings(id).ok()?;
+        if let Some(m @ ("host" | "none")) = mode {
+            if let Ok(info) = nets.inspect(m) {
+                settings.networks.insert(
+                    m.to_string(),
+                    crate::network::EndpointSettings {
+                        network_id: info.id,
+                        endpoint_id: String::new(),
+                        gateway: String::new(),
+                        ip_address: String::new(),
+                        ip_prefix_len: 0,
+                        mac_address: String::new(),
+                        aliases: Vec::new(),
+                        dns_names: Vec::new(),
+                    },
+                );
+            }
+        }
+        Some(settings)
+    }
+
+    /// The networks, when networking is on.
+    pub fn networks(&self) -> Option<&Arc<Networks>> {
+        self.inner.opts.networks.as_ref()
+    }
+
+    /// `docker network connect`: a running container is plugged in at
+    /// once, a stopped one at its next start.
+    pub fn network_connect(
+        &self,
+        network: &str,
+        query: &str,
+        opts: &crate::network::EndpointOptions,
+    ) -> Result<()> {
+        let nets = self.networks().ok_or_else(no_networking)?;
+        let id = self.resolve(query)?;
+        let (name, mode) = {
+            let table = self.lock();
+            let r = table
+                .containers
+                .get(&id)
+                .ok_or_else(|| EngineError::NotFound(id.clone()))?;
+            (r.config.name.clone(), r.config.options.network_mode.clone())
+        };
+        if matches!(mode.as_deref(), Some("host") | Some("none"))
+            || mode.as_deref().is_some_and(|m| m.starts_with("container:"))
+        {
+            return Err(EngineError::Invalid(format!(
+                "container sharing network namespace with another container or host cannot be connected to any other network (network mode {})",
+                mode.unwrap_or_default()
+            )));
+        }
+        let net = nets.inspect(network)?;
+        nets.connect(&net.id, &id, &name, opts)?;
+        self.remember_endpoint(&id, &net.name, opts, true)
+    }
+
+    /// `docker network disconnect`.
+    pub fn network_disconnect(&self, network: &str, query: &str) -> Result<()> {
+        let nets = self.networks().ok_or_else(no_networking)?;
+        let id = self.resolve(query)?;
+        let net = nets.inspect(network)?;
+        nets.disconnect(&net.id, &id)?;
+        let empty = crate::network::EndpointOptions::default();
+        self.remember_endpoint(&id, &net.name, &empty, false)
+    }
+
+    /// Keeps the container's config in step with connect/disconnect, so
+    /// the next start plugs the same networks.
+    fn remember_endpoint(
+        &self,
+        id: &str,
+        network: &str,
+        opts: &crate::network::EndpointOptions,
+        connected: bool,
+    ) -> Result<()> {
+        let mut table = self.lock();
+        let Some(r) = table.containers.get_mut(id) else {
+            return Err(EngineError::NotFound(id.to_string()));
+        };
+        let o = &mut r.config.options;
+        let primary = match o.network_mode.as_deref() {
+            None | Some("") | Some("default") => "bridge".to_string(),
+            Some(m) => m.to_string(),
+        };
+        if connected {
+            if network != primary {
+                o.network.endpoints.insert(
+                    network.to_string(),
+                    networking::EndpointConfig {
+                        aliases: opts.aliases.clone(),
+                        ipv4_address: opts.ipv4_address,
+                        mac_address: None,
+                    },
+                );
+            }
+        } else {
+            // Docker keeps the mode even for the primary network: the
+            // container has no endpoint there until connected again.
+            o.network.endpoints.remove(network);
+        }
+        let config = r.config.clone();
+        drop(table);
+        self.inner.store.dir(id).write_config(&config)?;
+        Ok(())
+    }
+}
+
+fn no_networking() -> EngineError {
+    EngineError::Invalid("networking is not enabled in this engine".into())
 }

@@ -5,12 +5,14 @@
 pub mod build;
 pub mod client;
 pub mod config;
-mod copy_tree;
+pub(crate) mod copy_tree;
 pub mod engine;
 pub mod ids;
 pub mod logfile;
 pub mod logread;
+pub mod mounts;
 pub mod names;
+pub mod networking;
 pub mod protocol;
 pub mod spare;
 pub mod state;
@@ -20,5 +22,6 @@ pub mod tmpfs_layers;
 
 pub use engine::{
     AttachSpec, ContainerDetails, ContainerLogs, Created, Engine, EngineError, EngineEvent,
-    EngineOptions, EventSink, ExecDetails, ExecOptions, ExecStream, WaitCondition,
+    EngineOptions, EventSink, ExecDetails, ExecOptions, ExecStream, VolumeUsage, VolumesPruned,
+    WaitCondition,
 };

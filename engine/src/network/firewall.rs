@@ -69,11 +69,12 @@ pub fn batch(networks: &[NetworkRecord], mode: UplinkMode) -> Batch {
             b.add_rule(f, TABLE, "postrouting", &masq);
         }
         UplinkMode::L4Relay => {
-            // TCP: DNAT to the relay's listener at the gateway, which
-            // br_netfilter (built in, on in every netns) handles in bridge
-            // context; the listener reads SO_ORIGINAL_DST. TPROXY would be
-            // undone there: ip_rcv orphans the socket TPROXY assigned in
-            // the bridge's pass through the IP prerouting hook.
+            // TCP and UDP: DNAT to the relay's sockets at the gateway,
+            // which br_netfilter (built in, on in every netns) handles in
+            // bridge context; the relay reads the original destination
+            // back from conntrack. TPROXY would be undone there: ip_rcv
+            // orphans the socket TPROXY assigned in the bridge's pass
+            // through the IP prerouting hook.
             b.add_chain(
                 f,
                 TABLE,
@@ -86,33 +87,25 @@ pub fn batch(networks: &[NetworkRecord], mode: UplinkMode) -> Batch {
                 },
             );
             for net in external() {
-                let mut rule = expr::saddr_in(net.subnet.addr, net.subnet.prefix, true);
-                rule.extend(expr::daddr_in(net.subnet.addr, net.subnet.prefix, false));
-                rule.extend(expr::l4proto(TCP));
-                rule.extend(expr::dnat_to(net.gateway, relay::PORT));
-                b.add_rule(f, TABLE, "relay_nat", &rule);
-            }
-            b.add_chain(
-                f,
-                TABLE,
-                &BaseChain {
-                    name: "prerouting",
-                    hook: Hook::Prerouting,
-                    priority: -150,
-                    kind: "filter",
-                    accept_by_default: true,
-                },
-            );
-            for net in external() {
-                // UDP: TPROXY, which keeps the original destination for
-                // IP_ORIGDSTADDR; see docs/architecture.md for where it
-                // falls short under br_netfilter.
-                let mut rule = expr::saddr_in(net.subnet.addr, net.subnet.prefix, true);
-                rule.extend(expr::daddr_in(net.subnet.addr, net.subnet.prefix, false));
-                rule.extend(expr::l4proto(UDP));
-                rule.extend(expr::tproxy_to(relay::PORT));
-                rule.extend(expr::set_mark(relay::MARK));
-                b.add_rule(f, TABLE, "prerouting", &rule);
+                let off_net = || {
+                    let mut rule = expr::saddr_in(net.subnet.addr, net.subnet.prefix, true);
+                    rule.extend(expr::daddr_in(net.subnet.addr, net.subnet.prefix, false));
+                    rule
+                };
+                let mut tcp = off_net();
+                tcp.extend(expr::l4proto(TCP));
+                tcp.extend(expr::dnat_to(net.gateway, relay::PORT));
+                b.add_rule(f, TABLE, "relay_nat", &tcp);
+                // A port range, so that flows from one client port to
+                // several destinations get distinct reply tuples.
+                let mut udp = off_net();
+                udp.extend(expr::l4proto(UDP));
+                udp.extend(expr::dnat_range(
+                    net.gateway,
+                    relay::PORT,
+                    relay::PORT + relay::UDP_PORTS - 1,
+                ));
+                b.add_rule(f, TABLE, "relay_nat", &udp);
             }
         }
     }

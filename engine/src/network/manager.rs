@@ -106,6 +106,8 @@ pub struct CreateNetwork {
 pub struct EndpointOptions {
     pub aliases: Vec<String>,
     pub ipv4_address: Option<Ipv4Addr>,
+    /// `--mac-address`; Docker's derivation from the address otherwise.
+    pub mac_address: Option<[u8; 6]>,
 }
 
 /// The container's network mode.
@@ -211,6 +213,8 @@ pub struct Networks {
     run_dir: PathBuf,
     files_root: PathBuf,
     _relay: Option<Relay>,
+    /// Threads deleting released veths ([`Networks::settle`] waits).
+    unplugging: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Networks {
@@ -243,10 +247,9 @@ impl Networks {
                     .ctx(|| "configuring the uplink in the bridge netns".into())?;
                 None
             }
-            UplinkMode::L4Relay => Some(
-                relay::start(&mut rtnl, worker.clone())
-                    .ctx(|| "starting the layer-4 relay".into())?,
-            ),
+            UplinkMode::L4Relay => {
+                Some(relay::start(worker.clone()).ctx(|| "starting the layer-4 relay".into())?)
+            }
         };
         let pod_resolv =
             ResolvConf::parse(&std::fs::read_to_string(&cfg.resolv_conf).unwrap_or_default());
@@ -278,6 +281,7 @@ impl Networks {
             run_dir: cfg.run_dir.clone(),
             files_root: dir.join("containers"),
             _relay: relay,
+            unplugging: Mutex::new(Vec::new()),
         };
         {
             let inner = nets.lock()?;
@@ -419,6 +423,7 @@ impl Networks {
     }
 
     pub fn remove(&self, id_or_name: &str) -> Result<(), NetworkError> {
+        self.settle();
         let mut inner = self.lock()?;
         let net = find(&inner.state, id_or_name)?.clone();
         if !net.is_bridge() || net.is_default_bridge() {
@@ -640,9 +645,40 @@ impl Networks {
         let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
         let netns = NetNs::open(&path).ctx(|| format!("opening {}", path.display()))?;
         let files_dir = self.files_root.join(&c.id);
-        let (running, _, _) = self.bring_up(&mut inner, &c, &list, &files_dir, netns)?;
-        inner.running.insert(c.id.clone(), running);
-        Ok(self.settings_locked(&inner, container_id))
+        match self.bring_up(&mut inner, &c, &list, &files_dir, netns) {
+            Ok((running, _, _)) => {
+                inner.running.insert(c.id.clone(), running);
+                Ok(self.settings_locked(&inner, container_id))
+            }
+            Err(e) => {
+                self.undo_bring_up(&mut inner, &c.id);
+                Err(e)
+            }
+        }
+    }
+
+    /// After a failed [`Networks::bring_up`]: removes what it made (the
+    /// veths, the names, the netns binding); the reservations stay.
+    fn undo_bring_up(&self, inner: &mut Inner, container_id: &str) {
+        let eps: Vec<EndpointRecord> = inner
+            .state
+            .endpoints
+            .iter()
+            .filter(|e| e.container_id == container_id)
+            .cloned()
+            .collect();
+        if let Ok(mut names) = self.dns.names.write() {
+            for ep in &eps {
+                names.remove(&ep.network_id, ep.ip);
+            }
+        }
+        for ep in &eps {
+            let link = endpoint::host_if_name(&ep.id);
+            if let Err(e) = endpoint::unplug(&mut inner.rtnl, &link) {
+                tracing::warn!(%link, %e, "removing a veth after a failed plug");
+            }
+        }
+        let _ = netns::unbind(&self.run_dir.join("netns").join(container_id));
     }
 
     fn bring_up(
@@ -805,6 +841,27 @@ impl Networks {
                 }
                 let c = ContainerNetworking::new(&ep.container_id, &ep.container_name, Mode::None);
                 self.register_names(ep, &c);
+                if running.dns_socket.is_none() {
+                    // Its first user-defined network: the embedded DNS
+                    // server starts, and resolv.conf points at it, as
+                    // Docker does on connect.
+                    let sock = netns
+                        .run(|| sock::udp_socket(SocketAddr::from((dns::ADDRESS, 53)), false))
+                        .ctx(|| "binding the embedded DNS server".into())?;
+                    running.dns_socket =
+                        Some(OwnedFd::from(sock.try_clone().ctx(|| "dup".into())?));
+                    self.dns
+                        .serve(sock, running.dns_networks.clone())
+                        .ctx(|| "starting the embedded DNS server".into())?;
+                    let path = running.files_dir.join("resolv.conf");
+                    let current =
+                        ResolvConf::parse(&std::fs::read_to_string(&path).unwrap_or_default());
+                    let mut conf = self.pod_resolv.embedded();
+                    conf.search = current.search;
+                    conf.options = current.options;
+                    std::fs::write(&path, conf.render())
+                        .ctx(|| format!("writing {}", path.display()))?;
+                }
             }
         }
         Ok(())
@@ -847,8 +904,40 @@ impl Networks {
                 names.remove(&ep.network_id, ep.ip);
             }
         }
+        // The kernel takes tens of milliseconds to delete a veth: the links
+        // go on a thread of their own, by index, so that a new link of the
+        // same name (the container started again) is never the one deleted.
+        let mut indexes = Vec::new();
         for link in running.links.values() {
-            endpoint::unplug(&mut inner.rtnl, link).ctx(|| format!("deleting {link}"))?;
+            if let Some(index) = inner.rtnl.index(link).ctx(|| format!("finding {link}"))? {
+                indexes.push(index);
+            }
+        }
+        if !indexes.is_empty() {
+            let mut rtnl = self
+                .bridge_ns
+                .rtnl()
+                .ctx(|| "netlink in the bridge netns".into())?;
+            let spawned = std::thread::Builder::new()
+                .name("net-unplug".into())
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    for index in indexes {
+                        // Gone already (its netns went first): fine.
+                        if let Err(e) = rtnl.delete_link(index) {
+                            tracing::debug!(index, %e, "deleting a released veth");
+                        }
+                    }
+                });
+            match spawned {
+                Ok(handle) => {
+                    if let Ok(mut pending) = self.unplugging.lock() {
+                        pending.retain(|h| !h.is_finished());
+                        pending.push(handle);
+                    }
+                }
+                Err(e) => return Err(e).ctx(|| "starting the unplug thread".into()),
+            }
         }
         if let Some(path) = &running.netns_path {
             netns::unbind(path).ctx(|| format!("unbinding {}", path.display()))?;
@@ -910,9 +999,45 @@ impl Networks {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            let _ = &r.files_dir;
         }
         s
+    }
+
+    /// Waits until the veths of released containers are deleted.
+    pub fn settle(&self) {
+        let handles: Vec<_> = match self.unplugging.lock() {
+            Ok(mut pending) => pending.drain(..).collect(),
+            Err(_) => return,
+        };
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
+    /// The networks a container has endpoints on (by ID, the first
+    /// reserved first) with their options: what it is plugged into at its
+    /// next start, after any connect and disconnect.
+    pub fn endpoints_of(
+        &self,
+        container_id: &str,
+    ) -> Result<Vec<(String, EndpointOptions)>, NetworkError> {
+        Ok(self
+            .lock()?
+            .state
+            .endpoints
+            .iter()
+            .filter(|e| e.container_id == container_id)
+            .map(|e| {
+                (
+                    e.network_id.clone(),
+                    EndpointOptions {
+                        aliases: e.aliases.clone(),
+                        ipv4_address: e.static_ip.then_some(e.ip),
+                        mac_address: Some(e.mac),
+                    },
+                )
+            })
+            .collect())
     }
 
     /// The resolved published ports of a container (`docker port`).
@@ -929,11 +1054,12 @@ impl Networks {
     /// Removes everything from the kernel: containers' live networking,
     /// bridges, the uplink and the nftables tables. The persisted state is
     /// kept for the next start.
-    pub fn shutdown(self) -> Result<(), NetworkError> {
+    pub fn shutdown(&self) -> Result<(), NetworkError> {
         let ids: Vec<String> = self.lock()?.running.keys().cloned().collect();
         for id in ids {
             self.release(&id)?;
         }
+        self.settle();
         {
             let mut inner = self.lock()?;
             let bridges: Vec<String> = inner
@@ -1088,7 +1214,7 @@ fn reserve(
         container_id: container_id.to_owned(),
         container_name: container_name.trim_start_matches('/').to_owned(),
         ip,
-        mac: ipam::mac_for(ip),
+        mac: opts.mac_address.unwrap_or_else(|| ipam::mac_for(ip)),
         aliases: opts.aliases.clone(),
         static_ip: opts.ipv4_address.is_some(),
     };

@@ -8,6 +8,7 @@
 //! messages); no `ip`, `nft` or `iptables` binary is run. See
 //! docs/architecture.md, "Networking", for the design.
 
+mod conntrack;
 mod dns;
 mod endpoint;
 pub mod files;
@@ -43,7 +44,7 @@ pub use state::{PortBinding, Proto};
 pub enum UplinkMode {
     /// A veth into the pod netns, routing and NAT in the kernel.
     Kernel,
-    /// The transparent layer-4 relay (TPROXY + splice).
+    /// The transparent layer-4 relay (DNAT + conntrack + splice).
     L4Relay,
 }
 

@@ -77,6 +77,8 @@ pub enum Expr {
     Load(Vec<u8>),
     /// Register 2 = data.
     Load2(Vec<u8>),
+    /// Register 3 = data.
+    Load3(Vec<u8>),
     Verdict {
         accept: bool,
     },
@@ -85,6 +87,10 @@ pub enum Expr {
     Tproxy,
     /// DNAT to the address in register 1 and the port in register 2.
     Dnat,
+    /// DNAT to the address in register 1 and a port between registers 2
+    /// and 3, which conntrack picks so that every flow's reply tuple is
+    /// unique.
+    DnatRange,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -180,6 +186,16 @@ pub mod expr {
         vec![Expr::Load(port.to_be_bytes().to_vec()), Expr::Tproxy]
     }
 
+    /// `dnat to IP:LO-HI`.
+    pub fn dnat_range(ip: Ipv4Addr, lo: u16, hi: u16) -> Vec<Expr> {
+        vec![
+            Expr::Load(ip.octets().to_vec()),
+            Expr::Load2(lo.to_be_bytes().to_vec()),
+            Expr::Load3(hi.to_be_bytes().to_vec()),
+            Expr::DnatRange,
+        ]
+    }
+
     pub fn dnat_to(ip: Ipv4Addr, port: u16) -> Vec<Expr> {
         vec![
             Expr::Load(ip.octets().to_vec()),
@@ -189,15 +205,15 @@ pub mod expr {
     }
 }
 
-/// Netlink attribute encoding.
-struct Attrs(Vec<u8>);
+/// Netlink attribute encoding (also used by the conntrack client).
+pub(super) struct Attrs(pub(super) Vec<u8>);
 
 impl Attrs {
-    fn new() -> Attrs {
+    pub(super) fn new() -> Attrs {
         Attrs(Vec::new())
     }
 
-    fn put(&mut self, kind: u16, value: &[u8]) -> &mut Self {
+    pub(super) fn put(&mut self, kind: u16, value: &[u8]) -> &mut Self {
         let len = 4 + value.len();
         self.0
             .extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_ne_bytes());
@@ -215,11 +231,11 @@ impl Attrs {
         self.put(kind, &v)
     }
 
-    fn be32(&mut self, kind: u16, v: u32) -> &mut Self {
+    pub(super) fn be32(&mut self, kind: u16, v: u32) -> &mut Self {
         self.put(kind, &v.to_be_bytes())
     }
 
-    fn nested(&mut self, kind: u16, inner: Attrs) -> &mut Self {
+    pub(super) fn nested(&mut self, kind: u16, inner: Attrs) -> &mut Self {
         self.put(kind | NLA_F_NESTED, &inner.0)
     }
 }
@@ -227,6 +243,7 @@ impl Attrs {
 const REG_VERDICT: u32 = 0;
 const REG_1: u32 = 1;
 const REG_2: u32 = 2;
+const REG_3: u32 = 3;
 
 fn data_value(bytes: &[u8]) -> Attrs {
     let mut a = Attrs::new();
@@ -273,11 +290,11 @@ fn encode_expr(e: &Expr) -> Attrs {
             d.nested(5, data_value(&vec![0u8; mask.len()]));
             ("bitwise", d)
         }
-        Expr::Load(bytes) | Expr::Load2(bytes) => {
-            let reg = if matches!(e, Expr::Load(_)) {
-                REG_1
-            } else {
-                REG_2
+        Expr::Load(bytes) | Expr::Load2(bytes) | Expr::Load3(bytes) => {
+            let reg = match e {
+                Expr::Load(_) => REG_1,
+                Expr::Load2(_) => REG_2,
+                _ => REG_3,
             };
             let mut d = Attrs::new();
             d.be32(1, reg).nested(2, data_value(bytes));
@@ -305,6 +322,16 @@ fn encode_expr(e: &Expr) -> Attrs {
                 .be32(2, u32::from(FAMILY_IP))
                 .be32(3, REG_1)
                 .be32(5, REG_2);
+            ("nat", d)
+        }
+        Expr::DnatRange => {
+            let mut d = Attrs::new();
+            // TYPE dnat, FAMILY, REG_ADDR_MIN, REG_PROTO_MIN, REG_PROTO_MAX
+            d.be32(1, 1)
+                .be32(2, u32::from(FAMILY_IP))
+                .be32(3, REG_1)
+                .be32(5, REG_2)
+                .be32(6, REG_3);
             ("nat", d)
         }
     };
@@ -449,7 +476,7 @@ impl Batch {
     }
 }
 
-fn open() -> io::Result<Socket> {
+pub(super) fn open() -> io::Result<Socket> {
     let mut socket = Socket::new(NETLINK_NETFILTER)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
@@ -457,7 +484,7 @@ fn open() -> io::Result<Socket> {
 }
 
 /// `(type, seq, payload)` of each netlink message in a datagram.
-fn messages(buf: &[u8]) -> Vec<(u16, u32, &[u8])> {
+pub(super) fn messages(buf: &[u8]) -> Vec<(u16, u32, &[u8])> {
     let mut out = Vec::new();
     let mut off = 0;
     while off + 16 <= buf.len() {

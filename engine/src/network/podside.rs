@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::nft::{self, expr, BaseChain, Batch, Expr, Hook};
-use super::rtnl::Rtnl;
+use super::rtnl::{Route, Rtnl};
 use super::{sock, Proto};
 use crate::runtime::channel;
 
@@ -134,6 +134,25 @@ fn uplink_up(bridge_netns: &OwnedFd) -> io::Result<()> {
     let index = rtnl.require(POD_LINK)?;
     rtnl.add_address(index, POD_ADDR, UPLINK_PREFIX)?;
     rtnl.set_up(index)?;
+    // Replies of pod services bound to 0.0.0.0 take the source address of
+    // the route back to the bridge netns. A UDP server answering a
+    // container that asked for the pod's address must answer from that
+    // address (conntrack and the container's connected socket match on
+    // it), not from 169.254.213.1; so that route prefers the pod's own
+    // address, when it has one.
+    if let Some(src) = rtnl
+        .addresses()?
+        .into_iter()
+        .map(|a| a.ip)
+        .find(|ip| !ip.is_loopback() && !ip.is_link_local())
+    {
+        rtnl.add_route(&Route {
+            dst: Some((BRIDGE_ADDR, 32)),
+            oif: Some(index),
+            prefsrc: Some(src),
+            ..Route::default()
+        })?;
+    }
     // The kernel decides forwarding by the input device: our veth for
     // outbound packets, the pod's other links for the replies. /proc/sys is
     // read-only in a pod; netlink devconf is not.

@@ -250,8 +250,8 @@ impl udp::Front for UdpFront {
             .run(move || sock::udp_connect(SocketAddr::V4(dst)))
     }
 
-    fn replier(&self, _client: SocketAddrV4, _dst: SocketAddrV4) -> io::Result<udp::Replier> {
-        Ok(udp::Replier::Front(self.sock.clone()))
+    fn reply(&self, data: &[u8], client: SocketAddrV4, _dst: SocketAddrV4) -> io::Result<()> {
+        self.sock.send_to(data, client).map(drop)
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Route {
     pub table: Option<u32>,
     /// A `local` route (delivered to this host), as TPROXY needs.
     pub local: bool,
+    /// The source address for packets this host sends along the route.
+    pub prefsrc: Option<Ipv4Addr>,
 }
 
 /// A route-netlink socket bound to the caller's network namespace.
@@ -244,6 +246,10 @@ impl Rtnl {
         }
         if let Some(oif) = route.oif {
             msg.attributes.push(RouteAttribute::Oif(oif));
+        }
+        if let Some(src) = route.prefsrc {
+            msg.attributes
+                .push(RouteAttribute::PrefSource(RouteAddress::Inet(src)));
         }
         if let Some(table) = route.table {
             msg.header.table = u8::try_from(table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);

@@ -80,35 +80,65 @@ pub fn original_destination(stream: &TcpStream) -> io::Result<SocketAddr> {
     )))
 }
 
-/// Receives one datagram with its source and original destination.
-pub fn recv_with_destination(
+/// Receives one datagram with its source and the local address it was sent
+/// to (IP_PKTINFO must be on); None once the socket is shut down.
+pub fn recv_with_local(
     sock: &UdpSocket,
     buf: &mut [u8],
-) -> io::Result<(usize, SocketAddrV4, Option<SocketAddrV4>)> {
+) -> io::Result<Option<(usize, SocketAddrV4, Ipv4Addr)>> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::io::IoSliceMut;
     use std::os::fd::AsRawFd;
     let mut iov = [IoSliceMut::new(buf)];
-    let mut cmsg = nix::cmsg_space!(libc::sockaddr_in);
+    let mut cmsg = nix::cmsg_space!(libc::in_pktinfo);
     let msg = recvmsg::<SockaddrStorage>(
         sock.as_raw_fd(),
         &mut iov,
         Some(&mut cmsg),
-        MsgFlags::empty(),
+        MsgFlags::MSG_DONTWAIT,
     )?;
-    let from = msg
+    // A shut-down socket reads as an empty message from nobody.
+    let Some(from) = msg
         .address
         .and_then(|a| a.as_sockaddr_in().copied())
         .map(SocketAddrV4::from)
-        .ok_or_else(|| io::Error::other("datagram without an IPv4 source"))?;
-    let mut dst = None;
+    else {
+        return Ok(None);
+    };
+    let mut local = None;
     for c in msg.cmsgs()? {
-        if let ControlMessageOwned::Ipv4OrigDstAddr(sa) = c {
-            dst = Some(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
-                u16::from_be(sa.sin_port),
-            ));
+        if let ControlMessageOwned::Ipv4PacketInfo(info) = c {
+            local = Some(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)));
         }
     }
-    Ok((msg.bytes, from, dst))
+    let local = local.ok_or_else(|| io::Error::other("datagram without IP_PKTINFO"))?;
+    Ok(Some((msg.bytes, from, local)))
+}
+
+/// Sends `data` to `to` from `sock`'s port and the local address `from`.
+pub fn send_from(
+    sock: &UdpSocket,
+    data: &[u8],
+    from: Ipv4Addr,
+    to: SocketAddrV4,
+) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+    let info = libc::in_pktinfo {
+        ipi_ifindex: 0,
+        ipi_spec_dst: libc::in_addr {
+            s_addr: u32::from(from).to_be(),
+        },
+        ipi_addr: libc::in_addr { s_addr: 0 },
+    };
+    let to = SockaddrIn::from(to);
+    sendmsg(
+        sock.as_raw_fd(),
+        &[IoSlice::new(data)],
+        &[ControlMessage::Ipv4PacketInfo(&info)],
+        MsgFlags::empty(),
+        Some(&to),
+    )?;
+    Ok(())
 }

@@ -13,32 +13,18 @@ use std::time::{Duration, Instant};
 /// protocol must not lose its flow between packets).
 pub const IDLE: Duration = Duration::from_secs(90);
 
-/// Where datagrams come from: the front socket and, for transparent
-/// sockets, each datagram's original destination.
+/// Where datagrams come from and how replies go back.
 pub trait Front: Send + Sync + 'static {
-    /// One datagram: (length, client, destination).
+    /// One datagram: (length, client, destination). An error ends the
+    /// front (its sockets were shut down).
     fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddrV4, SocketAddrV4)>;
     /// An upstream socket for a new flow.
     fn upstream(&self, client: SocketAddrV4, dst: SocketAddrV4) -> io::Result<UdpSocket>;
-    /// Something that sends replies back to the client as coming from `dst`.
-    fn replier(&self, client: SocketAddrV4, dst: SocketAddrV4) -> io::Result<Replier>;
-}
-
-/// Sends a flow's replies to its client.
-pub enum Replier {
-    /// From the front socket itself (published ports).
-    Front(Arc<UdpSocket>),
-    /// From a socket bound to the original destination (transparent relay).
-    Bound(UdpSocket),
-}
-
-impl Replier {
-    fn send(&self, data: &[u8], client: SocketAddrV4) -> io::Result<usize> {
-        match self {
-            Replier::Front(s) => s.send_to(data, client),
-            Replier::Bound(s) => s.send_to(data, client),
-        }
-    }
+    /// Sends a reply of the flow (client, dst) to its client, as coming
+    /// from `dst`.
+    fn reply(&self, data: &[u8], client: SocketAddrV4, dst: SocketAddrV4) -> io::Result<()>;
+    /// The flow (client, dst) has ended.
+    fn forget(&self, _client: SocketAddrV4, _dst: SocketAddrV4) {}
 }
 
 struct Flow {
@@ -101,25 +87,31 @@ fn flow<F: Front>(
     }
     let upstream = front.upstream(client, dst)?;
     upstream.set_read_timeout(Some(Duration::from_secs(1)))?;
-    let replier = front.replier(client, dst)?;
     let flow = Arc::new(Flow {
         upstream,
         last: Mutex::new(Instant::now()),
     });
     table.insert((client, dst), flow.clone());
-    let (flows, mine) = (flows.clone(), flow.clone());
+    let (flows, mine, front) = (flows.clone(), flow.clone(), front.clone());
     std::thread::Builder::new()
         .name("hutch-udp-flow".into())
         .spawn(move || {
-            replies(&mine, &replier, client, idle);
+            replies(&*front, &mine, client, dst, idle);
             if let Ok(mut t) = flows.lock() {
                 t.remove(&(client, dst));
             }
+            front.forget(client, dst);
         })?;
     Ok(flow)
 }
 
-fn replies(flow: &Flow, replier: &Replier, client: SocketAddrV4, idle: Duration) {
+fn replies<F: Front>(
+    front: &F,
+    flow: &Flow,
+    client: SocketAddrV4,
+    dst: SocketAddrV4,
+    idle: Duration,
+) {
     let mut buf = vec![0u8; 65536];
     loop {
         match flow.upstream.recv(&mut buf) {
@@ -127,7 +119,9 @@ fn replies(flow: &Flow, replier: &Replier, client: SocketAddrV4, idle: Duration)
                 if let Ok(mut last) = flow.last.lock() {
                     *last = Instant::now();
                 }
-                let _ = replier.send(&buf[..n], client);
+                if let Err(e) = front.reply(&buf[..n], client, dst) {
+                    tracing::debug!(%e, %client, "UDP reply not delivered");
+                }
             }
             Err(e)
                 if matches!(

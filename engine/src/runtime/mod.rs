@@ -31,11 +31,13 @@ pub mod spec;
 pub mod stdio;
 mod tiny_init;
 pub(crate) mod user;
+mod user_mounts;
 
 pub use container::{Container, Output, Runtime, RuntimeError};
 pub use idmap::{IdAllocator, IdMap, IdMapError, IdMapLine, PrivateRequest};
 pub use seccomp::Seccomp;
 pub use spec::{
-    ContainerSpec, MountKind, MountSpec, NetworkMode, ProcMode, ProcessSpec, RootfsSpec, User,
+    BindMount, ContainerSpec, MountKind, MountSpec, NetworkMode, ProcMode, ProcessSpec, RootfsSpec,
+    SubmountsReadonly, User,
 };
 pub use stdio::InitStdio;

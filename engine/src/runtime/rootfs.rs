@@ -15,6 +15,7 @@ use super::error::{Context, SetupError};
 use super::mounts::{bind, mount_fs, remount_readonly};
 use super::safe_path::{fd_path, open_in_root, Kind};
 use super::spec::{MountKind, MountSpec, RootfsSpec};
+use super::user_mounts;
 
 /// Stops mount events of the container from reaching the engine (and lets
 /// the engine's unmounts reach the container), as Docker's `rslave` root.
@@ -107,13 +108,9 @@ pub fn apply_mounts(root: &OwnedFd, mounts: &[MountSpec]) -> Result<(), SetupErr
                 }
             }
             MountKind::Tmpfs { options, readonly } => {
-                let target = open_in_root(root, &m.destination, Kind::Dir)?;
-                let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-                if *readonly {
-                    flags |= MsFlags::MS_RDONLY;
-                }
-                mount_fs("tmpfs", &fd_path(&target), "tmpfs", flags, Some(options))?;
+                user_mounts::tmpfs(root, &m.destination, options, *readonly)?;
             }
+            MountKind::UserBind(b) => user_mounts::user_bind(root, &m.destination, b)?,
         }
     }
     Ok(())

@@ -30,6 +30,11 @@ pub struct ContainerSpec {
     pub readonly_paths: Vec<PathBuf>,
     /// Extra mounts (volumes, binds, tmpfs), applied after /proc, /dev and /sys.
     pub mounts: Vec<MountSpec>,
+    /// The engine's network hook socket: called with the init's PID once
+    /// the container (and its new netns) exists and before it starts, so
+    /// the engine can plug its network interfaces in.
+    #[serde(default)]
+    pub network_hook: Option<PathBuf>,
 }
 
 /// The root filesystem: an overlay of read-only lower layers and a writable
@@ -145,8 +150,47 @@ pub enum MountKind {
         readonly: bool,
         recursive: bool,
     },
-    /// A fresh tmpfs with the given mount data (`size=...,mode=...`).
+    /// A fresh tmpfs. `options` may hold flag words (`noexec`, `nosuid`,
+    /// `nodev`, `ro`, ...) besides the data (`size=...,mode=...`).
     Tmpfs { options: String, readonly: bool },
+    /// A user's bind or volume mount (`-v`, `--mount`), with Docker's
+    /// options.
+    UserBind(BindMount),
+}
+
+/// A bind a container asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BindMount {
+    /// A path of the engine's mount namespace.
+    pub source: PathBuf,
+    pub readonly: bool,
+    /// Bring the source's submounts along (rbind).
+    pub recursive: bool,
+    /// `rprivate` (when empty), `private`, `rshared`, `shared`, `rslave`,
+    /// `slave`: set on the mount inside the container's mount namespace.
+    pub propagation: String,
+    /// For a recursive read-only bind: how its submounts become read-only.
+    pub submounts: SubmountsReadonly,
+    /// A volume: when its directory is empty, the image's content at the
+    /// destination (files, owners, modes) is copied in before the mount.
+    pub populate: bool,
+    /// Mount this directory of `source` instead, resolved inside `source`
+    /// (its symlinks cannot lead out of it): `volume-subpath`.
+    pub subpath: String,
+}
+
+/// Docker 25's recursive read-only choices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubmountsReadonly {
+    /// Read-only where the kernel allows it (mount_setattr), else left.
+    #[default]
+    IfPossible,
+    /// Left writable.
+    Writable,
+    /// Read-only, or the start fails.
+    Required,
 }
 
 /// Docker's default masked paths inside a container.
@@ -219,6 +263,7 @@ impl ContainerSpec {
             masked_paths: DEFAULT_MASKED_PATHS.iter().map(PathBuf::from).collect(),
             readonly_paths: DEFAULT_READONLY_PATHS.iter().map(PathBuf::from).collect(),
             mounts: Vec::new(),
+            network_hook: None,
         }
     }
 }

@@ -68,6 +68,16 @@ pub fn launch(spec: &ContainerSpec, tty: bool, open_stdin: bool) -> Result<Launc
         }
     };
     let mut created = helper::create(spec, stdio)?;
+    if let Some(hook) = &spec.network_hook {
+        if let Err(message) =
+            crate::containers::networking::call_hook(hook, &spec.id, created.pid.as_raw())
+        {
+            // The init waits for its start message: it is ours to end.
+            let _ = nix::sys::signal::kill(created.pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(created.pid, None);
+            return Err(Failure::runtime(message));
+        }
+    }
     if let Some(console) = created.console.take() {
         set_nonblocking(&console).map_err(io)?;
         ours.console = Some(console);

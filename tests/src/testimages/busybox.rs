@@ -65,6 +65,7 @@ pub fn recipe(busybox: &Busybox) -> anyhow::Result<Recipe> {
             entries,
         }],
         cmd: Some(vec!["sh".to_owned()]),
+        volumes: Vec::new(),
     })
 }
 

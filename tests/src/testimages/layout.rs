@@ -31,6 +31,8 @@ pub struct Recipe {
     pub tag: String,
     pub layers: Vec<RecipeLayer>,
     pub cmd: Option<Vec<String>>,
+    /// VOLUME destinations (the config's `Volumes`).
+    pub volumes: Vec<String>,
 }
 
 pub struct RecipeLayer {
@@ -72,6 +74,14 @@ pub fn write_oci_layout(dir: &Path, recipe: &Recipe) -> anyhow::Result<LayoutDig
     let mut container_config = json!({ "Env": [PATH_ENV] });
     if let Some(cmd) = &recipe.cmd {
         container_config["Cmd"] = json!(cmd);
+    }
+    if !recipe.volumes.is_empty() {
+        let volumes: serde_json::Map<String, serde_json::Value> = recipe
+            .volumes
+            .iter()
+            .map(|v| (v.clone(), json!({})))
+            .collect();
+        container_config["Volumes"] = serde_json::Value::Object(volumes);
     }
     let config = json!({
         "created": CREATED,

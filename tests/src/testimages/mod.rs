@@ -17,6 +17,7 @@ mod expected;
 mod layout;
 mod tarball;
 mod torture;
+mod volumes;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -84,6 +85,14 @@ pub fn busybox() -> anyhow::Result<TestImage> {
     let busybox = busybox::find_busybox()?;
     let recipe = busybox::recipe(&busybox)?;
     cached("busybox", &recipe)
+}
+
+/// The busybox image with a second layer of content under a VOLUME
+/// (`/data`, owned by 1000:1000) and symlinks that point mount targets out
+/// of the rootfs; built on first use and cached.
+pub fn volumes() -> anyhow::Result<TestImage> {
+    let recipe = volumes::recipe(&busybox::find_busybox()?)?;
+    cached("volumes", &recipe)
 }
 
 /// The torture image, built on first use and cached.
@@ -167,6 +176,11 @@ fn cached(name: &str, recipe: &Recipe) -> anyhow::Result<TestImage> {
     let cmd = format!("{:?}", recipe.cmd);
     let mut key: Vec<&[u8]> = tars.iter().map(Vec::as_slice).collect();
     key.push(cmd.as_bytes());
+    // Only images with volumes add them to the key (older keys stay valid).
+    let volumes = format!("{:?}", recipe.volumes);
+    if !recipe.volumes.is_empty() {
+        key.push(volumes.as_bytes());
+    }
 
     let reference = reference(name);
     let dir = cache::cached_build(name, &key, |dir| {

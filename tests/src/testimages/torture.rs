@@ -38,6 +38,7 @@ pub fn recipe() -> Recipe {
             },
         ],
         cmd: None,
+        volumes: Vec::new(),
     }
 }
 

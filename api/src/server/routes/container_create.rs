@@ -8,13 +8,12 @@ use bollard_stubs::models::{ContainerCreateBody, HostConfig, RestartPolicyNameEn
 use hutch_engine::containers::config::{
     CreateOptions, HealthConfig, LogConfig, RestartPolicy, RestartPolicyName, Ulimit, UsernsMode,
 };
+use hutch_engine::containers::networking::{
+    normalize_port, EndpointConfig, HostBinding, NetworkOptions,
+};
 use serde_json::Value;
 
 use super::super::error::ApiError;
-
-/// Shown when a container asks for the default network.
-pub const NO_BRIDGE_WARNING: &str = "the default bridge network is not available in hutch yet: \
-the container runs with network mode \"none\" (use --network host to reach the pod's network)";
 
 /// What the body asks for, as engine options, and the warnings to return.
 #[derive(Debug)]
@@ -49,9 +48,7 @@ pub fn parse(mut body: Value, name: Option<&str>) -> Result<CreateRequest, ApiEr
         return Err(ApiError::bad_request("No image specified"));
     }
     let mut warnings = Vec::new();
-    if body.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(volumes_unsupported());
-    }
+    let mounts = super::container_mounts::options(&body, &host_of(&body))?;
     let host = body.host_config.clone().unwrap_or_default();
     check_host_config(&host, &mut warnings)?;
     let restart_policy = restart_policy(&host)?;
@@ -62,16 +59,10 @@ pub fn parse(mut body: Value, name: Option<&str>) -> Result<CreateRequest, ApiEr
         ));
     }
     let network_mode = match host.network_mode.as_deref() {
-        None | Some("") | Some("default") | Some("bridge") => {
-            warnings.push(NO_BRIDGE_WARNING.to_string());
-            None
-        }
-        Some("none") => Some("none".to_string()),
-        Some("host") => Some("host".to_string()),
-        Some(other) => {
-            return Err(ApiError::not_found(format!("network {other} not found")));
-        }
+        None | Some("") | Some("default") => Some("bridge".to_string()),
+        Some(other) => Some(other.to_string()),
     };
+    let network = network_options(&body, &host)?;
     Ok(CreateRequest {
         opts: CreateOptions {
             name: name.filter(|n| !n.is_empty()).map(str::to_string),
@@ -113,6 +104,8 @@ pub fn parse(mut body: Value, name: Option<&str>) -> Result<CreateRequest, ApiEr
             userns_mode: userns_mode(&host)?,
             ulimits: ulimits(&host)?,
             security_opt: host.security_opt.clone().unwrap_or_default(),
+            network,
+            ..mounts
         },
         warnings,
     })
@@ -146,34 +139,97 @@ fn ulimits(host: &HostConfig) -> Result<Vec<Ulimit>, ApiError> {
         .collect()
 }
 
+/// Ports, endpoints, DNS and hosts entries of the create body.
+fn network_options(
+    body: &ContainerCreateBody,
+    host: &HostConfig,
+) -> Result<NetworkOptions, ApiError> {
+    let mut endpoints = BTreeMap::new();
+    let configs = body
+        .networking_config
+        .as_ref()
+        .and_then(|n| n.endpoints_config.clone())
+        .unwrap_or_default();
+    for (name, ep) in configs {
+        let ipv4_address = match ep
+            .ipam_config
+            .as_ref()
+            .and_then(|c| c.ipv4_address.as_deref())
+            .filter(|a| !a.is_empty())
+        {
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {a}")))?,
+            ),
+            None => None,
+        };
+        endpoints.insert(
+            name,
+            EndpointConfig {
+                aliases: ep.aliases.clone().unwrap_or_default(),
+                ipv4_address,
+                mac_address: ep
+                    .mac_address
+                    .clone()
+                    .filter(|m| !m.is_empty())
+                    .or_else(|| body.mac_address.clone().filter(|m| !m.is_empty())),
+            },
+        );
+    }
+    let mut port_bindings = BTreeMap::new();
+    for (port, bindings) in host.port_bindings.clone().unwrap_or_default() {
+        port_bindings.insert(
+            port,
+            bindings
+                .unwrap_or_default()
+                .into_iter()
+                .map(|b| HostBinding {
+                    host_ip: b.host_ip.unwrap_or_default(),
+                    host_port: b.host_port.unwrap_or_default(),
+                })
+                .collect(),
+        );
+    }
+    let mut exposed_ports: Vec<String> = body
+        .exposed_ports
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| normalize_port(p))
+        .collect();
+    for key in port_bindings.keys() {
+        let key = normalize_port(key);
+        if !exposed_ports.contains(&key) {
+            exposed_ports.push(key);
+        }
+    }
+    let options = NetworkOptions {
+        endpoints,
+        port_bindings,
+        publish_all: host.publish_all_ports.unwrap_or(false),
+        exposed_ports,
+        extra_hosts: host.extra_hosts.clone().unwrap_or_default(),
+        dns: host.dns.clone().unwrap_or_default(),
+        dns_search: host.dns_search.clone().unwrap_or_default(),
+        dns_options: host.dns_options.clone().unwrap_or_default(),
+        domainname: body.domainname.clone().filter(|d| !d.is_empty()),
+    };
+    // Bad ports are the create's 400, not a failed start.
+    options.port_requests().map_err(ApiError::bad_request)?;
+    Ok(options)
+}
+
 fn nanos(v: Option<i64>) -> u64 {
     v.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
 }
 
-fn volumes_unsupported() -> ApiError {
-    ApiError::bad_request(
-        "volumes, bind mounts and tmpfs mounts (-v, --mount, --tmpfs) are not supported by hutch yet",
-    )
+fn host_of(body: &ContainerCreateBody) -> HostConfig {
+    body.host_config.clone().unwrap_or_default()
 }
 
 /// Refuses what would silently change the container's meaning; warns about
 /// limits that cannot be applied (a pod's cgroups are not writable).
 fn check_host_config(host: &HostConfig, warnings: &mut Vec<String>) -> Result<(), ApiError> {
-    let nonempty = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
-    if nonempty(&host.binds)
-        || host.mounts.as_ref().is_some_and(|m| !m.is_empty())
-        || host.tmpfs.as_ref().is_some_and(|t| !t.is_empty())
-        || nonempty(&host.volumes_from)
-    {
-        return Err(volumes_unsupported());
-    }
-    if host.port_bindings.as_ref().is_some_and(|p| !p.is_empty())
-        || host.publish_all_ports == Some(true)
-    {
-        warnings.push(
-            "published ports are not supported by hutch yet: the ports are not published".into(),
-        );
-    }
     let limited = host.memory.is_some_and(|v| v > 0)
         || host.memory_swap.is_some_and(|v| v > 0)
         || host.nano_cpus.is_some_and(|v| v > 0)
@@ -257,7 +313,8 @@ mod tests {
         assert_eq!(r.opts.name.as_deref(), Some("web"));
         assert_eq!(r.opts.labels.get("a").map(String::as_str), Some("b"));
         assert_eq!(r.opts.log_config.max_size, Some(1024));
-        assert_eq!(r.warnings, vec![NO_BRIDGE_WARNING.to_string()]);
+        assert!(r.warnings.is_empty());
+        assert_eq!(r.opts.network_mode.as_deref(), Some("bridge"));
         Ok(())
     }
 
@@ -267,6 +324,12 @@ mod tests {
         assert_eq!(status(serde_json::json!({})), Err(400));
         assert_eq!(
             status(serde_json::json!({"Image": "b", "HostConfig": {"Binds": ["/a:/b"]}})),
+            Ok(())
+        );
+        assert_eq!(
+            status(
+                serde_json::json!({"Image": "b", "HostConfig": {"Mounts": [{"Type": "image"}]}})
+            ),
             Err(400)
         );
         assert_eq!(

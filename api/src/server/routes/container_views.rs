@@ -7,10 +7,12 @@ use std::collections::HashMap;
 use bollard_stubs::models::{
     ContainerConfig, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum,
     ContainerSummary, ContainerSummaryHostConfig, ContainerSummaryNetworkSettings,
-    ContainerSummaryStateEnum, DriverData, Health, HostConfig, HostConfigLogConfig,
-    NetworkSettings, RestartPolicy as WireRestartPolicy, RestartPolicyNameEnum,
+    ContainerSummaryStateEnum, DriverData, EndpointSettings, Health, HostConfig,
+    HostConfigLogConfig, NetworkSettings, Port, PortBinding, PortMap, PortTypeEnum,
+    RestartPolicy as WireRestartPolicy, RestartPolicyNameEnum,
 };
 use hutch_engine::containers::config::RestartPolicyName;
+use hutch_engine::containers::networking::normalize_port;
 use hutch_engine::containers::state::Status;
 use hutch_engine::containers::ContainerDetails;
 
@@ -102,18 +104,24 @@ fn host_config(d: &ContainerDetails) -> HostConfig {
         log_opts.insert("max-file".to_string(), o.log_config.max_file.to_string());
     }
     HostConfig {
-        binds: None,
+        binds: (!o.binds.is_empty()).then(|| o.binds.clone()),
+        mounts: super::container_mounts::host_mounts(&o.mounts),
+        tmpfs: (!o.tmpfs.is_empty()).then(|| o.tmpfs.clone().into_iter().collect()),
         container_id_file: Some(String::new()),
         log_config: Some(HostConfigLogConfig {
             typ: Some("json-file".into()),
             config: Some(log_opts),
         }),
         network_mode: Some(network_mode(d)),
-        port_bindings: Some(HashMap::new()),
+        port_bindings: Some(port_bindings(d)),
+        dns: Some(o.network.dns.clone()),
+        dns_search: Some(o.network.dns_search.clone()),
+        dns_options: Some(o.network.dns_options.clone()),
+        extra_hosts: Some(o.network.extra_hosts.clone()),
         restart_policy: Some(restart_policy(d)),
         auto_remove: Some(o.auto_remove),
         volume_driver: Some(String::new()),
-        volumes_from: None,
+        volumes_from: (!o.volumes_from.is_empty()).then(|| o.volumes_from.clone()),
         cap_add: Some(o.cap_add.clone()),
         cap_drop: Some(o.cap_drop.clone()),
         group_add: Some(o.group_add.clone()),
@@ -121,7 +129,7 @@ fn host_config(d: &ContainerDetails) -> HostConfig {
         ipc_mode: Some("private".into()),
         pid_mode: Some(String::new()),
         privileged: Some(o.privileged),
-        publish_all_ports: Some(false),
+        publish_all_ports: Some(o.network.publish_all),
         readonly_rootfs: Some(o.read_only),
         security_opt: Some(Vec::new()),
         uts_mode: Some(String::new()),
@@ -151,7 +159,9 @@ fn config(d: &ContainerDetails) -> ContainerConfig {
                 .clone()
                 .unwrap_or_else(|| d.config.id.chars().take(12).collect()),
         ),
-        domainname: Some(String::new()),
+        domainname: Some(o.network.domainname.clone().unwrap_or_default()),
+        exposed_ports: (!o.network.exposed_ports.is_empty())
+            .then(|| o.network.exposed_ports.clone()),
         user: Some(d.config.user.clone()),
         attach_stdin: Some(o.open_stdin),
         attach_stdout: Some(true),
@@ -174,7 +184,7 @@ fn config(d: &ContainerDetails) -> ContainerConfig {
                 start_interval: None,
             }),
         image: Some(d.config.image.clone()),
-        volumes: None,
+        volumes: config_volumes(d),
         working_dir: Some(d.config.working_dir.clone()),
         entrypoint,
         on_build: None,
@@ -185,22 +195,190 @@ fn config(d: &ContainerDetails) -> ContainerConfig {
     }
 }
 
-/// Until networking lands: no addresses, and the mode's entry (if any)
-/// without one.
-fn network_settings() -> NetworkSettings {
+/// `HostConfig.PortBindings` as the create gave them.
+fn port_bindings(d: &ContainerDetails) -> PortMap {
+    d.config
+        .options
+        .network
+        .port_bindings
+        .iter()
+        .map(|(port, list)| {
+            let list = list
+                .iter()
+                .map(|b| PortBinding {
+                    host_ip: Some(b.host_ip.clone()),
+                    host_port: Some(b.host_port.clone()),
+                })
+                .collect();
+            (normalize_port(port), Some(list))
+        })
+        .collect()
+}
+
+/// A network entry as Docker shows it; a stopped container keeps its
+/// networks but no live endpoint (no address, no endpoint ID).
+fn endpoint(e: &hutch_engine::network::EndpointSettings, live: bool) -> EndpointSettings {
+    let text = |v: &String| Some(if live { v.clone() } else { String::new() });
+    EndpointSettings {
+        ipam_config: None,
+        links: None,
+        mac_address: text(&e.mac_address),
+        aliases: Some(e.aliases.clone()),
+        driver_opts: None,
+        gw_priority: Some(0),
+        network_id: Some(e.network_id.clone()),
+        endpoint_id: text(&e.endpoint_id),
+        gateway: text(&e.gateway),
+        ip_address: text(&e.ip_address),
+        ip_prefix_len: Some(if live { i64::from(e.ip_prefix_len) } else { 0 }),
+        ipv6_gateway: Some(String::new()),
+        global_ipv6_address: Some(String::new()),
+        global_ipv6_prefix_len: Some(0),
+        dns_names: Some(e.dns_names.clone()),
+    }
+}
+
+fn networks(d: &ContainerDetails) -> HashMap<String, EndpointSettings> {
+    let live = d.state.is_active();
+    d.network
+        .iter()
+        .flat_map(|n| n.networks.iter())
+        .map(|(name, e)| (name.clone(), endpoint(e, live)))
+        .collect()
+}
+
+/// `NetworkSettings.Ports` of a running container: each exposed port,
+/// with its resolved bindings or `null`.
+fn ports(d: &ContainerDetails) -> PortMap {
+    if !d.state.is_active() {
+        return PortMap::new();
+    }
+    let mut map: PortMap = d
+        .config
+        .options
+        .network
+        .exposed_ports
+        .iter()
+        .map(|p| (normalize_port(p), None))
+        .collect();
+    for (port, bindings) in d.network.iter().flat_map(|n| n.ports.iter()) {
+        let list = bindings
+            .iter()
+            .map(|b| PortBinding {
+                host_ip: Some(b.host_ip.clone()),
+                host_port: Some(b.host_port.clone()),
+            })
+            .collect();
+        map.insert(port.clone(), Some(list));
+    }
+    map
+}
+
+/// `Config.Volumes`: the request's anonymous volumes and the image's.
+fn config_volumes(d: &ContainerDetails) -> Option<Vec<String>> {
+    let mut v: Vec<String> = d.config.options.volumes.clone();
+    v.extend(d.config.image_volumes.iter().cloned());
+    v.sort();
+    v.dedup();
+    (!v.is_empty()).then_some(v)
+}
+
+/// The container's addresses and published ports; the top-level legacy
+/// fields are those of the default `bridge` network.
+fn network_settings(d: &ContainerDetails) -> NetworkSettings {
+    let networks = networks(d);
+    let bridge = networks.get("bridge");
+    let field = |f: &dyn Fn(&EndpointSettings) -> Option<String>| {
+        Some(bridge.and_then(f).unwrap_or_default())
+    };
     NetworkSettings {
         bridge: Some(String::new()),
         sandbox_id: Some(String::new()),
-        sandbox_key: Some(String::new()),
-        ports: Some(HashMap::new()),
-        endpoint_id: Some(String::new()),
-        gateway: Some(String::new()),
-        ip_address: Some(String::new()),
-        ip_prefix_len: Some(0),
-        mac_address: Some(String::new()),
-        networks: Some(HashMap::new()),
+        sandbox_key: Some(
+            d.network
+                .as_ref()
+                .map(|n| n.sandbox_key.clone())
+                .unwrap_or_default(),
+        ),
+        hairpin_mode: Some(false),
+        link_local_ipv6_address: Some(String::new()),
+        link_local_ipv6_prefix_len: Some(0),
+        ports: Some(ports(d)),
+        endpoint_id: field(&|e| e.endpoint_id.clone()),
+        gateway: field(&|e| e.gateway.clone()),
+        global_ipv6_address: Some(String::new()),
+        global_ipv6_prefix_len: Some(0),
+        ip_address: field(&|e| e.ip_address.clone()),
+        ip_prefix_len: Some(bridge.and_then(|e| e.ip_prefix_len).unwrap_or(0)),
+        ipv6_gateway: Some(String::new()),
+        mac_address: field(&|e| e.mac_address.clone()),
+        networks: Some(networks),
         ..Default::default()
     }
+}
+
+/// Before API 1.45 Docker listed the container's short ID among the
+/// `Aliases` of its user-defined networks (DNSNames came after);
+/// docker-compose 1.x looks for it there, and reconnects the container
+/// when it is missing.
+pub fn legacy_aliases(body: &mut ContainerInspectResponse) {
+    let short: String = body
+        .id
+        .as_deref()
+        .unwrap_or_default()
+        .chars()
+        .take(12)
+        .collect();
+    let networks = body
+        .network_settings
+        .as_mut()
+        .and_then(|n| n.networks.as_mut());
+    for (name, e) in networks.into_iter().flatten() {
+        if matches!(name.as_str(), "bridge" | "host" | "none") {
+            continue;
+        }
+        let aliases = e.aliases.get_or_insert_with(Vec::new);
+        if !aliases.contains(&short) {
+            aliases.push(short.clone());
+        }
+    }
+}
+
+/// `docker ps`'s PORTS: published ports with their host side, exposed
+/// ones without.
+fn summary_ports(d: &ContainerDetails) -> Vec<Port> {
+    let mut out = Vec::new();
+    for (key, bindings) in ports(d) {
+        let (port, proto) = key.split_once('/').unwrap_or((&key, "tcp"));
+        let Ok(private_port) = port.parse::<u16>() else {
+            continue;
+        };
+        let typ = Some(match proto {
+            "udp" => PortTypeEnum::UDP,
+            "sctp" => PortTypeEnum::SCTP,
+            _ => PortTypeEnum::TCP,
+        });
+        match bindings {
+            Some(list) if !list.is_empty() => {
+                for b in list {
+                    out.push(Port {
+                        ip: b.host_ip,
+                        private_port,
+                        public_port: b.host_port.and_then(|p| p.parse().ok()),
+                        typ,
+                    });
+                }
+            }
+            _ => out.push(Port {
+                ip: None,
+                private_port,
+                public_port: None,
+                typ,
+            }),
+        }
+    }
+    out.sort_by_key(|p| (p.private_port, p.public_port));
+    out
 }
 
 /// `GET /containers/{id}/json`.
@@ -258,9 +436,9 @@ pub fn inspect(d: &ContainerDetails, exec_ids: Vec<String>) -> ContainerInspectR
                 ),
             ]),
         }),
-        mounts: Some(Vec::new()),
+        mounts: Some(super::container_mounts::mount_points(&d.config.mounts)),
         config: Some(config(d)),
-        network_settings: Some(network_settings()),
+        network_settings: Some(network_settings(d)),
         ..Default::default()
     }
 }
@@ -319,7 +497,7 @@ pub fn summary(d: &ContainerDetails, now: chrono::DateTime<chrono::Utc>) -> Cont
         image_id: Some(d.config.image_id.clone()),
         command: Some(command.join(" ")),
         created: Some(created_unix(d)),
-        ports: Some(Vec::new()),
+        ports: Some(summary_ports(d)),
         labels: Some(d.config.options.labels.clone().into_iter().collect()),
         state: Some(summary_state(d.state.status)),
         status: Some(status_text(d, now)),
@@ -328,9 +506,9 @@ pub fn summary(d: &ContainerDetails, now: chrono::DateTime<chrono::Utc>) -> Cont
             annotations: None,
         }),
         network_settings: Some(ContainerSummaryNetworkSettings {
-            networks: Some(HashMap::new()),
+            networks: Some(networks(d)),
         }),
-        mounts: Some(Vec::new()),
+        mounts: Some(super::container_mounts::mount_points(&d.config.mounts)),
         ..Default::default()
     }
 }
@@ -428,7 +606,18 @@ impl ListFilter {
                     .map_or("none", |h| h.status.as_str());
                 v == h
             })
-            && any("network", &|v| v == network_mode(d))
+            && any("network", &|v| {
+                v == network_mode(d)
+                    || networks(d).iter().any(|(name, e)| {
+                        name == v || e.network_id.as_deref().is_some_and(|id| id.starts_with(v))
+                    })
+            })
+            && any("volume", &|v| {
+                d.config
+                    .mounts
+                    .iter()
+                    .any(|m| m.name == v || m.destination == v || m.source == v)
+            })
             && self.after.is_none_or(|t| created > t)
             && self.before.is_none_or(|t| created < t)
     }

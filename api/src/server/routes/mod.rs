@@ -10,6 +10,7 @@ mod container_changes;
 mod container_commit;
 mod container_create;
 mod container_io;
+mod container_mounts;
 pub(super) mod container_stats;
 pub(super) mod container_views;
 mod containers;
@@ -21,7 +22,7 @@ mod networks;
 mod registry;
 mod swarm;
 pub(super) mod system;
-mod volumes;
+pub(super) mod volumes;
 
 use super::router::Route;
 

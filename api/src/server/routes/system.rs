@@ -179,6 +179,21 @@ async fn info(req: ApiRequest) -> Reply {
             )
         }
     };
+    let mut hutch = hutch;
+    // The uplink the daemon chose (the doctor's choice is a prediction).
+    hutch["Network"] = match daemon.engine.networks() {
+        Some(n) => {
+            let (mode, reason) = n.uplink();
+            serde_json::json!({ "Uplink": mode.name(), "Reason": reason })
+        }
+        None => {
+            warnings.push(
+                "WARNING: networking is unavailable: containers run with network mode \"none\""
+                    .to_owned(),
+            );
+            serde_json::json!({ "Uplink": "none", "Reason": "networking could not be set up" })
+        }
+    };
     let os = host::os_release();
     let docker = SystemInfo {
         id: Some(daemon.id.clone()),
@@ -299,7 +314,29 @@ async fn system_df(req: ApiRequest) -> Reply {
         }
     }
     usage.containers = Some(containers);
-    Ok(response::json(StatusCode::OK, &usage))
+    let volumes = req
+        .daemon
+        .with_engine(|e| {
+            Ok(e.volume_list()?
+                .iter()
+                .map(|u| {
+                    super::volumes::volume_body(
+                        &u.volume,
+                        Some(super::volumes::UsageData {
+                            size: e.volume_size(&u.volume.name) as i64,
+                            ref_count: u.users.len() as i64,
+                        }),
+                    )
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    // Volumes in Docker's own shape (`Labels: null` and all).
+    let mut body = serde_json::to_value(&usage)
+        .map_err(|e| ApiError::internal(format!("encoding system df: {e}")))?;
+    body["Volumes"] = serde_json::to_value(volumes)
+        .map_err(|e| ApiError::internal(format!("encoding system df: {e}")))?;
+    Ok(response::json(StatusCode::OK, &body))
 }
 
 /// `/events`: replay kept events from `since`, then follow live ones until
