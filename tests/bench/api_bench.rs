@@ -4,6 +4,8 @@
 //! * `docker run --rm busybox true` (create, attach, wait, start, the exit,
 //!   the removal) against `docker version` on the same socket — the CLI's
 //!   own start-up plus one round trip, the least any CLI command costs;
+//!   and the same run with `--network none`, which shows what joining the
+//!   default bridge network costs;
 //! * `GET /containers/json?all=1` with 100 containers, p50 and p99, over one
 //!   kept-alive connection.
 //!
@@ -195,10 +197,20 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
         "--rm",
         &image.reference,
         "true",
+        ";;",
+        DOCKER_CLI,
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &image.reference,
+        "true",
     ])?;
     let series: Vec<Vec<f64>> = serde_json::from_value(timed)?;
-    let [version, run] = [0, 1].map(|i| sorted(series.get(i).cloned().unwrap_or_default()));
+    let [version, run, bare] =
+        [0, 1, 2].map(|i| sorted(series.get(i).cloned().unwrap_or_default()));
     let (v50, r50) = (percentile(&version, 50.0), percentile(&run, 50.0));
+    let n50 = percentile(&bare, 50.0);
     println!(
         "docker version (floor):      median {v50:7.2} ms  (p90 {:.2})",
         percentile(&version, 90.0)
@@ -207,6 +219,13 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
         "docker run --rm busybox true: median {r50:7.2} ms  (p90 {:.2})  = {:.2}x the floor (target <= 2x)",
         percentile(&run, 90.0),
         r50 / v50
+    );
+    // The same without the default bridge network: the difference is what
+    // the netns, veth, IPAM and DNS files cost each run.
+    println!(
+        "  ... --network none:         median {n50:7.2} ms  (p90 {:.2})  = {:.2}x the floor",
+        percentile(&bare, 90.0),
+        n50 / v50
     );
 
     for _ in 0..cli.containers {

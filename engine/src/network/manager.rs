@@ -204,6 +204,8 @@ pub struct Networks {
     store: Store,
     bridge_ns: NetNs,
     worker: Arc<Worker>,
+    /// Deletes stopped containers' veths in the background.
+    reaper: endpoint::Reaper,
     dns: Arc<Dns>,
     mode: UplinkMode,
     uplink_reason: String,
@@ -260,6 +262,12 @@ impl Networks {
         store
             .save(&state)
             .ctx(|| "saving the network state".into())?;
+        let reaper = endpoint::Reaper::start(
+            bridge_ns
+                .rtnl()
+                .ctx(|| "netlink in the bridge netns".into())?,
+        )
+        .ctx(|| "starting the veth reaper".into())?;
         let nets = Networks {
             inner: Mutex::new(Inner {
                 state,
@@ -270,6 +278,7 @@ impl Networks {
             store,
             bridge_ns,
             worker,
+            reaper,
             dns: Arc::new(Dns::new(upstream)),
             mode,
             uplink_reason,
@@ -707,13 +716,7 @@ impl Networks {
             };
             eps.push(ep);
         }
-        netns
-            .run(|| {
-                let mut rtnl = Rtnl::open()?;
-                let lo = rtnl.require("lo")?;
-                rtnl.set_up(lo)
-            })
-            .ctx(|| "bringing up the container's loopback".into())?;
+        // Loopback comes up with the first endpoint (endpoint::plug).
         let netns = Arc::new(netns);
         let path = self.run_dir.join("netns").join(&c.id);
         let _ = netns::unbind(&path);
@@ -901,7 +904,9 @@ impl Networks {
             }
         }
         for link in running.links.values() {
-            endpoint::unplug(&mut inner.rtnl, link).ctx(|| format!("deleting {link}"))?;
+            self.reaper
+                .unplug_later(&mut inner.rtnl, link)
+                .ctx(|| format!("deleting {link}"))?;
         }
         if let Some(path) = &running.netns_path {
             netns::unbind(path).ctx(|| format!("unbinding {}", path.display()))?;
