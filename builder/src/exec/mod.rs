@@ -12,6 +12,7 @@ mod copy;
 mod fswalk;
 mod image;
 mod mounts;
+pub mod rootfs;
 mod run;
 mod tarball;
 mod upperdiff;
