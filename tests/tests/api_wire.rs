@@ -156,10 +156,10 @@ fn ping_version_and_errors() -> Result<()> {
         "{plugin:?}"
     );
     // Routed but not there yet: an honest 501, not a 404.
-    let export = curl(&daemon, "GET", "/v1.50/containers/abc/export", &[])?;
+    let ws = curl(&daemon, "GET", "/v1.50/containers/abc/attach/ws", &[])?;
     ensure!(
-        export.status == 501 && export.message().contains("not implemented in hutch yet"),
-        "{export:?}"
+        ws.status == 501 && ws.message().contains("not implemented in hutch yet"),
+        "{ws:?}"
     );
 
     // JSON bodies: malformed, empty, wrong type, too big → 400/413 with

@@ -201,7 +201,7 @@ fn apply_overrides(img: &mut ImageState, over: &Map<String, Value>) {
 }
 
 /// `--change` instructions, expanded with the image's environment.
-fn apply_changes(img: &mut ImageState, changes: &[String]) -> Result<(), BuildError> {
+pub(super) fn apply_changes(img: &mut ImageState, changes: &[String]) -> Result<(), BuildError> {
     if changes.is_empty() {
         return Ok(());
     }

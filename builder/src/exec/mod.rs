@@ -13,6 +13,7 @@ mod fswalk;
 mod hashcache;
 mod image;
 mod mounts;
+pub mod rootfs;
 mod run;
 mod tarball;
 mod upperdiff;

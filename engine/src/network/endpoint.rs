@@ -5,9 +5,10 @@
 
 use std::io;
 use std::net::Ipv4Addr;
+use std::sync::{mpsc, Mutex};
 
 use super::netns::NetNs;
-use super::rtnl::{Route, Rtnl};
+use super::rtnl::Rtnl;
 
 pub struct Plug<'a> {
     pub bridge: &'a str,
@@ -27,27 +28,92 @@ pub fn host_if_name(endpoint_id: &str) -> String {
     format!("veth{}", &endpoint_id[..endpoint_id.len().min(8)])
 }
 
+/// Three requests in the bridge netns (drop a stale end, the bridge's
+/// index, the veth created enslaved and up) and one batch in the
+/// container's (see [`Rtnl::configure_endpoint`]), from one thread there.
 pub fn plug(bridge_rtnl: &mut Rtnl, container: &NetNs, p: &Plug<'_>) -> io::Result<()> {
     bridge_rtnl.delete_link_named(p.host_if)?;
-    bridge_rtnl.add_veth(p.host_if, p.container_if, Some(container.fd()), Some(p.mac))?;
-    let host = bridge_rtnl.require(p.host_if)?;
     let master = bridge_rtnl.require(p.bridge)?;
-    bridge_rtnl.set_master(host, master)?;
-    bridge_rtnl.set_up(host)?;
+    bridge_rtnl.add_veth_on(p.host_if, p.container_if, container.fd(), p.mac, master)?;
     let (name, ip, prefix, gateway) = (p.container_if.to_owned(), p.ip, p.prefix, p.gateway);
     container.run(move || {
         let mut rtnl = Rtnl::open()?;
         let index = rtnl.require(&name)?;
-        rtnl.add_address(index, ip, prefix)?;
-        rtnl.set_up(index)?;
-        if let Some(gw) = gateway {
-            rtnl.add_route(&Route {
-                gateway: Some(gw),
-                ..Route::default()
-            })?;
-        }
-        Ok(())
+        rtnl.configure_endpoint(index, ip, prefix, gateway)
     })
+}
+
+/// Deletes veths off the caller's path. Deleting a link waits for the
+/// kernel's RCU grace periods (tens of milliseconds on a busy node), which
+/// a stopped container's waiters (`docker run --rm`) need not wait for.
+/// Links are deleted by index, so a veth made again under the same name
+/// (a quick restart) is never the one deleted.
+pub struct Reaper {
+    tx: Mutex<mpsc::Sender<ReaperJob>>,
+}
+
+enum ReaperJob {
+    /// Delete the link with this index.
+    Delete(u32),
+    /// Answer once every deletion queued before it is done.
+    Barrier(mpsc::SyncSender<()>),
+}
+
+/// How long [`Reaper::settle`] waits for the queue to drain.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Reaper {
+    /// `rtnl`: a socket opened in the bridge netns, owned by the thread.
+    pub fn start(mut rtnl: Rtnl) -> io::Result<Reaper> {
+        let (tx, rx) = mpsc::channel::<ReaperJob>();
+        std::thread::Builder::new()
+            .name("hutch-veth-reaper".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                for job in rx {
+                    match job {
+                        ReaperJob::Delete(index) => match rtnl.delete_link(index) {
+                            Err(e) if e.raw_os_error() != Some(libc::ENODEV) => {
+                                tracing::warn!(index, %e, "deleting a stopped container's veth");
+                            }
+                            _ => {}
+                        },
+                        ReaperJob::Barrier(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })?;
+        Ok(Reaper { tx: Mutex::new(tx) })
+    }
+
+    /// Queues the deletion of `host_if` (found now, through `bridge_rtnl`);
+    /// deletes it here when the reaper is gone.
+    pub fn unplug_later(&self, bridge_rtnl: &mut Rtnl, host_if: &str) -> io::Result<()> {
+        let Some(index) = bridge_rtnl.index(host_if)? else {
+            return Ok(());
+        };
+        match self.send(ReaperJob::Delete(index)) {
+            Ok(()) => Ok(()),
+            Err(_) => bridge_rtnl.delete_link(index),
+        }
+    }
+
+    /// Waits until every deletion queued so far is done (before a bridge
+    /// is removed or the daemon shuts down), for at most a few seconds.
+    pub fn settle(&self) {
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
+        if self.send(ReaperJob::Barrier(done_tx)).is_ok() {
+            let _ = done_rx.recv_timeout(SETTLE_TIMEOUT);
+        }
+    }
+
+    fn send(&self, job: ReaperJob) -> io::Result<()> {
+        self.tx
+            .lock()
+            .map_err(|_| io::Error::other("veth reaper lock poisoned"))
+            .and_then(|tx| tx.send(job).map_err(|_| io::Error::other("reaper gone")))
+    }
 }
 
 /// Removes the endpoint's veth pair (deleting one end removes both).

@@ -204,6 +204,8 @@ pub struct Networks {
     store: Store,
     bridge_ns: NetNs,
     worker: Arc<Worker>,
+    /// Deletes stopped containers' veths in the background.
+    reaper: endpoint::Reaper,
     dns: Arc<Dns>,
     mode: UplinkMode,
     uplink_reason: String,
@@ -213,8 +215,6 @@ pub struct Networks {
     run_dir: PathBuf,
     files_root: PathBuf,
     _relay: Option<Relay>,
-    /// Threads deleting released veths ([`Networks::settle`] waits).
-    unplugging: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Networks {
@@ -262,6 +262,12 @@ impl Networks {
         store
             .save(&state)
             .ctx(|| "saving the network state".into())?;
+        let reaper = endpoint::Reaper::start(
+            bridge_ns
+                .rtnl()
+                .ctx(|| "netlink in the bridge netns".into())?,
+        )
+        .ctx(|| "starting the veth reaper".into())?;
         let nets = Networks {
             inner: Mutex::new(Inner {
                 state,
@@ -272,6 +278,7 @@ impl Networks {
             store,
             bridge_ns,
             worker,
+            reaper,
             dns: Arc::new(Dns::new(upstream)),
             mode,
             uplink_reason,
@@ -281,7 +288,6 @@ impl Networks {
             run_dir: cfg.run_dir.clone(),
             files_root: dir.join("containers"),
             _relay: relay,
-            unplugging: Mutex::new(Vec::new()),
         };
         {
             let inner = nets.lock()?;
@@ -711,13 +717,7 @@ impl Networks {
             };
             eps.push(ep);
         }
-        netns
-            .run(|| {
-                let mut rtnl = Rtnl::open()?;
-                let lo = rtnl.require("lo")?;
-                rtnl.set_up(lo)
-            })
-            .ctx(|| "bringing up the container's loopback".into())?;
+        // Loopback comes up with the first endpoint (endpoint::plug).
         let netns = Arc::new(netns);
         let path = self.run_dir.join("netns").join(&c.id);
         let _ = netns::unbind(&path);
@@ -904,40 +904,12 @@ impl Networks {
                 names.remove(&ep.network_id, ep.ip);
             }
         }
-        // The kernel takes tens of milliseconds to delete a veth: the links
-        // go on a thread of their own, by index, so that a new link of the
-        // same name (the container started again) is never the one deleted.
-        let mut indexes = Vec::new();
+        // The kernel takes tens of milliseconds to delete a veth: the
+        // reaper deletes them off this path, by index (see endpoint::Reaper).
         for link in running.links.values() {
-            if let Some(index) = inner.rtnl.index(link).ctx(|| format!("finding {link}"))? {
-                indexes.push(index);
-            }
-        }
-        if !indexes.is_empty() {
-            let mut rtnl = self
-                .bridge_ns
-                .rtnl()
-                .ctx(|| "netlink in the bridge netns".into())?;
-            let spawned = std::thread::Builder::new()
-                .name("net-unplug".into())
-                .stack_size(128 * 1024)
-                .spawn(move || {
-                    for index in indexes {
-                        // Gone already (its netns went first): fine.
-                        if let Err(e) = rtnl.delete_link(index) {
-                            tracing::debug!(index, %e, "deleting a released veth");
-                        }
-                    }
-                });
-            match spawned {
-                Ok(handle) => {
-                    if let Ok(mut pending) = self.unplugging.lock() {
-                        pending.retain(|h| !h.is_finished());
-                        pending.push(handle);
-                    }
-                }
-                Err(e) => return Err(e).ctx(|| "starting the unplug thread".into()),
-            }
+            self.reaper
+                .unplug_later(&mut inner.rtnl, link)
+                .ctx(|| format!("deleting {link}"))?;
         }
         if let Some(path) = &running.netns_path {
             netns::unbind(path).ctx(|| format!("unbinding {}", path.display()))?;
@@ -1005,13 +977,7 @@ impl Networks {
 
     /// Waits until the veths of released containers are deleted.
     pub fn settle(&self) {
-        let handles: Vec<_> = match self.unplugging.lock() {
-            Ok(mut pending) => pending.drain(..).collect(),
-            Err(_) => return,
-        };
-        for h in handles {
-            let _ = h.join();
-        }
+        self.reaper.settle();
     }
 
     /// The networks a container has endpoints on (by ID, the first

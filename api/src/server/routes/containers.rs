@@ -35,7 +35,7 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/containers/{id}/top" => container_stats::top),
         route!(GET "/containers/{id}/logs" => container_io::logs),
         route!(GET "/containers/{id}/changes" => container_changes::handler),
-        route!(GET "/containers/{id}/export" => not_yet),
+        route!(GET "/containers/{id}/export" => super::container_export::export),
         route!(GET "/containers/{id}/stats" => container_stats::stats),
         route!(GET "/containers/{id}/attach/ws" => not_yet),
         route!(GET "/containers/{id}/archive" => container_archive::get),
@@ -61,7 +61,7 @@ type Reply = Result<Response<Body>, ApiError>;
 
 async fn not_yet(_req: ApiRequest) -> Reply {
     Err(ApiError::not_yet(
-        "this container endpoint (export, attach over websocket)",
+        "this container endpoint (attach over websocket)",
         5,
     ))
 }

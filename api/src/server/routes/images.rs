@@ -353,10 +353,7 @@ async fn create(req: ApiRequest) -> Reply {
         return super::registry::pull(req).await;
     }
     if req.query.non_empty("fromSrc").is_some() {
-        return Err(ApiError::not_yet(
-            "importing a root filesystem (POST /images/create?fromSrc)",
-            5,
-        ));
+        return super::image_import::import_image(req).await;
     }
     Err(ApiError::bad_request(
         "either fromImage or fromSrc is required",

@@ -1,0 +1,90 @@
+//! `POST /images/create?fromSrc=-` (`docker import`): the request body, a
+//! tar (plain or gzip), becomes the single layer of a new image, with
+//! `repo`/`tag`, `changes` (the config instructions `docker commit`
+//! accepts) and `message`. The layer goes through the image store's safe
+//! unpacker, so an entry that leaves the root fails the import and leaves
+//! nothing. Importing from a URL needs the daemon to fetch it: refused.
+
+use hutch_builder::exec::rootfs::{import, ImportRequest};
+use hutch_builder::exec::BuildError;
+use hutch_images::Reference;
+use hyper::Response;
+
+use super::super::error::ApiError;
+use super::super::events::Event;
+use super::super::request::ApiRequest;
+use super::super::response::{self, json_line, Body};
+
+pub async fn import_image(req: ApiRequest) -> Result<Response<Body>, ApiError> {
+    let source = req.query.non_empty("fromSrc").unwrap_or("-").to_owned();
+    if source != "-" {
+        return Err(ApiError::bad_request(format!(
+            "importing from a URL ({source}) is not supported by hutch: \
+             download it and pipe it in (docker import - NAME < file)"
+        )));
+    }
+    let names = match req.query.non_empty("repo") {
+        None => Vec::new(),
+        Some(repo) => {
+            let name = match req.query.non_empty("tag") {
+                Some(tag) => format!("{repo}:{tag}"),
+                None => repo.to_owned(),
+            };
+            let r = Reference::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            if r.digest().is_some() {
+                return Err(ApiError::bad_request(
+                    "refusing to create a tag with a digest reference",
+                ));
+            }
+            vec![r]
+        }
+    };
+    let changes: Vec<String> = req
+        .query
+        .all("changes")
+        .into_iter()
+        .filter(|c| !c.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    let (os, architecture) = match req.query.non_empty("platform") {
+        Some(p) => {
+            let mut parts = p.split('/');
+            let os = parts.next().unwrap_or("linux").to_owned();
+            let arch = parts.next().unwrap_or(std::env::consts::ARCH).to_owned();
+            (os, arch)
+        }
+        None => ("linux".to_owned(), super::host::go_arch().to_owned()),
+    };
+    let request = ImportRequest {
+        changes,
+        message: req.query.non_empty("message").map(str::to_owned),
+        source,
+        os,
+        architecture,
+        names: names.clone(),
+    };
+    let daemon = req.daemon.clone();
+    let store = daemon.images.clone();
+    let body = req.body_reader();
+    let id = tokio::task::spawn_blocking(move || import(&store, body, &request))
+        .await
+        .map_err(|e| ApiError::internal(format!("import: {e}")))?
+        .map_err(|e| match e {
+            // A bad archive, body or change is the client's.
+            BuildError::Image(hutch_images::ImageError::Archive(e)) => {
+                ApiError::bad_request(format!("importing the archive: {e}"))
+            }
+            BuildError::Image(e) => ApiError::from(e),
+            other => ApiError::bad_request(other.to_string()),
+        })?;
+    let id = id.to_string();
+    daemon.events.publish(Event::image("import", &id, &id));
+    for n in &names {
+        daemon
+            .events
+            .publish(Event::image("tag", &id, &n.familiar()));
+    }
+    // As moby: one message whose status is the new image's ID.
+    let line = json_line(&serde_json::json!({ "status": id }));
+    Ok(response::json_messages(line.to_vec()))
+}

@@ -1,0 +1,132 @@
+//! Whole root filesystems in and out of the store: `docker export` (a
+//! container's merged filesystem as one tar) and `docker import` (a tar as
+//! the single layer of a new image, with `--change` instructions and a
+//! message).
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use hutch_images::{BuiltLayer, Digest, ImageStore, Reference};
+use serde_json::json;
+
+use super::commit::apply_changes;
+use super::image::ImageState;
+use super::tarball;
+use super::upperdiff;
+use super::view::MergedView;
+use super::BuildError;
+
+/// A container's merged filesystem (its image's layers under its overlay
+/// upper directory), ready to be written as a tar. The upper directory joins
+/// a read-only overlay as its topmost lower layer, so the kernel applies its
+/// whiteouts and opaque directories, whether the container runs or not.
+pub struct Export {
+    /// Unmounted when the export is dropped.
+    _view: MergedView,
+    entries: Vec<tarball::Entry>,
+}
+
+impl Export {
+    /// Mounts the view (under `tmp`) and lists it, so that errors come
+    /// before the first byte is sent.
+    pub fn prepare(
+        store: &ImageStore,
+        image_id: &str,
+        upper: &Path,
+        tmp: &Path,
+    ) -> Result<Export, BuildError> {
+        let img = ImageState::load(store, image_id)?;
+        let mut lower: Vec<PathBuf> = vec![upper.to_path_buf()];
+        lower.extend(img.lower_dirs(store));
+        std::fs::create_dir_all(tmp)
+            .map_err(|e| BuildError::io("creating the export directory", e))?;
+        let view = MergedView::mount(&lower, tmp)
+            .map_err(|e| BuildError::io("mounting the container's filesystem", e))?;
+        // A merged view shows no whiteouts, so this is a plain walk (with
+        // hardlinks kept); sockets and device nodes are left out, as layers
+        // cannot carry them here.
+        let entries = upperdiff::upper_entries(view.path(), &Default::default())
+            .map_err(|e| BuildError::io("reading the container's filesystem", e))?;
+        Ok(Export {
+            _view: view,
+            entries,
+        })
+    }
+
+    /// Writes the tar into `out`.
+    pub fn write_to<W: Write>(self, out: W) -> io::Result<W> {
+        tarball::write_tar(out, self.entries, None)
+    }
+}
+
+/// One `docker import`.
+#[derive(Debug, Clone, Default)]
+pub struct ImportRequest {
+    /// `--change` instructions (`CMD ["x"]`, `ENV A=b`, ...).
+    pub changes: Vec<String>,
+    /// `-m`: the history entry's comment.
+    pub message: Option<String>,
+    /// Where the tar came from, for the default comment (`-`, a URL).
+    pub source: String,
+    pub os: String,
+    pub architecture: String,
+    pub names: Vec<Reference>,
+}
+
+/// Gzip's magic number: `docker import` takes compressed tars too.
+const GZIP: [u8; 2] = [0x1f, 0x8b];
+
+/// Stores the tar read from `body` (plain or gzip) as a one-layer image;
+/// returns its ID. The layer goes through the store's unpacker, which
+/// refuses entries that leave the root and skips device nodes.
+pub fn import<R: Read>(
+    store: &ImageStore,
+    body: R,
+    req: &ImportRequest,
+) -> Result<Digest, BuildError> {
+    let mut img = ImageState::scratch(&req.os, &req.architecture, None);
+    // The changes first: a bad one fails before the body is read.
+    apply_changes(&mut img, &req.changes)?;
+    let mut body = io::BufReader::new(body);
+    let head =
+        io::BufRead::fill_buf(&mut body).map_err(|e| BuildError::io("reading the archive", e))?;
+    if head.is_empty() {
+        return Err(BuildError::Invalid("the archive to import is empty".into()));
+    }
+    let gzipped = head.starts_with(&GZIP);
+    let mut w = store.layer_writer()?;
+    let copied = if gzipped {
+        io::copy(&mut flate2::read::MultiGzDecoder::new(body), &mut w)
+    } else {
+        io::copy(&mut body, &mut w)
+    };
+    copied.map_err(|e| BuildError::io("reading the archive", e))?;
+    let layer = w
+        .finish()
+        .map_err(|e| BuildError::Image(hutch_images::ImageError::Store(e)))?;
+    let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    img.push_history(&created, "", Some(&layer.diff_id));
+    let comment = req
+        .message
+        .clone()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| format!("Imported from {}", req.source));
+    if let Some(serde_json::Value::Array(history)) = img.config.get_mut("history") {
+        if let Some(serde_json::Value::Object(last)) = history.last_mut() {
+            last.remove("created_by");
+            last.insert("comment".into(), json!(comment));
+        }
+    }
+    if let Some(m) = req.message.as_ref().filter(|m| !m.is_empty()) {
+        img.config["comment"] = json!(m);
+    }
+    img.config["created"] = json!(created);
+    let bytes = serde_json::to_vec(&img.config)
+        .map_err(|e| BuildError::Invalid(format!("encoding the image config: {e}")))?;
+    Ok(store.add_built(
+        &bytes,
+        vec![BuiltLayer::New(layer)],
+        req.names.clone(),
+        false,
+    )?)
+}
