@@ -105,6 +105,10 @@ pub fn create(spec: &ContainerSpec, stdio: InitStdio) -> Result<Created, Failure
         let _ = waitpid(pid, None);
         failure
     };
+    // Before the maps: the init still has our credentials, which v1
+    // requires of a non-root writer.
+    crate::cgroups::join(&spec.cgroup_procs, pid.as_raw())
+        .map_err(|e| fail(Failure::runtime(e.to_string())))?;
     write_maps(pid, &spec.id_map, &spec.id_map)
         .map_err(|e| fail(Failure::runtime(e.to_string())))?;
     let private = !spec.id_map.is_identity();

@@ -1,0 +1,169 @@
+//! The engine's side of per-container cgroups: made at create with the
+//! limits, changed by `docker update`, frozen by pause, read by stats,
+//! removed with the container. Only with a delegated hierarchy
+//! ([`crate::cgroups::Cgroups::detect`]).
+
+use super::{Engine, EngineError, Result};
+use crate::cgroups::{Cgroups, ContainerCgroup, Limits, Stats};
+use crate::containers::state::{State, Status};
+use crate::runtime::ContainerSpec;
+
+impl Engine {
+    /// The delegated hierarchy, when there is one.
+    pub fn cgroups(&self) -> Option<&Cgroups> {
+        self.inner.opts.cgroups.as_ref()
+    }
+
+    /// At create: the container's cgroup with its limits; the spec gets the
+    /// files its processes join.
+    pub(super) fn make_cgroup(
+        &self,
+        id: &str,
+        limits: &Limits,
+        spec: &mut ContainerSpec,
+    ) -> Result<()> {
+        let Some(cgroups) = self.cgroups() else {
+            return Ok(());
+        };
+        limits.validate().map_err(EngineError::Invalid)?;
+        let cgroup = cgroups.container(id);
+        if let Err(e) = cgroup.create(limits) {
+            let _ = cgroup.remove();
+            return Err(EngineError::Invalid(e.to_string()));
+        }
+        spec.cgroup_procs = cgroup.procs_files();
+        Ok(())
+    }
+
+    /// The container's cgroup, if it was given one.
+    pub(super) fn cgroup_of(&self, id: &str) -> Option<ContainerCgroup> {
+        let cgroups = self.cgroups()?;
+        let spec = self.inner.store.dir(id).read_spec().ok()?;
+        (!spec.cgroup_procs.is_empty()).then(|| cgroups.container(id))
+    }
+
+    /// At removal (its processes are gone).
+    pub(super) fn remove_cgroup(&self, id: &str) {
+        if let Some(cgroup) = self.cgroup_of(id) {
+            if let Err(e) = cgroup.remove() {
+                tracing::warn!(%id, "{e}");
+            }
+        }
+    }
+
+    /// What the kernel knows that the supervisor does not: a frozen cgroup
+    /// (paused) and an OOM kill.
+    pub(super) fn cgroup_state(&self, id: &str, state: &mut State) {
+        let Some(cgroup) = self.cgroup_of(id) else {
+            return;
+        };
+        if state.running {
+            let paused = cgroup.frozen();
+            state.paused = paused;
+            state.status = if paused {
+                Status::Paused
+            } else {
+                Status::Running
+            };
+        } else if state.exit_code == 137 && cgroup.oom_killed() {
+            state.oom_killed = true;
+        }
+    }
+
+    /// `docker pause` / `docker unpause`.
+    pub fn set_paused(&self, query: &str, paused: bool) -> Result<()> {
+        let id = self.resolve(query)?;
+        let running = self
+            .lock()
+            .containers
+            .get(&id)
+            .map(|r| (r.state.running, r.state.paused));
+        let Some((running, was_paused)) = running else {
+            return Err(EngineError::NotFound(id));
+        };
+        if !running {
+            return Err(EngineError::Conflict(format!(
+                "Container {id} is not running"
+            )));
+        }
+        if paused && was_paused {
+            return Err(EngineError::Conflict(format!(
+                "Container {id} is already paused"
+            )));
+        }
+        if !paused && !was_paused {
+            return Err(EngineError::Conflict(format!(
+                "Container {id} is not paused"
+            )));
+        }
+        let cgroup = self
+            .cgroup_of(&id)
+            .filter(|_| self.cgroups().is_some_and(|c| c.has("freezer")))
+            .ok_or_else(|| {
+                EngineError::Invalid(
+                    "pausing containers needs a delegated cgroup freezer, which this pod does not give"
+                        .into(),
+                )
+            })?;
+        cgroup.freeze(paused)?;
+        if let Some(r) = self.lock().containers.get_mut(&id) {
+            r.state.paused = paused;
+            r.state.status = if paused {
+                Status::Paused
+            } else {
+                Status::Running
+            };
+        }
+        self.inner.changed.notify_all();
+        self.emit(if paused { "pause" } else { "unpause" }, &id, &[]);
+        Ok(())
+    }
+
+    /// Thaws a paused container so a signal can act (Docker resumes a
+    /// paused container it stops or kills).
+    pub(super) fn thaw(&self, id: &str) {
+        if let Some(cgroup) = self.cgroup_of(id) {
+            if cgroup.frozen() {
+                let _ = cgroup.freeze(false);
+            }
+        }
+    }
+
+    /// A 409 for exec and attach into a paused container, as Docker.
+    pub(super) fn refuse_paused(&self, id: &str) -> Result<()> {
+        let paused = self
+            .lock()
+            .containers
+            .get(id)
+            .is_some_and(|r| r.state.paused);
+        if paused {
+            return Err(EngineError::Conflict(format!(
+                "Container {id} is paused, unpause the container before exec"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `docker update`: new limits on the container's cgroup (running or
+    /// not); `None` without a delegated hierarchy.
+    pub fn update_limits(&self, query: &str, limits: &Limits) -> Result<Option<()>> {
+        let id = self.resolve(query)?;
+        if self.cgroups().is_none() {
+            return Ok(None);
+        }
+        limits.validate().map_err(EngineError::Invalid)?;
+        let cgroup = self
+            .cgroup_of(&id)
+            .ok_or_else(|| EngineError::Invalid(format!("container {id} has no cgroup")))?;
+        cgroup
+            .apply(limits)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        Ok(Some(()))
+    }
+
+    /// `docker stats` figures from the container's cgroup.
+    pub fn cgroup_stats(&self, query: &str) -> Result<Option<Stats>> {
+        let id = self.resolve(query)?;
+        Ok(self.cgroup_of(&id).map(|c| c.stats()))
+    }
+}

@@ -1,0 +1,150 @@
+//! Per-container cgroups through `hutch daemon` in a pod given writable
+//! cgroup v1 directories (`podsim --delegate-cgroups-v1`), driven by the
+//! real docker CLI: limits in the cgroup files, the PIDs limit holding a
+//! fork loop, an OOM kill, pause/unpause freezing a counter, exec into a
+//! paused container refused, the cgroup gone with the container.
+//!
+//! Needs the `hutch` and `podsim` binaries built first (`tests/run` does it).
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use hutch_tests::daemon::{ok, Daemon};
+use hutch_tests::podsim::{Pod, PodSpec};
+use hutch_tests::testimages;
+
+fn pod_sh(pod: &Pod, script: &str) -> Result<String> {
+    let out = pod.exec("/bin/sh").args(["-c", script]).output()?;
+    ok(&out, script)
+}
+
+fn cgroup_file(pod: &Pod, controller: &str, id: &str, file: &str) -> Result<String> {
+    Ok(pod_sh(
+        pod,
+        &format!("cat /sys/fs/cgroup/{controller}/hutch-{id}/{file}"),
+    )?
+    .trim()
+    .to_string())
+}
+
+fn counter(daemon: &Daemon, id: &str) -> Result<u64> {
+    let out = daemon.docker_ok(&["logs", "--tail", "1", id])?;
+    out.trim()
+        .parse()
+        .with_context(|| format!("counter output {out:?}"))
+}
+
+#[test]
+fn docker_cli_limits_pause_and_oom_with_delegated_v1() -> Result<()> {
+    let image = testimages::busybox()?;
+    let pod = Pod::start(&PodSpec::new().delegate_cgroups_v1())?;
+    let daemon = Daemon::start(&pod)?;
+    let img = image.reference.as_str();
+    daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
+
+    // Limits land in the container's cgroup, without the warning.
+    let run = daemon
+        .docker()
+        .args(["run", "-d", "-m", "64m", "--pids-limit", "50", img])
+        .args([
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done",
+        ])
+        .output()?;
+    let id = ok(&run, "docker run -d -m 64m")?.trim().to_string();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    ensure!(!stderr.contains("not applied"), "warned: {stderr}");
+    ensure!(cgroup_file(&pod, "memory", &id, "memory.limit_in_bytes")? == "67108864");
+    ensure!(cgroup_file(&pod, "pids", &id, "pids.max")? == "50");
+    let pid = daemon.docker_ok(&["inspect", "-f", "{{.State.Pid}}", &id])?;
+    let procs = cgroup_file(&pod, "memory", &id, "cgroup.procs")?;
+    ensure!(
+        procs.lines().any(|p| p == pid.trim()),
+        "init {pid} not in {procs}"
+    );
+    // An exec'd process joins it too.
+    let exec_cg = daemon.docker_ok(&["exec", &id, "cat", "/proc/self/cgroup"])?;
+    ensure!(
+        exec_cg.contains(&format!("pids:/hutch-{id}")) || exec_cg.contains("pids:/"),
+        "{exec_cg}"
+    );
+    let pids_now: u64 = cgroup_file(&pod, "pids", &id, "pids.current")?.parse()?;
+    ensure!(pids_now >= 1, "pids.current {pids_now}");
+
+    // `docker update` changes the limit of the running container.
+    daemon.docker_ok(&["update", "--pids-limit", "60", &id])?;
+    ensure!(cgroup_file(&pod, "pids", &id, "pids.max")? == "60");
+
+    // Pause freezes the counter; exec is refused; unpause resumes.
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.docker_ok(&["pause", &id])?;
+    ensure!(cgroup_file(&pod, "freezer", &id, "freezer.state")? == "FROZEN");
+    let state = daemon.docker_ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", &id])?;
+    ensure!(state.trim() == "paused true", "{state}");
+    let before = counter(&daemon, &id)?;
+    std::thread::sleep(Duration::from_millis(600));
+    ensure!(
+        counter(&daemon, &id)? == before,
+        "the counter moved while paused"
+    );
+    let exec = daemon.docker().args(["exec", &id, "true"]).output()?;
+    let err = String::from_utf8_lossy(&exec.stderr);
+    ensure!(!exec.status.success() && err.contains("is paused"), "{err}");
+    let again = daemon.docker().args(["pause", &id]).output()?;
+    ensure!(!again.status.success(), "paused twice");
+    daemon.docker_ok(&["unpause", &id])?;
+    std::thread::sleep(Duration::from_millis(600));
+    ensure!(
+        counter(&daemon, &id)? > before,
+        "the counter did not resume"
+    );
+    let state = daemon.docker_ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", &id])?;
+    ensure!(state.trim() == "running false", "{state}");
+
+    // Removal takes the cgroup with it.
+    daemon.docker_ok(&["rm", "-f", &id])?;
+    let left = pod_sh(&pod, "ls /sys/fs/cgroup/memory /sys/fs/cgroup/pids")?;
+    ensure!(!left.contains(&id), "cgroup left behind: {left}");
+
+    // A fork loop stops at the PIDs limit.
+    let fork = daemon
+        .docker()
+        .args(["run", "--rm", "--pids-limit", "10", img, "sh", "-c"])
+        .arg("n=0; for i in $(seq 1 40); do sleep 5 & n=$((n+1)); done 2>/dev/null; echo started")
+        .output()?;
+    let fork_err = String::from_utf8_lossy(&fork.stderr);
+    let fork_out = String::from_utf8_lossy(&fork.stdout);
+    ensure!(
+        fork_err.contains("fork")
+            || fork_err.contains("Resource temporarily unavailable")
+            || !fork.status.success(),
+        "40 processes under --pids-limit 10: {fork_out} {fork_err}"
+    );
+
+    // A memory hog is OOM-killed: 137 and OOMKilled.
+    let hog = daemon
+        .docker()
+        .args([
+            "run",
+            "--name",
+            "hog",
+            "-m",
+            "16m",
+            "--memory-swap",
+            "16m",
+            img,
+        ])
+        .args(["sh", "-c", "x=a; while true; do x=$x$x; done"])
+        .output()?;
+    ensure!(hog.status.code() == Some(137), "hog: {:?}", hog.status);
+    let oom = daemon.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.State.OOMKilled}} {{.State.ExitCode}}",
+        "hog",
+    ])?;
+    ensure!(oom.trim() == "true 137", "{oom}");
+    daemon.docker_ok(&["rm", "hog"])?;
+    Ok(())
+}
