@@ -107,20 +107,56 @@ fn docker_cli_limits_pause_and_oom_with_delegated_v1() -> Result<()> {
     let left = pod_sh(&pod, "ls /sys/fs/cgroup/memory /sys/fs/cgroup/pids")?;
     ensure!(!left.contains(&id), "cgroup left behind: {left}");
 
-    // A fork loop stops at the PIDs limit.
-    let fork = daemon
-        .docker()
-        .args(["run", "--rm", "--pids-limit", "10", img, "sh", "-c"])
-        .arg("n=0; for i in $(seq 1 40); do sleep 5 & n=$((n+1)); done 2>/dev/null; echo started")
-        .output()?;
-    let fork_err = String::from_utf8_lossy(&fork.stderr);
-    let fork_out = String::from_utf8_lossy(&fork.stdout);
+    // A fork loop stops at the PIDs limit: the cgroup holds 10 and counts
+    // the refused forks.
+    let fork = daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--pids-limit",
+        "10",
+        img,
+        "sh",
+        "-c",
+        // ash exits when a fork fails: the loop runs in an inner shell.
+        "sh -c 'for i in $(seq 1 40); do sleep 30 & done' 2>/dev/null; exec sleep 30",
+    ])?;
+    let fork = fork.trim().to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    let current: u64 = cgroup_file(&pod, "pids", &fork, "pids.current")?.parse()?;
     ensure!(
-        fork_err.contains("fork")
-            || fork_err.contains("Resource temporarily unavailable")
-            || !fork.status.success(),
-        "40 processes under --pids-limit 10: {fork_out} {fork_err}"
+        (2..=10).contains(&current),
+        "pids.current {current} under --pids-limit 10"
     );
+    let running = daemon.docker_ok(&["inspect", "-f", "{{.State.Running}}", &fork])?;
+    ensure!(running.trim() == "true", "the container ended: {running}");
+    let events = cgroup_file(&pod, "pids", &fork, "pids.events")?;
+    ensure!(
+        events
+            .strip_prefix("max ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 0),
+        "pids.events {events}"
+    );
+    // docker stats reads the cgroup: the limits show.
+    let stats = daemon.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.MemUsage}}|{{.PIDs}}",
+        &fork,
+    ])?;
+    ensure!(stats.trim().ends_with(&format!("|{current}")), "{stats}");
+    daemon.docker_ok(&["rm", "-f", &fork])?;
+    let limited = daemon.docker_ok(&["run", "-d", "-m", "64m", img, "sleep", "30"])?;
+    let stats = daemon.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.MemUsage}}",
+        limited.trim(),
+    ])?;
+    ensure!(stats.trim().ends_with("/ 64MiB"), "{stats}");
+    daemon.docker_ok(&["rm", "-f", limited.trim()])?;
 
     // A memory hog is OOM-killed: 137 and OOMKilled.
     let hog = daemon
@@ -146,5 +182,46 @@ fn docker_cli_limits_pause_and_oom_with_delegated_v1() -> Result<()> {
     ])?;
     ensure!(oom.trim() == "true 137", "{oom}");
     daemon.docker_ok(&["rm", "hog"])?;
+    Ok(())
+}
+
+#[test]
+fn info_reports_the_delegated_hierarchy() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new().delegate_cgroups_v1())?;
+    let daemon = Daemon::start(&pod)?;
+    let info = daemon.docker_ok(&[
+        "info",
+        "--format",
+        "{{.CgroupDriver}} {{.CgroupVersion}} {{.MemoryLimit}} {{.PidsLimit}} {{.CPUCfsQuota}}",
+    ])?;
+    ensure!(info.trim() == "cgroupfs 1 true true true", "{info}");
+    Ok(())
+}
+
+#[test]
+fn default_pod_warns_and_refuses_pause() -> Result<()> {
+    let image = testimages::busybox()?;
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let img = image.reference.as_str();
+    daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
+    let info = daemon.docker_ok(&["info", "--format", "{{.MemoryLimit}} {{.PidsLimit}}"])?;
+    ensure!(info.trim() == "false false", "{info}");
+    let run = daemon
+        .docker()
+        .args(["run", "-d", "-m", "64m", img, "sleep", "30"])
+        .output()?;
+    let id = ok(&run, "docker run -d -m 64m")?.trim().to_string();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    ensure!(stderr.contains("not applied"), "no warning: {stderr}");
+    let pause = daemon.docker().args(["pause", &id]).output()?;
+    let err = String::from_utf8_lossy(&pause.stderr);
+    ensure!(
+        !pause.status.success() && err.contains("cgroup freezer"),
+        "pause: {err}"
+    );
+    let stats = daemon.docker_ok(&["stats", "--no-stream", "--format", "{{.PIDs}}", &id])?;
+    ensure!(stats.trim() == "1", "{stats}");
+    daemon.docker_ok(&["rm", "-f", &id])?;
     Ok(())
 }
