@@ -75,6 +75,22 @@ fn docker_cli_limits_pause_and_oom_with_delegated_v1() -> Result<()> {
     // `docker update` changes the limit of the running container.
     daemon.docker_ok(&["update", "--pids-limit", "60", &id])?;
     ensure!(cgroup_file(&pod, "pids", &id, "pids.max")? == "60");
+    // ... and keeps the rest.
+    ensure!(cgroup_file(&pod, "memory", &id, "memory.limit_in_bytes")? == "67108864");
+    let host = daemon.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+        &id,
+    ])?;
+    ensure!(host.trim() == "67108864 60", "{host}");
+    let bad = daemon.docker().args(["update", "-m", "1m", &id]).output()?;
+    ensure!(
+        !bad.status.success()
+            && String::from_utf8_lossy(&bad.stderr).contains("Minimum memory limit allowed is 6MB"),
+        "update -m 1m: {}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 
     // Pause freezes the counter; exec is refused; unpause resumes.
     std::thread::sleep(Duration::from_millis(300));
@@ -101,6 +117,14 @@ fn docker_cli_limits_pause_and_oom_with_delegated_v1() -> Result<()> {
     );
     let state = daemon.docker_ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", &id])?;
     ensure!(state.trim() == "running false", "{state}");
+
+    // Stop and rm -f act on a paused container (it is thawed first).
+    daemon.docker_ok(&["pause", &id])?;
+    daemon.docker_ok(&["stop", "-t", "1", &id])?;
+    let state = daemon.docker_ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", &id])?;
+    ensure!(state.trim() == "exited false", "{state}");
+    daemon.docker_ok(&["start", &id])?;
+    daemon.docker_ok(&["pause", &id])?;
 
     // Removal takes the cgroup with it.
     daemon.docker_ok(&["rm", "-f", &id])?;

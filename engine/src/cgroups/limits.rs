@@ -34,6 +34,27 @@ impl Limits {
             || self.pids_limit > 0
     }
 
+    /// `docker update`'s merge: what `update` sets (non-zero) replaces.
+    pub fn merged(&self, update: &Limits) -> Limits {
+        let pick = |new: i64, old: i64| if new != 0 { new } else { old };
+        let mut out = Limits {
+            memory: pick(update.memory, self.memory),
+            memory_swap: pick(update.memory_swap, self.memory_swap),
+            nano_cpus: pick(update.nano_cpus, self.nano_cpus),
+            cpu_shares: pick(update.cpu_shares, self.cpu_shares),
+            cpu_quota: pick(update.cpu_quota, self.cpu_quota),
+            cpu_period: pick(update.cpu_period, self.cpu_period),
+            pids_limit: pick(update.pids_limit, self.pids_limit),
+        };
+        // --cpus and --cpu-quota exclude each other: the newer one wins.
+        if update.nano_cpus > 0 {
+            out.cpu_quota = 0;
+        } else if update.cpu_quota > 0 {
+            out.nano_cpus = 0;
+        }
+        out
+    }
+
     /// Docker's own checks (its messages).
     pub fn validate(&self) -> Result<(), String> {
         if self.memory > 0 && self.memory < 6 * 1024 * 1024 {
@@ -157,6 +178,23 @@ mod tests {
         let none = Limits::default().files(false);
         assert!(none.contains(&("memory.limit_in_bytes", "-1".into())));
         assert!(none.contains(&("cpu.cfs_quota_us", "-1".into())));
+    }
+
+    #[test]
+    fn update_keeps_what_it_does_not_set() {
+        let old = Limits {
+            memory: 64 << 20,
+            nano_cpus: 500_000_000,
+            ..Limits::default()
+        };
+        let new = old.merged(&Limits {
+            pids_limit: 60,
+            cpu_quota: 20_000,
+            ..Limits::default()
+        });
+        assert_eq!(new.memory, 64 << 20);
+        assert_eq!(new.pids_limit, 60);
+        assert_eq!((new.nano_cpus, new.cpu_quota), (0, 20_000));
     }
 
     #[test]

@@ -144,20 +144,33 @@ impl Engine {
         Ok(())
     }
 
-    /// `docker update`: new limits on the container's cgroup (running or
-    /// not); `None` without a delegated hierarchy.
-    pub fn update_limits(&self, query: &str, limits: &Limits) -> Result<Option<()>> {
+    /// `docker update`: the limits it sets replace the container's (the
+    /// others stay, as in Docker), on its cgroup (running or not) and in its
+    /// config; `None` without a delegated hierarchy.
+    pub fn update_limits(&self, query: &str, update: &Limits) -> Result<Option<()>> {
         let id = self.resolve(query)?;
         if self.cgroups().is_none() {
             return Ok(None);
         }
-        limits.validate().map_err(EngineError::Invalid)?;
         let cgroup = self
             .cgroup_of(&id)
             .ok_or_else(|| EngineError::Invalid(format!("container {id} has no cgroup")))?;
+        let mut config = self
+            .lock()
+            .containers
+            .get(&id)
+            .map(|r| r.config.clone())
+            .ok_or_else(|| EngineError::NotFound(id.clone()))?;
+        let merged = config.options.limits.merged(update);
+        merged.validate().map_err(EngineError::Invalid)?;
         cgroup
-            .apply(limits)
+            .apply(&merged)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        config.options.limits = merged;
+        self.inner.store.dir(&id).write_config(&config)?;
+        if let Some(r) = self.lock().containers.get_mut(&id) {
+            r.config.options.limits = config.options.limits;
+        }
         Ok(Some(()))
     }
 
