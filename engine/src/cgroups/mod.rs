@@ -205,8 +205,8 @@ impl ContainerCgroup {
             .is_some_and(|s| matches!(s.trim(), "1" | "FROZEN" | "FREEZING"))
     }
 
-    /// Whether the kernel OOM-killed a process of the container.
-    pub fn oom_killed(&self) -> bool {
+    /// How many of the container's processes the kernel OOM-killed (ever).
+    pub fn oom_kills(&self) -> u64 {
         let (file, key) = if self.v2 {
             ("memory.events", "oom_kill")
         } else {
@@ -214,7 +214,8 @@ impl ContainerCgroup {
         };
         self.dir_for(file)
             .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
-            .is_some_and(|text| stats::keyed(&text, key).is_some_and(|n| n > 0))
+            .and_then(|text| stats::keyed(&text, key))
+            .unwrap_or(0)
     }
 
     pub fn stats(&self) -> Stats {

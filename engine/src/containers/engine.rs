@@ -194,6 +194,9 @@ struct Record {
     state: State,
     /// An event stream from its supervisor is being followed.
     watched: bool,
+    /// The cgroup's OOM-kill count when this run was first seen running
+    /// (OOMKilled means a kill during this run).
+    oom_base: Option<u64>,
 }
 
 #[derive(Default)]
@@ -351,6 +354,7 @@ impl Engine {
                     config,
                     state: state.clone(),
                     watched: false,
+                    oom_base: None,
                 },
             );
             drop(table);
@@ -394,13 +398,15 @@ impl Engine {
     /// Re-reads a container's state.json into the table.
     fn refresh(&self, id: &str) {
         let state = self.inner.store.dir(id).read_state();
+        let base = self.lock().containers.get(id).and_then(|r| r.oom_base);
         let state = state.map(|mut s| {
-            self.cgroup_state(id, &mut s);
-            s
+            let base = self.cgroup_state(id, &mut s, base);
+            (s, base)
         });
         let mut table = self.lock();
-        if let (Some(r), Ok(s)) = (table.containers.get_mut(id), state) {
+        if let (Some(r), Ok((s, base))) = (table.containers.get_mut(id), state) {
             r.state = s;
+            r.oom_base = base;
         }
         drop(table);
         self.inner.changed.notify_all();
@@ -598,6 +604,7 @@ impl Engine {
                 config,
                 state: State::default(),
                 watched: false,
+                oom_base: None,
             },
         );
         drop(volumes_guard);

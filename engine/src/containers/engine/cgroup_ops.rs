@@ -52,11 +52,15 @@ impl Engine {
     }
 
     /// What the kernel knows that the supervisor does not: a frozen cgroup
-    /// (paused) and an OOM kill.
-    pub(super) fn cgroup_state(&self, id: &str, state: &mut State) {
-        let Some(cgroup) = self.cgroup_of(id) else {
-            return;
-        };
+    /// (paused) and an OOM kill during this run (`oom_base`: the cgroup's
+    /// kill count when the run was first seen; returned updated).
+    pub(super) fn cgroup_state(
+        &self,
+        id: &str,
+        state: &mut State,
+        oom_base: Option<u64>,
+    ) -> Option<u64> {
+        let cgroup = self.cgroup_of(id)?;
         if state.running {
             let paused = cgroup.frozen();
             state.paused = paused;
@@ -65,9 +69,12 @@ impl Engine {
             } else {
                 Status::Running
             };
-        } else if state.exit_code == 137 && cgroup.oom_killed() {
+            return oom_base.or_else(|| Some(cgroup.oom_kills()));
+        }
+        if state.exit_code == 137 && cgroup.oom_kills() > oom_base.unwrap_or(0) {
             state.oom_killed = true;
         }
+        None
     }
 
     /// `docker pause` / `docker unpause`.
