@@ -131,6 +131,55 @@ fn docker_cli_limits_pause_and_oom_with_delegated_v1() -> Result<()> {
     let left = pod_sh(&pod, "ls /sys/fs/cgroup/memory /sys/fs/cgroup/pids")?;
     ensure!(!left.contains(&id), "cgroup left behind: {left}");
 
+    // A non-root user joins too (the runtime moves the init before it
+    // changes credentials).
+    let user = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "-m",
+        "64m",
+        "--user",
+        "1000:1000",
+        img,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/cgroup",
+    ])?;
+    ensure!(
+        user.starts_with("1000\n")
+            && user
+                .lines()
+                .any(|l| l.contains(":memory:/") && l.contains("/hutch-")),
+        "{user}"
+    );
+
+    // CPU limits, and Docker's validation at create (nothing left behind).
+    let cpu = daemon.docker_ok(&[
+        "create",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        img,
+        "true",
+    ])?;
+    let cpu = cpu.trim();
+    ensure!(cgroup_file(&pod, "cpu", cpu, "cpu.cfs_quota_us")? == "50000");
+    ensure!(cgroup_file(&pod, "cpu", cpu, "cpu.cfs_period_us")? == "100000");
+    ensure!(cgroup_file(&pod, "cpu", cpu, "cpu.shares")? == "512");
+    daemon.docker_ok(&["rm", cpu])?;
+    let small = daemon
+        .docker()
+        .args(["create", "-m", "1m", img, "true"])
+        .output()?;
+    let small_err = String::from_utf8_lossy(&small.stderr);
+    ensure!(
+        !small.status.success() && small_err.contains("Minimum memory limit allowed is 6MB"),
+        "create -m 1m: {small_err}"
+    );
+    let left = pod_sh(&pod, "ls /sys/fs/cgroup/memory /sys/fs/cgroup/cpu")?;
+    ensure!(!left.contains("hutch-"), "cgroups left behind: {left}");
+
     // A fork loop stops at the PIDs limit: the cgroup holds 10 and counts
     // the refused forks.
     let fork = daemon.docker_ok(&[

@@ -47,18 +47,30 @@ impl Cgroups {
         let root_is_v2 = nix::sys::statfs::statfs(ROOT)
             .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
         if root_is_v2 {
-            let base = own_dir(Path::new(ROOT), own_path(&own, |c| c.is_empty()));
-            let controllers: Vec<String> =
-                std::fs::read_to_string(base.join("cgroup.subtree_control"))
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .map(str::to_string)
-                    .collect();
-            let wanted = ["memory", "pids", "cpu"];
-            if !wanted.iter().any(|c| controllers.iter().any(|h| h == c)) || !probe(&base) {
-                return None;
-            }
-            return Some(Cgroups::V2 { base, controllers });
+            let own_dir = own_dir(Path::new(ROOT), own_path(&own, |c| c.is_empty()));
+            // Our own cgroup, or its parent: v2 lets only a cgroup without
+            // processes enable controllers for its children, so a delegator
+            // that did (as Docker-in-Docker's entrypoint does) moved us into
+            // a leaf below the delegated cgroup.
+            let candidates = [
+                Some(own_dir.clone()),
+                own_dir.parent().map(Path::to_path_buf),
+            ];
+            return candidates
+                .into_iter()
+                .flatten()
+                .filter(|dir| dir.starts_with(ROOT))
+                .find_map(|base| {
+                    let controllers: Vec<String> =
+                        std::fs::read_to_string(base.join("cgroup.subtree_control"))
+                            .unwrap_or_default()
+                            .split_whitespace()
+                            .map(str::to_string)
+                            .collect();
+                    let wanted = ["memory", "pids", "cpu"];
+                    let usable = wanted.iter().any(|c| controllers.iter().any(|h| h == c));
+                    (usable && probe(&base)).then_some(Cgroups::V2 { base, controllers })
+                });
         }
         let mut bases = Vec::new();
         for controller in V1_CONTROLLERS {

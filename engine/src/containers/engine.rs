@@ -595,6 +595,9 @@ impl Engine {
                 let _ = self.inner.store.remove(&id);
                 self.forget_network(&id);
                 self.drop_volumes(&made_volumes);
+                if let Some(cgroups) = self.cgroups() {
+                    let _ = cgroups.container(&id).remove();
+                }
                 return Err(e);
             }
         };
