@@ -194,9 +194,9 @@ struct Record {
     state: State,
     /// An event stream from its supervisor is being followed.
     watched: bool,
-    /// The cgroup's OOM-kill count when this run was first seen running
-    /// (OOMKilled means a kill during this run).
-    oom_base: Option<u64>,
+    /// The cgroup's OOM-kill count before a run, with the run's `exits`
+    /// count then (OOMKilled means a kill during that run).
+    oom_base: Option<(u64, u64)>,
 }
 
 #[derive(Default)]
@@ -702,6 +702,7 @@ impl Engine {
         }
         let dir = self.inner.store.dir(&id);
         self.prepare_layers(&id, &dir)?;
+        self.note_oom_base(&id);
         let mut spare = self.inner.spares.take()?;
         protocol::write_json(
             &mut spare.sock,

@@ -61,10 +61,14 @@ pub fn clone_flags(spec: &ContainerSpec) -> CloneFlags {
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWCGROUP
         | CloneFlags::CLONE_NEWPID;
     if spec.namespaces.network == NetworkMode::None {
         flags |= CloneFlags::CLONE_NEWNET;
+    }
+    // With a cgroup of its own the init makes its cgroup namespace once it
+    // has been moved there, so that cgroup is its "/" (as in Docker).
+    if spec.cgroup_procs.is_empty() {
+        flags |= CloneFlags::CLONE_NEWCGROUP;
     }
     flags
 }

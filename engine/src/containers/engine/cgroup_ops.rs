@@ -52,16 +52,20 @@ impl Engine {
     }
 
     /// What the kernel knows that the supervisor does not: a frozen cgroup
-    /// (paused) and an OOM kill during this run (`oom_base`: the cgroup's
-    /// kill count when the run was first seen; returned updated).
+    /// (paused) and an OOM kill during the last run (`oom_base`: `exits`
+    /// before the run and the cgroup's kill count then; returned updated).
     pub(super) fn cgroup_state(
         &self,
         id: &str,
         state: &mut State,
-        oom_base: Option<u64>,
-    ) -> Option<u64> {
-        let cgroup = self.cgroup_of(id)?;
+        oom_base: Option<(u64, u64)>,
+    ) -> Option<(u64, u64)> {
+        let Some(cgroup) = self.cgroup_of(id) else {
+            return oom_base;
+        };
         if state.running {
+            // A new run: an earlier run's OOM kill may linger in state.json.
+            state.oom_killed = false;
             let paused = cgroup.frozen();
             state.paused = paused;
             state.status = if paused {
@@ -69,12 +73,29 @@ impl Engine {
             } else {
                 Status::Running
             };
-            return oom_base.or_else(|| Some(cgroup.oom_kills()));
+            // A run started by a restart policy is first seen here.
+            return match oom_base {
+                Some((exits, _)) if exits == state.exits => oom_base,
+                _ => Some((state.exits, cgroup.oom_kills())),
+            };
         }
-        if state.exit_code == 137 && cgroup.oom_kills() > oom_base.unwrap_or(0) {
-            state.oom_killed = true;
+        if state.exit_code == 137 {
+            let before = oom_base
+                .filter(|(exits, _)| exits + 1 == state.exits)
+                .map_or(0, |(_, kills)| kills);
+            state.oom_killed = cgroup.oom_kills() > before;
         }
-        None
+        oom_base
+    }
+
+    /// Before a start: the OOM kills so far are not this run's.
+    pub(super) fn note_oom_base(&self, id: &str) {
+        if let Some(cgroup) = self.cgroup_of(id) {
+            let kills = cgroup.oom_kills();
+            if let Some(r) = self.lock().containers.get_mut(id) {
+                r.oom_base = Some((r.state.exits, kills));
+            }
+        }
     }
 
     /// `docker pause` / `docker unpause`.
