@@ -314,3 +314,35 @@ fn default_pod_warns_and_refuses_pause() -> Result<()> {
     daemon.docker_ok(&["rm", "-f", &id])?;
     Ok(())
 }
+
+/// `docker run --rm busybox true` with a per-container cgroup (delegated
+/// pod) against the same without (default pod), medians of 15 in one run.
+/// Run with `--ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn bench_run_with_and_without_cgroups() -> Result<()> {
+    let image = testimages::busybox()?;
+    let img = image.reference.as_str();
+    let median = |spec: PodSpec| -> Result<f64> {
+        let pod = Pod::start(&spec)?;
+        let daemon = Daemon::start(&pod)?;
+        daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
+        daemon.docker_ok(&["run", "--rm", img, "true"])?;
+        let mut times = Vec::new();
+        for _ in 0..15 {
+            let t = std::time::Instant::now();
+            daemon.docker_ok(&["run", "--rm", "-m", "64m", img, "true"])?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    };
+    let plain = median(PodSpec::new())?;
+    let cgroups = median(PodSpec::new().delegate_cgroups_v1())?;
+    println!(
+        "docker run --rm -m 64m true: default pod (no cgroup) {plain:.1} ms = 1.00x; \
+         delegated v1 (own cgroup) {cgroups:.1} ms = {:.2}x",
+        cgroups / plain
+    );
+    Ok(())
+}
