@@ -195,9 +195,18 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
         "--rm",
         &image.reference,
         "true",
+        ";;",
+        DOCKER_CLI,
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &image.reference,
+        "true",
     ])?;
     let series: Vec<Vec<f64>> = serde_json::from_value(timed)?;
-    let [version, run] = [0, 1].map(|i| sorted(series.get(i).cloned().unwrap_or_default()));
+    let [version, run, isolated] =
+        [0, 1, 2].map(|i| sorted(series.get(i).cloned().unwrap_or_default()));
     let (v50, r50) = (percentile(&version, 50.0), percentile(&run, 50.0));
     println!(
         "docker version (floor):      median {v50:7.2} ms  (p90 {:.2})",
@@ -207,6 +216,15 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
         "docker run --rm busybox true: median {r50:7.2} ms  (p90 {:.2})  = {:.2}x the floor (target <= 2x)",
         percentile(&run, 90.0),
         r50 / v50
+    );
+    // What the default bridge network (veth, addresses, files, the hook
+    // round trip) costs a run.
+    let n50 = percentile(&isolated, 50.0);
+    println!(
+        "docker run --rm --network none: median {n50:7.2} ms  = {:.2}x the floor; the bridge network costs {:.2}x (+{:.1} ms)",
+        n50 / v50,
+        r50 / n50,
+        r50 - n50
     );
 
     for _ in 0..cli.containers {

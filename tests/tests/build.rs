@@ -333,3 +333,47 @@ CMD ["sh", "-c", "cat /secret-info /from-bind /tmpfs-ok /unpacked/dir/inner.txt 
     daemon.stop()?;
     pod.stop()
 }
+
+/// `cut -d' ' -f1 /proc/uptime`: a clock every container of the pod shares.
+const PAR: &str = r#"FROM busybox AS a
+RUN cut -d' ' -f1 /proc/uptime > /a-start && sleep 2 && cut -d' ' -f1 /proc/uptime > /a-end
+FROM busybox AS b
+RUN cut -d' ' -f1 /proc/uptime > /b-start && sleep 2 && cut -d' ' -f1 /proc/uptime > /b-end
+FROM busybox
+COPY --from=a /a-start /a-end /t/
+COPY --from=b /b-start /b-end /t/
+CMD ["sh", "-c", "cat /t/a-start /t/a-end /t/b-start /t/b-end"]
+"#;
+
+#[test]
+fn hutch_build_runs_independent_stages_in_parallel() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let base = load_busybox(&pod)?;
+    let df = PAR.replace("FROM busybox", &format!("FROM {base}"));
+    let ctx = Ctx::new(&[("Dockerfile", &df)])?;
+    let out = hutch(&pod, &["build", "-t", "par", &ctx.arg()])?;
+    ensure!(out.status.success(), "build: {}", text(&out));
+    let daemon = Daemon::start(&pod)?;
+    let ran = daemon.docker_ok(&["run", "--rm", "par"])?;
+    let t: Vec<f64> = ran
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("times: {ran}"))?;
+    ensure!(t.len() == 4, "{ran}");
+    // Both RUNs were sleeping at the same time.
+    ensure!(
+        t[0].max(t[2]) < t[1].min(t[3]),
+        "stages a and b did not overlap: {t:?}"
+    );
+    daemon.stop()?;
+
+    // A failing stage stops its sibling and is the error reported.
+    let broken = df.replace("sleep 2 && cut -d' ' -f1 /proc/uptime > /a-end", "exit 5");
+    let ctx = Ctx::new(&[("Dockerfile", &broken)])?;
+    let out = hutch(&pod, &["build", "--no-cache", &ctx.arg()])?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
+    ensure!(t.contains("returned a non-zero code: 5"), "{t}");
+    pod.stop()
+}

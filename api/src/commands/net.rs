@@ -244,7 +244,10 @@ impl Session {
                 nets.forget(&id)?;
                 Value::Null
             }
-            Cmd::Kernel => kernel_state(nets)?,
+            Cmd::Kernel => {
+                nets.settle();
+                kernel_state(nets)?
+            }
             Cmd::Shutdown => Value::Null,
         })
     }

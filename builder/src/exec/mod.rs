@@ -10,6 +10,7 @@ pub mod commit;
 mod config;
 mod copy;
 mod fswalk;
+mod hashcache;
 mod image;
 mod mounts;
 mod run;
@@ -18,9 +19,8 @@ mod upperdiff;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use hutch_engine::runtime::{NetworkMode, ProcMode, Runtime};
@@ -140,10 +140,12 @@ struct Ctx<'a> {
     progress: &'a dyn Progress,
     included: BTreeMap<String, PathBuf>,
     cache: Cache,
+    hashes: hashcache::HashCache,
     tmp: PathBuf,
     epoch: Option<i64>,
-    step: usize,
-    total: usize,
+    /// Step numbers for `Step N/M` (stages of a wave share them).
+    step: AtomicUsize,
+    total: AtomicUsize,
 }
 
 impl Executor {
@@ -186,21 +188,21 @@ impl Executor {
             .iter()
             .map(|&i| 1 + df.stages[i].instructions.len())
             .sum();
-        let mut ctx = Ctx {
+        let ctx = Ctx {
             opts,
             progress,
             included,
             cache: Cache::open(&self.data_root),
+            hashes: hashcache::HashCache::open(&self.data_root),
             tmp,
             epoch,
-            step: 0,
-            total,
+            step: AtomicUsize::new(0),
+            total: AtomicUsize::new(total),
         };
         let mut results: Vec<Option<ImageState>> = vec![None; df.stages.len()];
-        for &si in &plan.order {
-            let img = self.build_stage(&mut ctx, &df, &plan, si, &results)?;
-            results[si] = Some(img);
-        }
+        let built = self.build_waves(&ctx, &df, &plan, &mut results);
+        ctx.hashes.save();
+        built?;
         let mut img = results[plan.target]
             .take()
             .ok_or_else(|| BuildError::Invalid("the target stage was not built".into()))?;
@@ -291,9 +293,88 @@ impl Executor {
         }
     }
 
+    /// Builds the needed stages in waves: each wave is every stage whose
+    /// dependencies are built, run on threads of their own. The first error
+    /// cancels the rest of its wave.
+    fn build_waves(
+        &self,
+        ctx: &Ctx<'_>,
+        df: &crate::Dockerfile,
+        plan: &crate::BuildPlan,
+        results: &mut [Option<ImageState>],
+    ) -> Result<(), BuildError> {
+        let mut pending: Vec<usize> = plan.order.clone();
+        while !pending.is_empty() {
+            let (ready, later): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&si| {
+                plan.stages[si]
+                    .deps
+                    .iter()
+                    .all(|d| results.get(d.stage).is_some_and(Option::is_some))
+            });
+            if ready.is_empty() {
+                return Err(BuildError::Invalid(
+                    "the stages depend on each other in a cycle".into(),
+                ));
+            }
+            pending = later;
+            let done: &[Option<ImageState>] = results;
+            let outcomes: Vec<(usize, Result<ImageState, BuildError>)> = if ready.len() == 1 {
+                ready
+                    .iter()
+                    .map(|&si| (si, self.build_stage(ctx, df, plan, si, done)))
+                    .collect()
+            } else {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = ready
+                        .iter()
+                        .map(|&si| {
+                            let h = scope.spawn(move || {
+                                let r = self.build_stage(ctx, df, plan, si, done);
+                                if r.is_err() {
+                                    self.cancel.store(true, Ordering::SeqCst);
+                                }
+                                r
+                            });
+                            (si, h)
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|(si, h)| {
+                            let r = h.join().unwrap_or_else(|_| {
+                                Err(BuildError::Invalid(format!("building stage {si} panicked")))
+                            });
+                            (si, r)
+                        })
+                        .collect()
+                })
+            };
+            // The root cause, not the cancellation it caused in siblings.
+            let mut first_err = None;
+            for (si, r) in outcomes {
+                match r {
+                    Ok(img) => results[si] = Some(img),
+                    Err(BuildError::Cancelled) if first_err.is_none() => {
+                        first_err = Some(BuildError::Cancelled)
+                    }
+                    Err(BuildError::Cancelled) => {}
+                    Err(e) => {
+                        if matches!(first_err, None | Some(BuildError::Cancelled)) {
+                            first_err = Some(e);
+                        }
+                    }
+                }
+            }
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     fn build_stage(
         &self,
-        ctx: &mut Ctx<'_>,
+        ctx: &Ctx<'_>,
         df: &crate::Dockerfile,
         plan: &crate::BuildPlan,
         si: usize,
@@ -301,9 +382,12 @@ impl Executor {
     ) -> Result<ImageState, BuildError> {
         let stage = &df.stages[si];
         let planned = &plan.stages[si];
-        ctx.step += 1;
-        ctx.progress
-            .step(ctx.step, ctx.total, &stage.from_instruction.original);
+        let n = ctx.step.fetch_add(1, Ordering::SeqCst) + 1;
+        ctx.progress.step(
+            n,
+            ctx.total.load(Ordering::SeqCst),
+            &stage.from_instruction.original,
+        );
         let mut img = match &planned.base {
             Source::Scratch => {
                 let p = &planned.platform;
@@ -346,7 +430,7 @@ impl Executor {
                 instructions.extend(s.instructions.iter().cloned().map(|i| (None, i)));
             }
             img.run_config().remove("OnBuild");
-            ctx.total += instructions.len();
+            ctx.total.fetch_add(instructions.len(), Ordering::SeqCst);
         }
         instructions.extend(
             stage
@@ -361,8 +445,9 @@ impl Executor {
             if self.cancel.load(Ordering::SeqCst) {
                 return Err(BuildError::Cancelled);
             }
-            ctx.step += 1;
-            ctx.progress.step(ctx.step, ctx.total, &ins.original);
+            let n = ctx.step.fetch_add(1, Ordering::SeqCst) + 1;
+            ctx.progress
+                .step(n, ctx.total.load(Ordering::SeqCst), &ins.original);
             let sources = idx
                 .and_then(|i| planned.sources.get(i))
                 .cloned()
@@ -385,7 +470,7 @@ impl Executor {
     #[allow(clippy::too_many_arguments)]
     fn step(
         &self,
-        ctx: &mut Ctx<'_>,
+        ctx: &Ctx<'_>,
         df: &crate::Dockerfile,
         img: &mut ImageState,
         state: &mut StageState,
@@ -563,7 +648,7 @@ impl Executor {
     #[allow(clippy::too_many_arguments)]
     fn copy_step(
         &self,
-        ctx: &mut Ctx<'_>,
+        ctx: &Ctx<'_>,
         img: &mut ImageState,
         state: &StageState,
         mut key: Key,
@@ -605,6 +690,9 @@ impl Executor {
             }
             _ => (ctx.opts.context.clone(), Some(&ctx.included), false),
         };
+        // Context files' hashes are remembered by their stat; a view's
+        // (a fresh overlay mount each build) would never match.
+        let hashes = included.is_some().then_some(&ctx.hashes);
         let src = copy::SourceRoot {
             root: &root,
             included,
@@ -622,7 +710,7 @@ impl Executor {
         };
         let _ = now;
         let entries = copy::copy_entries(&src, &req, &lower)?;
-        key.add(&checksum(&entries)?);
+        key.add(&checksum(&entries, hashes)?);
         if let Some(hit) = self.lookup_cache(ctx, &key) {
             *img = hit;
             return Ok(());
@@ -756,7 +844,10 @@ fn clone_key(key: &Key) -> String {
 
 /// A COPY's checksum: every entry's path, type, mode, owner and content hash
 /// (never its mtime).
-fn checksum(entries: &[Entry]) -> Result<Vec<u8>, BuildError> {
+fn checksum(
+    entries: &[Entry],
+    hashes: Option<&hashcache::HashCache>,
+) -> Result<Vec<u8>, BuildError> {
     let mut h = Sha256::new();
     for e in entries {
         h.update(e.path.as_bytes());
@@ -766,11 +857,12 @@ fn checksum(entries: &[Entry]) -> Result<Vec<u8>, BuildError> {
             Body::Dir => h.update(b"d"),
             Body::File(p) => {
                 h.update(b"f");
-                let mut f = std::fs::File::open(p)
-                    .map_err(|err| BuildError::io(&format!("reading {}", p.display()), err))?;
-                let mut w = HashWriter(&mut h);
-                std::io::copy(&mut f, &mut w)
-                    .map_err(|err| BuildError::io(&format!("reading {}", p.display()), err))?;
+                let file_hash = match hashes {
+                    Some(c) => c.file_hash(p),
+                    None => hashcache::hash_file(p),
+                }
+                .map_err(|err| BuildError::io(&format!("reading {}", p.display()), err))?;
+                h.update(file_hash);
             }
             Body::Bytes(b) => {
                 h.update(b"b");
@@ -787,18 +879,6 @@ fn checksum(entries: &[Entry]) -> Result<Vec<u8>, BuildError> {
         h.update([0xff]);
     }
     Ok(h.finalize().to_vec())
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 fn with_parents(mut out: BTreeMap<String, Entry>, lower: &[PathBuf], now: i64) -> Vec<Entry> {

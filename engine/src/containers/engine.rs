@@ -450,7 +450,7 @@ impl Engine {
         match event {
             Event::Start { .. } => self.emit("start", id, &[]),
             Event::Die { code } => {
-                self.release_network(id);
+                self.release_network_in_background(id);
                 self.emit("die", id, &[("exitCode", code.to_string())])
             }
             Event::Restarting => self.emit("restart", id, &[]),
@@ -1553,24 +1553,55 @@ impl Engine {
                 NetMode::Networks(list)
             };
         }
+        let t0 = Instant::now();
         nets.attach(&c).map_err(|e| e.to_string())?;
+        let t1 = Instant::now();
         nets.plug(id, pid).map_err(|e| e.to_string())?;
+        tracing::debug!(
+            %id,
+            attach_ms = (t1 - t0).as_secs_f64() * 1e3,
+            plug_ms = t1.elapsed().as_secs_f64() * 1e3,
+            "plugged"
+        );
         Ok(())
+    }
+
+    /// Deleting veths takes the kernel tens of milliseconds: the watcher
+    /// goes on meanwhile (a restart's plug or the removal's forget waits
+    /// for the networks' lock, so nothing overtakes the release).
+    fn release_network_in_background(&self, id: &str) {
+        if self.inner.opts.networks.is_none() {
+            return;
+        }
+        let engine = self.clone();
+        let owned = id.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("net-release".into())
+            .stack_size(256 * 1024)
+            .spawn(move || engine.release_network(&owned));
+        if let Err(e) = spawned {
+            tracing::warn!(%e, "starting a release thread: releasing in place");
+            self.release_network(id);
+        }
     }
 
     fn release_network(&self, id: &str) {
         if let Some(nets) = &self.inner.opts.networks {
+            let t0 = Instant::now();
             if let Err(e) = nets.release(id) {
                 tracing::warn!(%id, %e, "releasing a container's network");
             }
+            tracing::debug!(%id, ms = t0.elapsed().as_secs_f64() * 1e3, "released");
         }
     }
 
     fn forget_network(&self, id: &str) {
         if let Some(nets) = &self.inner.opts.networks {
+            let t0 = Instant::now();
             if let Err(e) = nets.forget(id) {
                 tracing::warn!(%id, %e, "forgetting a container's network");
             }
+            tracing::debug!(%id, ms = t0.elapsed().as_secs_f64() * 1e3, "forgotten");
         }
     }
 

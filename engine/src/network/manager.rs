@@ -213,6 +213,8 @@ pub struct Networks {
     run_dir: PathBuf,
     files_root: PathBuf,
     _relay: Option<Relay>,
+    /// Threads deleting released veths ([`Networks::settle`] waits).
+    unplugging: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Networks {
@@ -279,6 +281,7 @@ impl Networks {
             run_dir: cfg.run_dir.clone(),
             files_root: dir.join("containers"),
             _relay: relay,
+            unplugging: Mutex::new(Vec::new()),
         };
         {
             let inner = nets.lock()?;
@@ -420,6 +423,7 @@ impl Networks {
     }
 
     pub fn remove(&self, id_or_name: &str) -> Result<(), NetworkError> {
+        self.settle();
         let mut inner = self.lock()?;
         let net = find(&inner.state, id_or_name)?.clone();
         if !net.is_bridge() || net.is_default_bridge() {
@@ -900,8 +904,40 @@ impl Networks {
                 names.remove(&ep.network_id, ep.ip);
             }
         }
+        // The kernel takes tens of milliseconds to delete a veth: the links
+        // go on a thread of their own, by index, so that a new link of the
+        // same name (the container started again) is never the one deleted.
+        let mut indexes = Vec::new();
         for link in running.links.values() {
-            endpoint::unplug(&mut inner.rtnl, link).ctx(|| format!("deleting {link}"))?;
+            if let Some(index) = inner.rtnl.index(link).ctx(|| format!("finding {link}"))? {
+                indexes.push(index);
+            }
+        }
+        if !indexes.is_empty() {
+            let mut rtnl = self
+                .bridge_ns
+                .rtnl()
+                .ctx(|| "netlink in the bridge netns".into())?;
+            let spawned = std::thread::Builder::new()
+                .name("net-unplug".into())
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    for index in indexes {
+                        // Gone already (its netns went first): fine.
+                        if let Err(e) = rtnl.delete_link(index) {
+                            tracing::debug!(index, %e, "deleting a released veth");
+                        }
+                    }
+                });
+            match spawned {
+                Ok(handle) => {
+                    if let Ok(mut pending) = self.unplugging.lock() {
+                        pending.retain(|h| !h.is_finished());
+                        pending.push(handle);
+                    }
+                }
+                Err(e) => return Err(e).ctx(|| "starting the unplug thread".into()),
+            }
         }
         if let Some(path) = &running.netns_path {
             netns::unbind(path).ctx(|| format!("unbinding {}", path.display()))?;
@@ -967,6 +1003,17 @@ impl Networks {
         s
     }
 
+    /// Waits until the veths of released containers are deleted.
+    pub fn settle(&self) {
+        let handles: Vec<_> = match self.unplugging.lock() {
+            Ok(mut pending) => pending.drain(..).collect(),
+            Err(_) => return,
+        };
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
     /// The networks a container has endpoints on (by ID, the first
     /// reserved first) with their options: what it is plugged into at its
     /// next start, after any connect and disconnect.
@@ -1012,6 +1059,7 @@ impl Networks {
         for id in ids {
             self.release(&id)?;
         }
+        self.settle();
         {
             let mut inner = self.lock()?;
             let bridges: Vec<String> = inner

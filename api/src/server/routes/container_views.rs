@@ -317,6 +317,33 @@ fn network_settings(d: &ContainerDetails) -> NetworkSettings {
     }
 }
 
+/// Before API 1.45 Docker listed the container's short ID among the
+/// `Aliases` of its user-defined networks (DNSNames came after);
+/// docker-compose 1.x looks for it there, and reconnects the container
+/// when it is missing.
+pub fn legacy_aliases(body: &mut ContainerInspectResponse) {
+    let short: String = body
+        .id
+        .as_deref()
+        .unwrap_or_default()
+        .chars()
+        .take(12)
+        .collect();
+    let networks = body
+        .network_settings
+        .as_mut()
+        .and_then(|n| n.networks.as_mut());
+    for (name, e) in networks.into_iter().flatten() {
+        if matches!(name.as_str(), "bridge" | "host" | "none") {
+            continue;
+        }
+        let aliases = e.aliases.get_or_insert_with(Vec::new);
+        if !aliases.contains(&short) {
+            aliases.push(short.clone());
+        }
+    }
+}
+
 /// `docker ps`'s PORTS: published ports with their host side, exposed
 /// ones without.
 fn summary_ports(d: &ContainerDetails) -> Vec<Port> {

@@ -21,6 +21,7 @@ use super::super::query::timestamp;
 use super::super::request::ApiRequest;
 use super::super::response::{self, Body};
 use super::super::router::{route, Route};
+use super::super::version::ApiVersion;
 use super::super::Daemon;
 use super::container_create::{self, LIMITS_WARNING};
 use super::{container_archive, container_changes, container_io, container_stats, container_views};
@@ -152,10 +153,11 @@ async fn create(req: ApiRequest) -> Reply {
 async fn inspect(req: ApiRequest) -> Reply {
     let id = req.param("id").to_string();
     let details = req.daemon.with_engine(move |e| e.inspect(&id)).await?;
-    Ok(response::json(
-        StatusCode::OK,
-        &container_views::inspect(&details, Vec::new()),
-    ))
+    let mut body = container_views::inspect(&details, Vec::new());
+    if req.version < ApiVersion(1, 45) {
+        container_views::legacy_aliases(&mut body);
+    }
+    Ok(response::json(StatusCode::OK, &body))
 }
 
 /// `POST /containers/{id}/start`; attach requests waiting for this start
