@@ -3,6 +3,7 @@
 //! `hutch doctor`. It knows nothing of HTTP or Dockerfiles.
 
 pub mod bootstrap;
+pub mod cgroups;
 pub mod containers;
 pub mod doctor;
 pub mod network;

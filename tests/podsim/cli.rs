@@ -85,4 +85,8 @@ pub struct PodOpts {
     /// Expose a host device in the pod's /dev.
     #[arg(long = "device", value_name = "fuse|tun")]
     pub devices: Vec<Device>,
+    /// Delegate writable cgroup v1 directories (memory, cpu, cpuacct,
+    /// pids, freezer), owned by pod root, at /sys/fs/cgroup/<controller>.
+    #[arg(long)]
+    pub delegate_cgroups_v1: bool,
 }

@@ -98,6 +98,13 @@ pub fn create(config: &PodConfig) -> anyhow::Result<CreatedPod> {
     let lease = idrange::allocate(&id, &mut notes)?;
     let pod_dir = layout::pod_dir(&id);
     let data_dir = pod_dir.join(layout::DATA_DIR_NAME);
+    if config.delegate_cgroups_v1 {
+        if let Err(e) = crate::cgroups::delegate(&format!("podsim-{id}"), lease.base) {
+            crate::cgroups::remove(&format!("podsim-{id}"));
+            let _ = lease.release();
+            return Err(e);
+        }
+    }
     let mut pod = PendingPod {
         hostname: format!("podsim-{id}"),
         id,
@@ -123,6 +130,7 @@ pub fn create(config: &PodConfig) -> anyhow::Result<CreatedPod> {
         Err(err) => {
             // Best effort: the error being returned says what went wrong.
             let _ = std::fs::remove_dir_all(&pod.pod_dir);
+            crate::cgroups::remove(&pod.hostname);
             if let Some(lease) = pod.lease.take() {
                 let _ = lease.release();
             }
@@ -396,6 +404,11 @@ fn pod_setup(ctx: &SetupCtx<'_>, rx: &mut Receiver, tx: &mut Sender) -> anyhow::
                 .map(|fd| (dev, fd))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let cgroup_dirs = if ctx.config.delegate_cgroups_v1 {
+        crate::cgroups::open_dirs(ctx.hostname)?
+    } else {
+        Vec::new()
+    };
 
     // As runc: become root of the new user namespace, then create the rest,
     // so what they create (the IPC namespace's mqueue root, say) is pod root's.
@@ -421,11 +434,12 @@ fn pod_setup(ctx: &SetupCtx<'_>, rx: &mut Receiver, tx: &mut Sender) -> anyhow::
 
     // SAFETY: this process is single-threaded.
     match unsafe { fork() }.context("forking pod init")? {
-        ForkResult::Child => pod_init_process(ctx, &data_fd, &devices, tx),
+        ForkResult::Child => pod_init_process(ctx, &data_fd, &devices, &cgroup_dirs, tx),
         ForkResult::Parent { child } => {
             tx.send(&format!("init {child}"))?;
             drop(data_fd);
             drop(devices);
+            drop(cgroup_dirs);
             // From here on nothing may report to the shim or hold its files:
             // close everything and never return (no destructor may run).
             if sys::close_fds_from(3, &[]).is_err() {
@@ -462,9 +476,10 @@ fn pod_init_process(
     ctx: &SetupCtx<'_>,
     data_fd: &OwnedFd,
     devices: &[(Device, OwnedFd)],
+    cgroup_dirs: &[(&'static str, OwnedFd)],
     tx: &mut Sender,
 ) -> ! {
-    let Err(err) = pod_init(ctx, data_fd, devices, tx);
+    let Err(err) = pod_init(ctx, data_fd, devices, cgroup_dirs, tx);
     // Best effort: if the shim is gone there is nobody to tell.
     let _ = tx.send(&format!("error pod init: {err:#}"));
     sys::exit_now(1)
@@ -474,6 +489,7 @@ fn pod_init(
     ctx: &SetupCtx<'_>,
     data_fd: &OwnedFd,
     devices: &[(Device, OwnedFd)],
+    cgroup_dirs: &[(&'static str, OwnedFd)],
     tx: &mut Sender,
 ) -> anyhow::Result<Infallible> {
     // No getppid() check here: it reads 0 across the pid namespace boundary.
@@ -484,6 +500,9 @@ fn pod_init(
         devices,
         proc_unmasked: ctx.config.proc_unmasked,
     })?;
+    if !cgroup_dirs.is_empty() {
+        crate::cgroups::mount_in_pod(cgroup_dirs)?;
+    }
     sethostname(ctx.hostname).context("setting the hostname")?;
     caps::confine(&ctx.config.caps)?;
     let null = File::options()

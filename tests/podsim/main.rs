@@ -6,6 +6,7 @@
 //! threads. See `podsim --help` and the `hutch_tests::podsim` client.
 
 mod caps;
+mod cgroups;
 mod cli;
 mod create;
 mod exec;

@@ -14,6 +14,7 @@ pub struct PodConfig {
     pub netns_owner: NetnsOwner,
     pub proc_unmasked: bool,
     pub devices: Vec<Device>,
+    pub delegate_cgroups_v1: bool,
 }
 
 impl PodConfig {
@@ -37,6 +38,7 @@ impl PodConfig {
             netns_owner: opts.netns_owner,
             proc_unmasked: opts.proc_unmasked,
             devices,
+            delegate_cgroups_v1: opts.delegate_cgroups_v1,
         })
     }
 
@@ -75,6 +77,7 @@ mod tests {
             proc_unmasked: false,
             netns_owner: NetnsOwner::Pod,
             devices: devices.to_vec(),
+            delegate_cgroups_v1: false,
         }
     }
 

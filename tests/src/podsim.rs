@@ -37,6 +37,7 @@ pub struct PodSpec {
     proc_unmasked: bool,
     netns_owner: NetnsOwner,
     devices: Vec<Device>,
+    delegate_cgroups_v1: bool,
 }
 
 impl PodSpec {
@@ -71,6 +72,12 @@ impl PodSpec {
         self
     }
 
+    /// Writable cgroup v1 directories delegated to the pod.
+    pub fn delegate_cgroups_v1(mut self) -> Self {
+        self.delegate_cgroups_v1 = true;
+        self
+    }
+
     /// podsim's `[POD OPTS]` for this spec.
     pub fn to_args(&self) -> Vec<String> {
         let mut args = Vec::new();
@@ -86,6 +93,9 @@ impl PodSpec {
         for dev in &self.devices {
             args.push("--device".to_string());
             args.push(dev.as_str().to_string());
+        }
+        if self.delegate_cgroups_v1 {
+            args.push("--delegate-cgroups-v1".to_string());
         }
         args
     }

@@ -171,6 +171,22 @@ fn expect_common(report: &Report, pod: &Pod) {
 }
 
 #[test]
+fn delegated_cgroups_v1_pod() -> Result<()> {
+    let (report, _pod) = doctor(&PodSpec::new().delegate_cgroups_v1())?;
+    expect(&report, &[("cgroup.containers", Status::Ok)]);
+    let detail = report
+        .check("cgroup.containers")
+        .map(|c| c.detail.clone())
+        .unwrap_or_default();
+    assert_eq!(detail, "cgroup v1 with memory, cpu, pids, freezer");
+    assert_eq!(
+        report.choices.resource_limits.chosen,
+        ResourceLimits::Enforced
+    );
+    Ok(())
+}
+
+#[test]
 fn default_pod() -> Result<()> {
     let (report, pod) = doctor(&PodSpec::new())?;
     expect_common(&report, &pod);
@@ -187,6 +203,7 @@ fn default_pod() -> Result<()> {
             ("devices.fuse", Missing),
             ("devices.tun", Missing),
             ("cgroup.writable", Missing),
+            ("cgroup.containers", Missing),
         ],
     );
     assert_eq!(report.environment.netns_owner, "pod");

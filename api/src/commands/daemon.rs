@@ -70,6 +70,7 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
         private_layers_on_tmpfs: args.private_layers_tmpfs,
         on_event: Some(Arc::new(move |e: &EngineEvent| sink.publish_container(e))),
         networks: networks.clone(),
+        cgroups: hutch_engine::cgroups::Cgroups::detect(),
     })
     .context("opening the container engine")?;
     let config = server::Config {

@@ -224,6 +224,7 @@ pub fn run(global: &GlobalOptions, args: EngineArgs) -> anyhow::Result<ExitCode>
         on_event: None,
         private_layers_on_tmpfs: args.private_layers_tmpfs,
         networks: None,
+        cgroups: None,
     })?;
     let code = execute(&engine, cmd, &mut std::io::stdout().lock());
     engine.flush();

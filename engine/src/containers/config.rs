@@ -67,6 +67,9 @@ pub struct CreateOptions {
     pub volumes_from: Vec<String>,
     /// Config.Volumes: destinations that get anonymous volumes.
     pub volumes: Vec<String>,
+    /// Memory, CPU and PIDs limits (applied with a delegated cgroup).
+    #[serde(default)]
+    pub limits: crate::cgroups::Limits,
 }
 
 /// One `--ulimit NAME=SOFT[:HARD]` (Docker's `HostConfig.Ulimits` entry).

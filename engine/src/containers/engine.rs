@@ -32,6 +32,7 @@ use crate::network::{ContainerNetworking, Mode as NetMode, NetworkSettings, Netw
 use crate::runtime::{idmapped, image_ids, IdAllocator, IdMap, ProcMode, ProcessSpec};
 use crate::volumes::VolumeStore;
 
+mod cgroup_ops;
 mod volume_ops;
 pub use volume_ops::{VolumeUsage, VolumesPruned};
 
@@ -109,6 +110,8 @@ pub struct EngineOptions {
     pub private_layers_on_tmpfs: bool,
     /// Bridge networks; without them every container runs as `none`.
     pub networks: Option<Arc<Networks>>,
+    /// A delegated cgroup hierarchy: containers get their own cgroups.
+    pub cgroups: Option<crate::cgroups::Cgroups>,
 }
 
 impl Default for EngineOptions {
@@ -121,6 +124,7 @@ impl Default for EngineOptions {
             on_event: None,
             private_layers_on_tmpfs: false,
             networks: None,
+            cgroups: None,
         }
     }
 }
@@ -190,6 +194,9 @@ struct Record {
     state: State,
     /// An event stream from its supervisor is being followed.
     watched: bool,
+    /// The cgroup's OOM-kill count before a run, with the run's `exits`
+    /// count then (OOMKilled means a kill during that run).
+    oom_base: Option<(u64, u64)>,
 }
 
 #[derive(Default)]
@@ -347,6 +354,7 @@ impl Engine {
                     config,
                     state: state.clone(),
                     watched: false,
+                    oom_base: None,
                 },
             );
             drop(table);
@@ -390,9 +398,15 @@ impl Engine {
     /// Re-reads a container's state.json into the table.
     fn refresh(&self, id: &str) {
         let state = self.inner.store.dir(id).read_state();
+        let base = self.lock().containers.get(id).and_then(|r| r.oom_base);
+        let state = state.map(|mut s| {
+            let base = self.cgroup_state(id, &mut s, base);
+            (s, base)
+        });
         let mut table = self.lock();
-        if let (Some(r), Ok(s)) = (table.containers.get_mut(id), state) {
+        if let (Some(r), Ok((s, base))) = (table.containers.get_mut(id), state) {
             r.state = s;
+            r.oom_base = base;
         }
         drop(table);
         self.inner.changed.notify_all();
@@ -564,6 +578,7 @@ impl Engine {
             )
             .map_err(EngineError::Invalid)?;
             self.attach_network(&config, &mut spec)?;
+            self.make_cgroup(&id, &opts.limits, &mut spec)?;
             made_volumes = self.add_mounts(&opts, &mut config, &mut spec)?;
             dir.write_spec(&spec)?;
             dir.write_state(&State::default())?;
@@ -580,6 +595,9 @@ impl Engine {
                 let _ = self.inner.store.remove(&id);
                 self.forget_network(&id);
                 self.drop_volumes(&made_volumes);
+                if let Some(cgroups) = self.cgroups() {
+                    let _ = cgroups.container(&id).remove();
+                }
                 return Err(e);
             }
         };
@@ -589,6 +607,7 @@ impl Engine {
                 config,
                 state: State::default(),
                 watched: false,
+                oom_base: None,
             },
         );
         drop(volumes_guard);
@@ -683,6 +702,7 @@ impl Engine {
         }
         let dir = self.inner.store.dir(&id);
         self.prepare_layers(&id, &dir)?;
+        self.note_oom_base(&id);
         let mut spare = self.inner.spares.take()?;
         protocol::write_json(
             &mut spare.sock,
@@ -768,6 +788,7 @@ impl Engine {
             Err(EngineError::NotRunning(_)) => return Err(EngineError::NotModified),
             other => other?,
         };
+        self.thaw(&id);
         let (signal, default_timeout) = {
             let table = self.lock();
             let c = &table.containers[&id].config;
@@ -804,6 +825,7 @@ impl Engine {
                 manual: true,
             },
         )?;
+        self.thaw(&id);
         self.emit("kill", &id, &[("signal", (sig as i32).to_string())]);
         Ok(())
     }
@@ -936,6 +958,7 @@ impl Engine {
                 self.remove_anonymous_volumes(&config, &id);
             }
         }
+        self.remove_cgroup(&id);
         self.inner.store.remove(&id)?;
         self.forget_network(&id);
         let removed = {
@@ -1134,6 +1157,11 @@ impl Engine {
     ) -> Result<Stream> {
         let id = self.resolve(query)?;
         let dir = self.dir_of_running(&id)?;
+        if self.refuse_paused(&id).is_err() {
+            return Err(EngineError::Conflict(
+                "You cannot attach to a paused container, unpause it first".into(),
+            ));
+        }
         let stream = self.attach_to(
             &dir,
             &AttachSpec {
@@ -1210,6 +1238,7 @@ impl Engine {
     pub fn exec_create(&self, query: &str, options: ExecOptions) -> Result<String> {
         let id = self.resolve(query)?;
         self.dir_of_running(&id)?;
+        self.refuse_paused(&id)?;
         if options.cmd.is_empty() {
             return Err(EngineError::Invalid("No exec command specified".into()));
         }

@@ -89,7 +89,7 @@ pub fn check_version(version: Version) -> Check {
         Version::None => (Status::Missing, "no cgroup filesystem at /sys/fs/cgroup"),
     };
     Check::new("cgroup.version", "cgroup version", status, detail)
-        .blocks("resource limits: hutch manages cgroup v2 only; limits are accepted with a warning")
+        .blocks("nothing by itself: limits need a delegated hierarchy (cgroup.containers), v1 or v2")
         .fix("# node: boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1, the default on current distributions)")
 }
 
@@ -161,6 +161,30 @@ pub fn check_writable(version: Version) -> Check {
     };
     Check::new("cgroup.writable", "writable cgroup", status, detail)
         .blocks("resource limits (--memory, --cpus, --pids-limit): accepted with a warning only")
+        .fix(FIX_WRITABLE)
+}
+
+/// `cgroup.containers`: what the daemon will use for per-container
+/// cgroups ([`crate::cgroups::Cgroups::detect`]).
+pub fn check_containers() -> Check {
+    let (status, detail) = match crate::cgroups::Cgroups::detect() {
+        Some(c) => {
+            let names: Vec<&str> = ["memory", "cpu", "pids", "freezer"]
+                .into_iter()
+                .filter(|n| c.has(n))
+                .collect();
+            (
+                Status::Ok,
+                format!("cgroup v{} with {}", c.version(), names.join(", ")),
+            )
+        }
+        None => (
+            Status::Missing,
+            "no writable cgroup with the memory, cpu or pids controller".to_string(),
+        ),
+    };
+    Check::new("cgroup.containers", "per-container cgroups", status, detail)
+        .blocks("resource limits (--memory, --cpus, --pids-limit), stats from cgroups, pause")
         .fix(FIX_WRITABLE)
 }
 

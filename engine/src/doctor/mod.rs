@@ -89,6 +89,7 @@ pub fn run(data_root: &Path) -> Report {
         cgroup::check_version(cgroups),
         cgroup::check_writable(cgroups),
         cgroup::check_delegated(cgroups),
+        cgroup::check_containers(),
     ];
     drop(elsewhere);
     drop(scratch);
@@ -187,14 +188,13 @@ fn choose(checks: &[Check], proc: &procfs::Outcome, sys: &procfs::Outcome) -> Ch
     } else {
         Choice::new(RootSwitch::MoveAndChroot, why_not(checks, "misc.seccomp"))
     };
-    let resource_limits = if ok("cgroup.version") && ok("cgroup.writable") {
-        Choice::new(ResourceLimits::Enforced, "cgroup v2, writable")
+    let resource_limits = if ok("cgroup.containers") {
+        Choice::new(
+            ResourceLimits::Enforced,
+            "a delegated, writable cgroup hierarchy",
+        )
     } else {
-        let id = if ok("cgroup.version") {
-            "cgroup.writable"
-        } else {
-            "cgroup.version"
-        };
+        let id = "cgroup.containers";
         Choice::new(ResourceLimits::WarnOnly, why_not(checks, id))
     };
     Choices {

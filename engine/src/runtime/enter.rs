@@ -50,7 +50,13 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
 /// Docker's exit code (126, 127) when the command cannot be run; the
 /// process has then already exited (the caller reaps it). Must be called
 /// from a single-threaded process.
-pub fn spawn(init: Pid, process: &ProcessSpec, stdio: InitStdio) -> Result<Spawned, Failure> {
+/// `cgroup_procs`: the container's cgroups, which the process joins.
+pub fn spawn(
+    init: Pid,
+    process: &ProcessSpec,
+    stdio: InitStdio,
+    cgroup_procs: &[std::path::PathBuf],
+) -> Result<Spawned, Failure> {
     super::seccomp::prepare(process.seccomp, &process.capabilities)
         .map_err(|e| Failure::runtime(e.to_string()))?;
     let (mut sock, child_sock) =
@@ -63,7 +69,7 @@ pub fn spawn(init: Pid, process: &ProcessSpec, stdio: InitStdio) -> Result<Spawn
     {
         ForkResult::Child => {
             drop(sock);
-            join_and_fork(init, process, child_sock, stdio)
+            join_and_fork(init, process, child_sock, stdio, cgroup_procs)
         }
         ForkResult::Parent { child } => child,
     };
@@ -109,9 +115,19 @@ fn collect(sock: &mut UnixStream, tty: bool) -> Result<Spawned, Failure> {
 
 /// The helper: joins the namespaces, enters the root, forks the process as
 /// the supervisor's child and reports its PID. Never returns.
-fn join_and_fork(init: Pid, process: &ProcessSpec, mut sock: UnixStream, stdio: InitStdio) -> ! {
-    let result =
-        join(init).and_then(|()| fork_sibling().ctx(|| "forking the exec'd process".to_string()));
+fn join_and_fork(
+    init: Pid,
+    process: &ProcessSpec,
+    mut sock: UnixStream,
+    stdio: InitStdio,
+    cgroup_procs: &[std::path::PathBuf],
+) -> ! {
+    // The helper joins the cgroups while it still sees them (and still has
+    // the supervisor's credentials); the process inherits them.
+    let result = crate::cgroups::join(cgroup_procs, std::process::id() as i32)
+        .ctx(|| "joining the container's cgroup".to_string())
+        .and_then(|()| join(init))
+        .and_then(|()| fork_sibling().ctx(|| "forking the exec'd process".to_string()));
     let code = match result {
         Ok(Forked::Child) => {
             let err = match run_process(process, &mut sock, stdio) {

@@ -61,10 +61,14 @@ pub fn clone_flags(spec: &ContainerSpec) -> CloneFlags {
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWCGROUP
         | CloneFlags::CLONE_NEWPID;
     if spec.namespaces.network == NetworkMode::None {
         flags |= CloneFlags::CLONE_NEWNET;
+    }
+    // With a cgroup of its own the init makes its cgroup namespace once it
+    // has been moved there, so that cgroup is its "/" (as in Docker).
+    if spec.cgroup_procs.is_empty() {
+        flags |= CloneFlags::CLONE_NEWCGROUP;
     }
     flags
 }
@@ -105,6 +109,10 @@ pub fn create(spec: &ContainerSpec, stdio: InitStdio) -> Result<Created, Failure
         let _ = waitpid(pid, None);
         failure
     };
+    // Before the maps: the init still has our credentials, which v1
+    // requires of a non-root writer.
+    crate::cgroups::join(&spec.cgroup_procs, pid.as_raw())
+        .map_err(|e| fail(Failure::runtime(e.to_string())))?;
     write_maps(pid, &spec.id_map, &spec.id_map)
         .map_err(|e| fail(Failure::runtime(e.to_string())))?;
     let private = !spec.id_map.is_identity();

@@ -49,6 +49,11 @@ fn setup_and_exec(
     prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "PR_SET_PDEATHSIG".to_string())?;
     let idmap_layers = expect_maps(sock)?;
     user::become_root()?;
+    if !spec.cgroup_procs.is_empty() {
+        // The helper moved us into our cgroup before the maps.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .ctx(|| "creating the cgroup namespace".to_string())?;
+    }
     let layer_fds = if idmap_layers {
         idmapped_layers(sock, &spec.rootfs.lower)?
     } else {

@@ -35,6 +35,10 @@ pub struct ContainerSpec {
     /// the engine can plug its network interfaces in.
     #[serde(default)]
     pub network_hook: Option<PathBuf>,
+    /// The container's `cgroup.procs` files (a delegated hierarchy): its
+    /// init and exec'd processes are placed there right after their clone.
+    #[serde(default)]
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 /// The root filesystem: an overlay of read-only lower layers and a writable
@@ -264,6 +268,7 @@ impl ContainerSpec {
             readonly_paths: DEFAULT_READONLY_PATHS.iter().map(PathBuf::from).collect(),
             mounts: Vec::new(),
             network_hook: None,
+            cgroup_procs: Vec::new(),
         }
     }
 }

@@ -146,10 +146,11 @@ fn spawn(
     process: &ProcessSpec,
     tty: bool,
     stdin: bool,
+    cgroup_procs: &[std::path::PathBuf],
 ) -> Result<(Pid, ExecSession), Failure> {
     let (mut session, theirs) =
         exec_stdio(tty, stdin).map_err(|e| Failure::runtime(format!("exec stdio: {e}")))?;
-    let spawned = enter::spawn(init, process, theirs)?;
+    let spawned = enter::spawn(init, process, theirs, cgroup_procs)?;
     if let Some(console) = spawned.console {
         let _ = set_nonblocking(&console);
         session.console = Some(console);
@@ -166,7 +167,7 @@ impl Supervisor {
         tty: bool,
         stdin: bool,
     ) {
-        match spawn(init, &process, tty, stdin) {
+        match spawn(init, &process, tty, stdin, &self.spec.cgroup_procs) {
             Ok((pid, mut session)) => {
                 session.client = Some(client);
                 self.execs.insert(pid.as_raw(), session);
@@ -212,7 +213,7 @@ impl Supervisor {
         process.args = args;
         process.init = false;
         let start = timefmt::now();
-        match spawn(init, &process, false, false) {
+        match spawn(init, &process, false, false, &self.spec.cgroup_procs) {
             Ok((pid, mut session)) => {
                 session.probe = Some(Probe {
                     start,

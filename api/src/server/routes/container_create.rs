@@ -105,6 +105,7 @@ pub fn parse(mut body: Value, name: Option<&str>) -> Result<CreateRequest, ApiEr
             ulimits: ulimits(&host)?,
             security_opt: host.security_opt.clone().unwrap_or_default(),
             network,
+            limits: limits_of(&host),
             ..mounts
         },
         warnings,
@@ -241,6 +242,19 @@ fn check_host_config(host: &HostConfig, warnings: &mut Vec<String>) -> Result<()
         warnings.push(LIMITS_WARNING.into());
     }
     Ok(())
+}
+
+/// The limits the engine applies with a delegated cgroup hierarchy.
+pub fn limits_of(host: &HostConfig) -> hutch_engine::cgroups::Limits {
+    hutch_engine::cgroups::Limits {
+        memory: host.memory.unwrap_or(0),
+        memory_swap: host.memory_swap.unwrap_or(0),
+        nano_cpus: host.nano_cpus.unwrap_or(0),
+        cpu_shares: host.cpu_shares.unwrap_or(0),
+        cpu_quota: host.cpu_quota.unwrap_or(0),
+        cpu_period: host.cpu_period.unwrap_or(0),
+        pids_limit: host.pids_limit.unwrap_or(0),
+    }
 }
 
 /// Resource limits need writable cgroups, which pods do not have.

@@ -1,14 +1,16 @@
-//! `GET /containers/{id}/top` and `/stats`, read from /proc: a pod's
-//! cgroups are neither ours nor writable, so figures are summed over the
-//! container's processes (CPU time, resident memory, PIDs) and the rest of
-//! Docker's shape is present with zeros.
+//! `GET /containers/{id}/top` and `/stats`. With a delegated cgroup
+//! hierarchy the container's own cgroup gives memory (usage, limit, page
+//! cache), CPU time and PIDs; otherwise a pod's cgroups are neither ours
+//! nor writable, so figures are summed from /proc over the container's
+//! processes (CPU time, resident memory, PIDs). The rest of Docker's shape
+//! is present with zeros.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
 use bollard_stubs::models::ContainerTopResponse;
-use hutch_engine::containers::ContainerDetails;
+use hutch_engine::containers::{ContainerDetails, Engine};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
@@ -204,9 +206,29 @@ struct Sample {
     system_nanos: u64,
     memory: u64,
     pids: u64,
+    /// From the cgroup: its memory limit, page cache and PIDs limit.
+    memory_limit: Option<u64>,
+    cache: u64,
+    pids_limit: Option<u64>,
 }
 
-fn sample(init: i32) -> Sample {
+/// From the container's cgroup when it has one, else from /proc.
+fn sample(engine: &Engine, id: &str, init: i32) -> Sample {
+    if let Ok(Some(s)) = engine.cgroup_stats(id) {
+        return Sample {
+            cpu_nanos: s.cpu_usage_ns,
+            system_nanos: system_cpu_nanos(),
+            memory: s.memory_usage,
+            pids: s.pids_current,
+            memory_limit: s.memory_limit,
+            cache: s.memory_cache,
+            pids_limit: s.pids_limit,
+        };
+    }
+    proc_sample(init)
+}
+
+fn proc_sample(init: i32) -> Sample {
     let procs = container_procs(init);
     let hz = clock_ticks();
     Sample {
@@ -214,6 +236,7 @@ fn sample(init: i32) -> Sample {
         system_nanos: system_cpu_nanos(),
         memory: procs.iter().map(|p| p.rss_pages).sum::<u64>() * page_size(),
         pids: procs.len() as u64,
+        ..Sample::default()
     }
 }
 
@@ -242,7 +265,7 @@ fn stats_json(
         "id": d.config.id,
         "read": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         "preread": pre_read,
-        "pids_stats": {"current": now.pids},
+        "pids_stats": {"current": now.pids, "limit": now.pids_limit},
         "blkio_stats": {
             "io_service_bytes_recursive": null,
             "io_serviced_recursive": null,
@@ -259,8 +282,13 @@ fn stats_json(
         "precpu_stats": cpu_json(pre),
         "memory_stats": {
             "usage": now.memory,
-            "stats": {},
-            "limit": host::mem_total(),
+            // The CLI subtracts the page cache (v1 and v2 names).
+            "stats": if now.cache > 0 {
+                json!({"total_inactive_file": now.cache, "inactive_file": now.cache})
+            } else {
+                json!({})
+            },
+            "limit": now.memory_limit.map_or_else(host::mem_total, |l| l as i64),
         },
         "networks": {},
     })
@@ -281,13 +309,13 @@ pub async fn stats(req: ApiRequest) -> Reply {
         let init = d.state.pid;
         let (pre, pre_read, now) = tokio::task::spawn_blocking(move || {
             if one_shot || init <= 0 {
-                let s = sample(init);
+                let s = sample(&engine, &id, init);
                 return (Sample::default(), "0001-01-01T00:00:00Z".to_string(), s);
             }
-            let pre = sample(init);
+            let pre = sample(&engine, &id, init);
             let read = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
             std::thread::sleep(Duration::from_millis(200));
-            (pre, read, sample(init))
+            (pre, read, sample(&engine, &id, init))
         })
         .await?;
         return Ok(response::json(
@@ -304,7 +332,7 @@ pub async fn stats(req: ApiRequest) -> Reply {
             let id = id.clone();
             let got = tokio::task::spawn_blocking(move || {
                 let d = engine.inspect(&id).ok()?;
-                let s = sample(d.state.pid);
+                let s = sample(&engine, &id, d.state.pid);
                 Some((d, s))
             })
             .await;

@@ -49,7 +49,7 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/containers/{id}/update" => update),
         route!(POST "/containers/{id}/rename" => rename),
         route!(POST "/containers/{id}/pause" => pause),
-        route!(POST "/containers/{id}/unpause" => pause),
+        route!(POST "/containers/{id}/unpause" => unpause),
         route!(POST "/containers/{id}/attach" => container_io::attach),
         route!(POST "/containers/{id}/wait" => wait),
         route!(DELETE "/containers/{id}" => delete),
@@ -66,11 +66,31 @@ async fn not_yet(_req: ApiRequest) -> Reply {
     ))
 }
 
-/// Pausing needs the cgroup freezer, which a pod does not delegate.
-async fn pause(_req: ApiRequest) -> Reply {
-    Err(ApiError::unsupported(
-        "pausing containers (the cgroup freezer is not writable in a pod)",
-    ))
+/// Pausing needs the cgroup freezer, which a pod delegates only with a
+/// writable cgroup hierarchy.
+async fn pause(req: ApiRequest) -> Reply {
+    set_paused(req, true).await
+}
+
+async fn unpause(req: ApiRequest) -> Reply {
+    set_paused(req, false).await
+}
+
+async fn set_paused(req: ApiRequest, paused: bool) -> Reply {
+    let id = req.param("id").to_string();
+    let daemon = req.daemon.clone();
+    let freezer = daemon
+        .with_engine(|e| Ok(e.cgroups().is_some_and(|c| c.has("freezer"))))
+        .await?;
+    if !freezer {
+        return Err(ApiError::unsupported(
+            "pausing containers (the cgroup freezer is not writable in a pod)",
+        ));
+    }
+    daemon
+        .with_engine(move |e| e.set_paused(&id, paused))
+        .await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
 /// An optional integer query parameter, or moby's 400.
@@ -110,7 +130,16 @@ async fn create(req: ApiRequest) -> Reply {
     let body: serde_json::Value = req.json().await?;
     let parsed = container_create::parse(body, name.as_deref())?;
     let mut warnings = parsed.warnings;
-    let created = daemon.with_engine(move |e| e.create(parsed.opts)).await?;
+    let created = daemon
+        .with_engine(move |e| {
+            if e.cgroups().is_some() {
+                // Applied to the container's own cgroup.
+                warnings.retain(|w| w != LIMITS_WARNING);
+            }
+            e.create(parsed.opts).map(|c| (c, warnings))
+        })
+        .await;
+    let (created, mut warnings) = created?;
     warnings.extend(created.warnings);
     Ok(response::json(
         StatusCode::CREATED,
@@ -335,7 +364,25 @@ async fn update(req: ApiRequest) -> Reply {
         || body.pids_limit.is_some_and(|v| v > 0)
         || body.memory_swap.is_some_and(|v| v > 0)
         || body.cpuset_cpus.as_ref().is_some_and(|v| !v.is_empty());
-    if limited {
+    let limits = hutch_engine::cgroups::Limits {
+        memory: body.memory.unwrap_or(0),
+        memory_swap: body.memory_swap.unwrap_or(0),
+        nano_cpus: body.nano_cpus.unwrap_or(0),
+        cpu_shares: body.cpu_shares.unwrap_or(0),
+        cpu_quota: body.cpu_quota.unwrap_or(0),
+        cpu_period: body.cpu_period.unwrap_or(0),
+        pids_limit: body.pids_limit.unwrap_or(0),
+    };
+    let applied = if limited {
+        let id = id.clone();
+        daemon
+            .with_engine(move |e| e.update_limits(&id, &limits))
+            .await?
+            .is_some()
+    } else {
+        false
+    };
+    if limited && !applied {
         warnings.push(LIMITS_WARNING.to_string());
     }
     let policy = body.restart_policy.as_ref().map(|p| {

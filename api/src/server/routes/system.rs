@@ -194,6 +194,13 @@ async fn info(req: ApiRequest) -> Reply {
             serde_json::json!({ "Uplink": "none", "Reason": "networking could not be set up" })
         }
     };
+    let cgroups = daemon.engine.cgroups().cloned();
+    let has_cgroup = |c: &str| cgroups.as_ref().is_some_and(|g| g.has(c));
+    let cgroup_version = match cgroups.as_ref().map(|c| c.version()) {
+        Some("2") => SystemInfoCgroupVersionEnum::_2,
+        Some(_) => SystemInfoCgroupVersionEnum::_1,
+        None => cgroup_version,
+    };
     let os = host::os_release();
     let docker = SystemInfo {
         id: Some(daemon.id.clone()),
@@ -215,14 +222,15 @@ async fn info(req: ApiRequest) -> Reply {
             authorization: None,
             log: Some(vec!["json-file".into()]),
         }),
-        memory_limit: Some(false),
+        // True only for what a delegated hierarchy lets us apply.
+        memory_limit: Some(has_cgroup("memory")),
         swap_limit: Some(false),
         kernel_memory_tcp: Some(false),
-        cpu_cfs_period: Some(false),
-        cpu_cfs_quota: Some(false),
-        cpu_shares: Some(false),
+        cpu_cfs_period: Some(has_cgroup("cpu")),
+        cpu_cfs_quota: Some(has_cgroup("cpu")),
+        cpu_shares: Some(has_cgroup("cpu")),
         cpu_set: Some(false),
-        pids_limit: Some(false),
+        pids_limit: Some(has_cgroup("pids")),
         oom_kill_disable: Some(false),
         ipv4_forwarding: Some(true),
         bridge_nf_iptables: Some(false),

@@ -1,0 +1,354 @@
+//! Per-container cgroups, when the pod delegates a writable hierarchy to us:
+//! cgroup v2 (a writable cgroup whose `cgroup.subtree_control` enables the
+//! controllers) or v1 (writable directories in the per-controller
+//! hierarchies). Detection happens once at daemon start; without a usable
+//! hierarchy limits stay unapplied (the API warns) and nothing here runs.
+
+mod limits;
+mod stats;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use limits::Limits;
+pub use stats::Stats;
+
+const ROOT: &str = "/sys/fs/cgroup";
+
+/// The v1 controllers hutch uses, by the name of their hierarchy.
+const V1_CONTROLLERS: [&str; 5] = ["memory", "cpu", "cpuacct", "pids", "freezer"];
+
+/// A delegated hierarchy hutch may create container cgroups in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cgroups {
+    /// The base cgroup (ours, writable, controllers in subtree_control).
+    V2 {
+        base: PathBuf,
+        controllers: Vec<String>,
+    },
+    /// Writable base directory per usable controller.
+    V1 { bases: Vec<(String, PathBuf)> },
+}
+
+/// One container's cgroup: a directory per hierarchy (one for v2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerCgroup {
+    pub v2: bool,
+    /// (controller, directory); for v2 a single ("", dir).
+    pub dirs: Vec<(String, PathBuf)>,
+}
+
+impl Cgroups {
+    /// Finds a usable hierarchy, proving writability with a trial cgroup.
+    pub fn detect() -> Option<Cgroups> {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let root_is_v2 = nix::sys::statfs::statfs(ROOT)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+        if root_is_v2 {
+            let own_dir = own_dir(Path::new(ROOT), own_path(&own, |c| c.is_empty()));
+            // Our own cgroup, or its parent: v2 lets only a cgroup without
+            // processes enable controllers for its children, so a delegator
+            // that did (as Docker-in-Docker's entrypoint does) moved us into
+            // a leaf below the delegated cgroup.
+            let candidates = [
+                Some(own_dir.clone()),
+                own_dir.parent().map(Path::to_path_buf),
+            ];
+            return candidates
+                .into_iter()
+                .flatten()
+                .filter(|dir| dir.starts_with(ROOT))
+                .find_map(|base| {
+                    let controllers: Vec<String> =
+                        std::fs::read_to_string(base.join("cgroup.subtree_control"))
+                            .unwrap_or_default()
+                            .split_whitespace()
+                            .map(str::to_string)
+                            .collect();
+                    let wanted = ["memory", "pids", "cpu"];
+                    let usable = wanted.iter().any(|c| controllers.iter().any(|h| h == c));
+                    (usable && probe(&base)).then_some(Cgroups::V2 { base, controllers })
+                });
+        }
+        let mut bases = Vec::new();
+        for controller in V1_CONTROLLERS {
+            // Co-mounted hierarchies (cpu,cpuacct) are found under either name.
+            let mount = Path::new(ROOT).join(controller);
+            if !mount.is_dir() || !mount.join("cgroup.procs").exists() {
+                continue;
+            }
+            let rel = own_path(&own, |names| names.split(',').any(|n| n == controller));
+            let base = own_dir(&mount, rel);
+            if probe(&base) {
+                bases.push((controller.to_string(), base));
+            }
+        }
+        let usable = bases.iter().any(|(c, _)| c == "memory" || c == "pids");
+        (usable).then_some(Cgroups::V1 { bases })
+    }
+
+    pub fn version(&self) -> &'static str {
+        match self {
+            Cgroups::V2 { .. } => "2",
+            Cgroups::V1 { .. } => "1",
+        }
+    }
+
+    /// Whether a controller is available ("memory", "pids", "cpu", "freezer").
+    pub fn has(&self, controller: &str) -> bool {
+        match self {
+            // v2 freezes with cgroup.freeze, no controller needed.
+            Cgroups::V2 { controllers, .. } => {
+                controller == "freezer" || controllers.iter().any(|c| c == controller)
+            }
+            Cgroups::V1 { bases, .. } => bases.iter().any(|(c, _)| c == controller),
+        }
+    }
+
+    /// The container's cgroup paths (not created yet).
+    pub fn container(&self, id: &str) -> ContainerCgroup {
+        let name = format!("hutch-{id}");
+        match self {
+            Cgroups::V2 { base, .. } => ContainerCgroup {
+                v2: true,
+                dirs: vec![(String::new(), base.join(&name))],
+            },
+            Cgroups::V1 { bases } => ContainerCgroup {
+                v2: false,
+                dirs: bases
+                    .iter()
+                    .map(|(c, b)| (c.clone(), b.join(&name)))
+                    .collect(),
+            },
+        }
+    }
+}
+
+impl ContainerCgroup {
+    /// Creates the directories (kept if they exist) and writes the limits.
+    pub fn create(&self, limits: &Limits) -> io::Result<()> {
+        for (_, dir) in &self.dirs {
+            match std::fs::create_dir(dir) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("creating cgroup {}: {e}", dir.display()),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        self.apply(limits)
+    }
+
+    /// Writes the limits (also for `docker update` on a running container).
+    pub fn apply(&self, limits: &Limits) -> io::Result<()> {
+        for (file, value) in limits.files(self.v2) {
+            if let Some(dir) = self.dir_for(file) {
+                let path = dir.join(file);
+                // Optional files (memsw without swap accounting) may be absent.
+                if !path.exists() && limits::optional(file) {
+                    continue;
+                }
+                std::fs::write(&path, &value).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("writing {value:?} to {}: {e}", path.display()),
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `cgroup.procs` files a process joins the container through.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .map(|(_, d)| d.join("cgroup.procs"))
+            .collect()
+    }
+
+    /// Freezes (`true`) or thaws the container's processes and waits until
+    /// the kernel reports the new state.
+    pub fn freeze(&self, frozen: bool) -> io::Result<()> {
+        let (file, value, want) = if self.v2 {
+            ("cgroup.freeze", if frozen { "1" } else { "0" }, None)
+        } else if frozen {
+            ("freezer.state", "FROZEN", Some("FROZEN"))
+        } else {
+            ("freezer.state", "THAWED", Some("THAWED"))
+        };
+        let dir = self.dir_for(file).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::Unsupported, "no freezer cgroup is delegated")
+        })?;
+        std::fs::write(dir.join(file), value)?;
+        for _ in 0..1000 {
+            let done = match want {
+                Some(want) => std::fs::read_to_string(dir.join(file))?.trim() == want,
+                None => {
+                    let events = std::fs::read_to_string(dir.join("cgroup.events"))?;
+                    let expect = if frozen { "frozen 1" } else { "frozen 0" };
+                    events.lines().any(|l| l == expect)
+                }
+            };
+            if done {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the cgroup did not reach state {value}"),
+        ))
+    }
+
+    /// Whether the freezer holds the container's processes.
+    pub fn frozen(&self) -> bool {
+        let file = if self.v2 {
+            "cgroup.freeze"
+        } else {
+            "freezer.state"
+        };
+        self.dir_for(file)
+            .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
+            .is_some_and(|s| matches!(s.trim(), "1" | "FROZEN" | "FREEZING"))
+    }
+
+    /// How many of the container's processes the kernel OOM-killed (ever).
+    pub fn oom_kills(&self) -> u64 {
+        let (file, key) = if self.v2 {
+            ("memory.events", "oom_kill")
+        } else {
+            ("memory.oom_control", "oom_kill")
+        };
+        self.dir_for(file)
+            .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
+            .and_then(|text| stats::keyed(&text, key))
+            .unwrap_or(0)
+    }
+
+    pub fn stats(&self) -> Stats {
+        stats::read_stats(self)
+    }
+
+    /// Removes the directories; the processes are gone by then (a cgroup
+    /// emptied by a kill may stay busy for a moment).
+    pub fn remove(&self) -> io::Result<()> {
+        for (_, dir) in &self.dirs {
+            let mut last = Ok(());
+            for _ in 0..50 {
+                last = match std::fs::remove_dir(dir) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    other => other,
+                };
+                if last.is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            last.map_err(|e| io::Error::new(e.kind(), format!("removing {}: {e}", dir.display())))?;
+        }
+        Ok(())
+    }
+
+    /// The directory holding an interface file (by its controller prefix).
+    pub(crate) fn dir_for(&self, file: &str) -> Option<&Path> {
+        if self.v2 {
+            return self.dirs.first().map(|(_, d)| d.as_path());
+        }
+        let controller = file.split('.').next().unwrap_or_default();
+        self.dirs
+            .iter()
+            .find(|(c, _)| c == controller)
+            .map(|(_, d)| d.as_path())
+    }
+}
+
+/// Places `pid` in the cgroups behind `procs_files`. Called right after the
+/// clone, while the process still has its parent's credentials (v1 lets a
+/// non-root writer move only processes of its own UID).
+pub fn join(procs_files: &[PathBuf], pid: i32) -> io::Result<()> {
+    for file in procs_files {
+        std::fs::write(file, pid.to_string()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("joining the container's cgroup {}: {e}", file.display()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Our path in a hierarchy from /proc/self/cgroup: the line whose
+/// controller list matches.
+fn own_path(proc_cgroup: &str, matches: impl Fn(&str) -> bool) -> &str {
+    proc_cgroup
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
+            matches(names).then_some(path)
+        })
+        .unwrap_or("/")
+}
+
+/// The directory of our cgroup under `mount`. In a cgroup namespace (or a
+/// bind of a delegated directory) the path may not resolve: the mount's
+/// root is then ours.
+fn own_dir(mount: &Path, rel: &str) -> PathBuf {
+    let rel = rel.trim_start_matches('/');
+    let dir = mount.join(rel);
+    if !rel.is_empty() && dir.is_dir() {
+        dir
+    } else {
+        mount.to_path_buf()
+    }
+}
+
+/// A trial sub-cgroup, created and removed again.
+fn probe(base: &Path) -> bool {
+    let dir = base.join(format!("hutch-probe-{}", std::process::id()));
+    let made = std::fs::create_dir(&dir).is_ok();
+    made && std::fs::remove_dir(&dir).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_paths_by_controller() {
+        let text = "4:memory:/pod/x\n2:cpu,cpuacct:/a\n0::/unified\n";
+        assert_eq!(own_path(text, |n| n == "memory"), "/pod/x");
+        assert_eq!(
+            own_path(text, |n| n.split(',').any(|c| c == "cpuacct")),
+            "/a"
+        );
+        assert_eq!(own_path(text, |n| n.is_empty()), "/unified");
+        assert_eq!(own_path(text, |n| n == "pids"), "/");
+    }
+
+    #[test]
+    fn v1_files_go_to_their_controller() {
+        let cg = ContainerCgroup {
+            v2: false,
+            dirs: vec![
+                ("memory".into(), PathBuf::from("/m/c")),
+                ("pids".into(), PathBuf::from("/p/c")),
+            ],
+        };
+        assert_eq!(cg.dir_for("memory.limit_in_bytes"), Some(Path::new("/m/c")));
+        assert_eq!(cg.dir_for("pids.max"), Some(Path::new("/p/c")));
+        assert_eq!(cg.dir_for("cpu.shares"), None);
+        assert_eq!(
+            cg.procs_files(),
+            [
+                PathBuf::from("/m/c/cgroup.procs"),
+                PathBuf::from("/p/c/cgroup.procs")
+            ]
+        );
+    }
+}
