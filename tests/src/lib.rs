@@ -3,6 +3,7 @@
 //! real clients that drive it. The tests themselves live in
 //! `tests/tests/`, one file per area.
 
+pub mod build_context;
 pub mod daemon;
 pub mod engine;
 pub mod network;

@@ -12,6 +12,50 @@ use anyhow::{bail, Context};
 use hutch_engine::runtime::ContainerSpec;
 use serde_json::{json, Value};
 
+/// The two pod variants every networking test runs in (no tun in either).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// Default pod: no NET_ADMIN, so the layer-4 relay uplink.
+    Relay,
+    /// NET_ADMIN over a pod-owned netns: the kernel uplink.
+    Kernel,
+}
+
+impl Variant {
+    pub fn pod(self) -> crate::podsim::PodSpec {
+        match self {
+            Variant::Relay => crate::podsim::PodSpec::new(),
+            Variant::Kernel => crate::podsim::PodSpec::new().cap_add("NET_ADMIN"),
+        }
+    }
+
+    /// The uplink name hutch reports for the variant.
+    pub fn uplink(self) -> &'static str {
+        match self {
+            Variant::Relay => "l4-relay",
+            Variant::Kernel => "kernel-veth-nat",
+        }
+    }
+}
+
+/// `in_variants!(check)` makes `check::relay` and `check::kernel` tests that
+/// call `check(Variant)`; the calling file imports `Variant`.
+#[macro_export]
+macro_rules! in_variants {
+    ($check:ident) => {
+        mod $check {
+            #[test]
+            fn relay() -> anyhow::Result<()> {
+                super::$check(super::Variant::Relay)
+            }
+            #[test]
+            fn kernel() -> anyhow::Result<()> {
+                super::$check(super::Variant::Kernel)
+            }
+        }
+    };
+}
+
 use crate::podsim::{hutch_bin, Pod};
 use crate::runtime::Rig;
 

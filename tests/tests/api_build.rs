@@ -6,54 +6,14 @@
 //! Needs the `hutch` and `podsim` binaries built first (`tests/run` does it).
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use hutch_tests::build_context::{set_mode, BuildContext as Ctx};
 use hutch_tests::daemon::{client_script, ok, Daemon};
 use hutch_tests::podsim::{Pod, PodSpec};
 use hutch_tests::testimages;
-
-/// A build context the pod can read (under the target dir: the pod has its
-/// own /tmp).
-struct Ctx {
-    dir: tempfile::TempDir,
-}
-
-impl Ctx {
-    fn new(files: &[(&str, &str)]) -> Result<Ctx> {
-        let base = hutch_tests::workspace::target_dir().join("build-contexts");
-        std::fs::create_dir_all(&base)?;
-        let dir = tempfile::Builder::new().prefix("ctx-").tempdir_in(&base)?;
-        set_mode(dir.path(), 0o755)?;
-        let ctx = Ctx { dir };
-        for (name, text) in files {
-            ctx.write(name, text)?;
-        }
-        Ok(ctx)
-    }
-
-    fn write(&self, name: &str, text: &str) -> Result<()> {
-        let path = self.dir.path().join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-            set_mode(parent, 0o755)?;
-        }
-        std::fs::write(&path, text)?;
-        set_mode(&path, 0o644)
-    }
-
-    fn arg(&self) -> String {
-        self.dir.path().display().to_string()
-    }
-}
-
-fn set_mode(p: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {}", p.display()))
-}
 
 fn text(out: &Output) -> String {
     format!(
@@ -214,7 +174,7 @@ fn docker_build_errors() -> Result<()> {
 
     // Raw API errors: a missing Dockerfile, a remote context, a bzip2 body,
     // a bad tag; each a 400 with a message, and the daemon keeps serving.
-    let tar = ctx.dir.path().join("ctx.tar");
+    let tar = ctx.path().join("ctx.tar");
     let made = std::process::Command::new("tar")
         .args(["-cf"])
         .arg(&tar)

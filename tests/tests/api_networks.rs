@@ -12,48 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use hutch_tests::daemon::{client_script, ok, Daemon, DOCKER_HOST};
 use hutch_tests::network::{pod_network_in, POD_HTTP_BODY, POD_HTTP_PORT, POD_IP};
-use hutch_tests::podsim::{Pod, PodSpec};
+use hutch_tests::podsim::Pod;
 use hutch_tests::testimages;
 use serde_json::Value;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Variant {
-    /// Default pod: no NET_ADMIN.
-    Relay,
-    /// NET_ADMIN over a pod-owned netns.
-    Kernel,
-}
-
-impl Variant {
-    fn pod(self) -> PodSpec {
-        match self {
-            Variant::Relay => PodSpec::new(),
-            Variant::Kernel => PodSpec::new().cap_add("NET_ADMIN"),
-        }
-    }
-
-    fn uplink(self) -> &'static str {
-        match self {
-            Variant::Relay => "l4-relay",
-            Variant::Kernel => "kernel-veth-nat",
-        }
-    }
-}
-
-macro_rules! in_variants {
-    ($check:ident) => {
-        mod $check {
-            #[test]
-            fn relay() -> anyhow::Result<()> {
-                super::$check(super::Variant::Relay)
-            }
-            #[test]
-            fn kernel() -> anyhow::Result<()> {
-                super::$check(super::Variant::Kernel)
-            }
-        }
-    };
-}
+use hutch_tests::in_variants;
+use hutch_tests::network::Variant;
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now()

@@ -4,53 +4,13 @@
 //!
 //! Needs the `hutch` and `podsim` binaries built first (`tests/run` does it).
 
-use std::path::Path;
 use std::process::Output;
 
 use anyhow::{ensure, Context, Result};
+use hutch_tests::build_context::{set_mode, BuildContext as Ctx};
 use hutch_tests::daemon::Daemon;
 use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
 use hutch_tests::testimages;
-
-/// A build context the pod can read (under the target dir; the pod has its
-/// own /tmp).
-struct Ctx {
-    dir: tempfile::TempDir,
-}
-
-impl Ctx {
-    fn new(files: &[(&str, &str)]) -> Result<Ctx> {
-        let base = hutch_tests::workspace::target_dir().join("build-contexts");
-        std::fs::create_dir_all(&base)?;
-        let dir = tempfile::Builder::new().prefix("ctx-").tempdir_in(&base)?;
-        set_mode(dir.path(), 0o755)?;
-        let ctx = Ctx { dir };
-        for (name, text) in files {
-            ctx.write(name, text)?;
-        }
-        Ok(ctx)
-    }
-
-    fn write(&self, name: &str, text: &str) -> Result<()> {
-        let path = self.dir.path().join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-            set_mode(parent, 0o755)?;
-        }
-        std::fs::write(&path, text)?;
-        set_mode(&path, 0o644)
-    }
-
-    fn arg(&self) -> String {
-        self.dir.path().display().to_string()
-    }
-}
-
-fn set_mode(p: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {}", p.display()))
-}
 
 fn hutch(pod: &Pod, args: &[&str]) -> Result<Output> {
     pod.exec(hutch_bin())
@@ -274,7 +234,7 @@ CMD ["sh", "-c", "cat /secret-info /from-bind /tmpfs-ok /unpacked/dir/inner.txt 
     let ctx = Ctx::new(&[("Dockerfile", &df), ("data/x", "bound file\n")])?;
     // A tar.gz in the context: ADD extracts it.
     let src = Ctx::new(&[("dir/inner.txt", "inside the tarball\n")])?;
-    let tgz = ctx.dir.path().join("arch.tar.gz");
+    let tgz = ctx.path().join("arch.tar.gz");
     let made = std::process::Command::new("tar")
         .arg("-czf")
         .arg(&tgz)

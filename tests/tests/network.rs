@@ -10,50 +10,13 @@ use hutch_tests::network::{
     self, Session, POD_DNS_ANSWER, POD_HTTP_BODY, POD_HTTP_PORT, POD_IP, POD_UDP_ECHO_PORT,
     POD_UDP_ECHO_PORT2,
 };
-use hutch_tests::podsim::PodSpec;
 use hutch_tests::runtime::Rig;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Variant {
-    /// Default pod: no NET_ADMIN.
-    Relay,
-    /// NET_ADMIN over a pod-owned netns.
-    Kernel,
-}
-
-impl Variant {
-    fn pod(self) -> PodSpec {
-        match self {
-            Variant::Relay => PodSpec::new(),
-            Variant::Kernel => PodSpec::new().cap_add("NET_ADMIN"),
-        }
-    }
-
-    fn uplink(self) -> &'static str {
-        match self {
-            Variant::Relay => "l4-relay",
-            Variant::Kernel => "kernel-veth-nat",
-        }
-    }
-}
-
-macro_rules! in_variants {
-    ($check:ident) => {
-        mod $check {
-            #[test]
-            fn relay() -> anyhow::Result<()> {
-                super::$check(super::Variant::Relay)
-            }
-            #[test]
-            fn kernel() -> anyhow::Result<()> {
-                super::$check(super::Variant::Kernel)
-            }
-        }
-    };
-}
+use hutch_tests::in_variants;
+use hutch_tests::network::Variant;
 
 fn sh(rig: &Rig, id: &str, script: &str) -> hutch_engine::runtime::ContainerSpec {
     rig.spec(id, &["sh", "-c", script])
