@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use hutch_images::{BuiltLayer, Digest, ImageStore, Reference};
+use hutch_images::{Digest, ImageStore, Reference};
 use serde_json::{json, Map, Value};
 
 use super::{config, tarball, upperdiff, view, BuildError, ImageState};
@@ -124,20 +124,7 @@ pub fn commit(store: &ImageStore, req: &CommitRequest) -> Result<Digest, BuildEr
             }
         }
     }
-    let mut layers: Vec<BuiltLayer> = img
-        .layers
-        .iter()
-        .map(|l| BuiltLayer::Stored {
-            blob: l.blob.clone(),
-            media_type: l.media_type.clone(),
-        })
-        .collect();
-    if let Some(l) = layer {
-        layers.push(BuiltLayer::New(l));
-    }
-    let bytes = serde_json::to_vec(&img.config)
-        .map_err(|e| BuildError::Invalid(format!("encoding the image config: {e}")))?;
-    Ok(store.add_built(&bytes, layers, req.names.clone(), false)?)
+    img.store(store, layer, req.names.clone(), false)
 }
 
 /// The container's own settings over the image's.

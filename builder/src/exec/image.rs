@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use hutch_images::store::LayerRef;
-use hutch_images::{Digest, ImageStore};
+use hutch_images::{BuiltLayer, Digest, ImageStore, NewLayer, Reference};
 use serde_json::{json, Map, Value};
 
 #[derive(Debug, Clone)]
@@ -32,6 +32,29 @@ impl ImageState {
             config,
             layers: Vec::new(),
         }
+    }
+
+    /// Stores this image (plus `new` on top) under `names`; returns its ID.
+    /// `intermediate` keeps it out of `images` unless tagged.
+    pub fn store(
+        &self,
+        store: &ImageStore,
+        new: Option<NewLayer>,
+        names: Vec<Reference>,
+        intermediate: bool,
+    ) -> Result<Digest, super::BuildError> {
+        let mut layers: Vec<BuiltLayer> = self
+            .layers
+            .iter()
+            .map(|l| BuiltLayer::Stored {
+                blob: l.blob.clone(),
+                media_type: l.media_type.clone(),
+            })
+            .collect();
+        layers.extend(new.map(BuiltLayer::New));
+        let bytes = serde_json::to_vec(&self.config)
+            .map_err(|e| super::BuildError::Invalid(format!("encoding the image config: {e}")))?;
+        Ok(store.add_built(&bytes, layers, names, intermediate)?)
     }
 
     /// A stored image.

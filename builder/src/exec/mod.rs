@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use hutch_engine::runtime::{NetworkMode, ProcMode, Runtime};
 use hutch_images::store::LayerRef;
-use hutch_images::{BuiltLayer, Digest, ImageError, ImageStore, Reference, RegistryRequest};
+use hutch_images::{Digest, ImageError, ImageStore, Reference, RegistryRequest};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
@@ -224,7 +224,7 @@ impl Executor {
             .iter()
             .map(|t| Reference::parse(t).map_err(|e| BuildError::Invalid(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
-        let id = self.commit(&img, None, names.clone(), false)?;
+        let id = img.store(&self.store, None, names.clone(), false)?;
         Ok(Built { id, names })
     }
 
@@ -235,30 +235,6 @@ impl Executor {
             None => chrono::Utc::now(),
         };
         (t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), secs)
-    }
-
-    /// Stores `img` (plus `new` on top) as an image; returns its ID.
-    fn commit(
-        &self,
-        img: &ImageState,
-        new: Option<hutch_images::NewLayer>,
-        names: Vec<Reference>,
-        intermediate: bool,
-    ) -> Result<Digest, BuildError> {
-        let mut layers: Vec<BuiltLayer> = img
-            .layers
-            .iter()
-            .map(|l| BuiltLayer::Stored {
-                blob: l.blob.clone(),
-                media_type: l.media_type.clone(),
-            })
-            .collect();
-        if let Some(n) = new {
-            layers.push(BuiltLayer::New(n));
-        }
-        let bytes = serde_json::to_vec(&img.config)
-            .map_err(|e| BuildError::Invalid(format!("encoding the image config: {e}")))?;
-        Ok(self.store.add_built(&bytes, layers, names, intermediate)?)
     }
 
     /// Makes sure `name` is in the store (pulling it if needed) and loads it.
@@ -758,7 +734,7 @@ impl Executor {
             return Ok(());
         }
         img.push_history(created, text, None);
-        let id = self.commit(img, None, Vec::new(), true)?;
+        let id = img.store(&self.store, None, Vec::new(), true)?;
         img.id = Some(id.clone());
         ctx.cache.put(&key.finish(), &id);
         ctx.progress.done(&id);
@@ -782,7 +758,7 @@ impl Executor {
             chain_id: Digest::chain(img.layers.last().map(|l| &l.chain_id), &l.diff_id),
         });
         img.push_history(created, text, new_ref.as_ref().map(|l| &l.diff_id));
-        let id = self.commit(img, layer, Vec::new(), true)?;
+        let id = img.store(&self.store, layer, Vec::new(), true)?;
         if let Some(l) = new_ref {
             img.layers.push(l);
         }

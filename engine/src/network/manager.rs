@@ -663,9 +663,9 @@ impl Networks {
         }
     }
 
-    /// After a failed [`Networks::bring_up`]: removes what it made (the
-    /// veths, the names, the netns binding); the reservations stay.
-    fn undo_bring_up(&self, inner: &mut Inner, container_id: &str) {
+    /// Takes a container's names out of the embedded DNS; returns its
+    /// endpoints.
+    fn unpublish_names(&self, inner: &Inner, container_id: &str) -> Vec<EndpointRecord> {
         let eps: Vec<EndpointRecord> = inner
             .state
             .endpoints
@@ -678,6 +678,13 @@ impl Networks {
                 names.remove(&ep.network_id, ep.ip);
             }
         }
+        eps
+    }
+
+    /// After a failed [`Networks::bring_up`]: removes what it made (the
+    /// veths, the names, the netns binding); the reservations stay.
+    fn undo_bring_up(&self, inner: &mut Inner, container_id: &str) {
+        let eps = self.unpublish_names(inner, container_id);
         for ep in &eps {
             let link = endpoint::host_if_name(&ep.id);
             if let Err(e) = endpoint::unplug(&mut inner.rtnl, &link) {
@@ -892,18 +899,7 @@ impl Networks {
         let Some(running) = inner.running.remove(container_id) else {
             return Ok(());
         };
-        let eps: Vec<EndpointRecord> = inner
-            .state
-            .endpoints
-            .iter()
-            .filter(|e| e.container_id == container_id)
-            .cloned()
-            .collect();
-        if let Ok(mut names) = self.dns.names.write() {
-            for ep in &eps {
-                names.remove(&ep.network_id, ep.ip);
-            }
-        }
+        self.unpublish_names(&inner, container_id);
         // The kernel takes tens of milliseconds to delete a veth: the
         // reaper deletes them off this path, by index (see endpoint::Reaper).
         for link in running.links.values() {

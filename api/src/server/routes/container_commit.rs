@@ -10,7 +10,6 @@ use hutch_builder::exec::commit::{commit as commit_image, CommitRequest};
 use hutch_builder::exec::BuildError;
 use hutch_engine::containers::config::UsernsMode;
 use hutch_engine::containers::EngineEvent;
-use hutch_images::Reference;
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -27,19 +26,7 @@ pub async fn commit(req: ApiRequest) -> Result<Response<Body>, ApiError> {
         .to_owned();
     let names = match req.query.non_empty("repo") {
         None => Vec::new(),
-        Some(repo) => {
-            let name = match req.query.non_empty("tag") {
-                Some(tag) => format!("{repo}:{tag}"),
-                None => repo.to_owned(),
-            };
-            let r = Reference::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            if r.digest().is_some() {
-                return Err(ApiError::bad_request(
-                    "refusing to create a tag with a digest reference",
-                ));
-            }
-            vec![r]
-        }
+        Some(repo) => vec![super::images::tag_target(repo, req.query.non_empty("tag"))?.1],
     };
     let comment = req.query.non_empty("comment").map(str::to_owned);
     let author = req.query.non_empty("author").map(str::to_owned);

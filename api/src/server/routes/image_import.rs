@@ -7,7 +7,6 @@
 
 use hutch_builder::exec::rootfs::{import, ImportRequest};
 use hutch_builder::exec::BuildError;
-use hutch_images::Reference;
 use hyper::Response;
 
 use super::super::error::ApiError;
@@ -25,19 +24,7 @@ pub async fn import_image(req: ApiRequest) -> Result<Response<Body>, ApiError> {
     }
     let names = match req.query.non_empty("repo") {
         None => Vec::new(),
-        Some(repo) => {
-            let name = match req.query.non_empty("tag") {
-                Some(tag) => format!("{repo}:{tag}"),
-                None => repo.to_owned(),
-            };
-            let r = Reference::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            if r.digest().is_some() {
-                return Err(ApiError::bad_request(
-                    "refusing to create a tag with a digest reference",
-                ));
-            }
-            vec![r]
-        }
+        Some(repo) => vec![super::images::tag_target(repo, req.query.non_empty("tag"))?.1],
     };
     let changes: Vec<String> = req
         .query

@@ -96,11 +96,10 @@ async fn get_history(req: ApiRequest) -> Reply {
     Ok(response::json(StatusCode::OK, &body))
 }
 
-/// `POST /images/{name}/tag?repo=&tag=`: 201 with no body.
-async fn tag(req: ApiRequest) -> Reply {
-    let source = req.param("name").to_owned();
-    let repo = req.query.get("repo").unwrap_or_default();
-    let target = match req.query.non_empty("tag") {
+/// The name `repo[:tag]` of the `repo`/`tag` query parameters (tag,
+/// commit, import), checked as Docker checks it: a digest is refused.
+pub(super) fn tag_target(repo: &str, tag: Option<&str>) -> Result<(String, Reference), ApiError> {
+    let target = match tag {
         Some(tag) => format!("{repo}:{tag}"),
         None => repo.to_owned(),
     };
@@ -110,6 +109,14 @@ async fn tag(req: ApiRequest) -> Reply {
             "refusing to create a tag with a digest reference",
         ));
     }
+    Ok((target, parsed))
+}
+
+/// `POST /images/{name}/tag?repo=&tag=`: 201 with no body.
+async fn tag(req: ApiRequest) -> Reply {
+    let source = req.param("name").to_owned();
+    let repo = req.query.get("repo").unwrap_or_default();
+    let (target, parsed) = tag_target(repo, req.query.non_empty("tag"))?;
     let daemon = req.daemon.clone();
     let id = daemon
         .with_images(move |store| {
