@@ -57,7 +57,9 @@ fn names_uplink_and_ports(variant: Variant) -> anyhow::Result<()> {
     let web = sh(
         &rig,
         "web",
-        "mkdir -p /www && echo web-ok > /www/index.html && exec httpd -f -p 80 -h /www",
+        "mkdir -p /www/cgi-bin && echo web-ok > /www/index.html && \
+         printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' \
+           > /www/cgi-bin/peer && chmod +x /www/cgi-bin/peer && exec httpd -f -p 80 -h /www",
     );
     let settings = s.run(
         &web,
@@ -123,6 +125,7 @@ fn names_uplink_and_ports(variant: Variant) -> anyhow::Result<()> {
             "localhost:{port} in the pod: {got:?}"
         );
     }
+    peer_addresses(&rig, variant, net)?;
     // internal networks have no uplink.
     s.call(json!({"op": "create", "name": "intnet", "internal": true}))?;
     let inner = sh(
@@ -165,6 +168,19 @@ fn names_uplink_and_ports(variant: Variant) -> anyhow::Result<()> {
         s.call(json!({"op": "stop", "id": id}))?;
         s.call(json!({"op": "forget", "id": id}))?;
     }
+    if variant == Variant::Kernel {
+        // Stopped containers' ports are no longer DNATed or routed.
+        let pod = rig
+            .pod
+            .sidecar("sh")
+            .args(["-c", "nft list table ip hutch; ip route"])
+            .output()?;
+        let pod = String::from_utf8_lossy(&pod.stdout);
+        ensure!(
+            !pod.contains("dnat to") && !pod.contains(ip),
+            "published ports left in the pod netns: {pod}"
+        );
+    }
     s.call(json!({"op": "rm", "name": "appnet"}))?;
     s.call(json!({"op": "rm", "name": "intnet"}))?;
     let k = s.call(json!({"op": "kernel"}))?;
@@ -203,6 +219,71 @@ fn names_uplink_and_ports(variant: Variant) -> anyhow::Result<()> {
     rig.pod.stop()
 }
 in_variants!(names_uplink_and_ports);
+
+/// Who a container with a published port (18080, a CGI printing
+/// REMOTE_ADDR) sees as its client. Through the kernel uplink the pod's
+/// netns DNATs the port: the pod's own connections to 127.0.0.1 arrive
+/// from the uplink's pod side, and another host's keep their address.
+/// Through the relay, the proxy connects from the network's gateway.
+fn peer_addresses(rig: &Rig, variant: Variant, net: &Value) -> anyhow::Result<()> {
+    const REMOTE: &str = "10.244.7.9";
+    let local = rig.pod_sh("busybox wget -qO- http://127.0.0.1:18080/cgi-bin/peer")?;
+    let gateway = net["Gateway"].as_str().context("gateway")?;
+    // A host outside the pod: the pod link's peer, moved into a netns of
+    // its own, then moved back so the pod keeps its address.
+    let script = format!(
+        "unshare -n sleep 60 & p=$!
+         while [ \"$(readlink /proc/$p/ns/net)\" = \"$(readlink /proc/self/ns/net)\" ]; do sleep 0.01; done
+         ip link set eth0p netns $p
+         nsenter -t $p -n sh -c 'ip addr add {REMOTE}/24 dev eth0p && ip link set eth0p up &&
+           busybox wget -qO- http://{POD_IP}:18080/cgi-bin/peer'
+         s=$?
+         nsenter -t $p -n ip link set eth0p netns $$
+         ip link set eth0p up
+         kill $p
+         exit $s"
+    );
+    let out = rig.pod.sidecar("sh").args(["-c", &script]).output()?;
+    ensure!(
+        out.status.success(),
+        "from another host: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let remote = String::from_utf8(out.stdout)?;
+    // httpd listens on IPv6 too: it prints v4 peers as [::ffff:a.b.c.d].
+    let v4 = |s: &str| {
+        s.trim()
+            .trim_start_matches("[::ffff:")
+            .trim_end_matches(']')
+            .to_string()
+    };
+    let (local, remote) = (v4(&local), v4(&remote));
+    let (want_local, want_remote) = match variant {
+        Variant::Kernel => ("169.254.213.1", REMOTE),
+        Variant::Relay => (gateway, gateway),
+    };
+    ensure!(
+        local == want_local,
+        "the pod's own client seen as {local:?}, not {want_local}"
+    );
+    ensure!(
+        remote == want_remote,
+        "another host seen as {remote:?}, not {want_remote}"
+    );
+    if variant == Variant::Kernel {
+        let table = rig
+            .pod
+            .sidecar("nft")
+            .args(["list", "table", "ip", "hutch"])
+            .output()?;
+        let table = String::from_utf8_lossy(&table.stdout);
+        ensure!(
+            table.contains("fib daddr type local") && table.contains("dnat to"),
+            "the pod's DNAT of published ports: {table}"
+        );
+    }
+    Ok(())
+}
 
 /// UDP both ways, with neither NET_ADMIN over the pod (relay variant) nor
 /// tun: a container's datagrams to a UDP service in the pod and to the

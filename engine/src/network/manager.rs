@@ -177,6 +177,9 @@ struct Running {
     /// Host-side veth names by network ID.
     links: BTreeMap<String, String>,
     _published: Published,
+    /// Its published ports as the pod's kernel forwards them (kernel
+    /// uplink only; see [`Networks::sync_forwards`]).
+    forwards: Vec<podside::Forward>,
     dns_socket: Option<OwnedFd>,
     dns_networks: Arc<RwLock<Vec<String>>>,
     files_dir: PathBuf,
@@ -653,13 +656,35 @@ impl Networks {
         let files_dir = self.files_root.join(&c.id);
         match self.bring_up(&mut inner, &c, &list, &files_dir, netns) {
             Ok((running, _, _)) => {
+                let forwards = !running.forwards.is_empty();
                 inner.running.insert(c.id.clone(), running);
+                if forwards {
+                    self.sync_forwards(&inner);
+                }
                 Ok(self.settings_locked(&inner, container_id))
             }
             Err(e) => {
                 self.undo_bring_up(&mut inner, &c.id);
                 Err(e)
             }
+        }
+    }
+
+    /// Makes the pod netns DNAT the published ports of the running
+    /// containers (kernel uplink), so their traffic stays in the kernel
+    /// rather than pass through the proxy. If the pod refuses, the proxy's
+    /// listeners, still bound, serve those ports instead.
+    fn sync_forwards(&self, inner: &Inner) {
+        let Some(parent) = self.parent else {
+            return;
+        };
+        let all: Vec<podside::Forward> = inner
+            .running
+            .values()
+            .flat_map(|r| r.forwards.iter().cloned())
+            .collect();
+        if let Err(e) = parent.forward(all) {
+            tracing::warn!(%e, "published ports: in-kernel forwarding refused, the proxy serves them");
         }
     }
 
@@ -736,6 +761,7 @@ impl Networks {
             netns_path: Some(path),
             links: BTreeMap::new(),
             _published: Published::default(),
+            forwards: Vec::new(),
             dns_socket: None,
             dns_networks: Arc::default(),
             files_dir: files_dir.to_path_buf(),
@@ -787,6 +813,12 @@ impl Networks {
                 Published::start(&c.ports, &previous, first.ip, &self.worker, self.parent)
                     .ctx(|| format!("publishing the ports of {}", c.name))?;
             running._published = published;
+            if self.mode == UplinkMode::Kernel {
+                running.forwards = bindings
+                    .iter()
+                    .filter_map(|b| forward(b, first.ip))
+                    .collect();
+            }
             if bindings.is_empty() {
                 inner.state.ports.remove(&c.id);
             } else {
@@ -900,6 +932,9 @@ impl Networks {
             return Ok(());
         };
         self.unpublish_names(&inner, container_id);
+        if !running.forwards.is_empty() {
+            self.sync_forwards(&inner);
+        }
         // The kernel takes tens of milliseconds to delete a veth: the
         // reaper deletes them off this path, by index (see endpoint::Reaper).
         for link in running.links.values() {
@@ -1104,6 +1139,21 @@ impl Networks {
             labels: net.labels.clone(),
         }
     }
+}
+
+/// How the pod's kernel forwards a resolved published port to `ip`.
+fn forward(b: &PortBinding, ip: Ipv4Addr) -> Option<podside::Forward> {
+    let host_ip = match b.host_ip {
+        IpAddr::V4(v4) => (!v4.is_unspecified()).then_some(v4),
+        // IPv6 host addresses stay with the proxy.
+        IpAddr::V6(_) => return None,
+    };
+    Some(podside::Forward {
+        proto: b.proto,
+        host_ip,
+        host_port: b.host_port,
+        to: std::net::SocketAddrV4::new(ip, b.container_port),
+    })
 }
 
 fn bind(source: PathBuf, dest: &str) -> MountSpec {

@@ -91,6 +91,9 @@ pub enum Expr {
     /// and 3, which conntrack picks so that every flow's reply tuple is
     /// unique.
     DnatRange,
+    /// Register 1 = the route type of the destination address
+    /// (`fib daddr type`).
+    FibDaddrType,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -194,6 +197,24 @@ pub mod expr {
             Expr::Load3(hi.to_be_bytes().to_vec()),
             Expr::DnatRange,
         ]
+    }
+
+    /// `fib daddr type local`: the packet is for one of this netns's own
+    /// addresses (any of them, loopback included), as `-p PORT` means.
+    pub fn daddr_local() -> Vec<Expr> {
+        const RTN_LOCAL: u32 = 2;
+        vec![
+            Expr::FibDaddrType,
+            Expr::Cmp {
+                equal: true,
+                data: RTN_LOCAL.to_ne_bytes().to_vec(),
+            },
+        ]
+    }
+
+    /// `ip daddr IP`.
+    pub fn daddr(ip: Ipv4Addr) -> Vec<Expr> {
+        daddr_in(ip, 32, true)
     }
 
     pub fn dnat_to(ip: Ipv4Addr, port: u16) -> Vec<Expr> {
@@ -333,6 +354,12 @@ fn encode_expr(e: &Expr) -> Attrs {
                 .be32(5, REG_2)
                 .be32(6, REG_3);
             ("nat", d)
+        }
+        Expr::FibDaddrType => {
+            let mut d = Attrs::new();
+            // DREG, RESULT (NFT_FIB_RESULT_ADDRTYPE 3), FLAGS (NFTA_FIB_F_DADDR 2)
+            d.be32(1, REG_1).be32(2, 3).be32(3, 2);
+            ("fib", d)
         }
     };
     let mut a = Attrs::new();

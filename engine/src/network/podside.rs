@@ -6,8 +6,9 @@
 //! which needs CAP_NET_ADMIN over the pod netns). The engine asks over a
 //! unix socket; descriptors travel with SCM_RIGHTS.
 
+use std::collections::BTreeSet;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
@@ -38,6 +39,21 @@ enum Request {
     UplinkUp,
     /// Remove the uplink and its NAT rules from the pod netns.
     UplinkDown,
+    /// Make the pod netns DNAT exactly these published ports.
+    Forward(Vec<Forward>),
+}
+
+/// A published port the pod's kernel forwards (kernel uplink only):
+/// traffic to `host_port` on `host_ip` (any of the pod's addresses, 127.0.0.1
+/// included, when unset) is DNATed to the container, in prerouting for
+/// other hosts and containers and in output for the pod's own processes.
+/// The proxy's listener stays bound: it holds the port, as docker-proxy does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forward {
+    pub proto: Proto,
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub to: SocketAddrV4,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -92,11 +108,18 @@ impl PodParent {
     pub fn uplink_down(&self) -> io::Result<()> {
         self.call(&Request::UplinkDown, None).map(drop)
     }
+
+    /// Replaces the published ports the pod netns forwards in the kernel.
+    pub fn forward(&self, forwards: Vec<Forward>) -> io::Result<()> {
+        self.call(&Request::Forward(forwards), None).map(drop)
+    }
 }
 
 /// Serves the engine's requests until it hangs up. Runs in the parent, in
 /// the pod's namespaces.
 pub fn serve(mut sock: UnixStream) {
+    // Container addresses routed to the bridge netns for the DNAT.
+    let mut routed = BTreeSet::new();
     while let Ok(Some(req)) = channel::recv::<Request>(&mut sock) {
         let result = match req {
             Request::Bind { proto, addr } => bind(proto, addr).map(Some),
@@ -104,7 +127,11 @@ pub fn serve(mut sock: UnixStream) {
                 .and_then(|mut fds| fds.pop().ok_or_else(|| io::ErrorKind::InvalidData.into()))
                 .and_then(|fd| uplink_up(&fd))
                 .map(|()| None),
-            Request::UplinkDown => uplink_down().map(|()| None),
+            Request::UplinkDown => {
+                routed.clear();
+                uplink_down().map(|()| None)
+            }
+            Request::Forward(forwards) => forward(&forwards, &mut routed).map(|()| None),
         };
         let sent = match result {
             Ok(None) => channel::send(&mut sock, &Reply::Ok),
@@ -161,10 +188,47 @@ fn uplink_up(bridge_netns: &OwnedFd) -> io::Result<()> {
             rtnl.set_forwarding(link.index, true)?;
         }
     }
+    // Published ports DNATed from 127.0.0.1 leave by our veth with a
+    // loopback source until they are masqueraded; the kernel routes such
+    // packets (and their replies) only where route_localnet is on.
+    rtnl.set_route_localnet(index, true)?;
+    pod_table(&[]).commit()
+}
+
+/// DNATs exactly `forwards`: the pod netns has no routes to the bridges'
+/// subnets (they may overlap the cluster's), so each target container gets
+/// a /32 route to the bridge netns while it has published ports.
+fn forward(forwards: &[Forward], routed: &mut BTreeSet<Ipv4Addr>) -> io::Result<()> {
+    let mut rtnl = Rtnl::open()?;
+    let oif = rtnl.require(POD_LINK)?;
+    let route = |ip: Ipv4Addr| Route {
+        dst: Some((ip, 32)),
+        gateway: Some(BRIDGE_ADDR),
+        oif: Some(oif),
+        ..Route::default()
+    };
+    let wanted: BTreeSet<Ipv4Addr> = forwards.iter().map(|f| *f.to.ip()).collect();
+    for ip in wanted.difference(routed) {
+        rtnl.replace_route(&route(*ip))?;
+    }
+    pod_table(forwards).commit()?;
+    for ip in routed.difference(&wanted) {
+        rtnl.delete_route(&route(*ip))?;
+    }
+    *routed = wanted;
+    Ok(())
+}
+
+/// hutch's table in the pod netns, whole: the uplink's masquerade and the
+/// published ports' DNAT.
+fn pod_table(forwards: &[Forward]) -> Batch {
+    const TCP: u8 = 6;
+    const UDP: u8 = 17;
+    let f = nft::FAMILY_IP;
     let mut batch = Batch::new();
-    batch.reset_table(nft::FAMILY_IP, TABLE);
+    batch.reset_table(f, TABLE);
     batch.add_chain(
-        nft::FAMILY_IP,
+        f,
         TABLE,
         &BaseChain {
             name: "postrouting",
@@ -174,11 +238,50 @@ fn uplink_up(bridge_netns: &OwnedFd) -> io::Result<()> {
             accept_by_default: true,
         },
     );
+    // Containers' traffic, out of the pod, and back into the bridge netns
+    // when a container reaches a published port at the pod's address (so
+    // the reply returns through the pod netns, which undoes the DNAT).
     let mut rule = expr::saddr_in(BRIDGE_ADDR, 32, true);
-    rule.extend(expr::oifname(POD_LINK, false));
     rule.push(Expr::Masquerade);
-    batch.add_rule(nft::FAMILY_IP, TABLE, "postrouting", &rule);
-    batch.commit()
+    batch.add_rule(f, TABLE, "postrouting", &rule);
+    // The pod's own connections to 127.0.0.1:PORT, DNATed to a container.
+    let mut rule = expr::saddr_in(Ipv4Addr::LOCALHOST, 8, true);
+    rule.extend(expr::oifname(POD_LINK, true));
+    rule.push(Expr::Masquerade);
+    batch.add_rule(f, TABLE, "postrouting", &rule);
+    if forwards.is_empty() {
+        return batch;
+    }
+    for (name, hook) in [
+        ("published", Hook::Prerouting),
+        ("published_local", Hook::Output),
+    ] {
+        batch.add_chain(
+            f,
+            TABLE,
+            &BaseChain {
+                name,
+                hook,
+                priority: -100,
+                kind: "nat",
+                accept_by_default: true,
+            },
+        );
+        for fw in forwards {
+            let mut rule = match fw.host_ip {
+                Some(ip) if !ip.is_unspecified() => expr::daddr(ip),
+                _ => expr::daddr_local(),
+            };
+            rule.extend(expr::l4proto(match fw.proto {
+                Proto::Tcp => TCP,
+                Proto::Udp => UDP,
+            }));
+            rule.extend(expr::dport(fw.host_port));
+            rule.extend(expr::dnat_to(*fw.to.ip(), fw.to.port()));
+            batch.add_rule(f, TABLE, name, &rule);
+        }
+    }
+    batch
 }
 
 fn uplink_down() -> io::Result<()> {

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
     DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_EXCL, NLM_F_REQUEST,
+    NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -28,6 +28,8 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 const IFLA_INET_CONF: u16 = 1;
 /// `IPV4_DEVCONF_FORWARDING` (linux/ip.h, 1-based).
 const IPV4_DEVCONF_FORWARDING: u16 = 1;
+/// `IPV4_DEVCONF_ROUTE_LOCALNET` (linux/ip.h, 1-based).
+const IPV4_DEVCONF_ROUTE_LOCALNET: u16 = 26;
 
 /// One link as a dump reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,9 +255,23 @@ impl Rtnl {
     /// kernel decides forwarding by the input device's devconf, which
     /// netlink can set even where /proc/sys is read-only (as in pods).
     pub fn set_forwarding(&mut self, index: u32, on: bool) -> io::Result<()> {
+        self.set_devconf(index, IPV4_DEVCONF_FORWARDING, on)
+    }
+
+    /// `route_localnet`: lets 127.0.0.0/8 addresses be routed through the
+    /// link, so local traffic DNATed away from loopback can leave by it
+    /// and its replies come back (Docker sets it for the same reason when
+    /// it DNATs localhost to containers).
+    pub fn set_route_localnet(&mut self, index: u32, on: bool) -> io::Result<()> {
+        self.set_devconf(index, IPV4_DEVCONF_ROUTE_LOCALNET, on)
+    }
+
+    /// Sets one IPv4 per-device setting by netlink (IFLA_INET_CONF), since
+    /// /proc/sys is read-only in a pod.
+    fn set_devconf(&mut self, index: u32, key: u16, on: bool) -> io::Result<()> {
         let mut conf = Vec::with_capacity(8);
         conf.extend_from_slice(&8u16.to_ne_bytes());
-        conf.extend_from_slice(&IPV4_DEVCONF_FORWARDING.to_ne_bytes());
+        conf.extend_from_slice(&key.to_ne_bytes());
         conf.extend_from_slice(&u32::from(on).to_ne_bytes());
         let mut msg = LinkMessage::default();
         msg.header.index = index;
@@ -271,6 +287,22 @@ impl Rtnl {
 
     pub fn add_route(&mut self, route: &Route) -> io::Result<()> {
         self.request(route_msg(route), NLM_F_CREATE | NLM_F_EXCL)
+    }
+
+    /// `ip route replace`.
+    pub fn replace_route(&mut self, route: &Route) -> io::Result<()> {
+        self.request(route_msg(route), NLM_F_CREATE | NLM_F_REPLACE)
+    }
+
+    /// `ip route del`; a route already gone is not an error.
+    pub fn delete_route(&mut self, route: &Route) -> io::Result<()> {
+        let RouteNetlinkMessage::NewRoute(msg) = route_msg(route) else {
+            return Err(io::ErrorKind::InvalidInput.into());
+        };
+        match self.request(RouteNetlinkMessage::DelRoute(msg), 0) {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            other => other,
+        }
     }
 
     /// `ip rule add fwmark MARK lookup TABLE`.
