@@ -228,6 +228,46 @@ fn docker_cli_run() -> Result<()> {
     );
     daemon.docker_ok(&["rm", "-f", "files"])?;
 
+    // And with a container that is not running, as CI jobs do: files in
+    // before its first start (owners kept), results out after it exited,
+    // through its upper directory over the image (what it deleted is gone).
+    daemon.docker_ok(&[
+        "create", "--name", "later", bb, "sh", "-c",
+        "stat -c %u:%g /tmp/in/x/y > /owner && cat /tmp/in/x/y > /result && rm -f /etc/group && mkdir -p /out && echo made > /out/file",
+    ])?;
+    daemon.docker_ok(&["cp", "/tmp/in", "later:/tmp/"])?;
+    let out = docker(&daemon, &["start", "-a", "later"])?;
+    ensure!(out.status.success(), "{out:?}");
+    daemon.docker_ok(&["cp", "later:/owner", "/tmp/owner"])?;
+    ensure!(sh("cat /tmp/owner")? == "1234:5678\n");
+    daemon.docker_ok(&["cp", "later:/result", "/tmp/result"])?;
+    ensure!(sh("cat /tmp/result")? == "deep\n");
+    daemon.docker_ok(&["cp", "later:/out", "/tmp/out2"])?;
+    ensure!(sh("cat /tmp/out2/file")? == "made\n");
+    // From the image, through the container's view.
+    daemon.docker_ok(&["cp", "later:/etc/passwd", "/tmp/passwd"])?;
+    ensure!(sh("cat /tmp/passwd")?.starts_with("root:x:0:0"));
+    let out = docker(&daemon, &["cp", "later:/etc/group", "/tmp/"])?;
+    ensure!(
+        text(&out.stderr).contains("Could not find the file /etc/group in container"),
+        "a file the container deleted: {out:?}"
+    );
+    // Nothing stays mounted, and it starts again with what was copied in.
+    sh("echo again > /tmp/again")?;
+    daemon.docker_ok(&["cp", "/tmp/again", "later:/again"])?;
+    // (A view's directory goes once it is unmounted.)
+    let tmp = pod.data_dir_host().join("builder/tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    ensure!(left.is_empty(), "views left in {}: {left:?}", tmp.display());
+    let out = docker(&daemon, &["start", "-a", "later"])?;
+    ensure!(out.status.success(), "second start: {out:?}");
+    daemon.docker_ok(&["cp", "later:/again", "/tmp/again2"])?;
+    ensure!(sh("cat /tmp/again2")? == "again\n");
+    daemon.docker_ok(&["rm", "later"])?;
+
     // What hutch cannot do says so (volumes themselves: api_volumes.rs).
     let out = docker(
         &daemon,

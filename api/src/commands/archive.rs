@@ -1,6 +1,7 @@
-//! `hutch __archive`: a running container's files for the API's archive
-//! endpoints (`docker cp`). The daemon spawns it per request; it chroots
-//! into the container's root (`/proc/PID/root`) first, so every path —
+//! `hutch __archive`: a container's files for the API's archive endpoints
+//! (`docker cp`). The daemon spawns it per request; it chroots into the
+//! container's root first (`/proc/PID/root` of a running container, or the
+//! view of a stopped one's filesystem the daemon mounted), so every path —
 //! symlinks included — resolves inside the container, as it would for the
 //! container's own processes. Owners are translated through the
 //! container's ID maps (container IDs in the tar, engine IDs on disk).
@@ -31,9 +32,13 @@ pub enum ArchiveCommand {
 
 #[derive(Debug, Args)]
 pub struct Target {
-    /// The container's init process.
+    /// The running container's init process.
+    #[arg(long, required_unless_present = "root", conflicts_with = "root")]
+    pid: Option<i32>,
+    /// A stopped container's filesystem, mounted by the daemon (only for
+    /// containers whose IDs are the engine's, 1:1).
     #[arg(long)]
-    pid: i32,
+    root: Option<PathBuf>,
     /// A path inside the container.
     #[arg(long)]
     path: String,
@@ -46,11 +51,14 @@ const NOT_A_DIRECTORY: u8 = 3;
 
 pub fn run(cmd: ArchiveCommand) -> anyhow::Result<ExitCode> {
     let (ArchiveCommand::Stat(t) | ArchiveCommand::Get(t) | ArchiveCommand::Put(t)) = &cmd;
-    let maps = IdMaps::of(t.pid)?;
+    let (maps, root) = match (t.pid, &t.root) {
+        (Some(pid), _) => (IdMaps::of(pid)?, PathBuf::from(format!("/proc/{pid}/root"))),
+        (None, Some(root)) => (IdMaps::identity(), root.clone()),
+        (None, None) => anyhow::bail!("--pid or --root is required"),
+    };
     // Before anything else reads a path: from here on, `/` is the
     // container's root.
-    nix::unistd::chroot(format!("/proc/{}/root", t.pid).as_str())
-        .context("entering the container's root")?;
+    nix::unistd::chroot(&root).context("entering the container's root")?;
     std::env::set_current_dir("/").context("entering the container's root")?;
     let path = PathBuf::from(if t.path.is_empty() { "/" } else { &t.path });
     let meta = match fs::symlink_metadata(&path) {
@@ -231,6 +239,15 @@ impl IdMaps {
             uid: read("uid_map")?,
             gid: read("gid_map")?,
         })
+    }
+
+    /// The engine's IDs, 1:1 (`UsernsMode::Identity`).
+    fn identity() -> IdMaps {
+        let all = vec![(0, 0, hutch_engine::bootstrap::ENGINE_IDS)];
+        IdMaps {
+            uid: all.clone(),
+            gid: all,
+        }
     }
 
     fn inside(map: &[(u32, u32, u32)], outside: u32) -> u32 {

@@ -35,13 +35,7 @@ impl Export {
         upper: &Path,
         tmp: &Path,
     ) -> Result<Export, BuildError> {
-        let img = ImageState::load(store, image_id)?;
-        let mut lower: Vec<PathBuf> = vec![upper.to_path_buf()];
-        lower.extend(img.lower_dirs(store));
-        std::fs::create_dir_all(tmp)
-            .map_err(|e| BuildError::io("creating the export directory", e))?;
-        let view = MergedView::mount(&lower, tmp)
-            .map_err(|e| BuildError::io("mounting the container's filesystem", e))?;
+        let ContainerView(view) = ContainerView::mount(store, image_id, upper, None, tmp)?;
         // A merged view shows no whiteouts, so this is a plain walk (with
         // hardlinks kept); sockets and device nodes are left out, as layers
         // cannot carry them here.
@@ -56,6 +50,43 @@ impl Export {
     /// Writes the tar into `out`.
     pub fn write_to<W: Write>(self, out: W) -> io::Result<W> {
         tarball::write_tar(out, self.entries, None)
+    }
+}
+
+/// A container's filesystem (not running) mounted in the engine's mount
+/// namespace, unmounted when dropped, for `docker cp`: read-only, with its
+/// upper directory as the topmost lower layer, or writable through its own
+/// upper and work directories as when it runs. (Its volumes are not in it.)
+pub struct ContainerView(MergedView);
+
+impl ContainerView {
+    /// `work`: mount writable through `upper` and `work`; `None`: read-only.
+    pub fn mount(
+        store: &ImageStore,
+        image_id: &str,
+        upper: &Path,
+        work: Option<&Path>,
+        tmp: &Path,
+    ) -> Result<ContainerView, BuildError> {
+        let img = ImageState::load(store, image_id)?;
+        std::fs::create_dir_all(tmp)
+            .map_err(|e| BuildError::io("creating the view directory", e))?;
+        let layers = img.lower_dirs(store);
+        let view = match work {
+            Some(work) => MergedView::mount_writable(&layers, upper, work, tmp),
+            None => {
+                let mut lower: Vec<PathBuf> = vec![upper.to_path_buf()];
+                lower.extend(layers);
+                MergedView::mount(&lower, tmp)
+            }
+        };
+        view.map(ContainerView)
+            .map_err(|e| BuildError::io("mounting the container's filesystem", e))
+    }
+
+    /// The container's `/`.
+    pub fn path(&self) -> &Path {
+        self.0.path()
     }
 }
 

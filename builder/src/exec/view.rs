@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-/// A merged, read-only view of layers.
+/// A merged view of layers (read-only, or writable for `docker cp` into a
+/// stopped container).
 pub struct MergedView {
     dir: tempfile::TempDir,
     root: PathBuf,
@@ -45,6 +46,44 @@ impl MergedView {
             Some(data.as_str()),
         )
         .map_err(|e| io::Error::other(format!("mounting a view of the image layers: {e}")))?;
+        Ok(MergedView {
+            dir,
+            root,
+            mounted: true,
+        })
+    }
+
+    /// A writable overlay of `lower` under `upper` (with its `work`
+    /// directory), as a container's root is mounted when it runs.
+    pub fn mount_writable(
+        lower: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        tmp: &Path,
+    ) -> io::Result<MergedView> {
+        let dir = tempfile::Builder::new().prefix("view-").tempdir_in(tmp)?;
+        let root = dir.path().join("root");
+        let empty = dir.path().join("empty");
+        fs::create_dir(&root)?;
+        fs::create_dir(&empty)?;
+        let mut dirs: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
+        if dirs.is_empty() {
+            dirs.push(empty.display().to_string());
+        }
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={},userxattr",
+            dirs.join(":"),
+            upper.display(),
+            work.display()
+        );
+        mount(
+            Some("overlay"),
+            &root,
+            Some("overlay"),
+            MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
+            Some(data.as_str()),
+        )
+        .map_err(|e| io::Error::other(format!("mounting a container's filesystem: {e}")))?;
         Ok(MergedView {
             dir,
             root,

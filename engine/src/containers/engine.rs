@@ -151,6 +151,8 @@ pub struct ContainerDetails {
     pub state: State,
     pub log_path: PathBuf,
     pub rootfs_upper: PathBuf,
+    /// The overlay work directory that goes with `rootfs_upper`.
+    pub rootfs_work: PathBuf,
     /// Its endpoints and published ports, when networking is on.
     pub network: Option<NetworkSettings>,
 }
@@ -1062,6 +1064,7 @@ impl Engine {
             state: r.state.clone(),
             log_path: dir.log(id),
             rootfs_upper: dir.upper(),
+            rootfs_work: dir.work(),
             network: self.network_settings(id, r.config.options.network_mode.as_deref()),
         }
     }

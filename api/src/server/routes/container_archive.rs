@@ -1,7 +1,10 @@
-//! `GET`, `HEAD` and `PUT /containers/{id}/archive` (`docker cp`), for
-//! running containers: each request runs `hutch __archive` (see
-//! `commands::archive`), which works from inside the container's root.
-//! The path's stat goes in `X-Docker-Container-Path-Stat` (base64 JSON).
+//! `GET`, `HEAD` and `PUT /containers/{id}/archive` (`docker cp`): each
+//! request runs `hutch __archive` (see `commands::archive`), which works
+//! from inside the container's root: a running container's own, or, for a
+//! container that is not running, its filesystem mounted for the request
+//! (read-only to copy out, writable through its upper directory to copy
+//! in, as Docker mounts it). The path's stat goes in
+//! `X-Docker-Container-Path-Stat` (base64 JSON).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -10,6 +13,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
 use hyper::{Method, Response, StatusCode};
+
+use hutch_builder::exec::rootfs::ContainerView;
+use hutch_builder::exec::BuildError;
+use hutch_engine::containers::config::UsernsMode;
 
 use super::super::error::ApiError;
 use super::super::request::ApiRequest;
@@ -20,11 +27,24 @@ type Reply = Result<Response<Body>, ApiError>;
 /// Bytes of tar per chunk sent to the client.
 const CHUNK: usize = 64 << 10;
 
-fn helper(sub: &str, pid: i32, path: &str) -> Result<Command, ApiError> {
+/// Where the helper finds the container's files.
+enum Source {
+    /// A running container's init process.
+    Running(i32),
+    /// A stopped container's filesystem, mounted until this is dropped.
+    Stopped(ContainerView),
+}
+
+fn helper(sub: &str, source: &Source, path: &str) -> Result<Command, ApiError> {
     let exe = std::env::current_exe()
         .map_err(|e| ApiError::internal(format!("cannot find the hutch binary: {e}")))?;
     let mut cmd = Command::new(exe);
-    cmd.args(["__archive", sub, "--pid", &pid.to_string(), "--path", path])
+    cmd.args(["__archive", sub]);
+    match source {
+        Source::Running(pid) => cmd.args(["--pid", &pid.to_string()]),
+        Source::Stopped(view) => cmd.arg("--root").arg(view.path()),
+    };
+    cmd.args(["--path", path])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     Ok(cmd)
@@ -43,20 +63,39 @@ fn failure(mut child: Child, path: &str, id: &str) -> ApiError {
     }
 }
 
-/// The running container's init PID and full ID.
-async fn running(req: &ApiRequest) -> Result<(i32, String), ApiError> {
+/// The container's files (a view mounted when it is not running, writable
+/// for `PUT`) and its full ID.
+async fn source(req: &ApiRequest, writable: bool) -> Result<(Source, String), ApiError> {
     let query = req.param("id").to_string();
-    let d = req.daemon.with_engine(move |e| e.inspect(&query)).await?;
-    if !d.state.running || d.state.pid <= 0 {
+    let daemon = req.daemon.clone();
+    let d = daemon.with_engine(move |e| e.inspect(&query)).await?;
+    if d.state.running && d.state.pid > 0 {
+        return Ok((Source::Running(d.state.pid), d.config.id));
+    }
+    if d.config.options.userns_mode == UsernsMode::Private {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!(
-                "copying files of a container that is not running is not supported by hutch yet ({})",
+                "copying files of a private-mode (--userns-mode private) container that is not \
+                 running is not supported by hutch yet ({})",
                 d.config.id
             ),
         ));
     }
-    Ok((d.state.pid, d.config.id))
+    let store = daemon.images.clone();
+    let tmp = daemon.data_root.join("builder/tmp");
+    let work = writable.then_some(d.rootfs_work);
+    let (image, upper) = (d.config.image_id, d.rootfs_upper);
+    let view = tokio::task::spawn_blocking(move || {
+        ContainerView::mount(&store, &image, &upper, work.as_deref(), &tmp)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("mounting the container's filesystem: {e}")))?
+    .map_err(|e| match e {
+        BuildError::Image(e) => ApiError::from(e),
+        other => ApiError::internal(other.to_string()),
+    })?;
+    Ok((Source::Stopped(view), d.config.id))
 }
 
 fn path_param(req: &ApiRequest) -> Result<String, ApiError> {
@@ -78,10 +117,10 @@ fn with_stat(mut resp: Response<Body>, stat_line: &str) -> Result<Response<Body>
 /// `GET` (a tar of the path) and `HEAD` (its stat only).
 pub async fn get(req: ApiRequest) -> Reply {
     let path = path_param(&req)?;
-    let (pid, id) = running(&req).await?;
+    let (source, id) = source(&req, false).await?;
     let head = req.method == Method::HEAD;
     let sub = if head { "stat" } else { "get" };
-    let mut cmd = helper(sub, pid, &path)?;
+    let mut cmd = helper(sub, &source, &path)?;
     let started = tokio::task::spawn_blocking(move || {
         let mut child = cmd
             .stdin(Stdio::null())
@@ -102,10 +141,15 @@ pub async fn get(req: ApiRequest) -> Reply {
     if head {
         let mut child = child;
         let _ = child.wait();
+        drop(source);
         return with_stat(response::empty(StatusCode::OK), &stat);
     }
     let (resp, tx) = response::stream("application/x-tar");
-    tokio::task::spawn_blocking(move || pump(reader, child, tx));
+    tokio::task::spawn_blocking(move || {
+        pump(reader, child, tx);
+        // A stopped container's view stays mounted until the tar is sent.
+        drop(source);
+    });
     with_stat(resp, &stat)
 }
 
@@ -133,10 +177,12 @@ fn pump(
 /// `PUT`: the request body (a tar) extracted into the path.
 pub async fn put(req: ApiRequest) -> Reply {
     let path = path_param(&req)?;
-    let (pid, id) = running(&req).await?;
-    let mut cmd = helper("put", pid, &path)?;
+    let (source, id) = source(&req, true).await?;
+    let mut cmd = helper("put", &source, &path)?;
     let mut body = req.body_reader();
     tokio::task::spawn_blocking(move || {
+        // A stopped container's view stays mounted until the helper is done.
+        let _source = source;
         let mut child = cmd
             .stdin(Stdio::piped())
             .spawn()
