@@ -745,7 +745,8 @@ fn docker_compose(variant: Variant) -> Result<()> {
 in_variants!(docker_compose);
 
 /// testcontainers-python (PyPI `testcontainers`, in the docker-py venv):
-/// a generic container with an exposed port, reached where it says.
+/// a generic container with an exposed port, reached where it says; files
+/// copied in before start, exec and HTTP wait strategies, a copy out.
 fn testcontainers(variant: Variant) -> Result<()> {
     let pod = Pod::start(&variant.pod())?;
     let daemon = setup(&pod)?;
