@@ -88,7 +88,7 @@ pub struct NetArgs {
     /// Where container netns are bound.
     #[arg(long, default_value = "/run/hutch")]
     pub run_dir: PathBuf,
-    /// `auto`, `kernel` or `l4-relay`.
+    /// `auto`, `kernel`, `l4-relay` or `slirp4netns`.
     #[arg(long, default_value = "auto")]
     pub uplink: String,
     /// The pod's resolver configuration (names not of containers go there).
@@ -182,7 +182,8 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "DIR")]
     pub exec_root: Option<PathBuf>,
     /// How containers reach the pod's network: `auto` (the kernel path when
-    /// the pod allows it, else the layer-4 relay), `kernel` or `l4-relay`.
+    /// the pod allows it, else the layer-4 relay), `kernel`, `l4-relay`, or
+    /// `slirp4netns` (in a pod with /dev/net/tun; `auto` if it cannot start).
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub network_uplink: String,
 }

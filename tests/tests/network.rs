@@ -1,7 +1,8 @@
 //! Container networking inside the pod simulator, in both pod variants:
 //! a pod whose netns the engine may not touch (the layer-4 relay uplink)
 //! and a containerd 2.x pod with NET_ADMIN (the kernel uplink). Neither
-//! has /dev/net/tun.
+//! has /dev/net/tun. A third pod, given /dev/net/tun, runs the slirp4netns
+//! uplink users may ask for.
 
 use std::time::Duration;
 
@@ -417,3 +418,71 @@ fn udp_both_ways(variant: Variant) -> anyhow::Result<()> {
     rig.pod.stop()
 }
 in_variants!(udp_both_ways);
+
+/// `--network-uplink slirp4netns` in a pod given /dev/net/tun (and no
+/// NET_ADMIN): containers reach the pod's HTTP server by the pod's address
+/// and by host.docker.internal through slirp4netns, a published port
+/// answers on the pod's localhost, and shutdown leaves no slirp4netns.
+#[test]
+fn slirp4netns_on_request() -> anyhow::Result<()> {
+    ensure!(
+        std::path::Path::new("/dev/net/tun").exists(),
+        "this test needs /dev/net/tun on the machine (modprobe tun)"
+    );
+    let rig =
+        Rig::start(&hutch_tests::podsim::PodSpec::new().device(hutch_tests::podsim::Device::Tun))?;
+    let mut httpd = network::pod_network(&rig)?;
+    let mut s = Session::start(&rig, "slirp4netns")?;
+    let info = s.call(json!({"op": "info"}))?;
+    ensure!(info["uplink"] == "slirp4netns", "uplink: {info}");
+    s.call(json!({"op": "create", "name": "slirpnet"}))?;
+    let web = sh(
+        &rig,
+        "web",
+        "mkdir -p /www && echo web-ok > /www/index.html && exec httpd -f -p 80 -h /www",
+    );
+    s.run(
+        &web,
+        json!({"networks": ["slirpnet"], "publish": ["18080:80"]}),
+    )?;
+    let client = sh(
+        &rig,
+        "client",
+        &format!(
+            "wget -qO /r-podip http://{POD_IP}:{POD_HTTP_PORT}/; \
+             wget -qO /r-hdi http://host.docker.internal:{POD_HTTP_PORT}/; touch /done"
+        ),
+    );
+    s.run(
+        &client,
+        json!({"networks": ["slirpnet"], "add_host": ["host.docker.internal:host-gateway"]}),
+    )?;
+    network::wait_file(&rig, "client", "done", WAIT)?;
+    let read = |name: &str| network::wait_file(&rig, "client", name, Duration::ZERO);
+    ensure!(read("r-podip")?.trim() == POD_HTTP_BODY, "pod by address");
+    ensure!(
+        read("r-hdi")?.trim() == POD_HTTP_BODY,
+        "host.docker.internal"
+    );
+    let got = retry_pod_get(&rig, 18080)?;
+    ensure!(
+        got.trim() == "web-ok",
+        "localhost:18080 in the pod: {got:?}"
+    );
+    for id in ["web", "client"] {
+        s.call(json!({"op": "stop", "id": id}))?;
+        s.call(json!({"op": "forget", "id": id}))?;
+    }
+    s.call(json!({"op": "rm", "name": "slirpnet"}))?;
+    let slirps = || -> anyhow::Result<usize> {
+        let procs =
+            rig.pod_sh("for c in /proc/[0-9]*/comm; do cat $c; done 2>/dev/null || true")?;
+        Ok(procs.lines().filter(|l| l.trim() == "slirp4netns").count())
+    };
+    ensure!(slirps()? == 1, "one slirp4netns while the engine runs");
+    s.shutdown()?;
+    ensure!(slirps()? == 0, "slirp4netns left running");
+    let _ = httpd.kill();
+    let _ = httpd.wait();
+    rig.pod.stop()
+}

@@ -110,7 +110,10 @@ fn open_networks(
         "auto" => UplinkPreference::Auto,
         "kernel" => UplinkPreference::Kernel,
         "l4-relay" => UplinkPreference::L4Relay,
-        other => bail!("unknown --network-uplink {other:?}: use auto, kernel or l4-relay"),
+        "slirp4netns" => UplinkPreference::Slirp4netns,
+        other => {
+            bail!("unknown --network-uplink {other:?}: use auto, kernel, l4-relay or slirp4netns")
+        }
     };
     let cfg = NetworksConfig {
         data_root: data_root.to_path_buf(),

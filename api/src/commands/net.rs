@@ -103,6 +103,7 @@ pub fn run(args: &NetArgs) -> anyhow::Result<ExitCode> {
         "auto" => UplinkPreference::Auto,
         "kernel" => UplinkPreference::Kernel,
         "l4-relay" => UplinkPreference::L4Relay,
+        "slirp4netns" => UplinkPreference::Slirp4netns,
         other => anyhow::bail!("unknown uplink {other:?}"),
     };
     let cfg = NetworksConfig {

@@ -5,7 +5,7 @@
 use std::io;
 
 use super::nft::{self, expr, BaseChain, Batch, Expr, Hook};
-use super::podside::{BRIDGE_LINK, TABLE};
+use super::podside::TABLE;
 use super::relay;
 use super::state::NetworkRecord;
 use super::UplinkMode;
@@ -40,17 +40,12 @@ pub fn batch(networks: &[NetworkRecord], mode: UplinkMode) -> Batch {
         b.add_rule(f, TABLE, "forward", &accept(rule));
     }
     let external = || networks.iter().filter(|n| !n.internal);
-    match mode {
-        UplinkMode::Kernel => {
-            b.add_rule(
-                f,
-                TABLE,
-                "forward",
-                &accept(expr::iifname(BRIDGE_LINK, true)),
-            );
+    match mode.link() {
+        Some(uplink) => {
+            b.add_rule(f, TABLE, "forward", &accept(expr::iifname(uplink, true)));
             for net in external() {
                 let mut rule = expr::iifname(&net.bridge, true);
-                rule.extend(expr::oifname(BRIDGE_LINK, true));
+                rule.extend(expr::oifname(uplink, true));
                 b.add_rule(f, TABLE, "forward", &accept(rule));
             }
             b.add_chain(
@@ -64,11 +59,11 @@ pub fn batch(networks: &[NetworkRecord], mode: UplinkMode) -> Batch {
                     accept_by_default: true,
                 },
             );
-            let mut masq = expr::oifname(BRIDGE_LINK, true);
+            let mut masq = expr::oifname(uplink, true);
             masq.push(Expr::Masquerade);
             b.add_rule(f, TABLE, "postrouting", &masq);
         }
-        UplinkMode::L4Relay => {
+        None => {
             // TCP and UDP: DNAT to the relay's sockets at the gateway,
             // which br_netfilter (built in, on in every netns) handles in
             // bridge context; the relay reads the original destination

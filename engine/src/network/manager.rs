@@ -21,6 +21,7 @@ use super::podside::{self, PodParent};
 use super::ports::{PortRequest, Published};
 use super::relay::{self, Relay};
 use super::rtnl::{Route, Rtnl};
+use super::slirp::{self, Slirp};
 use super::state::{EndpointRecord, NetworkRecord, PortBinding, State, Store};
 use super::{firewall, sock, UplinkMode};
 use crate::runtime::{MountKind, MountSpec, NetworkMode};
@@ -74,6 +75,8 @@ pub enum UplinkPreference {
     Auto,
     Kernel,
     L4Relay,
+    /// slirp4netns (needs /dev/net/tun); if it cannot start, as `Auto`.
+    Slirp4netns,
 }
 
 #[derive(Debug, Clone)]
@@ -218,6 +221,7 @@ pub struct Networks {
     run_dir: PathBuf,
     files_root: PathBuf,
     _relay: Option<Relay>,
+    _slirp: Option<Slirp>,
 }
 
 impl Networks {
@@ -239,7 +243,10 @@ impl Networks {
             .rtnl()
             .ctx(|| "netlink in the bridge netns".into())?;
         ensure_predefined(&mut state);
-        let (mode, uplink_reason) = choose_uplink(cfg.uplink, parent, &bridge_ns);
+        let (slirp, (mode, uplink_reason)) = match start_slirp(cfg, &bridge_ns) {
+            Some(ok) => ok,
+            None => (None, choose_uplink(cfg.uplink, parent, &bridge_ns)),
+        };
         for net in state.networks.iter().filter(|n| n.is_bridge()) {
             make_bridge(&mut rtnl, net, mode)
                 .ctx(|| format!("creating the bridge of {}", net.name))?;
@@ -252,6 +259,13 @@ impl Networks {
             }
             UplinkMode::L4Relay => {
                 Some(relay::start(worker.clone()).ctx(|| "starting the layer-4 relay".into())?)
+            }
+            UplinkMode::Slirp4netns => {
+                // Replies come in on the tap: forwarding by input device.
+                let index = rtnl.require(slirp::TAP).ctx(|| "finding the tap".into())?;
+                rtnl.set_forwarding(index, true)
+                    .ctx(|| "forwarding on the tap".into())?;
+                None
             }
         };
         let pod_resolv =
@@ -291,6 +305,7 @@ impl Networks {
             run_dir: cfg.run_dir.clone(),
             files_root: dir.join("containers"),
             _relay: relay,
+            _slirp: slirp,
         };
         {
             let inner = nets.lock()?;
@@ -1290,7 +1305,7 @@ fn make_bridge(rtnl: &mut Rtnl, net: &NetworkRecord, mode: UplinkMode) -> io::Re
     let index = rtnl.require(&net.bridge)?;
     rtnl.add_address(index, net.gateway, net.subnet.prefix)?;
     rtnl.set_up(index)?;
-    if mode == UplinkMode::Kernel && !net.internal {
+    if mode.link().is_some() && !net.internal {
         rtnl.set_forwarding(index, true)?;
     }
     Ok(())
@@ -1306,6 +1321,30 @@ fn bridge_uplink(rtnl: &mut Rtnl) -> io::Result<()> {
         gateway: Some(podside::POD_ADDR),
         ..Route::default()
     })
+}
+
+/// slirp4netns when asked for: `None` when not asked, else the running
+/// slirp4netns and the mode, or the automatic choice if it cannot start.
+fn start_slirp(
+    cfg: &NetworksConfig,
+    bridge_ns: &NetNs,
+) -> Option<(Option<Slirp>, (UplinkMode, String))> {
+    if cfg.uplink != UplinkPreference::Slirp4netns {
+        return None;
+    }
+    match Slirp::start(bridge_ns, &cfg.run_dir) {
+        Ok(s) => Some((
+            Some(s),
+            (
+                UplinkMode::Slirp4netns,
+                "chosen by configuration (slirp4netns on /dev/net/tun)".into(),
+            ),
+        )),
+        Err(e) => {
+            tracing::warn!(%e, "slirp4netns was asked for but cannot start");
+            None
+        }
+    }
 }
 
 fn choose_uplink(

@@ -1,7 +1,8 @@
 //! Container networking: the bridge netns with a Linux bridge per network,
 //! a veth per container endpoint, persistent IPAM, the embedded DNS server,
 //! published ports, and the uplink from the bridge netns to the pod's
-//! network (kernel veth + NAT, or the transparent layer-4 relay).
+//! network (kernel veth + NAT, the transparent layer-4 relay, or
+//! slirp4netns on request).
 //!
 //! [`Networks`] is the engine's API for the daemon. Everything here works
 //! with the kernel through netlink (rtnetlink, hand-built nf_tables
@@ -22,6 +23,7 @@ pub mod podside;
 pub mod ports;
 mod relay;
 pub mod rtnl;
+mod slirp;
 mod sock;
 mod splice;
 pub mod state;
@@ -46,6 +48,8 @@ pub enum UplinkMode {
     Kernel,
     /// The transparent layer-4 relay (DNAT + conntrack + splice).
     L4Relay,
+    /// slirp4netns's tap in the bridge netns (asked for, with /dev/net/tun).
+    Slirp4netns,
 }
 
 impl UplinkMode {
@@ -54,6 +58,17 @@ impl UplinkMode {
         match self {
             UplinkMode::Kernel => "kernel-veth-nat",
             UplinkMode::L4Relay => "l4-relay",
+            UplinkMode::Slirp4netns => "slirp4netns",
+        }
+    }
+
+    /// The bridge netns's link to the pod's network, where routing and
+    /// NAT go out (none for the relay, which connects from the pod netns).
+    pub fn link(self) -> Option<&'static str> {
+        match self {
+            UplinkMode::Kernel => Some(podside::BRIDGE_LINK),
+            UplinkMode::L4Relay => None,
+            UplinkMode::Slirp4netns => Some(slirp::TAP),
         }
     }
 }
