@@ -123,15 +123,20 @@ impl ImageStore {
 
 impl ImageStore {
     /// Deletes every untagged intermediate image (the build cache's step
-    /// results) and collects the layers only they used. Returns the IDs.
-    pub fn prune_intermediate(&self) -> Result<Vec<Digest>, ImageError> {
+    /// results), or with `stored_before` those stored before it, and collects
+    /// the layers only they used. Returns the IDs.
+    pub fn prune_intermediate(
+        &self,
+        stored_before: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<Digest>, ImageError> {
         let store = self.content();
         let mut deleted = Vec::new();
         {
             let _meta = store.locks.meta_exclusive()?;
             let index = store.records.index()?;
             for record in store.records.all()? {
-                if record.intermediate && index.names_of(&record.id).is_empty() {
+                let old_enough = stored_before.is_none_or(|t| record.stored_at < t);
+                if record.intermediate && old_enough && index.names_of(&record.id).is_empty() {
                     store.records.delete(&record.id)?;
                     deleted.push(record.id);
                 }

@@ -110,6 +110,39 @@ fn docker_build_multi_stage_heredoc_cache_mount_and_dockerignore() -> Result<()>
     let images = daemon.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])?;
     ensure!(images.lines().count() == 3, "{images}");
 
+    // `--filter until=1h` keeps the cache of a build made just now; a
+    // filter hutch's cache has nothing to match with is refused.
+    daemon.docker_ok(&["builder", "prune", "-f", "--filter", "until=1h"])?;
+    let hit = daemon
+        .docker()
+        .args(["build", "-t", "x", &ctx.arg()])
+        .output()?;
+    ensure!(
+        hit.status.success() && text(&hit).contains("Using cache"),
+        "after a prune of what is older than 1h: {}",
+        text(&hit)
+    );
+    // ... and `until=0s` prunes all of it, as of now.
+    daemon.docker_ok(&["builder", "prune", "-f", "--filter", "until=0s"])?;
+    let miss = daemon
+        .docker()
+        .args(["build", "-t", "x", &ctx.arg()])
+        .output()?;
+    ensure!(
+        miss.status.success() && !text(&miss).contains("Using cache"),
+        "after a prune of what is older than now: {}",
+        text(&miss)
+    );
+    let bad = daemon
+        .docker()
+        .args(["builder", "prune", "-f", "--filter", "type=regular"])
+        .output()?;
+    ensure!(
+        !bad.status.success() && text(&bad).contains("invalid filter"),
+        "{}",
+        text(&bad)
+    );
+
     // The build cache goes with `docker builder prune`; the images stay.
     let pruned = daemon.docker_ok(&["builder", "prune", "-f"])?;
     ensure!(pruned.contains("Total reclaimed space"), "{pruned}");

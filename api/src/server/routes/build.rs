@@ -25,7 +25,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::super::error::ApiError;
-use super::super::events::Event;
+use super::super::events::{now_nanos, Event};
+use super::super::query;
 use super::super::request::ApiRequest;
 use super::super::response::{self, json_line, Body};
 use super::super::router::{route, Route};
@@ -340,22 +341,39 @@ fn finish(daemon: &Daemon, result: Result<Built, BuildError>, quiet: bool) -> Ve
 
 /// `POST /build/prune`: the builder's cache, i.e. the step records (untagged
 /// intermediate images), the key → step index, and the RUN cache mounts.
-/// `all`, `keep-storage` and `filters` are accepted; everything goes.
+/// Filter `until` (or BuildKit's `unused-for`): only step records stored,
+/// and cache mounts last changed, before then; the index keeps its entries
+/// (one whose step is gone is a miss). `all` and `keep-storage` are accepted
+/// and change nothing: every record here is unused by containers.
 async fn prune(req: ApiRequest) -> Reply {
+    let filters = req.query.filters()?;
+    filters.allow_only(&["until", "unused-for"])?;
+    let until = match (filters.single("until")?, filters.single("unused-for")?) {
+        (Some(v), _) | (None, Some(v)) => Some(query::timestamp(v, now_nanos())?),
+        (None, None) => None,
+    };
+    let cutoff = until.map(chrono::DateTime::<chrono::Utc>::from_timestamp_nanos);
     let data_root = req.daemon.data_root.clone();
     let (deleted, reclaimed) = req
         .daemon
         .with_images(move |store| {
             let before = super::image_models::LayerUsage::of(store)?.total();
-            let deleted = store.prune_intermediate()?;
+            let deleted = store.prune_intermediate(cutoff)?;
             let after = super::image_models::LayerUsage::of(store)?.total();
             let mut reclaimed = before.saturating_sub(after);
-            for dir in ["builder/cache", "builder/cache-mounts"] {
-                let path = data_root.join(dir);
-                reclaimed += dir_size(&path);
-                if let Err(e) = std::fs::remove_dir_all(&path) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(path = %path.display(), %e, "build prune");
+            match cutoff {
+                None => {
+                    for dir in ["builder/cache", "builder/cache-mounts"] {
+                        reclaimed += remove(&data_root.join(dir));
+                    }
+                }
+                Some(t) => {
+                    let mounts = data_root.join("builder/cache-mounts");
+                    for entry in std::fs::read_dir(&mounts).into_iter().flatten().flatten() {
+                        let changed = entry.metadata().and_then(|m| m.modified());
+                        if changed.is_ok_and(|m| chrono::DateTime::<chrono::Utc>::from(m) < t) {
+                            reclaimed += remove(&entry.path());
+                        }
                     }
                 }
             }
@@ -367,6 +385,19 @@ async fn prune(req: ApiRequest) -> Reply {
         StatusCode::OK,
         &json!({"CachesDeleted": ids, "SpaceReclaimed": reclaimed}),
     ))
+}
+
+/// Removes a cache directory; returns the bytes it held.
+fn remove(path: &std::path::Path) -> u64 {
+    let size = dir_size(path);
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => size,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), %e, "build prune");
+            0
+        }
+    }
 }
 
 fn dir_size(path: &std::path::Path) -> u64 {
