@@ -268,7 +268,52 @@ fn docker_cli_run() -> Result<()> {
     ensure!(sh("cat /tmp/again2")? == "again\n");
     daemon.docker_ok(&["rm", "later"])?;
 
-    // What hutch cannot do says so (volumes themselves: api_volumes.rs).
+    // --shm-size sizes /dev/shm, and inspect says so.
+    daemon.docker_ok(&[
+        "run",
+        "--name",
+        "shm",
+        "--shm-size",
+        "8m",
+        bb,
+        "df",
+        "-k",
+        "/dev/shm",
+    ])?;
+    let df = daemon.docker_ok(&["logs", "shm"])?;
+    ensure!(df.contains(" 8192 "), "/dev/shm with --shm-size 8m: {df}");
+    let shm = daemon.docker_ok(&["inspect", "-f", "{{.HostConfig.ShmSize}}", "shm"])?;
+    ensure!(shm.trim() == "8388608", "{shm}");
+    daemon.docker_ok(&["rm", "shm"])?;
+
+    // What hutch cannot do says so (volumes themselves: api_volumes.rs):
+    // a namespace it cannot share is refused, sysctls and devices it does
+    // not apply are warned about.
+    let out = docker(&daemon, &["run", "--rm", "--pid", "host", bb, "true"])?;
+    ensure!(
+        out.status.code() == Some(125) && text(&out.stderr).contains("--pid host is not supported"),
+        "{out:?}"
+    );
+    let out = docker(
+        &daemon,
+        &[
+            "run",
+            "--rm",
+            "--sysctl",
+            "net.ipv4.ip_forward=1",
+            "--device",
+            "/dev/null:/dev/x",
+            bb,
+            "true",
+        ],
+    )?;
+    ensure!(
+        out.status.success()
+            && text(&out.stderr)
+                .contains("sysctls are not applied by hutch yet: net.ipv4.ip_forward")
+            && text(&out.stderr).contains("devices are not added by hutch yet"),
+        "{out:?}"
+    );
     let out = docker(
         &daemon,
         &[

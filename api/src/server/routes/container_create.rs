@@ -241,6 +241,39 @@ fn check_host_config(host: &HostConfig, warnings: &mut Vec<String>) -> Result<()
     if limited {
         warnings.push(LIMITS_WARNING.into());
     }
+    // Namespaces hutch does not share yet: refused rather than silently
+    // given private ones.
+    for (flag, mode) in [("--pid", &host.pid_mode), ("--ipc", &host.ipc_mode)] {
+        match mode.as_deref() {
+            None | Some("") | Some("private") | Some("shareable") => {}
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "{flag} {other} is not supported by hutch yet: containers get a {} namespace \
+                     of their own",
+                    &flag[2..]
+                )))
+            }
+        }
+    }
+    if let Some(sysctls) = host.sysctls.as_ref().filter(|s| !s.is_empty()) {
+        let mut names: Vec<&str> = sysctls.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        warnings.push(format!(
+            "sysctls are not applied by hutch yet: {}",
+            names.join(", ")
+        ));
+    }
+    if let Some(devices) = host.devices.as_ref().filter(|d| !d.is_empty()) {
+        let paths: Vec<&str> = devices
+            .iter()
+            .filter_map(|d| d.path_on_host.as_deref())
+            .collect();
+        warnings.push(format!(
+            "devices are not added by hutch yet (a user namespace cannot create device \
+             nodes): {}",
+            paths.join(", ")
+        ));
+    }
     Ok(())
 }
 

@@ -30,11 +30,34 @@ pub fn options(body: &ContainerCreateBody, host: &HostConfig) -> Result<CreateOp
         .map(mount_request)
         .collect::<Result<_, _>>()?;
     opts.tmpfs = host.tmpfs.clone().unwrap_or_default().into_iter().collect();
+    // `--shm-size`: the runtime's /dev/shm is 64 MiB; a tmpfs of the asked
+    // size goes over it (a `--tmpfs /dev/shm` of the user's wins).
+    if let Some(size) = host.shm_size.filter(|s| *s > 0) {
+        opts.tmpfs
+            .entry(SHM.to_string())
+            .or_insert_with(|| format!("size={size},mode=1777,nosuid,nodev,noexec"));
+    }
     opts.volumes_from = host.volumes_from.clone().unwrap_or_default();
     let mut volumes: Vec<String> = body.volumes.clone().unwrap_or_default();
     volumes.sort();
     opts.volumes = volumes;
     Ok(opts)
+}
+
+/// Where `--shm-size` applies.
+pub const SHM: &str = "/dev/shm";
+
+/// `HostConfig.ShmSize` as inspect shows it: the size of a `/dev/shm`
+/// tmpfs the container was given, else the runtime's 64 MiB.
+pub fn shm_size(tmpfs: &std::collections::BTreeMap<String, String>) -> i64 {
+    tmpfs
+        .get(SHM)
+        .and_then(|o| {
+            o.split(',')
+                .find_map(|w| w.strip_prefix("size="))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(64 << 20)
 }
 
 /// One `HostConfig.Mounts` entry (`--mount`).

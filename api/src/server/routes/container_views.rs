@@ -134,7 +134,7 @@ fn host_config(d: &ContainerDetails) -> HostConfig {
         security_opt: Some(Vec::new()),
         uts_mode: Some(String::new()),
         userns_mode: Some(String::new()),
-        shm_size: Some(64 << 20),
+        shm_size: Some(super::container_mounts::shm_size(&o.tmpfs)),
         runtime: Some("hutch".into()),
         memory: Some(o.limits.memory),
         memory_swap: Some(o.limits.memory_swap),
