@@ -232,6 +232,23 @@ fn hutch_build_run_tree_matches_pushed_layer() -> Result<()> {
     let ctx = Ctx::new(&[("Dockerfile", &df), ("data/a", "a\n"), ("data/d/b", "b\n")])?;
     let out = hutch(&pod, &["build", "-t", &name, &ctx.arg()])?;
     ensure!(out.status.success(), "build: {}", text(&out));
+    // The RUN's layer tree is its upper dir, moved: file times keep their
+    // nanoseconds, which a tree unpacked from the tar (whole seconds) lacks.
+    let times = pod
+        .exec("/bin/sh")
+        .args([
+            "-c",
+            "stat -c %y /var/lib/hutch/layers/*/diff/made/one /var/lib/hutch/layers/*/diff/data/a",
+        ])
+        .output()?;
+    let times = String::from_utf8_lossy(&times.stdout).to_string();
+    let mut lines = times.lines();
+    let (run_file, copied_file) = (lines.next(), lines.next());
+    ensure!(
+        run_file.is_some_and(|t| !t.contains(".000000000"))
+            && copied_file.is_some_and(|t| t.contains(".000000000")),
+        "the RUN layer was not moved into place (or the COPY not unpacked): {times}"
+    );
     let daemon = Daemon::start(&pod)?;
     let listing = "cd / && find made data -exec stat -c '%n %F %a %u:%g %s %h %Y' {} + \
         | sort; test -e bin/vi && echo vi-present; readlink made/link; cat made/two";
