@@ -741,9 +741,15 @@ impl Executor {
             }
         };
         let diff = prepared.diff_dir();
-        let moved = upperdiff::make_layer_tree(upper)
-            .and_then(|()| std::fs::rename(upper, &diff))
-            .and_then(|()| std::fs::set_permissions(&diff, std::fs::Permissions::from_mode(0o755)));
+        // The tar has no entry for the root: it must look as the empty
+        // directory an unpack starts from, whatever the RUN did to `/`.
+        let moved = std::fs::metadata(&diff).and_then(|root| {
+            use std::os::unix::fs::MetadataExt;
+            upperdiff::make_layer_tree(upper)?;
+            std::fs::rename(upper, &diff)?;
+            std::os::unix::fs::lchown(&diff, Some(root.uid()), Some(root.gid()))?;
+            std::fs::set_permissions(&diff, std::fs::Permissions::from_mode(0o755))
+        });
         if let Err(e) = moved {
             tracing::info!(error = %e, "RUN layer: unpacking the blob instead");
             return None;

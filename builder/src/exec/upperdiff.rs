@@ -93,10 +93,23 @@ pub fn tree_stats(entries: &[Entry]) -> TreeStats {
 /// into the tree its layer unpacks to, in place: whiteouts (char 0:0) and
 /// `user.overlay.opaque` stay, as the layer store keeps them; other overlay
 /// bookkeeping xattrs and what a layer does not carry (sockets, device
-/// nodes) go. `skip` as for [`upper_entries`] (already removed when empty).
+/// nodes) go, and the root keeps no xattrs (the tar has no entry for it).
+/// The runtime's stubs must be removed first.
 pub fn make_layer_tree(upper: &Path) -> io::Result<()> {
-    strip_xattrs(upper, true)?;
+    // The tar has no entry for the root, so none of its xattrs either.
+    for (name, _) in super::fswalk::xattrs(upper)? {
+        remove_xattr(upper, &name)?;
+    }
     tidy(upper)
+}
+
+fn remove_xattr(path: &Path, name: &str) -> io::Result<()> {
+    match rustix::fs::lremovexattr(path, name) {
+        // A name the kernel lists but will not let us remove (trusted.*,
+        // security.selinux) is one a user namespace cannot act on either.
+        Ok(()) | Err(rustix::io::Errno::PERM | rustix::io::Errno::NODATA) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn tidy(dir: &Path) -> io::Result<()> {
@@ -146,13 +159,7 @@ fn strip_xattrs(path: &Path, is_dir: bool) -> io::Result<()> {
     for (name, _) in super::fswalk::xattrs(path)? {
         let opaque = is_dir && name == "user.overlay.opaque";
         if !opaque && !keep_xattr(&name) {
-            match rustix::fs::lremovexattr(path, name.as_str()) {
-                // A name the kernel lists but will not let us remove
-                // (trusted.*, security.selinux) is one a user namespace
-                // cannot act on either.
-                Ok(()) | Err(rustix::io::Errno::PERM | rustix::io::Errno::NODATA) => {}
-                Err(e) => return Err(e.into()),
-            }
+            remove_xattr(path, &name)?;
         }
     }
     Ok(())
@@ -206,6 +213,12 @@ mod tests {
             b"v",
             rustix::fs::XattrFlags::empty(),
         )?;
+        rustix::fs::lsetxattr(
+            d.path(),
+            "user.on-root",
+            b"v",
+            rustix::fs::XattrFlags::empty(),
+        )?;
         let sock = d.path().join("a/sock");
         let _listener = std::os::unix::net::UnixListener::bind(&sock)?;
         let entries = upper_entries(d.path(), &BTreeSet::new())?;
@@ -219,6 +232,7 @@ mod tests {
             .collect();
         assert_eq!(kept, ["user.keep"]);
         assert!(!sock.exists());
+        assert!(crate::exec::fswalk::xattrs(d.path())?.is_empty());
         // The tree now reads back as the same entries.
         assert_eq!(upper_entries(d.path(), &BTreeSet::new())?, entries);
         Ok(())
