@@ -276,6 +276,44 @@ fn hutch_build_run_tree_matches_pushed_layer() -> Result<()> {
     }
     ensure!(built.ends_with("one\none\n"), "{built}");
 
+    // save -> load into another store keeps the ID and the (uncompressed)
+    // layer blobs.
+    let record_layers = |root: &str| -> Result<Vec<(String, String)>> {
+        let hex = id.trim().trim_start_matches("sha256:");
+        let out = pod
+            .exec("/bin/cat")
+            .arg(format!("{root}/images/{hex}.json"))
+            .output()?;
+        ensure!(out.status.success(), "record in {root}: {}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        Ok(v["layers"]
+            .as_array()
+            .context("layers")?
+            .iter()
+            .map(|l| {
+                let s = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+                (s("blob"), s("media_type"))
+            })
+            .collect())
+    };
+    let saved = pod.data_root().join("built.tar").display().to_string();
+    let second = pod.data_root().join("second").display().to_string();
+    let out = hutch(&pod, &["save", "-o", &saved, &name])?;
+    ensure!(out.status.success(), "save: {}", text(&out));
+    let out = hutch(&pod, &["--data-root", &second, "load", "-i", &saved])?;
+    ensure!(out.status.success(), "load: {}", text(&out));
+    let built_layers = record_layers(&pod.data_root().display().to_string())?;
+    ensure!(
+        built_layers
+            .last()
+            .is_some_and(|l| l.1 == "application/vnd.oci.image.layer.v1.tar"),
+        "built layer not stored uncompressed: {built_layers:?}"
+    );
+    ensure!(
+        record_layers(&second)? == built_layers,
+        "save -> load changed the layers"
+    );
+
     let digest_of = |out: &str| {
         out.split_whitespace()
             .skip_while(|w| *w != "digest:")
