@@ -1,23 +1,28 @@
-//! Adding what a builder made: a layer written as a tar stream (hashed for its
-//! diff ID and gzip-compressed into a blob while it streams), and an image from
-//! a config and its layers. Nothing is visible until [`ImageStore::add_built`]
-//! commits, so a cancelled build leaves only temp files that are removed when
-//! dropped.
+//! Adding what a builder made: a layer written as a tar stream into an
+//! uncompressed blob (its digest is the diff ID, hashed once while it
+//! streams), and an image from a config and its layers. Nothing is visible
+//! until [`ImageStore::add_built`] commits, so a cancelled build leaves only
+//! temp files that are removed when dropped.
+//!
+//! Built layers stay uncompressed locally, as Docker's and buildah's do:
+//! compressing costs seconds for a large COPY and only a push needs it (the
+//! push gzips them, see `registry::push`). A builder that already has the
+//! layer's tree on disk (a RUN's upper directory) hands it over as a
+//! [`BuiltTree`], so the store renames it into place instead of unpacking
+//! the blob it just wrote.
 
 use std::io::{self, Write};
 
-use flate2::write::GzEncoder;
-
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::Digest;
 use crate::image_store::{ImageError, ImageStore};
 use crate::import::{Importer, LayerSource};
 use crate::oci;
 use crate::reference::Reference;
-use crate::store::{BlobWriter, StoreError, VerifiedBlob};
+use crate::store::{BlobWriter, PreparedLayer, StoreError, VerifiedBlob};
 
 /// A layer being written as an uncompressed tar stream.
 pub struct LayerWriter {
-    out: HashingWriter<GzEncoder<BlobWriter>>,
+    out: BlobWriter,
 }
 
 /// A finished layer waiting for [`ImageStore::add_built`].
@@ -27,6 +32,32 @@ pub struct NewLayer {
     pub diff_id: Digest,
     /// Bytes of the uncompressed tar.
     pub tar_size: u64,
+    /// The layer's tree, already made (else the blob is unpacked).
+    pub tree: Option<BuiltTree>,
+}
+
+impl NewLayer {
+    /// The media type the image record gives this layer.
+    pub fn media_type(&self) -> &'static str {
+        oci::MEDIA_OCI_LAYER
+    }
+}
+
+/// A layer's tree made by the builder in a store temp dir
+/// ([`ImageStore::prepare_layer`]), in the layer store's form (overlay
+/// whiteouts and opaque xattrs, no other overlay xattrs), with what the
+/// store records about it. It must be exactly the tree the layer's tar
+/// unpacks to, apart from modification times a `SOURCE_DATE_EPOCH` clamped
+/// in the tar.
+#[derive(Debug)]
+pub struct BuiltTree {
+    pub prepared: PreparedLayer,
+    /// Bytes of regular-file content.
+    pub content_size: u64,
+    /// Highest UID/GID owning anything, not counting the overflow ID 65534.
+    pub highest_uid: u32,
+    pub highest_gid: u32,
+    pub uses_overflow_id: bool,
 }
 
 /// A layer of a built image: one the store has, or a new one.
@@ -37,23 +68,17 @@ pub enum BuiltLayer {
 }
 
 impl LayerWriter {
-    /// Gzip level 1: build layers are written once per step and mostly read
-    /// locally, so speed beats the last percent of size.
     fn new(blob: BlobWriter) -> LayerWriter {
-        LayerWriter {
-            out: HashingWriter::new(GzEncoder::new(blob, flate2::Compression::fast())),
-        }
+        LayerWriter { out: blob }
     }
 
     pub fn finish(self) -> Result<NewLayer, StoreError> {
-        let (diff_id, tar_size, gz) = self.out.finish();
-        let blob = gz
-            .finish()
-            .map_err(|e| StoreError::io(std::path::Path::new("ingest"), e))?;
+        let blob = self.out.finish(None, None)?;
         Ok(NewLayer {
-            blob: blob.finish(None, None)?,
-            diff_id,
-            tar_size,
+            diff_id: blob.digest.clone(),
+            tar_size: blob.size,
+            blob,
+            tree: None,
         })
     }
 }
@@ -72,6 +97,12 @@ impl ImageStore {
     /// Starts a new layer blob.
     pub fn layer_writer(&self) -> Result<LayerWriter, ImageError> {
         Ok(LayerWriter::new(self.content().blobs.writer()?))
+    }
+
+    /// An empty layer tree in the store's temp area, for a [`BuiltTree`]
+    /// (removed when dropped unless committed).
+    pub fn prepare_layer(&self) -> Result<PreparedLayer, ImageError> {
+        Ok(self.content().layers.prepare()?)
     }
 
     /// Stores an image made of `config` (the image config JSON) and `layers`
@@ -97,8 +128,11 @@ impl ImageStore {
                 BuiltLayer::New(new) => {
                     sources.push(LayerSource {
                         blob: new.blob.digest.clone(),
-                        media_type: Some(oci::MEDIA_OCI_LAYER_GZIP.to_owned()),
+                        media_type: Some(new.media_type().to_owned()),
                     });
+                    if let Some(tree) = new.tree {
+                        importer.add_tree(&new.blob.digest, &new.diff_id, tree);
+                    }
                     importer.stage(new.blob);
                 }
             }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
+use crate::built::BuiltTree;
 use crate::digest::{chain_ids, Digest};
 use crate::oci::{self, ImageConfig};
 use crate::reference::Reference;
@@ -86,6 +87,8 @@ pub struct Importer<'s> {
     verified: HashMap<(Digest, Digest), Compression>,
     /// Whether the pairs of the stored records are in `verified` yet.
     records_scanned: bool,
+    /// Trees a builder made for (blob, diff ID) pairs it wrote itself.
+    trees: HashMap<(Digest, Digest), BuiltTree>,
     _content: LockGuard,
 }
 
@@ -103,6 +106,7 @@ impl<'s> Importer<'s> {
             images: Vec::new(),
             verified: HashMap::new(),
             records_scanned: false,
+            trees: HashMap::new(),
         })
     }
 
@@ -147,6 +151,13 @@ impl<'s> Importer<'s> {
         self.verified
             .insert((blob.clone(), meta.diff_id.clone()), compression);
         self.known_layers.insert(meta.chain_id.clone(), meta);
+    }
+
+    /// Adds the tree a builder made for the uncompressed layer blob it wrote
+    /// (so its diff ID is the blob's digest): the layer is committed from
+    /// it instead of unpacking the blob.
+    pub fn add_tree(&mut self, blob: &Digest, diff_id: &Digest, tree: BuiltTree) {
+        self.trees.insert((blob.clone(), diff_id.clone()), tree);
     }
 
     /// The compression of a staged or stored blob, from its magic bytes.
@@ -297,6 +308,11 @@ impl<'s> Importer<'s> {
             expected: diff_id.clone(),
             actual,
         };
+        if self.trees.contains_key(&(blob.clone(), diff_id.clone())) {
+            // Written by this builder from the tree: its own digest.
+            self.verified
+                .insert((blob.clone(), diff_id.clone()), Compression::None);
+        }
         let existing = match self.known_layers.get(chain) {
             Some(meta) => Some(meta.clone()),
             None if self.store.layers.contains(chain) => Some(self.store.layers.meta(chain)?),
@@ -324,6 +340,22 @@ impl<'s> Importer<'s> {
                 .insert((blob.clone(), diff_id.clone()), compression);
             self.known_layers.insert(chain.clone(), meta.clone());
             return Ok((meta, compression));
+        }
+        if let Some(tree) = self.trees.remove(&(blob.clone(), diff_id.clone())) {
+            let meta = LayerMeta {
+                chain_id: chain.clone(),
+                diff_id: diff_id.clone(),
+                size: tree.content_size,
+                highest_uid: tree.highest_uid,
+                highest_gid: tree.highest_gid,
+                uses_overflow_id: tree.uses_overflow_id,
+                source_blob: Some(blob.clone()),
+            };
+            self.verified
+                .insert((blob.clone(), diff_id.clone()), Compression::None);
+            self.known_layers.insert(chain.clone(), meta.clone());
+            self.layers.push((tree.prepared, meta.clone()));
+            return Ok((meta, Compression::None));
         }
         let prepared = self.store.layers.prepare()?;
         let stats = unpack_layer(open()?, &prepared.diff_dir(), self.limits).map_err(unpack_err)?;

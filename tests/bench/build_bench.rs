@@ -343,6 +343,15 @@ fn bench(runs: u32) -> anyhow::Result<()> {
             touched.push(t.ms);
             touched_hits.push(t.output.matches(b.cached_marker).count());
         }
+        // The machine is shared and noisy: show the spread, not only medians.
+        let ms = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>();
+        println!(
+            "{} samples (ms): cold {:?}, no change {:?}, one file touched {:?}",
+            b.name,
+            ms(&cold),
+            ms(&warm),
+            ms(&touched)
+        );
         rows.push((
             b.name,
             median(cold),

@@ -213,6 +213,158 @@ fn hutch_build_push_lands_in_the_registry() -> Result<()> {
     pod.stop()
 }
 
+/// Built layers are stored uncompressed and a RUN's layer tree is its upper
+/// dir moved into the layer store; a push gzips them. The tree a RUN made
+/// must be exactly what its pushed layer unpacks to when pulled back, and
+/// the image keeps its ID through push and pull (pushing twice: same digest).
+#[test]
+fn hutch_build_run_tree_matches_pushed_layer() -> Result<()> {
+    use hutch_tests::registry::{Registry, RegistryVariant};
+    let pod = Pod::start(&PodSpec::new())?;
+    let base = load_busybox(&pod)?;
+    let registry = Registry::start(&pod, RegistryVariant::Plain)?;
+    let name = registry.image_ref("built/tree:1");
+    let run = "mkdir -p /made/sub && echo one > /made/one && ln /made/one /made/two \\
+        && ln -s one /made/link && mkfifo /made/fifo && chmod 0700 /made/sub \\
+        && chown 1000:1001 /made/one && touch /made/nobody && chown 65534:65534 /made/nobody \\
+        && rm /bin/vi /data/a && rm -rf /data/d && mkdir /data/d && echo c > /data/d/c";
+    let df = format!("FROM {base}\nCOPY data/ /data/\nRUN {run}\n");
+    let ctx = Ctx::new(&[("Dockerfile", &df), ("data/a", "a\n"), ("data/d/b", "b\n")])?;
+    let out = hutch(&pod, &["build", "-t", &name, &ctx.arg()])?;
+    ensure!(out.status.success(), "build: {}", text(&out));
+    // The RUN's layer tree is its upper dir, moved: file times keep their
+    // nanoseconds, which a tree unpacked from the tar (whole seconds) lacks.
+    // (Each path is in one layer only: data/a is also a whiteout above.)
+    let times = pod
+        .exec("/bin/sh")
+        .args([
+            "-c",
+            "stat -c %y /var/lib/hutch/layers/*/diff/made/one /var/lib/hutch/layers/*/diff/data/d/b",
+        ])
+        .output()?;
+    let times = String::from_utf8_lossy(&times.stdout).to_string();
+    let mut lines = times.lines();
+    let (run_file, copied_file) = (lines.next(), lines.next());
+    ensure!(
+        run_file.is_some_and(|t| !t.contains(".000000000"))
+            && copied_file.is_some_and(|t| t.contains(".000000000"))
+            && lines.next().is_none(),
+        "the RUN layer was not moved into place (or the COPY not unpacked): {times}"
+    );
+    let daemon = Daemon::start(&pod)?;
+    let listing = "cd / && find made data -exec stat -c '%n %F %a %u:%g %s %h %Y' {} + \
+        | sort; test -e bin/vi && echo vi-present; readlink made/link; cat made/two";
+    let inspect_id = |d: &Daemon| d.docker_ok(&["inspect", "--format", "{{.Id}}", &name]);
+    let id = inspect_id(&daemon)?;
+    let built = daemon.docker_ok(&["run", "--rm", &name, "sh", "-c", listing])?;
+    for want in [
+        "made/one regular file 644 1000:1001 4 2 ",
+        "made/two regular file 644 1000:1001 4 2 ",
+        "made/fifo fifo",
+        "made/sub directory 700 0:0",
+        "data/d/c regular file 644 0:0 2 1 ",
+    ] {
+        ensure!(built.contains(want), "missing {want:?} in\n{built}");
+    }
+    ensure!(
+        built.contains("65534:65534") && built.contains("made/link symbolic link"),
+        "{built}"
+    );
+    for gone in ["vi-present", "data/a ", "data/d/b"] {
+        ensure!(
+            !built.contains(gone),
+            "whiteout of {gone} not applied:\n{built}"
+        );
+    }
+    ensure!(built.ends_with("one\none\n"), "{built}");
+
+    // save -> load into another store keeps the ID and the (uncompressed)
+    // layer blobs.
+    let record_layers = |root: &str| -> Result<Vec<(String, String)>> {
+        let hex = id.trim().trim_start_matches("sha256:");
+        let out = pod
+            .exec("/bin/cat")
+            .arg(format!("{root}/images/{hex}.json"))
+            .output()?;
+        ensure!(out.status.success(), "record in {root}: {}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        Ok(v["layers"]
+            .as_array()
+            .context("layers")?
+            .iter()
+            .map(|l| {
+                let s = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+                (s("blob"), s("media_type"))
+            })
+            .collect())
+    };
+    let saved = pod.data_root().join("built.tar").display().to_string();
+    let second = pod.data_root().join("second").display().to_string();
+    let out = hutch(&pod, &["save", "-o", &saved, &name])?;
+    ensure!(out.status.success(), "save: {}", text(&out));
+    let out = hutch(&pod, &["--data-root", &second, "load", "-i", &saved])?;
+    ensure!(out.status.success(), "load: {}", text(&out));
+    let built_layers = record_layers(&pod.data_root().display().to_string())?;
+    ensure!(
+        built_layers
+            .last()
+            .is_some_and(|l| l.1 == "application/vnd.oci.image.layer.v1.tar"),
+        "built layer not stored uncompressed: {built_layers:?}"
+    );
+    ensure!(
+        record_layers(&second)? == built_layers,
+        "save -> load changed the layers"
+    );
+
+    let digest_of = |out: &str| {
+        out.split_whitespace()
+            .skip_while(|w| *w != "digest:")
+            .nth(1)
+            .map(str::to_string)
+    };
+    let first = daemon.docker_ok(&["push", &name])?;
+    let again = daemon.docker_ok(&["push", &name])?;
+    ensure!(
+        digest_of(&first).is_some() && digest_of(&first) == digest_of(&again),
+        "push digests differ:\n{first}\n{again}"
+    );
+    // The registry has gzip layers.
+    let manifest = pod
+        .exec("/usr/bin/curl")
+        .args([
+            "-sf",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            &format!("{}/v2/built/tree/manifests/1", registry.url()),
+        ])
+        .output()?;
+    ensure!(manifest.status.success(), "manifest: {}", text(&manifest));
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout)?;
+    let layers = manifest["layers"].as_array().context("layers")?;
+    ensure!(!layers.is_empty(), "{manifest}");
+    for l in layers {
+        let t = l["mediaType"].as_str().unwrap_or_default();
+        ensure!(t.ends_with("gzip"), "layer not gzipped: {manifest}");
+    }
+
+    daemon.docker_ok(&["rmi", &name])?;
+    daemon.docker_ok(&["pull", &name])?;
+    ensure!(
+        inspect_id(&daemon)? == id,
+        "the image ID changed through the registry"
+    );
+    let pulled = daemon.docker_ok(&["run", "--rm", &name, "sh", "-c", listing])?;
+    ensure!(
+        pulled == built,
+        "the pulled tree differs from the built one:\nbuilt:\n{built}\npulled:\n{pulled}"
+    );
+    daemon.stop()?;
+    registry.stop()?;
+    pod.stop()
+}
+
 #[test]
 fn hutch_build_run_mounts_add_tar_and_copy_heredoc() -> Result<()> {
     let pod = Pod::start(&PodSpec::new())?;

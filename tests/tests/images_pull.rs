@@ -433,20 +433,31 @@ fn push_then_pull_back_keeps_digests() -> anyhow::Result<()> {
             == chain_ids(record(&loaded, &busybox.config_digest)?),
         "layers differ after push and pull"
     );
-    // The same blobs, too (a docker-archive's layers are uncompressed tars,
-    // so these are not the registry image's gzip blobs).
-    let blobs = |r: &serde_json::Value| -> Vec<String> {
+    // A docker-archive's layers are uncompressed tars; the push gzips them
+    // (as `docker push` does), so the pulled record names gzip blobs of the
+    // same diff IDs.
+    let layers = |r: &serde_json::Value| -> Vec<(String, String)> {
         r["layers"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|l| l["blob"].as_str().unwrap_or_default().to_owned())
+            .map(|l| {
+                let s = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+                (s("blob"), s("media_type"))
+            })
             .collect()
     };
+    let (pulled_layers, loaded_layers) = (
+        layers(record(&pulled, &busybox.config_digest)?),
+        layers(record(&loaded, &busybox.config_digest)?),
+    );
     ensure!(
-        blobs(record(&pulled, &busybox.config_digest)?)
-            == blobs(record(&loaded, &busybox.config_digest)?),
-        "layer blobs differ after push and pull"
+        pulled_layers.len() == loaded_layers.len()
+            && pulled_layers
+                .iter()
+                .zip(&loaded_layers)
+                .all(|(p, l)| p.1.ends_with("gzip") && !l.1.ends_with("gzip") && p.0 != l.0),
+        "pushed layers not gzipped: pulled {pulled_layers:?}, loaded {loaded_layers:?}"
     );
     let listed = ok(&hutch(&pod, "loaded", &["images", "--digests"], &[])?)?;
     ensure!(

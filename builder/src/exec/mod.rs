@@ -556,7 +556,10 @@ impl Executor {
                         if entries.is_empty() {
                             return Ok(None);
                         }
-                        self.write_layer(entries, epoch).map(Some)
+                        let stats = upperdiff::tree_stats(&entries);
+                        let mut layer = self.write_layer(entries, epoch)?;
+                        layer.tree = self.adopt_upper(upper, stats);
+                        Ok(Some(layer))
                     },
                 )?;
                 drop(prepared);
@@ -720,6 +723,46 @@ impl Executor {
             .map_err(|e| BuildError::Image(ImageError::Store(e)))
     }
 
+    /// Moves a RUN's upper directory (the command exited) into the layer
+    /// store as its new layer's tree: one rename instead of unpacking the
+    /// blob just written and deleting the upper dir. `None` when it cannot
+    /// (e.g. another filesystem): the store then unpacks the blob.
+    fn adopt_upper(
+        &self,
+        upper: &Path,
+        stats: upperdiff::TreeStats,
+    ) -> Option<hutch_images::built::BuiltTree> {
+        use std::os::unix::fs::PermissionsExt;
+        let prepared = match self.store.prepare_layer() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(error = %e, "RUN layer: unpacking the blob instead");
+                return None;
+            }
+        };
+        let diff = prepared.diff_dir();
+        // The tar has no entry for the root: it must look as the empty
+        // directory an unpack starts from, whatever the RUN did to `/`.
+        let moved = std::fs::metadata(&diff).and_then(|root| {
+            use std::os::unix::fs::MetadataExt;
+            upperdiff::make_layer_tree(upper)?;
+            std::fs::rename(upper, &diff)?;
+            std::os::unix::fs::lchown(&diff, Some(root.uid()), Some(root.gid()))?;
+            std::fs::set_permissions(&diff, std::fs::Permissions::from_mode(0o755))
+        });
+        if let Err(e) = moved {
+            tracing::info!(error = %e, "RUN layer: unpacking the blob instead");
+            return None;
+        }
+        Some(hutch_images::built::BuiltTree {
+            prepared,
+            content_size: stats.content_size,
+            highest_uid: stats.highest_uid,
+            highest_gid: stats.highest_gid,
+            uses_overflow_id: stats.uses_overflow_id,
+        })
+    }
+
     fn finish_step(
         &self,
         ctx: &Ctx<'_>,
@@ -752,7 +795,7 @@ impl Executor {
     ) -> Result<(), BuildError> {
         let new_ref = layer.as_ref().map(|l| LayerRef {
             blob: l.blob.digest.clone(),
-            media_type: hutch_images::oci::MEDIA_OCI_LAYER_GZIP.to_string(),
+            media_type: l.media_type().to_string(),
             blob_size: l.blob.size,
             diff_id: l.diff_id.clone(),
             chain_id: Digest::chain(img.layers.last().map(|l| &l.chain_id), &l.diff_id),

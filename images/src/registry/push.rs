@@ -63,6 +63,7 @@ pub async fn push(
     mount_candidates: &[String],
     progress: Arc<dyn ProgressSink>,
 ) -> Result<Pushed, PushError> {
+    let record = &gzip_built_layers(store, record).await?;
     let (manifest_bytes, media_type) = manifest_for(store, record)?;
     let digest = Digest::of(&manifest_bytes);
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
@@ -175,6 +176,56 @@ async fn push_blob(
     });
     session.push_blob(&desc.digest, size, body).await?;
     Ok(BlobPushed::Uploaded)
+}
+
+/// Built layers are stored uncompressed (see `built`); a registry gets
+/// them gzipped, as `docker push` sends them. For an image with no stored
+/// manifest, each uncompressed layer is compressed into a blob of its own
+/// (deterministic output, so pushing twice gives the same digests) and the
+/// returned record names that blob instead. The image's ID and diff IDs do
+/// not change; the gzipped blobs are not referenced locally, so gc removes
+/// them later.
+async fn gzip_built_layers(store: &Store, record: &ImageRecord) -> Result<ImageRecord, PushError> {
+    let mut out = record.clone();
+    if record
+        .manifests
+        .iter()
+        .any(|m| store.blobs.contains(&m.digest))
+    {
+        return Ok(out);
+    }
+    for layer in &mut out.layers {
+        let gz_type = match layer.media_type.as_str() {
+            oci::MEDIA_OCI_LAYER => oci::MEDIA_OCI_LAYER_GZIP,
+            "application/vnd.docker.image.rootfs.diff.tar" => {
+                "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            }
+            _ => continue,
+        };
+        let blobs = store.blobs.clone();
+        let blob = layer.blob.clone();
+        let (digest, size) = tokio::task::spawn_blocking(move || gzip_blob(&blobs, &blob))
+            .await
+            .map_err(|e| PushError::Invalid(format!("compressing a layer: {e}")))??;
+        layer.blob = digest;
+        layer.blob_size = size;
+        layer.media_type = gz_type.to_owned();
+    }
+    Ok(out)
+}
+
+fn gzip_blob(blobs: &crate::store::BlobStore, blob: &Digest) -> Result<(Digest, u64), StoreError> {
+    let mut input = std::io::BufReader::with_capacity(256 * 1024, blobs.open(blob)?);
+    let mut gz = flate2::write::GzEncoder::new(blobs.writer()?, flate2::Compression::default());
+    let path = blobs.path(blob);
+    std::io::copy(&mut input, &mut gz).map_err(|e| StoreError::io(&path, e))?;
+    let verified = gz
+        .finish()
+        .map_err(|e| StoreError::io(&path, e))?
+        .finish(None, None)?;
+    let out = (verified.digest.clone(), verified.size);
+    blobs.commit(verified)?;
+    Ok(out)
 }
 
 /// The stored manifest of the image, or a generated Docker schema2 one.
