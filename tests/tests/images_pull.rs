@@ -523,6 +523,7 @@ fn lying_registries_store_nothing() -> anyhow::Result<()> {
 
     let cases: &[(&str, &[&str])] = &[
         ("wrongdigest", &["digest"]),
+        ("rangelie", &["content verification failed"]),
         ("truncated", &["truncated"]),
         (
             "abort",
