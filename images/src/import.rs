@@ -20,7 +20,7 @@ use crate::store::{
     ImageRecord, LayerMeta, LayerRef, LockGuard, ManifestRef, PreparedLayer, Store, StoreError,
     VerifiedBlob,
 };
-use crate::unpack::{diff_id_of, unpack_layer, Compression, UnpackError, UnpackLimits};
+use crate::unpack::{diff_id_of, unpack_layer_unhashed, Compression, UnpackError, UnpackLimits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -358,11 +358,14 @@ impl<'s> Importer<'s> {
             return Ok((meta, Compression::None));
         }
         let prepared = self.store.layers.prepare()?;
-        let stats = unpack_layer(open()?, &prepared.diff_dir(), self.limits).map_err(unpack_err)?;
+        // The blob was verified when it was staged or stored: no need to
+        // hash it again.
+        let stats = unpack_layer_unhashed(open()?, &prepared.diff_dir(), self.limits)
+            .map_err(unpack_err)?;
         if stats.diff_id != *diff_id {
             return Err(mismatch(stats.diff_id));
         }
-        let meta = LayerMeta::from_stats(chain, &stats);
+        let meta = LayerMeta::from_stats(chain, &stats, blob);
         self.verified
             .insert((blob.clone(), diff_id.clone()), stats.compression);
         self.known_layers.insert(chain.clone(), meta.clone());

@@ -9,6 +9,8 @@
 #
 # Usage (as root): tests/bench/pull.sh [RUNS]     (default 5; medians printed)
 # HUTCH_STORE_SYNC=1 measures hutch with its store in full-durability mode.
+# BASELINE_BIN=DIR also measures DIR/hutch and DIR/unpack-timer (another
+# build, e.g. main's target/release) in the same runs, for before/after.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${1:-5}
@@ -160,24 +162,35 @@ else
   D=/var/lib/hutch/bench
 fi
 in_pod mkdir -p $D >/dev/null
-hutch_pull=() skopeo_copy=() hutch_unpack=() tar_unpack=()
+hutch_pull=() skopeo_copy=() hutch_unpack=() tar_unpack=() base_pull=() base_unpack=()
+BASE=${BASELINE_BIN:-}
+pull_with() { # BIN TARGET-SUFFIX
+  in_pod "$1/hutch" --data-root "$D/hutch-$2" pull -q "$REG/bench/debian:$TAG"
+}
+unpack_with() { # BIN TARGET-SUFFIX
+  in_pod bash -c "mkdir $D/unpack-$2 && $1/unpack-timer $LAYER $D/unpack-$2"
+}
 for i in $(seq "$RUNS"); do
-  # Alternate the order so neither always runs first.
-  if (( i % 2 )); then
-    hutch_pull+=("$(in_pod "$BIN/hutch" --data-root $D/hutch-$i pull -q "$REG/bench/debian:$TAG")")
-    skopeo_copy+=("$(in_pod skopeo --insecure-policy --registries.d "$RUN/registries.d" \
-      copy --quiet --remove-signatures --src-tls-verify=false \
-      "docker://$REG/bench/debian:$TAG" "oci:$D/skopeo-$i:$TAG")")
-    hutch_unpack+=("$(in_pod bash -c "mkdir $D/unpack-$i && $BIN/unpack-timer $LAYER $D/unpack-$i")")
-    tar_unpack+=("$(in_pod bash -c "mkdir $D/tar-$i && tar -xzf $LAYER -C $D/tar-$i")")
-  else
-    skopeo_copy+=("$(in_pod skopeo --insecure-policy --registries.d "$RUN/registries.d" \
-      copy --quiet --remove-signatures --src-tls-verify=false \
-      "docker://$REG/bench/debian:$TAG" "oci:$D/skopeo-$i:$TAG")")
-    hutch_pull+=("$(in_pod "$BIN/hutch" --data-root $D/hutch-$i pull -q "$REG/bench/debian:$TAG")")
-    tar_unpack+=("$(in_pod bash -c "mkdir $D/tar-$i && tar -xzf $LAYER -C $D/tar-$i")")
-    hutch_unpack+=("$(in_pod bash -c "mkdir $D/unpack-$i && $BIN/unpack-timer $LAYER $D/unpack-$i")")
-  fi
+  # Rotate the order so no one always runs first.
+  steps=(hutch skopeo ${BASE:+base})
+  rot=$(( i % ${#steps[@]} ))
+  steps=("${steps[@]:rot}" "${steps[@]:0:rot}")
+  for step in "${steps[@]}"; do
+    case $step in
+      hutch) hutch_pull+=("$(pull_with "$BIN" "$i")") ;;
+      base) base_pull+=("$(pull_with "$BASE" "base-$i")") ;;
+      skopeo) skopeo_copy+=("$(in_pod skopeo --insecure-policy --registries.d "$RUN/registries.d" \
+        copy --quiet --remove-signatures --src-tls-verify=false \
+        "docker://$REG/bench/debian:$TAG" "oci:$D/skopeo-$i:$TAG")") ;;
+    esac
+  done
+  for step in "${steps[@]}"; do
+    case $step in
+      hutch) hutch_unpack+=("$(unpack_with "$BIN" "$i")") ;;
+      base) base_unpack+=("$(unpack_with "$BASE" "base-$i")") ;;
+      skopeo) tar_unpack+=("$(in_pod bash -c "mkdir $D/tar-$i && tar -xzf $LAYER -C $D/tar-$i")") ;;
+    esac
+  done
 done
 
 hp=$(median "${hutch_pull[@]}"); sc=$(median "${skopeo_copy[@]}")
@@ -189,3 +202,10 @@ printf '             hutch: %s   skopeo: %s\n' "${hutch_pull[*]}" "${skopeo_copy
 printf 'unpack only: hutch %5d ms        tar -xzf %5d ms      tar/hutch = %s (target >= 1.5)\n' \
   "$hu" "$tu" "$(awk -v a="$tu" -v b="$hu" 'BEGIN {printf "%.2f", a / b}')"
 printf '             hutch: %s   tar: %s\n' "${hutch_unpack[*]}" "${tar_unpack[*]}"
+if [ -n "$BASE" ]; then
+  bp=$(median "${base_pull[@]}"); bu=$(median "${base_unpack[@]}")
+  printf 'baseline:    pull %5d ms (baseline/skopeo = %s)   unpack %5d ms (tar/baseline = %s)\n' \
+    "$bp" "$(awk -v a="$bp" -v b="$sc" 'BEGIN {printf "%.2f", a / b}')" \
+    "$bu" "$(awk -v a="$tu" -v b="$bu" 'BEGIN {printf "%.2f", a / b}')"
+  printf '             pull: %s   unpack: %s\n' "${base_pull[*]}" "${base_unpack[*]}"
+fi

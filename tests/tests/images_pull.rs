@@ -534,6 +534,7 @@ fn lying_registries_store_nothing() -> anyhow::Result<()> {
 
     let cases: &[(&str, &[&str])] = &[
         ("wrongdigest", &["digest"]),
+        ("rangelie", &["content verification failed"]),
         ("truncated", &["truncated"]),
         (
             "abort",
@@ -637,6 +638,55 @@ fn a_failed_pull_keeps_verified_layers_for_the_next() -> anyhow::Result<()> {
     );
     ensure!(out.contains("Downloaded newer image"), "{out}");
     let store = contents(&pod, "resume")?;
+    record(&store, &image.config_digest)?;
+    assert_no_orphans(&store)?;
+    drop(liar);
+    pod.stop()
+}
+
+/// A layer blob that cannot be written (past the file size limit, as on a
+/// full disk) fails the pull with the write's own error, while the layer
+/// was unpacking beside it, and stores nothing; the same pull then works.
+#[test]
+fn a_failed_blob_write_stores_nothing() -> anyhow::Result<()> {
+    let image = testimages::incompressible()?;
+    let limit_kib: u64 = 256;
+    let blob_size = image.layers.first().context("one layer")?.size;
+    // The blob must fail, not a file of the layer: every file is smaller.
+    ensure!(
+        blob_size > 2 * limit_kib * 1024
+            && (testimages::INCOMPRESSIBLE_FILE_SIZE as u64) < limit_kib * 1024,
+        "the image does not fit the test: blob of {blob_size} bytes"
+    );
+    let pod = Pod::start(&PodSpec::new())?;
+    let liar = Liar::start(&pod, &image, 5057)?;
+    let name = format!("{}/good/img", liar.host);
+    // SIGXFSZ ignored (kept across exec): a write past the limit fails
+    // with EFBIG instead of killing hutch.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f {limit_kib}; exec {hutch} --data-root {root} pull {name}",
+        hutch = hutch_bin().display(),
+        root = pod.data_root().join("blobfail").display(),
+    );
+    let out = pod
+        .exec("/bin/bash")
+        .args(["-c", &script])
+        .env("HOME", "/nonexistent")
+        .output()?;
+    let err = failed(&out)?;
+    ensure!(
+        err.contains("cannot write the blob to the store") && err.contains("File too large"),
+        "unclear error: {err}"
+    );
+    let store = contents(&pod, "blobfail")?;
+    ensure!(
+        store == StoreContents::default(),
+        "something was stored: {store:?}"
+    );
+
+    let out = ok(&hutch(&pod, "blobfail", &["pull", &name], &[])?)?;
+    ensure!(out.contains("Downloaded newer image"), "{out}");
+    let store = contents(&pod, "blobfail")?;
     record(&store, &image.config_digest)?;
     assert_no_orphans(&store)?;
     drop(liar);

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::{
+    BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
+};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::RegistryOperation;
@@ -258,6 +260,12 @@ impl Session {
 
     /// Streams a blob. The stream is not trusted: the caller verifies
     /// digest and size as it stores it.
+    ///
+    /// Asked as the range `bytes=0-` (the whole blob): oci-client hashes a
+    /// whole-blob answer (200) once more as it streams, on the async thread,
+    /// but leaves a range answer (206) to the caller, who hashes it anyway
+    /// (the blob store's writer). A registry that ignores ranges answers 200
+    /// and is simply hashed twice.
     pub async fn blob(&self, desc: &oci::Descriptor) -> Result<BlobStream, RegistryError> {
         let reference = self.oci_ref(None, None);
         let layer = oci_client::manifest::OciDescriptor {
@@ -266,11 +274,14 @@ impl Session {
             size: desc.size as i64,
             ..Default::default()
         };
-        let sized = self
+        let sized = match self
             .client
-            .pull_blob_stream(&reference, &layer)
+            .pull_blob_stream_partial(&reference, &layer, 0, None)
             .await
-            .map_err(|e| self.failed(format!("fetching blob {}", desc.digest), &e))?;
+            .map_err(|e| self.failed(format!("fetching blob {}", desc.digest), &e))?
+        {
+            BlobResponse::Full(sized) | BlobResponse::Partial(sized) => sized,
+        };
         Ok(BlobStream {
             content_length: sized.content_length,
             stream: sized.stream,

@@ -2,6 +2,7 @@
 //! `oci-client`, platform selection, and streaming pull and push.
 
 pub mod auth;
+mod blob_sink;
 pub mod client;
 pub mod config;
 pub mod login;

@@ -2,10 +2,11 @@
 //! unpacked in one pass, several layers at once.
 //!
 //! Each layer's HTTP body is fed through a small bounded channel to a
-//! blocking thread whose reader tees every chunk into the blob store's
-//! writer (which hashes it) while the unpacker decompresses and applies it,
-//! so memory stays bounded whatever the layer's size and the layer is on
-//! disk by the time the last byte has arrived. Only then are the blob
+//! blocking thread whose reader tees every chunk to the blob store's writer
+//! (which writes and hashes it on a thread of its own, see `blob_sink`)
+//! while the unpacker decompresses and applies it, so memory stays bounded
+//! whatever the layer's size and the layer is on disk by the time the last
+//! byte has arrived. Only then are the blob
 //! digest, size and diff ID checked; a mismatch discards both the blob and
 //! the unpacked tree.
 //!
@@ -25,6 +26,7 @@ use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 
 use super::auth::Credential;
+use super::blob_sink::BlobSink;
 use super::client::{Access, FetchedManifest, RegistryError, Session};
 use super::config::RegistrySettings;
 use super::platform;
@@ -34,7 +36,7 @@ use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest, Platform};
 use crate::progress::{ProgressEvent, ProgressSink};
 use crate::reference::Reference;
 use crate::store::{LayerMeta, ManifestRef, PreparedLayer, Store, StoreError, VerifiedBlob};
-use crate::unpack::{unpack_layer, Compression, UnpackError, UnpackLimits};
+use crate::unpack::{unpack_layer_unhashed, Compression, UnpackError, UnpackLimits};
 
 /// Layers downloaded at once (Docker's default, too).
 const CONCURRENT_LAYERS: usize = 3;
@@ -86,6 +88,8 @@ pub enum LayerError {
     DiffId { expected: Digest, actual: Digest },
     #[error("download failed: {0}")]
     Download(io::Error),
+    #[error("cannot write the blob to the store: {0}")]
+    BlobWrite(io::Error),
 }
 
 /// What to pull and how.
@@ -511,7 +515,8 @@ async fn fetch_layer(
         total: Some(job.desc.size),
     });
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
-    let writer = store.blobs.writer()?;
+    let sink =
+        BlobSink::spawn(store.blobs.writer()?).map_err(|e| layer_err(LayerError::BlobWrite(e)))?;
     let prepared = if job.unpack {
         Some(store.layers.prepare()?)
     } else {
@@ -524,7 +529,9 @@ async fn fetch_layer(
             let reader = TeeReader {
                 rx,
                 current: Bytes::new(),
-                writer: Some(writer),
+                sink: Some(sink),
+                sink_failed: false,
+                received: 0,
                 progress,
                 layer: job_desc.digest.clone(),
                 total: job_desc.size,
@@ -591,7 +598,8 @@ fn store_layer(
 ) -> Result<Verified, LayerError> {
     let layer = match prepared {
         Some(prepared) => {
-            let stats = unpack_layer(&mut reader, &prepared.diff_dir(), limits)
+            // The blob sink hashes the raw stream: the unpacker need not.
+            let stats = unpack_layer_unhashed(&mut reader, &prepared.diff_dir(), limits)
                 .map_err(|e| reader.explain(e))?;
             if stats.diff_id != *diff_id {
                 return Err(LayerError::DiffId {
@@ -599,11 +607,12 @@ fn store_layer(
                     actual: stats.diff_id,
                 });
             }
-            let meta = LayerMeta::from_stats(chain, &stats);
+            let meta = LayerMeta::from_stats(chain, &stats, &desc.digest);
             Some((prepared, meta, stats.compression))
         }
         None => {
-            io::copy(&mut reader, &mut io::sink()).map_err(LayerError::Download)?;
+            io::copy(&mut reader, &mut io::sink())
+                .map_err(|e| reader.explain(UnpackError::Read(e)))?;
             None
         }
     };
@@ -611,9 +620,11 @@ fn store_layer(
         layer: desc.digest.clone(),
     });
     let writer = reader
-        .writer
+        .sink
         .take()
-        .ok_or_else(|| LayerError::Download(io::Error::other("blob writer gone")))?;
+        .ok_or_else(|| LayerError::BlobWrite(io::Error::other("the blob writer is gone")))?
+        .finish()
+        .map_err(LayerError::BlobWrite)?;
     let blob = writer.finish(Some(&desc.digest), Some(desc.size))?;
     if layer.is_some() {
         reader.progress.event(ProgressEvent::Extracting {
@@ -625,12 +636,16 @@ fn store_layer(
     Ok((blob, layer))
 }
 
-/// Reads the chunks a download sends, writing each into the blob store as
-/// it passes.
+/// Reads the chunks a download sends, passing each to the blob store's
+/// writer as it goes by.
 struct TeeReader {
     rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
-    writer: Option<crate::store::BlobWriter>,
+    sink: Option<BlobSink>,
+    /// The sink stopped taking chunks: its error is the cause.
+    sink_failed: bool,
+    /// Bytes received so far.
+    received: u64,
     progress: Arc<dyn ProgressSink>,
     layer: Digest,
     total: u64,
@@ -639,12 +654,20 @@ struct TeeReader {
 
 impl TeeReader {
     fn written(&self) -> u64 {
-        self.writer.as_ref().map_or(0, |w| w.written())
+        self.received
     }
 
-    /// An unpack error caused by the download is reported as a download
-    /// error, and a stream longer than announced as a size mismatch.
-    fn explain(&self, err: UnpackError) -> LayerError {
+    /// An unpack error caused by the blob's write is reported as such, one
+    /// caused by the download as a download error, and a stream longer than
+    /// announced as a size mismatch.
+    fn explain(&mut self, err: UnpackError) -> LayerError {
+        if self.sink_failed {
+            if let Some(sink) = self.sink.take() {
+                if let Err(e) = sink.finish() {
+                    return LayerError::BlobWrite(e);
+                }
+            }
+        }
         if self.written() > self.total {
             return LayerError::Store(StoreError::SizeMismatch {
                 digest: self.layer.clone(),
@@ -683,12 +706,8 @@ impl Read for TeeReader {
                     return Err(e);
                 }
                 Some(Ok(chunk)) => {
-                    let writer = self
-                        .writer
-                        .as_mut()
-                        .ok_or_else(|| io::Error::other("blob writer gone"))?;
-                    writer.write_all(&chunk)?;
-                    let written = writer.written();
+                    let written = self.received + chunk.len() as u64;
+                    self.received = written;
                     // A body longer than its descriptor is an error at once,
                     // not after the whole surplus has been stored.
                     if written > self.total {
@@ -696,6 +715,10 @@ impl Read for TeeReader {
                             "the registry sent more than the {} bytes the manifest lists",
                             self.total
                         )));
+                    }
+                    if !self.sink.as_ref().is_some_and(|s| s.send(chunk.clone())) {
+                        self.sink_failed = true;
+                        return Err(io::Error::other("the blob writer stopped"));
                     }
                     if written - self.reported >= PROGRESS_STEP || written == self.total {
                         self.reported = written;

@@ -44,8 +44,13 @@ pub struct LayerMeta {
 }
 
 impl LayerMeta {
-    /// The metadata of layer `chain_id`, unpacked with these results.
-    pub fn from_stats(chain_id: &Digest, stats: &crate::unpack::UnpackStats) -> LayerMeta {
+    /// The metadata of layer `chain_id`, unpacked with these results from
+    /// the verified blob `source_blob`.
+    pub fn from_stats(
+        chain_id: &Digest,
+        stats: &crate::unpack::UnpackStats,
+        source_blob: &Digest,
+    ) -> LayerMeta {
         LayerMeta {
             chain_id: chain_id.clone(),
             diff_id: stats.diff_id.clone(),
@@ -53,7 +58,7 @@ impl LayerMeta {
             highest_uid: stats.highest_uid,
             highest_gid: stats.highest_gid,
             uses_overflow_id: stats.uses_overflow_id,
-            source_blob: Some(stats.blob_digest.clone()),
+            source_blob: Some(source_blob.clone()),
         }
     }
 }

@@ -82,20 +82,20 @@ fn note(cell: &StageCell, stage: Stage) {
     }
 }
 
-/// The raw (compressed) side: hashed for the blob digest and counted for
-/// the ratio check.
+/// The raw (compressed) side: counted for the ratio check, and hashed for
+/// the blob digest unless the caller hashes it already.
 pub struct Input<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     count: Rc<Cell<u64>>,
     stage: StageCell,
 }
 
 impl<R: Read> Input<R> {
-    pub fn new(inner: R, stage: StageCell) -> Self {
+    pub fn new(inner: R, stage: StageCell, hash: bool) -> Self {
         Input {
             inner,
-            hasher: Sha256::new(),
+            hasher: hash.then(Sha256::new),
             count: Rc::new(Cell::new(0)),
             stage,
         }
@@ -105,8 +105,9 @@ impl<R: Read> Input<R> {
         self.count.clone()
     }
 
-    pub fn finish(self) -> (Digest, u64) {
-        (Digest::from_hasher(self.hasher), self.count.get())
+    /// The blob digest (if hashed) and size.
+    pub fn finish(self) -> (Option<Digest>, u64) {
+        (self.hasher.map(Digest::from_hasher), self.count.get())
     }
 }
 
@@ -116,7 +117,9 @@ impl<R: Read> Read for Input<R> {
             .inner
             .read(buf)
             .inspect_err(|_| note(&self.stage, Stage::Input))?;
-        self.hasher.update(&buf[..n]);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
         self.count.set(self.count.get() + n as u64);
         Ok(n)
     }
@@ -245,7 +248,7 @@ mod tests {
         let zeros = vec![0u8; 4 << 20];
         let compressed = gzip(&zeros);
         let stage: StageCell = Rc::default();
-        let input = Input::new(&compressed[..], stage.clone());
+        let input = Input::new(&compressed[..], stage.clone(), true);
         let counter = input.counter();
         let dec = decoder(Compression::Gzip, input, stage.clone()).expect("decoder");
         let limits = UnpackLimits {
@@ -284,7 +287,7 @@ mod tests {
         let compressed = gzip(&data);
         let cut = &compressed[..compressed.len() / 2];
         let stage: StageCell = Rc::default();
-        let input = Input::new(cut, stage.clone());
+        let input = Input::new(cut, stage.clone(), true);
         let mut dec = decoder(Compression::Gzip, input, stage.clone()).expect("decoder");
         assert!(io::copy(&mut dec, &mut io::sink()).is_err());
         assert_eq!(stage.get(), Some(Stage::Decompress));

@@ -78,8 +78,9 @@ pub enum UnpackError {
 /// What unpacking a layer found out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnpackStats {
-    /// Digest and size of the stream as read (the blob).
-    pub blob_digest: Digest,
+    /// Digest and size of the stream as read (the blob); no digest when the
+    /// caller hashes the stream itself ([`unpack_layer_unhashed`]).
+    pub blob_digest: Option<Digest>,
     pub blob_size: u64,
     /// Digest and size of the uncompressed tar (the diff ID).
     pub diff_id: Digest,
@@ -103,16 +104,36 @@ const CHUNK: usize = 512 * 1024;
 /// Chunks in flight between them (bounds memory: CHUNKS x CHUNK).
 const CHUNKS: usize = 8;
 
-/// Unpacks the layer read from `reader` into the empty directory `dest`.
-///
-/// Two threads share the work: this one applies tar entries (mostly
-/// syscalls), a scoped helper reads, hashes, decompresses and hashes again
-/// (mostly CPU). They pass decoded chunks through a small bounded channel,
-/// recycling the buffers, so memory stays bounded.
+/// Unpacks the layer read from `reader` into the empty directory `dest`,
+/// computing the blob digest of what it read.
 pub fn unpack_layer<R: Read + Send>(
     reader: R,
     dest: &Path,
     limits: UnpackLimits,
+) -> Result<UnpackStats, UnpackError> {
+    unpack(reader, dest, limits, true)
+}
+
+/// As [`unpack_layer`], for a caller that hashes the raw stream itself (a
+/// pull's blob writer does, on its own thread): one SHA-256 pass less on
+/// the decoding thread, which bounds the pull's speed.
+pub fn unpack_layer_unhashed<R: Read + Send>(
+    reader: R,
+    dest: &Path,
+    limits: UnpackLimits,
+) -> Result<UnpackStats, UnpackError> {
+    unpack(reader, dest, limits, false)
+}
+
+/// Two threads share the work: this one applies tar entries (mostly
+/// syscalls), a scoped helper reads, hashes, decompresses and hashes again
+/// (mostly CPU). They pass decoded chunks through a small bounded channel,
+/// recycling the buffers, so memory stays bounded.
+fn unpack<R: Read + Send>(
+    reader: R,
+    dest: &Path,
+    limits: UnpackLimits,
+    hash_blob: bool,
 ) -> Result<UnpackStats, UnpackError> {
     let root = LayerRoot::open(dest).map_err(|cause| UnpackError::Dest {
         path: dest.display().to_string(),
@@ -122,7 +143,7 @@ pub fn unpack_layer<R: Read + Send>(
     let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS);
     let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS + 1);
     let (decoded, applied) = std::thread::scope(|scope| {
-        let decoder = scope.spawn(move || decode(reader, limits, full_tx, free_rx));
+        let decoder = scope.spawn(move || decode(reader, limits, hash_blob, full_tx, free_rx));
         let mut chunks = ChunkReader {
             full: full_rx,
             free: free_tx,
@@ -155,7 +176,7 @@ pub fn unpack_layer<R: Read + Send>(
     let notes = &applier.notes;
     if notes.clamped_ids + notes.devices_skipped + notes.xattrs_skipped + notes.other_skipped > 0 {
         tracing::info!(
-            layer = %decoded.blob_digest,
+            diff_id = %decoded.diff_id,
             clamped_ids = notes.clamped_ids,
             devices_skipped = notes.devices_skipped,
             xattrs_skipped = notes.xattrs_skipped,
@@ -182,7 +203,7 @@ pub fn unpack_layer<R: Read + Send>(
 
 /// What the decoding thread found.
 struct DecodedStream {
-    blob_digest: Digest,
+    blob_digest: Option<Digest>,
     blob_size: u64,
     diff_id: Digest,
     diff_size: u64,
@@ -200,11 +221,12 @@ enum Decoded {
 fn decode<R: Read>(
     reader: R,
     limits: UnpackLimits,
+    hash_blob: bool,
     full: mpsc::SyncSender<Vec<u8>>,
     free: mpsc::Receiver<Vec<u8>>,
 ) -> Result<DecodedStream, Decoded> {
     let stage: StageCell = Rc::default();
-    let mut input = Input::new(reader, stage.clone());
+    let mut input = Input::new(reader, stage.clone(), hash_blob);
     let head = read_head(&mut input).map_err(|e| Decoded::Failed(UnpackError::Read(e)))?;
     let compression = Compression::detect(&head);
     let counter = input.counter();
@@ -302,7 +324,7 @@ pub fn diff_id_of<R: Read>(
     limits: UnpackLimits,
 ) -> Result<(Compression, Digest), UnpackError> {
     let stage: StageCell = Rc::default();
-    let mut input = Input::new(reader, stage.clone());
+    let mut input = Input::new(reader, stage.clone(), false);
     let head = read_head(&mut input).map_err(UnpackError::Read)?;
     let compression = Compression::detect(&head);
     let counter = input.counter();
@@ -365,5 +387,50 @@ fn classify(err: UnpackError, stage: &StageCell) -> UnpackError {
         Some(Stage::Decompress) => UnpackError::Decompress(cause),
         Some(Stage::Input) => UnpackError::Read(cause),
         None => UnpackError::Tar(cause),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn layer() -> (Vec<u8>, Vec<u8>) {
+        let mut builder = tar::Builder::new(Vec::new());
+        let data = b"hello layer\n".repeat(100);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_700_000_000);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "etc/greeting", &data[..])
+            .expect("append");
+        let tar = builder.into_inner().expect("tar");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).expect("gzip");
+        (tar, gz.finish().expect("gzip"))
+    }
+
+    #[test]
+    fn unhashed_unpack_skips_only_the_blob_digest() {
+        let (tar, gz) = layer();
+        let hashed_dir = tempfile::tempdir().expect("tempdir");
+        let hashed =
+            unpack_layer(&gz[..], hashed_dir.path(), UnpackLimits::default()).expect("unpack");
+        assert_eq!(hashed.blob_digest, Some(Digest::of(&gz)));
+        let plain_dir = tempfile::tempdir().expect("tempdir");
+        let plain = unpack_layer_unhashed(&gz[..], plain_dir.path(), UnpackLimits::default())
+            .expect("unpack");
+        assert_eq!(plain.blob_digest, None);
+        assert_eq!(plain.blob_size, gz.len() as u64);
+        assert_eq!(plain.diff_id, Digest::of(&tar));
+        assert_eq!(plain.diff_id, hashed.diff_id);
+        assert_eq!(
+            std::fs::read(plain_dir.path().join("etc/greeting")).expect("unpacked file"),
+            b"hello layer\n".repeat(100)
+        );
     }
 }

@@ -188,14 +188,15 @@ fn remove_tree_at(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Creates a regular file `name` in `dir` for writing; it must not exist
-/// (O_EXCL also refuses to follow a symlink there).
-pub fn create_file(dir: impl AsFd, name: &[u8]) -> io::Result<File> {
+/// Creates a regular file `name` in `dir` for writing, with permission
+/// bits `perms` (less the umask); it must not exist (O_EXCL also refuses to
+/// follow a symlink there).
+pub fn create_file(dir: impl AsFd, name: &[u8], perms: u32) -> io::Result<File> {
     let fd = openat(
         dir,
         name,
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_bits_retain(0o600),
+        Mode::from_bits_retain(perms & 0o777),
     )?;
     Ok(File::from(fd))
 }

@@ -100,6 +100,46 @@ pub fn torture() -> anyhow::Result<TestImage> {
     cached("torture", &torture::recipe())
 }
 
+/// Files in the [`incompressible`] image, and the size of each.
+pub const INCOMPRESSIBLE_FILES: usize = 64;
+pub const INCOMPRESSIBLE_FILE_SIZE: usize = 16 * 1024;
+
+/// One layer of [`INCOMPRESSIBLE_FILES`] small files of pseudo-random bytes:
+/// its gzip blob is larger than any file in it (1 MiB against 16 KiB), for
+/// tests that must fail writing the blob, not a file; built and cached.
+pub fn incompressible() -> anyhow::Result<TestImage> {
+    cached("incompressible", &incompressible_recipe())
+}
+
+fn incompressible_recipe() -> Recipe {
+    // xorshift64: deterministic, and gzip finds nothing to compress.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut entries = vec![entry::LayerEntry::dir("noise", 0o755)];
+    for i in 0..INCOMPRESSIBLE_FILES {
+        let mut data = Vec::with_capacity(INCOMPRESSIBLE_FILE_SIZE);
+        while data.len() < INCOMPRESSIBLE_FILE_SIZE {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            data.extend_from_slice(&state.to_le_bytes());
+        }
+        entries.push(entry::LayerEntry::file(
+            format!("noise/{i:02}"),
+            0o644,
+            data,
+        ));
+    }
+    Recipe {
+        tag: TAG.to_owned(),
+        layers: vec![layout::RecipeLayer {
+            created_by: "noise".to_owned(),
+            entries,
+        }],
+        cmd: None,
+        volumes: Vec::new(),
+    }
+}
+
 /// The tree that unpacking all torture layers must produce, sorted by path.
 pub fn torture_expected() -> Vec<ExpectedEntry> {
     match replay_torture() {
@@ -139,6 +179,7 @@ fn recipe_named(name: &str) -> anyhow::Result<Recipe> {
     match name {
         "busybox" => busybox::recipe(&busybox::find_busybox()?),
         "torture" => Ok(torture::recipe()),
+        "incompressible" => Ok(incompressible_recipe()),
         other => anyhow::bail!("no test image named {other}"),
     }
 }
