@@ -67,7 +67,13 @@ pub fn launch(spec: &ContainerSpec, tty: bool, open_stdin: bool) -> Result<Launc
             tty: false,
         }
     };
-    let mut created = helper::create(spec, stdio)?;
+    // The network hook runs between create and start; without one the
+    // init need not wait for us.
+    let mut created = if spec.network_hook.is_some() {
+        helper::create(spec, stdio)?
+    } else {
+        helper::create_and_start(spec, stdio)?
+    };
     if let Some(hook) = &spec.network_hook {
         if let Err(message) =
             crate::containers::networking::call_hook(hook, &spec.id, created.pid.as_raw())
