@@ -11,6 +11,13 @@
 //! * crun: `crun run` of the same rootfs with a user namespace, when crun is
 //!   installed and the pod lets it run at all (procMount: Unmasked).
 //!
+//! The engine's data root is a fresh ext4 filesystem of its own (a loop
+//! image mounted before the pod starts, as `pull.sh` does): on a shared
+//! disk, ext4 creates files several times slower for a while after many
+//! recent deletions (its inode allocator skips recently deleted inodes), so
+//! back-to-back runs drifted from 3x to 7-10x the floor. `--disk emptydir`
+//! measures on the pod's data directory instead.
+//!
 //! Prints the median of each and the ratios; asserts nothing about time.
 //! `runtime-bench time --runs N -- CMD...` is the timing loop it runs inside
 //! the pod for the baselines.
@@ -37,6 +44,17 @@ struct Cli {
     /// Which pod to measure in.
     #[arg(long, value_enum, default_value_t = PodKind::Unmasked)]
     pod: PodKind,
+    /// Where the engine's data root lives.
+    #[arg(long, value_enum, default_value_t = Disk::Loop)]
+    disk: Disk,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Disk {
+    /// A fresh ext4 loop image of its own (repeatable).
+    Loop,
+    /// The pod's data directory on the node's disk (as in production).
+    Emptydir,
 }
 
 #[derive(Subcommand)]
@@ -89,7 +107,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Cmd::Time { runs, cmd }) => time_loop(runs, &cmd),
-        None => bench(cli.runs, cli.pod),
+        None => bench(cli.runs, cli.pod, cli.disk),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,23 +136,27 @@ fn time_loop(runs: u32, cmd: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench(runs: u32, kind: PodKind) -> anyhow::Result<()> {
+fn bench(runs: u32, kind: PodKind, disk: Disk) -> anyhow::Result<()> {
     let pod = match kind {
         PodKind::Unmasked => PodSpec::new().proc_unmasked(),
         PodKind::Default => PodSpec::new(),
     };
+    // Mounted before the pod starts, so the pod's mount namespace has it.
+    let loop_disk = match disk {
+        Disk::Loop => Some(LoopDisk::make()?),
+        Disk::Emptydir => None,
+    };
     let rig = Rig::start(&pod)?;
-    load_busybox(&rig)?;
+    let data_root = match &loop_disk {
+        Some(d) => d.data_root_for(&rig)?,
+        None => "/var/lib/hutch".to_string(),
+    };
+    let data_root = data_root.as_str();
+    load_busybox(&rig, data_root)?;
     let engine_out = rig
         .pod
         .exec(hutch_bin())
-        .args([
-            "--data-root",
-            "/var/lib/hutch",
-            "__engine",
-            "bench",
-            "--repeat",
-        ])
+        .args(["--data-root", data_root, "__engine", "bench", "--repeat"])
         .arg(runs.to_string())
         .args([IMAGE, "true"])
         .stderr(Stdio::inherit())
@@ -152,7 +174,7 @@ fn bench(runs: u32, kind: PodKind) -> anyhow::Result<()> {
         ("wait", median(phases.wait_ms)),
         ("remove", median(phases.remove_ms)),
     ];
-    let rss = idle_rss(&rig, IDLE_CONTAINERS)?;
+    let rss = idle_rss(&rig, data_root, IDLE_CONTAINERS)?;
     let spec = rig.spec("bench", &["true"]);
     let runs_arg = runs.to_string();
 
@@ -176,12 +198,19 @@ fn bench(runs: u32, kind: PodKind) -> anyhow::Result<()> {
         None
     };
     rig.pod.stop()?;
+    drop(loop_disk);
 
     let pod_name = match kind {
         PodKind::Unmasked => "procMount: Unmasked",
         PodKind::Default => "default (masked /proc)",
     };
-    println!("container start latency, median of {runs}, pod {pod_name}:");
+    let disk_name = match disk {
+        Disk::Loop => "a fresh ext4 loop image",
+        Disk::Emptydir => "the pod's emptyDir",
+    };
+    println!(
+        "container start latency, median of {runs}, pod {pod_name}, data root on {disk_name}:"
+    );
     println!("  hutch engine create→start→wait→rm {engine:7.2} ms");
     let phases: Vec<String> = phases
         .iter()
@@ -265,12 +294,12 @@ fn rss_pss(rig: &Rig, pid: &str) -> anyhow::Result<(f64, f64)> {
 }
 
 /// `hutch load` of the busybox test image into the pod's data root.
-fn load_busybox(rig: &Rig) -> anyhow::Result<()> {
+fn load_busybox(rig: &Rig, data_root: &str) -> anyhow::Result<()> {
     let image = hutch_tests::testimages::busybox()?;
     let status = rig
         .pod
         .exec(hutch_bin())
-        .args(["--data-root", "/var/lib/hutch", "load", "-q", "-i"])
+        .args(["--data-root", data_root, "load", "-q", "-i"])
         .arg(&image.docker_archive)
         .status()?;
     ensure!(status.success(), "hutch load: {status}");
@@ -280,11 +309,11 @@ fn load_busybox(rig: &Rig) -> anyhow::Result<()> {
 /// Starts `n` idle containers from one engine process (`__engine serve`),
 /// then measures the supervisors' and the engine's memory from
 /// /proc/PID/smaps_rollup inside the pod.
-fn idle_rss(rig: &Rig, n: usize) -> anyhow::Result<Memory> {
+fn idle_rss(rig: &Rig, data_root: &str, n: usize) -> anyhow::Result<Memory> {
     let mut child = rig
         .pod
         .exec(hutch_bin())
-        .args(["--data-root", "/var/lib/hutch", "__engine", "serve"])
+        .args(["--data-root", data_root, "__engine", "serve"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -326,11 +355,13 @@ fn idle_rss(rig: &Rig, n: usize) -> anyhow::Result<Memory> {
     std::thread::sleep(std::time::Duration::from_secs(1));
     let engine = two_numbers(&call("memory")?)?;
     let zygote = rss_pss(rig, &zygote_pid)?;
-    let script = "for f in /var/lib/hutch/containers/*/state.json; do \
+    let script = format!(
+        "for f in {data_root}/containers/*/state.json; do \
            p=$(grep -o 'SupervisorPid.:[0-9]*' $f | cut -d: -f2); \
-           awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} END {print r, p}' /proc/$p/smaps_rollup; \
-         done | awk '{r+=$1; p+=$2; n++} END {print n, r/n, p/n}'";
-    let out = rig.pod.exec("sh").args(["-c", script]).output()?;
+           awk '/^Rss:/ {{r=$2}} /^Pss:/ {{p=$2}} END {{print r, p}}' /proc/$p/smaps_rollup; \
+         done | awk '{{r+=$1; p+=$2; n++}} END {{print n, r/n, p/n}}'"
+    );
+    let out = rig.pod.exec("sh").args(["-c", &script]).output()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let f: Vec<f64> = text
         .split_whitespace()
@@ -411,6 +442,74 @@ fn crun_bundle(rig: &Rig) -> anyhow::Result<String> {
         "{}/specs/crun-bundle",
         rig.pod.data_root().display()
     ))
+}
+
+/// A fresh ext4 filesystem in a sparse loop image under /var/tmp (which
+/// the pod sees), mounted at `<dir>/d`; unmounted and deleted on drop.
+struct LoopDisk {
+    dir: tempfile::TempDir,
+}
+
+impl LoopDisk {
+    const SIZE: &'static str = "1G";
+
+    fn make() -> anyhow::Result<LoopDisk> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            // Short: supervisor socket paths under it must fit sun_path.
+            .prefix("hrb-")
+            .tempdir_in("/var/tmp")?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let image = dir.path().join("disk.img");
+        let mount_point = dir.path().join("d");
+        std::fs::create_dir(&mount_point)?;
+        run(Command::new("truncate")
+            .args(["-s", Self::SIZE])
+            .arg(&image))?;
+        // Initialized in full now: lazy initialization would zero the
+        // inode tables in the background while we measure.
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"])
+            .arg(&image))?;
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mount_point))?;
+        Ok(LoopDisk { dir })
+    }
+
+    fn mount_point(&self) -> std::path::PathBuf {
+        self.dir.path().join("d")
+    }
+
+    /// Hands the filesystem to pod root; returns the data root to use.
+    fn data_root_for(&self, rig: &Rig) -> anyhow::Result<String> {
+        let base = rig.pod.base();
+        let root = self.mount_point();
+        std::os::unix::fs::chown(&root, Some(base), Some(base))?;
+        Ok(root.join("h").display().to_string())
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        // The loop device goes with its last mount (mount -o loop sets
+        // autoclear); the image with the directory.
+        if let Err(e) = run(Command::new("umount").arg(self.mount_point())) {
+            eprintln!("runtime-bench: unmounting the bench disk: {e:#}");
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd.stdin(Stdio::null()).output()?;
+    ensure!(
+        out.status.success(),
+        "{cmd:?}: {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {

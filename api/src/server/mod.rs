@@ -144,7 +144,22 @@ async fn accept_loop(listener: listen::Listener, daemon: Arc<Daemon>, router: Ar
             let service = hyper::service::service_fn(move |req| {
                 let daemon = daemon.clone();
                 let router = router.clone();
-                async move { Ok::<_, std::convert::Infallible>(router.handle(daemon, req).await) }
+                async move {
+                    // Arrival and answer times, to find where a client's
+                    // time goes (`HUTCH_LOG=hutch::server=debug`).
+                    let started = std::time::Instant::now();
+                    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+                    tracing::debug!(%method, %path, "request");
+                    let response = router.handle(daemon, req).await;
+                    tracing::debug!(
+                        %method,
+                        %path,
+                        status = response.status().as_u16(),
+                        ms = started.elapsed().as_secs_f64() * 1000.0,
+                        "answered"
+                    );
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             let conn = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

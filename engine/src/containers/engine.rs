@@ -722,6 +722,8 @@ impl Engine {
             }
             reply = client::reply(&mut spare.sock)?;
         }
+        // This start is past its busy part: the next spare may be forked.
+        self.inner.spares.refill();
         self.refresh(&id);
         match reply {
             Reply::Started { .. } => {

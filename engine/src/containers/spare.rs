@@ -13,6 +13,12 @@ use std::sync::{Arc, Mutex};
 
 use crate::runtime::channel;
 
+/// The byte that asks the zygote for a spare.
+pub const SPARE_TAKE: u8 = 1;
+/// The byte that has the zygote fork the next spare (sent once a start is
+/// done, so the fork does not compete with it for the CPU).
+pub const SPARE_REFILL: u8 = 2;
+
 /// A detached supervisor waiting for its container; `sock` is its spawn
 /// socket.
 #[derive(Debug)]
@@ -67,14 +73,21 @@ impl SparePool {
         Err(last.unwrap_or_else(|| io::Error::other("no supervisor zygote")))
     }
 
-    /// Spawns the zygote ahead of the first start (it forks its first spare
-    /// right away).
+    /// Has a spare ready for the next start: spawns the zygote ahead of the
+    /// first start (it forks its first spare right away), or asks the
+    /// running one to fork the next spare. A lost request only makes the
+    /// next [`SparePool::take`] wait for the fork.
     pub fn refill(&self) {
         let mut zygote = self.zygote.lock().unwrap_or_else(|p| p.into_inner());
-        if zygote.is_none() {
-            match Zygote::spawn(&self.exe) {
+        match zygote.as_mut() {
+            None => match Zygote::spawn(&self.exe) {
                 Ok(z) => *zygote = Some(z),
                 Err(e) => tracing::warn!(%e, "spawning the supervisor zygote"),
+            },
+            Some(z) => {
+                if let Err(e) = z.sock.write_all(&[SPARE_REFILL]) {
+                    tracing::debug!(%e, "asking the zygote for the next spare");
+                }
             }
         }
     }
@@ -94,7 +107,7 @@ impl Zygote {
 
     /// Asks for a spare: one byte out, the spare's socket back.
     fn request(&mut self) -> io::Result<UnixStream> {
-        self.sock.write_all(&[1])?;
+        self.sock.write_all(&[SPARE_TAKE])?;
         let mut fds = channel::recv_fds(&self.sock, 1)?;
         fds.pop()
             .map(UnixStream::from)

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::config::ContainerConfig;
-use super::state::{read_json, write_json, State};
+use super::state::{read_json, write_json, write_state_json, State};
 use crate::runtime::ContainerSpec;
 
 /// One container's directory.
@@ -72,7 +72,7 @@ impl ContainerDir {
         read_json(&self.state())
     }
     pub fn write_state(&self, state: &State) -> io::Result<()> {
-        write_json(&self.state(), state)
+        write_state_json(&self.state(), state)
     }
 }
 

@@ -968,11 +968,12 @@ impl Networks {
     pub fn forget(&self, container_id: &str) -> Result<(), NetworkError> {
         self.release(container_id)?;
         let mut inner = self.lock()?;
+        let endpoints = inner.state.endpoints.len();
         inner
             .state
             .endpoints
             .retain(|e| e.container_id != container_id);
-        inner.state.ports.remove(container_id);
+        let had_ports = inner.state.ports.remove(container_id).is_some();
         let dir = self.files_root.join(container_id);
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -980,7 +981,12 @@ impl Networks {
             }
             _ => {}
         }
-        self.save(&inner)
+        // Unchanged (`--network none`, `host`): no rewrite, which on ext4
+        // costs a data flush on the `--rm` path (up to ~15 ms measured).
+        if had_ports || inner.state.endpoints.len() != endpoints {
+            self.save(&inner)?;
+        }
+        Ok(())
     }
 
     /// The container's Docker-shaped `NetworkSettings`.

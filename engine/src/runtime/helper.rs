@@ -50,6 +50,8 @@ pub struct Created {
     /// The master end of the container's pty, when it has one.
     pub console: Option<OwnedFd>,
     sock: UnixStream,
+    /// `Start` went out with the maps (see [`create_and_start`]).
+    start_sent: bool,
 }
 
 /// The namespaces a container gets from its spec. The PID namespace is
@@ -76,6 +78,24 @@ pub fn clone_flags(spec: &ContainerSpec) -> CloneFlags {
 /// Creates the container: clone, maps, and the init's setup up to the point
 /// where it waits for [`start`]. Must be called from a single-threaded process.
 pub fn create(spec: &ContainerSpec, stdio: InitStdio) -> Result<Created, Failure> {
+    create_inner(spec, stdio, false)
+}
+
+/// [`create`] for a caller with nothing to do between create and start:
+/// `Start` is queued right behind the maps, so the init goes on from its
+/// setup to the exec without waiting for a round trip through us (one
+/// wake-up of each process less, which a busy machine makes costly).
+/// [`start`] then only waits for the exec. Not for private mode, whose
+/// setup has a further exchange with us.
+pub fn create_and_start(spec: &ContainerSpec, stdio: InitStdio) -> Result<Created, Failure> {
+    create_inner(spec, stdio, spec.id_map.is_identity())
+}
+
+fn create_inner(
+    spec: &ContainerSpec,
+    stdio: InitStdio,
+    start_at_once: bool,
+) -> Result<Created, Failure> {
     spec.id_map
         .validate()
         .map_err(|e| Failure::runtime(e.to_string()))?;
@@ -126,6 +146,11 @@ pub fn create(spec: &ContainerSpec, stdio: InitStdio) -> Result<Created, Failure
     if private {
         private_rootfs(spec, pid, &mut sock).map_err(fail)?;
     }
+    let start_sent = start_at_once && !private;
+    if start_sent {
+        channel::send(&mut sock, &InitMsg::Start)
+            .map_err(|e| fail(Failure::runtime(format!("starting the container: {e}"))))?;
+    }
     let mut console = None;
     loop {
         match channel::recv::<InitMsg>(&mut sock) {
@@ -135,6 +160,7 @@ pub fn create(spec: &ContainerSpec, stdio: InitStdio) -> Result<Created, Failure
                     pidfd,
                     console,
                     sock,
+                    start_sent,
                 })
             }
             Ok(Some(InitMsg::Console)) => {
@@ -194,8 +220,10 @@ fn private_rootfs(spec: &ContainerSpec, pid: Pid, sock: &mut UnixStream) -> Resu
 /// happened (the init's close-on-exec socket closed without a word).
 pub fn start(created: &mut Created) -> Result<(), Failure> {
     let pid = created.pid;
-    channel::send(&mut created.sock, &InitMsg::Start)
-        .map_err(|e| Failure::runtime(format!("starting the container: {e}")))?;
+    if !created.start_sent {
+        channel::send(&mut created.sock, &InitMsg::Start)
+            .map_err(|e| Failure::runtime(format!("starting the container: {e}")))?;
+    }
     match channel::recv::<InitMsg>(&mut created.sock) {
         Ok(None) => Ok(()),
         Ok(Some(InitMsg::Failed { code, message })) => {

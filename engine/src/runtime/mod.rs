@@ -35,6 +35,7 @@ mod user_mounts;
 
 pub use container::{Container, Output, Runtime, RuntimeError};
 pub use idmap::{IdAllocator, IdMap, IdMapError, IdMapLine, PrivateRequest};
+pub use proc::probe_fresh_sysfs;
 pub use seccomp::Seccomp;
 pub use spec::{
     BindMount, ContainerSpec, MountKind, MountSpec, NetworkMode, ProcMode, ProcessSpec, RootfsSpec,

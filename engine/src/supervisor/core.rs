@@ -48,6 +48,9 @@ pub struct Supervisor {
     pub(super) health_next: Option<Instant>,
     signals: SignalFd,
     buf: Vec<u8>,
+    /// The last run's mount namespace (see `Launched::mount_ns`), let go
+    /// once the engine has been told everything.
+    held_mount_ns: Option<OwnedFd>,
 }
 
 /// The container's running (or draining) process.
@@ -151,6 +154,7 @@ impl Supervisor {
             health_next: None,
             signals,
             buf: vec![0u8; 64 * 1024],
+            held_mount_ns: None,
         };
         sup.save();
         Ok(sup)
@@ -195,7 +199,9 @@ impl Supervisor {
             stderr,
             console,
             stdin,
+            mount_ns,
         } = l;
+        self.held_mount_ns = mount_ns;
         self.container = Some(Proc {
             pid,
             out: stdout,
@@ -294,6 +300,10 @@ impl Supervisor {
         self.save();
         self.broadcast(&Event::Gone);
         let _ = std::fs::remove_file("sock");
+        // Hang up first (the engine's removal of an `--rm` container waits
+        // for it), then tear the container's mounts down.
+        self.clients.clear();
+        drop(self.held_mount_ns.take());
         0
     }
 

@@ -1,7 +1,9 @@
 //! How a supervisor comes to be. The engine spawns one `hutch __supervise`
 //! process, the *zygote*, which keeps one spare supervisor forked ahead of
 //! time. A start asks the zygote for a spare and gets the spare's socket
-//! back at once; the zygote then forks the next one. So a start is a message
+//! back at once; once the start is done the engine asks for the next one
+//! (`SPARE_REFILL`), so that fork does not compete with the start for the
+//! CPU. So a start is a message
 //! to processes that are already running (no exec of the hutch binary on
 //! the start path, and the next spare costs a fork, not an exec), and every
 //! supervisor shares the pages the zygote's exec and start-up dirtied (the
@@ -25,6 +27,7 @@ use nix::unistd::{dup2_stdin, fork, setsid, ForkResult};
 
 use super::core::{Role, Supervisor};
 use crate::containers::protocol::{self, Kind, Reply, Request};
+use crate::containers::spare::SPARE_REFILL;
 use crate::containers::store::ContainerDir;
 use crate::runtime::caps::DEFAULT_CAPABILITIES;
 use crate::runtime::channel;
@@ -34,8 +37,9 @@ use crate::runtime::seccomp::{self, Seccomp};
 const ATTACH_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `hutch __supervise`: the zygote; `control` (its stdin) is its socket to
-/// the engine. Each byte the engine sends asks for one spare, answered with
-/// the spare's socket (SCM_RIGHTS). Returns the process's exit code.
+/// the engine. Each `SPARE_TAKE` byte the engine sends asks for one spare,
+/// answered with the spare's socket (SCM_RIGHTS); `SPARE_REFILL` has it
+/// fork the next spare ahead. Returns the process's exit code.
 pub fn main(control: OwnedFd) -> i32 {
     // Out of reach of same-UID processes (see `make_undumpable`); forks
     // inherit it, and a container's init makes itself dumpable for its maps.
@@ -52,6 +56,8 @@ pub fn main(control: OwnedFd) -> i32 {
     if let Err(e) = seccomp::prepare(Seccomp::Default, &defaults) {
         tracing::warn!(%e, "compiling the default seccomp profile");
     }
+    // So is what the kernel allows for /sys (a refused mount is slow).
+    crate::runtime::probe_fresh_sysfs();
     // libseccomp's working memory is freed but would stay in the heap,
     // which every spare inherits and dirties again as it allocates: give
     // it back first.
@@ -61,6 +67,14 @@ pub fn main(control: OwnedFd) -> i32 {
     loop {
         let mut byte = [0u8; 1];
         match control.read(&mut byte) {
+            Ok(1) if byte[0] == SPARE_REFILL => {
+                // The start that took the last spare is done: fork the next
+                // one now, not while that start still needed the CPU.
+                if ready.is_none() {
+                    ready = fork_spare(&control).ok();
+                }
+                continue;
+            }
             Ok(1) => {}
             // The engine is gone: so are we (the ready spare sees its
             // socket close and ends too).
@@ -79,7 +93,6 @@ pub fn main(control: OwnedFd) -> i32 {
         if channel::send_fds(&control, &[spare]).is_err() {
             return 0;
         }
-        ready = fork_spare(&control).ok();
     }
 }
 

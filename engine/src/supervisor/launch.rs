@@ -22,6 +22,11 @@ pub struct Launched {
     pub console: Option<OwnedFd>,
     /// Where stdin goes, with `open_stdin` and no tty.
     pub stdin: Option<OwnedFd>,
+    /// The container's mount namespace, held so that its teardown (every
+    /// mount unmounted, an RCU grace period waited for) happens when we
+    /// let go of it after the exit has been reported, not in the exiting
+    /// process before its parent even learns of the exit.
+    pub mount_ns: Option<OwnedFd>,
 }
 
 /// Creates and starts the container. Must run in the single-threaded
@@ -34,6 +39,7 @@ pub fn launch(spec: &ContainerSpec, tty: bool, open_stdin: bool) -> Result<Launc
         stderr: None,
         console: None,
         stdin: None,
+        mount_ns: None,
     };
     let stdio = if tty {
         InitStdio {
@@ -67,7 +73,13 @@ pub fn launch(spec: &ContainerSpec, tty: bool, open_stdin: bool) -> Result<Launc
             tty: false,
         }
     };
-    let mut created = helper::create(spec, stdio)?;
+    // The network hook runs between create and start; without one the
+    // init need not wait for us.
+    let mut created = if spec.network_hook.is_some() {
+        helper::create(spec, stdio)?
+    } else {
+        helper::create_and_start(spec, stdio)?
+    };
     if let Some(hook) = &spec.network_hook {
         if let Err(message) =
             crate::containers::networking::call_hook(hook, &spec.id, created.pid.as_raw())
@@ -78,6 +90,13 @@ pub fn launch(spec: &ContainerSpec, tty: bool, open_stdin: bool) -> Result<Launc
             return Err(Failure::runtime(message));
         }
     }
+    // Best effort: without it the exit only reports a little later.
+    ours.mount_ns = open(
+        format!("/proc/{}/ns/mnt", created.pid).as_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok();
     if let Some(console) = created.console.take() {
         set_nonblocking(&console).map_err(io)?;
         ours.console = Some(console);
