@@ -45,6 +45,12 @@ struct Cli {
 
 /// The iperf3 port in every netns.
 const IPERF: u16 = 5201;
+/// iperf3's client on CPU 0 and its server on CPU 1, in every path: one
+/// stream moves about 20 Gbit/s on two cores when the two land on
+/// different CPUs and half that when the scheduler puts them on one, which
+/// made single samples (the veth baseline's too) swing twofold.
+const PIN: &str = "-A0,1";
+
 /// Where published ports appear on the pod's 127.0.0.1.
 const PUB_IPERF: u16 = 15201;
 const ECHO: u16 = 7000;
@@ -276,7 +282,7 @@ nsenter -t $P -n sh -c 'ip addr add 10.99.0.2/30 dev vb1 && ip link set vb1 up &
 nsenter -t $P -n {iperf3} -s -p {IPERF} >/dev/null 2>&1 &
 S=$!
 for i in $(seq 100); do nsenter -t $P -n ss -Hltn | grep -q ":{IPERF} " && break; sleep 0.05; done
-{iperf3} -c 10.99.0.2 -p {IPERF} -t {secs} -J || true
+{iperf3} -c 10.99.0.2 -p {IPERF} -t {secs} {PIN} -J || true
 kill $S $P
 ip link del vb0 2>/dev/null || true
 "#,
@@ -330,7 +336,7 @@ fn engine_mode(rig: &Rig, iperf3: &Path, cli: &Cli, expect: &str) -> anyhow::Res
     let client = spec(
         "iperfc",
         &format!(
-            "for i in $(seq 50); do iperf3 -c {POD_IP} -p {IPERF} -t {} -J > /r.json && break; \
+            "for i in $(seq 50); do iperf3 -c {POD_IP} -p {IPERF} -t {} {PIN} -J > /r.json && break; \
              sleep 0.1; done; touch /done",
             cli.seconds
         ),
@@ -372,6 +378,7 @@ fn engine_mode(rig: &Rig, iperf3: &Path, cli: &Cli, expect: &str) -> anyhow::Res
             &PUB_IPERF.to_string(),
             "-t",
             &cli.seconds.to_string(),
+            PIN,
             "-J",
         ]);
         c
@@ -410,13 +417,13 @@ for i in $(seq 100); do in_ns ip -4 addr show tap0 2>/dev/null | grep -q 10.0.2.
 {iperf3} -s -p {IPERF} > {dir}/slirp-iperf-s.log 2>&1 &
 I=$!
 for i in $(seq 100); do ss -Hltn | grep -q ":{IPERF} " && break; sleep 0.05; done
-in_ns {iperf3} -c {POD_IP} -p {IPERF} -t {secs} -J > {dir}/slirp-out.json || true
+in_ns {iperf3} -c {POD_IP} -p {IPERF} -t {secs} {PIN} -J > {dir}/slirp-out.json || true
 kill $I
 in_ns {iperf3} -s -p {IPERF} > /dev/null 2>&1 &
 I=$!
 for i in $(seq 100); do in_ns ss -Hltn | grep -q ":{IPERF} " && break; sleep 0.05; done
 {net_tool} unix-request {dir}/slirp.sock '{hostfwd}' > {dir}/slirp-fwd.json
-{iperf3} -c 127.0.0.1 -p {PUB_IPERF} -t {secs} -J > {dir}/slirp-in.json || true
+{iperf3} -c 127.0.0.1 -p {PUB_IPERF} -t {secs} {PIN} -J > {dir}/slirp-in.json || true
 kill $I $S $P
 "#,
         iperf3 = iperf3.display(),
