@@ -21,9 +21,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 tests/install-deps
+# The build where the pod can read it (see tests/target-dir).
+CARGO_TARGET_DIR="$(tests/target-dir)"
+export CARGO_TARGET_DIR
 cargo build --release --bins --quiet
-BIN=$PWD/target/release
-CACHE=$PWD/target/bench
+BIN=$CARGO_TARGET_DIR/release
+CACHE=$CARGO_TARGET_DIR/bench
 mkdir -p "$CACHE"
 chmod 755 "$CACHE"
 
