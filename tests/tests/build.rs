@@ -489,3 +489,57 @@ fn hutch_build_runs_independent_stages_in_parallel() -> Result<()> {
     ensure!(t.contains("returned a non-zero code: 5"), "{t}");
     pod.stop()
 }
+
+/// `COPY --exclude` (`.dockerignore` patterns: a top-level source by its
+/// path, what is under a directory source by its path there) and `COPY
+/// --parents` (each source keeps its path under the destination), checked
+/// by a RUN of the same build.
+#[test]
+fn hutch_build_copy_exclude_and_parents() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let base = load_busybox(&pod)?;
+    let df = format!(
+        r#"FROM {base}
+COPY --exclude=*.md --exclude=**/tmp app/ /app/
+COPY --exclude=*.log hom* /home-files/
+COPY --parents x/a.txt y/b/c.txt /p/
+COPY --parents --exclude=**/skip.txt tree /q/
+RUN find /app /home-files /p /q | sort > /listing
+"#
+    );
+    let ctx = Ctx::new(&[
+        ("Dockerfile", &df),
+        ("app/main.c", "int main;\n"),
+        ("app/README.md", "readme\n"),
+        ("app/sub/notes.md", "notes\n"),
+        ("app/sub/keep.txt", "keep\n"),
+        ("app/sub/tmp/x", "scratch\n"),
+        ("homework.txt", "hw\n"),
+        ("homepage.log", "log\n"),
+        ("x/a.txt", "a\n"),
+        ("y/b/c.txt", "c\n"),
+        ("tree/one.txt", "1\n"),
+        ("tree/deep/skip.txt", "skip\n"),
+        ("tree/deep/two.txt", "2\n"),
+    ])?;
+    let out = hutch(&pod, &["build", "-t", "flags", &ctx.arg()])?;
+    ensure!(out.status.success(), "build: {}", text(&out));
+    let daemon = Daemon::start(&pod)?;
+    let listing = daemon.docker_ok(&["run", "--rm", "flags", "cat", "/listing"])?;
+    // `*.md` matches at the top of the source only, as in .dockerignore.
+    let want = "/app\n/app/main.c\n/app/sub\n/app/sub/keep.txt\n/app/sub/notes.md\n/home-files\n/home-files/homework.txt\n\
+                /p\n/p/x\n/p/x/a.txt\n/p/y\n/p/y/b\n/p/y/b/c.txt\n\
+                /q\n/q/tree\n/q/tree/deep\n/q/tree/deep/two.txt\n/q/tree/one.txt\n";
+    ensure!(listing == want, "got:\n{listing}\nwant:\n{want}");
+    // A bad pattern is a clear error.
+    let bad = format!("FROM {base}\nCOPY --exclude=[ app/ /app/\n");
+    let ctx2 = Ctx::new(&[("Dockerfile", &bad), ("app/f", "f\n")])?;
+    let out = hutch(&pod, &["build", "-t", "bad", &ctx2.arg()])?;
+    ensure!(
+        !out.status.success() && text(&out).contains("--exclude"),
+        "a bad --exclude pattern: {}",
+        text(&out)
+    );
+    daemon.stop()?;
+    pod.stop()
+}

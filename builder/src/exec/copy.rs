@@ -15,6 +15,7 @@ use super::view::lookup;
 use super::BuildError;
 use crate::chmod::Chmod;
 use crate::dockerfile::Heredoc;
+use crate::dockerignore::DockerIgnore;
 
 /// Where COPY reads from.
 pub struct SourceRoot<'a> {
@@ -37,6 +38,13 @@ pub struct CopyRequest<'a> {
     /// ADD: local tar archives are extracted.
     pub add: bool,
     pub now: i64,
+    /// `--exclude` patterns (`.dockerignore` syntax): a top-level source
+    /// is matched by its path in the context, what is under a directory
+    /// source by its path below that directory.
+    pub exclude: &'a DockerIgnore,
+    /// `--parents`: each source keeps its path (from the context's root)
+    /// under the destination, which is then a directory.
+    pub parents: bool,
 }
 
 /// The entries of the layer, sorted, parents included.
@@ -88,8 +96,10 @@ pub fn copy_entries(
             matched.push(rel);
         }
     }
+    matched.retain(|rel| !req.exclude.is_ignored(rel));
     let multi = matched.len() + req.inline.len() > 1 || wildcard;
-    let dest_is_dir = dest_hint_dir
+    let dest_is_dir = req.parents
+        || dest_hint_dir
         || multi
         || lookup(lower, &dest).is_some_and(|(_, m)| m.is_dir())
         || (matched.len() == 1 && is_dir(src, &matched[0]));
@@ -101,15 +111,23 @@ pub fn copy_entries(
         let meta = fs::symlink_metadata(&full)
             .map_err(|e| BuildError::io(&format!("reading {rel}"), e))?;
         if meta.is_dir() {
-            copy_tree(src, rel, &dest, req, &mut links, &mut out)?;
-            if !dest.is_empty() {
-                let e = Entry::dir(&dest, 0o755, owner(req).0, owner(req).1, meta.mtime());
-                out.entry(dest.clone()).or_insert(e);
+            // With --parents the directory itself goes under its path.
+            let into = if req.parents {
+                join(&dest, rel)
+            } else {
+                dest.clone()
+            };
+            copy_tree(src, rel, &into, req, &mut links, &mut out)?;
+            if !into.is_empty() {
+                let e = Entry::dir(&into, 0o755, owner(req).0, owner(req).1, meta.mtime());
+                out.entry(into.clone()).or_insert(e);
             }
             continue;
         }
         let name = rel.rsplit('/').next().unwrap_or(rel);
-        let target = if dest_is_dir {
+        let target = if req.parents {
+            join(&dest, rel)
+        } else if dest_is_dir {
             join(&dest, name)
         } else {
             dest.clone()
@@ -177,6 +195,11 @@ fn copy_tree(
     out: &mut BTreeMap<String, Entry>,
 ) -> Result<(), BuildError> {
     let mut stack = vec![(rel.to_string(), dest.to_string())];
+    let below = |path: &str| -> String {
+        path.strip_prefix(rel)
+            .map(|p| p.trim_start_matches('/').to_string())
+            .unwrap_or_else(|| path.to_string())
+    };
     while let Some((from, to)) = stack.pop() {
         let dir = src.root.join(&from);
         let names =
@@ -188,6 +211,9 @@ fn copy_tree(
                 if !inc.contains_key(&from_child) {
                     continue;
                 }
+            }
+            if !req.exclude.is_empty() && req.exclude.is_ignored(&below(&from_child)) {
+                continue;
             }
             let full = dir.join(&name);
             let meta = fs::symlink_metadata(&full)

@@ -592,6 +592,8 @@ impl Executor {
                         chown,
                         chmod,
                         add,
+                        excludes: &c.excludes,
+                        parents: c.parents,
                     },
                     sources,
                     results,
@@ -613,6 +615,8 @@ impl Executor {
                         chown: a.chown.clone(),
                         chmod: a.chmod.clone(),
                         add: true,
+                        excludes: &a.excludes,
+                        parents: false,
                     },
                     sources,
                     results,
@@ -678,6 +682,8 @@ impl Executor {
             included,
             keep_owner,
         };
+        let exclude = crate::dockerignore::DockerIgnore::parse(&args.excludes.join("\n"))
+            .map_err(|e| BuildError::Invalid(format!("--exclude: {e}")))?;
         let req = copy::CopyRequest {
             sources: &args.sources.paths,
             inline: &args.sources.inline,
@@ -687,6 +693,8 @@ impl Executor {
             chmod,
             add: args.add,
             now: ctx.epoch.unwrap_or(0),
+            exclude: &exclude,
+            parents: args.parents,
         };
         let _ = now;
         let entries = copy::copy_entries(&src, &req, &lower)?;
@@ -843,6 +851,10 @@ struct CopyArgs<'a> {
     chown: Option<String>,
     chmod: Option<String>,
     add: bool,
+    /// `--exclude` patterns.
+    excludes: &'a [String],
+    /// `--parents` (COPY only).
+    parents: bool,
 }
 
 fn key_preview(argv: &[String]) -> Vec<u8> {
