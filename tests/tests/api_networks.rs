@@ -587,6 +587,38 @@ fn docker_cli(variant: Variant) -> Result<()> {
             "{want:?} not in the events: {events}"
         );
     }
+    // A container's start and exit connect and disconnect it, as events.
+    let evt = daemon
+        .docker_ok(&["run", "-d", "--network", "app", "busybox", "true"])?
+        .trim()
+        .to_string();
+    let mut seen = String::new();
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        seen = daemon.docker_ok(&[
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &unix_now().to_string(),
+            "--filter",
+            "type=network",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.container}}",
+        ])?;
+        if seen.contains(&format!("disconnect app {evt}")) {
+            break;
+        }
+    }
+    let mine: Vec<&str> = seen.lines().filter(|l| l.ends_with(&evt)).collect();
+    ensure!(
+        mine == [
+            format!("connect app {evt}"),
+            format!("disconnect app {evt}")
+        ],
+        "network events of a run: {seen}"
+    );
+    daemon.docker_ok(&["rm", &evt])?;
     daemon.docker_ok(&["stop", "-t", "0", "probe"])?;
     daemon.docker_ok(&["network", "connect", "app", "probe"])?;
     daemon.docker_ok(&["start", "probe"])?;

@@ -48,8 +48,12 @@ impl Event {
 
     /// A container event from the engine, stamped now.
     pub fn container(event: &hutch_engine::containers::EngineEvent) -> Event {
+        use hutch_engine::containers::EventKind;
         Event {
-            kind: EventMessageTypeEnum::CONTAINER,
+            kind: match event.kind {
+                EventKind::Container => EventMessageTypeEnum::CONTAINER,
+                EventKind::Network => EventMessageTypeEnum::NETWORK,
+            },
             action: event.action.clone(),
             actor_id: event.id.clone(),
             attributes: event.attributes.clone(),

@@ -82,9 +82,20 @@ impl From<NameError> for EngineError {
 
 pub type Result<T> = std::result::Result<T, EngineError>;
 
+/// What an [`EngineEvent`] is about (Docker's event `Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventKind {
+    #[default]
+    Container,
+    /// `connect`/`disconnect` of a container (attribute `container`) at
+    /// its start and exit; the ID is the network's.
+    Network,
+}
+
 /// An event for `/events`, as Docker names them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineEvent {
+    pub kind: EventKind,
     /// `create`, `start`, `die`, `stop`, `kill`, `destroy`, `rename`,
     /// `restart`, `attach`, `resize`, `exec_create`, `exec_start`,
     /// `exec_die`, `health_status: healthy`, ...
@@ -314,6 +325,27 @@ impl Engine {
         self.inner.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Docker's `network connect`/`disconnect` events, one per network the
+    /// container is on.
+    fn emit_network(&self, action: &str, container_id: &str, settings: &NetworkSettings) {
+        let Some(sink) = &self.inner.opts.on_event else {
+            return;
+        };
+        for (name, ep) in &settings.networks {
+            let attributes = BTreeMap::from([
+                ("container".to_string(), container_id.to_string()),
+                ("name".to_string(), name.clone()),
+                ("type".to_string(), "bridge".to_string()),
+            ]);
+            sink(&EngineEvent {
+                kind: EventKind::Network,
+                action: action.to_string(),
+                id: ep.network_id.clone(),
+                attributes,
+            });
+        }
+    }
+
     fn emit(&self, action: &str, id: &str, attrs: &[(&str, String)]) {
         if let Some(sink) = &self.inner.opts.on_event {
             let mut attributes: BTreeMap<String, String> = attrs
@@ -324,6 +356,7 @@ impl Engine {
                 attributes.extend(event_attributes(&r.config));
             }
             sink(&EngineEvent {
+                kind: EventKind::Container,
                 action: action.to_string(),
                 id: id.to_string(),
                 attributes,
@@ -990,6 +1023,7 @@ impl Engine {
         if let (Some(r), Some(sink)) = (removed, &self.inner.opts.on_event) {
             let attributes = event_attributes(&r.config);
             sink(&EngineEvent {
+                kind: EventKind::Container,
                 action: "destroy".into(),
                 id: id.clone(),
                 attributes,
@@ -1562,6 +1596,9 @@ impl Engine {
         nets.attach(&c).map_err(|e| e.to_string())?;
         let t1 = Instant::now();
         nets.plug(id, pid).map_err(|e| e.to_string())?;
+        if let Ok(settings) = nets.settings(id) {
+            self.emit_network("connect", id, &settings);
+        }
         tracing::debug!(
             %id,
             attach_ms = (t1 - t0).as_secs_f64() * 1e3,
@@ -1593,8 +1630,12 @@ impl Engine {
     fn release_network(&self, id: &str) {
         if let Some(nets) = &self.inner.opts.networks {
             let t0 = Instant::now();
+            // Only a plugged container (it has a sandbox) is disconnected.
+            let plugged = nets.settings(id).ok().filter(|s| !s.sandbox_key.is_empty());
             if let Err(e) = nets.release(id) {
                 tracing::warn!(%id, %e, "releasing a container's network");
+            } else if let Some(settings) = plugged {
+                self.emit_network("disconnect", id, &settings);
             }
             tracing::debug!(%id, ms = t0.elapsed().as_secs_f64() * 1e3, "released");
         }

@@ -22,6 +22,6 @@ pub mod tmpfs_layers;
 
 pub use engine::{
     AttachSpec, ContainerDetails, ContainerLogs, Created, Engine, EngineError, EngineEvent,
-    EngineOptions, EventSink, ExecDetails, ExecOptions, ExecStream, VolumeUsage, VolumesPruned,
-    WaitCondition,
+    EngineOptions, EventKind, EventSink, ExecDetails, ExecOptions, ExecStream, VolumeUsage,
+    VolumesPruned, WaitCondition,
 };

@@ -86,6 +86,7 @@ pub async fn commit(req: ApiRequest) -> Result<Response<Body>, ApiError> {
     );
     attributes.insert("name".to_owned(), c.name.clone());
     daemon.events.publish(Event::container(&EngineEvent {
+        kind: hutch_engine::containers::EventKind::Container,
         action: "commit".to_owned(),
         id: c.id.clone(),
         attributes,

@@ -53,6 +53,7 @@ pub async fn export(req: ApiRequest) -> Result<Response<Body>, ApiError> {
     let mut attributes = BTreeMap::new();
     attributes.insert("name".to_owned(), d.config.name.clone());
     daemon.events.publish(Event::container(&EngineEvent {
+        kind: hutch_engine::containers::EventKind::Container,
         action: "export".to_owned(),
         id: d.config.id.clone(),
         attributes,

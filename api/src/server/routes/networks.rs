@@ -415,15 +415,18 @@ async fn connect(req: ApiRequest) -> Reply {
         mac_address: None,
     };
     let container = body.container.clone();
-    let (net, id) = daemon
+    let (net, id, running) = daemon
         .with_engine(move |e| {
             let id = e.resolve(&container)?;
             e.network_connect(&network, &id, &opts)?;
             let net = e.networks().map(|n| n.inspect(&network)).transpose()?;
-            Ok((net, id))
+            let running = e.inspect(&id)?.state.running;
+            Ok((net, id, running))
         })
         .await?;
-    if let Some(net) = net {
+    // As Docker: a container that is not running is connected (and the
+    // event sent) when it starts.
+    if let (Some(net), true) = (net, running) {
         publish(&daemon, "connect", &net, Some(&id));
     }
     Ok(response::empty(StatusCode::OK))
@@ -438,15 +441,16 @@ async fn disconnect(req: ApiRequest) -> Reply {
     }
     let _ = body.force;
     let container = body.container.clone();
-    let (net, id) = daemon
+    let (net, id, running) = daemon
         .with_engine(move |e| {
             let id = e.resolve(&container)?;
             let net = e.networks().map(|n| n.inspect(&network)).transpose()?;
+            let running = e.inspect(&id)?.state.running;
             e.network_disconnect(&network, &id)?;
-            Ok((net, id))
+            Ok((net, id, running))
         })
         .await?;
-    if let Some(net) = net {
+    if let (Some(net), true) = (net, running) {
         publish(&daemon, "disconnect", &net, Some(&id));
     }
     Ok(response::empty(StatusCode::OK))
