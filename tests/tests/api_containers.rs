@@ -268,6 +268,53 @@ fn docker_cli_run() -> Result<()> {
     ensure!(sh("cat /tmp/again2")? == "again\n");
     daemon.docker_ok(&["rm", "later"])?;
 
+    // --log-driver none keeps no log (and `docker logs` says it cannot
+    // read one); local keeps and reads it as json-file does.
+    daemon.docker_ok(&[
+        "run",
+        "--name",
+        "nolog",
+        "--log-driver",
+        "none",
+        bb,
+        "echo",
+        "unseen",
+    ])?;
+    let out = docker(&daemon, &["logs", "nolog"])?;
+    ensure!(
+        !out.status.success()
+            && text(&out.stderr).contains("configured logging driver does not support reading"),
+        "{out:?}"
+    );
+    daemon.docker_ok(&[
+        "run",
+        "--name",
+        "local",
+        "--log-driver",
+        "local",
+        bb,
+        "echo",
+        "kept",
+    ])?;
+    ensure!(daemon.docker_ok(&["logs", "local"])? == "kept\n");
+    let drivers = daemon.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.LogConfig.Type}} {{index .HostConfig.LogConfig.Config \"max-file\"}}",
+        "nolog",
+        "local",
+    ])?;
+    ensure!(drivers == "none \nlocal 5\n", "{drivers}");
+    let out = docker(
+        &daemon,
+        &["run", "--rm", "--log-driver", "syslog", bb, "true"],
+    )?;
+    ensure!(
+        out.status.code() == Some(125) && text(&out.stderr).contains("not supported by hutch"),
+        "{out:?}"
+    );
+    daemon.docker_ok(&["rm", "nolog", "local"])?;
+
     // --shm-size sizes /dev/shm, and inspect says so.
     daemon.docker_ok(&[
         "run",

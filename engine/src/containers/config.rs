@@ -239,10 +239,42 @@ fn or_default(nanos: u64, secs: u64) -> Duration {
     }
 }
 
-/// json-file log options (`--log-opt max-size=10m --log-opt max-file=3`).
+/// The logging driver (`--log-driver`). `local` is stored as json-file is
+/// (hutch reads both the same way), with Docker's `local` defaults;
+/// `none` keeps nothing, and `docker logs` says so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogDriver {
+    #[default]
+    JsonFile,
+    Local,
+    None,
+}
+
+impl LogDriver {
+    pub fn parse(name: &str) -> Option<LogDriver> {
+        match name {
+            "" | "json-file" => Some(LogDriver::JsonFile),
+            "local" => Some(LogDriver::Local),
+            "none" => Some(LogDriver::None),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LogDriver::JsonFile => "json-file",
+            LogDriver::Local => "local",
+            LogDriver::None => "none",
+        }
+    }
+}
+
+/// Log options (`--log-opt max-size=10m --log-opt max-file=3`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LogConfig {
+    pub driver: LogDriver,
     /// Rotate when the file would grow past this many bytes; `None`: never.
     pub max_size: Option<u64>,
     /// Files kept, the live one included (Docker's default 1).
@@ -252,16 +284,35 @@ pub struct LogConfig {
 impl LogConfig {
     /// From Docker's log options map.
     pub fn from_opts(opts: &BTreeMap<String, String>) -> Result<LogConfig, String> {
-        let max_size = opts.get("max-size").map(|s| parse_size(s)).transpose()?;
+        LogConfig::for_driver(LogDriver::JsonFile, opts)
+    }
+
+    /// Options for `driver`; `local` rotates at 20 MB over 5 files unless
+    /// told otherwise, as Docker's.
+    pub fn for_driver(
+        driver: LogDriver,
+        opts: &BTreeMap<String, String>,
+    ) -> Result<LogConfig, String> {
+        let local = driver == LogDriver::Local;
+        let max_size = match opts.get("max-size") {
+            Some(s) => Some(parse_size(s)?),
+            None if local => Some(20 << 20),
+            None => None,
+        };
         let max_file = match opts.get("max-file") {
             Some(n) => n
                 .parse::<u32>()
                 .ok()
                 .filter(|n| *n >= 1)
                 .ok_or_else(|| format!("invalid max-file {n:?}"))?,
+            None if local => 5,
             None => 1,
         };
-        Ok(LogConfig { max_size, max_file })
+        Ok(LogConfig {
+            driver,
+            max_size,
+            max_file,
+        })
     }
 
     pub fn files(&self) -> u32 {
@@ -387,6 +438,7 @@ mod tests {
         assert_eq!(
             LogConfig::from_opts(&opts)?,
             LogConfig {
+                driver: Default::default(),
                 max_size: Some(1024),
                 max_file: 3
             }

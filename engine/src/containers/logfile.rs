@@ -77,6 +77,9 @@ impl LogWriter {
 
     /// Logs one message of `stream` (`stdout` or `stderr`) stamped now.
     pub fn write(&mut self, stream: &str, message: &[u8]) -> io::Result<()> {
+        if self.config.driver == super::config::LogDriver::None {
+            return Ok(());
+        }
         let entry = Entry {
             log: String::from_utf8_lossy(message).into_owned(),
             stream: stream.to_string(),
@@ -143,6 +146,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("c-json.log");
         let config = LogConfig {
+            driver: Default::default(),
             max_size: Some(200),
             max_file: 3,
         };

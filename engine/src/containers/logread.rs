@@ -261,6 +261,7 @@ mod tests {
         let mut w = LogWriter::open(
             &path,
             LogConfig {
+                driver: Default::default(),
                 max_size: Some(600),
                 max_file: 5,
             },

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use bollard_stubs::models::{ContainerCreateBody, HostConfig, RestartPolicyNameEnum};
 use hutch_engine::containers::config::{
-    CreateOptions, HealthConfig, LogConfig, RestartPolicy, RestartPolicyName, Ulimit, UsernsMode,
+    CreateOptions, HealthConfig, LogConfig, LogDriver, RestartPolicy, RestartPolicyName, Ulimit,
+    UsernsMode,
 };
 use hutch_engine::containers::networking::{
     normalize_port, EndpointConfig, HostBinding, NetworkOptions,
@@ -327,17 +328,15 @@ fn log_config(host: &HostConfig) -> Result<LogConfig, ApiError> {
     let Some(lc) = &host.log_config else {
         return Ok(LogConfig::default());
     };
-    match lc.typ.as_deref() {
-        None | Some("") | Some("json-file") => {}
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "logging driver {other:?} is not supported by hutch (json-file is)"
-            )))
-        }
-    }
+    let name = lc.typ.as_deref().unwrap_or("");
+    let driver = LogDriver::parse(name).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "logging driver {name:?} is not supported by hutch (json-file, local and none are)"
+        ))
+    })?;
     let opts: BTreeMap<String, String> =
         lc.config.clone().unwrap_or_default().into_iter().collect();
-    LogConfig::from_opts(&opts).map_err(ApiError::bad_request)
+    LogConfig::for_driver(driver, &opts).map_err(ApiError::bad_request)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::io;
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
+use hutch_engine::containers::config::LogDriver;
 use hutch_engine::containers::logread::{LogLine, LogsOptions, Stream as LogStream};
 use hutch_engine::containers::AttachSpec;
 use hyper::Response;
@@ -88,6 +89,12 @@ pub async fn logs(req: ApiRequest) -> Reply {
         .daemon
         .with_engine(move |e| Ok((e.inspect(&query)?, e.open_logs(&query)?)))
         .await?;
+    if details.config.options.log_config.driver == LogDriver::None {
+        return Err(ApiError::new(
+            hyper::StatusCode::NOT_IMPLEMENTED,
+            "configured logging driver does not support reading",
+        ));
+    }
     let tty = details.config.options.tty;
     let (resp, tx) = response::stream(hijack::content_type(tty, req.version));
     tokio::task::spawn_blocking(move || {

@@ -109,7 +109,7 @@ fn host_config(d: &ContainerDetails) -> HostConfig {
         tmpfs: (!o.tmpfs.is_empty()).then(|| o.tmpfs.clone().into_iter().collect()),
         container_id_file: Some(String::new()),
         log_config: Some(HostConfigLogConfig {
-            typ: Some("json-file".into()),
+            typ: Some(o.log_config.driver.name().into()),
             config: Some(log_opts),
         }),
         network_mode: Some(network_mode(d)),
