@@ -171,6 +171,16 @@ impl Drop for Daemon<'_> {
     }
 }
 
+/// Everything a command printed, with its status, for a failure message.
+pub fn printed(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// A command's stdout, or an error with everything it printed.
 pub fn ok(out: &Output, what: &str) -> anyhow::Result<String> {
     ensure!(

@@ -6,23 +6,14 @@
 //! Needs the `hutch` and `podsim` binaries built first (`tests/run` does it).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use hutch_tests::build_context::{set_mode, BuildContext as Ctx};
-use hutch_tests::daemon::{client_script, ok, Daemon};
+use hutch_tests::daemon::{client_script, ok, printed as text, Daemon};
 use hutch_tests::podsim::{Pod, PodSpec};
 use hutch_tests::testimages;
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn load_busybox(daemon: &Daemon) -> Result<String> {
     let image = testimages::busybox()?;

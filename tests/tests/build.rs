@@ -8,7 +8,7 @@ use std::process::Output;
 
 use anyhow::{ensure, Context, Result};
 use hutch_tests::build_context::{set_mode, BuildContext as Ctx};
-use hutch_tests::daemon::Daemon;
+use hutch_tests::daemon::{printed as text, Daemon};
 use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
 use hutch_tests::testimages;
 
@@ -17,15 +17,6 @@ fn hutch(pod: &Pod, args: &[&str]) -> Result<Output> {
         .args(args)
         .output()
         .context("running hutch in the pod")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn load_busybox(pod: &Pod) -> Result<String> {

@@ -574,13 +574,7 @@ impl Executor {
                 self.finish_layer_step(ctx, img, key, &created, &text, layer.flatten())
             }
             Command::Copy(c) => {
-                let (text, from, chown, chmod, add) = (
-                    history::copy(c),
-                    c.from.clone(),
-                    c.chown.clone(),
-                    c.chmod.clone(),
-                    false,
-                );
+                let text = history::copy(c);
                 self.copy_step(
                     ctx,
                     img,
@@ -588,10 +582,10 @@ impl Executor {
                     key,
                     CopyArgs {
                         sources: &c.sources,
-                        from,
-                        chown,
-                        chmod,
-                        add,
+                        from: c.from.clone(),
+                        chown: c.chown.clone(),
+                        chmod: c.chmod.clone(),
+                        add: false,
                         excludes: &c.excludes,
                         parents: c.parents,
                     },

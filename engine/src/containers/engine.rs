@@ -1596,8 +1596,10 @@ impl Engine {
         nets.attach(&c).map_err(|e| e.to_string())?;
         let t1 = Instant::now();
         nets.plug(id, pid).map_err(|e| e.to_string())?;
-        if let Ok(settings) = nets.settings(id) {
-            self.emit_network("connect", id, &settings);
+        if self.inner.opts.on_event.is_some() {
+            if let Ok(settings) = nets.settings(id) {
+                self.emit_network("connect", id, &settings);
+            }
         }
         tracing::debug!(
             %id,
@@ -1630,8 +1632,15 @@ impl Engine {
     fn release_network(&self, id: &str) {
         if let Some(nets) = &self.inner.opts.networks {
             let t0 = Instant::now();
-            // Only a plugged container (it has a sandbox) is disconnected.
-            let plugged = nets.settings(id).ok().filter(|s| !s.sandbox_key.is_empty());
+            // Only a plugged container (it has a sandbox) is disconnected;
+            // its networks are read only when someone listens for events.
+            let plugged = self
+                .inner
+                .opts
+                .on_event
+                .as_ref()
+                .and_then(|_| nets.settings(id).ok())
+                .filter(|s| !s.sandbox_key.is_empty());
             if let Err(e) = nets.release(id) {
                 tracing::warn!(%id, %e, "releasing a container's network");
             } else if let Some(settings) = plugged {

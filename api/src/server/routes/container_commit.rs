@@ -24,19 +24,10 @@ pub async fn commit(req: ApiRequest) -> Result<Response<Body>, ApiError> {
         .non_empty("container")
         .ok_or_else(|| ApiError::bad_request("a container name or ID is required"))?
         .to_owned();
-    let names = match req.query.non_empty("repo") {
-        None => Vec::new(),
-        Some(repo) => vec![super::images::tag_target(repo, req.query.non_empty("tag"))?.1],
-    };
+    let names = super::images::new_image_names(&req.query)?;
     let comment = req.query.non_empty("comment").map(str::to_owned);
     let author = req.query.non_empty("author").map(str::to_owned);
-    let changes: Vec<String> = req
-        .query
-        .all("changes")
-        .into_iter()
-        .filter(|c| !c.trim().is_empty())
-        .map(str::to_owned)
-        .collect();
+    let changes = super::images::changes_param(&req.query);
     let daemon = req.daemon.clone();
     let config: Option<Value> = req.optional_json().await?;
     let query = container.clone();

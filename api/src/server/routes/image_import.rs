@@ -22,17 +22,8 @@ pub async fn import_image(req: ApiRequest) -> Result<Response<Body>, ApiError> {
              download it and pipe it in (docker import - NAME < file)"
         )));
     }
-    let names = match req.query.non_empty("repo") {
-        None => Vec::new(),
-        Some(repo) => vec![super::images::tag_target(repo, req.query.non_empty("tag"))?.1],
-    };
-    let changes: Vec<String> = req
-        .query
-        .all("changes")
-        .into_iter()
-        .filter(|c| !c.trim().is_empty())
-        .map(str::to_owned)
-        .collect();
+    let names = super::images::new_image_names(&req.query)?;
+    let changes = super::images::changes_param(&req.query);
     let (os, architecture) = match req.query.non_empty("platform") {
         Some(p) => {
             let mut parts = p.split('/');

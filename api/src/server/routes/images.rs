@@ -9,7 +9,7 @@ use hyper::{Response, StatusCode};
 use super::super::body_io::StreamWriter;
 use super::super::error::ApiError;
 use super::super::events::{now_nanos, Event};
-use super::super::query::timestamp;
+use super::super::query::{timestamp, Query};
 use super::super::request::ApiRequest;
 use super::super::response::{self, json_line, Body};
 use super::super::router::{route, Route};
@@ -110,6 +110,26 @@ pub(super) fn tag_target(repo: &str, tag: Option<&str>) -> Result<(String, Refer
         ));
     }
     Ok((target, parsed))
+}
+
+/// The names a new image gets from `repo`/`tag` (commit, import): none
+/// without `repo`.
+pub(super) fn new_image_names(query: &Query) -> Result<Vec<Reference>, ApiError> {
+    match query.non_empty("repo") {
+        None => Ok(Vec::new()),
+        Some(repo) => Ok(vec![tag_target(repo, query.non_empty("tag"))?.1]),
+    }
+}
+
+/// `changes=` (commit, import): the Dockerfile instructions to apply, blank
+/// ones dropped.
+pub(super) fn changes_param(query: &Query) -> Vec<String> {
+    query
+        .all("changes")
+        .into_iter()
+        .filter(|c| !c.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `POST /images/{name}/tag?repo=&tag=`: 201 with no body.
