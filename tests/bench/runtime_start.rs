@@ -352,7 +352,9 @@ fn idle_rss(rig: &Rig, data_root: &str, n: usize) -> anyhow::Result<Memory> {
     for i in 0..n {
         call(&format!("run -d --name idle{i} {IMAGE} sleep 3600"))?;
     }
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    // Idle means settled: a supervisor lets go of the code pages it ran
+    // once it has been idle for two seconds (engine/src/supervisor/trim.rs).
+    std::thread::sleep(std::time::Duration::from_secs(3));
     let engine = two_numbers(&call("memory")?)?;
     let zygote = rss_pss(rig, &zygote_pid)?;
     let script = format!(

@@ -641,3 +641,55 @@ fn seccomp(v: Variant) -> anyhow::Result<()> {
     rig.pod.stop()
 }
 in_variants!(seccomp);
+
+/// The resident memory (KiB) of a process in the pod, from smaps_rollup.
+fn rss_kib(rig: &EngineRig, pid: &str) -> anyhow::Result<u64> {
+    let out = rig
+        .pod
+        .exec("cat")
+        .arg(format!("/proc/{pid}/smaps_rollup"))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Rss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no Rss for {pid}: {text}"))
+}
+
+/// An idle supervisor lets go of the code pages it ran to start its
+/// container (engine/src/supervisor/trim.rs), and still serves exec, logs
+/// and kill afterwards, faulting back in what it runs.
+fn idle_supervisor_lets_go_of_code(v: Variant) -> anyhow::Result<()> {
+    let rig = v.rig()?;
+    let id = rig.run_detached(
+        &["--name", "idle"],
+        &["sh", "-c", "echo started; exec sleep 3600"],
+    )?;
+    let state = rig
+        .pod
+        .exec("cat")
+        .arg(format!("/var/lib/hutch/containers/{id}/state.json"))
+        .output()?;
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout)?;
+    let pid = state["SupervisorPid"].as_i64().context("SupervisorPid")?;
+    let pid = pid.to_string();
+    let fresh = rss_kib(&rig, &pid)?;
+    // It settles two seconds after its last event.
+    std::thread::sleep(Duration::from_millis(3500));
+    let settled = rss_kib(&rig, &pid)?;
+    // (The absolute figure is runtime-bench's, on a release build; a
+    // debug build's code and relocated data are several times larger.)
+    ensure!(
+        settled * 2 < fresh,
+        "supervisor RSS: {fresh} KiB at start, {settled} KiB idle"
+    );
+    let out = rig.engine(&["exec", "idle", "echo", "still"])?.ok()?;
+    ensure!(out == "still", "{out}");
+    ensure!(rig.engine(&["logs", "idle"])?.ok()? == "started");
+    rig.engine(&["kill", "idle"])?.ok()?;
+    rig.engine(&["wait", "idle"])?.ok()?;
+    ensure!(rig.inspect("idle")?["State"]["ExitCode"] == 137);
+    rig.engine(&["rm", "idle"])?.ok()?;
+    rig.pod.stop()
+}
+in_variants!(idle_supervisor_lets_go_of_code);

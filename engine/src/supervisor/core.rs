@@ -29,6 +29,9 @@ use crate::runtime::ContainerSpec;
 const DRAIN: Duration = Duration::from_millis(300);
 /// A client that takes no output for this long is dropped.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a supervisor must have been idle (since its start or its
+/// last event) before it lets go of the code pages it ran (see `trim`).
+const SETTLE: Duration = Duration::from_secs(2);
 
 pub struct Supervisor {
     pub(super) dir: ContainerDir,
@@ -51,6 +54,8 @@ pub struct Supervisor {
     /// The last run's mount namespace (see `Launched::mount_ns`), let go
     /// once the engine has been told everything.
     held_mount_ns: Option<OwnedFd>,
+    /// When to let go of the start-up code's pages (see `trim`).
+    release_code_at: Option<Instant>,
 }
 
 /// The container's running (or draining) process.
@@ -155,6 +160,7 @@ impl Supervisor {
             signals,
             buf: vec![0u8; 64 * 1024],
             held_mount_ns: None,
+            release_code_at: None,
         };
         sup.save();
         Ok(sup)
@@ -213,6 +219,7 @@ impl Supervisor {
             exit: None,
         });
         self.started = Instant::now();
+        self.release_code_at = Some(self.started + SETTLE);
         if self
             .config
             .healthcheck
@@ -277,6 +284,12 @@ impl Supervisor {
     pub fn run(mut self) -> i32 {
         while !self.finished() {
             let (sources, mut fds) = self.poll_set();
+            // Right before the wait, so that little code runs between the
+            // release and the (long, when idle) poll.
+            if self.release_code_at.is_some_and(|d| d <= Instant::now()) {
+                self.release_code_at = None;
+                super::trim::release_code_pages();
+            }
             let timeout = self.next_deadline().map_or(-1, |d| {
                 d.saturating_duration_since(Instant::now())
                     .as_millis()
@@ -288,6 +301,10 @@ impl Supervisor {
             if n < 0 && Errno::last() != Errno::EINTR {
                 tracing::error!(e = %Errno::last(), "poll");
                 return 1;
+            }
+            if n > 0 {
+                // Work faults code back in; let go of it again once idle.
+                self.release_code_at = Some(Instant::now() + SETTLE);
             }
             for (source, pfd) in sources.iter().zip(&fds) {
                 if pfd.revents != 0 {
@@ -345,11 +362,17 @@ impl Supervisor {
 
     fn next_deadline(&self) -> Option<Instant> {
         let drain = self.container.as_ref().and_then(|p| p.exit.map(|(_, d)| d));
-        [self.stop_deadline, self.restart_at, self.health_next, drain]
-            .into_iter()
-            .flatten()
-            .chain(self.execs.values().filter_map(|e| e.deadline()))
-            .min()
+        [
+            self.stop_deadline,
+            self.restart_at,
+            self.health_next,
+            self.release_code_at,
+            drain,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.execs.values().filter_map(|e| e.deadline()))
+        .min()
     }
 
     fn dispatch(&mut self, source: Source) {
@@ -551,6 +574,7 @@ impl Supervisor {
         if self.health_next.is_some_and(|d| d <= now) {
             self.probe_health();
         }
+
         self.maybe_end_run();
         self.finish_execs();
     }

@@ -14,3 +14,4 @@ mod fdio;
 pub mod health;
 mod launch;
 pub mod restart;
+mod trim;
