@@ -131,14 +131,11 @@ fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
             ));
         }
     }
-    if let Some(p) = q.non_empty("platform") {
-        let host = format!("linux/{}", super::host::go_arch());
-        if !p.starts_with(&host) {
-            warnings.push(format!(
-                "[WARNING]: --platform {p} is ignored: hutch builds for this machine ({host})\n"
-            ));
-        }
-    }
+    let platform = q
+        .non_empty("platform")
+        .map(hutch_builder::Platform::parse_target)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     let network_none = match q.non_empty("networkmode") {
         None | Some("default" | "bridge" | "host") => false,
         Some("none") => true,
@@ -158,6 +155,7 @@ fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
         pull: q.bool("pull"),
         registry_auths: registry_config(&req.headers)?,
         network_none,
+        platform,
         ..BuildOptions::default()
     };
     Ok(Request {
