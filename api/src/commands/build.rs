@@ -105,8 +105,11 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let ns = bootstrap::enter(&ns_options)?;
-    for w in &ns.warnings {
-        eprintln!("WARNING: {w}");
+    // Quiet prints the image ID only (`hutch doctor` shows these).
+    if mode != build_progress::Mode::Quiet {
+        for w in &ns.warnings {
+            eprintln!("WARNING: {w}");
+        }
     }
     let store = super::images::open_store_at(&data_root)?;
     let mut build_args = DockerfileArgs::new();

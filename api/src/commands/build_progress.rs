@@ -139,22 +139,15 @@ impl Inner {
         }
         step.status = status;
         let took = step.started.elapsed().as_secs_f64();
-        let (mark, text) = match status {
-            Status::Cached => ("=>", format!("CACHED {}", step.label)),
-            Status::Error => ("=>", format!("ERROR {}", step.label)),
-            Status::Canceled => ("=>", format!("CANCELED {}", step.label)),
-            _ => ("=>", step.label.clone()),
-        };
         let end = match status {
             Status::Cached => "CACHED".to_string(),
             Status::Error => format!("ERROR {took:.1}s"),
             Status::Canceled => format!("CANCELED {took:.1}s"),
             _ => format!("DONE {took:.1}s"),
         };
-        step.bar
-            .set_style(style(&format!(" {mark} {{wide_msg}} {{prefix}}")));
+        step.bar.set_style(style(" => {wide_msg} {prefix}"));
         step.bar.set_prefix(end);
-        step.bar.finish_with_message(text);
+        step.bar.finish_with_message(step.label.clone());
         // The output tail goes with the step (a failure prints it whole).
         for b in step.tail_bars.drain(..) {
             self.multi.remove(&b);
