@@ -227,10 +227,12 @@ fn hutch_build_for_another_platform() -> Result<()> {
         ),
         ("hello.txt", "hello\n"),
     ])?;
-    let out = hutch(
+    // Under a terminal: the pull's layer shows under the FROM.
+    let (ok, screen) = hutch_tty(
         &pod,
         &[
             "build",
+            "--progress=tty",
             "--platform",
             "linux/arm64",
             "-t",
@@ -238,7 +240,13 @@ fn hutch_build_for_another_platform() -> Result<()> {
             &ctx.arg(),
         ],
     )?;
-    ensure!(out.status.success(), "arm64 build: {}", text(&out));
+    ensure!(ok, "arm64 build: {screen}");
+    let layer_line = format!("=> => sha256:{}", &multi.arm64.digest[7..19]);
+    ensure!(
+        screen.contains(&layer_line),
+        "no {layer_line:?} in:\n{screen}"
+    );
+    ensure!(ends_as(&screen, "[1/2] FROM ", "DONE "), "{screen}");
     // The same Dockerfile for this machine: amd64, and nothing from the
     // arm64 build's cache.
     let out = hutch(&pod, &["build", "-t", "amd:1", &ctx.arg()])?;
