@@ -148,6 +148,23 @@ fn hutch_build_progress_tty_quiet_and_plain() -> Result<()> {
         ensure!(screen.contains(want), "no {want:?} in:\n{screen}");
     }
 
+    // Several stages: each step is labelled with its stage.
+    let stages = format!(
+        "FROM {base} AS first\nRUN echo one > /one\n\
+         FROM {base}\nCOPY --from=first /one /one\n"
+    );
+    ctx.write("Dockerfile.stages", &stages)?;
+    let file2 = ctx.path().join("Dockerfile.stages").display().to_string();
+    let (ok, screen) = hutch_tty(&pod, &["build", "--progress=tty", "-f", &file2, &ctx.arg()])?;
+    ensure!(ok, "{screen}");
+    for want in [
+        "[first 1/2] FROM ",
+        "[first 2/2] RUN echo one > /one",
+        "[stage-1 2/2] COPY --from=first /one /one",
+    ] {
+        ensure!(screen.contains(want), "no {want:?} in:\n{screen}");
+    }
+
     // Quiet: the image ID only.
     let out = hutch(
         &pod,
@@ -398,6 +415,12 @@ fn hutch_build_for_another_platform() -> Result<()> {
         "{}",
         text(&bad)
     );
+    let list = daemon
+        .docker()
+        .args(["build", "--platform", "linux/amd64,linux/arm64", &ctx.arg()])
+        .output()?;
+    ensure!(!list.status.success(), "{}", text(&list));
+    ensure!(text(&list).contains("several platforms"), "{}", text(&list));
     daemon.stop()?;
     registry.stop()?;
     pod.stop()

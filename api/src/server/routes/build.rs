@@ -204,7 +204,21 @@ fn status_of(err: &BuildError) -> ApiError {
 }
 
 async fn build(req: ApiRequest) -> Reply {
-    let parsed = parse_request(&req)?;
+    let parsed = match parse_request(&req) {
+        Ok(p) => p,
+        Err(e) => {
+            // As Go's net/http does: read up to 256 KiB of the context the
+            // client is still sending, so that it reads the 400 rather than
+            // failing with a broken pipe.
+            let body = req.body_reader();
+            let _ = tokio::task::spawn_blocking(move || {
+                use std::io::Read as _;
+                std::io::copy(&mut body.take(256 << 10), &mut std::io::sink())
+            })
+            .await;
+            return Err(e);
+        }
+    };
     let daemon = req.daemon.clone();
     let tmp = daemon.data_root.join("builder/tmp");
     let body = req.body_reader();
