@@ -245,7 +245,11 @@ impl Inner {
 
 impl Tty {
     pub fn new() -> Tty {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        Tty::with_target(ProgressDrawTarget::stderr_with_hz(10))
+    }
+
+    fn with_target(target: ProgressDrawTarget) -> Tty {
+        let multi = MultiProgress::with_draw_target(target);
         let header =
             multi.add(ProgressBar::new_spinner().with_style(style("[+] Building {secs} {msg}")));
         header.enable_steady_tick(Duration::from_millis(100));
@@ -469,5 +473,77 @@ impl ProgressSink for Layers {
         if let Some(i) = self.index {
             self.inner.layer_event(i, event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(stage: &str, index: usize, text: &str) -> StepInfo {
+        StepInfo {
+            stage: stage.into(),
+            index,
+            count: 2,
+            text: text.into(),
+        }
+    }
+
+    fn statuses(tty: &Tty) -> Vec<(String, Status)> {
+        let state = tty.inner.lock();
+        state
+            .steps
+            .iter()
+            .map(|s| (s.label.clone(), s.status))
+            .collect()
+    }
+
+    #[test]
+    fn output_tail_keeps_the_last_lines_and_a_meters_last_state() {
+        let tty = Tty::with_target(ProgressDrawTarget::hidden());
+        tty.begin(&info("", 2, "RUN make"));
+        let out = tty.output();
+        out(b"one\ntw");
+        out(b"o\r\nmeter 10%\rmeter 100%\n");
+        {
+            let state = tty.inner.lock();
+            assert_eq!(state.steps[0].tail, ["one", "two", "meter 100%"]);
+        }
+        for i in 0..10 {
+            out(format!("line {i}\n").as_bytes());
+        }
+        let state = tty.inner.lock();
+        assert_eq!(state.steps[0].tail.len(), TAIL_LINES);
+        assert_eq!(
+            state.steps[0].tail.last().map(String::as_str),
+            Some("line 9")
+        );
+        assert_eq!(state.steps[0].tail_bars.len(), TAIL_LINES);
+        assert!(String::from_utf8_lossy(&state.steps[0].output).starts_with("one\ntwo\r\n"));
+    }
+
+    #[test]
+    fn steps_follow_their_thread() {
+        let tty = Tty::with_target(ProgressDrawTarget::hidden());
+        tty.begin(&info("a", 1, "FROM x"));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                tty.begin(&info("b", 1, "FROM y"));
+                tty.cached();
+                tty.done(&Digest::of(b"y"));
+            });
+        });
+        let got = statuses(&tty);
+        assert_eq!(got[0], ("[a 1/2] FROM x".to_string(), Status::Running));
+        assert_eq!(got[1], ("[b 1/2] FROM y".to_string(), Status::Cached));
+        // The next step of a stage ends the one before it.
+        tty.begin(&info("a", 2, "RUN false"));
+        tty.failed(&BuildError::Run("boom".into()));
+        let got = statuses(&tty);
+        assert_eq!(got[0].1, Status::Done);
+        assert_eq!(got[2].1, Status::Error);
+        // Its tail lines go; the output stays for the error report.
+        let state = tty.inner.lock();
+        assert!(state.steps[2].tail_bars.is_empty());
     }
 }
