@@ -148,6 +148,15 @@ fn hutch_build_progress_tty_quiet_and_plain() -> Result<()> {
         ensure!(screen.contains(want), "no {want:?} in:\n{screen}");
     }
 
+    // auto on a terminal is the tty view.
+    let (ok, screen) = hutch_tty(&pod, &["build", "-t", "ui:1", &ctx.arg()])?;
+    ensure!(ok, "{screen}");
+    ensure!(
+        ends_as(&screen, "[3/3] RUN echo tail-line-one", "CACHED"),
+        "{screen}"
+    );
+    ensure!(!screen.contains("Step 1/3"), "{screen}");
+
     // Several stages: each step is labelled with its stage.
     let stages = format!(
         "FROM {base} AS first\nRUN echo one > /one\n\

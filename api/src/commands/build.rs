@@ -205,7 +205,9 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         let file =
             std::fs::File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
         store.save(&refs, std::io::BufWriter::new(file))?;
-        eprintln!("Wrote {}", dest.display());
+        if mode != build_progress::Mode::Quiet {
+            eprintln!("Wrote {}", dest.display());
+        }
     }
     if args.push {
         anyhow::ensure!(!built.names.is_empty(), "--push needs a name (-t)");
@@ -216,7 +218,9 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         for n in &built.names {
             let pushed =
                 rt.block_on(store.push(&n.to_string(), &registry, Arc::new(NoProgress)))?;
-            eprintln!("Pushed {} ({})", n.familiar(), pushed.digest);
+            if mode != build_progress::Mode::Quiet {
+                eprintln!("Pushed {} ({})", n.familiar(), pushed.digest);
+            }
         }
     }
     println!("{}", built.id);
