@@ -370,6 +370,27 @@ fn hutch_build_for_another_platform() -> Result<()> {
         "{}",
         text(&out)
     );
+    // A local image of another platform, that no registry has: a clear
+    // error naming both platforms.
+    let local = registry.image_ref("only/local:1");
+    let out = hutch(&pod, &["build", "-t", &local, &scratch.arg()])?;
+    ensure!(out.status.success(), "{}", text(&out));
+    let from_local = Ctx::new(&[("Dockerfile", &format!("FROM {local}\nCOPY . /\n"))])?;
+    let out = hutch(
+        &pod,
+        &["build", "--platform", "linux/arm64", &from_local.arg()],
+    )?;
+    ensure!(!out.status.success(), "{}", text(&out));
+    ensure!(
+        text(&out)
+            .contains("the local image is for linux/amd64, not the wanted platform linux/arm64"),
+        "{}",
+        text(&out)
+    );
+    // For this machine it builds from the local image.
+    let out = hutch(&pod, &["build", &from_local.arg()])?;
+    ensure!(out.status.success(), "{}", text(&out));
+
     // Several platforms at once: refused, clearly.
     let out = hutch(
         &pod,
