@@ -148,6 +148,25 @@ fn hutch_build_progress_tty_quiet_and_plain() -> Result<()> {
         ensure!(screen.contains(want), "no {want:?} in:\n{screen}");
     }
 
+    // A failing COPY: its line ends in ERROR, then the error (no output
+    // block: it printed nothing).
+    ctx.write(
+        "Dockerfile.copy",
+        &format!("FROM {base}\nCOPY missing.txt /m\n"),
+    )?;
+    let file3 = ctx.path().join("Dockerfile.copy").display().to_string();
+    let (ok, screen) = hutch_tty(&pod, &["build", "--progress=tty", "-f", &file3, &ctx.arg()])?;
+    ensure!(!ok, "{screen}");
+    ensure!(
+        ends_as(&screen, "[2/2] COPY missing.txt /m", "ERROR "),
+        "{screen}"
+    );
+    ensure!(
+        screen.contains("ERROR: ") && screen.contains("missing.txt"),
+        "{screen}"
+    );
+    ensure!(!screen.contains("------"), "{screen}");
+
     // auto on a terminal is the tty view.
     let (ok, screen) = hutch_tty(&pod, &["build", "-t", "ui:1", &ctx.arg()])?;
     ensure!(ok, "{screen}");

@@ -316,7 +316,7 @@ impl Tty {
         let failed: Vec<(String, Vec<u8>)> = state
             .steps
             .iter()
-            .filter(|s| s.status == Status::Error)
+            .filter(|s| s.status == Status::Error && !s.output.is_empty())
             .map(|s| (s.label.clone(), s.output.clone()))
             .collect();
         drop(state);
