@@ -346,6 +346,20 @@ fn hutch_build_for_another_platform() -> Result<()> {
     )?;
     ensure!(out.status.success(), "{}", text(&out));
     ensure!(!text(&out).contains("Using cache"), "{}", text(&out));
+    // An alias with a variant: linux/armhf is linux/arm/v7.
+    let out = hutch(
+        &pod,
+        &[
+            "build",
+            "--platform",
+            "linux/armhf",
+            "-t",
+            "s:v7",
+            &scratch.arg(),
+        ],
+    )?;
+    ensure!(out.status.success(), "{}", text(&out));
+    ensure!(!text(&out).contains("Using cache"), "{}", text(&out));
 
     // TARGETARCH follows --platform in a stage on the build platform.
     let args_df = format!(
@@ -429,6 +443,9 @@ fn hutch_build_for_another_platform() -> Result<()> {
     ensure!(args.starts_with("linux/arm64 "), "{args}");
     let s = daemon.docker_ok(&["image", "inspect", "--format", "{{.Architecture}}", "s:arm"])?;
     ensure!(s.trim() == "arm64", "{s}");
+    let fmt = "{{.Os}}/{{.Architecture}}/{{.Variant}}";
+    let v7 = daemon.docker_ok(&["image", "inspect", "--format", fmt, "s:v7"])?;
+    ensure!(v7.trim() == "linux/arm/v7", "{v7}");
 
     // docker build --platform through the daemon: the same COPY-only build.
     let built = daemon
