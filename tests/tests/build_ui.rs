@@ -25,8 +25,13 @@ fn hutch(pod: &Pod, args: &[&str]) -> Result<Output> {
 /// `hutch ARGS` under a pseudo-terminal (util-linux `script`), 160 columns
 /// wide; returns what the terminal received and whether hutch succeeded.
 fn hutch_tty(pod: &Pod, args: &[&str]) -> Result<(bool, String)> {
+    hutch_tty_rows(pod, 60, args)
+}
+
+/// [`hutch_tty`] on a terminal of `rows` lines.
+fn hutch_tty_rows(pod: &Pod, rows: u32, args: &[&str]) -> Result<(bool, String)> {
     let cmd = format!(
-        "stty cols 160 rows 60; exec {} {}",
+        "stty cols 160 rows {rows}; exec {} {}",
         hutch_bin().display(),
         args.iter()
             .map(|a| format!("'{a}'"))
@@ -51,10 +56,10 @@ fn hutch_tty(pod: &Pod, args: &[&str]) -> Result<(bool, String)> {
 fn ends_as(screen: &str, label: &str, status: &str) -> bool {
     screen.match_indices(label).any(|(i, _)| {
         let rest = &screen[i + label.len()..];
-        let line_end = rest.find(['\u{1b}', '\r']).unwrap_or(rest.len());
-        // The status is what follows the padding at the line's end.
-        let end = rest[..line_end].trim_end().rsplit("  ").next();
-        end.is_some_and(|e| e.trim_start().starts_with(status))
+        let line_end = rest.find(['\u{1b}', '\r', '\n']).unwrap_or(rest.len());
+        // The status follows the label after two spaces or more.
+        let after = rest[..line_end].split_once("  ").map(|(_, after)| after);
+        after.is_some_and(|a| a.trim_start().starts_with(status))
     })
 }
 
@@ -166,6 +171,25 @@ fn hutch_build_progress_tty_quiet_and_plain() -> Result<()> {
         "{screen}"
     );
     ensure!(!screen.contains("------"), "{screen}");
+
+    // More steps than the terminal has lines: every step still shows its
+    // end (finished steps go to the scrollback, the live area stays small).
+    let envs: String = (1..=12).map(|i| format!("ENV V{i}={i}\n")).collect();
+    ctx.write("Dockerfile.long", &format!("FROM {base}\n{envs}"))?;
+    let file4 = ctx.path().join("Dockerfile.long").display().to_string();
+    let (ok, screen) = hutch_tty_rows(
+        &pod,
+        6,
+        &["build", "--progress=tty", "-f", &file4, &ctx.arg()],
+    )?;
+    ensure!(ok, "{screen}");
+    for i in 1..=12 {
+        let label = format!("[{}/13] ENV V{i}={i}", i + 1);
+        ensure!(
+            ends_as(&screen, &label, "DONE ") || ends_as(&screen, &label, "CACHED"),
+            "no finished {label:?} in:\n{screen}"
+        );
+    }
 
     // auto on a terminal is the tty view.
     let (ok, screen) = hutch_tty(&pod, &["build", "-t", "ui:1", &ctx.arg()])?;

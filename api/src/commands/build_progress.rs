@@ -3,6 +3,8 @@
 //! while it runs, `CACHED` / `DONE 1.2s` / `ERROR` once it ends; a base image
 //! pull's layers under its FROM; the last lines of a running RUN's output
 //! under its step; and, when a step fails, its whole output after the bars.
+//! Finished steps are printed above the live area (so it only holds running
+//! steps and fits any terminal), the way BuildKit scrolls its finished lines.
 //!
 //! The executor reports steps as a sequence of calls per thread (stages of a
 //! wave build on threads of their own), so the step a `cached` or `done`
@@ -86,7 +88,8 @@ struct Step {
     partial: String,
     tail: Vec<String>,
     tail_bars: Vec<ProgressBar>,
-    layers: HashMap<Digest, ProgressBar>,
+    /// Layer lines, in the order the pull reported them.
+    layers: Vec<(Digest, ProgressBar)>,
     /// The last line under this step (new layer or tail lines go after it).
     last: ProgressBar,
 }
@@ -145,19 +148,23 @@ impl Inner {
             Status::Canceled => format!("CANCELED {took:.1}s"),
             _ => format!("DONE {took:.1}s"),
         };
-        step.bar.set_style(style(" => {wide_msg} {prefix}"));
-        step.bar.set_prefix(end);
-        step.bar.finish_with_message(step.label.clone());
+        // A finished step leaves the live area for the scrollback above
+        // it, with its layers: the live area keeps only running steps, so
+        // it fits the terminal however long the Dockerfile (indicatif stops
+        // drawing at the terminal's height).
+        let mut lines = vec![format!(" => {}  {end}", step.label)];
+        step.bar.finish();
+        self.multi.remove(&step.bar);
+        for (_, b) in &step.layers {
+            lines.push(format!(" => => {} {}", b.prefix(), b.message()));
+            b.finish();
+            self.multi.remove(b);
+        }
         // The output tail goes with the step (a failure prints it whole).
         for b in step.tail_bars.drain(..) {
             self.multi.remove(&b);
         }
-        for b in step.layers.values() {
-            if !b.is_finished() {
-                b.finish();
-            }
-        }
-        step.last = step.bar.clone();
+        let _ = self.multi.println(lines.join("\n"));
     }
 
     fn add_line(&self, step: &mut Step, bar: ProgressBar) -> ProgressBar {
@@ -210,16 +217,16 @@ impl Inner {
         let Some(step) = state.steps.get_mut(index) else {
             return;
         };
-        if step.status != Status::Running && !step.layers.contains_key(&layer) {
+        if step.status != Status::Running {
             return;
         }
-        let bar = match step.layers.get(&layer) {
-            Some(b) => b.clone(),
+        let bar = match step.layers.iter().find(|(d, _)| *d == layer) {
+            Some((_, b)) => b.clone(),
             None => {
                 let bar = ProgressBar::hidden().with_style(style(" => => {prefix} {wide_msg}"));
                 bar.set_prefix(format!("sha256:{}", layer.short()));
                 let bar = self.add_line(step, bar);
-                step.layers.insert(layer.clone(), bar.clone());
+                step.layers.push((layer.clone(), bar.clone()));
                 bar
             }
         };
@@ -398,7 +405,7 @@ impl Progress for Tty {
             partial: String::new(),
             tail: Vec::new(),
             tail_bars: Vec::new(),
-            layers: HashMap::new(),
+            layers: Vec::new(),
             last: bar,
         });
         let i = state.steps.len() - 1;
