@@ -286,7 +286,7 @@ pub struct BuildArgs {
     /// Target build stage.
     #[arg(long)]
     pub target: Option<String>,
-    /// Target platform.
+    /// Target platform (os/arch[/variant]).
     #[arg(long)]
     pub platform: Option<String>,
     /// Secret to expose to RUN --mount=type=secret (id=ID,src=PATH).
@@ -310,7 +310,7 @@ pub struct BuildArgs {
     /// Write the image ID to this file.
     #[arg(long)]
     pub iidfile: Option<PathBuf>,
-    /// Progress output: auto, plain, tty.
+    /// Progress output: auto, tty, plain or quiet.
     #[arg(long, default_value = "auto")]
     pub progress: String,
     /// Import build cache from a registry reference.

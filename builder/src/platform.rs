@@ -33,6 +33,61 @@ impl Platform {
         Ok(normalize(os, arch, variant))
     }
 
+    /// `--platform` of a build: one platform. A list (`linux/amd64,linux/arm64`)
+    /// would need a multi-platform (index) output, which hutch does not make.
+    pub fn parse_target(s: &str) -> Result<Platform, String> {
+        let list: Vec<&str> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        match list.as_slice() {
+            [one] => Platform::parse(one),
+            [] => Err("--platform: empty value".to_string()),
+            _ => Err(format!(
+                "--platform {s}: building for several platforms at once (an image index) is \
+                 not supported by hutch; build each platform separately"
+            )),
+        }
+    }
+
+    /// An image config's `os`/`architecture`/`variant` (normalised).
+    pub fn of_config(config: &serde_json::Value) -> Option<Platform> {
+        let field = |k: &str| {
+            config
+                .get(k)
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty())
+        };
+        let os = field("os")?.to_ascii_lowercase();
+        let arch = field("architecture")?.to_ascii_lowercase();
+        let variant = field("variant").map(str::to_ascii_lowercase);
+        Some(normalize(os, arch, variant))
+    }
+
+    /// Whether an image of platform `have` serves `self` (a platform without
+    /// a variant takes any variant, as containerd's matcher does for arm64).
+    pub fn accepts(&self, have: &Platform) -> bool {
+        self.os == have.os
+            && self.arch == have.arch
+            && (self.variant.is_none() || have.variant.is_none() || self.variant == have.variant)
+    }
+
+    /// Whether this machine runs binaries of this platform natively. hutch
+    /// has no emulation (no binfmt/QEMU setup): a RUN for another platform
+    /// fails with a clear error, as BuildKit's would with "exec format error".
+    pub fn runs_here(&self) -> bool {
+        let host = Platform::host();
+        if self.os != host.os {
+            return false;
+        }
+        if self.arch == host.arch {
+            return true;
+        }
+        // 32-bit x86 runs on x86-64 kernels.
+        host.arch == "amd64" && self.arch == "386"
+    }
+
     /// The machine hutch runs on (the default build and target platform).
     pub fn host() -> Platform {
         let (arch, variant) = host_arch();
@@ -129,5 +184,31 @@ mod tests {
         assert_eq!(p("arm64").as_deref(), Ok("linux/arm64"));
         assert!(Platform::parse("linux//x").is_err());
         assert!(Platform::parse("beos/amd64").is_err());
+    }
+
+    #[test]
+    fn targets_configs_and_hosts() {
+        assert_eq!(
+            Platform::parse_target("linux/arm64").map(|p| p.to_string()),
+            Ok("linux/arm64".to_string())
+        );
+        let list = Platform::parse_target("linux/amd64,linux/arm64");
+        assert!(list.is_err_and(|e| e.contains("several platforms")));
+        let cfg = serde_json::json!({"os": "linux", "architecture": "aarch64", "variant": "v8"});
+        let have = Platform::of_config(&cfg);
+        assert_eq!(
+            have.as_ref().map(|p| p.to_string()).as_deref(),
+            Some("linux/arm64")
+        );
+        let arm64 = Platform::parse("linux/arm64").map_err(|e| e.to_string());
+        assert!(arm64.is_ok_and(|a| have.is_some_and(|h| a.accepts(&h))));
+        assert!(Platform::host().runs_here());
+        let other = if Platform::host().arch == "s390x" {
+            "linux/amd64"
+        } else {
+            "linux/s390x"
+        };
+        assert!(Platform::parse(other).is_ok_and(|p| !p.runs_here()));
+        assert!(Platform::parse("windows/amd64").is_ok_and(|p| !p.runs_here()));
     }
 }

@@ -171,8 +171,29 @@ impl Registry {
     /// sidecar of `pod`. Blobs go up as they are, so the manifest digest in
     /// the registry is `image.manifest_digest`.
     pub fn push(&self, pod: &Pod, image: &TestImage, repo_tag: &str) -> anyhow::Result<()> {
+        self.skopeo_copy(pod, &image.oci_ref(), &image.name, repo_tag, false)
+    }
+
+    /// Pushes the OCI layout `layout`'s `latest`, an image index, with every
+    /// image it lists (`skopeo copy --all`).
+    pub fn push_index(&self, pod: &Pod, layout: &Path, repo_tag: &str) -> anyhow::Result<()> {
+        let source = format!("oci:{}:latest", layout.display());
+        self.skopeo_copy(pod, &source, "the index", repo_tag, true)
+    }
+
+    fn skopeo_copy(
+        &self,
+        pod: &Pod,
+        source: &str,
+        name: &str,
+        repo_tag: &str,
+        all: bool,
+    ) -> anyhow::Result<()> {
         let mut skopeo = pod.sidecar("skopeo");
         skopeo.args(["--insecure-policy", "copy", "--quiet", "--retry-times", "0"]);
+        if all {
+            skopeo.arg("--all");
+        }
         match self.variant {
             RegistryVariant::Plain => {
                 skopeo.arg("--dest-tls-verify=false");
@@ -189,7 +210,7 @@ impl Registry {
             }
         }
         skopeo
-            .arg(image.oci_ref())
+            .arg(source)
             .arg(format!("docker://{}", self.image_ref(repo_tag)));
         let output = skopeo
             .output()
@@ -197,7 +218,7 @@ impl Registry {
         ensure!(
             output.status.success(),
             "skopeo push of {} to {} failed ({}): {}\nregistry log:\n{}",
-            image.name,
+            name,
             self.image_ref(repo_tag),
             output.status,
             String::from_utf8_lossy(&output.stderr),

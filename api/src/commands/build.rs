@@ -17,6 +17,7 @@ use hutch_engine::bootstrap::{self, BootstrapOptions};
 use hutch_engine::runtime::Runtime;
 use hutch_images::{Digest, NoProgress, RegistryRequest};
 
+use super::build_progress;
 use crate::cli::{BuildArgs, GlobalOptions};
 
 /// Step lines on stderr, as Docker's builder prints them.
@@ -96,9 +97,19 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         )
         .with_context(|| format!("giving {} to the engine's root", data_root.display()))?;
     }
+    let mode = build_progress::Mode::parse(&args.progress)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(hutch_builder::Platform::parse_target)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let ns = bootstrap::enter(&ns_options)?;
-    for w in &ns.warnings {
-        eprintln!("WARNING: {w}");
+    // Quiet prints the image ID only (`hutch doctor` shows these).
+    if mode != build_progress::Mode::Quiet {
+        for w in &ns.warnings {
+            eprintln!("WARNING: {w}");
+        }
     }
     let store = super::images::open_store_at(&data_root)?;
     let mut build_args = DockerfileArgs::new();
@@ -120,9 +131,6 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
             None => (l.clone(), String::new()),
         })
         .collect();
-    if args.platform.is_some() {
-        eprintln!("WARNING: --platform is ignored: hutch builds for this machine's platform");
-    }
     if !args.cache_from.is_empty() || !args.cache_to.is_empty() {
         anyhow::bail!("--cache-from/--cache-to are not supported by hutch yet");
     }
@@ -142,6 +150,7 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
             .and_then(|v| v.trim().parse().ok()),
         registry_auths: Default::default(),
         network_none: false,
+        platform,
     };
     let registry = RegistryRequest {
         settings: hutch_images::registry::RegistrySettings::from_env(),
@@ -156,16 +165,30 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         registry: registry.clone(),
         cancel,
     };
-    let built = match executor.build(&opts, &Lines) {
+    let built = match mode {
+        build_progress::Mode::Tty => {
+            let tty = build_progress::Tty::new();
+            let built = executor.build(&opts, &tty);
+            tty.finish(built.as_ref());
+            built
+        }
+        build_progress::Mode::Plain => executor.build(&opts, &Lines),
+        build_progress::Mode::Quiet => executor.build(&opts, &build_progress::Quiet),
+    };
+    let built = match built {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("ERROR: {e}");
+            if mode != build_progress::Mode::Tty {
+                eprintln!("ERROR: {e}");
+            }
             return Ok(ExitCode::from(1));
         }
     };
-    eprintln!("Successfully built {}", built.id.short());
-    for n in &built.names {
-        eprintln!("Successfully tagged {}", n.familiar());
+    if mode == build_progress::Mode::Plain {
+        eprintln!("Successfully built {}", built.id.short());
+        for n in &built.names {
+            eprintln!("Successfully tagged {}", n.familiar());
+        }
     }
     if let Some(file) = &args.iidfile {
         std::fs::write(file, built.id.to_string())
@@ -182,7 +205,9 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         let file =
             std::fs::File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
         store.save(&refs, std::io::BufWriter::new(file))?;
-        eprintln!("Wrote {}", dest.display());
+        if mode != build_progress::Mode::Quiet {
+            eprintln!("Wrote {}", dest.display());
+        }
     }
     if args.push {
         anyhow::ensure!(!built.names.is_empty(), "--push needs a name (-t)");
@@ -193,7 +218,9 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         for n in &built.names {
             let pushed =
                 rt.block_on(store.push(&n.to_string(), &registry, Arc::new(NoProgress)))?;
-            eprintln!("Pushed {} ({})", n.familiar(), pushed.digest);
+            if mode != build_progress::Mode::Quiet {
+                eprintln!("Pushed {} ({})", n.familiar(), pushed.digest);
+            }
         }
     }
     println!("{}", built.id);

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod build;
+mod build_progress;
 mod daemon;
 mod doctor;
 pub mod engine;

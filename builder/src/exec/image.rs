@@ -67,6 +67,11 @@ impl ImageState {
         })
     }
 
+    /// The platform the config names (`None` when it names none).
+    pub fn platform(&self) -> Option<crate::Platform> {
+        crate::Platform::of_config(&self.config)
+    }
+
     /// The `config` object (Env, Cmd, ...), created when missing.
     pub fn run_config(&mut self) -> &mut Map<String, Value> {
         if !self.config.get("config").is_some_and(Value::is_object) {

@@ -57,6 +57,29 @@ pub trait Progress: Send + Sync {
     fn done(&self, id: &Digest);
     fn output(&self) -> OutputSink;
     fn message(&self, text: &str);
+    /// Which stage a step belongs to, for renderers that show steps per
+    /// stage as BuildKit does (`[builder 2/4] RUN make`). Called just before
+    /// `step`, on the thread that then runs the step and reports on it.
+    fn begin(&self, _step: &StepInfo) {}
+    /// The step begun last on this thread failed (or was cancelled).
+    fn failed(&self, _error: &BuildError) {}
+    /// Where the pull of a base image on this thread reports its layers.
+    fn pull_progress(&self) -> Arc<dyn hutch_images::ProgressSink> {
+        Arc::new(hutch_images::NoProgress)
+    }
+}
+
+/// A step as [`Progress::begin`] sees it.
+#[derive(Debug, Clone)]
+pub struct StepInfo {
+    /// The stage's name, `stage-N` for an unnamed one, empty when the
+    /// Dockerfile has a single stage (BuildKit prints `[2/4]` then).
+    pub stage: String,
+    /// 1-based within the stage (FROM is 1).
+    pub index: usize,
+    /// Steps in the stage (FROM included).
+    pub count: usize,
+    pub text: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +140,8 @@ pub struct BuildOptions {
     pub registry_auths: BTreeMap<String, hutch_images::registry::AuthConfig>,
     /// The API's `networkmode=none`: RUNs without `--network` get no network.
     pub network_none: bool,
+    /// `--platform`: the target platform (the machine's when `None`).
+    pub platform: Option<crate::Platform>,
 }
 
 /// What a build made.
@@ -169,7 +194,12 @@ impl Executor {
         if let Some(msg) = df.check_failure() {
             return Err(BuildError::Invalid(msg));
         }
-        let plan = plan(&df, opts.target.as_deref(), &opts.build_args, None)?;
+        let plan = plan(
+            &df,
+            opts.target.as_deref(),
+            &opts.build_args,
+            opts.platform.as_ref(),
+        )?;
         let ignore = DockerIgnore::load(&opts.context, Some(&dockerfile))
             .map_err(|e| BuildError::io("reading .dockerignore", e))?;
         let included = walk_context(&opts.context, &ignore)
@@ -237,10 +267,19 @@ impl Executor {
         (t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), secs)
     }
 
-    /// Makes sure `name` is in the store (pulling it if needed) and loads it.
-    fn base_image(&self, ctx: &Ctx<'_>, name: &str) -> Result<ImageState, BuildError> {
-        if !ctx.opts.pull {
-            if let Ok(img) = ImageState::load(&self.store, name) {
+    /// Makes sure `name` is in the store for `platform` (pulling it if
+    /// needed: a stored image of another platform does not do) and loads it.
+    fn base_image(
+        &self,
+        ctx: &Ctx<'_>,
+        name: &str,
+        platform: &crate::Platform,
+    ) -> Result<ImageState, BuildError> {
+        let stored = ImageState::load(&self.store, name).ok();
+        let stored_platform = stored.as_ref().and_then(ImageState::platform);
+        let fits = |p: &Option<crate::Platform>| p.as_ref().is_none_or(|p| platform.accepts(p));
+        if !ctx.opts.pull && fits(&stored_platform) {
+            if let Some(img) = stored {
                 return Ok(img);
             }
         }
@@ -254,15 +293,24 @@ impl Executor {
         if let Some(auth) = auth_for(&ctx.opts.registry_auths, name) {
             registry.auth = Some(auth);
         }
-        let pulled =
-            rt.block_on(
-                self.store
-                    .pull(name, None, &registry, Arc::new(hutch_images::NoProgress)),
-            );
+        let want = platform.to_string();
+        let pulled = rt.block_on(self.store.pull(
+            name,
+            Some(&want),
+            &registry,
+            ctx.progress.pull_progress(),
+        ));
         match pulled {
-            Ok(_) => Ok(ImageState::load(&self.store, name)?),
-            Err(e) => match ImageState::load(&self.store, name) {
-                Ok(img) if ctx.opts.pull => Ok(img),
+            // By ID: a stage pulling the same name for another platform
+            // may move the name meanwhile.
+            Ok(p) => Ok(ImageState::load(&self.store, &p.id.to_string())?),
+            Err(e) => match stored {
+                Some(img) if ctx.opts.pull && fits(&stored_platform) => Ok(img),
+                Some(_) if !fits(&stored_platform) => Err(BuildError::Invalid(format!(
+                    "failed to resolve source image {name}: the local image is for {}, \
+                     not the wanted platform {want}, and the pull failed: {e}",
+                    stored_platform.map(|p| p.to_string()).unwrap_or_default()
+                ))),
                 _ => Err(BuildError::Invalid(format!(
                     "failed to resolve source image {name}: {e}"
                 ))),
@@ -357,8 +405,35 @@ impl Executor {
         si: usize,
         results: &[Option<ImageState>],
     ) -> Result<ImageState, BuildError> {
+        let built = self.build_stage_steps(ctx, df, plan, si, results);
+        if let Err(e) = &built {
+            ctx.progress.failed(e);
+        }
+        built
+    }
+
+    fn build_stage_steps(
+        &self,
+        ctx: &Ctx<'_>,
+        df: &crate::Dockerfile,
+        plan: &crate::BuildPlan,
+        si: usize,
+        results: &[Option<ImageState>],
+    ) -> Result<ImageState, BuildError> {
         let stage = &df.stages[si];
         let planned = &plan.stages[si];
+        let label = match (&stage.name, df.stages.len()) {
+            (_, 1) => String::new(),
+            (Some(n), _) => n.clone(),
+            (None, _) => format!("stage-{si}"),
+        };
+        let mut info = StepInfo {
+            stage: label,
+            index: 1,
+            count: 1 + stage.instructions.len(),
+            text: stage.from_instruction.original.clone(),
+        };
+        ctx.progress.begin(&info);
         let n = ctx.step.fetch_add(1, Ordering::SeqCst) + 1;
         ctx.progress.step(
             n,
@@ -373,7 +448,7 @@ impl Executor {
             Source::Stage(i) => results[*i]
                 .clone()
                 .ok_or_else(|| BuildError::Invalid(format!("stage {i} was not built")))?,
-            Source::Image(name) => self.base_image(ctx, name)?,
+            Source::Image(name) => self.base_image(ctx, name, &planned.platform)?,
         };
         if let Some(id) = &img.id {
             ctx.progress.done(id);
@@ -408,6 +483,7 @@ impl Executor {
             }
             img.run_config().remove("OnBuild");
             ctx.total.fetch_add(instructions.len(), Ordering::SeqCst);
+            info.count += instructions.len();
         }
         instructions.extend(
             stage
@@ -422,6 +498,9 @@ impl Executor {
             if self.cancel.load(Ordering::SeqCst) {
                 return Err(BuildError::Cancelled);
             }
+            info.index += 1;
+            info.text = ins.original.clone();
+            ctx.progress.begin(&info);
             let n = ctx.step.fetch_add(1, Ordering::SeqCst) + 1;
             ctx.progress
                 .step(n, ctx.total.load(Ordering::SeqCst), &ins.original);
@@ -460,6 +539,10 @@ impl Executor {
         let before = state.clone();
         let ex = state.step(&df.file, df.escape, ins, &ctx.opts.build_args, global)?;
         let mut key = Key::new(img.id.as_ref());
+        // The stage's platform: a scratch stage for arm64 and one for amd64
+        // share no parent, but must not share steps either.
+        let platform = img.platform().unwrap_or_else(crate::Platform::host);
+        key.add(platform.to_string().as_bytes());
         key.add(format!("{:?}", ex.command).as_bytes());
         key.add(format!("{:?}", ex.mounts).as_bytes());
         let (created, now) = self.now(ctx);
@@ -497,6 +580,14 @@ impl Executor {
                 if let Some(hit) = self.lookup_cache(ctx, &key) {
                     *img = hit;
                     return Ok(());
+                }
+                if !platform.runs_here() {
+                    return Err(BuildError::Run(format!(
+                        "RUN {}: cannot run {platform} binaries on this {} host (no emulation): \
+                         exec format error",
+                        argv.join(" "),
+                        crate::Platform::host()
+                    )));
                 }
                 let lower = img.lower_dirs(&self.store);
                 let prepared = mounts::prepare(
@@ -657,7 +748,11 @@ impl Executor {
                         .as_ref()
                         .ok_or_else(|| BuildError::Invalid(format!("stage {i} was not built")))?
                         .lower_dirs(&self.store),
-                    Source::Image(name) => self.base_image(ctx, name)?.lower_dirs(&self.store),
+                    Source::Image(name) => {
+                        let platform = img.platform().unwrap_or_else(crate::Platform::host);
+                        self.base_image(ctx, name, &platform)?
+                            .lower_dirs(&self.store)
+                    }
                     Source::Scratch => Vec::new(),
                 };
                 let v = view::MergedView::mount(&layers, &ctx.tmp)

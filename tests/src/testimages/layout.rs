@@ -50,6 +50,67 @@ pub struct LayoutDigests {
 
 /// Writes `recipe` as an OCI image layout into the existing directory `dir`.
 pub fn write_oci_layout(dir: &Path, recipe: &Recipe) -> anyhow::Result<LayoutDigests> {
+    let (digests, manifest_size) = write_image(dir, recipe, "amd64")?;
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_INDEX,
+        "manifests": [{
+            "mediaType": MEDIA_TYPE_MANIFEST,
+            "digest": digests.manifest_digest,
+            "size": manifest_size,
+            "annotations": { "org.opencontainers.image.ref.name": recipe.tag },
+        }],
+    });
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index)?)?;
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    Ok(digests)
+}
+
+/// Writes a multi-platform image as an OCI layout: each recipe as a
+/// `linux/<arch>` image, an image index listing them with their platforms,
+/// and `index.json` naming that index `tag`. Returns each image's digests
+/// (in order) and the index's digest.
+pub fn write_multi_platform_layout(
+    dir: &Path,
+    tag: &str,
+    images: &[(&Recipe, &str)],
+) -> anyhow::Result<(Vec<LayoutDigests>, String)> {
+    let mut entries = Vec::new();
+    let mut all = Vec::new();
+    for (recipe, arch) in images {
+        let (digests, size) = write_image(dir, recipe, arch)?;
+        entries.push(json!({
+            "mediaType": MEDIA_TYPE_MANIFEST,
+            "digest": digests.manifest_digest,
+            "size": size,
+            "platform": { "os": "linux", "architecture": arch },
+        }));
+        all.push(digests);
+    }
+    let inner = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_INDEX,
+        "manifests": entries,
+    }))?;
+    let index_digest = write_blob(&dir.join("blobs/sha256"), &inner)?;
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_INDEX,
+        "manifests": [{
+            "mediaType": MEDIA_TYPE_INDEX,
+            "digest": index_digest,
+            "size": inner.len(),
+            "annotations": { "org.opencontainers.image.ref.name": tag },
+        }],
+    });
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index)?)?;
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    Ok((all, index_digest))
+}
+
+/// Writes the blobs of one image for `linux/<arch>`; returns its digests and
+/// the manifest's size.
+fn write_image(dir: &Path, recipe: &Recipe, arch: &str) -> anyhow::Result<(LayoutDigests, usize)> {
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
 
@@ -85,7 +146,7 @@ pub fn write_oci_layout(dir: &Path, recipe: &Recipe) -> anyhow::Result<LayoutDig
     }
     let config = json!({
         "created": CREATED,
-        "architecture": "amd64",
+        "architecture": arch,
         "os": "linux",
         "config": container_config,
         "rootfs": {
@@ -113,25 +174,14 @@ pub fn write_oci_layout(dir: &Path, recipe: &Recipe) -> anyhow::Result<LayoutDig
     });
     let manifest_bytes = serde_json::to_vec(&manifest)?;
     let manifest_digest = write_blob(&blobs, &manifest_bytes)?;
-
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_INDEX,
-        "manifests": [{
-            "mediaType": MEDIA_TYPE_MANIFEST,
-            "digest": manifest_digest,
-            "size": manifest_bytes.len(),
-            "annotations": { "org.opencontainers.image.ref.name": recipe.tag },
-        }],
-    });
-    fs::write(dir.join("index.json"), serde_json::to_vec(&index)?)?;
-    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-
-    Ok(LayoutDigests {
-        manifest_digest,
-        config_digest,
-        layers,
-    })
+    Ok((
+        LayoutDigests {
+            manifest_digest,
+            config_digest,
+            layers,
+        },
+        manifest_bytes.len(),
+    ))
 }
 
 /// `sha256:<hex>` of `data`.

@@ -100,6 +100,77 @@ pub fn torture() -> anyhow::Result<TestImage> {
     cached("torture", &torture::recipe())
 }
 
+/// A multi-platform image (an OCI index): busybox for linux/amd64 and a
+/// files-only image for linux/arm64 (no binaries: nothing in it runs).
+#[derive(Clone, Debug)]
+pub struct MultiPlatformImage {
+    /// OCI layout whose `latest` is the index (`skopeo copy --all` pushes it).
+    pub oci_layout: PathBuf,
+    pub index_digest: String,
+    pub amd64: LayerInfo,
+    pub arm64: LayerInfo,
+    pub amd64_config: String,
+    pub arm64_config: String,
+}
+
+/// The content of `/platform.txt` in the arm64 image of [`multi_platform`].
+pub const ARM64_MARKER: &str = "arm64 image\n";
+
+/// The multi-platform test image, built on first use and cached.
+pub fn multi_platform() -> anyhow::Result<MultiPlatformImage> {
+    let bb = busybox::recipe(&busybox::find_busybox()?)?;
+    let arm = Recipe {
+        tag: TAG.to_owned(),
+        layers: vec![layout::RecipeLayer {
+            created_by: "files only".to_owned(),
+            entries: vec![
+                entry::LayerEntry::dir("etc", 0o755),
+                entry::LayerEntry::file("platform.txt", 0o644, ARM64_MARKER),
+                entry::LayerEntry::file("etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\n"),
+            ],
+        }],
+        cmd: None,
+        volumes: Vec::new(),
+    };
+    let mut key = Vec::new();
+    for layer in bb.layers.iter().chain(&arm.layers) {
+        key.push(tarball::write_tar(&layer.entries)?);
+    }
+    let key: Vec<&[u8]> = key.iter().map(Vec::as_slice).collect();
+    let dir = cache::cached_build("multi-platform", &key, |dir| {
+        let oci = dir.join(OCI_DIR);
+        let (images, index) =
+            layout::write_multi_platform_layout(&oci, TAG, &[(&bb, "amd64"), (&arm, "arm64")])?;
+        let first = |d: &layout::LayoutDigests| d.layers.first().cloned();
+        let stored = serde_json::json!({
+            "index": index,
+            "amd64": first(&images[0]),
+            "arm64": first(&images[1]),
+            "amd64_config": images[0].config_digest,
+            "arm64_config": images[1].config_digest,
+        });
+        fs::write(dir.join(METADATA_FILE), serde_json::to_vec_pretty(&stored)?)?;
+        Ok(())
+    })?;
+    let metadata = dir.join(METADATA_FILE);
+    let v: serde_json::Value = serde_json::from_slice(
+        &fs::read(&metadata).with_context(|| format!("reading {}", metadata.display()))?,
+    )?;
+    let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let layer = |k: &str| -> anyhow::Result<LayerInfo> {
+        serde_json::from_value(v[k].clone())
+            .with_context(|| format!("{} in {}", k, metadata.display()))
+    };
+    Ok(MultiPlatformImage {
+        oci_layout: dir.join(OCI_DIR),
+        index_digest: text("index"),
+        amd64: layer("amd64")?,
+        arm64: layer("arm64")?,
+        amd64_config: text("amd64_config"),
+        arm64_config: text("arm64_config"),
+    })
+}
+
 /// Files in the [`incompressible`] image, and the size of each.
 pub const INCOMPRESSIBLE_FILES: usize = 64;
 pub const INCOMPRESSIBLE_FILE_SIZE: usize = 16 * 1024;

@@ -131,14 +131,11 @@ fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
             ));
         }
     }
-    if let Some(p) = q.non_empty("platform") {
-        let host = format!("linux/{}", super::host::go_arch());
-        if !p.starts_with(&host) {
-            warnings.push(format!(
-                "[WARNING]: --platform {p} is ignored: hutch builds for this machine ({host})\n"
-            ));
-        }
-    }
+    let platform = q
+        .non_empty("platform")
+        .map(hutch_builder::Platform::parse_target)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     let network_none = match q.non_empty("networkmode") {
         None | Some("default" | "bridge" | "host") => false,
         Some("none") => true,
@@ -158,6 +155,7 @@ fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
         pull: q.bool("pull"),
         registry_auths: registry_config(&req.headers)?,
         network_none,
+        platform,
         ..BuildOptions::default()
     };
     Ok(Request {
@@ -206,7 +204,21 @@ fn status_of(err: &BuildError) -> ApiError {
 }
 
 async fn build(req: ApiRequest) -> Reply {
-    let parsed = parse_request(&req)?;
+    let parsed = match parse_request(&req) {
+        Ok(p) => p,
+        Err(e) => {
+            // As Go's net/http does: read up to 256 KiB of the context the
+            // client is still sending, so that it reads the 400 rather than
+            // failing with a broken pipe.
+            let body = req.body_reader();
+            let _ = tokio::task::spawn_blocking(move || {
+                use std::io::Read as _;
+                std::io::copy(&mut body.take(256 << 10), &mut std::io::sink())
+            })
+            .await;
+            return Err(e);
+        }
+    };
     let daemon = req.daemon.clone();
     let tmp = daemon.data_root.join("builder/tmp");
     let body = req.body_reader();
