@@ -638,8 +638,9 @@ fn docker_cli_lifecycle() -> Result<()> {
         bb,
         "sh",
         "-c",
-        "echo x > /tmp/added; rm /etc/group; echo y >> /etc/passwd; sleep 30",
+        "rm /etc/group; echo y >> /etc/passwd; echo x > /tmp/added; sleep 30",
     ])?;
+    // /tmp/added is written last, so once it shows, so do the others.
     let mut diff = String::new();
     wait_for("the changes", Duration::from_secs(10), || {
         diff = daemon.docker_ok(&["diff", "differ"])?;
