@@ -13,6 +13,7 @@ mod fswalk;
 mod hashcache;
 mod image;
 mod mounts;
+mod remote;
 pub mod rootfs;
 mod run;
 mod tarball;
@@ -588,6 +589,9 @@ impl Executor {
                         add: false,
                         excludes: &c.excludes,
                         parents: c.parents,
+                        checksum: None,
+                        unpack: None,
+                        at: format!("{}:{}", df.file, ins.span.start.line),
                     },
                     sources,
                     results,
@@ -611,6 +615,9 @@ impl Executor {
                         add: true,
                         excludes: &a.excludes,
                         parents: false,
+                        checksum: a.checksum.clone(),
+                        unpack: a.unpack,
+                        at: format!("{}:{}", df.file, ins.span.start.line),
                     },
                     sources,
                     results,
@@ -678,6 +685,16 @@ impl Executor {
         };
         let exclude = crate::dockerignore::DockerIgnore::parse(&args.excludes.join("\n"))
             .map_err(|e| BuildError::Invalid(format!("--exclude: {e}")))?;
+        // URL sources: with --checksum the key is complete without them.
+        let fetch =
+            remote::Downloads::plan(&args.sources.paths, args.checksum.as_deref(), &args.at)?;
+        if fetch.key_complete() {
+            if let Some(hit) = self.lookup_cache(ctx, &key) {
+                *img = hit;
+                return Ok(());
+            }
+        }
+        let fetched = fetch.run(&ctx.tmp, &self.cancel)?;
         let req = copy::CopyRequest {
             sources: &args.sources.paths,
             inline: &args.sources.inline,
@@ -686,18 +703,23 @@ impl Executor {
             chown,
             chmod,
             add: args.add,
+            unpack: args.unpack,
+            remote: fetched.files(),
+            download_time: ctx.epoch.unwrap_or(now),
             now: ctx.epoch.unwrap_or(0),
             exclude: &exclude,
             parents: args.parents,
         };
-        let _ = now;
         let entries = copy::copy_entries(&src, &req, &lower)?;
-        key.add(&checksum(&entries, hashes)?);
-        if let Some(hit) = self.lookup_cache(ctx, &key) {
-            *img = hit;
-            return Ok(());
+        if !fetch.key_complete() {
+            key.add(&checksum(&entries, hashes)?);
+            if let Some(hit) = self.lookup_cache(ctx, &key) {
+                *img = hit;
+                return Ok(());
+            }
         }
         let layer = self.write_layer(entries, ctx.epoch)?;
+        drop(fetched);
         self.finish_layer_step(ctx, img, key, created, text, Some(layer))
     }
 
@@ -849,6 +871,12 @@ struct CopyArgs<'a> {
     excludes: &'a [String],
     /// `--parents` (COPY only).
     parents: bool,
+    /// ADD `--checksum` of a URL source.
+    checksum: Option<String>,
+    /// ADD `--unpack`.
+    unpack: Option<bool>,
+    /// `Dockerfile:LINE`, for errors about downloads.
+    at: String,
 }
 
 fn key_preview(argv: &[String]) -> Vec<u8> {
