@@ -5,6 +5,7 @@
 //! step's result is stored as an intermediate image, which is what the build
 //! cache points at.
 
+mod buildtmp;
 mod cache;
 pub mod commit;
 mod config;
@@ -39,6 +40,7 @@ use crate::error::ParseError;
 use crate::evaluate::StageState;
 use crate::history;
 use crate::stages::{plan, Source};
+pub use buildtmp::BuildTmp;
 use cache::{Cache, Key};
 pub use image::ImageState;
 use tarball::{Body, Entry};
@@ -183,8 +185,10 @@ impl Executor {
                 .get("SOURCE_DATE_EPOCH")
                 .and_then(|v| v.trim().parse().ok())
         });
-        let tmp = self.data_root.join("builder/tmp");
-        std::fs::create_dir_all(&tmp).map_err(|e| BuildError::io("creating builder/tmp", e))?;
+        // Removed (mounts, RUN dirs, downloads) however the build ends.
+        let scratch = BuildTmp::create(&self.data_root, "build")
+            .map_err(|e| BuildError::io("creating the build's directory in builder/tmp", e))?;
+        let tmp = scratch.path().to_path_buf();
         let total = plan
             .order
             .iter()

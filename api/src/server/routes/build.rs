@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine as _;
-use hutch_builder::exec::{BuildError, BuildOptions, Built, Executor};
+use hutch_builder::exec::{BuildError, BuildOptions, BuildTmp, Built, Executor};
 use hutch_builder::BuildArgs;
 use hutch_engine::runtime::Runtime;
 use hutch_images::registry::{AuthConfig, RegistrySettings};
@@ -208,16 +208,26 @@ fn status_of(err: &BuildError) -> ApiError {
 async fn build(req: ApiRequest) -> Reply {
     let parsed = parse_request(&req)?;
     let daemon = req.daemon.clone();
-    let tmp = daemon.data_root.join("builder/tmp");
+    let data_root = daemon.data_root.clone();
     let body = req.body_reader();
-    let context = tokio::task::spawn_blocking(move || build_context::unpack(body, &tmp))
-        .await
-        .map_err(|e| ApiError::internal(format!("unpacking the build context: {e}")))??;
+    // The context goes into a locked entry of builder/tmp, so a daemon that
+    // dies mid-build leaves nothing the next build does not sweep.
+    let (scratch, context) = tokio::task::spawn_blocking(move || {
+        let scratch = BuildTmp::create(&data_root, "context")
+            .map_err(|e| ApiError::internal(format!("creating the context directory: {e}")))?;
+        let context = build_context::unpack(body, scratch.path())?;
+        Ok::<_, ApiError>((scratch, context))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("unpacking the build context: {e}")))??;
     let mut opts = parsed.opts;
     opts.dockerfile = Some(context.dockerfile(parsed.dockerfile.as_deref())?);
     opts.context = context.dir.path().to_path_buf();
 
     let cancel = Arc::new(AtomicBool::new(false));
+    // A client gone before the response task takes over drops this future:
+    // the guard cancels the build then.
+    let mut guard = CancelOnDrop(Some(cancel.clone()));
     if let Some(id) = &parsed.build_id {
         if let Ok(mut r) = running().lock() {
             r.insert(id.clone(), cancel.clone());
@@ -253,6 +263,7 @@ async fn build(req: ApiRequest) -> Reply {
             let _ = tx.blocking_send(Msg::Done(result));
             // The context directory goes once the build has finished with it.
             drop(context);
+            drop(scratch);
             if let Some(id) = build_id {
                 if let Ok(mut r) = running().lock() {
                     r.remove(&id);
@@ -268,6 +279,7 @@ async fn build(req: ApiRequest) -> Reply {
         None => return Err(ApiError::internal("the build stopped unexpectedly")),
     };
     let (resp, out) = response::stream("application/json");
+    guard.0 = None;
     tokio::spawn(async move {
         let mut next = Some(first);
         loop {
@@ -308,6 +320,17 @@ async fn build(req: ApiRequest) -> Reply {
         }
     });
     Ok(resp)
+}
+
+/// Sets the build's cancel flag when dropped while still armed.
+struct CancelOnDrop(Option<Arc<AtomicBool>>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// The last lines: the image ID (aux), `Successfully built/tagged`, or the
