@@ -260,10 +260,6 @@ fn hutch_build_ctrl_c_cleans_up_and_stale_tmp_is_swept() -> Result<()> {
     ensure!(status.code() == Some(130), "status {status}: {rest:?}");
     ensure!(took < Duration::from_secs(5), "took {took:?} to stop");
     ensure!(
-        rest.iter().any(|l| l.contains("cancelled")),
-        "no cancellation message: {rest:?}"
-    );
-    ensure!(
         alive(&procs).is_empty(),
         "left running: {:?}",
         alive(&procs)
@@ -276,6 +272,10 @@ fn hutch_build_ctrl_c_cleans_up_and_stale_tmp_is_swept() -> Result<()> {
     ensure!(
         records(&data) == before,
         "the cancelled build stored something"
+    );
+    ensure!(
+        rest.iter().any(|l| l.contains("cancelled")),
+        "no cancellation message: {rest:?}"
     );
     let pod_mounts = pod.exec("/bin/cat").arg("/proc/self/mountinfo").output()?;
     let pod_mounts = String::from_utf8_lossy(&pod_mounts.stdout);
