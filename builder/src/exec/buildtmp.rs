@@ -8,9 +8,9 @@
 //! Creating entries and sweeping stale ones both happen under the
 //! exclusive `builder/tmp.lock`, so a sweep never sees an entry between its
 //! `mkdir` and its lock, and a live build's entry (daemon or daemonless, on
-//! the same data root) is never touched. Entries without a `.lock` (views
-//! of `docker cp`/`export`, which the daemon places here too) are not ours
-//! to judge and are left alone. Mounts a sweep can see under a stale entry
+//! the same data root) is never touched. The views of `docker cp`/`export`
+//! live in such entries too. Entries without a `.lock` (left by older
+//! versions) are not ours to judge and are left alone. Mounts a sweep can see under a stale entry
 //! are detached first, so removing it never writes through an overlay.
 
 use std::fs::{self, File};
@@ -32,22 +32,34 @@ pub struct BuildTmp {
 impl BuildTmp {
     /// Sweeps stale entries, then makes `<prefix>-<random>` and locks it.
     pub fn create(data_root: &Path, prefix: &str) -> io::Result<BuildTmp> {
-        let builder = data_root.join("builder");
-        let tmp = builder.join("tmp");
-        fs::create_dir_all(&tmp)?;
+        BuildTmp::create_in(&data_root.join("builder/tmp"), prefix)
+    }
+
+    /// As `create`, given `<data root>/builder/tmp` itself.
+    pub fn create_in(tmp: &Path, prefix: &str) -> io::Result<BuildTmp> {
+        fs::create_dir_all(tmp)?;
         let guard = File::options()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(builder.join("tmp.lock"))?;
+            .open(tmp.with_extension("lock"))?;
         flock(guard.as_fd(), FlockOperation::LockExclusive)?;
-        sweep(&tmp);
+        sweep(tmp);
         let dir = tempfile::Builder::new()
             .prefix(&format!("{prefix}-"))
-            .tempdir_in(&tmp)?
+            .tempdir_in(tmp)?
             .keep();
-        let lock = File::create(dir.join(LOCK))?;
-        flock(lock.as_fd(), FlockOperation::NonBlockingLockExclusive)?;
+        let locked = File::create(dir.join(LOCK)).and_then(|lock| {
+            flock(lock.as_fd(), FlockOperation::NonBlockingLockExclusive)?;
+            Ok(lock)
+        });
+        let lock = match locked {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         drop(guard);
         Ok(BuildTmp { dir, _lock: lock })
     }
