@@ -5,6 +5,7 @@ paths. Usage: http_fixture.py PORT DIR. Prints "ready" once listening.
   /loop   redirects to itself forever
   /short  promises 1000 bytes, sends 10 and closes the connection
   /slow   sends 10 bytes, then nothing for 60 s (a download to cancel)
+  /v2/... never answers (a registry whose pull hangs)
 """
 
 import http.server
@@ -20,6 +21,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Location", "/loop")
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if self.path.startswith("/v2/"):
+            time.sleep(600)
             return
         if self.path in ("/short", "/slow"):
             self.send_response(200)

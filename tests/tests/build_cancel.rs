@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use hutch_tests::build_context::BuildContext as Ctx;
 use hutch_tests::daemon::{printed as text, Daemon};
+use hutch_tests::http_fixture::HttpFixture;
 use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
 use hutch_tests::testimages;
 use nix::sys::signal::{kill, Signal};
@@ -350,5 +351,42 @@ fn docker_build_client_killed_mid_run_cleans_up() -> Result<()> {
     ensure!(again.status.success(), "rebuild: {}", text(&again));
     ensure!(tmp_entries(&data).is_empty(), "{:?}", tmp_entries(&data));
     daemon.stop()?;
+    pod.stop()
+}
+
+#[test]
+fn hutch_build_ctrl_c_during_a_hung_base_pull() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let data = pod.data_dir_host().to_path_buf();
+    let srv = Ctx::new(&[])?;
+    // A "registry" that never answers: the pull hangs.
+    let _registry = HttpFixture::start(&pod, 18081, srv.path())?;
+    let ctx = Ctx::new(&[(
+        "Dockerfile",
+        "FROM 127.0.0.1:18081/stalled/image:1\nRUN true\n",
+    )])?;
+    let mut build = pod
+        .exec(hutch_bin())
+        .args(["build", &ctx.arg()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = lines(build.stderr.take().context("stderr")?);
+    wait_for_line(&stderr, "Pulling 127.0.0.1:18081/stalled/image:1")?;
+    // Let the pull reach the registry.
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    kill(Pid::from_raw(i32::try_from(build.id())?), Signal::SIGINT)?;
+    let status = wait_exit(&mut build, Duration::from_secs(20))?;
+    let took = t0.elapsed();
+    let rest: Vec<String> = stderr.try_iter().collect();
+    ensure!(status.code() == Some(130), "status {status}: {rest:?}");
+    ensure!(took < Duration::from_secs(5), "took {took:?} to stop");
+    ensure!(
+        tmp_entries(&data).is_empty(),
+        "builder/tmp: {:?}",
+        tmp_entries(&data)
+    );
     pod.stop()
 }

@@ -5,13 +5,13 @@
 //!
 //! Needs the `hutch` and `podsim` binaries built first (`tests/run` does it).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{ensure, Context, Result};
 use hutch_tests::build_context::BuildContext as Ctx;
-use hutch_tests::daemon::{client_script, printed as text, Daemon};
+use hutch_tests::daemon::{printed as text, Daemon};
+use hutch_tests::http_fixture::HttpFixture;
 use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
 use hutch_tests::testimages;
 use sha2::{Digest, Sha256};
@@ -35,35 +35,6 @@ fn load_busybox(pod: &Pod) -> Result<String> {
     )?;
     ensure!(out.status.success(), "load: {}", text(&out));
     Ok(image.reference.clone())
-}
-
-/// `tests/clients/http_fixture.py` in the pod's network, killed on drop.
-struct Server(Child);
-
-impl Server {
-    fn start(pod: &Pod, root: &Ctx) -> Result<Server> {
-        let mut child = pod
-            .sidecar("/usr/bin/python3")
-            .arg(client_script("http_fixture.py"))
-            .arg(PORT.to_string())
-            .arg(root.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting the HTTP fixture")?;
-        let mut line = String::new();
-        let stdout = child.stdout.take().context("fixture stdout")?;
-        BufReader::new(stdout).read_line(&mut line)?;
-        ensure!(line.trim() == "ready", "HTTP fixture: {line:?}");
-        Ok(Server(child))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn url(path: &str) -> String {
@@ -118,7 +89,7 @@ fn hutch_build_add_url_names_checks_and_caches() -> Result<()> {
     let srv = Ctx::new(&[])?;
     serve_file(&srv, "hello.txt", "hello over http\n")?;
     serve_tarball(&srv)?;
-    let _server = Server::start(&pod, &srv)?;
+    let _server = HttpFixture::start(&pod, PORT, srv.path())?;
     let sum = sha256(b"hello over http\n");
     let ctx = Ctx::new(&[("Dockerfile", &dockerfile(&base, &sum))])?;
 
@@ -183,7 +154,7 @@ fn hutch_build_add_url_errors() -> Result<()> {
     let base = load_busybox(&pod)?;
     let srv = Ctx::new(&[])?;
     serve_file(&srv, "hello.txt", "hello over http\n")?;
-    let _server = Server::start(&pod, &srv)?;
+    let _server = HttpFixture::start(&pod, PORT, srv.path())?;
     let zeros = "0".repeat(64);
     let actual = sha256(b"hello over http\n");
     let cases: Vec<(String, Vec<String>)> = vec![
@@ -239,7 +210,7 @@ fn docker_build_add_url() -> Result<()> {
     let srv = Ctx::new(&[])?;
     serve_file(&srv, "hello.txt", "hello over http\n")?;
     serve_tarball(&srv)?;
-    let _server = Server::start(&pod, &srv)?;
+    let _server = HttpFixture::start(&pod, PORT, srv.path())?;
     let sum = sha256(b"hello over http\n");
     let ctx = Ctx::new(&[("Dockerfile", &dockerfile(&base, &sum))])?;
     let daemon = Daemon::start(&pod)?;

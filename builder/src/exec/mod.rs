@@ -259,11 +259,19 @@ impl Executor {
         if let Some(auth) = auth_for(&ctx.opts.registry_auths, name) {
             registry.auth = Some(auth);
         }
-        let pulled =
-            rt.block_on(
-                self.store
-                    .pull(name, None, &registry, Arc::new(hutch_images::NoProgress)),
-            );
+        // A cancelled build does not wait for the pull: its layers commit
+        // one by one, so what is cut short leaves only complete layers
+        // (and ingest leftovers the store's start-up cleanup removes).
+        let pulled = rt.block_on(async {
+            tokio::select! {
+                r = self.store.pull(name, None, &registry, Arc::new(hutch_images::NoProgress)) => Some(r),
+                () = remote::cancelled(&self.cancel) => None,
+            }
+        });
+        let Some(pulled) = pulled else {
+            rt.shutdown_background();
+            return Err(BuildError::Cancelled);
+        };
         match pulled {
             Ok(_) => Ok(ImageState::load(&self.store, name)?),
             Err(e) => match ImageState::load(&self.store, name) {

@@ -216,7 +216,8 @@ pub fn fetch(
     Ok(fetched)
 }
 
-async fn cancelled(cancel: &AtomicBool) {
+/// Resolves once `cancel` is set (polled: the flag is a plain atomic).
+pub async fn cancelled(cancel: &AtomicBool) {
     while !cancel.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
