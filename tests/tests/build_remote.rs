@@ -67,7 +67,7 @@ fn serve_tarball(srv: &Ctx) -> Result<()> {
     hutch_tests::build_context::set_mode(&srv.path().join("arch.tar.gz"), 0o644)
 }
 
-const SHOW: &str = r#"CMD ["sh", "-c", "cd /dl && stat -c '%n %a %u:%g %Y' * && cat checked.txt hello.txt && tar -tzf arch.tar.gz"]"#;
+const SHOW: &str = r#"CMD ["sh", "-c", "cd /dl && stat -c '%n %a %u:%g %Y' * && cat checked.txt hello.txt && tar -tzf arch.tar.gz && cat /unp/dir/inner.txt"]"#;
 
 fn dockerfile(base: &str, sum: &str) -> String {
     format!(
@@ -75,9 +75,11 @@ fn dockerfile(base: &str, sum: &str) -> String {
          ADD --checksum=sha256:{sum} {} /dl/checked.txt\n\
          ADD {} /dl/\n\
          ADD --chown=1000:1000 --chmod=644 {} /dl/\n\
+         ADD --unpack=true {} /unp/\n\
          {SHOW}\n",
         url("hello.txt"),
         url("hello.txt"),
+        url("arch.tar.gz"),
         url("arch.tar.gz"),
     )
 }
@@ -102,7 +104,7 @@ fn hutch_build_add_url_names_checks_and_caches() -> Result<()> {
     let again = hutch(&pod, &["build", "-t", "add:1", &ctx.arg()])?;
     ensure!(again.status.success(), "rebuild: {}", text(&again));
     let log2 = String::from_utf8_lossy(&again.stderr).to_string();
-    ensure!(log2.matches("Using cache").count() == 4, "{log2}");
+    ensure!(log2.matches("Using cache").count() == 5, "{log2}");
     ensure!(
         again.stdout == out.stdout,
         "{}\n{}",
@@ -122,7 +124,7 @@ fn hutch_build_add_url_names_checks_and_caches() -> Result<()> {
     let ran = daemon.docker_ok(&["run", "--rm", "add:1"])?;
     let want = format!(
         "arch.tar.gz 644 1000:1000 {MTIME}\nchecked.txt 600 0:0 {MTIME}\nhello.txt 600 0:0 {MTIME}\n\
-         hello over http\nhello over http\ndir/\ndir/inner.txt\n"
+         hello over http\nhello over http\ndir/\ndir/inner.txt\ninside the tarball\n"
     );
     // The tarball's own mtime is the served file's (not MTIME): compare
     // everything else.
@@ -176,7 +178,7 @@ fn hutch_build_add_url_errors() -> Result<()> {
         ),
         (
             format!("ADD {} /x", url("short")),
-            vec![url("short"), "Dockerfile:2".into()],
+            vec![url("short"), "Dockerfile:2".into(), "end of file".into()],
         ),
         (
             "ADD http://127.0.0.1:1/file /x".into(),
@@ -184,7 +186,14 @@ fn hutch_build_add_url_errors() -> Result<()> {
         ),
         (
             format!("ADD {} /src", url("repo.git")),
-            vec!["git repository".into()],
+            vec!["Dockerfile:2".into(), "git repository".into()],
+        ),
+        (
+            format!("COPY {} /x", url("hello.txt")),
+            vec![
+                "Dockerfile:2".into(),
+                "source can't be a URL for COPY".into(),
+            ],
         ),
         (
             format!("ADD --checksum=sha256:abc {} /x", url("hello.txt")),
@@ -220,7 +229,7 @@ fn docker_build_add_url() -> Result<()> {
         format!("checked.txt 600 0:0 {MTIME}\n"),
         format!("hello.txt 600 0:0 {MTIME}\n"),
         "arch.tar.gz 644 1000:1000 ".to_string(),
-        "hello over http\nhello over http\ndir/\ndir/inner.txt\n".to_string(),
+        "hello over http\nhello over http\ndir/\ndir/inner.txt\ninside the tarball\n".to_string(),
     ] {
         ensure!(ran.contains(&want), "no {want:?} in {ran}");
     }
@@ -231,7 +240,7 @@ fn docker_build_add_url() -> Result<()> {
         .output()?;
     let log = text(&again);
     ensure!(again.status.success(), "{log}");
-    ensure!(log.matches("Using cache").count() == 4, "{log}");
+    ensure!(log.matches("Using cache").count() == 5, "{log}");
 
     let zeros = "0".repeat(64);
     let bad = Ctx::new(&[(

@@ -76,10 +76,7 @@ pub fn copy_entries(
     let mut wildcard = false;
     for s in req.sources {
         if remote::is_git(s) {
-            return Err(BuildError::Copy(format!(
-                "ADD of a git repository ({s}) is not supported by hutch: clone it in a RUN \
-                 step, or COPY a checkout from the build context"
-            )));
+            return Err(BuildError::Copy(remote::git_refused(s)));
         }
         if remote::is_url(s) {
             if !req.add {

@@ -698,8 +698,12 @@ impl Executor {
         let exclude = crate::dockerignore::DockerIgnore::parse(&args.excludes.join("\n"))
             .map_err(|e| BuildError::Invalid(format!("--exclude: {e}")))?;
         // URL sources: with --checksum the key is complete without them.
-        let fetch =
-            remote::Downloads::plan(&args.sources.paths, args.checksum.as_deref(), &args.at)?;
+        let fetch = remote::Downloads::plan(
+            &args.sources.paths,
+            args.add,
+            args.checksum.as_deref(),
+            &args.at,
+        )?;
         if fetch.key_complete() {
             if let Some(hit) = self.lookup_cache(ctx, &key) {
                 *img = hit;

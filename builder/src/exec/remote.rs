@@ -37,11 +37,22 @@ pub struct Downloads<'a> {
 }
 
 impl<'a> Downloads<'a> {
+    /// `add`: ADD (COPY takes no URL).
     pub fn plan(
         sources: &'a [String],
+        add: bool,
         checksum: Option<&str>,
         at: &'a str,
     ) -> Result<Downloads<'a>, BuildError> {
+        if let Some(url) = sources.iter().find(|s| !add && (is_url(s) || is_git(s))) {
+            return Err(BuildError::Copy(format!(
+                "{at}: source can't be a URL for COPY ({}): use ADD",
+                redacted(url)
+            )));
+        }
+        if let Some(git) = sources.iter().find(|s| is_git(s)) {
+            return Err(BuildError::Copy(format!("{at}: {}", git_refused(git))));
+        }
         let urls: Vec<&str> = sources
             .iter()
             .map(String::as_str)
@@ -106,6 +117,15 @@ impl Downloaded {
     pub fn files(&self) -> &[Fetched] {
         &self.files
     }
+}
+
+/// Why ADD of a git repository fails.
+pub fn git_refused(source: &str) -> String {
+    format!(
+        "ADD of a git repository ({}) is not supported by hutch: clone it in a RUN step, \
+         or COPY a checkout from the build context",
+        redacted(source)
+    )
 }
 
 /// `http://` or `https://` (what ADD downloads).
@@ -208,7 +228,8 @@ pub fn fetch(
         if fetched.digest != want {
             let _ = std::fs::remove_file(&path);
             return Err(BuildError::Copy(format!(
-                "checksum mismatch for {url}: expected {want}, got {}",
+                "checksum mismatch for {}: expected {want}, got {}",
+                redacted(url),
                 fetched.digest
             )));
         }
@@ -223,20 +244,32 @@ pub async fn cancelled(cancel: &AtomicBool) {
     }
 }
 
+/// `url` without its password, for messages.
+fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("xxxxx"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 async fn download(url: &str, path: &Path) -> Result<Fetched, BuildError> {
-    let fail = |what: String| BuildError::Copy(format!("failed to download {url}: {what}"));
+    let shown = redacted(url);
+    let fail = |what: String| BuildError::Copy(format!("failed to download {shown}: {what}"));
     let client = reqwest::Client::builder()
         .user_agent(concat!("hutch-builder/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
         // A server that stops sending is an error, not a hang.
         .read_timeout(Duration::from_secs(120))
         .build()
-        .map_err(|e| fail(describe(&e)))?;
+        .map_err(|e| fail(describe(&e.without_url())))?;
     let mut resp = client
         .get(url)
         .send()
         .await
-        .map_err(|e| fail(describe(&e)))?;
+        .map_err(|e| fail(describe(&e.without_url())))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(fail(format!("server answered {status}")));
@@ -250,16 +283,19 @@ async fn download(url: &str, path: &Path) -> Result<Fetched, BuildError> {
     // Read before the body: afterwards reqwest reports what is left.
     let promised = resp.content_length();
     let mut file = std::fs::File::create(path)
-        .map_err(|e| BuildError::io(&format!("writing the download of {url}"), e))?;
+        .map_err(|e| BuildError::io(&format!("writing the download of {shown}"), e))?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     loop {
-        let chunk = resp.chunk().await.map_err(|e| fail(describe(&e)))?;
+        let chunk = resp
+            .chunk()
+            .await
+            .map_err(|e| fail(describe(&e.without_url())))?;
         let Some(chunk) = chunk else { break };
         hasher.update(&chunk);
         size += chunk.len() as u64;
         file.write_all(&chunk)
-            .map_err(|e| BuildError::io(&format!("writing the download of {url}"), e))?;
+            .map_err(|e| BuildError::io(&format!("writing the download of {shown}"), e))?;
     }
     if let Some(len) = promised {
         if len != size {
@@ -267,7 +303,7 @@ async fn download(url: &str, path: &Path) -> Result<Fetched, BuildError> {
         }
     }
     file.flush()
-        .map_err(|e| BuildError::io(&format!("writing the download of {url}"), e))?;
+        .map_err(|e| BuildError::io(&format!("writing the download of {shown}"), e))?;
     let hex: String = hasher
         .finalize()
         .iter()
@@ -310,6 +346,12 @@ mod tests {
         assert_eq!(file_name("https://h/"), "__unnamed__");
         assert_eq!(file_name("https://h"), "__unnamed__");
         assert_eq!(file_name("http://h/a%20b"), "a b");
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(redacted("https://u:p@h/f"), "https://u:xxxxx@h/f");
+        assert_eq!(redacted("https://h/f"), "https://h/f");
     }
 
     #[test]
