@@ -19,7 +19,9 @@ use hutch_tests::daemon::{printed as text, Daemon};
 use hutch_tests::http_fixture::HttpFixture;
 use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
 use hutch_tests::testimages;
-use nix::sys::signal::{kill, Signal};
+use std::os::unix::process::CommandExt;
+
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 fn hutch(pod: &Pod, args: &[&str]) -> Result<Output> {
@@ -206,9 +208,12 @@ fn hutch_build_ctrl_c_cleans_up_and_stale_tmp_is_swept() -> Result<()> {
     let slow = Ctx::new(&[("Dockerfile", &slow_dockerfile(&base, 4242))])?;
     let quick = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nRUN echo quick > /q\n"))])?;
 
+    // A process group of its own, so the test can signal it as a
+    // terminal's Ctrl-C does (every process of the foreground group).
     let mut build = pod
         .exec(hutch_bin())
         .args(["build", "-t", "slow", &slow.arg()])
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -254,7 +259,7 @@ fn hutch_build_ctrl_c_cleans_up_and_stale_tmp_is_swept() -> Result<()> {
     procs.extend(&sleeping);
 
     let t0 = Instant::now();
-    kill(Pid::from_raw(i32::try_from(build.id())?), Signal::SIGINT)?;
+    killpg(Pid::from_raw(i32::try_from(build.id())?), Signal::SIGINT)?;
     let status = wait_exit(&mut build, Duration::from_secs(20))?;
     let took = t0.elapsed();
     let rest: Vec<String> = stderr.try_iter().collect();

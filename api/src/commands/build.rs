@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use hutch_builder::exec::{BuildOptions, BuildTmp, Executor, OutputSink, Progress};
+use hutch_builder::exec::{BuildError, BuildOptions, BuildTmp, Executor, OutputSink, Progress};
 use hutch_builder::BuildArgs as DockerfileArgs;
 use hutch_engine::bootstrap::{self, BootstrapOptions};
 use hutch_engine::runtime::Runtime;
@@ -174,13 +174,19 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
     let built = match result {
         Ok(b) if sig == 0 => b,
         Ok(_) => return Ok(ExitCode::from(signal_status(sig))),
-        Err(e) => {
+        Err(e) if sig == 0 => {
             eprintln!("ERROR: {e}");
-            return Ok(ExitCode::from(if sig == 0 {
-                1
-            } else {
-                signal_status(sig)
-            }));
+            return Ok(ExitCode::from(1));
+        }
+        Err(BuildError::Cancelled) => {
+            eprintln!("ERROR: {}", BuildError::Cancelled);
+            return Ok(ExitCode::from(signal_status(sig)));
+        }
+        // Something the signal broke on its way (a terminal's Ctrl-C
+        // reaches every process of the group): still a cancellation.
+        Err(e) => {
+            eprintln!("ERROR: {} ({e})", BuildError::Cancelled);
+            return Ok(ExitCode::from(signal_status(sig)));
         }
     };
     eprintln!("Successfully built {}", built.id.short());

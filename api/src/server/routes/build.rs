@@ -260,10 +260,11 @@ async fn build(req: ApiRequest) -> Reply {
             if quiet && result.is_err() && !held.is_empty() {
                 let _ = tx.blocking_send(Msg::Line(held.into()));
             }
-            let _ = tx.blocking_send(Msg::Done(result));
-            // The context directory goes once the build has finished with it.
+            // The context directory goes once the build has finished with
+            // it, before the client hears the build is over.
             drop(context);
             drop(scratch);
+            let _ = tx.blocking_send(Msg::Done(result));
             if let Some(id) = build_id {
                 if let Ok(mut r) = running().lock() {
                     r.remove(&id);
