@@ -129,6 +129,19 @@ fn sleepers(delay: u32) -> BTreeSet<u32> {
         .collect()
 }
 
+/// `pid state cmdline` of each.
+fn describe(pids: &[u32]) -> Vec<String> {
+    pids.iter()
+        .map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            format!("{p} {stat} [{cmd}]")
+        })
+        .collect()
+}
+
 fn alive(pids: &BTreeSet<u32>) -> Vec<u32> {
     pids.iter()
         .copied()
@@ -265,11 +278,18 @@ fn hutch_build_ctrl_c_cleans_up_and_stale_tmp_is_swept() -> Result<()> {
     let rest: Vec<String> = stderr.try_iter().collect();
     ensure!(status.code() == Some(130), "status {status}: {rest:?}");
     ensure!(took < Duration::from_secs(5), "took {took:?} to stop");
-    ensure!(
-        alive(&procs).is_empty(),
-        "left running: {:?}",
-        alive(&procs)
-    );
+    eprintln!("hutch build stopped {took:?} after SIGINT");
+    // Processes of the build are gone once it has exited (a few
+    // milliseconds of grace for one still being torn down by the kernel).
+    let deadline = Instant::now() + Duration::from_millis(500);
+    if !alive(&procs).is_empty() {
+        eprintln!("still exiting: {:?}", describe(&alive(&procs)));
+    }
+    while !alive(&procs).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = describe(&alive(&procs));
+    ensure!(left.is_empty(), "left running: {left:?}");
     ensure!(
         tmp_entries(&data).is_empty(),
         "builder/tmp: {:?}",
@@ -333,9 +353,14 @@ fn docker_build_client_killed_mid_run_cleans_up() -> Result<()> {
         let tmp = tmp_entries(&data);
         let mounts = build_mounts(&descendants(daemon_pid));
         if left.is_empty() && tmp.is_empty() && mounts.is_empty() {
+            eprintln!(
+                "the daemon cleaned up {:?} after the client left",
+                t0.elapsed()
+            );
             break;
         }
         if t0.elapsed() > Duration::from_secs(5) {
+            let left = describe(&left);
             bail!(
                 "5 s after the client left: processes {left:?}, builder/tmp {tmp:?}, \
                  mounts {mounts:?}\n{}",
