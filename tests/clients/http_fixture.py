@@ -6,6 +6,8 @@ paths. Usage: http_fixture.py PORT DIR. Prints "ready" once listening.
   /short  promises 1000 bytes, sends 10 and closes the connection
   /slow   sends 10 bytes, then nothing for 60 s (a download to cancel)
   /v2/... never answers (a registry whose pull hangs)
+
+Each request is logged as "PATH STATUS" to DIR/.access.log.
 """
 
 import http.server
@@ -40,9 +42,19 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def log_request(self, code="-", size="-"):
+        # "PATH STATUS" per request, for tests to see revalidations (304).
+        with open(os.path.join(ROOT, ".access.log"), "a") as log:
+            log.write(f"{self.path} {int(code) if str(code).isdigit() else code}\n")
+
+
+ROOT = "."
+
 
 def main():
+    global ROOT
     port, root = int(sys.argv[1]), sys.argv[2]
+    ROOT = os.path.abspath(root)
     os.chdir(root)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
     print("ready", flush=True)

@@ -47,12 +47,21 @@ fn sha256(bytes: &[u8]) -> String {
 
 /// Writes a served file dated `MTIME`.
 fn serve_file(srv: &Ctx, name: &str, text: &str) -> Result<()> {
+    serve_file_dated(srv, name, text, MTIME)
+}
+
+fn serve_file_dated(srv: &Ctx, name: &str, text: &str, mtime: u64) -> Result<()> {
     srv.write(name, text)?;
     let f = std::fs::File::options()
         .write(true)
         .open(srv.path().join(name))?;
-    f.set_modified(UNIX_EPOCH + Duration::from_secs(MTIME))?;
+    f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))?;
     Ok(())
+}
+
+/// The fixture's access log: `PATH STATUS` lines.
+fn access_log(srv: &Ctx) -> String {
+    std::fs::read_to_string(srv.path().join(".access.log")).unwrap_or_default()
 }
 
 /// A gzip tarball holding `dir/inner.txt`, served as `arch.tar.gz`.
@@ -100,7 +109,9 @@ fn hutch_build_add_url_names_checks_and_caches() -> Result<()> {
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     ensure!(!log.contains("Using cache"), "{log}");
 
-    // Unchanged remote content: every step from the cache.
+    // Unchanged remote content: every step from the cache, the files
+    // revalidated (If-Modified-Since: 304), not downloaded again.
+    let first_log = access_log(&srv);
     let again = hutch(&pod, &["build", "-t", "add:1", &ctx.arg()])?;
     ensure!(again.status.success(), "rebuild: {}", text(&again));
     let log2 = String::from_utf8_lossy(&again.stderr).to_string();
@@ -111,10 +122,16 @@ fn hutch_build_add_url_names_checks_and_caches() -> Result<()> {
         text(&out),
         text(&again)
     );
+    let second_log = access_log(&srv)[first_log.len()..].to_string();
+    ensure!(
+        first_log.contains("/hello.txt 200") && second_log.contains("/hello.txt 304"),
+        "first build:\n{first_log}second build:\n{second_log}"
+    );
+    ensure!(!second_log.contains(" 200"), "{second_log}");
 
     // Changed content: the ADD without --checksum runs again (and what
     // follows); the one with --checksum is keyed by it and stays cached.
-    serve_file(&srv, "hello.txt", "changed content\n")?;
+    serve_file_dated(&srv, "hello.txt", "changed content\n", MTIME + 3600)?;
     let third = hutch(&pod, &["build", "-t", "add:2", &ctx.arg()])?;
     ensure!(third.status.success(), "third: {}", text(&third));
     let log3 = String::from_utf8_lossy(&third.stderr).to_string();

@@ -12,6 +12,7 @@ mod config;
 mod copy;
 mod fswalk;
 mod hashcache;
+mod httpcache;
 mod image;
 mod mounts;
 mod remote;
@@ -710,7 +711,7 @@ impl Executor {
                 return Ok(());
             }
         }
-        let fetched = fetch.run(&ctx.tmp, &self.cancel)?;
+        let fetched = fetch.run(&ctx.tmp, &self.data_root, &self.cancel)?;
         let req = copy::CopyRequest {
             sources: &args.sources.paths,
             inline: &args.sources.inline,

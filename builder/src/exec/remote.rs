@@ -2,7 +2,8 @@
 //! streamed to a file in the build's temp directory (hashed on the way,
 //! bounded memory), checked against `--checksum`, named after the URL path's
 //! last segment and dated by `Last-Modified`. The file is never extracted
-//! (unless `--unpack=true`). Git URLs are refused.
+//! (unless `--unpack=true`). A rebuild revalidates the last download
+//! (`httpcache`). Git URLs are refused.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
+use super::httpcache::{Cached, HttpCache};
 use super::BuildError;
 
 /// A downloaded source.
@@ -78,7 +80,12 @@ impl<'a> Downloads<'a> {
 
     /// Downloads every URL into a directory of its own under `tmp` (gone
     /// when the result is dropped).
-    pub fn run(&self, tmp: &Path, cancel: &AtomicBool) -> Result<Downloaded, BuildError> {
+    pub fn run(
+        &self,
+        tmp: &Path,
+        data_root: &Path,
+        cancel: &AtomicBool,
+    ) -> Result<Downloaded, BuildError> {
         if self.urls.is_empty() {
             return Ok(Downloaded {
                 _dir: None,
@@ -89,15 +96,18 @@ impl<'a> Downloads<'a> {
             .prefix("add-")
             .tempdir_in(tmp)
             .map_err(|e| BuildError::io("creating the download directory", e))?;
+        let cache = HttpCache::open(data_root);
         let mut files = Vec::new();
         for (i, url) in self.urls.iter().enumerate() {
             let sub = dir.path().join(i.to_string());
             std::fs::create_dir(&sub)
                 .map_err(|e| BuildError::io("creating the download directory", e))?;
-            let f = fetch(url, &sub, self.checksum.as_deref(), cancel).map_err(|e| match e {
-                BuildError::Copy(m) => BuildError::Copy(format!("{}: {m}", self.at)),
-                e => e,
-            })?;
+            let f = fetch(url, &sub, self.checksum.as_deref(), cancel, &cache).map_err(
+                |e| match e {
+                    BuildError::Copy(m) => BuildError::Copy(format!("{}: {m}", self.at)),
+                    e => e,
+                },
+            )?;
             files.push(f);
         }
         Ok(Downloaded {
@@ -205,6 +215,7 @@ pub fn fetch(
     dir: &Path,
     expected: Option<&str>,
     cancel: &AtomicBool,
+    cache: &HttpCache,
 ) -> Result<Fetched, BuildError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -213,7 +224,7 @@ pub fn fetch(
     let path = dir.join("download");
     let fetched = rt.block_on(async {
         tokio::select! {
-            r = download(url, &path) => r,
+            r = download(url, &path, cache) => r,
             () = cancelled(cancel) => Err(BuildError::Cancelled),
         }
     });
@@ -255,7 +266,7 @@ fn redacted(url: &str) -> String {
     }
 }
 
-async fn download(url: &str, path: &Path) -> Result<Fetched, BuildError> {
+async fn download(url: &str, path: &Path, cache: &HttpCache) -> Result<Fetched, BuildError> {
     let shown = redacted(url);
     let fail = |what: String| BuildError::Copy(format!("failed to download {shown}: {what}"));
     let client = reqwest::Client::builder()
@@ -265,21 +276,56 @@ async fn download(url: &str, path: &Path) -> Result<Fetched, BuildError> {
         .read_timeout(Duration::from_secs(120))
         .build()
         .map_err(|e| fail(describe(&e.without_url())))?;
-    let mut resp = client
-        .get(url)
+    // Asked with the last download's validators: a 304 is that content.
+    let prior = cache.lookup(url);
+    let mut request = client.get(url);
+    if let Some(p) = &prior {
+        if let Some(etag) = &p.etag {
+            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        if let Some(date) = &p.last_modified {
+            request = request.header(reqwest::header::IF_MODIFIED_SINCE, date);
+        }
+    }
+    let mut resp = request
         .send()
         .await
         .map_err(|e| fail(describe(&e.without_url())))?;
+    if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
+        if let Some(p) = prior {
+            match cache.link_into(&p, path) {
+                Ok(()) => {
+                    return Ok(Fetched {
+                        url: url.to_string(),
+                        path: path.to_path_buf(),
+                        name: file_name(url),
+                        mtime: p.last_modified.as_deref().and_then(http_date),
+                        digest: p.digest,
+                        size: p.size,
+                    })
+                }
+                Err(e) => tracing::info!(%e, "HTTP cache: downloading again"),
+            }
+        }
+        resp = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| fail(describe(&e.without_url())))?;
+    }
     let status = resp.status();
     if !status.is_success() {
         return Err(fail(format!("server answered {status}")));
     }
-    let mtime = resp
-        .headers()
-        .get(reqwest::header::LAST_MODIFIED)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
-        .map(|t| t.timestamp());
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let etag = header(reqwest::header::ETAG);
+    let last_modified = header(reqwest::header::LAST_MODIFIED);
+    let mtime = last_modified.as_deref().and_then(http_date);
     // Read before the body: afterwards reqwest reports what is left.
     let promised = resp.content_length();
     let mut file = std::fs::File::create(path)
@@ -309,14 +355,31 @@ async fn download(url: &str, path: &Path) -> Result<Fetched, BuildError> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    let digest = format!("sha256:{hex}");
+    let remembered = Cached {
+        etag,
+        last_modified,
+        digest: digest.clone(),
+        size,
+    };
+    if let Err(e) = cache.store(url, &remembered, path) {
+        tracing::info!(%e, "HTTP cache: not kept");
+    }
     Ok(Fetched {
         url: url.to_string(),
         path: path.to_path_buf(),
         name: file_name(url),
-        digest: format!("sha256:{hex}"),
+        digest,
         size,
         mtime,
     })
+}
+
+/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`) in seconds.
+fn http_date(v: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc2822(v)
+        .ok()
+        .map(|t| t.timestamp())
 }
 
 /// The error with its causes on one line (reqwest's own text leaves out
