@@ -280,3 +280,51 @@ fn docker_build_add_url() -> Result<()> {
     daemon.stop()?;
     pod.stop()
 }
+
+/// Peak RSS (KiB) of `hutch build` (its largest process) under GNU time.
+fn build_peak_rss(pod: &Pod, ctx: &Ctx) -> Result<u64> {
+    let out = pod
+        .exec("/usr/bin/time")
+        .args(["-f", "maxrss=%M"])
+        .arg(hutch_bin())
+        .args(["build", "--no-cache", &ctx.arg()])
+        .output()?;
+    ensure!(out.status.success(), "build: {}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    err.lines()
+        .find_map(|l| l.strip_prefix("maxrss="))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no maxrss in {err}"))
+}
+
+#[test]
+fn hutch_build_add_url_streams_in_bounded_memory() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let base = load_busybox(&pod)?;
+    let srv = Ctx::new(&[])?;
+    serve_file(&srv, "small.bin", "tiny\n")?;
+    // 64 MiB of incompressible bytes.
+    let big = srv.path().join("big.bin");
+    let mut f = std::fs::File::create(&big)?;
+    let mut rng = std::io::Read::take(std::fs::File::open("/dev/urandom")?, 64 << 20);
+    std::io::copy(&mut rng, &mut f)?;
+    drop(f);
+    hutch_tests::build_context::set_mode(&big, 0o644)?;
+    let _server = HttpFixture::start(&pod, PORT, srv.path())?;
+    let small_ctx = Ctx::new(&[(
+        "Dockerfile",
+        &format!("FROM {base}\nADD {} /f\n", url("small.bin")),
+    )])?;
+    let big_ctx = Ctx::new(&[(
+        "Dockerfile",
+        &format!("FROM {base}\nADD {} /f\n", url("big.bin")),
+    )])?;
+    let small = build_peak_rss(&pod, &small_ctx)?;
+    let large = build_peak_rss(&pod, &big_ctx)?;
+    eprintln!("peak RSS: {small} KiB for a 5-byte ADD, {large} KiB for a 64 MiB ADD");
+    ensure!(
+        large < small + 24 * 1024,
+        "a 64 MiB download raised the peak RSS from {small} KiB to {large} KiB"
+    );
+    pod.stop()
+}
