@@ -420,3 +420,53 @@ fn hutch_build_ctrl_c_during_a_hung_base_pull() -> Result<()> {
     );
     pod.stop()
 }
+
+#[test]
+fn daemon_stopped_mid_build_cancels_it() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let base = load_busybox(&pod)?;
+    let data = pod.data_dir_host().to_path_buf();
+    let slow = Ctx::new(&[("Dockerfile", &slow_dockerfile(&base, 4244))])?;
+    let daemon = Daemon::start(&pod)?;
+    let daemon_pid = daemon.pid().context("daemon pid")?;
+    let mut client = daemon
+        .docker()
+        .args(["build", "-t", "slow", &slow.arg()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = lines(client.stdout.take().context("stdout")?);
+    wait_for_line(&stdout, "started")?;
+    let before = records(&data);
+    let mut procs = descendants(daemon_pid);
+    let sleeping = sleepers(4244);
+    ensure!(!sleeping.is_empty(), "no RUN process found");
+    procs.extend(&sleeping);
+
+    // SIGTERM: the daemon cancels the build and cleans up before it exits.
+    let t0 = Instant::now();
+    let log = daemon.log();
+    let status = daemon.stop()?;
+    let took = t0.elapsed();
+    eprintln!("the daemon stopped {took:?} after SIGTERM mid-build");
+    ensure!(took < Duration::from_secs(5), "took {took:?}: {log}");
+    ensure!(status.success(), "daemon exit: {status}");
+    let _ = wait_exit(&mut client, Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while !alive(&procs).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = describe(&alive(&procs));
+    ensure!(left.is_empty(), "left running: {left:?}");
+    ensure!(
+        tmp_entries(&data).is_empty(),
+        "builder/tmp: {:?}",
+        tmp_entries(&data)
+    );
+    ensure!(
+        records(&data) == before,
+        "the cancelled build stored something"
+    );
+    pod.stop()
+}

@@ -10,8 +10,9 @@
 //! tokio refuses inside one of its threads.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hutch_builder::exec::{BuildError, BuildOptions, BuildTmp, Built, Executor};
@@ -48,6 +49,71 @@ type Reply = Result<Response<Body>, ApiError>;
 fn running() -> &'static Mutex<HashMap<String, Arc<AtomicBool>>> {
     static RUNNING: OnceLock<Mutex<HashMap<String, Arc<AtomicBool>>>> = OnceLock::new();
     RUNNING.get_or_init(Default::default)
+}
+
+/// Every build thread in flight, by a number of its own: a daemon shutting
+/// down cancels them and waits for their cleanup.
+struct Live {
+    builds: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+    gone: Condvar,
+}
+
+fn live() -> &'static Live {
+    static LIVE: OnceLock<Live> = OnceLock::new();
+    LIVE.get_or_init(|| Live {
+        builds: Mutex::new(HashMap::new()),
+        gone: Condvar::new(),
+    })
+}
+
+/// A build's place in `live()`, left when dropped (its thread's end).
+struct LiveBuild(u64);
+
+impl LiveBuild {
+    fn enter(cancel: Arc<AtomicBool>) -> LiveBuild {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut b) = live().builds.lock() {
+            b.insert(id, cancel);
+        }
+        LiveBuild(id)
+    }
+}
+
+impl Drop for LiveBuild {
+    fn drop(&mut self) {
+        if let Ok(mut b) = live().builds.lock() {
+            b.remove(&self.0);
+        }
+        live().gone.notify_all();
+    }
+}
+
+/// Cancels every build in flight and waits (at most `limit`) until they
+/// have cleaned up.
+pub fn cancel_all(limit: Duration) {
+    let Ok(mut builds) = live().builds.lock() else {
+        return;
+    };
+    if builds.is_empty() {
+        return;
+    }
+    tracing::info!(builds = builds.len(), "cancelling the builds in flight");
+    for c in builds.values() {
+        c.store(true, Ordering::SeqCst);
+    }
+    let deadline = Instant::now() + limit;
+    while !builds.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            tracing::warn!(builds = builds.len(), "builds still running at shutdown");
+            return;
+        }
+        builds = match live().gone.wait_timeout(builds, left) {
+            Ok((b, _)) => b,
+            Err(_) => return,
+        };
+    }
 }
 
 /// The query of `POST /build`, checked before the context is read.
@@ -249,9 +315,11 @@ async fn build(req: ApiRequest) -> Reply {
     let warnings = parsed.warnings;
     let build_id = parsed.build_id.clone();
     let quiet = parsed.quiet;
+    let live_build = LiveBuild::enter(cancel.clone());
     std::thread::Builder::new()
         .name("build".into())
         .spawn(move || {
+            let _live = live_build;
             for w in &warnings {
                 lines.note(w);
             }
