@@ -85,6 +85,12 @@ impl<'p> Daemon<'p> {
         self.pod
     }
 
+    /// The host PID of the `podsim exec` that runs the daemon (its
+    /// processes are that one's descendants).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// What the daemon logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()

@@ -258,15 +258,24 @@ fn docker_build_errors() -> Result<()> {
 }
 
 /// What is left in the data root's builder/tmp (contexts, RUN dirs, views).
+/// Names in builder/tmp and, one level down, in each build's own entry
+/// (`context-*/context-*`, `build-*/run-*`).
 fn builder_tmp(pod: &Pod) -> Result<Vec<String>> {
     let dir = pod.data_dir_host().join("builder/tmp");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(Vec::new());
     };
-    Ok(entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .collect())
+    let mut names = Vec::new();
+    for e in entries.flatten() {
+        names.push(e.file_name().to_string_lossy().to_string());
+        for inner in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+            let name = inner.file_name().to_string_lossy().to_string();
+            if name != ".lock" {
+                names.push(name);
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// The mounts the daemon (in the engine's mount namespace) holds.

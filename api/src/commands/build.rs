@@ -2,16 +2,19 @@
 //! namespace as the daemon does, runs the builder's executor on the image
 //! store under the data root (whose locks keep it consistent with a daemon
 //! using the same root), and then tags, exports (`--output`) or pushes.
+//! SIGINT/SIGTERM cancel the build: the RUN container is killed and every
+//! temp directory, mount and unfinished layer goes before the exit (130 for
+//! SIGINT, as shells expect).
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use hutch_builder::exec::{BuildOptions, Executor, OutputSink, Progress};
+use hutch_builder::exec::{BuildError, BuildOptions, BuildTmp, Executor, OutputSink, Progress};
 use hutch_builder::BuildArgs as DockerfileArgs;
 use hutch_engine::bootstrap::{self, BootstrapOptions};
 use hutch_engine::runtime::Runtime;
@@ -116,11 +119,20 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
     for a in &args.build_arg {
         build_args.add_cli(a, |k| std::env::var(k).ok());
     }
-    let tmp = data_root.join("builder/tmp");
-    std::fs::create_dir_all(&tmp).ok();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let built_flag = Arc::new(AtomicBool::new(false));
+    let signalled = cancel_on_signals(cancel.clone(), built_flag.clone())?;
+    // Secrets from the environment are written to a locked temp entry,
+    // removed as soon as the build is over.
+    let scratch = BuildTmp::create(&data_root, "secrets").with_context(|| {
+        format!(
+            "creating a directory in {}/builder/tmp",
+            data_root.display()
+        )
+    })?;
     let mut secrets = HashMap::new();
     for s in &args.secret {
-        let (id, path) = parse_secret(s, &tmp)?;
+        let (id, path) = parse_secret(s, scratch.path())?;
         secrets.insert(id, path);
     }
     let labels = args
@@ -156,7 +168,6 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         settings: hutch_images::registry::RegistrySettings::from_env(),
         auth: None,
     };
-    let cancel = Arc::new(AtomicBool::new(false));
     let executor = Executor {
         store: store.clone(),
         data_root: data_root.clone(),
@@ -165,7 +176,7 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         registry: registry.clone(),
         cancel,
     };
-    let built = match mode {
+    let result = match mode {
         build_progress::Mode::Tty => {
             let tty = build_progress::Tty::new();
             let built = executor.build(&opts, &tty);
@@ -175,13 +186,28 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         build_progress::Mode::Plain => executor.build(&opts, &Lines),
         build_progress::Mode::Quiet => executor.build(&opts, &build_progress::Quiet),
     };
-    let built = match built {
-        Ok(b) => b,
-        Err(e) => {
+    drop(scratch);
+    built_flag.store(true, Ordering::SeqCst);
+    let sig = signalled.load(Ordering::SeqCst);
+    let built = match result {
+        Ok(b) if sig == 0 => b,
+        Ok(_) => return Ok(ExitCode::from(signal_status(sig))),
+        Err(e) if sig == 0 => {
+            // The tty view has shown the error with the step's output.
             if mode != build_progress::Mode::Tty {
                 eprintln!("ERROR: {e}");
             }
             return Ok(ExitCode::from(1));
+        }
+        Err(BuildError::Cancelled) => {
+            eprintln!("ERROR: {}", BuildError::Cancelled);
+            return Ok(ExitCode::from(signal_status(sig)));
+        }
+        // Something the signal broke on its way (a terminal's Ctrl-C
+        // reaches every process of the group): still a cancellation.
+        Err(e) => {
+            eprintln!("ERROR: {} ({e})", BuildError::Cancelled);
+            return Ok(ExitCode::from(signal_status(sig)));
         }
     };
     if mode == build_progress::Mode::Plain {
@@ -225,6 +251,63 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
     }
     println!("{}", built.id);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Shells' status for death by signal `sig`.
+fn signal_status(sig: i32) -> u8 {
+    u8::try_from(128 + sig).unwrap_or(1)
+}
+
+/// SIGINT/SIGTERM set `cancel` (the build then stops and cleans up);
+/// returns where the signal's number is recorded. Once `built` is set (the
+/// build is over: tagging, export or push), a signal exits at once.
+/// Further signals while the build unwinds are ignored: one Ctrl-C arrives
+/// twice anyway (from the terminal and forwarded by the engine namespace's
+/// supervisor). Handlers, not a blocked mask, so the processes the build
+/// starts get default signal dispositions.
+fn cancel_on_signals(
+    cancel: Arc<AtomicBool>,
+    built: Arc<AtomicBool>,
+) -> anyhow::Result<Arc<AtomicI32>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("starting the signal runtime")?;
+    // Registered now, before the build starts, so no signal is missed.
+    let (mut int, mut term) = {
+        let _entered = rt.enter();
+        (
+            signal(SignalKind::interrupt()).context("handling SIGINT")?,
+            signal(SignalKind::terminate()).context("handling SIGTERM")?,
+        )
+    };
+    let got = Arc::new(AtomicI32::new(0));
+    let recorded = got.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                loop {
+                    let sig = tokio::select! {
+                        _ = int.recv() => libc::SIGINT,
+                        _ = term.recv() => libc::SIGTERM,
+                    };
+                    if built.load(Ordering::SeqCst) {
+                        std::process::exit(i32::from(signal_status(sig)));
+                    }
+                    if recorded
+                        .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        eprintln!("Cancelling the build...");
+                        cancel.store(true, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .context("starting the signal thread")?;
+    Ok(got)
 }
 
 /// `--output type=docker|oci,dest=FILE` (a bare path means dest=PATH).

@@ -114,6 +114,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     accepts.abort_all();
+    // Builds in flight are cancelled and clean up (RUN containers, mounts,
+    // temp directories) before the process exits.
+    let _ = tokio::task::spawn_blocking(|| {
+        routes::build::cancel_all(std::time::Duration::from_secs(10))
+    })
+    .await;
     for addr in &config.addrs {
         addr.cleanup();
     }

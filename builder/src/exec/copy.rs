@@ -1,7 +1,8 @@
 //! COPY and ADD: the new layer is written straight from the sources (the
 //! build context or another stage's files), with no container: Docker's
 //! source and destination rules, wildcards, `--chown`/`--chmod`, heredoc
-//! files, and ADD's extraction of local tar archives.
+//! files, ADD's extraction of local tar archives and its downloads
+//! (fetched beforehand by `remote`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::fswalk::{entry_for, join, sorted_names, Links};
+use super::remote::{self, Fetched};
 use super::tarball::{Body, Entry};
 use super::view::lookup;
 use super::BuildError;
@@ -37,7 +39,13 @@ pub struct CopyRequest<'a> {
     pub chmod: Option<Chmod>,
     /// ADD: local tar archives are extracted.
     pub add: bool,
+    /// ADD `--unpack`: `None` extracts local archives and not downloads.
+    pub unpack: Option<bool>,
+    /// ADD's URL sources, downloaded.
+    pub remote: &'a [Fetched],
     pub now: i64,
+    /// The mtime of a download without `Last-Modified`.
+    pub download_time: i64,
     /// `--exclude` patterns (`.dockerignore` syntax): a top-level source
     /// is matched by its path in the context, what is under a directory
     /// source by its path below that directory.
@@ -64,12 +72,25 @@ pub fn copy_entries(
         .ok_or_else(|| BuildError::Copy(format!("invalid destination {}", req.dest)))?;
 
     let mut matched: Vec<String> = Vec::new();
+    let mut urls: Vec<&Fetched> = Vec::new();
     let mut wildcard = false;
     for s in req.sources {
-        if s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@") {
-            return Err(BuildError::Copy(format!(
-                "ADD of a URL ({s}) is not supported by hutch yet"
-            )));
+        if remote::is_git(s) {
+            return Err(BuildError::Copy(remote::git_refused(s)));
+        }
+        if remote::is_url(s) {
+            if !req.add {
+                return Err(BuildError::Copy(format!(
+                    "COPY cannot copy from a URL ({s}): use ADD"
+                )));
+            }
+            let f = req
+                .remote
+                .iter()
+                .find(|f| f.url == *s)
+                .ok_or_else(|| BuildError::Copy(format!("{s} was not downloaded")))?;
+            urls.push(f);
+            continue;
         }
         let rel = clean(s).ok_or_else(|| {
             BuildError::Copy(format!("forbidden path outside the build context: {s}"))
@@ -97,7 +118,7 @@ pub fn copy_entries(
         }
     }
     matched.retain(|rel| !req.exclude.is_ignored(rel));
-    let multi = matched.len() + req.inline.len() > 1 || wildcard;
+    let multi = matched.len() + urls.len() + req.inline.len() > 1 || wildcard;
     let dest_is_dir = req.parents
         || dest_hint_dir
         || multi
@@ -132,7 +153,7 @@ pub fn copy_entries(
         } else {
             dest.clone()
         };
-        if req.add && is_archive(&full) {
+        if req.add && req.unpack != Some(false) && is_archive(&full) {
             extract(&full, &dest, req, &mut out)?;
             continue;
         }
@@ -142,6 +163,34 @@ pub fn copy_entries(
             apply_owner_mode(&mut e, src, req);
             out.insert(target, e);
         }
+    }
+    for f in urls {
+        let target = if dest_is_dir {
+            join(&dest, &f.name)
+        } else {
+            dest.clone()
+        };
+        if req.unpack == Some(true) && is_archive(&f.path) {
+            extract(&f.path, &dest, req, &mut out)?;
+            continue;
+        }
+        let (uid, gid) = owner(req);
+        // BuildKit's http source writes the file 0600, dated by
+        // Last-Modified (else now).
+        let mut e = Entry {
+            path: target.clone(),
+            size: f.size,
+            body: Body::File(f.path.clone()),
+            mode: 0o600,
+            uid,
+            gid,
+            mtime: f.mtime.unwrap_or(req.download_time),
+            xattrs: Vec::new(),
+        };
+        if let Some(c) = &req.chmod {
+            e.mode = c.apply(e.mode, false);
+        }
+        out.insert(target, e);
     }
     for doc in req.inline {
         let target = if dest_is_dir || req.dest.ends_with('/') {

@@ -5,14 +5,17 @@
 //! step's result is stored as an intermediate image, which is what the build
 //! cache points at.
 
+mod buildtmp;
 mod cache;
 pub mod commit;
 mod config;
 mod copy;
 mod fswalk;
 mod hashcache;
+mod httpcache;
 mod image;
 mod mounts;
+mod remote;
 pub mod rootfs;
 mod run;
 mod tarball;
@@ -38,6 +41,7 @@ use crate::error::ParseError;
 use crate::evaluate::StageState;
 use crate::history;
 use crate::stages::{plan, Source};
+pub use buildtmp::BuildTmp;
 use cache::{Cache, Key};
 pub use image::ImageState;
 use tarball::{Body, Entry};
@@ -212,8 +216,10 @@ impl Executor {
                 .get("SOURCE_DATE_EPOCH")
                 .and_then(|v| v.trim().parse().ok())
         });
-        let tmp = self.data_root.join("builder/tmp");
-        std::fs::create_dir_all(&tmp).map_err(|e| BuildError::io("creating builder/tmp", e))?;
+        // Removed (mounts, RUN dirs, downloads) however the build ends.
+        let scratch = BuildTmp::create(&self.data_root, "build")
+            .map_err(|e| BuildError::io("creating the build's directory in builder/tmp", e))?;
+        let tmp = scratch.path().to_path_buf();
         let total = plan
             .order
             .iter()
@@ -294,12 +300,19 @@ impl Executor {
             registry.auth = Some(auth);
         }
         let want = platform.to_string();
-        let pulled = rt.block_on(self.store.pull(
-            name,
-            Some(&want),
-            &registry,
-            ctx.progress.pull_progress(),
-        ));
+        // A cancelled build does not wait for the pull: its layers commit
+        // one by one, so what is cut short leaves only complete layers
+        // (and ingest leftovers the store's start-up cleanup removes).
+        let pulled = rt.block_on(async {
+            tokio::select! {
+                r = self.store.pull(name, Some(&want), &registry, ctx.progress.pull_progress()) => Some(r),
+                () = remote::cancelled(&self.cancel) => None,
+            }
+        });
+        let Some(pulled) = pulled else {
+            rt.shutdown_background();
+            return Err(BuildError::Cancelled);
+        };
         match pulled {
             // By ID: a stage pulling the same name for another platform
             // may move the name meanwhile.
@@ -679,6 +692,9 @@ impl Executor {
                         add: false,
                         excludes: &c.excludes,
                         parents: c.parents,
+                        checksum: None,
+                        unpack: None,
+                        at: format!("{}:{}", df.file, ins.span.start.line),
                     },
                     sources,
                     results,
@@ -702,6 +718,9 @@ impl Executor {
                         add: true,
                         excludes: &a.excludes,
                         parents: false,
+                        checksum: a.checksum.clone(),
+                        unpack: a.unpack,
+                        at: format!("{}:{}", df.file, ins.span.start.line),
                     },
                     sources,
                     results,
@@ -773,6 +792,20 @@ impl Executor {
         };
         let exclude = crate::dockerignore::DockerIgnore::parse(&args.excludes.join("\n"))
             .map_err(|e| BuildError::Invalid(format!("--exclude: {e}")))?;
+        // URL sources: with --checksum the key is complete without them.
+        let fetch = remote::Downloads::plan(
+            &args.sources.paths,
+            args.add,
+            args.checksum.as_deref(),
+            &args.at,
+        )?;
+        if fetch.key_complete() {
+            if let Some(hit) = self.lookup_cache(ctx, &key) {
+                *img = hit;
+                return Ok(());
+            }
+        }
+        let fetched = fetch.run(&ctx.tmp, &self.data_root, &self.cancel)?;
         let req = copy::CopyRequest {
             sources: &args.sources.paths,
             inline: &args.sources.inline,
@@ -781,18 +814,23 @@ impl Executor {
             chown,
             chmod,
             add: args.add,
+            unpack: args.unpack,
+            remote: fetched.files(),
+            download_time: ctx.epoch.unwrap_or(now),
             now: ctx.epoch.unwrap_or(0),
             exclude: &exclude,
             parents: args.parents,
         };
-        let _ = now;
         let entries = copy::copy_entries(&src, &req, &lower)?;
-        key.add(&checksum(&entries, hashes)?);
-        if let Some(hit) = self.lookup_cache(ctx, &key) {
-            *img = hit;
-            return Ok(());
+        if !fetch.key_complete() {
+            key.add(&checksum(&entries, hashes)?);
+            if let Some(hit) = self.lookup_cache(ctx, &key) {
+                *img = hit;
+                return Ok(());
+            }
         }
         let layer = self.write_layer(entries, ctx.epoch)?;
+        drop(fetched);
         self.finish_layer_step(ctx, img, key, created, text, Some(layer))
     }
 
@@ -944,6 +982,12 @@ struct CopyArgs<'a> {
     excludes: &'a [String],
     /// `--parents` (COPY only).
     parents: bool,
+    /// ADD `--checksum` of a URL source.
+    checksum: Option<String>,
+    /// ADD `--unpack`.
+    unpack: Option<bool>,
+    /// `Dockerfile:LINE`, for errors about downloads.
+    at: String,
 }
 
 fn key_preview(argv: &[String]) -> Vec<u8> {

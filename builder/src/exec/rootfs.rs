@@ -15,6 +15,7 @@ use super::tarball;
 use super::upperdiff;
 use super::view::MergedView;
 use super::BuildError;
+use super::BuildTmp;
 
 /// A container's merged filesystem (its image's layers under its overlay
 /// upper directory), ready to be written as a tar. The upper directory joins
@@ -22,12 +23,12 @@ use super::BuildError;
 /// whiteouts and opaque directories, whether the container runs or not.
 pub struct Export {
     /// Unmounted when the export is dropped.
-    _view: MergedView,
+    view: ContainerView,
     entries: Vec<tarball::Entry>,
 }
 
 impl Export {
-    /// Mounts the view (under `tmp`) and lists it, so that errors come
+    /// Mounts the view (in an entry of `tmp`, `builder/tmp`) and lists it, so that errors come
     /// before the first byte is sent.
     pub fn prepare(
         store: &ImageStore,
@@ -35,21 +36,20 @@ impl Export {
         upper: &Path,
         tmp: &Path,
     ) -> Result<Export, BuildError> {
-        let ContainerView(view) = ContainerView::mount(store, image_id, upper, None, tmp)?;
+        let view = ContainerView::mount(store, image_id, upper, None, tmp)?;
         // A merged view shows no whiteouts, so this is a plain walk (with
         // hardlinks kept); sockets and device nodes are left out, as layers
         // cannot carry them here.
         let entries = upperdiff::upper_entries(view.path(), &Default::default())
             .map_err(|e| BuildError::io("reading the container's filesystem", e))?;
-        Ok(Export {
-            _view: view,
-            entries,
-        })
+        Ok(Export { view, entries })
     }
 
     /// Writes the tar into `out`.
     pub fn write_to<W: Write>(self, out: W) -> io::Result<W> {
-        tarball::write_tar(out, self.entries, None)
+        let written = tarball::write_tar(out, self.entries, None);
+        drop(self.view);
+        written
     }
 }
 
@@ -57,7 +57,13 @@ impl Export {
 /// namespace, unmounted when dropped, for `docker cp`: read-only, with its
 /// upper directory as the topmost lower layer, or writable through its own
 /// upper and work directories as when it runs. (Its volumes are not in it.)
-pub struct ContainerView(MergedView);
+pub struct ContainerView {
+    /// Unmounted before its directory goes (fields drop in order).
+    view: MergedView,
+    /// A locked entry of `builder/tmp` (see `buildtmp`), so a daemon that
+    /// dies with the view mounted leaves an entry the next build sweeps.
+    _tmp: BuildTmp,
+}
 
 impl ContainerView {
     /// `work`: mount writable through `upper` and `work`; `None`: read-only.
@@ -69,24 +75,27 @@ impl ContainerView {
         tmp: &Path,
     ) -> Result<ContainerView, BuildError> {
         let img = ImageState::load(store, image_id)?;
-        std::fs::create_dir_all(tmp)
+        let scratch = BuildTmp::create_in(tmp, "view")
             .map_err(|e| BuildError::io("creating the view directory", e))?;
         let layers = img.lower_dirs(store);
         let view = match work {
-            Some(work) => MergedView::mount_writable(&layers, upper, work, tmp),
+            Some(work) => MergedView::mount_writable(&layers, upper, work, scratch.path()),
             None => {
                 let mut lower: Vec<PathBuf> = vec![upper.to_path_buf()];
                 lower.extend(layers);
-                MergedView::mount(&lower, tmp)
+                MergedView::mount(&lower, scratch.path())
             }
         };
-        view.map(ContainerView)
-            .map_err(|e| BuildError::io("mounting the container's filesystem", e))
+        let view = view.map_err(|e| BuildError::io("mounting the container's filesystem", e))?;
+        Ok(ContainerView {
+            view,
+            _tmp: scratch,
+        })
     }
 
     /// The container's `/`.
     pub fn path(&self) -> &Path {
-        self.0.path()
+        self.view.path()
     }
 }
 

@@ -137,12 +137,17 @@ pub fn run<T>(
     // The helper holds the pipe's write end until the container is gone.
     let deleted = container.delete();
     let _ = pump.join();
+    // Cancelled: whatever failed on the way (a terminal's Ctrl-C also
+    // reaches the runtime's helpers) is the cancellation's doing.
+    if cancel.load(Ordering::SeqCst) {
+        if let Err(e) = &deleted {
+            tracing::info!(%e, "deleting a cancelled RUN's container");
+        }
+        return Err(BuildError::Cancelled);
+    }
     let code = code?;
     let made = made?;
     deleted.map_err(|e| BuildError::Run(e.to_string()))?;
-    if cancel.load(Ordering::SeqCst) {
-        return Err(BuildError::Cancelled);
-    }
     let tail = tail.lock().map(|t| t.clone()).unwrap_or_default();
     Ok((RunOutcome { code, tail }, made))
 }

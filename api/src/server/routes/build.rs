@@ -10,11 +10,12 @@
 //! tokio refuses inside one of its threads.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use hutch_builder::exec::{BuildError, BuildOptions, Built, Executor};
+use hutch_builder::exec::{BuildError, BuildOptions, BuildTmp, Built, Executor};
 use hutch_builder::BuildArgs;
 use hutch_engine::runtime::Runtime;
 use hutch_images::registry::{AuthConfig, RegistrySettings};
@@ -48,6 +49,71 @@ type Reply = Result<Response<Body>, ApiError>;
 fn running() -> &'static Mutex<HashMap<String, Arc<AtomicBool>>> {
     static RUNNING: OnceLock<Mutex<HashMap<String, Arc<AtomicBool>>>> = OnceLock::new();
     RUNNING.get_or_init(Default::default)
+}
+
+/// Every build thread in flight, by a number of its own: a daemon shutting
+/// down cancels them and waits for their cleanup.
+struct Live {
+    builds: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+    gone: Condvar,
+}
+
+fn live() -> &'static Live {
+    static LIVE: OnceLock<Live> = OnceLock::new();
+    LIVE.get_or_init(|| Live {
+        builds: Mutex::new(HashMap::new()),
+        gone: Condvar::new(),
+    })
+}
+
+/// A build's place in `live()`, left when dropped (its thread's end).
+struct LiveBuild(u64);
+
+impl LiveBuild {
+    fn enter(cancel: Arc<AtomicBool>) -> LiveBuild {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut b) = live().builds.lock() {
+            b.insert(id, cancel);
+        }
+        LiveBuild(id)
+    }
+}
+
+impl Drop for LiveBuild {
+    fn drop(&mut self) {
+        if let Ok(mut b) = live().builds.lock() {
+            b.remove(&self.0);
+        }
+        live().gone.notify_all();
+    }
+}
+
+/// Cancels every build in flight and waits (at most `limit`) until they
+/// have cleaned up.
+pub fn cancel_all(limit: Duration) {
+    let Ok(mut builds) = live().builds.lock() else {
+        return;
+    };
+    if builds.is_empty() {
+        return;
+    }
+    tracing::info!(builds = builds.len(), "cancelling the builds in flight");
+    for c in builds.values() {
+        c.store(true, Ordering::SeqCst);
+    }
+    let deadline = Instant::now() + limit;
+    while !builds.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            tracing::warn!(builds = builds.len(), "builds still running at shutdown");
+            return;
+        }
+        builds = match live().gone.wait_timeout(builds, left) {
+            Ok((b, _)) => b,
+            Err(_) => return,
+        };
+    }
 }
 
 /// The query of `POST /build`, checked before the context is read.
@@ -220,16 +286,26 @@ async fn build(req: ApiRequest) -> Reply {
         }
     };
     let daemon = req.daemon.clone();
-    let tmp = daemon.data_root.join("builder/tmp");
+    let data_root = daemon.data_root.clone();
     let body = req.body_reader();
-    let context = tokio::task::spawn_blocking(move || build_context::unpack(body, &tmp))
-        .await
-        .map_err(|e| ApiError::internal(format!("unpacking the build context: {e}")))??;
+    // The context goes into a locked entry of builder/tmp, so a daemon that
+    // dies mid-build leaves nothing the next build does not sweep.
+    let (scratch, context) = tokio::task::spawn_blocking(move || {
+        let scratch = BuildTmp::create(&data_root, "context")
+            .map_err(|e| ApiError::internal(format!("creating the context directory: {e}")))?;
+        let context = build_context::unpack(body, scratch.path())?;
+        Ok::<_, ApiError>((scratch, context))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("unpacking the build context: {e}")))??;
     let mut opts = parsed.opts;
     opts.dockerfile = Some(context.dockerfile(parsed.dockerfile.as_deref())?);
     opts.context = context.dir.path().to_path_buf();
 
     let cancel = Arc::new(AtomicBool::new(false));
+    // A client gone before the response task takes over drops this future:
+    // the guard cancels the build then.
+    let mut guard = CancelOnDrop(Some(cancel.clone()));
     if let Some(id) = &parsed.build_id {
         if let Ok(mut r) = running().lock() {
             r.insert(id.clone(), cancel.clone());
@@ -251,9 +327,11 @@ async fn build(req: ApiRequest) -> Reply {
     let warnings = parsed.warnings;
     let build_id = parsed.build_id.clone();
     let quiet = parsed.quiet;
+    let live_build = LiveBuild::enter(cancel.clone());
     std::thread::Builder::new()
         .name("build".into())
         .spawn(move || {
+            let _live = live_build;
             for w in &warnings {
                 lines.note(w);
             }
@@ -262,9 +340,11 @@ async fn build(req: ApiRequest) -> Reply {
             if quiet && result.is_err() && !held.is_empty() {
                 let _ = tx.blocking_send(Msg::Line(held.into()));
             }
-            let _ = tx.blocking_send(Msg::Done(result));
-            // The context directory goes once the build has finished with it.
+            // The context directory goes once the build has finished with
+            // it, before the client hears the build is over.
             drop(context);
+            drop(scratch);
+            let _ = tx.blocking_send(Msg::Done(result));
             if let Some(id) = build_id {
                 if let Ok(mut r) = running().lock() {
                     r.remove(&id);
@@ -280,6 +360,7 @@ async fn build(req: ApiRequest) -> Reply {
         None => return Err(ApiError::internal("the build stopped unexpectedly")),
     };
     let (resp, out) = response::stream("application/json");
+    guard.0 = None;
     tokio::spawn(async move {
         let mut next = Some(first);
         loop {
@@ -320,6 +401,17 @@ async fn build(req: ApiRequest) -> Reply {
         }
     });
     Ok(resp)
+}
+
+/// Sets the build's cancel flag when dropped while still armed.
+struct CancelOnDrop(Option<Arc<AtomicBool>>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// The last lines: the image ID (aux), `Successfully built/tagged`, or the
@@ -375,7 +467,11 @@ async fn prune(req: ApiRequest) -> Reply {
             let mut reclaimed = before.saturating_sub(after);
             match cutoff {
                 None => {
-                    for dir in ["builder/cache", "builder/cache-mounts"] {
+                    for dir in [
+                        "builder/cache",
+                        "builder/cache-mounts",
+                        "builder/http-cache",
+                    ] {
                         reclaimed += remove(&data_root.join(dir));
                     }
                 }

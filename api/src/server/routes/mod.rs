@@ -2,7 +2,7 @@
 //! request into a typed call and shape the answer; errors become Docker's
 //! status and message in `error`.
 
-mod build;
+pub(super) mod build;
 mod build_context;
 mod build_progress;
 mod container_archive;
