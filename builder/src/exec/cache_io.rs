@@ -121,13 +121,10 @@ impl Executor {
                 platform: None,
             };
             let registry = self.cache_registry(ctx.opts, name);
-            rt.block_on(self.store.fetch_build_cache_layer(
-                name,
-                &registry,
-                &desc,
-                &l.diff_id,
-                &chain,
-            ))?;
+            rt.block_on(
+                self.store
+                    .fetch_build_cache_layer(name, &registry, &desc, &l.diff_id, &chain),
+            )?;
             layers.push(BuiltLayer::Stored {
                 blob: l.digest.clone(),
                 media_type: l.media_type.clone(),

@@ -64,7 +64,8 @@ fn attributes(spec: &str) -> Result<BTreeMap<String, String>, String> {
             .ok_or_else(|| format!("invalid cache option {part:?} (expected key=value)"))?;
         out.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
     }
-    out.entry("type".into()).or_insert_with(|| "registry".into());
+    out.entry("type".into())
+        .or_insert_with(|| "registry".into());
     Ok(out)
 }
 
@@ -266,7 +267,9 @@ mod tests {
         assert!(parse_cache_to("type=local,dest=/x")
             .unwrap_err()
             .contains("type=local"));
-        assert!(parse_cache_to("type=registry").unwrap_err().contains("ref="));
+        assert!(parse_cache_to("type=registry")
+            .unwrap_err()
+            .contains("ref="));
         assert!(parse_cache_to("type=registry,ref=r/a:c,mode=all")
             .unwrap_err()
             .contains("mode"));

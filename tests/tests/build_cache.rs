@@ -1,0 +1,339 @@
+//! The build cache through a registry: `hutch build --cache-to
+//! type=registry,...` on one data root, `--cache-from` on a fresh one (a CI
+//! pod on another node), and `docker build --cache-from` against the daemon.
+//!
+//! Needs the `hutch` and `podsim` binaries built first (`tests/run` does it).
+
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+
+use anyhow::{ensure, Context, Result};
+use hutch_tests::build_context::BuildContext as Ctx;
+use hutch_tests::daemon::{printed as text, Daemon};
+use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
+use hutch_tests::registry::{Registry, RegistryVariant};
+use hutch_tests::testimages;
+
+/// `hutch --data-root ROOT ARGS` in the pod.
+fn hutch(pod: &Pod, root: &str, args: &[&str]) -> Result<Output> {
+    pod.exec(hutch_bin())
+        .args(["--data-root", root])
+        .args(args)
+        .output()
+        .context("running hutch in the pod")
+}
+
+/// A data root with the busybox test image loaded; returns its name.
+fn fresh_root(pod: &Pod, root: &str) -> Result<String> {
+    let image = testimages::busybox()?;
+    let out = hutch(
+        pod,
+        root,
+        &["load", "-i", &image.docker_archive.display().to_string()],
+    )?;
+    ensure!(out.status.success(), "load: {}", text(&out));
+    Ok(image.reference.clone())
+}
+
+/// A successful build's (stderr log, image ID).
+fn build(pod: &Pod, root: &str, args: &[&str], ctx: &Ctx) -> Result<(String, String)> {
+    let mut all = vec!["build"];
+    all.extend_from_slice(args);
+    let arg = ctx.arg();
+    all.push(&arg);
+    let out = hutch(pod, root, &all)?;
+    ensure!(out.status.success(), "build {args:?}: {}", text(&out));
+    Ok((
+        String::from_utf8_lossy(&out.stderr).to_string(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    ))
+}
+
+/// Steps printed as taken from a cache (legacy or BuildKit-style output).
+fn cached_steps(log: &str) -> usize {
+    log.matches("Using cache").count() + log.matches("CACHED").count()
+}
+
+const APP: &str = r#"FROM busybox
+COPY a.txt /a.txt
+RUN date +%s%N > /stamp && echo ran-once > /marker
+ENV X=1
+WORKDIR /w
+RUN echo "$X" > /w/x
+CMD ["cat", "/stamp"]
+"#;
+/// Steps after FROM in `APP`.
+const APP_STEPS: usize = 6;
+
+#[test]
+fn cache_from_registry_on_a_fresh_root_replays_without_running() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let registry = Registry::start(&pod, RegistryVariant::Plain)?;
+    let cache = registry.image_ref("cache/app:buildcache");
+    let base = fresh_root(&pod, "/var/lib/hutch/a")?;
+    let ctx = Ctx::new(&[
+        (
+            "Dockerfile",
+            &APP.replace("FROM busybox", &format!("FROM {base}")),
+        ),
+        ("a.txt", "context file\n"),
+    ])?;
+
+    // Node A builds and exports (the default mode, min: all of one stage).
+    let to = format!("type=registry,ref={cache}");
+    let (log_a, id_a) = build(&pod, "/var/lib/hutch/a", &["--cache-to", &to], &ctx)?;
+    ensure!(log_a.contains("exported 6 cache records"), "{log_a}");
+
+    // Node B: a fresh data root (only the base image), the shorthand form.
+    fresh_root(&pod, "/var/lib/hutch/b")?;
+    let (log_b, id_b) = build(
+        &pod,
+        "/var/lib/hutch/b",
+        &["-t", "app:b", "--cache-from", &cache],
+        &ctx,
+    )?;
+    ensure!(cached_steps(&log_b) == APP_STEPS, "{log_b}");
+    ensure!(!log_b.contains("Running in"), "a RUN ran: {log_b}");
+    ensure!(id_b == id_a, "image IDs differ: {id_a} vs {id_b}\n{log_b}");
+
+    // The replayed layers are real: a build on top reads them (the stamp
+    // is node A's, proof the RUN did not run on B).
+    let stamp = pod
+        .exec("/bin/sh")
+        .args(["-c", "cat /var/lib/hutch/a/layers/*/diff/stamp"])
+        .output()?;
+    let stamp = String::from_utf8_lossy(&stamp.stdout).trim().to_string();
+    ensure!(!stamp.is_empty(), "no stamp in root A");
+    let check = Ctx::new(&[(
+        "Dockerfile",
+        &format!(
+            "FROM app:b\nRUN test \"$(cat /stamp)\" = {stamp} && test \"$(cat /w/x)\" = 1 \
+             && cat /a.txt /marker\n"
+        ),
+    )])?;
+    let (log_check, _) = build(&pod, "/var/lib/hutch/b", &[], &check)?;
+    ensure!(log_check.contains("ran-once"), "{log_check}");
+
+    // A cache ref that does not exist and a registry that does not answer
+    // are warnings: the build runs normally.
+    fresh_root(&pod, "/var/lib/hutch/c")?;
+    let missing = registry.image_ref("cache/app:nothing");
+    let (log_c, id_c) = build(
+        &pod,
+        "/var/lib/hutch/c",
+        &[
+            "--cache-from",
+            &format!("type=registry,ref={missing}"),
+            "--cache-from",
+            "127.0.0.1:1/cache/app:gone",
+        ],
+        &ctx,
+    )?;
+    ensure!(
+        log_c.matches("WARNING: failed to import cache").count() == 2,
+        "{log_c}"
+    );
+    ensure!(log_c.matches("Running in").count() == 2, "{log_c}");
+    ensure!(cached_steps(&log_c) == 0, "{log_c}");
+    ensure!(id_c != id_a, "a rerun RUN writes a new stamp");
+
+    // Bad options are refused before anything runs.
+    for bad in ["type=inline", "type=local,dest=/tmp/x", "type=registry"] {
+        let out = hutch(
+            &pod,
+            "/var/lib/hutch/c",
+            &["build", "--cache-to", bad, &ctx.arg()],
+        )?;
+        ensure!(!out.status.success(), "--cache-to {bad} accepted");
+        let t = text(&out);
+        ensure!(t.contains("--cache-to"), "{bad}: {t}");
+    }
+    registry.stop()?;
+    pod.stop()
+}
+
+const STAGES: &str = r#"FROM busybox AS compile
+RUN echo compiled > /artifact && date +%s%N > /when
+
+FROM busybox
+COPY --from=compile /artifact /artifact
+RUN cat /artifact > /copy
+"#;
+
+/// `mode=min` exports only the final stage's steps: another node reruns the
+/// intermediate stage (its result is the same, so the final stage hits);
+/// `mode=max` exports every stage: nothing runs.
+#[test]
+fn cache_mode_min_leaves_out_intermediate_stages_max_does_not() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let registry = Registry::start(&pod, RegistryVariant::Plain)?;
+    let min = registry.image_ref("cache/stages:min");
+    let max = registry.image_ref("cache/stages:max");
+    let base = fresh_root(&pod, "/var/lib/hutch/a")?;
+    let ctx = Ctx::new(&[(
+        "Dockerfile",
+        &STAGES.replace("FROM busybox", &format!("FROM {base}")),
+    )])?;
+    let (log_a, id_a) = build(
+        &pod,
+        "/var/lib/hutch/a",
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={min},mode=min"),
+            "--cache-to",
+            &format!("type=registry,ref={max},mode=max"),
+        ],
+        &ctx,
+    )?;
+    ensure!(log_a.contains("exported 2 cache records"), "{log_a}");
+    ensure!(log_a.contains("exported 3 cache records"), "{log_a}");
+
+    fresh_root(&pod, "/var/lib/hutch/b")?;
+    let (log_min, id_min) = build(
+        &pod,
+        "/var/lib/hutch/b",
+        &["--cache-from", &format!("type=registry,ref={min}")],
+        &ctx,
+    )?;
+    ensure!(log_min.matches("Running in").count() == 1, "{log_min}");
+    ensure!(cached_steps(&log_min) == 2, "{log_min}");
+    ensure!(id_min == id_a, "{id_min} vs {id_a}");
+
+    fresh_root(&pod, "/var/lib/hutch/c")?;
+    let (log_max, id_max) = build(
+        &pod,
+        "/var/lib/hutch/c",
+        &["--cache-from", &format!("type=registry,ref={max}")],
+        &ctx,
+    )?;
+    ensure!(!log_max.contains("Running in"), "{log_max}");
+    ensure!(cached_steps(&log_max) == 3, "{log_max}");
+    ensure!(id_max == id_a, "{id_max} vs {id_a}");
+    registry.stop()?;
+    pod.stop()
+}
+
+/// Flips a byte in the middle of every gzip blob the registry stores (the
+/// cache layers: nothing else was pushed), keeping sizes.
+fn corrupt_gzip_blobs(dir: &Path) -> Result<usize> {
+    let mut n = 0;
+    for entry in walk(dir)? {
+        if entry.file_name().is_some_and(|f| f == "data") {
+            let mut bytes = fs::read(&entry)?;
+            if bytes.starts_with(&[0x1f, 0x8b]) && bytes.len() > 40 {
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0xff;
+                fs::write(&entry, &bytes)?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn walk(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            out.extend(walk(&p)?);
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// A registry serving cache blobs whose content is not their digest: the
+/// steps run instead (with a warning), and nothing corrupt is stored.
+#[test]
+fn cache_blob_that_fails_its_digest_is_refused() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let registry = Registry::start(&pod, RegistryVariant::Plain)?;
+    let cache = registry.image_ref("cache/bad:c");
+    let base = fresh_root(&pod, "/var/lib/hutch/a")?;
+    let df = format!(
+        "FROM {base}\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\nCMD [\"cat\", \"/b.txt\"]\n"
+    );
+    let ctx = Ctx::new(&[("Dockerfile", &df), ("a.txt", "intact\n")])?;
+    build(
+        &pod,
+        "/var/lib/hutch/a",
+        &["--cache-to", &format!("type=registry,ref={cache}")],
+        &ctx,
+    )?;
+    let corrupted = corrupt_gzip_blobs(&registry.storage_dir())?;
+    ensure!(corrupted == 2, "corrupted {corrupted} blobs");
+
+    fresh_root(&pod, "/var/lib/hutch/b")?;
+    let (log, _) = build(
+        &pod,
+        "/var/lib/hutch/b",
+        &["-t", "checked", "--cache-from", &cache],
+        &ctx,
+    )?;
+    ensure!(
+        log.contains("WARNING: the cached result from") && log.contains("running the step"),
+        "{log}"
+    );
+    ensure!(log.contains("Running in"), "the RUN did not run: {log}");
+    // The image built is whole: a RUN on top reads both layers.
+    let check = Ctx::new(&[(
+        "Dockerfile",
+        "FROM checked\nRUN test \"$(cat /b.txt)\" = intact && cat /a.txt\n",
+    )])?;
+    let (log_check, _) = build(&pod, "/var/lib/hutch/b", &[], &check)?;
+    ensure!(log_check.contains("intact"), "{log_check}");
+    registry.stop()?;
+    pod.stop()
+}
+
+/// `docker build --cache-from REF` (the CLI's legacy builder API, the
+/// `cachefrom` query parameter) imports a registry cache.
+#[test]
+fn docker_build_cache_from_gets_registry_cache_hits() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let registry = Registry::start(&pod, RegistryVariant::Plain)?;
+    let cache = registry.image_ref("cache/docker:c");
+    let base = fresh_root(&pod, "/var/lib/hutch/a")?;
+    let ctx = Ctx::new(&[
+        (
+            "Dockerfile",
+            &APP.replace("FROM busybox", &format!("FROM {base}")),
+        ),
+        ("a.txt", "context file\n"),
+    ])?;
+    let (_, id_a) = build(
+        &pod,
+        "/var/lib/hutch/a",
+        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+        &ctx,
+    )?;
+
+    let daemon = Daemon::start(&pod)?;
+    let image = testimages::busybox()?;
+    daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
+    let out = daemon
+        .docker()
+        .args([
+            "build",
+            "--cache-from",
+            &cache,
+            "-t",
+            "fromcache",
+            &ctx.arg(),
+        ])
+        .output()?;
+    let t = text(&out);
+    ensure!(out.status.success(), "docker build: {t}");
+    ensure!(t.matches("Using cache").count() == APP_STEPS, "{t}");
+    ensure!(!t.contains("Running in"), "{t}");
+    let id = daemon.docker_ok(&["image", "inspect", "-f", "{{.Id}}", "fromcache"])?;
+    ensure!(id.trim() == id_a, "{} vs {id_a}", id.trim());
+    let ran = daemon.docker_ok(&["run", "--rm", "fromcache", "cat", "/marker", "/w/x"])?;
+    ensure!(ran == "ran-once\n1\n", "{ran}");
+    daemon.stop()?;
+    registry.stop()?;
+    pod.stop()
+}
