@@ -262,19 +262,19 @@ mod tests {
         let to = parse_cache_to("type=registry,ref=reg:5000/app:c").expect("parses");
         assert_eq!(to.mode, CacheMode::Min);
         assert!(parse_cache_to("type=inline")
-            .unwrap_err()
+            .expect_err("refused")
             .contains("not supported"));
         assert!(parse_cache_to("type=local,dest=/x")
-            .unwrap_err()
+            .expect_err("refused")
             .contains("type=local"));
         assert!(parse_cache_to("type=registry")
-            .unwrap_err()
+            .expect_err("refused")
             .contains("ref="));
         assert!(parse_cache_to("type=registry,ref=r/a:c,mode=all")
-            .unwrap_err()
+            .expect_err("refused")
             .contains("mode"));
         assert!(parse_cache_from("type=registry,ref=r/a:c,bogus=1")
-            .unwrap_err()
+            .expect_err("refused")
             .contains("bogus"));
         assert!(parse_cache_from("type=registry,ref=UPPER/Case").is_err());
     }
