@@ -84,6 +84,28 @@ fn cache_from_registry_on_a_fresh_root_replays_without_running() -> Result<()> {
     let to = format!("type=registry,ref={cache}");
     let (log_a, id_a) = build(&pod, "/var/lib/hutch/a", &["--cache-to", &to], &ctx)?;
     ensure!(log_a.contains("exported 6 cache records"), "{log_a}");
+    // Exporting again from cache hits pushes the very same manifest.
+    let digest = || -> Result<String> {
+        let out = pod
+            .exec("/usr/bin/curl")
+            .args([
+                "-sfI",
+                "-H",
+                "Accept: application/vnd.oci.image.manifest.v1+json",
+                &format!("{}/v2/cache/app/manifests/buildcache", registry.url()),
+            ])
+            .output()?;
+        let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        head.lines()
+            .find_map(|l| l.strip_prefix("docker-content-digest:"))
+            .map(|d| d.trim().to_string())
+            .with_context(|| format!("no manifest digest in {head}"))
+    };
+    let first = digest()?;
+    let (again, id_again) = build(&pod, "/var/lib/hutch/a", &["--cache-to", &to], &ctx)?;
+    ensure!(cached_steps(&again) == APP_STEPS, "{again}");
+    ensure!(id_again == id_a, "{id_again} vs {id_a}");
+    ensure!(digest()? == first, "the re-exported cache manifest differs");
 
     // Node B: a fresh data root (only the base image), the shorthand form.
     fresh_root(&pod, "/var/lib/hutch/b")?;

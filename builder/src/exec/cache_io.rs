@@ -208,7 +208,7 @@ impl Executor {
             };
             let layer = if layers.len() == parent_layers + 1 {
                 let l = &layers[parent_layers];
-                let desc = rt.block_on(self.store.registry_layer(&l.blob, &l.media_type))?;
+                let desc = self.registry_layer(rt, &l.blob, &l.media_type)?;
                 let rec = LayerRecord {
                     digest: desc.digest.clone(),
                     size: desc.size,
@@ -245,5 +245,40 @@ impl Executor {
             blobs,
         ))?;
         Ok(doc.records.len())
+    }
+
+    /// A layer as a registry gets it (gzipped), remembering which gzip blob
+    /// an uncompressed built layer became (`<data root>/builder/gzipped/`),
+    /// so exporting again does not compress it again while that blob is
+    /// in the store (gc removes it once no image uses it).
+    fn registry_layer(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        blob: &Digest,
+        media_type: &str,
+    ) -> Result<hutch_images::oci::Descriptor, BuildError> {
+        let memo_dir = self.data_root.join("builder/gzipped");
+        let memo = memo_dir.join(blob.hex());
+        let remembered = std::fs::read_to_string(&memo)
+            .ok()
+            .and_then(|text| serde_json::from_str::<hutch_images::oci::Descriptor>(&text).ok());
+        if let Some(desc) = remembered {
+            if self.store.content().blobs.contains(&desc.digest) {
+                return Ok(desc);
+            }
+        }
+        let desc = rt.block_on(self.store.registry_layer(blob, media_type))?;
+        if desc.digest != *blob {
+            let write = || -> std::io::Result<()> {
+                std::fs::create_dir_all(&memo_dir)?;
+                let tmp = memo_dir.join(format!(".{}.tmp", blob.hex()));
+                std::fs::write(&tmp, serde_json::to_vec(&desc)?)?;
+                std::fs::rename(&tmp, &memo)
+            };
+            if let Err(e) = write() {
+                tracing::warn!(%e, "remembering a gzipped layer");
+            }
+        }
+        Ok(desc)
     }
 }
