@@ -236,16 +236,22 @@ fn cache_mode_min_leaves_out_intermediate_stages_max_does_not() -> Result<()> {
     pod.stop()
 }
 
-/// Flips a byte in the middle of every gzip blob the registry stores (the
-/// cache layers: nothing else was pushed), keeping sizes.
-fn corrupt_gzip_blobs(dir: &Path) -> Result<usize> {
+/// Changes every gzip blob the registry stores (the cache layers: nothing
+/// else was pushed), keeping sizes: the gzip header's MTIME, which no
+/// checksum inside the gzip covers, so the blob still decompresses to the
+/// right layer and only its digest can tell (a registry lying about a
+/// digest); `flip_middle` also breaks the compressed data (corruption).
+fn tamper_gzip_blobs(dir: &Path, flip_middle: bool) -> Result<usize> {
     let mut n = 0;
     for entry in walk(dir)? {
         if entry.file_name().is_some_and(|f| f == "data") {
             let mut bytes = fs::read(&entry)?;
             if bytes.starts_with(&[0x1f, 0x8b]) && bytes.len() > 40 {
-                let mid = bytes.len() / 2;
-                bytes[mid] ^= 0xff;
+                bytes[4] ^= 0x01;
+                if flip_middle {
+                    let mid = bytes.len() / 2;
+                    bytes[mid] ^= 0xff;
+                }
                 fs::write(&entry, &bytes)?;
                 n += 1;
             }
@@ -285,28 +291,40 @@ fn cache_blob_that_fails_its_digest_is_refused() -> Result<()> {
         &["--cache-to", &format!("type=registry,ref={cache}")],
         &ctx,
     )?;
-    let corrupted = corrupt_gzip_blobs(&registry.storage_dir())?;
-    ensure!(corrupted == 2, "corrupted {corrupted} blobs");
-
-    fresh_root(&pod, "/var/lib/hutch/b")?;
-    let (log, _) = build(
-        &pod,
-        "/var/lib/hutch/b",
-        &["-t", "checked", "--cache-from", &cache],
-        &ctx,
-    )?;
-    ensure!(
-        log.contains("WARNING: the cached result from") && log.contains("running the step"),
-        "{log}"
-    );
-    ensure!(log.contains("Running in"), "the RUN did not run: {log}");
-    // The image built is whole: a RUN on top reads both layers.
-    let check = Ctx::new(&[(
-        "Dockerfile",
-        "FROM checked\nRUN test \"$(cat /b.txt)\" = intact && cat /a.txt\n",
-    )])?;
-    let (log_check, _) = build(&pod, "/var/lib/hutch/b", &[], &check)?;
-    ensure!(log_check.contains("intact"), "{log_check}");
+    // First a registry whose blobs have the wrong digest but the right
+    // content, then one whose blobs are corrupt too.
+    for (round, flip_middle) in [(0, false), (1, true)] {
+        let tampered = tamper_gzip_blobs(&registry.storage_dir(), flip_middle)?;
+        ensure!(tampered == 2, "tampered with {tampered} blobs");
+        let root = format!("/var/lib/hutch/b{round}");
+        fresh_root(&pod, &root)?;
+        let (log, _) = build(
+            &pod,
+            &root,
+            &["-t", "checked", "--cache-from", &cache],
+            &ctx,
+        )?;
+        ensure!(
+            log.matches("WARNING: the cached result from").count() == 1
+                && log.contains("running the step"),
+            "{log}"
+        );
+        if !flip_middle {
+            ensure!(
+                log.contains("content verification failed"),
+                "not refused for its digest: {log}"
+            );
+        }
+        ensure!(cached_steps(&log) == 0, "{log}");
+        ensure!(log.contains("Running in"), "the RUN did not run: {log}");
+        // The image built is whole: a RUN on top reads both layers.
+        let check = Ctx::new(&[(
+            "Dockerfile",
+            "FROM checked\nRUN test \"$(cat /b.txt)\" = intact && cat /a.txt\n",
+        )])?;
+        let (log_check, _) = build(&pod, &root, &[], &check)?;
+        ensure!(log_check.contains("intact"), "{log_check}");
+    }
     registry.stop()?;
     pod.stop()
 }
