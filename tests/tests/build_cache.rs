@@ -377,3 +377,53 @@ fn docker_build_cache_from_gets_registry_cache_hits() -> Result<()> {
     registry.stop()?;
     pod.stop()
 }
+
+/// Figures (run with `--ignored --nocapture`): a cold build on a fresh data
+/// root, the same with `--cache-to` (the export's cost), and one on another
+/// fresh root with `--cache-from` (nothing runs; layers are pulled), as
+/// ratios to the cold build measured in the same run.
+#[test]
+#[ignore]
+fn registry_cache_figures() -> Result<()> {
+    use std::time::Instant;
+    let pod = Pod::start(&PodSpec::new())?;
+    let registry = Registry::start(&pod, RegistryVariant::Plain)?;
+    let cache = registry.image_ref("cache/figures:c");
+    let base = fresh_root(&pod, "/var/lib/hutch/warm")?;
+    let payload: String = "0123456789abcdef".repeat(16 * 1024);
+    let mut files: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("src/f{i}"), format!("{i}{payload}")))
+        .collect();
+    files.push((
+        "Dockerfile".into(),
+        format!(
+            "FROM {base}\nCOPY src/ /src/\nRUN mkdir /gen && i=0; while [ $i -lt 1000 ]; \
+             do echo $i > /gen/f$i; i=$((i+1)); done; sleep 1\nRUN cat /src/f1 | wc -c > /n\n"
+        ),
+    ));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let ctx = Ctx::new(&refs)?;
+    let mut timed = |root: &str, args: &[&str]| -> Result<f64> {
+        fresh_root(&pod, root)?;
+        let t = Instant::now();
+        build(&pod, root, args, &ctx)?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    for round in 0..2 {
+        let cold = timed(&format!("/var/lib/hutch/cold{round}"), &[])?;
+        let to = format!("type=registry,ref={cache}");
+        let export = timed(&format!("/var/lib/hutch/export{round}"), &["--cache-to", &to])?;
+        let import = timed(&format!("/var/lib/hutch/import{round}"), &["--cache-from", &cache])?;
+        println!(
+            "round {round}: cold {cold:.2} s; with --cache-to {export:.2} s ({:.2}x); \
+             fresh root with --cache-from {import:.2} s ({:.2}x)",
+            export / cold,
+            import / cold
+        );
+    }
+    registry.stop()?;
+    pod.stop()
+}
