@@ -406,7 +406,7 @@ fn registry_cache_figures() -> Result<()> {
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     let ctx = Ctx::new(&refs)?;
-    let mut timed = |root: &str, args: &[&str]| -> Result<f64> {
+    let timed = |root: &str, args: &[&str]| -> Result<f64> {
         fresh_root(&pod, root)?;
         let t = Instant::now();
         build(&pod, root, args, &ctx)?;
