@@ -378,6 +378,102 @@ fn docker_build_cache_from_gets_registry_cache_hits() -> Result<()> {
     pod.stop()
 }
 
+/// A registry that needs credentials: export and import with the Docker
+/// config's, as push and pull use them; without them the import is a
+/// warning and the export an error (or a warning with `ignore-error=true`).
+#[test]
+fn cache_through_an_authenticated_registry() -> Result<()> {
+    use base64::Engine as _;
+    use std::os::unix::fs::PermissionsExt;
+    let pod = Pod::start(&PodSpec::new())?;
+    let registry = Registry::start(&pod, RegistryVariant::BasicAuth)?;
+    let (user, pass) = registry.credentials().context("credentials")?;
+    let cache = registry.image_ref("cache/auth:c");
+    let parent = hutch_tests::workspace::target_dir().join("test-fixtures");
+    fs::create_dir_all(&parent)?;
+    let config_dir = tempfile::Builder::new()
+        .prefix("docker-config-")
+        .tempdir_in(&parent)?;
+    fs::set_permissions(config_dir.path(), fs::Permissions::from_mode(0o755))?;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    let config = serde_json::json!({ "auths": { registry.host(): { "auth": auth } } });
+    let config_path = config_dir.path().join("config.json");
+    fs::write(&config_path, serde_json::to_vec(&config)?)?;
+    fs::set_permissions(&config_path, fs::Permissions::from_mode(0o644))?;
+    let docker_config = config_dir.path().to_string_lossy().into_owned();
+    let run = |root: &str, args: &[&str], creds: bool| -> Result<Output> {
+        let mut cmd = pod.exec(hutch_bin());
+        cmd.args(["--data-root", root, "build"]).args(args);
+        if creds {
+            cmd.env("DOCKER_CONFIG", &docker_config);
+        } else {
+            cmd.env("DOCKER_CONFIG", "/nonexistent");
+        }
+        cmd.output().context("running hutch build")
+    };
+
+    let base = fresh_root(&pod, "/var/lib/hutch/a")?;
+    let ctx = Ctx::new(&[
+        (
+            "Dockerfile",
+            &APP.replace("FROM busybox", &format!("FROM {base}")),
+        ),
+        ("a.txt", "context file\n"),
+    ])?;
+    let to = format!("type=registry,ref={cache}");
+    // Without credentials the export fails the build, unless told not to.
+    let denied = run("/var/lib/hutch/a", &["--cache-to", &to, &ctx.arg()], false)?;
+    ensure!(
+        !denied.status.success(),
+        "export without credentials succeeded"
+    );
+    ensure!(
+        text(&denied).contains("failed to export cache to"),
+        "{}",
+        text(&denied)
+    );
+    let lenient = format!("{to},ignore-error=true");
+    let out = run(
+        "/var/lib/hutch/a",
+        &["--cache-to", &lenient, &ctx.arg()],
+        false,
+    )?;
+    ensure!(out.status.success(), "{}", text(&out));
+    ensure!(
+        text(&out).contains("WARNING: failed to export cache"),
+        "{}",
+        text(&out)
+    );
+    let out = run("/var/lib/hutch/a", &["--cache-to", &to, &ctx.arg()], true)?;
+    ensure!(out.status.success(), "{}", text(&out));
+    let id_a = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
+    fresh_root(&pod, "/var/lib/hutch/b")?;
+    let anon = run(
+        "/var/lib/hutch/b",
+        &["--cache-from", &cache, &ctx.arg()],
+        false,
+    )?;
+    ensure!(anon.status.success(), "{}", text(&anon));
+    ensure!(
+        text(&anon).contains("WARNING: failed to import cache"),
+        "{}",
+        text(&anon)
+    );
+    fresh_root(&pod, "/var/lib/hutch/c")?;
+    let out = run(
+        "/var/lib/hutch/c",
+        &["--cache-from", &cache, &ctx.arg()],
+        true,
+    )?;
+    ensure!(out.status.success(), "{}", text(&out));
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    ensure!(cached_steps(&log) == APP_STEPS, "{log}");
+    ensure!(String::from_utf8_lossy(&out.stdout).trim() == id_a, "{log}");
+    registry.stop()?;
+    pod.stop()
+}
+
 /// Figures (run with `--ignored --nocapture`): a cold build on a fresh data
 /// root, the same with `--cache-to` (the export's cost), and one on another
 /// fresh root with `--cache-from` (nothing runs; layers are pulled), as

@@ -217,14 +217,21 @@ impl ImageStore {
         let mut last = None;
         for (n, endpoint) in endpoints.iter().enumerate() {
             let session = Session::open(endpoint, &reference, &credential, Access::Pull).await?;
+            let authed = session.authenticate_pull().await;
             let job = LayerJob {
                 desc: desc.clone(),
                 diff_id: diff_id.clone(),
                 chain: chain.clone(),
                 unpack: !has_layer,
             };
-            match pull::fetch_layer(store, &session, job, self.limits(), Arc::new(NoProgress)).await
-            {
+            let fetched = match authed {
+                Ok(()) => {
+                    pull::fetch_layer(store, &session, job, self.limits(), Arc::new(NoProgress))
+                        .await
+                }
+                Err(e) => Err(PullError::Registry(e)),
+            };
+            match fetched {
                 Ok(_) => return Ok(()),
                 Err(PullError::Registry(e))
                     if n + 1 < endpoints.len() && endpoint.may_fall_back =>
