@@ -366,7 +366,7 @@ async fn prune(req: ApiRequest) -> Reply {
             let mut reclaimed = before.saturating_sub(after);
             match cutoff {
                 None => {
-                    for dir in ["builder/cache", "builder/cache-mounts"] {
+                    for dir in ["builder/cache", "builder/cache-mounts", "builder/gzipped"] {
                         reclaimed += remove(&data_root.join(dir));
                     }
                 }
