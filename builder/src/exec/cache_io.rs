@@ -40,7 +40,9 @@ impl Executor {
                 MAX_DOCUMENT_SIZE,
             ));
             let doc = match fetched {
-                Ok(FetchedCache::Cache { config }) => Document::parse(&config),
+                Ok(FetchedCache::Cache { config, source }) => {
+                    Document::parse(&config).map(|d| (d, source))
+                }
                 Ok(FetchedCache::Other { media_type }) => Err(format!(
                     "not a hutch build cache (its {media_type} is not a \
                      {CONFIG_MEDIA_TYPE} manifest)"
@@ -48,9 +50,10 @@ impl Executor {
                 Err(e) => Err(e.to_string()),
             };
             match doc {
-                Ok(doc) => out.push(Imported {
+                Ok((doc, source)) => out.push(Imported {
                     reference: name.clone(),
                     records: doc.records,
+                    source,
                 }),
                 Err(e) => progress.message(&format!(
                     "WARNING: failed to import cache from {name}: {e}; building without it"
@@ -78,7 +81,7 @@ impl Executor {
             if record.parent != parent.id {
                 continue;
             }
-            match self.replay(rt, ctx, &imported.reference, record, parent) {
+            match self.replay(rt, imported, record, parent) {
                 Ok(img) => {
                     ctx.cache.put(key, &record.image);
                     return Some(img);
@@ -95,8 +98,7 @@ impl Executor {
     fn replay(
         &self,
         rt: &tokio::runtime::Runtime,
-        ctx: &Ctx<'_>,
-        name: &str,
+        imported: &Imported,
         record: &Record,
         parent: &ImageState,
     ) -> Result<ImageState, BuildError> {
@@ -120,11 +122,12 @@ impl Executor {
                 annotations: Default::default(),
                 platform: None,
             };
-            let registry = self.cache_registry(ctx.opts, name);
-            rt.block_on(
-                self.store
-                    .fetch_build_cache_layer(name, &registry, &desc, &l.diff_id, &chain),
-            )?;
+            rt.block_on(self.store.fetch_build_cache_layer(
+                &imported.source,
+                &desc,
+                &l.diff_id,
+                &chain,
+            ))?;
             layers.push(BuiltLayer::Stored {
                 blob: l.digest.clone(),
                 media_type: l.media_type.clone(),

@@ -209,6 +209,8 @@ impl Document {
 pub struct Imported {
     pub reference: String,
     pub records: BTreeMap<String, Record>,
+    /// Where its layers are fetched from (the session it was fetched on).
+    pub source: std::sync::Arc<hutch_images::registry::build_cache::CacheSource>,
 }
 
 /// A step this build made or found in a cache: what an export writes.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 
-use super::auth::resolve_credential;
+use super::auth::{resolve_credential, Credential};
 use super::client::{Access, RegistryError, Session};
 use super::config::{Endpoint, RegistrySettings};
 use super::pull::{self, LayerJob, PullError};
@@ -28,10 +28,31 @@ const CONCURRENT_UPLOADS: usize = 5;
 /// What `--cache-from` found at a reference.
 #[derive(Debug, Clone)]
 pub enum FetchedCache {
-    /// A cache manifest: its config document (digest-checked).
-    Cache { config: Vec<u8> },
+    /// A cache manifest: its config document (digest-checked), and where
+    /// to fetch its layers from.
+    Cache {
+        config: Vec<u8>,
+        source: Arc<CacheSource>,
+    },
     /// Something else (an ordinary image, an index, another tool's cache).
     Other { media_type: String },
+}
+
+/// The registry session a cache was fetched on, kept for its layers.
+pub struct CacheSource {
+    reference: Reference,
+    endpoint: Endpoint,
+    credential: Credential,
+    session: Session,
+}
+
+impl std::fmt::Debug for CacheSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheSource")
+            .field("reference", &self.reference.to_string())
+            .field("endpoint", &self.endpoint.host)
+            .finish()
+    }
 }
 
 impl ImageStore {
@@ -178,7 +199,19 @@ impl ImageStore {
                 {
                     last = Some(e);
                 }
-                other => return other,
+                Ok(Ok(config)) => {
+                    return Ok(FetchedCache::Cache {
+                        config,
+                        source: Arc::new(CacheSource {
+                            reference,
+                            endpoint: endpoint.clone(),
+                            credential,
+                            session,
+                        }),
+                    })
+                }
+                Ok(Err(media_type)) => return Ok(FetchedCache::Other { media_type }),
+                Err(e) => return Err(e),
             }
         }
         Err(match last {
@@ -187,14 +220,15 @@ impl ImageStore {
         })
     }
 
-    /// Fetches one cache layer blob from `name`'s repository into the store,
-    /// verified by digest and size, and unpacks it as the layer `chain`
-    /// (its content must have `diff_id`) unless that layer is stored. The
-    /// step's image is then added with [`ImageStore::add_built`].
+    /// Fetches one cache layer blob from the cache's repository into the
+    /// store, verified by digest and size, and unpacks it as the layer
+    /// `chain` (its content must have `diff_id`) unless that layer is
+    /// stored. The step's image is then added with
+    /// [`ImageStore::add_built`]. The session the cache was fetched on is
+    /// reused; if it fails (e.g. its token expired), a fresh one is tried.
     pub async fn fetch_build_cache_layer(
         &self,
-        name: &str,
-        request: &RegistryRequest,
+        source: &CacheSource,
         desc: &Descriptor,
         diff_id: &Digest,
         chain: &Digest,
@@ -206,63 +240,52 @@ impl ImageStore {
         }
         if !oci::is_layer(&desc.media_type) {
             return Err(PullError::Unsupported {
-                reference: name.to_owned(),
+                reference: source.reference.to_string(),
                 reason: format!("unsupported layer media type {:?}", desc.media_type),
             }
             .into());
         }
-        let reference = Reference::parse(name)?;
-        let credential = resolve_credential(request.auth.as_ref(), reference.domain())?;
-        let endpoints = pull_endpoints(&request.settings, &reference);
-        let mut last = None;
-        for (n, endpoint) in endpoints.iter().enumerate() {
-            let session = Session::open(endpoint, &reference, &credential, Access::Pull).await?;
-            let authed = session.authenticate_pull().await;
-            let job = LayerJob {
-                desc: desc.clone(),
-                diff_id: diff_id.clone(),
-                chain: chain.clone(),
-                unpack: !has_layer,
-            };
-            let fetched = match authed {
-                Ok(()) => {
-                    pull::fetch_layer(store, &session, job, self.limits(), Arc::new(NoProgress))
-                        .await
-                }
-                Err(e) => Err(PullError::Registry(e)),
-            };
-            match fetched {
-                Ok(_) => return Ok(()),
-                Err(PullError::Registry(e))
-                    if n + 1 < endpoints.len() && endpoint.may_fall_back =>
-                {
-                    last = Some(e);
-                }
-                Err(e) => return Err(e.into()),
+        let job = || LayerJob {
+            desc: desc.clone(),
+            diff_id: diff_id.clone(),
+            chain: chain.clone(),
+            unpack: !has_layer,
+        };
+        let limits = self.limits();
+        match pull::fetch_layer(store, &source.session, job(), limits, Arc::new(NoProgress)).await {
+            Err(PullError::Registry(e)) => {
+                tracing::debug!(error = %e, "cache blob: retrying on a fresh session");
             }
+            other => return other.map(|_| ()).map_err(ImageError::from),
         }
-        Err(match last {
-            Some(e) => PullError::Registry(e).into(),
-            None => PullError::Internal("no registry endpoint".into()).into(),
-        })
+        let session = Session::open(
+            &source.endpoint,
+            &source.reference,
+            &source.credential,
+            Access::Pull,
+        )
+        .await?;
+        session.authenticate_pull().await?;
+        pull::fetch_layer(store, &session, job(), limits, Arc::new(NoProgress)).await?;
+        Ok(())
     }
 }
 
+/// The config document of the cache manifest at `reference`, or the media
+/// type of what is there instead.
 async fn fetch_cache_on(
     images: &ImageStore,
     session: &Session,
     reference: &Reference,
     config_media_type: &str,
     max: u64,
-) -> Result<FetchedCache, ImageError> {
+) -> Result<Result<Vec<u8>, String>, ImageError> {
     let fetched = session
         .manifest(reference.tag(), reference.digest())
         .await
         .map_err(PullError::from)?;
     if !oci::is_manifest(&fetched.media_type) {
-        return Ok(FetchedCache::Other {
-            media_type: fetched.media_type,
-        });
+        return Ok(Err(fetched.media_type));
     }
     let manifest: Manifest =
         serde_json::from_slice(&fetched.bytes).map_err(|e| PullError::Malformed {
@@ -271,9 +294,7 @@ async fn fetch_cache_on(
             reason: e.to_string(),
         })?;
     if manifest.config.media_type != config_media_type {
-        return Ok(FetchedCache::Other {
-            media_type: manifest.config.media_type,
-        });
+        return Ok(Err(manifest.config.media_type));
     }
     if manifest.config.size > max {
         return Err(PullError::Unsupported {
@@ -286,7 +307,7 @@ async fn fetch_cache_on(
     let blob = pull::fetch_small_blob(store, session, &manifest.config).await?;
     // Read from the verified temp file; it is dropped (not committed).
     let config = crate::store::read_limited(blob.path(), max)?;
-    Ok(FetchedCache::Cache { config })
+    Ok(Ok(config))
 }
 
 /// Pushes go to the registry itself, never to a mirror.
