@@ -313,10 +313,12 @@ pub struct BuildArgs {
     /// Progress output: auto, tty, plain or quiet.
     #[arg(long, default_value = "auto")]
     pub progress: String,
-    /// Import build cache from a registry reference.
+    /// Import build cache from a registry: `REF` or `type=registry,ref=REF`
+    /// (repeatable).
     #[arg(long)]
     pub cache_from: Vec<String>,
-    /// Export build cache to a registry reference.
+    /// Export build cache to a registry:
+    /// `type=registry,ref=REF[,mode=min|max][,ignore-error=true]`.
     #[arg(long)]
     pub cache_to: Vec<String>,
 }

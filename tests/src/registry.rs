@@ -162,6 +162,12 @@ impl Registry {
         (self.variant == RegistryVariant::Tls).then(|| self.fixture.path().join("certs"))
     }
 
+    /// The registry's storage root (filesystem driver), for tests that
+    /// tamper with what it serves.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.fixture.path().join("storage")
+    }
+
     /// The registry's log so far (for test failure messages).
     pub fn log(&self) -> String {
         fs::read_to_string(self.fixture.path().join("registry.log")).unwrap_or_default()

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
+use hutch_builder::exec::remote_cache;
 use hutch_builder::exec::{BuildError, BuildOptions, BuildTmp, Executor, OutputSink, Progress};
 use hutch_builder::BuildArgs as DockerfileArgs;
 use hutch_engine::bootstrap::{self, BootstrapOptions};
@@ -143,9 +144,16 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
             None => (l.clone(), String::new()),
         })
         .collect();
-    if !args.cache_from.is_empty() || !args.cache_to.is_empty() {
-        anyhow::bail!("--cache-from/--cache-to are not supported by hutch yet");
-    }
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|c| remote_cache::parse_cache_from(c).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cache_to = args
+        .cache_to
+        .iter()
+        .map(|c| remote_cache::parse_cache_to(c).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let output = args.output.as_deref().map(parse_output).transpose()?;
     let opts = BuildOptions {
         context: args.context.clone(),
@@ -163,6 +171,8 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         registry_auths: Default::default(),
         network_none: false,
         platform,
+        cache_from,
+        cache_to,
     };
     let registry = RegistryRequest {
         settings: hutch_images::registry::RegistrySettings::from_env(),

@@ -7,6 +7,7 @@
 
 mod buildtmp;
 mod cache;
+mod cache_io;
 pub mod commit;
 mod config;
 mod copy;
@@ -16,6 +17,7 @@ mod httpcache;
 mod image;
 mod mounts;
 mod remote;
+pub mod remote_cache;
 pub mod rootfs;
 mod run;
 mod tarball;
@@ -25,7 +27,7 @@ mod view;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hutch_engine::runtime::{NetworkMode, ProcMode, Runtime};
 use hutch_images::store::LayerRef;
@@ -146,6 +148,10 @@ pub struct BuildOptions {
     pub network_none: bool,
     /// `--platform`: the target platform (the machine's when `None`).
     pub platform: Option<crate::Platform>,
+    /// `--cache-from`: registry caches consulted on a local cache miss.
+    pub cache_from: Vec<remote_cache::CacheImport>,
+    /// `--cache-to`: registry caches written after the build.
+    pub cache_to: Vec<remote_cache::CacheExport>,
 }
 
 /// What a build made.
@@ -176,6 +182,27 @@ struct Ctx<'a> {
     /// Step numbers for `Step N/M` (stages of a wave share them).
     step: AtomicUsize,
     total: AtomicUsize,
+    /// The registry caches imported (`--cache-from`), in order.
+    remote: Vec<remote_cache::Imported>,
+    /// Every step's result, made or found, for `--cache-to`.
+    steps: Mutex<Vec<remote_cache::StepResult>>,
+    /// Runs registry transfers of the remote cache (`None` without one).
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Ctx<'_> {
+    fn record_step(&self, key: String, parent: Option<Digest>, image: &Digest) {
+        if self.opts.cache_to.is_empty() {
+            return;
+        }
+        if let Ok(mut steps) = self.steps.lock() {
+            steps.push(remote_cache::StepResult {
+                key,
+                parent,
+                image: image.clone(),
+            });
+        }
+    }
 }
 
 impl Executor {
@@ -225,6 +252,21 @@ impl Executor {
             .iter()
             .map(|&i| 1 + df.stages[i].instructions.len())
             .sum();
+        let rt = if opts.cache_from.is_empty() && opts.cache_to.is_empty() {
+            None
+        } else {
+            Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| BuildError::io("starting the cache transfer runtime", e))?,
+            )
+        };
+        let remote = match &rt {
+            Some(rt) if !opts.no_cache => self.import_caches(rt, opts, progress),
+            _ => Vec::new(),
+        };
         let ctx = Ctx {
             opts,
             progress,
@@ -235,6 +277,9 @@ impl Executor {
             epoch,
             step: AtomicUsize::new(0),
             total: AtomicUsize::new(total),
+            remote,
+            steps: Mutex::new(Vec::new()),
+            rt,
         };
         let mut results: Vec<Option<ImageState>> = vec![None; df.stages.len()];
         let built = self.build_waves(&ctx, &df, &plan, &mut results);
@@ -243,6 +288,8 @@ impl Executor {
         let mut img = results[plan.target]
             .take()
             .ok_or_else(|| BuildError::Invalid("the target stage was not built".into()))?;
+        // The target stage's own last step: where `mode=min` walks back from.
+        let results_id = img.id.clone();
         if !opts.labels.is_empty() {
             let labels = img
                 .run_config()
@@ -261,6 +308,9 @@ impl Executor {
             .map(|t| Reference::parse(t).map_err(|e| BuildError::Invalid(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         let id = img.store(&self.store, None, names.clone(), false)?;
+        if let (Some(rt), Some(last)) = (&ctx.rt, results_id) {
+            self.export_caches(rt, &ctx, &last)?;
+        }
         Ok(Built { id, names })
     }
 
@@ -569,7 +619,7 @@ impl Executor {
                 img.run_config()
                     .insert("WorkingDir".into(), json!(state.workdir));
                 let text = history::workdir(&state.workdir);
-                if let Some(hit) = self.lookup_cache(ctx, &key) {
+                if let Some(hit) = self.lookup_cache(ctx, &key, img) {
                     *img = hit;
                     return Ok(());
                 }
@@ -590,7 +640,7 @@ impl Executor {
                 let env = state.run_env(&ctx.opts.build_args).to_key_values();
                 key.add(format!("{env:?}").as_bytes());
                 let text = history::run(&argv, &state.declared_args());
-                if let Some(hit) = self.lookup_cache(ctx, &key) {
+                if let Some(hit) = self.lookup_cache(ctx, &key, img) {
                     *img = hit;
                     return Ok(());
                 }
@@ -800,7 +850,7 @@ impl Executor {
             &args.at,
         )?;
         if fetch.key_complete() {
-            if let Some(hit) = self.lookup_cache(ctx, &key) {
+            if let Some(hit) = self.lookup_cache(ctx, &key, img) {
                 *img = hit;
                 return Ok(());
             }
@@ -824,7 +874,7 @@ impl Executor {
         let entries = copy::copy_entries(&src, &req, &lower)?;
         if !fetch.key_complete() {
             key.add(&checksum(&entries, hashes)?);
-            if let Some(hit) = self.lookup_cache(ctx, &key) {
+            if let Some(hit) = self.lookup_cache(ctx, &key, img) {
                 *img = hit;
                 return Ok(());
             }
@@ -834,13 +884,24 @@ impl Executor {
         self.finish_layer_step(ctx, img, key, created, text, Some(layer))
     }
 
-    fn lookup_cache(&self, ctx: &Ctx<'_>, key: &Key) -> Option<ImageState> {
+    /// The step's result from the local cache, else from a registry cache
+    /// (`--cache-from`). `parent` is the image before the step (its config
+    /// may already hold the step's change; its ID and layers do not).
+    fn lookup_cache(&self, ctx: &Ctx<'_>, key: &Key, parent: &ImageState) -> Option<ImageState> {
         if ctx.opts.no_cache {
             return None;
         }
         let k = clone_key(key);
-        let id = ctx.cache.get(&k)?;
-        let img = ImageState::load(&self.store, &id.to_string()).ok()?;
+        let local = ctx
+            .cache
+            .get(&k)
+            .and_then(|id| ImageState::load(&self.store, &id.to_string()).ok());
+        let img = match local {
+            Some(img) => img,
+            None => self.remote_hit(ctx, &k, parent)?,
+        };
+        let id = img.id.clone()?;
+        ctx.record_step(k, parent.id.clone(), &id);
         ctx.progress.cached();
         ctx.progress.done(&id);
         Some(img)
@@ -907,14 +968,16 @@ impl Executor {
         text: &str,
         _layer: Option<()>,
     ) -> Result<(), BuildError> {
-        if let Some(hit) = self.lookup_cache(ctx, &key) {
+        if let Some(hit) = self.lookup_cache(ctx, &key, img) {
             *img = hit;
             return Ok(());
         }
         img.push_history(created, text, None);
         let id = img.store(&self.store, None, Vec::new(), true)?;
-        img.id = Some(id.clone());
-        ctx.cache.put(&key.finish(), &id);
+        let parent = img.id.replace(id.clone());
+        let key = key.finish();
+        ctx.cache.put(&key, &id);
+        ctx.record_step(key, parent, &id);
         ctx.progress.done(&id);
         Ok(())
     }
@@ -940,8 +1003,10 @@ impl Executor {
         if let Some(l) = new_ref {
             img.layers.push(l);
         }
-        img.id = Some(id.clone());
-        ctx.cache.put(&key.finish(), &id);
+        let parent = img.id.replace(id.clone());
+        let key = key.finish();
+        ctx.cache.put(&key, &id);
+        ctx.record_step(key, parent, &id);
         ctx.progress.done(&id);
         Ok(())
     }

@@ -373,6 +373,21 @@ impl Session {
             .map_err(|e| self.failed("pushing the manifest", &e))
     }
 
+    /// Presents the credentials for pulling before a call that does not
+    /// (a blob fetched on a fresh session: only manifest fetches
+    /// authenticate by themselves).
+    pub async fn authenticate_pull(&self) -> Result<(), RegistryError> {
+        self.client
+            .auth(
+                &self.oci_ref(None, None),
+                &self.auth,
+                RegistryOperation::Pull,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| self.failed("authenticating for pull", &e))
+    }
+
     /// oci-client asks for a push-scoped token only through `auth`; calls
     /// such as `blob_exists` would otherwise go out with a pull token.
     async fn ensure_push_auth(&self) -> Result<(), RegistryError> {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod blob_sink;
+pub mod build_cache;
 pub mod client;
 pub mod config;
 pub mod login;

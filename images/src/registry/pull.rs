@@ -452,7 +452,7 @@ fn store_bytes(store: &Store, manifest: &FetchedManifest) -> Result<VerifiedBlob
 }
 
 /// Fetches a small blob (a config) straight into the blob store.
-async fn fetch_small_blob(
+pub(crate) async fn fetch_small_blob(
     store: &Store,
     session: &Session,
     desc: &Descriptor,
@@ -481,22 +481,22 @@ async fn fetch_small_blob(
         .map_err(|e| layer_err(LayerError::Store(e)))
 }
 
-struct LayerJob {
-    desc: Descriptor,
-    diff_id: Digest,
-    chain: Digest,
+pub(crate) struct LayerJob {
+    pub(crate) desc: Descriptor,
+    pub(crate) diff_id: Digest,
+    pub(crate) chain: Digest,
     /// False when the layer is stored but its blob is not: fetch the blob only.
-    unpack: bool,
+    pub(crate) unpack: bool,
 }
 
 /// A layer blob fetched, verified and committed, with the unpacked layer
 /// when it was unpacked too.
-struct Fetched {
+pub(crate) struct Fetched {
     blob: Digest,
     layer: Option<(LayerMeta, Compression)>,
 }
 
-async fn fetch_layer(
+pub(crate) async fn fetch_layer(
     store: &Store,
     session: &Session,
     job: LayerJob,

@@ -123,7 +123,7 @@ pub async fn push(
     })
 }
 
-async fn push_blob(
+pub(crate) async fn push_blob(
     store: &Store,
     session: &Session,
     desc: &Descriptor,
@@ -214,7 +214,10 @@ async fn gzip_built_layers(store: &Store, record: &ImageRecord) -> Result<ImageR
     Ok(out)
 }
 
-fn gzip_blob(blobs: &crate::store::BlobStore, blob: &Digest) -> Result<(Digest, u64), StoreError> {
+pub(crate) fn gzip_blob(
+    blobs: &crate::store::BlobStore,
+    blob: &Digest,
+) -> Result<(Digest, u64), StoreError> {
     let mut input = std::io::BufReader::with_capacity(256 * 1024, blobs.open(blob)?);
     let mut gz = flate2::write::GzEncoder::new(blobs.writer()?, flate2::Compression::default());
     let path = blobs.path(blob);

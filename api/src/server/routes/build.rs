@@ -185,16 +185,18 @@ fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
             .map_err(|e| ApiError::bad_request(format!("invalid labels: {e}")))?;
         labels.extend(map);
     }
-    let mut warnings = Vec::new();
+    let warnings: Vec<String> = Vec::new();
+    let mut cache_from = Vec::new();
     if let Some(raw) = q.non_empty("cachefrom") {
         let list: Vec<String> = serde_json::from_str(raw)
             .map_err(|e| ApiError::bad_request(format!("invalid cachefrom: {e}")))?;
-        if !list.is_empty() {
-            warnings.push(format!(
-                "[WARNING]: --cache-from ({}) is not supported by hutch's builder yet; \
-                 only the local build cache is used\n",
-                list.join(", ")
-            ));
+        // Each is a registry cache ref (hutch's cache format), or
+        // buildx's `type=registry,ref=...` spelling.
+        for item in list.iter().filter(|i| !i.trim().is_empty()) {
+            cache_from.push(
+                hutch_builder::exec::remote_cache::parse_cache_from(item)
+                    .map_err(|e| ApiError::bad_request(format!("invalid cachefrom: {e}")))?,
+            );
         }
     }
     let platform = q
@@ -222,6 +224,7 @@ fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
         registry_auths: registry_config(&req.headers)?,
         network_none,
         platform,
+        cache_from,
         ..BuildOptions::default()
     };
     Ok(Request {
@@ -471,6 +474,7 @@ async fn prune(req: ApiRequest) -> Reply {
                         "builder/cache",
                         "builder/cache-mounts",
                         "builder/http-cache",
+                        "builder/gzipped",
                     ] {
                         reclaimed += remove(&data_root.join(dir));
                     }
