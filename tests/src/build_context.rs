@@ -51,3 +51,28 @@ pub fn set_mode(p: &Path, mode: u32) -> Result<()> {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {}", p.display()))
 }
+
+/// `hutch ARGS` in the pod, with stdin from /dev/null, its output kept.
+pub fn hutch(pod: &crate::podsim::Pod, args: &[&str]) -> Result<std::process::Output> {
+    pod.exec(crate::podsim::hutch_bin())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running hutch in the pod")
+}
+
+/// Loads the busybox test image into the pod's default data root and
+/// returns its reference.
+pub fn load_busybox(pod: &crate::podsim::Pod) -> Result<String> {
+    let image = crate::testimages::busybox()?;
+    let out = hutch(
+        pod,
+        &["load", "-i", &image.docker_archive.display().to_string()],
+    )?;
+    anyhow::ensure!(
+        out.status.success(),
+        "load: {}",
+        crate::daemon::printed(&out)
+    );
+    Ok(image.reference.clone())
+}

@@ -4,30 +4,11 @@
 //!
 //! Needs the `hutch` and `podsim` binaries built first (`tests/run` does it).
 
-use std::process::Output;
-
 use anyhow::{ensure, Context, Result};
+use hutch_tests::build_context::{hutch, load_busybox};
 use hutch_tests::build_context::{set_mode, BuildContext as Ctx};
 use hutch_tests::daemon::{printed as text, Daemon};
-use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
-use hutch_tests::testimages;
-
-fn hutch(pod: &Pod, args: &[&str]) -> Result<Output> {
-    pod.exec(hutch_bin())
-        .args(args)
-        .output()
-        .context("running hutch in the pod")
-}
-
-fn load_busybox(pod: &Pod) -> Result<String> {
-    let image = testimages::busybox()?;
-    let out = hutch(
-        pod,
-        &["load", "-i", &image.docker_archive.display().to_string()],
-    )?;
-    ensure!(out.status.success(), "load: {}", text(&out));
-    Ok(image.reference.clone())
-}
+use hutch_tests::podsim::{Pod, PodSpec};
 
 const MULTI: &str = r#"FROM busybox AS base
 RUN mkdir -p /out && echo built > /out/file && echo gone > /out/tmp && rm /out/tmp

@@ -9,37 +9,20 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use hutch_tests::build_context::BuildContext as Ctx;
+use hutch_tests::build_context::{hutch, load_busybox};
 use hutch_tests::daemon::{printed as text, Daemon};
 use hutch_tests::http_fixture::HttpFixture;
 use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
-use hutch_tests::testimages;
 use std::os::unix::process::CommandExt;
 
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-
-fn hutch(pod: &Pod, args: &[&str]) -> Result<Output> {
-    pod.exec(hutch_bin())
-        .args(args)
-        .output()
-        .context("running hutch in the pod")
-}
-
-fn load_busybox(pod: &Pod) -> Result<String> {
-    let image = testimages::busybox()?;
-    let out = hutch(
-        pod,
-        &["load", "-i", &image.docker_archive.display().to_string()],
-    )?;
-    ensure!(out.status.success(), "load: {}", text(&out));
-    Ok(image.reference.clone())
-}
 
 /// A build whose RUN prints `started` and then sleeps `delay` seconds (a
 /// number no other test sleeps, so its process can be found on the host).

@@ -5,37 +5,19 @@
 //!
 //! Needs the `hutch` and `podsim` binaries built first (`tests/run` does it).
 
-use std::process::Output;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{ensure, Context, Result};
 use hutch_tests::build_context::BuildContext as Ctx;
+use hutch_tests::build_context::{hutch, load_busybox};
 use hutch_tests::daemon::{printed as text, Daemon};
 use hutch_tests::http_fixture::HttpFixture;
 use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
-use hutch_tests::testimages;
 use sha2::{Digest, Sha256};
 
 const PORT: u16 = 18080;
 /// `Last-Modified` of the served files.
 const MTIME: u64 = 1_577_836_800;
-
-fn hutch(pod: &Pod, args: &[&str]) -> Result<Output> {
-    pod.exec(hutch_bin())
-        .args(args)
-        .output()
-        .context("running hutch in the pod")
-}
-
-fn load_busybox(pod: &Pod) -> Result<String> {
-    let image = testimages::busybox()?;
-    let out = hutch(
-        pod,
-        &["load", "-i", &image.docker_archive.display().to_string()],
-    )?;
-    ensure!(out.status.success(), "load: {}", text(&out));
-    Ok(image.reference.clone())
-}
 
 fn url(path: &str) -> String {
     format!("http://127.0.0.1:{PORT}/{path}")

@@ -5,22 +5,15 @@
 //!
 //! Needs the `hutch` and `podsim` binaries built first (`tests/run` does it).
 
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
 use anyhow::{ensure, Context, Result};
 use hutch_tests::build_context::BuildContext as Ctx;
+use hutch_tests::build_context::{hutch, load_busybox};
 use hutch_tests::daemon::{printed as text, Daemon};
 use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
 use hutch_tests::registry::{Registry, RegistryVariant};
 use hutch_tests::testimages;
-
-fn hutch(pod: &Pod, args: &[&str]) -> Result<Output> {
-    pod.exec(hutch_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("running hutch in the pod")
-}
 
 /// `hutch ARGS` under a pseudo-terminal (util-linux `script`), 160 columns
 /// wide; returns what the terminal received and whether hutch succeeded.
@@ -61,16 +54,6 @@ fn ends_as(screen: &str, label: &str, status: &str) -> bool {
         let after = rest[..line_end].split_once("  ").map(|(_, after)| after);
         after.is_some_and(|a| a.trim_start().starts_with(status))
     })
-}
-
-fn load_busybox(pod: &Pod) -> Result<String> {
-    let image = testimages::busybox()?;
-    let out = hutch(
-        pod,
-        &["load", "-i", &image.docker_archive.display().to_string()],
-    )?;
-    ensure!(out.status.success(), "load: {}", text(&out));
-    Ok(image.reference.clone())
 }
 
 #[test]

@@ -14,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::httpcache::{Cached, HttpCache};
 use super::BuildError;
+use hutch_images::registry::client::describe;
 
 /// A downloaded source.
 #[derive(Debug, Clone)]
@@ -380,22 +381,6 @@ fn http_date(v: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc2822(v)
         .ok()
         .map(|t| t.timestamp())
-}
-
-/// The error with its causes on one line (reqwest's own text leaves out
-/// e.g. "Connection refused").
-fn describe(err: &reqwest::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]

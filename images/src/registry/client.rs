@@ -64,11 +64,12 @@ pub enum RegistryError {
     },
 }
 
-/// The error with its causes, on one line (reqwest's own message leaves
-/// out the interesting part, e.g. the TLS failure).
-fn describe(err: &OciDistributionError) -> String {
+/// An error with its causes, on one line: reqwest's (and oci-client's)
+/// own message leaves out the interesting part, e.g. the TLS failure or
+/// "Connection refused".
+pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
-    let mut source = std::error::Error::source(err);
+    let mut source = err.source();
     while let Some(cause) = source {
         let text = cause.to_string();
         if !out.contains(&text) {
