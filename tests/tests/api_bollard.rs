@@ -114,6 +114,43 @@ fn seed_registry(daemon: &Daemon, registry: &Registry) -> Result<()> {
     Ok(())
 }
 
+/// `GET /distribution/{name}/json` on the wire: the manifest's descriptor
+/// and the config's platform; a name the registry lacks is an error with
+/// the registry's words, not a 200.
+fn check_distribution(daemon: &Daemon, registry: &Registry) -> Result<()> {
+    let url = format!(
+        "http://d/distribution/{}/json",
+        registry.image_ref("hello-world:linux")
+    );
+    let out = daemon.curl(&["-sf", &url]).output()?;
+    let seen: serde_json::Value = serde_json::from_str(&ok(&out, "GET /distribution")?)?;
+    let digest = seen["Descriptor"]["digest"].as_str().unwrap_or_default();
+    ensure!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{seen}"
+    );
+    ensure!(
+        seen["Descriptor"]["size"].as_i64().is_some_and(|n| n > 0),
+        "{seen}"
+    );
+    ensure!(
+        seen["Platforms"] == serde_json::json!([{"architecture": "amd64", "os": "linux"}])
+            || std::env::consts::ARCH != "x86_64",
+        "{seen}"
+    );
+    let missing = format!(
+        "http://d/distribution/{}/json",
+        registry.image_ref("nope/nothing:latest")
+    );
+    let out = daemon
+        .curl(&["-s", "-w", "\n%{http_code}", &missing])
+        .output()?;
+    let text = ok(&out, "GET /distribution of a missing name")?;
+    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    ensure!(code != "200" && body.contains("message"), "{text}");
+    Ok(())
+}
+
 #[test]
 fn bollard_integration_tests() -> Result<()> {
     build_suite()?;
@@ -125,6 +162,7 @@ fn bollard_integration_tests() -> Result<()> {
     // Docker's default socket too: bollard's down-versioning test dials it.
     let daemon = Daemon::start_with(&pod, &["-H", "unix:///var/run/docker.sock"])?;
     seed_registry(&daemon, &registry)?;
+    check_distribution(&daemon, &registry)?;
 
     let started = Instant::now();
     let out = pod
