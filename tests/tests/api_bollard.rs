@@ -59,16 +59,20 @@ fn script() -> PathBuf {
 /// `tests/bollard/run build` on the host (cargo and its registry cache are
 /// not visible to the pod): the compiled test binaries land in the target
 /// directory, which the pod can read.
-fn build_suite() -> Result<()> {
+fn build_suite(transport: &str) -> Result<()> {
     let started = Instant::now();
     let out = Command::new("/bin/bash")
         .arg(script())
         .arg("build")
         .env("CARGO_TARGET_DIR", workspace::target_dir())
+        .env("BOLLARD_TRANSPORT", transport)
         .output()
         .context("running tests/bollard/run build")?;
     ok(&out, "tests/bollard/run build")?;
-    eprintln!("bollard suite compiled in {:?}", started.elapsed());
+    eprintln!(
+        "bollard suite ({transport}) compiled in {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -151,27 +155,49 @@ fn check_distribution(daemon: &Daemon, registry: &Registry) -> Result<()> {
     Ok(())
 }
 
+/// Where the daemon also listens for the `test_http` build of the suite
+/// (the pod's own network namespace: nothing outside reaches it).
+const TCP_HOST: &str = "tcp://127.0.0.1:2375";
+
 #[test]
 fn bollard_integration_tests() -> Result<()> {
-    build_suite()?;
+    build_suite("unix")?;
+    build_suite("http")?;
     let script = pod_script()?;
     // Writable cgroups, as on a Docker host: bollard's pause and update
     // tests need the freezer and the memory controller.
     let pod = Pod::start(&PodSpec::new().delegate_cgroups_v1())?;
     let registry = Registry::start(&pod, RegistryVariant::Plain)?;
     // Docker's default socket too: bollard's down-versioning test dials it.
-    let daemon = Daemon::start_with(&pod, &["-H", "unix:///var/run/docker.sock"])?;
+    let daemon = Daemon::start_with(&pod, &["-H", "unix:///var/run/docker.sock", "-H", TCP_HOST])?;
     seed_registry(&daemon, &registry)?;
     check_distribution(&daemon, &registry)?;
+    // Over the unix socket, then the same tests over plain HTTP on TCP.
+    for (transport, host) in [("unix", DOCKER_HOST), ("http", TCP_HOST)] {
+        run_suite(&pod, &daemon, &registry, &script, transport, host)?;
+    }
+    drop(daemon);
+    registry.stop()?;
+    pod.stop()
+}
 
+fn run_suite(
+    pod: &Pod,
+    daemon: &Daemon,
+    registry: &Registry,
+    script: &Path,
+    transport: &str,
+    host: &str,
+) -> Result<()> {
     let started = Instant::now();
     let out = pod
         .exec("/bin/bash")
-        .arg(&script)
+        .arg(script)
         .arg("test")
         .args(std::env::var("BOLLARD_TEST_FILTER").ok())
         .env("CARGO_TARGET_DIR", workspace::target_dir())
-        .env("DOCKER_HOST", DOCKER_HOST)
+        .env("BOLLARD_TRANSPORT", transport)
+        .env("DOCKER_HOST", host)
         .env("REGISTRY_HTTP_ADDR", registry.host())
         .env("HOME", "/tmp")
         .env_remove("DOCKER_API_VERSION")
@@ -179,7 +205,7 @@ fn bollard_integration_tests() -> Result<()> {
         .env_remove("DOCKER_TLS_VERIFY")
         .output()
         .context("running bollard's tests in the pod")?;
-    eprintln!("bollard suite ran in {:?}", started.elapsed());
+    eprintln!("bollard suite ({transport}) ran in {:?}", started.elapsed());
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}");
     // The daemon log of a whole suite is long: keep it in a file.
@@ -187,7 +213,7 @@ fn bollard_integration_tests() -> Result<()> {
     fs::write(&log, daemon.log())?;
     ensure!(
         out.status.success(),
-        "bollard's integration tests failed (daemon log: {}):\n{}",
+        "bollard's integration tests over {transport} failed (daemon log: {}):\n{}",
         log.display(),
         printed(&out)
     );
@@ -197,13 +223,11 @@ fn bollard_integration_tests() -> Result<()> {
         .filter(|l| l.starts_with("test result:"))
         .count();
     ensure!(
-        results >= 8,
+        results >= 9,
         "expected a result from each test file:\n{text}"
     );
     ensure!(!text.contains("FAILED"), "{text}");
-    drop(daemon);
-    registry.stop()?;
-    pod.stop()
+    Ok(())
 }
 
 /// What bollard's container tests rely on, checked on the wire: a container
