@@ -15,8 +15,8 @@ use crate::reference::{Reference, ReferenceError};
 use crate::registry::auth::resolve_credential;
 use crate::registry::platform::{parse_platform, PlatformError};
 use crate::registry::{
-    pull, push, AuthConfig, AuthError, PullError, PullOptions, Pulled, PushError, Pushed,
-    RegistrySettings,
+    distribution, pull, push, AuthConfig, AuthError, DistributionInfo, PullError, PullOptions,
+    Pulled, PushError, Pushed, RegistrySettings,
 };
 use crate::store::{GcReport, ImageRecord, Store, StoreError, TagIndex};
 use crate::unpack::UnpackLimits;
@@ -365,6 +365,18 @@ impl ImageStore {
             progress,
         )
         .await?)
+    }
+
+    /// What the registry says `name` is (`GET /distribution/{name}/json`),
+    /// without pulling it.
+    pub async fn distribution(
+        &self,
+        name: &str,
+        request: &RegistryRequest,
+    ) -> Result<DistributionInfo, ImageError> {
+        let reference = Reference::parse(name)?;
+        let credential = resolve_credential(request.auth.as_ref(), reference.domain())?;
+        Ok(distribution::inspect(&request.settings, &credential, &reference).await?)
     }
 
     /// Pushes the image `name` names to the registry in the name, and

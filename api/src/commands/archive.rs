@@ -194,14 +194,20 @@ fn append<W: Write>(
 
 /// Unpacks the tar on stdin into `dest`, owners mapped to engine IDs.
 fn extract(dest: &Path, maps: &IdMaps) -> anyhow::Result<()> {
-    let mut archive = tar::Archive::new(io::stdin().lock());
+    let input =
+        hutch_images::unpack::auto_decoder(io::stdin().lock()).context("reading the archive")?;
+    let mut archive = tar::Archive::new(input);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_overwrite(true);
     for entry in archive.entries()? {
         let mut entry = entry?;
         let rel = entry.path()?.into_owned();
-        let (uid, gid) = (entry.header().uid()?, entry.header().gid()?);
+        let header = entry.header();
+        let (uid, gid) = (
+            hutch_images::unpack::header_uid(header)?,
+            hutch_images::unpack::header_gid(header)?,
+        );
         if !entry.unpack_in(dest)? {
             continue;
         }

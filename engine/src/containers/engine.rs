@@ -227,6 +227,8 @@ struct Table {
 
 /// Removed containers whose exit code `wait removed` can still tell.
 const REMEMBER_REMOVED: usize = 256;
+/// How long `docker kill` (SIGKILL) waits for the container to be down.
+const KILL_WAIT: Duration = Duration::from_secs(10);
 
 struct Inner {
     store: Store,
@@ -864,6 +866,17 @@ impl Engine {
         )?;
         self.thaw(&id);
         self.emit("kill", &id, &[("signal", (sig as i32).to_string())]);
+        if sig == Signal::SIGKILL {
+            // As moby's Kill: SIGKILL returns once the container is down
+            // (up to 10 s), so a remove right after it finds it stopped.
+            let deadline = Instant::now() + KILL_WAIT;
+            match self.wait_while(&id, WaitCondition::NotRunning, &|| {
+                Instant::now() < deadline
+            }) {
+                Ok(_) | Err(EngineError::Invalid(_)) | Err(EngineError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
 

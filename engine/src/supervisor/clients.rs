@@ -178,9 +178,9 @@ impl Supervisor {
                             message: e.to_string(),
                         },
                     },
-                    None => Reply::Error {
-                        message: "the container has no tty".into(),
-                    },
+                    // Without a terminal there is nothing to size: Docker
+                    // (containerd's shim) answers such a resize with success.
+                    None => Reply::Ok,
                 };
                 self.reply(id, &reply);
             }

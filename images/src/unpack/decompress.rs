@@ -159,6 +159,18 @@ pub fn decoder<'a, R: Read + 'a>(
     })
 }
 
+/// `input` decompressed as its first bytes say (gzip, zstd, or a plain
+/// tar as it is), as Docker's archive upload accepts it: `docker cp` sends
+/// a plain tar, other clients (bollard) gzip it.
+pub fn auto_decoder<'a, R: io::BufRead + 'a>(mut input: R) -> io::Result<Box<dyn Read + 'a>> {
+    let compression = Compression::detect(input.fill_buf()?);
+    Ok(match compression {
+        Compression::None => Box::new(input),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+    })
+}
+
 /// Stops a stream that expands past the limits.
 pub struct Guard<R> {
     inner: R,

@@ -66,13 +66,44 @@ pub fn parse_pax_time(value: &str) -> Option<Timespec> {
     Some(Timespec { tv_sec, tv_nsec })
 }
 
+/// A numeric header field as Go's archive/tar (Docker's) reads it: one of
+/// only NULs and spaces is 0. The tar crate rejects such a field, but
+/// writers that fill in only path, size and mode (bollard's tests, the
+/// `tar` crate's `Header::new_gnu` used naively) leave the others empty.
+fn lenient<T: Default>(value: io::Result<T>, raw: &[u8]) -> io::Result<T> {
+    match value {
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(T::default()),
+        other => other,
+    }
+}
+
+/// The header's uid (an empty field is 0, as Docker reads it).
+pub fn header_uid(header: &tar::Header) -> io::Result<u64> {
+    lenient(header.uid(), &header.as_old().uid)
+}
+
+/// The header's gid (an empty field is 0).
+pub fn header_gid(header: &tar::Header) -> io::Result<u64> {
+    lenient(header.gid(), &header.as_old().gid)
+}
+
+/// The header's mode (an empty field is 0).
+pub fn header_mode(header: &tar::Header) -> io::Result<u32> {
+    lenient(header.mode(), &header.as_old().mode)
+}
+
+/// The header's mtime (an empty field is the epoch).
+pub fn header_mtime(header: &tar::Header) -> io::Result<u64> {
+    lenient(header.mtime(), &header.as_old().mtime)
+}
+
 pub fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<EntryMeta> {
     let header = entry.header();
-    let mut uid = header.uid()?;
-    let mut gid = header.gid()?;
-    let mode = header.mode()? & 0o7777;
+    let mut uid = header_uid(header)?;
+    let mut gid = header_gid(header)?;
+    let mode = header_mode(header)? & 0o7777;
     let mut mtime = Timespec {
-        tv_sec: header.mtime()? as i64,
+        tv_sec: header_mtime(header)? as i64,
         tv_nsec: 0,
     };
     let mut xattrs = Vec::new();
@@ -137,6 +168,25 @@ mod tests {
         assert_eq!(clamp_id(65535), (65535, false));
         assert_eq!(clamp_id(65536), (OVERFLOW_ID, true));
         assert_eq!(clamp_id(1_000_000), (OVERFLOW_ID, true));
+    }
+
+    #[test]
+    fn empty_numeric_fields_read_as_zero() {
+        // What `Header::new_gnu` with only a path, size and checksum gives.
+        let mut header = tar::Header::new_gnu();
+        header.set_size(0);
+        assert!(header.uid().is_err(), "the tar crate itself rejects it");
+        assert_eq!(header_uid(&header).expect("empty uid"), 0);
+        assert_eq!(header_gid(&header).expect("empty gid"), 0);
+        assert_eq!(header_mode(&header).expect("empty mode"), 0);
+        assert_eq!(header_mtime(&header).expect("empty mtime"), 0);
+        header.set_uid(1000);
+        header.set_mode(0o744);
+        assert_eq!(header_uid(&header).expect("set uid"), 1000);
+        assert_eq!(header_mode(&header).expect("set mode"), 0o744);
+        // A field with garbage is still an error.
+        header.as_old_mut().gid = *b"12x4567\0";
+        assert!(header_gid(&header).is_err());
     }
 
     #[test]

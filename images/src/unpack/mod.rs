@@ -21,7 +21,8 @@ use std::path::Path;
 use std::rc::Rc;
 use std::sync::mpsc;
 
-pub use decompress::{Compression, LimitHit, UnpackLimits};
+pub use decompress::{auto_decoder, Compression, LimitHit, UnpackLimits};
+pub use meta::{header_gid, header_uid};
 
 use apply::Applier;
 use decompress::{decoder, Guard, Input, Stage, StageCell};

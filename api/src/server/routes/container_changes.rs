@@ -16,10 +16,16 @@ use super::super::response::{self, Body};
 
 /// Mount points the runtime makes in every rootfs.
 const RUNTIME_MOUNTS: &[&str] = &["/proc", "/dev", "/sys"];
+/// Files the runtime adds to bind-mount over when the image lacks them.
+/// Docker makes them in its init layer, which `docker diff` leaves out, so
+/// they (and a directory they alone touched) are not changes either.
+const RUNTIME_FILES: &[&str] = &["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
 
 /// The changes under `upper`, given the image's layer directories.
 pub fn changes(upper: &Path, layers: &[PathBuf]) -> Vec<FilesystemChange> {
     let mut out = Vec::new();
+    // Directories holding a runtime file we left out.
+    let mut runtime_parents = Vec::new();
     let mut stack = vec![PathBuf::from("/")];
     while let Some(rel) = stack.pop() {
         let dir = upper.join(rel.strip_prefix("/").unwrap_or(&rel));
@@ -44,6 +50,10 @@ pub fn changes(upper: &Path, layers: &[PathBuf]) -> Vec<FilesystemChange> {
             if runtime_mount {
                 continue;
             }
+            if !in_layers && RUNTIME_FILES.iter().any(|f| path == Path::new(f)) {
+                runtime_parents.push(rel.clone());
+                continue;
+            }
             let kind = if whiteout {
                 ChangeType::_2
             } else if in_layers {
@@ -57,6 +67,17 @@ pub fn changes(upper: &Path, layers: &[PathBuf]) -> Vec<FilesystemChange> {
             });
         }
     }
+    // A directory only the runtime's files touched is unchanged, unless
+    // something else under it changed.
+    let touched_only_by_runtime = |c: &FilesystemChange| {
+        let dir = Path::new(&c.path);
+        c.kind == ChangeType::_0
+            && runtime_parents.iter().any(|p| p == dir)
+            && !out.iter().any(|o| Path::new(&o.path).parent() == Some(dir))
+    };
+    let drop: Vec<bool> = out.iter().map(touched_only_by_runtime).collect();
+    let mut keep = drop.into_iter().map(|d| !d);
+    out.retain(|_| keep.next().unwrap_or(true));
     out.sort_by(|a, b| a.path.cmp(&b.path));
     out
 }
@@ -71,6 +92,9 @@ pub async fn handler(req: ApiRequest) -> Result<Response<Body>, ApiError> {
         .await?;
     let upper = d.rootfs_upper.clone();
     let list = tokio::task::spawn_blocking(move || changes(&upper, &layers)).await?;
+    // Docker answers `null`, not `[]`, for a container that changed nothing
+    // (a nil Go slice); clients such as bollard tell the two apart.
+    let list = (!list.is_empty()).then_some(list);
     Ok(response::json(StatusCode::OK, &list))
 }
 
@@ -104,6 +128,33 @@ mod tests {
                 ("/tmp".into(), ChangeType::_0),
                 ("/tmp/new".into(), ChangeType::_1),
                 ("/tmp/new/file".into(), ChangeType::_1),
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn runtime_files_are_not_changes() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let layer = dir.path().join("layer");
+        let upper = dir.path().join("upper");
+        std::fs::create_dir_all(layer.join("etc"))?;
+        std::fs::create_dir_all(upper.join("etc"))?;
+        for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+            std::fs::write(upper.join(f), "")?;
+        }
+        assert!(changes(&upper, std::slice::from_ref(&layer)).is_empty());
+        // Anything else in /etc makes it changed again.
+        std::fs::write(upper.join("etc/added"), "x")?;
+        let got: Vec<(String, ChangeType)> = changes(&upper, &[layer])
+            .into_iter()
+            .map(|c| (c.path, c.kind))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/etc".into(), ChangeType::_0),
+                ("/etc/added".into(), ChangeType::_1),
             ]
         );
         Ok(())

@@ -122,8 +122,9 @@ fn host_config(d: &ContainerDetails) -> HostConfig {
         auto_remove: Some(o.auto_remove),
         volume_driver: Some(String::new()),
         volumes_from: (!o.volumes_from.is_empty()).then(|| o.volumes_from.clone()),
-        cap_add: Some(o.cap_add.clone()),
-        cap_drop: Some(o.cap_drop.clone()),
+        // Docker keeps what the client sent: no capabilities is `null`.
+        cap_add: (!o.cap_add.is_empty()).then(|| o.cap_add.clone()),
+        cap_drop: (!o.cap_drop.is_empty()).then(|| o.cap_drop.clone()),
         group_add: Some(o.group_add.clone()),
         init: Some(o.init),
         ipc_mode: Some("private".into()),

@@ -395,9 +395,6 @@ async fn search(_req: ApiRequest) -> Reply {
     Err(ApiError::not_yet("searching a registry", 3))
 }
 
-async fn distribution(_req: ApiRequest) -> Reply {
-    Err(ApiError::not_yet(
-        "reading a registry's manifest (/distribution)",
-        3,
-    ))
+async fn distribution(req: ApiRequest) -> Reply {
+    super::registry::distribution(req).await
 }

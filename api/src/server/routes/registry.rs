@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bollard_stubs::models::{DistributionInspect, OciDescriptor, OciPlatform};
 use bytes::Bytes;
 use hutch_images::registry::{login, AuthConfig, LoginError, PullStatus, RegistrySettings};
 use hutch_images::{ImageError, ProgressEvent, ProgressSink, Reference, RegistryRequest};
@@ -174,6 +175,38 @@ pub async fn push(req: ApiRequest) -> Reply {
         }
     });
     Ok(resp)
+}
+
+/// `GET /distribution/{name}/json`: the descriptor the name resolves to
+/// in its registry and the platforms it offers, nothing pulled.
+pub async fn distribution(req: ApiRequest) -> Reply {
+    let name = req.param("name").to_string();
+    let request = registry_request(&req.headers)?;
+    let reference = Reference::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let info = req
+        .daemon
+        .images
+        .distribution(&reference.to_string(), &request)
+        .await?;
+    let body = DistributionInspect {
+        descriptor: OciDescriptor {
+            media_type: Some(info.descriptor.media_type),
+            digest: Some(info.descriptor.digest.to_string()),
+            size: i64::try_from(info.descriptor.size).ok(),
+            ..Default::default()
+        },
+        platforms: info
+            .platforms
+            .into_iter()
+            .map(|p| OciPlatform {
+                architecture: Some(p.architecture),
+                os: Some(p.os),
+                variant: p.variant,
+                ..Default::default()
+            })
+            .collect(),
+    };
+    Ok(response::json(StatusCode::OK, &body))
 }
 
 /// `POST /auth`: moby checks the credentials with the registry and answers
