@@ -501,3 +501,36 @@ fn docker_commit_with_changes_message_and_author() -> Result<()> {
     daemon.stop()?;
     pod.stop()
 }
+
+/// `docker build -f - DIR`: the CLI adds the Dockerfile from stdin to the
+/// context tar and ends the stream right after its data, without the tar's
+/// padding and end blocks (Go's archive/tar reads that as a clean end).
+#[test]
+fn docker_build_dockerfile_from_stdin() -> Result<()> {
+    use std::io::Write;
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    let ctx = Ctx::new(&[
+        ("a.txt", "from the context\n"),
+        (".dockerignore", "*.log\n"),
+    ])?;
+    let mut child = daemon
+        .docker()
+        .args(["build", "-q", "-t", "stdin-df", "-f", "-"])
+        .arg(ctx.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("docker build stdin")?
+        .write_all(format!("FROM {base}\nCOPY a.txt /\n").as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(out.status.success(), "docker build -f -: {}", text(&out));
+    let cat = daemon.docker_ok(&["run", "--rm", "stdin-df", "cat", "/a.txt"])?;
+    ensure!(cat == "from the context\n", "{cat}");
+    Ok(())
+}

@@ -347,17 +347,67 @@ pub fn diff_id_of<R: Read>(
 
 /// Applies every entry, then reads the rest of the uncompressed stream (the
 /// tar's trailing zero blocks) so the diff ID covers all of it.
+///
+/// A stream that ends right after its last entry's data, without the
+/// padding to a 512-byte block and the two zero blocks, ends cleanly, as
+/// Go's archive/tar (and so Docker) reads it: the docker CLI sends such a
+/// context for `docker build -f - DIR`. A stream that ends inside an
+/// entry's data or header is still an error.
 fn apply_all<R: Read>(diff: &mut R, applier: &mut Applier) -> Result<(), UnpackError> {
     let mut buffered = BufReader::with_capacity(256 * 1024, diff);
     {
-        let mut archive = tar::Archive::new(&mut buffered);
+        // Bytes the tar reader has consumed: right after the headers when
+        // it yields an entry.
+        let pos = std::cell::Cell::new(0u64);
+        let ended = std::cell::Cell::new(false);
+        let mut archive = tar::Archive::new(Counting {
+            inner: &mut buffered,
+            pos: &pos,
+            ended: &ended,
+        });
+        // Where the last entry's data ends (its padding is optional).
+        let mut data_end: Option<u64> = None;
         for entry in archive.entries().map_err(UnpackError::Tar)? {
-            let mut entry = entry.map_err(UnpackError::Tar)?;
+            let mut entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let at = pos.get();
+                    let in_padding =
+                        data_end.is_some_and(|end| at >= end && at < end.next_multiple_of(512));
+                    // (tar's error for it is not an UnexpectedEof.)
+                    if ended.get() && in_padding {
+                        break;
+                    }
+                    return Err(UnpackError::Tar(e));
+                }
+            };
+            let size = entry.header().entry_size().map_err(UnpackError::Tar)?;
+            data_end = Some(pos.get() + size);
             applier.apply(&mut entry)?;
         }
     }
     io::copy(&mut buffered, &mut io::sink()).map_err(UnpackError::Tar)?;
     Ok(())
+}
+
+/// A reader that keeps the count of bytes read through it, and whether
+/// the stream ended, in cells the caller reads while the tar reader owns
+/// this.
+struct Counting<'a, R> {
+    inner: R,
+    pos: &'a std::cell::Cell<u64>,
+    ended: &'a std::cell::Cell<bool>,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos.set(self.pos.get() + n as u64);
+        if n == 0 && !buf.is_empty() {
+            self.ended.set(true);
+        }
+        Ok(n)
+    }
 }
 
 /// The first bytes, for the magic-number check (fewer if the stream is tiny).
@@ -433,5 +483,31 @@ mod tests {
             std::fs::read(plain_dir.path().join("etc/greeting")).expect("unpacked file"),
             b"hello layer\n".repeat(100)
         );
+    }
+
+    /// As Go's archive/tar (and so Docker): a stream may end right after
+    /// its last entry's data; it may not end inside data or a header.
+    #[test]
+    fn a_stream_may_end_after_the_last_entry_data_but_not_inside_it() {
+        let (tar, _) = layer();
+        let data_end = 512 + 1200;
+        for cut in [data_end, data_end + 100, 2048] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            unpack_layer_unhashed(&tar[..cut], dir.path(), UnpackLimits::default())
+                .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+            assert_eq!(
+                std::fs::read(dir.path().join("etc/greeting")).expect("unpacked file"),
+                b"hello layer\n".repeat(100),
+                "cut at {cut}"
+            );
+        }
+        // Inside the data, and inside a second entry's header.
+        let mut two = tar[..2048].to_vec();
+        two.extend_from_slice(&tar[..100]);
+        for (what, bytes) in [("data", &tar[..data_end - 1]), ("header", &two[..])] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let err = unpack_layer_unhashed(bytes, dir.path(), UnpackLimits::default());
+            assert!(err.is_err(), "a stream cut inside {what} was accepted");
+        }
     }
 }
