@@ -57,6 +57,10 @@ pub fn run(state: &Path, self_exe: bool, cmd: &[OsString]) -> anyhow::Result<i32
     let env = environment()?;
     let cwd = std::env::current_dir().ok();
 
+    if let Some(dir) = &info.cgroup_v2_host {
+        // As runc exec: into the pod's cgroup, while still host root.
+        crate::cgroups::join_v2(dir, nix::unistd::getpid().as_raw())?;
+    }
     for (flag, fd) in &namespaces {
         setns(fd.as_fd(), *flag).with_context(|| format!("joining the pod's {flag:?}"))?;
     }

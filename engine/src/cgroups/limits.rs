@@ -34,6 +34,21 @@ impl Limits {
             || self.pids_limit > 0
     }
 
+    /// The controllers the set limits need ("memory", "cpu", "pids").
+    pub fn controllers(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.memory > 0 || self.memory_swap > 0 {
+            out.push("memory");
+        }
+        if self.nano_cpus > 0 || self.cpu_shares > 0 || self.cpu_quota > 0 {
+            out.push("cpu");
+        }
+        if self.pids_limit > 0 {
+            out.push("pids");
+        }
+        out
+    }
+
     /// `docker update`'s merge: what `update` sets (non-zero) replaces.
     pub fn merged(&self, update: &Limits) -> Limits {
         let pick = |new: i64, old: i64| if new != 0 { new } else { old };
