@@ -535,5 +535,16 @@ fn docker_cli_with_delegated_v2_without_controllers() -> Result<()> {
     daemon.docker_ok(&["rm", "-f", &lid])?;
     let left = pod_sh(&pod, "ls /sys/fs/cgroup")?;
     ensure!(!left.contains("hutch-"), "cgroups left behind: {left}");
+
+    // The pod's cgroup goes with the pod.
+    let host_dir = pod
+        .info()
+        .cgroup_v2_host
+        .clone()
+        .context("pod.json names the delegated cgroup")?;
+    ensure!(host_dir.is_dir(), "{}", host_dir.display());
+    daemon.stop()?;
+    pod.stop()?;
+    ensure!(!host_dir.exists(), "{} left behind", host_dir.display());
     Ok(())
 }

@@ -196,6 +196,46 @@ mod tests {
     }
 
     #[test]
+    fn v2_files_for_swap_shares_and_quota() {
+        let l = Limits {
+            memory: 64 << 20,
+            memory_swap: 96 << 20,
+            cpu_shares: 512,
+            cpu_quota: 20_000,
+            cpu_period: 50_000,
+            ..Limits::default()
+        };
+        let v2 = l.files(true);
+        // v2 counts swap apart from memory.
+        assert!(v2.contains(&("memory.swap.max", (32u64 << 20).to_string())));
+        assert!(v2.contains(&("cpu.max", "20000 50000".into())));
+        // runc's conversion: shares 512 -> weight 20.
+        assert!(v2.contains(&("cpu.weight", "20".into())));
+        assert!(v2.contains(&("pids.max", "max".into())));
+        let none = Limits::default().files(true);
+        assert!(none.contains(&("memory.max", "max".into())));
+        assert!(none.contains(&("cpu.max", "max 100000".into())));
+        assert!(!none.iter().any(|(f, _)| *f == "cpu.weight"));
+    }
+
+    #[test]
+    fn controllers_the_limits_need() {
+        assert!(Limits::default().controllers().is_empty());
+        let l = Limits {
+            memory_swap: 1 << 30,
+            nano_cpus: 1,
+            pids_limit: 5,
+            ..Limits::default()
+        };
+        assert_eq!(l.controllers(), ["memory", "cpu", "pids"]);
+        let shares = Limits {
+            cpu_shares: 2,
+            ..Limits::default()
+        };
+        assert_eq!(shares.controllers(), ["cpu"]);
+    }
+
+    #[test]
     fn update_keeps_what_it_does_not_set() {
         let old = Limits {
             memory: 64 << 20,

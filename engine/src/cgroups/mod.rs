@@ -477,6 +477,58 @@ mod tests {
     }
 
     #[test]
+    fn a_cgroup_outside_the_namespace_is_not_below_the_mount() {
+        let tmp = std::env::temp_dir();
+        // "/../.." would resolve to a directory above the mount.
+        assert_eq!(own_dir(&tmp, "/../.."), tmp);
+        assert_eq!(own_dir(&tmp, "/"), tmp);
+        assert_eq!(own_dir(&tmp, "/no-such-cgroup"), tmp);
+    }
+
+    #[test]
+    fn unapplied_limits_warn_per_missing_controller() {
+        let bare = Cgroups::V2 {
+            base: PathBuf::from("/sys/fs/cgroup"),
+            controllers: Vec::new(),
+        };
+        // The core of v2 freezes without a controller.
+        assert!(bare.has("freezer") && !bare.has("memory"));
+        let limits = Limits {
+            memory: 64 << 20,
+            pids_limit: 50,
+            ..Limits::default()
+        };
+        let warnings = bare.unapplied(&limits);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("memory limit (--memory, --memory-swap) is not applied"));
+        assert!(warnings[0].ends_with("cgroup v2 hierarchy has no memory controller"));
+        assert!(warnings[1].starts_with("PIDs limit (--pids-limit) is not applied"));
+        assert!(bare.unapplied(&Limits::default()).is_empty());
+        let some = Cgroups::V2 {
+            base: PathBuf::from("/sys/fs/cgroup"),
+            controllers: vec!["memory".into(), "cpu".into()],
+        };
+        let warnings = some.unapplied(&limits);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("no pids controller"));
+        let v1 = Cgroups::V1 {
+            bases: vec![("memory".into(), PathBuf::from("/m"))],
+        };
+        assert_eq!(v1.unapplied(&limits).len(), 1);
+    }
+
+    #[test]
+    fn v2_files_go_to_the_one_directory() {
+        let cg = ContainerCgroup {
+            v2: true,
+            dirs: vec![(String::new(), PathBuf::from("/c"))],
+        };
+        assert_eq!(cg.dir_for("memory.max"), Some(Path::new("/c")));
+        assert_eq!(cg.dir_for("cgroup.freeze"), Some(Path::new("/c")));
+        assert_eq!(cg.procs_files(), [PathBuf::from("/c/cgroup.procs")]);
+    }
+
+    #[test]
     fn v1_files_go_to_their_controller() {
         let cg = ContainerCgroup {
             v2: false,
