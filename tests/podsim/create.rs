@@ -322,6 +322,12 @@ impl PendingPod {
         let (Some(init_pid), true) = (init_pid, configured) else {
             bail!("pod init exited before it was ready");
         };
+        if cgroup_v2.is_some() {
+            // The setup process only waits for pod init, outside the pod's
+            // pid namespace: out of the pod's cgroup with it, which then
+            // holds only the pod's processes (as a container's cgroup).
+            crate::cgroups::join_v2(&crate::cgroups::v2_root()?, setup_pid.as_raw())?;
+        }
         let namespaces = podns::hold(init_pid)?;
         Ok((init_pid, namespaces))
     }

@@ -393,9 +393,16 @@ fn move_to_leaf(base: &Path) -> io::Result<()> {
         if pids.is_empty() {
             return Ok(());
         }
-        for pid in pids {
-            // A process outside our pid namespace reads as 0 and cannot be
-            // moved by us; one that exited meanwhile is fine.
+        // A process outside our pid namespace reads as 0 and cannot be
+        // moved by us (writing 0 would move ourselves).
+        if pids.iter().all(|p| p == "0") {
+            return Err(io::Error::other(format!(
+                "{} holds processes outside our pid namespace",
+                base.display()
+            )));
+        }
+        for pid in pids.into_iter().filter(|p| p != "0") {
+            // One that exited meanwhile is fine.
             match std::fs::write(leaf.join("cgroup.procs"), &pid) {
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
                 other => other.map_err(|e| {
