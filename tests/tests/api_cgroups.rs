@@ -316,7 +316,8 @@ fn default_pod_warns_and_refuses_pause() -> Result<()> {
 }
 
 /// `docker run --rm busybox true` with a per-container cgroup (delegated
-/// pod) against the same without (default pod), medians of 15 in one run.
+/// v1 and v2 pods) against the same without (default pod), medians of 15
+/// in one run.
 /// Run with `--ignored --nocapture`.
 #[test]
 #[ignore = "a measurement, not a check"]
@@ -339,10 +340,13 @@ fn bench_run_with_and_without_cgroups() -> Result<()> {
     };
     let plain = median(PodSpec::new())?;
     let cgroups = median(PodSpec::new().delegate_cgroups_v1())?;
+    let v2 = median(PodSpec::new().delegate_cgroups_v2())?;
     println!(
         "docker run --rm -m 64m true: default pod (no cgroup) {plain:.1} ms = 1.00x; \
-         delegated v1 (own cgroup) {cgroups:.1} ms = {:.2}x",
-        cgroups / plain
+         delegated v1 (own cgroup) {cgroups:.1} ms = {:.2}x; \
+         delegated v2 without controllers (own cgroup) {v2:.1} ms = {:.2}x",
+        cgroups / plain,
+        v2 / plain
     );
     Ok(())
 }
