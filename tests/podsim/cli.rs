@@ -89,4 +89,8 @@ pub struct PodOpts {
     /// pids, freezer), owned by pod root, at /sys/fs/cgroup/<controller>.
     #[arg(long)]
     pub delegate_cgroups_v1: bool,
+    /// Delegate a writable cgroup v2 directory, owned by pod root, as the
+    /// root of the pod's cgroup namespace (cgroup2 on /sys/fs/cgroup).
+    #[arg(long, conflicts_with = "delegate_cgroups_v1")]
+    pub delegate_cgroups_v2: bool,
 }

@@ -86,6 +86,11 @@ impl CreatedPod {
             data_dir_host: self.data_dir.clone(),
             data_root: PathBuf::from(DATA_ROOT),
             namespaces: self.namespaces.inodes,
+            cgroup_v2_host: self
+                .config
+                .delegate_cgroups_v2
+                .then(|| crate::cgroups::v2_host_dir(&self.hostname).ok())
+                .flatten(),
         }
     }
 }
@@ -100,6 +105,13 @@ pub fn create(config: &PodConfig) -> anyhow::Result<CreatedPod> {
     let data_dir = pod_dir.join(layout::DATA_DIR_NAME);
     if config.delegate_cgroups_v1 {
         if let Err(e) = crate::cgroups::delegate(&format!("podsim-{id}"), lease.base) {
+            crate::cgroups::remove(&format!("podsim-{id}"));
+            let _ = lease.release();
+            return Err(e);
+        }
+    }
+    if config.delegate_cgroups_v2 {
+        if let Err(e) = crate::cgroups::delegate_v2(&format!("podsim-{id}"), lease.base) {
             crate::cgroups::remove(&format!("podsim-{id}"));
             let _ = lease.release();
             return Err(e);
@@ -200,9 +212,15 @@ impl PendingPod {
         drop(from_pod_tx);
 
         let deadline = started + CREATE_TIMEOUT;
+        let cgroup_v2 = if config.delegate_cgroups_v2 {
+            Some(crate::cgroups::v2_host_dir(&self.hostname)?)
+        } else {
+            None
+        };
         let result = self.handshake(
             setup_pid,
             base,
+            cgroup_v2.as_deref(),
             &mut to_setup_tx,
             &mut from_pod_rx,
             deadline,
@@ -262,6 +280,7 @@ impl PendingPod {
         &self,
         setup_pid: Pid,
         base: u32,
+        cgroup_v2: Option<&Path>,
         tx: &mut Sender,
         rx: &mut Receiver,
         deadline: Instant,
@@ -275,6 +294,11 @@ impl PendingPod {
         for file in ["uid_map", "gid_map"] {
             std::fs::write(format!("/proc/{setup_pid}/{file}"), &map)
                 .with_context(|| format!("writing {file}"))?;
+        }
+        if let Some(dir) = cgroup_v2 {
+            // Before the setup process creates the pod's cgroup namespace,
+            // which is then rooted at the delegated cgroup.
+            crate::cgroups::join_v2(dir, setup_pid.as_raw())?;
         }
         tx.send("mapped")?;
 
@@ -298,6 +322,12 @@ impl PendingPod {
         let (Some(init_pid), true) = (init_pid, configured) else {
             bail!("pod init exited before it was ready");
         };
+        if cgroup_v2.is_some() {
+            // The setup process only waits for pod init, outside the pod's
+            // pid namespace: out of the pod's cgroup with it, which then
+            // holds only the pod's processes (as a container's cgroup).
+            crate::cgroups::join_v2(&crate::cgroups::v2_root()?, setup_pid.as_raw())?;
+        }
         let namespaces = podns::hold(init_pid)?;
         Ok((init_pid, namespaces))
     }
@@ -499,6 +529,7 @@ fn pod_init(
         data_dir: data_fd.as_fd(),
         devices,
         proc_unmasked: ctx.config.proc_unmasked,
+        cgroup_writable: ctx.config.delegate_cgroups_v2,
     })?;
     if !cgroup_dirs.is_empty() {
         crate::cgroups::mount_in_pod(cgroup_dirs)?;

@@ -57,6 +57,23 @@ pub fn run(state: &Path, self_exe: bool, cmd: &[OsString]) -> anyhow::Result<i32
     let env = environment()?;
     let cwd = std::env::current_dir().ok();
 
+    // As runc exec: the command goes into the pod's cgroup. This process
+    // joins it while still host root, so the fork inherits it, and leaves
+    // again after the fork through a descriptor opened now (cgroup2 checks
+    // the opener's credentials), so the pod's cgroup holds only processes
+    // of the pod's pid namespace.
+    let leave = match &info.cgroup_v2_host {
+        Some(dir) => {
+            let procs = crate::cgroups::v2_root()?.join("cgroup.procs");
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&procs)
+                .with_context(|| format!("opening {}", procs.display()))?;
+            crate::cgroups::join_v2(dir, nix::unistd::getpid().as_raw())?;
+            Some(file)
+        }
+        None => None,
+    };
     for (flag, fd) in &namespaces {
         setns(fd.as_fd(), *flag).with_context(|| format!("joining the pod's {flag:?}"))?;
     }
@@ -77,7 +94,17 @@ pub fn run(state: &Path, self_exe: bool, cmd: &[OsString]) -> anyhow::Result<i32
     // SAFETY: podsim is single-threaded.
     match unsafe { fork() }.context("forking the command")? {
         ForkResult::Child => exec_command(exe.as_ref(), &argv, &env),
-        ForkResult::Parent { child } => wait_forwarding(child, &signals),
+        ForkResult::Parent { child } => {
+            if let Some(mut file) = leave {
+                // "0": the writer itself. A failure leaves this process
+                // in the pod's cgroup, which is no reason to abandon the
+                // command.
+                if let Err(e) = std::io::Write::write_all(&mut file, b"0") {
+                    eprintln!("podsim: leaving the pod's cgroup: {e}");
+                }
+            }
+            wait_forwarding(child, &signals)
+        }
     }
 }
 

@@ -62,6 +62,8 @@ pub struct MountPlan<'a> {
     /// Requested devices (`--device`), opened by the pod setup process.
     pub devices: &'a [(Device, OwnedFd)],
     pub proc_unmasked: bool,
+    /// cgroup2 on /sys/fs/cgroup read-write (a delegated cgroup v2).
+    pub cgroup_writable: bool,
 }
 
 /// Builds the view in the caller's (fresh, pod-owned) mount namespace. The
@@ -82,7 +84,7 @@ pub fn setup(plan: &MountPlan<'_>) -> anyhow::Result<()> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         "",
     )?;
-    mount_sys()?;
+    mount_sys(plan.cgroup_writable)?;
     mount_dev(plan.devices)?;
     mount_fs(
         "tmpfs",
@@ -122,8 +124,9 @@ fn mount_fs(
 /// runc mounts a fresh sysfs when the pod's user namespace owns its network
 /// namespace; otherwise the kernel refuses (EPERM) and runc falls back to a
 /// recursive bind of the host's /sys. Either way read-only, with cgroup2 (of
-/// the pod's cgroup namespace) on /sys/fs/cgroup, read-only too.
-fn mount_sys() -> anyhow::Result<()> {
+/// the pod's cgroup namespace) on /sys/fs/cgroup, read-only too unless the
+/// pod's cgroup is delegated.
+fn mount_sys(cgroup_writable: bool) -> anyhow::Result<()> {
     let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     match mount(Some("sysfs"), "/sys", Some("sysfs"), ro, None::<&str>) {
         Ok(()) => {}
@@ -145,7 +148,12 @@ fn mount_sys() -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).context("mounting sysfs on /sys"),
     }
-    mount_fs("cgroup2", "/sys/fs/cgroup", "cgroup2", ro, "")
+    let cgroup_flags = if cgroup_writable {
+        ro - MsFlags::MS_RDONLY
+    } else {
+        ro
+    };
+    mount_fs("cgroup2", "/sys/fs/cgroup", "cgroup2", cgroup_flags, "")
 }
 
 fn mount_dev(devices: &[(Device, OwnedFd)]) -> anyhow::Result<()> {

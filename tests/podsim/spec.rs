@@ -15,6 +15,7 @@ pub struct PodConfig {
     pub proc_unmasked: bool,
     pub devices: Vec<Device>,
     pub delegate_cgroups_v1: bool,
+    pub delegate_cgroups_v2: bool,
 }
 
 impl PodConfig {
@@ -39,6 +40,7 @@ impl PodConfig {
             proc_unmasked: opts.proc_unmasked,
             devices,
             delegate_cgroups_v1: opts.delegate_cgroups_v1,
+            delegate_cgroups_v2: opts.delegate_cgroups_v2,
         })
     }
 
@@ -78,6 +80,7 @@ mod tests {
             netns_owner: NetnsOwner::Pod,
             devices: devices.to_vec(),
             delegate_cgroups_v1: false,
+            delegate_cgroups_v2: false,
         }
     }
 

@@ -81,7 +81,7 @@ pub fn teardown(pod: CreatedPod, state: Option<&Path>, exited: bool) -> Report {
             .push(format!("process {} ({}) {}", p.0.pid, p.0.name, p.1));
     }
     report.problems.extend(netns_references(ns.net));
-    if pod.config.delegate_cgroups_v1 {
+    if pod.config.delegate_cgroups_v1 || pod.config.delegate_cgroups_v2 {
         report
             .problems
             .extend(crate::cgroups::remove(&pod.hostname));

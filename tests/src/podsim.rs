@@ -38,6 +38,7 @@ pub struct PodSpec {
     netns_owner: NetnsOwner,
     devices: Vec<Device>,
     delegate_cgroups_v1: bool,
+    delegate_cgroups_v2: bool,
 }
 
 impl PodSpec {
@@ -78,6 +79,13 @@ impl PodSpec {
         self
     }
 
+    /// A writable cgroup v2 directory delegated to the pod, the root of its
+    /// cgroup namespace, mounted read-write on /sys/fs/cgroup.
+    pub fn delegate_cgroups_v2(mut self) -> Self {
+        self.delegate_cgroups_v2 = true;
+        self
+    }
+
     /// podsim's `[POD OPTS]` for this spec.
     pub fn to_args(&self) -> Vec<String> {
         let mut args = Vec::new();
@@ -96,6 +104,9 @@ impl PodSpec {
         }
         if self.delegate_cgroups_v1 {
             args.push("--delegate-cgroups-v1".to_string());
+        }
+        if self.delegate_cgroups_v2 {
+            args.push("--delegate-cgroups-v2".to_string());
         }
         args
     }

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use hutch_tests::daemon::{ok, Daemon};
+use hutch_tests::daemon::{ok, printed, Daemon};
 use hutch_tests::podsim::{Pod, PodSpec};
 use hutch_tests::testimages;
 
@@ -316,7 +316,8 @@ fn default_pod_warns_and_refuses_pause() -> Result<()> {
 }
 
 /// `docker run --rm busybox true` with a per-container cgroup (delegated
-/// pod) against the same without (default pod), medians of 15 in one run.
+/// v1 and v2 pods) against the same without (default pod), medians of 15
+/// in one run.
 /// Run with `--ignored --nocapture`.
 #[test]
 #[ignore = "a measurement, not a check"]
@@ -339,10 +340,215 @@ fn bench_run_with_and_without_cgroups() -> Result<()> {
     };
     let plain = median(PodSpec::new())?;
     let cgroups = median(PodSpec::new().delegate_cgroups_v1())?;
+    let v2 = median(PodSpec::new().delegate_cgroups_v2())?;
     println!(
         "docker run --rm -m 64m true: default pod (no cgroup) {plain:.1} ms = 1.00x; \
-         delegated v1 (own cgroup) {cgroups:.1} ms = {:.2}x",
-        cgroups / plain
+         delegated v1 (own cgroup) {cgroups:.1} ms = {:.2}x; \
+         delegated v2 without controllers (own cgroup) {v2:.1} ms = {:.2}x",
+        cgroups / plain,
+        v2 / plain
     );
+    Ok(())
+}
+
+/// The pod's delegated cgroup v2 (`podsim --delegate-cgroups-v2`): the
+/// core of v2 without any controller, as this host gives it (every
+/// controller is bound to a v1 hierarchy). Per-container cgroups, the
+/// cgroup namespace, pause through `cgroup.freeze`, CPU usage from
+/// `cpu.stat`; memory/cpu/pids limits accepted with a warning each.
+#[test]
+fn docker_cli_with_delegated_v2_without_controllers() -> Result<()> {
+    let image = testimages::busybox()?;
+    let pod = Pod::start(&PodSpec::new().delegate_cgroups_v2())?;
+    // The pod sees its delegated cgroup as the root of its cgroup2 mount.
+    let pod_view = pod_sh(
+        &pod,
+        "cat /proc/self/cgroup; stat -f -c %T /sys/fs/cgroup; cat /sys/fs/cgroup/cgroup.controllers",
+    )?;
+    ensure!(pod_view.lines().any(|l| l == "0::/"), "{pod_view}");
+    ensure!(pod_view.contains("cgroup2"), "{pod_view}");
+    let daemon = Daemon::start(&pod)?;
+    let img = image.reference.as_str();
+    daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
+
+    let info = daemon.docker_ok(&[
+        "info",
+        "--format",
+        "{{.CgroupDriver}} {{.CgroupVersion}} {{.MemoryLimit}} {{.PidsLimit}} {{.CPUCfsQuota}}",
+    ])?;
+    ensure!(info.trim() == "cgroupfs 2 false false false", "{info}");
+
+    // The container's init in its own cgroup below the pod's.
+    let run = daemon
+        .docker()
+        .args(["run", "-d", img])
+        .args([
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done",
+        ])
+        .output()?;
+    let id = ok(&run, "docker run -d")?.trim().to_string();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    ensure!(
+        !stderr.contains("not applied"),
+        "warned without limits: {stderr}"
+    );
+    let cg = |file: &str| -> Result<String> {
+        Ok(
+            pod_sh(&pod, &format!("cat /sys/fs/cgroup/hutch-{id}/{file}"))?
+                .trim()
+                .to_string(),
+        )
+    };
+    let pid = daemon.docker_ok(&["inspect", "-f", "{{.State.Pid}}", &id])?;
+    let procs = cg("cgroup.procs")?;
+    ensure!(
+        procs.lines().any(|p| p == pid.trim()),
+        "init {pid} not in {procs}"
+    );
+    // Its cgroup is the root of its cgroup namespace, for exec'd processes too.
+    let exec_cg = daemon.docker_ok(&["exec", &id, "cat", "/proc/self/cgroup"])?;
+    ensure!(exec_cg.lines().any(|l| l == "0::/"), "{exec_cg}");
+    let procs = cg("cgroup.procs")?;
+    ensure!(procs.lines().count() >= 1, "{procs}");
+
+    // CPU usage from cpu.stat (core v2): the busy counter has used some.
+    std::thread::sleep(Duration::from_millis(300));
+    let usage: u64 = cg("cpu.stat")?
+        .lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .context("usage_usec in cpu.stat")?
+        .parse()?;
+    ensure!(usage > 0, "usage_usec {usage}");
+    let raw = daemon.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}",
+        &id,
+    ])?;
+    let fields: Vec<&str> = raw.trim().split('|').collect();
+    ensure!(fields.len() == 3, "{raw}");
+    ensure!(fields[0].ends_with('%'), "{raw}");
+    // Memory from the processes in the cgroup (no memory controller), and
+    // the tasks in it (no pids controller): sh, and sometimes its sleep.
+    ensure!(!fields[1].starts_with("0B"), "no memory usage: {raw}");
+    let pids: u64 = fields[2].parse()?;
+    ensure!((1..=2).contains(&pids), "{raw}");
+    // The API's total_usage is cpu.stat's usage, in nanoseconds.
+    let body = ok(
+        &daemon
+            .curl(&[
+                "-sf",
+                &format!("http://d/v1.50/containers/{id}/stats?stream=false"),
+            ])
+            .output()?,
+        "GET stats",
+    )?;
+    let stats: serde_json::Value = serde_json::from_str(&body)?;
+    let total = stats["cpu_stats"]["cpu_usage"]["total_usage"]
+        .as_u64()
+        .context("total_usage")?;
+    ensure!(
+        total >= usage * 1000,
+        "total_usage {total} < usage_usec {usage}"
+    );
+
+    // Pause freezes through cgroup.freeze; exec refused; unpause resumes.
+    daemon.docker_ok(&["pause", &id])?;
+    ensure!(cg("cgroup.freeze")? == "1");
+    ensure!(cg("cgroup.events")?.lines().any(|l| l == "frozen 1"));
+    let state = daemon.docker_ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", &id])?;
+    ensure!(state.trim() == "paused true", "{state}");
+    let before = counter(&daemon, &id)?;
+    std::thread::sleep(Duration::from_millis(600));
+    ensure!(
+        counter(&daemon, &id)? == before,
+        "the counter moved while paused"
+    );
+    let exec = daemon.docker().args(["exec", &id, "true"]).output()?;
+    let err = String::from_utf8_lossy(&exec.stderr);
+    ensure!(!exec.status.success() && err.contains("is paused"), "{err}");
+    daemon.docker_ok(&["unpause", &id])?;
+    ensure!(cg("cgroup.events")?.lines().any(|l| l == "frozen 0"));
+    std::thread::sleep(Duration::from_millis(600));
+    ensure!(
+        counter(&daemon, &id)? > before,
+        "the counter did not resume"
+    );
+    let state = daemon.docker_ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", &id])?;
+    ensure!(state.trim() == "running false", "{state}");
+
+    // Removal of a paused container takes its cgroup with it.
+    daemon.docker_ok(&["pause", &id])?;
+    daemon.docker_ok(&["rm", "-f", &id])?;
+    let left = pod_sh(&pod, "ls /sys/fs/cgroup")?;
+    ensure!(!left.contains("hutch-"), "cgroup left behind: {left}");
+
+    // Limits: accepted, one warning per missing controller, nothing written.
+    let limited = daemon
+        .docker()
+        .args([
+            "run",
+            "-d",
+            "-m",
+            "64m",
+            "--pids-limit",
+            "50",
+            img,
+            "sleep",
+            "30",
+        ])
+        .output()?;
+    let lid = ok(&limited, "docker run -d -m 64m --pids-limit 50")?
+        .trim()
+        .to_string();
+    let stderr = String::from_utf8_lossy(&limited.stderr);
+    ensure!(
+        stderr.contains("memory limit (--memory, --memory-swap) is not applied")
+            && stderr.contains("PIDs limit (--pids-limit) is not applied")
+            && !stderr.contains("CPU limit"),
+        "warnings: {stderr}"
+    );
+    let files = pod_sh(&pod, &format!("ls /sys/fs/cgroup/hutch-{lid}"))?;
+    ensure!(
+        !files.contains("memory.max") && !files.contains("pids.max"),
+        "{files}"
+    );
+    let update = daemon
+        .docker()
+        .args(["update", "--cpus", "0.5", &lid])
+        .output()?;
+    // The CLI prints update's warnings on stdout.
+    let uout = printed(&update);
+    ensure!(
+        update.status.success() && uout.contains("CPU limit") && uout.contains("not applied"),
+        "update --cpus: {uout}"
+    );
+    // Docker's validation still holds.
+    let small = daemon
+        .docker()
+        .args(["create", "-m", "1m", img, "true"])
+        .output()?;
+    let small_err = String::from_utf8_lossy(&small.stderr);
+    ensure!(
+        !small.status.success() && small_err.contains("Minimum memory limit allowed is 6MB"),
+        "create -m 1m: {small_err}"
+    );
+    daemon.docker_ok(&["rm", "-f", &lid])?;
+    let left = pod_sh(&pod, "ls /sys/fs/cgroup")?;
+    ensure!(!left.contains("hutch-"), "cgroups left behind: {left}");
+
+    // The pod's cgroup goes with the pod.
+    let host_dir = pod
+        .info()
+        .cgroup_v2_host
+        .clone()
+        .context("pod.json names the delegated cgroup")?;
+    ensure!(host_dir.is_dir(), "{}", host_dir.display());
+    daemon.stop()?;
+    pod.stop()?;
+    ensure!(!host_dir.exists(), "{} left behind", host_dir.display());
     Ok(())
 }

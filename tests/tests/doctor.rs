@@ -187,6 +187,41 @@ fn delegated_cgroups_v1_pod() -> Result<()> {
 }
 
 #[test]
+fn delegated_cgroups_v2_pod_without_controllers() -> Result<()> {
+    let (report, pod) = doctor(&PodSpec::new().delegate_cgroups_v2())?;
+    expect(
+        &report,
+        &[
+            ("cgroup.version", Status::Ok),
+            ("cgroup.writable", Status::Ok),
+            ("cgroup.delegated", Status::Ok),
+            ("cgroup.containers", Status::Degraded),
+        ],
+    );
+    let detail = report
+        .check("cgroup.containers")
+        .map(|c| c.detail.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        detail,
+        "cgroup v2 delegated with freezer; no memory, cpu, pids controller: those limits are \
+         accepted with a warning"
+    );
+    assert_eq!(
+        report.choices.resource_limits.chosen,
+        ResourceLimits::WarnOnly
+    );
+    // The doctor changed nothing: no leaf, no controller, no probe left.
+    let entries = pod.exec("/bin/ls").arg("/sys/fs/cgroup").output()?;
+    let entries = String::from_utf8_lossy(&entries.stdout);
+    assert!(
+        !entries.contains("init") && !entries.contains("hutch-"),
+        "{entries}"
+    );
+    Ok(())
+}
+
+#[test]
 fn default_pod() -> Result<()> {
     let (report, pod) = doctor(&PodSpec::new())?;
     expect_common(&report, &pod);

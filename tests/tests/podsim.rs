@@ -121,6 +121,65 @@ fn self_check_devices() {
 }
 
 #[test]
+fn self_check_delegated_cgroups() {
+    self_check(&["--delegate-cgroups-v1"]);
+    self_check(&["--delegate-cgroups-v2"]);
+}
+
+/// `--delegate-cgroups-v2`: the pod's own cgroup2 directory on the host,
+/// handed to pod root, the root of the pod's cgroup namespace; `exec`
+/// places its commands in it; pod root can make and fill sub-cgroups and
+/// freeze them; teardown removes it with what the pod made inside.
+#[test]
+fn delegated_cgroup_v2() {
+    let pod = start(&PodSpec::new().delegate_cgroups_v2());
+    let host = pod
+        .info()
+        .cgroup_v2_host
+        .clone()
+        .expect("pod.json names the delegated cgroup");
+    let meta = std::fs::metadata(host.join("cgroup.procs")).expect("the host's cgroup.procs");
+    assert_eq!((meta.uid(), meta.gid()), (pod.base(), pod.base()));
+    let out = ok(
+        sh(
+            &pod,
+            "cat /proc/self/cgroup | grep '^0::'; mkdir /sys/fs/cgroup/sub; \
+             sleep 30 >/dev/null 2>&1 & p=$!; \
+             while [ \"$(cat /proc/$p/comm)\" != sleep ]; do sleep 0.02; done; \
+             echo $p > /sys/fs/cgroup/sub/cgroup.procs; echo 1 > /sys/fs/cgroup/sub/cgroup.freeze; sleep 0.2; \
+             grep frozen /sys/fs/cgroup/sub/cgroup.events; \
+             grep -c . /sys/fs/cgroup/sub/cgroup.procs",
+        ),
+        "using the delegated cgroup",
+    );
+    assert_eq!(out, "0::/\nfrozen 1\n1", "{out}");
+    // The host sees the pod's sub-cgroup where it delegated.
+    assert!(host.join("sub").is_dir());
+    pod.stop().expect("a clean teardown");
+    assert!(!host.exists(), "{} left behind", host.display());
+}
+
+#[test]
+fn delegated_cgroup_versions_exclude_each_other() {
+    let out = Command::new(hutch_tests::podsim::podsim_bin())
+        .args([
+            "run",
+            "--delegate-cgroups-v1",
+            "--delegate-cgroups-v2",
+            "--",
+            "/bin/true",
+        ])
+        .output()
+        .expect("running podsim");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cannot be used with"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn pod_root_is_uid_zero_mapped_to_its_range() {
     let pod = start(&PodSpec::new());
     assert_eq!(pod.base() % ID_RANGE_SIZE, 0);

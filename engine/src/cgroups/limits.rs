@@ -34,6 +34,21 @@ impl Limits {
             || self.pids_limit > 0
     }
 
+    /// The controllers the set limits need ("memory", "cpu", "pids").
+    pub fn controllers(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.memory > 0 || self.memory_swap > 0 {
+            out.push("memory");
+        }
+        if self.nano_cpus > 0 || self.cpu_shares > 0 || self.cpu_quota > 0 {
+            out.push("cpu");
+        }
+        if self.pids_limit > 0 {
+            out.push("pids");
+        }
+        out
+    }
+
     /// `docker update`'s merge: what `update` sets (non-zero) replaces.
     pub fn merged(&self, update: &Limits) -> Limits {
         let pick = |new: i64, old: i64| if new != 0 { new } else { old };
@@ -178,6 +193,46 @@ mod tests {
         let none = Limits::default().files(false);
         assert!(none.contains(&("memory.limit_in_bytes", "-1".into())));
         assert!(none.contains(&("cpu.cfs_quota_us", "-1".into())));
+    }
+
+    #[test]
+    fn v2_files_for_swap_shares_and_quota() {
+        let l = Limits {
+            memory: 64 << 20,
+            memory_swap: 96 << 20,
+            cpu_shares: 512,
+            cpu_quota: 20_000,
+            cpu_period: 50_000,
+            ..Limits::default()
+        };
+        let v2 = l.files(true);
+        // v2 counts swap apart from memory.
+        assert!(v2.contains(&("memory.swap.max", (32u64 << 20).to_string())));
+        assert!(v2.contains(&("cpu.max", "20000 50000".into())));
+        // runc's conversion: shares 512 -> weight 20.
+        assert!(v2.contains(&("cpu.weight", "20".into())));
+        assert!(v2.contains(&("pids.max", "max".into())));
+        let none = Limits::default().files(true);
+        assert!(none.contains(&("memory.max", "max".into())));
+        assert!(none.contains(&("cpu.max", "max 100000".into())));
+        assert!(!none.iter().any(|(f, _)| *f == "cpu.weight"));
+    }
+
+    #[test]
+    fn controllers_the_limits_need() {
+        assert!(Limits::default().controllers().is_empty());
+        let l = Limits {
+            memory_swap: 1 << 30,
+            nano_cpus: 1,
+            pids_limit: 5,
+            ..Limits::default()
+        };
+        assert_eq!(l.controllers(), ["memory", "cpu", "pids"]);
+        let shares = Limits {
+            cpu_shares: 2,
+            ..Limits::default()
+        };
+        assert_eq!(shares.controllers(), ["cpu"]);
     }
 
     #[test]

@@ -40,37 +40,34 @@ pub struct ContainerCgroup {
     pub dirs: Vec<(String, PathBuf)>,
 }
 
+/// The controllers hutch writes limits with, in v2's names.
+const V2_WANTED: [&str; 3] = ["memory", "pids", "cpu"];
+
+/// The leaf hutch moves its cgroup's processes into before it enables
+/// controllers (v2's no-internal-processes rule), as Docker-in-Docker does.
+const V2_LEAF: &str = "init";
+
 impl Cgroups {
     /// Finds a usable hierarchy, proving writability with a trial cgroup.
+    /// On cgroup v2 it enables the memory, pids and cpu controllers for
+    /// its children where the cgroup offers them; for that it moves the
+    /// processes of its cgroup into a leaf (`init`), as Docker-in-Docker's
+    /// entrypoint does. Run by the daemon at start.
     pub fn detect() -> Option<Cgroups> {
+        Self::find(true)
+    }
+
+    /// What [`Cgroups::detect`] would find, changing nothing (`hutch doctor`).
+    pub fn inspect() -> Option<Cgroups> {
+        Self::find(false)
+    }
+
+    fn find(enable: bool) -> Option<Cgroups> {
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let root_is_v2 = nix::sys::statfs::statfs(ROOT)
             .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
         if root_is_v2 {
-            let own_dir = own_dir(Path::new(ROOT), own_path(&own, |c| c.is_empty()));
-            // Our own cgroup, or its parent: v2 lets only a cgroup without
-            // processes enable controllers for its children, so a delegator
-            // that did (as Docker-in-Docker's entrypoint does) moved us into
-            // a leaf below the delegated cgroup.
-            let candidates = [
-                Some(own_dir.clone()),
-                own_dir.parent().map(Path::to_path_buf),
-            ];
-            return candidates
-                .into_iter()
-                .flatten()
-                .filter(|dir| dir.starts_with(ROOT))
-                .find_map(|base| {
-                    let controllers: Vec<String> =
-                        std::fs::read_to_string(base.join("cgroup.subtree_control"))
-                            .unwrap_or_default()
-                            .split_whitespace()
-                            .map(str::to_string)
-                            .collect();
-                    let wanted = ["memory", "pids", "cpu"];
-                    let usable = wanted.iter().any(|c| controllers.iter().any(|h| h == c));
-                    (usable && probe(&base)).then_some(Cgroups::V2 { base, controllers })
-                });
+            return find_v2(&own, enable);
         }
         let mut bases = Vec::new();
         for controller in V1_CONTROLLERS {
@@ -87,6 +84,28 @@ impl Cgroups {
         }
         let usable = bases.iter().any(|(c, _)| c == "memory" || c == "pids");
         (usable).then_some(Cgroups::V1 { bases })
+    }
+
+    /// The limits that cannot be applied here, one warning per missing
+    /// controller.
+    pub fn unapplied(&self, limits: &Limits) -> Vec<String> {
+        let version = self.version();
+        limits
+            .controllers()
+            .into_iter()
+            .filter(|c| !self.has(c))
+            .map(|c| {
+                let what = match c {
+                    "memory" => "memory limit (--memory, --memory-swap)",
+                    "cpu" => "CPU limit (--cpus, --cpu-quota, --cpu-shares)",
+                    _ => "PIDs limit (--pids-limit)",
+                };
+                format!(
+                    "{what} is not applied: the delegated cgroup v{version} hierarchy has no \
+                     {c} controller"
+                )
+            })
+            .collect()
     }
 
     pub fn version(&self) -> &'static str {
@@ -148,8 +167,10 @@ impl ContainerCgroup {
         for (file, value) in limits.files(self.v2) {
             if let Some(dir) = self.dir_for(file) {
                 let path = dir.join(file);
-                // Optional files (memsw without swap accounting) may be absent.
-                if !path.exists() && limits::optional(file) {
+                // Optional files (memsw without swap accounting) may be
+                // absent, and so are a v2 controller's when it is not
+                // enabled (the create warned about those limits).
+                if !path.exists() && (self.v2 || limits::optional(file)) {
                     continue;
                 }
                 std::fs::write(&path, &value).map_err(|e| {
@@ -282,6 +303,132 @@ pub fn join(procs_files: &[PathBuf], pid: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// cgroup v2: our own cgroup, or its parent, whichever is writable. The
+/// parent case covers a delegator that moved us into a leaf below the
+/// delegated cgroup (Docker-in-Docker's entrypoint, or an earlier hutch).
+/// A cgroup with controllers enabled for its children wins; without any,
+/// the core of v2 still gives per-container cgroups, freezing and CPU usage.
+fn find_v2(own: &str, enable: bool) -> Option<Cgroups> {
+    let own_dir = own_dir(Path::new(ROOT), own_path(own, |c| c.is_empty()));
+    let candidates: Vec<PathBuf> = [
+        Some(own_dir.clone()),
+        own_dir.parent().map(Path::to_path_buf),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|dir| dir.starts_with(ROOT))
+    .collect();
+    let enabled = |base: &Path| -> Vec<String> {
+        words(&base.join("cgroup.subtree_control"))
+            .into_iter()
+            .filter(|c| V2_WANTED.contains(&c.as_str()))
+            .collect()
+    };
+    if let Some(base) = candidates
+        .iter()
+        .find(|b| !enabled(b).is_empty() && probe(b))
+    {
+        return Some(Cgroups::V2 {
+            controllers: words(&base.join("cgroup.subtree_control")),
+            base: base.clone(),
+        });
+    }
+    let base = candidates.into_iter().find(|b| probe(b))?;
+    if enable {
+        if let Err(e) = enable_controllers(&base) {
+            tracing::warn!(
+                "cgroup v2 controllers not enabled in {}: {e}",
+                base.display()
+            );
+        }
+    }
+    Some(Cgroups::V2 {
+        controllers: words(&base.join("cgroup.subtree_control")),
+        base,
+    })
+}
+
+/// Enables the wanted controllers `base` offers for its children. v2 lets
+/// a cgroup with processes enable none: they move to the leaf first.
+fn enable_controllers(base: &Path) -> io::Result<()> {
+    let offered = words(&base.join("cgroup.controllers"));
+    let enabled = words(&base.join("cgroup.subtree_control"));
+    let missing: Vec<&str> = V2_WANTED
+        .into_iter()
+        .filter(|c| offered.iter().any(|o| o == c) && !enabled.iter().any(|e| e == c))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    move_to_leaf(base)?;
+    let mut failed = Vec::new();
+    for c in missing {
+        // One at a time: a controller the delegator does not allow must not
+        // keep the others off.
+        if let Err(e) = std::fs::write(base.join("cgroup.subtree_control"), format!("+{c}")) {
+            failed.push(format!("+{c}: {e}"));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(io::Error::other(failed.join(", ")))
+    }
+}
+
+/// Moves every process of `base` into `base/init` (made if missing),
+/// rereading until none is left: processes may fork meanwhile.
+fn move_to_leaf(base: &Path) -> io::Result<()> {
+    let procs = base.join("cgroup.procs");
+    if words(&procs).is_empty() {
+        return Ok(());
+    }
+    let leaf = base.join(V2_LEAF);
+    match std::fs::create_dir(&leaf) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    for _ in 0..10 {
+        let pids = words(&procs);
+        if pids.is_empty() {
+            return Ok(());
+        }
+        // A process outside our pid namespace reads as 0 and cannot be
+        // moved by us (writing 0 would move ourselves).
+        if pids.iter().all(|p| p == "0") {
+            return Err(io::Error::other(format!(
+                "{} holds processes outside our pid namespace",
+                base.display()
+            )));
+        }
+        for pid in pids.into_iter().filter(|p| p != "0") {
+            // One that exited meanwhile is fine.
+            match std::fs::write(leaf.join("cgroup.procs"), &pid) {
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                other => other.map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("moving process {pid} into {}: {e}", leaf.display()),
+                    )
+                })?,
+            }
+        }
+    }
+    Err(io::Error::other(format!(
+        "{} keeps getting new processes",
+        base.display()
+    )))
+}
+
+/// The whitespace-separated words of a file (none if it is unreadable).
+fn words(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
 /// Our path in a hierarchy from /proc/self/cgroup: the line whose
 /// controller list matches.
 fn own_path(proc_cgroup: &str, matches: impl Fn(&str) -> bool) -> &str {
@@ -301,7 +448,12 @@ fn own_path(proc_cgroup: &str, matches: impl Fn(&str) -> bool) -> &str {
 fn own_dir(mount: &Path, rel: &str) -> PathBuf {
     let rel = rel.trim_start_matches('/');
     let dir = mount.join(rel);
-    if !rel.is_empty() && dir.is_dir() {
+    // A cgroup outside our namespace's root reads as "/../..": not below
+    // the mount.
+    let outside = Path::new(rel)
+        .components()
+        .any(|c| c == std::path::Component::ParentDir);
+    if !rel.is_empty() && !outside && dir.is_dir() {
         dir
     } else {
         mount.to_path_buf()
@@ -329,6 +481,58 @@ mod tests {
         );
         assert_eq!(own_path(text, |n| n.is_empty()), "/unified");
         assert_eq!(own_path(text, |n| n == "pids"), "/");
+    }
+
+    #[test]
+    fn a_cgroup_outside_the_namespace_is_not_below_the_mount() {
+        let tmp = std::env::temp_dir();
+        // "/../.." would resolve to a directory above the mount.
+        assert_eq!(own_dir(&tmp, "/../.."), tmp);
+        assert_eq!(own_dir(&tmp, "/"), tmp);
+        assert_eq!(own_dir(&tmp, "/no-such-cgroup"), tmp);
+    }
+
+    #[test]
+    fn unapplied_limits_warn_per_missing_controller() {
+        let bare = Cgroups::V2 {
+            base: PathBuf::from("/sys/fs/cgroup"),
+            controllers: Vec::new(),
+        };
+        // The core of v2 freezes without a controller.
+        assert!(bare.has("freezer") && !bare.has("memory"));
+        let limits = Limits {
+            memory: 64 << 20,
+            pids_limit: 50,
+            ..Limits::default()
+        };
+        let warnings = bare.unapplied(&limits);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("memory limit (--memory, --memory-swap) is not applied"));
+        assert!(warnings[0].ends_with("cgroup v2 hierarchy has no memory controller"));
+        assert!(warnings[1].starts_with("PIDs limit (--pids-limit) is not applied"));
+        assert!(bare.unapplied(&Limits::default()).is_empty());
+        let some = Cgroups::V2 {
+            base: PathBuf::from("/sys/fs/cgroup"),
+            controllers: vec!["memory".into(), "cpu".into()],
+        };
+        let warnings = some.unapplied(&limits);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("no pids controller"));
+        let v1 = Cgroups::V1 {
+            bases: vec![("memory".into(), PathBuf::from("/m"))],
+        };
+        assert_eq!(v1.unapplied(&limits).len(), 1);
+    }
+
+    #[test]
+    fn v2_files_go_to_the_one_directory() {
+        let cg = ContainerCgroup {
+            v2: true,
+            dirs: vec![(String::new(), PathBuf::from("/c"))],
+        };
+        assert_eq!(cg.dir_for("memory.max"), Some(Path::new("/c")));
+        assert_eq!(cg.dir_for("cgroup.freeze"), Some(Path::new("/c")));
+        assert_eq!(cg.procs_files(), [PathBuf::from("/c/cgroup.procs")]);
     }
 
     #[test]

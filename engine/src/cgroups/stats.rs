@@ -33,17 +33,40 @@ pub(super) fn keyed(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// The resident memory of the processes in a cgroup (`/proc/PID/statm`),
+/// for a v2 cgroup without the memory controller.
+fn resident(dir: Option<&std::path::Path>) -> u64 {
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as u64);
+    read(dir, "cgroup.procs")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{}/statm", pid.trim())).ok())
+        .filter_map(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum::<u64>()
+        * page
+}
+
 pub(super) fn read_stats(cg: &ContainerCgroup) -> Stats {
     let at = |file: &str| cg.dir_for(file);
     if cg.v2 {
         let stat = read(at("memory.stat"), "memory.stat").unwrap_or_default();
+        // cpu.stat's usage is core v2: there with or without the cpu controller.
         let cpu = read(at("cpu.stat"), "cpu.stat").unwrap_or_default();
+        let dir = at("cgroup.procs");
+        // Without the memory or pids controller their files are absent:
+        // the cgroup's own process lists still say what runs in it.
+        let memory = number(read(dir, "memory.current")).unwrap_or_else(|| resident(dir));
+        let pids = number(read(dir, "pids.current"))
+            .unwrap_or_else(|| read(dir, "cgroup.threads").map_or(0, |t| t.lines().count() as u64));
         Stats {
-            memory_usage: number(read(at("memory.current"), "memory.current")).unwrap_or(0),
+            memory_usage: memory,
             memory_limit: number(read(at("memory.max"), "memory.max")),
             memory_cache: keyed(&stat, "inactive_file").unwrap_or(0),
             cpu_usage_ns: keyed(&cpu, "usage_usec").unwrap_or(0) * 1000,
-            pids_current: number(read(at("pids.current"), "pids.current")).unwrap_or(0),
+            pids_current: pids,
             pids_limit: number(read(at("pids.max"), "pids.max")),
         }
     } else {

@@ -649,10 +649,9 @@ impl Engine {
         );
         drop(volumes_guard);
         self.emit("create", &id, &[]);
-        Ok(Created {
-            id,
-            warnings: self.inner.opts.warnings.clone(),
-        })
+        let mut warnings = self.inner.opts.warnings.clone();
+        warnings.extend(self.unapplied_limits(&opts.limits));
+        Ok(Created { id, warnings })
     }
 
     /// A private-mode container's layers (on the engine's tmpfs) and its

@@ -167,20 +167,43 @@ pub fn check_writable(version: Version) -> Check {
 /// `cgroup.containers`: what the daemon will use for per-container
 /// cgroups ([`crate::cgroups::Cgroups::detect`]).
 pub fn check_containers() -> Check {
-    let (status, detail) = match crate::cgroups::Cgroups::detect() {
+    let (status, detail) = match crate::cgroups::Cgroups::inspect() {
         Some(c) => {
             let names: Vec<&str> = ["memory", "cpu", "pids", "freezer"]
                 .into_iter()
                 .filter(|n| c.has(n))
                 .collect();
-            (
-                Status::Ok,
-                format!("cgroup v{} with {}", c.version(), names.join(", ")),
-            )
+            let lacking: Vec<&str> = ["memory", "cpu", "pids"]
+                .into_iter()
+                .filter(|n| !c.has(n))
+                .collect();
+            if lacking.is_empty() {
+                (
+                    Status::Ok,
+                    format!("cgroup v{} with {}", c.version(), names.join(", ")),
+                )
+            } else {
+                // Containers still get cgroups (pause, CPU usage), but the
+                // lacking controllers' limits are only warned about.
+                (
+                    Status::Degraded,
+                    format!(
+                        "cgroup v{} delegated with {}; no {} controller: those limits are \
+                         accepted with a warning",
+                        c.version(),
+                        if names.is_empty() {
+                            "no controllers".to_string()
+                        } else {
+                            names.join(", ")
+                        },
+                        lacking.join(", ")
+                    ),
+                )
+            }
         }
         None => (
             Status::Missing,
-            "no writable cgroup with the memory, cpu or pids controller".to_string(),
+            "no writable cgroup v2, nor cgroup v1 with the memory or pids controller".to_string(),
         ),
     };
     Check::new("cgroup.containers", "per-container cgroups", status, detail)

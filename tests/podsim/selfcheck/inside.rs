@@ -43,7 +43,7 @@ pub fn run(expect: &str) -> anyhow::Result<i32> {
         proc_readonly(&expect, &mounts),
         nested_proc(&expect),
         lift_masks(&expect),
-        sys_readonly(&mounts),
+        sys_readonly(&expect, &mounts),
         dev(&mounts),
         device(&expect, Device::Fuse),
         device(&expect, Device::Tun),
@@ -502,14 +502,33 @@ fn lift_masks(expect: &Expect) -> Check {
     }
 }
 
-fn sys_readonly(mounts: &Mounts) -> Check {
+fn sys_readonly(expect: &Expect, mounts: &Mounts) -> Check {
     checked("sys-readonly", || {
         let ro = statvfs("/sys")?.flags().contains(FsFlags::ST_RDONLY);
         let mkdir = std::fs::create_dir("/sys/podsim-probe");
         let erofs = matches!(&mkdir, Err(e) if e.raw_os_error() == Some(libc::EROFS));
         let cgroup = mounts.at("/sys/fs/cgroup");
-        let cgroup_ok = cgroup.map(MountEntry::read_only).unwrap_or(false)
-            && fs_type("/sys/fs/cgroup") == Some(CGROUP2_SUPER_MAGIC);
+        let cgroup_ro = cgroup.map(MountEntry::read_only).unwrap_or(false);
+        let owned = |p: &str| std::fs::metadata(p).is_ok_and(|m| m.uid() == 0);
+        let cgroup_ok = match expect.cgroups.as_str() {
+            // Delegated v2: writable, ours, the root of our cgroup namespace.
+            "v2" => {
+                !cgroup_ro
+                    && fs_type("/sys/fs/cgroup") == Some(CGROUP2_SUPER_MAGIC)
+                    && owned("/sys/fs/cgroup/cgroup.procs")
+                    && std::fs::read_to_string("/proc/self/cgroup")?
+                        .lines()
+                        .any(|l| l == "0::/")
+            }
+            // Delegated v1: a tmpfs with the hierarchies' directories, ours.
+            "v1" => {
+                fs_type("/sys/fs/cgroup") == Some(TMPFS_MAGIC)
+                    && crate::cgroups::CONTROLLERS
+                        .iter()
+                        .all(|c| owned(&format!("/sys/fs/cgroup/{c}/cgroup.procs")))
+            }
+            _ => cgroup_ro && fs_type("/sys/fs/cgroup") == Some(CGROUP2_SUPER_MAGIC),
+        };
         Ok(Check::verdict(
             "sys-readonly",
             ro && erofs && cgroup_ok,
@@ -521,10 +540,13 @@ fn sys_readonly(mounts: &Mounts) -> Check {
                     Ok(()) => "succeeded".to_string(),
                     Err(e) => e.to_string(),
                 },
-                if cgroup_ok {
-                    "cgroup2, read-only"
-                } else {
-                    "NOT a read-only cgroup2"
+                match (expect.cgroups.as_str(), cgroup_ok) {
+                    ("v2", true) => "cgroup2, read-write, delegated, our cgroup namespace's root",
+                    ("v2", false) => "NOT a delegated cgroup2",
+                    ("v1", true) => "tmpfs with the delegated v1 hierarchies",
+                    ("v1", false) => "NOT the delegated v1 hierarchies",
+                    (_, true) => "cgroup2, read-only",
+                    (_, false) => "NOT a read-only cgroup2",
                 }
             ),
         ))

@@ -72,6 +72,9 @@ pub struct Expect {
     pub cap_mask: u64,
     pub netns_owner: NetnsOwner,
     pub proc_unmasked: bool,
+    /// "v1", "v2" for a delegated hierarchy, "" without.
+    #[serde(default)]
+    pub cgroups: String,
     pub devices: Vec<Device>,
     pub host_namespaces: Namespaces,
     /// Port the sidecar probe listens on, on the pod's 127.0.0.1.
@@ -166,6 +169,14 @@ fn check_running_pod(
         cap_mask: pod.info().cap_mask()?,
         netns_owner: pod.config.netns_owner,
         proc_unmasked: pod.config.proc_unmasked,
+        cgroups: if pod.config.delegate_cgroups_v2 {
+            "v2"
+        } else if pod.config.delegate_cgroups_v1 {
+            "v1"
+        } else {
+            ""
+        }
+        .to_string(),
         devices: pod.config.devices.clone(),
         host_namespaces: host,
         probe_port,

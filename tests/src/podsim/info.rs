@@ -188,6 +188,10 @@ pub struct PodInfo {
     /// Where that directory is mounted inside the pod.
     pub data_root: PathBuf,
     pub namespaces: Namespaces,
+    /// Host path of the pod's delegated cgroup v2 directory, which `exec`
+    /// places its processes in (as runc exec joins the container's cgroup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_v2_host: Option<PathBuf>,
 }
 
 impl PodInfo {

@@ -378,12 +378,14 @@ async fn update(req: ApiRequest) -> Reply {
         daemon
             .with_engine(move |e| e.update_limits(&id, &limits))
             .await?
-            .is_some()
     } else {
-        false
+        None
     };
-    if limited && !applied {
-        warnings.push(LIMITS_WARNING.to_string());
+    match applied {
+        // Applied, but for the controllers the hierarchy lacks.
+        Some(unapplied) => warnings.extend(unapplied),
+        None if limited => warnings.push(LIMITS_WARNING.to_string()),
+        None => {}
     }
     let policy = body.restart_policy.as_ref().map(|p| {
         let name = match p.name {

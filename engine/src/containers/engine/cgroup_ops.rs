@@ -35,6 +35,13 @@ impl Engine {
         Ok(())
     }
 
+    /// The create's warnings for limits this hierarchy cannot apply.
+    pub(super) fn unapplied_limits(&self, limits: &Limits) -> Vec<String> {
+        self.cgroups()
+            .map(|c| c.unapplied(limits))
+            .unwrap_or_default()
+    }
+
     /// The container's cgroup, if it was given one.
     pub(super) fn cgroup_of(&self, id: &str) -> Option<ContainerCgroup> {
         let cgroups = self.cgroups()?;
@@ -174,8 +181,9 @@ impl Engine {
 
     /// `docker update`: the limits it sets replace the container's (the
     /// others stay, as in Docker), on its cgroup (running or not) and in its
-    /// config; `None` without a delegated hierarchy.
-    pub fn update_limits(&self, query: &str, update: &Limits) -> Result<Option<()>> {
+    /// config; `None` without a delegated hierarchy, else the warnings for
+    /// limits it cannot apply (a controller it lacks).
+    pub fn update_limits(&self, query: &str, update: &Limits) -> Result<Option<Vec<String>>> {
         let id = self.resolve(query)?;
         if self.cgroups().is_none() {
             return Ok(None);
@@ -199,7 +207,7 @@ impl Engine {
         if let Some(r) = self.lock().containers.get_mut(&id) {
             r.config.options.limits = config.options.limits;
         }
-        Ok(Some(()))
+        Ok(Some(self.unapplied_limits(update)))
     }
 
     /// `docker stats` figures from the container's cgroup.
