@@ -34,6 +34,23 @@ fn counter(daemon: &Daemon, id: &str) -> Result<u64> {
         .with_context(|| format!("counter output {out:?}"))
 }
 
+/// A paused container: inspect says so, its log counter stands still, and
+/// exec is refused with Docker's message. Returns the counter's value.
+fn paused_as_docker_says(daemon: &Daemon, id: &str) -> Result<u64> {
+    let state = daemon.docker_ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", id])?;
+    ensure!(state.trim() == "paused true", "{state}");
+    let before = counter(daemon, id)?;
+    std::thread::sleep(Duration::from_millis(600));
+    ensure!(
+        counter(daemon, id)? == before,
+        "the counter moved while paused"
+    );
+    let exec = daemon.docker().args(["exec", id, "true"]).output()?;
+    let err = String::from_utf8_lossy(&exec.stderr);
+    ensure!(!exec.status.success() && err.contains("is paused"), "{err}");
+    Ok(before)
+}
+
 #[test]
 fn docker_cli_limits_pause_and_oom_with_delegated_v1() -> Result<()> {
     let image = testimages::busybox()?;
@@ -98,17 +115,7 @@ fn docker_cli_limits_pause_and_oom_with_delegated_v1() -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     daemon.docker_ok(&["pause", &id])?;
     ensure!(cgroup_file(&pod, "freezer", &id, "freezer.state")? == "FROZEN");
-    let state = daemon.docker_ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", &id])?;
-    ensure!(state.trim() == "paused true", "{state}");
-    let before = counter(&daemon, &id)?;
-    std::thread::sleep(Duration::from_millis(600));
-    ensure!(
-        counter(&daemon, &id)? == before,
-        "the counter moved while paused"
-    );
-    let exec = daemon.docker().args(["exec", &id, "true"]).output()?;
-    let err = String::from_utf8_lossy(&exec.stderr);
-    ensure!(!exec.status.success() && err.contains("is paused"), "{err}");
+    let before = paused_as_docker_says(&daemon, &id)?;
     let again = daemon.docker().args(["pause", &id]).output()?;
     ensure!(!again.status.success(), "paused twice");
     daemon.docker_ok(&["unpause", &id])?;
@@ -459,17 +466,7 @@ fn docker_cli_with_delegated_v2_without_controllers() -> Result<()> {
     daemon.docker_ok(&["pause", &id])?;
     ensure!(cg("cgroup.freeze")? == "1");
     ensure!(cg("cgroup.events")?.lines().any(|l| l == "frozen 1"));
-    let state = daemon.docker_ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", &id])?;
-    ensure!(state.trim() == "paused true", "{state}");
-    let before = counter(&daemon, &id)?;
-    std::thread::sleep(Duration::from_millis(600));
-    ensure!(
-        counter(&daemon, &id)? == before,
-        "the counter moved while paused"
-    );
-    let exec = daemon.docker().args(["exec", &id, "true"]).output()?;
-    let err = String::from_utf8_lossy(&exec.stderr);
-    ensure!(!exec.status.success() && err.contains("is paused"), "{err}");
+    let before = paused_as_docker_says(&daemon, &id)?;
     daemon.docker_ok(&["unpause", &id])?;
     ensure!(cg("cgroup.events")?.lines().any(|l| l == "frozen 0"));
     std::thread::sleep(Duration::from_millis(600));
