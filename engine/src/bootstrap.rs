@@ -372,9 +372,7 @@ pub fn proc_masks() -> Vec<String> {
 }
 
 fn masks_in_mountinfo(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape)
+    crate::mountinfo::mount_points(text)
         .filter(|mp| mp.starts_with("/proc/") && mp != "/proc/sys/fs/binfmt_misc")
         .collect()
 }
@@ -443,29 +441,6 @@ fn subid_base(text: &str, user: &str) -> Option<u32> {
     })
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| u8::from_str_radix(d, 8).ok());
-        if bytes[i] == b'\\' {
-            if let Some(v) = octal {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,6 +472,5 @@ mod tests {
 27 1 0:23 / /mnt/a\\040b rw - tmpfs tmpfs rw
 ";
         assert_eq!(masks_in_mountinfo(text), vec!["/proc/kcore", "/proc/sys"]);
-        assert_eq!(unescape("/mnt/a\\040b"), "/mnt/a b");
     }
 }

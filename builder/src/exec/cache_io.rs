@@ -105,14 +105,7 @@ impl Executor {
         if let Ok(img) = ImageState::load(&self.store, &record.image.to_string()) {
             return Ok(img);
         }
-        let mut layers: Vec<BuiltLayer> = parent
-            .layers
-            .iter()
-            .map(|l| BuiltLayer::Stored {
-                blob: l.blob.clone(),
-                media_type: l.media_type.clone(),
-            })
-            .collect();
+        let mut layers = parent.stored_layers();
         if let Some(l) = &record.layer {
             let chain = Digest::chain(parent.layers.last().map(|p| &p.chain_id), &l.diff_id);
             let desc = hutch_images::oci::Descriptor {

@@ -16,6 +16,17 @@ pub struct ImageState {
 }
 
 impl ImageState {
+    /// Its layers, as the first layers of an image built on it.
+    pub fn stored_layers(&self) -> Vec<BuiltLayer> {
+        self.layers
+            .iter()
+            .map(|l| BuiltLayer::Stored {
+                blob: l.blob.clone(),
+                media_type: l.media_type.clone(),
+            })
+            .collect()
+    }
+
     pub fn scratch(os: &str, arch: &str, variant: Option<&str>) -> ImageState {
         let mut config = json!({
             "architecture": arch,
@@ -43,14 +54,7 @@ impl ImageState {
         names: Vec<Reference>,
         intermediate: bool,
     ) -> Result<Digest, super::BuildError> {
-        let mut layers: Vec<BuiltLayer> = self
-            .layers
-            .iter()
-            .map(|l| BuiltLayer::Stored {
-                blob: l.blob.clone(),
-                media_type: l.media_type.clone(),
-            })
-            .collect();
+        let mut layers = self.stored_layers();
         layers.extend(new.map(BuiltLayer::New));
         let bytes = serde_json::to_vec(&self.config)
             .map_err(|e| super::BuildError::Invalid(format!("encoding the image config: {e}")))?;

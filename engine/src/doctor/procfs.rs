@@ -19,10 +19,7 @@ use super::scratch::Scratch;
 /// Mount points strictly below one of `tops` (e.g. /proc/kcore under /proc),
 /// in the order they were mounted. Octal escapes (`\040`) are decoded.
 pub fn mounts_below(mountinfo: &str, tops: &[&str]) -> Vec<String> {
-    mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(unescape)
+    crate::mountinfo::mount_points(mountinfo)
         .filter(|point| {
             tops.iter().any(|top| {
                 point
@@ -31,30 +28,6 @@ pub fn mounts_below(mountinfo: &str, tops: &[&str]) -> Vec<String> {
             })
         })
         .collect()
-}
-
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
-            std::str::from_utf8(d)
-                .ok()
-                .and_then(|s| u8::from_str_radix(s, 8).ok())
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// In a fresh private mount namespace of our own user namespace, unmounts
@@ -246,13 +219,6 @@ mod tests {
                 "/sys/fs/cgroup"
             ]
         );
-    }
-
-    #[test]
-    fn decodes_octal_escapes() {
-        assert_eq!(unescape("/data\\040dir"), "/data dir");
-        assert_eq!(unescape("/plain"), "/plain");
-        assert_eq!(unescape("/trailing\\04"), "/trailing\\04");
     }
 
     #[test]

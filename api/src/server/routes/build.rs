@@ -123,8 +123,6 @@ struct Request {
     quiet: bool,
     rm: bool,
     build_id: Option<String>,
-    /// Lines to stream first (options accepted but without effect here).
-    warnings: Vec<String>,
 }
 
 fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
@@ -185,7 +183,6 @@ fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
             .map_err(|e| ApiError::bad_request(format!("invalid labels: {e}")))?;
         labels.extend(map);
     }
-    let warnings: Vec<String> = Vec::new();
     let mut cache_from = Vec::new();
     if let Some(raw) = q.non_empty("cachefrom") {
         let list: Vec<String> = serde_json::from_str(raw)
@@ -234,7 +231,6 @@ fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
         // moby's default is rm=true; the CLI always sends it.
         rm: q.get("rm").is_none_or(|_| q.bool("rm")) || q.bool("forcerm"),
         build_id: q.non_empty("buildid").map(str::to_owned),
-        warnings,
     })
 }
 
@@ -327,7 +323,6 @@ async fn build(req: ApiRequest) -> Reply {
     };
     let (tx, mut rx) = mpsc::channel(64);
     let lines = Lines::new(tx.clone(), cancel.clone(), parsed.quiet, parsed.rm);
-    let warnings = parsed.warnings;
     let build_id = parsed.build_id.clone();
     let quiet = parsed.quiet;
     let live_build = LiveBuild::enter(cancel.clone());
@@ -335,9 +330,6 @@ async fn build(req: ApiRequest) -> Reply {
         .name("build".into())
         .spawn(move || {
             let _live = live_build;
-            for w in &warnings {
-                lines.note(w);
-            }
             let result = executor.build(&opts, &lines);
             let held = lines.held_back();
             if quiet && result.is_err() && !held.is_empty() {

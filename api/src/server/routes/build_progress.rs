@@ -68,11 +68,6 @@ impl Lines {
         }
     }
 
-    /// A line outside the steps (warnings).
-    pub fn note(&self, text: &str) {
-        self.inner.stream(text);
-    }
-
     /// What `q=1` held back.
     pub fn held_back(&self) -> Vec<u8> {
         self.inner
