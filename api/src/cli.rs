@@ -186,6 +186,17 @@ pub struct DaemonArgs {
     /// `slirp4netns` (in a pod with /dev/net/tun; `auto` if it cannot start).
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub network_uplink: String,
+    /// Seconds a container gets between its stop signal and SIGKILL when
+    /// the daemon stops it (at shutdown, or at a start that cannot give a
+    /// running container its network back): its own stop timeout, at most
+    /// this; -1 for no bound.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 15,
+        allow_negative_numbers = true
+    )]
+    pub shutdown_timeout: i64,
 }
 
 #[derive(Debug, Args)]

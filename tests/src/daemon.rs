@@ -21,8 +21,12 @@ pub const DOCKER_HOST: &str = "unix:///run/hutch/hutch.sock";
 pub const DOCKER_CLI: &str = "/usr/local/bin/docker";
 /// The Python venv holding docker-py (`$HUTCH_TEST_VENV` overrides).
 pub const DEFAULT_VENV: &str = "/opt/hutch-test-venv";
-const START_TIMEOUT: Duration = Duration::from_secs(20);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A start restores containers first (stopping those whose network died
+/// with a killed daemon, up to their stop timeout) before it answers.
+const START_TIMEOUT: Duration = Duration::from_secs(40);
+/// A graceful stop stops the running containers first, bounded by the
+/// daemon's `--shutdown-timeout` (15 s by default).
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A daemon in a pod; stopped (SIGTERM) when dropped.
 pub struct Daemon<'p> {
@@ -142,6 +146,25 @@ impl<'p> Daemon<'p> {
         self.terminate()
     }
 
+    /// SIGKILL to every process of the daemon at once (its pod-level
+    /// parent, the engine, the supervisor zygote), as a crash or an OOM
+    /// kill would end it; the supervisors, detached from it, live on.
+    /// Returns what it had logged.
+    pub fn kill9(mut self) -> anyhow::Result<String> {
+        let Some(mut child) = self.child.take() else {
+            bail!("the daemon was already stopped");
+        };
+        let procs = descendants(child.id());
+        ensure!(!procs.is_empty(), "no daemon process under {}", child.id());
+        for pid in procs {
+            let pid = Pid::from_raw(i32::try_from(pid).context("pid out of range")?);
+            // One may be gone already (the zygote follows the engine).
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        child.wait().context("waiting for podsim exec")?;
+        Ok(self.log())
+    }
+
     fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
         let Some(mut child) = self.child.take() else {
             bail!("the daemon was already stopped");
@@ -175,6 +198,42 @@ impl Drop for Daemon<'_> {
             }
         }
     }
+}
+
+/// Every process below `root` (host PIDs), from /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parens.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (pid, ppid) in &parents {
+            if *ppid == p && !found.contains(pid) {
+                found.push(*pid);
+                frontier.push(*pid);
+            }
+        }
+    }
+    found
 }
 
 /// Everything a command printed, with its status, for a failure message.

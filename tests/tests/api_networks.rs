@@ -634,8 +634,9 @@ fn docker_cli(variant: Variant) -> Result<()> {
     );
 
     // A daemon restart keeps addresses and resolved ports: a container
-    // started again gets them back (one that kept running is restarted:
-    // its veth went with the old daemon's bridge netns).
+    // started again gets them back (the daemon's stop stopped those that
+    // were running, as dockerd does; tests/tests/api_restart.rs has the
+    // restart policies).
     let pub_ip = settings["IPAddress"]
         .as_str()
         .unwrap_or_default()

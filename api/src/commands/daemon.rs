@@ -73,6 +73,10 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
         cgroups: hutch_engine::cgroups::Cgroups::detect(),
     })
     .context("opening the container engine")?;
+    // Before the API serves, as dockerd restores: containers that lost
+    // their network stopped, those whose policy says so started again.
+    engine.restore(args.shutdown_timeout);
+    let containers = engine.clone();
     let config = server::Config {
         addrs,
         socket_group: args.group.clone(),
@@ -88,6 +92,9 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
         .build()
         .context("starting the async runtime")?;
     let served = runtime.block_on(server::serve(config));
+    // dockerd without live-restore: every running container is stopped
+    // (with its stop signal and timeout, bounded) before the daemon goes.
+    containers.shutdown_containers(args.shutdown_timeout);
     // Links and nftables rules in the pod's netns outlive us otherwise.
     if let Some(nets) = networks {
         if let Err(e) = nets.shutdown() {

@@ -33,6 +33,7 @@ use crate::runtime::{idmapped, image_ids, IdAllocator, IdMap, ProcMode, ProcessS
 use crate::volumes::VolumeStore;
 
 mod cgroup_ops;
+mod restore;
 mod volume_ops;
 pub use volume_ops::{VolumeUsage, VolumesPruned};
 
@@ -826,25 +827,47 @@ impl Engine {
             Err(EngineError::NotRunning(_)) => return Err(EngineError::NotModified),
             other => other?,
         };
-        self.thaw(&id);
-        let (signal, default_timeout) = {
+        self.send_stop(&id, &dir, |own| timeout.unwrap_or(own), false)?;
+        self.wait(&id, WaitCondition::NotRunning)?;
+        self.emit("stop", &id, &[]);
+        Ok(())
+    }
+
+    /// Asks a running container's supervisor to stop it: its stop signal,
+    /// SIGKILL after `timeout(its own stop timeout)` seconds (negative:
+    /// never). `by_daemon`: see [`Request::Stop`]. Returns that timeout.
+    fn send_stop(
+        &self,
+        id: &str,
+        dir: &ContainerDir,
+        timeout: impl FnOnce(i64) -> i64,
+        by_daemon: bool,
+    ) -> Result<i64> {
+        self.thaw(id);
+        let (signal, own_timeout) = {
             let table = self.lock();
-            let c = &table.containers[&id].config;
+            let c = &table
+                .containers
+                .get(id)
+                .ok_or_else(|| EngineError::NotFound(id.to_string()))?
+                .config;
             (
                 parse_signal(&c.stop_signal).unwrap_or(Signal::SIGTERM),
                 c.stop_timeout as i64,
             )
         };
+        let timeout = timeout(own_timeout);
         self.call(
-            &dir,
+            dir,
             &Request::Stop {
                 signal: signal as i32,
-                timeout: timeout.unwrap_or(default_timeout),
+                timeout,
+                by_daemon,
             },
         )?;
-        self.wait(&id, WaitCondition::NotRunning)?;
-        self.emit("stop", &id, &[]);
-        Ok(())
+        // Docker's stop is a kill with the stop signal, and says so.
+        self.emit("kill", id, &[("signal", (signal as i32).to_string())]);
+        Ok(timeout)
     }
 
     /// `docker kill` (default SIGKILL).
@@ -1470,8 +1493,8 @@ impl Engine {
     /// Serves the network hook. Containers that kept running while no
     /// engine ran lost their veths with the previous engine's bridge netns,
     /// and this engine, in a user namespace of its own, cannot reach into
-    /// their netns to plug them again: they say so in the log and get
-    /// their addresses and ports back at their next start.
+    /// their netns to plug them again: the daemon stops them and starts
+    /// again those whose restart policy says so ([`Engine::restore`]).
     fn start_networking(&self) -> Result<()> {
         if self.inner.opts.networks.is_none() {
             return Ok(());
@@ -1484,28 +1507,6 @@ impl Engine {
                 Engine { inner }.plug_network(id, pid)
             },
         )?;
-        let running: Vec<String> = self
-            .lock()
-            .containers
-            .iter()
-            .filter(|(_, r)| r.state.is_active())
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in running {
-            let hooked = self
-                .inner
-                .store
-                .dir(&id)
-                .read_spec()
-                .is_ok_and(|s| s.network_hook.is_some());
-            if hooked {
-                tracing::warn!(
-                    %id,
-                    "a running container lost its network with the previous daemon: \
-                     restart it to connect it again (same addresses and ports)"
-                );
-            }
-        }
         Ok(())
     }
 

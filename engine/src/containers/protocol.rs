@@ -63,8 +63,16 @@ pub enum Request {
     /// policy down (`docker kill`).
     Kill { signal: i32, manual: bool },
     /// `docker stop`: the signal, then SIGKILL after `timeout` seconds
-    /// (negative: wait forever).
-    Stop { signal: i32, timeout: i64 },
+    /// (negative: wait forever). With `by_daemon` the daemon stops it (its
+    /// shutdown, or a restart that cannot give it its network back): no
+    /// restart now, but not a manual stop either, so an `unless-stopped`
+    /// container comes back with the next daemon.
+    Stop {
+        signal: i32,
+        timeout: i64,
+        #[serde(default)]
+        by_daemon: bool,
+    },
     /// Stream the container's stdio.
     Attach {
         stdin: bool,

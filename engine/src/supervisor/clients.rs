@@ -135,8 +135,16 @@ impl Supervisor {
                 };
                 self.reply(id, &reply);
             }
-            Request::Stop { signal, timeout } => {
-                self.stand_down();
+            Request::Stop {
+                signal,
+                timeout,
+                by_daemon,
+            } => {
+                if by_daemon {
+                    self.stand_down_for_daemon();
+                } else {
+                    self.stand_down();
+                }
                 if let Some(pid) = running {
                     let sig = Signal::try_from(signal).unwrap_or(Signal::SIGTERM);
                     let _ = kill(pid, sig);

@@ -56,6 +56,9 @@ pub struct Supervisor {
     held_mount_ns: Option<OwnedFd>,
     /// When to let go of the start-up code's pages (see `trim`).
     release_code_at: Option<Instant>,
+    /// The daemon stopped the container: no restart, though the policy
+    /// stands (see [`Supervisor::stand_down_for_daemon`]).
+    daemon_stopped: bool,
 }
 
 /// The container's running (or draining) process.
@@ -161,6 +164,7 @@ impl Supervisor {
             buf: vec![0u8; 64 * 1024],
             held_mount_ns: None,
             release_code_at: None,
+            daemon_stopped: false,
         };
         sup.save();
         Ok(sup)
@@ -516,7 +520,7 @@ impl Supervisor {
             policy,
             code,
             self.state.restart_count,
-            self.state.manually_stopped,
+            self.state.manually_stopped || self.daemon_stopped,
         ) {
             let delay = restart::next_delay(self.backoff, self.started.elapsed());
             self.backoff = Some(delay);
@@ -582,6 +586,19 @@ impl Supervisor {
     /// `docker stop` (or kill with `manual`): no more restarts.
     pub(super) fn stand_down(&mut self) {
         self.state.manually_stopped = true;
+        self.cancel_restart();
+    }
+
+    /// The daemon stops the container (Docker without live-restore): no
+    /// more restarts from this supervisor, which then exits, but the
+    /// container is not recorded as stopped by a user, so the next daemon
+    /// applies its policy (`unless-stopped` comes back, as with dockerd).
+    pub(super) fn stand_down_for_daemon(&mut self) {
+        self.daemon_stopped = true;
+        self.cancel_restart();
+    }
+
+    fn cancel_restart(&mut self) {
         if self.restart_at.take().is_some() {
             self.state.status = Status::Exited;
             self.state.restarting = false;

@@ -26,6 +26,19 @@ pub fn should_restart(policy: RestartPolicy, code: i32, restarts: u32, manual: b
     }
 }
 
+/// Whether a stopped container starts again when the daemon starts
+/// (Docker's documented behaviour): `always` does, even after a user's
+/// stop; `unless-stopped` unless a user stopped it; `on-failure` does not
+/// (moby's code restarts one whose last exit code was not 0, its docs say
+/// it does not; the docs are what users rely on).
+pub fn restarts_with_daemon(policy: RestartPolicyName, manual: bool) -> bool {
+    match policy {
+        RestartPolicyName::Always => true,
+        RestartPolicyName::UnlessStopped => !manual,
+        RestartPolicyName::OnFailure | RestartPolicyName::No => false,
+    }
+}
+
 /// The delay before the next restart, after `previous` and a run that
 /// lasted `ran`.
 pub fn next_delay(previous: Option<Duration>, ran: Duration) -> Duration {

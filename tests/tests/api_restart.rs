@@ -1,0 +1,394 @@
+//! Daemon restarts through `hutch daemon` and the docker CLI inside the pod
+//! simulator, in both pod variants (the layer-4 relay and the kernel
+//! uplink), as dockerd without live-restore behaves: a graceful stop stops
+//! the running containers (bounded by `--shutdown-timeout`); a start after
+//! a crash stops the containers whose network died with the old daemon;
+//! then restart policies bring back what they say, with the same
+//! addresses and published ports. `none` containers keep running.
+//!
+//! Needs the `hutch` and `podsim` binaries built first (`tests/run`).
+
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use hutch_tests::daemon::Daemon;
+use hutch_tests::podsim::Pod;
+use hutch_tests::testimages;
+use serde_json::Value;
+
+use hutch_tests::in_variants;
+use hutch_tests::network::Variant;
+
+fn json(text: &str) -> Result<Value> {
+    serde_json::from_str(text.trim()).with_context(|| format!("not JSON: {text}"))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Loads busybox (as `busybox:latest`) into a started daemon.
+fn load_busybox(daemon: &Daemon) -> Result<()> {
+    let image = testimages::busybox()?;
+    daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
+    daemon.docker_ok(&["tag", &image.reference, "busybox:latest"])?;
+    Ok(())
+}
+
+/// `docker inspect` of one container.
+fn inspect(daemon: &Daemon, name: &str) -> Result<Value> {
+    let all = json(&daemon.docker_ok(&["inspect", name])?)?;
+    Ok(all[0].clone())
+}
+
+/// curl from the pod's netns, retried while the server starts.
+fn pod_get(pod: &Pod, url: &str) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = pod
+            .exec("/usr/bin/curl")
+            .args(["-sSf", "-m", "3", url])
+            .output()?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        if Instant::now() > deadline {
+            bail!("GET {url} from the pod: {}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// An HTTP server answering `body` on port 80 (busybox httpd under
+/// `--init`, so the stop signal ends it at once).
+const WEB: &str =
+    "mkdir -p /www && echo \"$BODY\" > /www/index.html && exec httpd -f -p 80 -h /www";
+
+/// (a) and (c): the daemon killed with SIGKILL. A `--restart always`
+/// container on a user-defined network with a published port comes back
+/// (stopped, then started: its veth died with the old bridge netns) with
+/// the same address, by name from another container and on the same port
+/// from the pod; a plain one on that network is stopped and stays down; a
+/// `--network none` one keeps running as it was, same PID.
+fn killed_daemon(variant: Variant) -> Result<()> {
+    let pod = Pod::start(&variant.pod())?;
+    let daemon = Daemon::start(&pod)?;
+    load_busybox(&daemon)?;
+    daemon.docker_ok(&["network", "create", "app"])?;
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--init",
+        "--network",
+        "app",
+        "--restart",
+        "always",
+        "-p",
+        "18081:80",
+        "-e",
+        "BODY=web-ok",
+        "busybox",
+        "sh",
+        "-c",
+        WEB,
+    ])?;
+    for (name, policy) in [("probe", "always"), ("plain", "no")] {
+        daemon.docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--init",
+            "--network",
+            "app",
+            "--restart",
+            policy,
+            "busybox",
+            "sleep",
+            "3600",
+        ])?;
+    }
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "quiet",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "3600",
+    ])?;
+    ensure!(
+        pod_get(&pod, "http://127.0.0.1:18081/")?.trim() == "web-ok",
+        "published port before"
+    );
+    let before = inspect(&daemon, "web")?;
+    let web_ip = before["NetworkSettings"]["Networks"]["app"]["IPAddress"].clone();
+    let web_mac = before["NetworkSettings"]["Networks"]["app"]["MacAddress"].clone();
+    ensure!(web_ip.as_str().is_some_and(|ip| !ip.is_empty()), "{before}");
+    let quiet = inspect(&daemon, "quiet")?["State"].clone();
+    ensure!(
+        quiet["Running"] == true && quiet["Pid"].as_i64() > Some(0),
+        "{quiet}"
+    );
+
+    daemon.kill9()?;
+    let daemon = Daemon::start(&pod)?;
+    let log = daemon.log();
+    ensure!(
+        log.contains("its network died with the previous daemon"),
+        "no reason logged for the stops:\n{log}"
+    );
+
+    let after = inspect(&daemon, "web")?;
+    ensure!(
+        after["State"]["Running"] == true
+            && after["State"]["StartedAt"] != before["State"]["StartedAt"],
+        "web was not started again: {}",
+        after["State"]
+    );
+    ensure!(
+        after["NetworkSettings"]["Networks"]["app"]["IPAddress"] == web_ip
+            && after["NetworkSettings"]["Networks"]["app"]["MacAddress"] == web_mac,
+        "address changed: {} / {}",
+        before["NetworkSettings"],
+        after["NetworkSettings"]
+    );
+    ensure!(
+        after["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"] == "18081",
+        "{}",
+        after["NetworkSettings"]
+    );
+    ensure!(
+        pod_get(&pod, "http://127.0.0.1:18081/")?.trim() == "web-ok",
+        "published port after the restart"
+    );
+    let by_name = daemon.docker_ok(&["exec", "probe", "wget", "-qO-", "http://web/"])?;
+    ensure!(by_name.trim() == "web-ok", "by name: {by_name}");
+
+    // No policy: stopped by the new daemon (the stop signal through
+    // --init: 143), and left so.
+    let plain = inspect(&daemon, "plain")?["State"].clone();
+    ensure!(
+        plain["Status"] == "exited" && plain["ExitCode"] == 143,
+        "plain: {plain}"
+    );
+    // `none` lost nothing: untouched.
+    let still = inspect(&daemon, "quiet")?["State"].clone();
+    ensure!(
+        still["Running"] == true
+            && still["Pid"] == quiet["Pid"]
+            && still["StartedAt"] == quiet["StartedAt"],
+        "none container: {quiet} -> {still}"
+    );
+    // And still supervised through the new daemon.
+    daemon.docker_ok(&["stop", "-t", "1", "quiet"])?;
+
+    daemon.docker_ok(&["rm", "-f", "web", "probe", "plain", "quiet"])?;
+    ensure!(daemon.stop()?.success(), "daemon stop");
+    pod.stop()
+}
+in_variants!(killed_daemon);
+
+/// A listener holding `port` in the pod's netns.
+fn hold_port(pod: &Pod, port: u16) -> Result<Child> {
+    let script = format!(
+        "import socket, time\n\
+         s = socket.socket()\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('0.0.0.0', {port}))\n\
+         s.listen()\n\
+         print('bound', flush=True)\n\
+         time.sleep(120)\n"
+    );
+    let mut child = pod
+        .exec("/usr/bin/python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)?;
+    }
+    ensure!(
+        line.trim() == "bound",
+        "the port holder did not bind {port}"
+    );
+    Ok(child)
+}
+
+/// (b) and (d): a graceful stop (SIGTERM) stops every running container
+/// and the next daemon starts what the policies say: `unless-stopped`
+/// comes back unless a user stopped it, `always` comes back even then
+/// (Docker's rule), a plain one stays exited with the stop's exit code. A
+/// container whose host port is taken meanwhile fails to start, logged,
+/// and stays exited; the daemon serves. `--shutdown-timeout` bounds a
+/// container that ignores SIGTERM.
+fn graceful_daemon_stop(variant: Variant) -> Result<()> {
+    let pod = Pod::start(&variant.pod())?;
+    let daemon = Daemon::start(&pod)?;
+    load_busybox(&daemon)?;
+    daemon.docker_ok(&["network", "create", "app"])?;
+    for (name, policy) in [
+        ("keep", "unless-stopped"),
+        ("held", "unless-stopped"),
+        ("back", "always"),
+        ("plain", "no"),
+        ("fails", "on-failure"),
+    ] {
+        daemon.docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--init",
+            "--network",
+            "app",
+            "--restart",
+            policy,
+            "busybox",
+            "sleep",
+            "3600",
+        ])?;
+    }
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "porty",
+        "--init",
+        "--network",
+        "app",
+        "--restart",
+        "always",
+        "-p",
+        "18090:80",
+        "-e",
+        "BODY=porty-ok",
+        "busybox",
+        "sh",
+        "-c",
+        WEB,
+    ])?;
+    daemon.docker_ok(&["stop", "held", "back"])?;
+    let keep_before = inspect(&daemon, "keep")?;
+
+    let t0 = Instant::now();
+    ensure!(daemon.stop()?.success(), "daemon stop");
+    let took = t0.elapsed();
+    ensure!(
+        took < Duration::from_secs(10),
+        "graceful stop took {took:?}"
+    );
+
+    // Someone takes porty's host port while no daemon runs.
+    let mut holder = hold_port(&pod, 18090)?;
+    let since = unix_now().to_string();
+    let daemon = Daemon::start(&pod)?;
+    let state = |name: &str| -> Result<Value> { Ok(inspect(&daemon, name)?["State"].clone()) };
+    let keep = inspect(&daemon, "keep")?;
+    ensure!(
+        keep["State"]["Running"] == true
+            && keep["State"]["StartedAt"] != keep_before["State"]["StartedAt"]
+            && keep["NetworkSettings"]["Networks"]["app"]["IPAddress"]
+                == keep_before["NetworkSettings"]["Networks"]["app"]["IPAddress"],
+        "unless-stopped: {}",
+        keep["State"]
+    );
+    let back = state("back")?;
+    ensure!(back["Running"] == true, "always, stopped by a user: {back}");
+    let held = state("held")?;
+    ensure!(
+        held["Status"] == "exited" && held["ExitCode"] == 143,
+        "unless-stopped, stopped by a user: {held}"
+    );
+    for name in ["plain", "fails"] {
+        let s = state(name)?;
+        ensure!(
+            s["Status"] == "exited" && s["ExitCode"] == 143 && s["Error"] == "",
+            "{name}: {s}"
+        );
+    }
+    let porty = state("porty")?;
+    ensure!(
+        porty["Running"] == false && porty["Status"] == "exited",
+        "porty started on a taken port: {porty}"
+    );
+    let log = daemon.log();
+    ensure!(
+        log.contains("could not start again after the daemon restart"),
+        "the failed start was not logged:\n{log}"
+    );
+    // The daemon serves, and the port once free works again.
+    let _ = holder.kill();
+    let _ = holder.wait();
+    daemon.docker_ok(&["start", "porty"])?;
+    ensure!(
+        pod_get(&pod, "http://127.0.0.1:18090/")?.trim() == "porty-ok",
+        "porty after its port was freed"
+    );
+    // The new daemon's events show the policy's starts.
+    let events = daemon.docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &(unix_now() + 1).to_string(),
+        "--filter",
+        "event=start",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ])?;
+    for name in ["keep", "back"] {
+        ensure!(
+            events.lines().any(|l| l == name),
+            "no start of {name}: {events}"
+        );
+    }
+    daemon.docker_ok(&[
+        "rm", "-f", "keep", "held", "back", "plain", "fails", "porty",
+    ])?;
+    ensure!(daemon.stop()?.success(), "daemon stop");
+
+    // (d) A container that ignores SIGTERM (sleep as PID 1) with a long
+    // stop timeout: the shutdown timeout bounds it, then SIGKILL (137).
+    let daemon = Daemon::start_with(&pod, &["--shutdown-timeout", "2"])?;
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "--stop-timeout",
+        "60",
+        "busybox",
+        "sleep",
+        "3600",
+    ])?;
+    let t0 = Instant::now();
+    ensure!(daemon.stop()?.success(), "daemon stop");
+    let took = t0.elapsed();
+    ensure!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "a 2 s shutdown timeout took {took:?}"
+    );
+    let daemon = Daemon::start(&pod)?;
+    let stubborn = inspect(&daemon, "stubborn")?["State"].clone();
+    ensure!(
+        stubborn["Status"] == "exited" && stubborn["ExitCode"] == 137,
+        "stubborn: {stubborn}"
+    );
+    daemon.docker_ok(&["rm", "stubborn"])?;
+    ensure!(daemon.stop()?.success(), "daemon stop");
+    pod.stop()
+}
+in_variants!(graceful_daemon_stop);
