@@ -48,6 +48,14 @@ fn inspect(daemon: &Daemon, name: &str) -> Result<Value> {
     Ok(all[0].clone())
 }
 
+/// `docker run -d WORDS... TAIL...` (WORDS split on spaces).
+fn run(daemon: &Daemon, words: &str, tail: &[&str]) -> Result<String> {
+    let mut args = vec!["run", "-d"];
+    args.extend(words.split_whitespace());
+    args.extend(tail);
+    daemon.docker_ok(&args)
+}
+
 /// curl from the pod's netns, retried while the server starts.
 fn pod_get(pod: &Pod, url: &str) -> Result<String> {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -82,52 +90,21 @@ fn killed_daemon(variant: Variant) -> Result<()> {
     let daemon = Daemon::start(&pod)?;
     load_busybox(&daemon)?;
     daemon.docker_ok(&["network", "create", "app"])?;
-    daemon.docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "--init",
-        "--network",
-        "app",
-        "--restart",
-        "always",
-        "-p",
-        "18081:80",
-        "-e",
-        "BODY=web-ok",
-        "busybox",
-        "sh",
-        "-c",
-        WEB,
-    ])?;
+    let web = "--name web --init --network app --restart always -p 18081:80 -e BODY=web-ok busybox";
+    run(&daemon, web, &["sh", "-c", WEB])?;
     for (name, policy) in [("probe", "always"), ("plain", "no")] {
-        daemon.docker_ok(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--init",
-            "--network",
-            "app",
-            "--restart",
-            policy,
-            "busybox",
-            "sleep",
-            "3600",
-        ])?;
+        let words = format!("--name {name} --init --network app --restart {policy} busybox");
+        run(&daemon, &words, &["sleep", "3600"])?;
     }
-    daemon.docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        "quiet",
-        "--network",
-        "none",
-        "busybox",
-        "sleep",
-        "3600",
-    ])?;
+    // In web's netns: it lost its network with web's, so it is stopped
+    // too, and started again after web, in web's new netns.
+    let side = "--name side --init --network container:web --restart always busybox";
+    run(&daemon, side, &["sleep", "3600"])?;
+    run(
+        &daemon,
+        "--name quiet --network none busybox",
+        &["sleep", "3600"],
+    )?;
     ensure!(
         pod_get(&pod, "http://127.0.0.1:18081/")?.trim() == "web-ok",
         "published port before"
@@ -136,6 +113,7 @@ fn killed_daemon(variant: Variant) -> Result<()> {
     let web_ip = before["NetworkSettings"]["Networks"]["app"]["IPAddress"].clone();
     let web_mac = before["NetworkSettings"]["Networks"]["app"]["MacAddress"].clone();
     ensure!(web_ip.as_str().is_some_and(|ip| !ip.is_empty()), "{before}");
+    let side_before = inspect(&daemon, "side")?["State"].clone();
     let quiet = inspect(&daemon, "quiet")?["State"].clone();
     ensure!(
         quiet["Running"] == true && quiet["Pid"].as_i64() > Some(0),
@@ -175,6 +153,16 @@ fn killed_daemon(variant: Variant) -> Result<()> {
     );
     let by_name = daemon.docker_ok(&["exec", "probe", "wget", "-qO-", "http://web/"])?;
     ensure!(by_name.trim() == "web-ok", "by name: {by_name}");
+    let side = inspect(&daemon, "side")?["State"].clone();
+    ensure!(
+        side["Running"] == true && side["StartedAt"] != side_before["StartedAt"],
+        "container:web was not started again: {side}"
+    );
+    let shared = daemon.docker_ok(&["exec", "side", "wget", "-qO-", "http://127.0.0.1/"])?;
+    ensure!(
+        shared.trim() == "web-ok",
+        "side in web's new netns: {shared}"
+    );
 
     // No policy: stopped by the new daemon (the stop signal through
     // --init: 143), and left so.
@@ -194,7 +182,7 @@ fn killed_daemon(variant: Variant) -> Result<()> {
     // And still supervised through the new daemon.
     daemon.docker_ok(&["stop", "-t", "1", "quiet"])?;
 
-    daemon.docker_ok(&["rm", "-f", "web", "probe", "plain", "quiet"])?;
+    daemon.docker_ok(&["rm", "-f", "side", "web", "probe", "plain", "quiet"])?;
     ensure!(daemon.stop()?.success(), "daemon stop");
     pod.stop()
 }
@@ -246,40 +234,12 @@ fn graceful_daemon_stop(variant: Variant) -> Result<()> {
         ("plain", "no"),
         ("fails", "on-failure"),
     ] {
-        daemon.docker_ok(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--init",
-            "--network",
-            "app",
-            "--restart",
-            policy,
-            "busybox",
-            "sleep",
-            "3600",
-        ])?;
+        let words = format!("--name {name} --init --network app --restart {policy} busybox");
+        run(&daemon, &words, &["sleep", "3600"])?;
     }
-    daemon.docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        "porty",
-        "--init",
-        "--network",
-        "app",
-        "--restart",
-        "always",
-        "-p",
-        "18090:80",
-        "-e",
-        "BODY=porty-ok",
-        "busybox",
-        "sh",
-        "-c",
-        WEB,
-    ])?;
+    let porty =
+        "--name porty --init --network app --restart always -p 18090:80 -e BODY=porty-ok busybox";
+    run(&daemon, porty, &["sh", "-c", WEB])?;
     daemon.docker_ok(&["stop", "held", "back"])?;
     let keep_before = inspect(&daemon, "keep")?;
 
@@ -363,17 +323,11 @@ fn graceful_daemon_stop(variant: Variant) -> Result<()> {
     // (d) A container that ignores SIGTERM (sleep as PID 1) with a long
     // stop timeout: the shutdown timeout bounds it, then SIGKILL (137).
     let daemon = Daemon::start_with(&pod, &["--shutdown-timeout", "2"])?;
-    daemon.docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        "stubborn",
-        "--stop-timeout",
-        "60",
-        "busybox",
-        "sleep",
-        "3600",
-    ])?;
+    run(
+        &daemon,
+        "--name stubborn --stop-timeout 60 busybox",
+        &["sleep", "3600"],
+    )?;
     let t0 = Instant::now();
     ensure!(daemon.stop()?.success(), "daemon stop");
     let took = t0.elapsed();
