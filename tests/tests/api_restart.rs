@@ -48,6 +48,12 @@ fn inspect(daemon: &Daemon, name: &str) -> Result<Value> {
     Ok(all[0].clone())
 }
 
+/// How many processes in the pod run exactly `cmdline`.
+fn sleepers(pod: &Pod, cmdline: &str) -> Result<usize> {
+    let out = pod.exec("/usr/bin/pgrep").args(["-fx", cmdline]).output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).lines().count())
+}
+
 /// `docker run -d WORDS... TAIL...` (WORDS split on spaces).
 fn run(daemon: &Daemon, words: &str, tail: &[&str]) -> Result<String> {
     let mut args = vec!["run", "-d"];
@@ -100,11 +106,12 @@ fn killed_daemon(variant: Variant) -> Result<()> {
     // too, and started again after web, in web's new netns.
     let side = "--name side --init --network container:web --restart always busybox";
     run(&daemon, side, &["sleep", "3600"])?;
-    run(
-        &daemon,
-        "--name quiet --network none busybox",
-        &["sleep", "3600"],
-    )?;
+    let quiet = "--name quiet --network none busybox";
+    run(&daemon, quiet, &["sleep", "3600"])?;
+    // Its supervisor dies too while no daemon runs: the new daemon finds
+    // it gone, ends what is left of the container and starts it again.
+    let orphan = "--name orphan --restart always busybox";
+    let orphan = run(&daemon, orphan, &["sleep", "3601"])?;
     ensure!(
         pod_get(&pod, "http://127.0.0.1:18081/")?.trim() == "web-ok",
         "published port before"
@@ -121,6 +128,21 @@ fn killed_daemon(variant: Variant) -> Result<()> {
     );
 
     daemon.kill9()?;
+    let state_json = format!("/var/lib/hutch/containers/{}/state.json", orphan.trim());
+    let killed = pod
+        .exec("/usr/bin/python3")
+        .args([
+            "-c",
+            "import json, os, sys; os.kill(json.load(open(sys.argv[1]))['SupervisorPid'], 9)",
+            &state_json,
+        ])
+        .output()?;
+    ensure!(
+        killed.status.success(),
+        "killing a supervisor: {}",
+        text(&killed)
+    );
+    ensure!(sleepers(&pod, "sleep 3601")? == 1, "the orphan's process");
     let daemon = Daemon::start(&pod)?;
     let log = daemon.log();
     ensure!(
@@ -171,6 +193,12 @@ fn killed_daemon(variant: Variant) -> Result<()> {
         plain["Status"] == "exited" && plain["ExitCode"] == 143,
         "plain: {plain}"
     );
+    let orphan = inspect(&daemon, "orphan")?["State"].clone();
+    ensure!(orphan["Running"] == true, "orphan: {orphan}");
+    ensure!(
+        sleepers(&pod, "sleep 3601")? == 1,
+        "the orphan's old process was left running"
+    );
     // `none` lost nothing: untouched.
     let still = inspect(&daemon, "quiet")?["State"].clone();
     ensure!(
@@ -182,7 +210,8 @@ fn killed_daemon(variant: Variant) -> Result<()> {
     // And still supervised through the new daemon.
     daemon.docker_ok(&["stop", "-t", "1", "quiet"])?;
 
-    daemon.docker_ok(&["rm", "-f", "side", "web", "probe", "plain", "quiet"])?;
+    let all = ["side", "web", "probe", "plain", "quiet", "orphan"];
+    daemon.docker_ok(&[&["rm", "-f"][..], &all].concat())?;
     ensure!(daemon.stop()?.success(), "daemon stop");
     pod.stop()
 }

@@ -420,6 +420,22 @@ impl Engine {
                 tracing::warn!(%id, ?other, "the container's supervisor is gone");
                 let mut state = dir.read_state().unwrap_or_default();
                 if state.is_active() {
+                    // Its process may live on: end it, or a restart would
+                    // run the container twice.
+                    match super::orphan::end(state.pid, &state.started_at) {
+                        Ok(super::orphan::Ended::Killed) => tracing::warn!(
+                            %id,
+                            pid = state.pid,
+                            "ended the container's process left without its supervisor"
+                        ),
+                        Ok(super::orphan::Ended::NotThere) => {}
+                        Err(e) => tracing::error!(
+                            %id,
+                            pid = state.pid,
+                            %e,
+                            "cannot end the container's process left without its supervisor"
+                        ),
+                    }
                     state.set_exited(
                         255,
                         "the container's supervisor is gone".into(),

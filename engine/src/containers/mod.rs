@@ -13,6 +13,7 @@ pub mod logread;
 pub mod mounts;
 pub mod names;
 pub mod networking;
+mod orphan;
 pub mod protocol;
 pub mod spare;
 pub mod state;
