@@ -106,8 +106,12 @@ fn killed_daemon(variant: Variant) -> Result<()> {
     // too, and started again after web, in web's new netns.
     let side = "--name side --init --network container:web --restart always busybox";
     run(&daemon, side, &["sleep", "3600"])?;
+    // On `none` and on `host`: they lose nothing with the daemon and keep
+    // running.
     let quiet = "--name quiet --network none busybox";
     run(&daemon, quiet, &["sleep", "3600"])?;
+    let hosted = "--name hosted --network host busybox";
+    run(&daemon, hosted, &["sleep", "3600"])?;
     // Its supervisor dies too while no daemon runs: the new daemon finds
     // it gone, ends what is left of the container and starts it again.
     let orphan = "--name orphan --restart always busybox";
@@ -121,11 +125,15 @@ fn killed_daemon(variant: Variant) -> Result<()> {
     let web_mac = before["NetworkSettings"]["Networks"]["app"]["MacAddress"].clone();
     ensure!(web_ip.as_str().is_some_and(|ip| !ip.is_empty()), "{before}");
     let side_before = inspect(&daemon, "side")?["State"].clone();
-    let quiet = inspect(&daemon, "quiet")?["State"].clone();
-    ensure!(
-        quiet["Running"] == true && quiet["Pid"].as_i64() > Some(0),
-        "{quiet}"
-    );
+    let mut untouched = Vec::new();
+    for name in ["quiet", "hosted"] {
+        let state = inspect(&daemon, name)?["State"].clone();
+        ensure!(
+            state["Running"] == true && state["Pid"].as_i64() > Some(0),
+            "{name}: {state}"
+        );
+        untouched.push((name, state));
+    }
 
     daemon.kill9()?;
     let state_json = format!("/var/lib/hutch/containers/{}/state.json", orphan.trim());
@@ -199,18 +207,22 @@ fn killed_daemon(variant: Variant) -> Result<()> {
         sleepers(&pod, "sleep 3601")? == 1,
         "the orphan's old process was left running"
     );
-    // `none` lost nothing: untouched.
-    let still = inspect(&daemon, "quiet")?["State"].clone();
-    ensure!(
-        still["Running"] == true
-            && still["Pid"] == quiet["Pid"]
-            && still["StartedAt"] == quiet["StartedAt"],
-        "none container: {quiet} -> {still}"
-    );
+    // `none` and `host`: untouched, same process.
+    for (name, before) in &untouched {
+        let still = inspect(&daemon, name)?["State"].clone();
+        ensure!(
+            still["Running"] == true
+                && still["Pid"] == before["Pid"]
+                && still["StartedAt"] == before["StartedAt"],
+            "{name}: {before} -> {still}"
+        );
+    }
     // And still supervised through the new daemon.
     daemon.docker_ok(&["stop", "-t", "1", "quiet"])?;
+    let quiet = inspect(&daemon, "quiet")?["State"].clone();
+    ensure!(quiet["Status"] == "exited", "quiet after stop: {quiet}");
 
-    let all = ["side", "web", "probe", "plain", "quiet", "orphan"];
+    let all = ["side", "web", "probe", "plain", "quiet", "hosted", "orphan"];
     daemon.docker_ok(&[&["rm", "-f"][..], &all].concat())?;
     ensure!(daemon.stop()?.success(), "daemon stop");
     pod.stop()

@@ -10,8 +10,8 @@
 //! the previous daemon's bridge netns, and the new daemon, in a new engine
 //! user namespace, has no capability over their netns to plug them again
 //! (nor can their old supervisors' restarts be plugged). Containers on
-//! `none` or `host`, or joined to such a container's netns, lose nothing
-//! and keep running untouched (dockerd would stop them too).
+//! `none` or `host` lose nothing and keep running untouched (dockerd would
+//! stop them too).
 
 use std::time::{Duration, Instant};
 
