@@ -151,7 +151,10 @@ fn killed_daemon(variant: Variant) -> Result<()> {
         text(&killed)
     );
     ensure!(sleepers(&pod, "sleep 3601")? == 1, "the orphan's process");
+    let t0 = Instant::now();
     let daemon = Daemon::start(&pod)?;
+    // A figure, not a check: the start with 4 stops and 4 restarts.
+    eprintln!("daemon start after a kill -9: {:?}", t0.elapsed());
     let log = daemon.log();
     ensure!(
         log.contains("its network died with the previous daemon"),
@@ -287,6 +290,7 @@ fn graceful_daemon_stop(variant: Variant) -> Result<()> {
     let t0 = Instant::now();
     ensure!(daemon.stop()?.success(), "daemon stop");
     let took = t0.elapsed();
+    eprintln!("graceful stop with 6 running containers: {took:?}");
     ensure!(
         took < Duration::from_secs(10),
         "graceful stop took {took:?}"
@@ -372,6 +376,7 @@ fn graceful_daemon_stop(variant: Variant) -> Result<()> {
     let t0 = Instant::now();
     ensure!(daemon.stop()?.success(), "daemon stop");
     let took = t0.elapsed();
+    eprintln!("graceful stop, --shutdown-timeout 2, SIGTERM ignored: {took:?}");
     ensure!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(8),
         "a 2 s shutdown timeout took {took:?}"
