@@ -15,6 +15,8 @@ use anyhow::{bail, ensure, Context, Result};
 use hutch_tests::daemon::Daemon;
 use hutch_tests::podsim::Pod;
 use hutch_tests::testimages;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 use hutch_tests::in_variants;
@@ -388,6 +390,28 @@ fn graceful_daemon_stop(variant: Variant) -> Result<()> {
         "stubborn: {stubborn}"
     );
     daemon.docker_ok(&["rm", "stubborn"])?;
+
+    // As dockerd: a third SIGTERM ends a shutdown that waits at once
+    // (128 + 15), and the next start copes with what it left.
+    run(
+        &daemon,
+        "--name stubborn --network none busybox",
+        &["sleep", "3600"],
+    )?;
+    let pid = Pid::from_raw(i32::try_from(daemon.pid().context("no daemon pid")?)?);
+    let t0 = Instant::now();
+    for _ in 0..2 {
+        kill(pid, Signal::SIGTERM)?;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let status = daemon.stop()?;
+    let took = t0.elapsed();
+    ensure!(
+        status.code() == Some(143) && took < Duration::from_secs(5),
+        "three SIGTERMs: {status} after {took:?}"
+    );
+    let daemon = Daemon::start(&pod)?;
+    daemon.docker_ok(&["rm", "-f", "stubborn"])?;
     ensure!(daemon.stop()?.success(), "daemon stop");
     pod.stop()
 }

@@ -92,6 +92,8 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
         .build()
         .context("starting the async runtime")?;
     let served = runtime.block_on(server::serve(config));
+    // A third SIGINT/SIGTERM cuts the stops below short, as with dockerd.
+    runtime.spawn(server::force_quit_after(2));
     // dockerd without live-restore: every running container is stopped
     // (with its stop signal and timeout, bounded) before the daemon goes.
     containers.shutdown_containers(args.shutdown_timeout);

@@ -192,6 +192,38 @@ fn raise_fd_limit() {
     }
 }
 
+/// dockerd's trap: once the shutdown has begun, `more` further SIGINT or
+/// SIGTERM end the process at once (128 + the signal), without cleanup:
+/// the next start deals with what is left, as after a crash.
+pub async fn force_quit_after(more: usize) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    let mut seen = 0;
+    loop {
+        let number = tokio::select! {
+            _ = term.recv() => libc::SIGTERM,
+            _ = int.recv() => libc::SIGINT,
+        };
+        seen += 1;
+        if seen >= more {
+            tracing::warn!(
+                "forcing the shutdown without cleanup: {} signals received",
+                more + 1
+            );
+            std::process::exit(128 + number);
+        }
+        tracing::info!(
+            left = more - seen,
+            "shutting down; more SIGINT/SIGTERM force it"
+        );
+    }
+}
+
 async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
