@@ -56,6 +56,39 @@ fn sleepers(pod: &Pod, cmdline: &str) -> Result<usize> {
     Ok(String::from_utf8_lossy(&out.stdout).lines().count())
 }
 
+/// A container that exits after `sleep`, again and again: its supervisor
+/// spends most of its time in the restart policy's backoff.
+const FLAPPY: &[&str] = &["sh", "-c", "sleep 0.3; exit 3"];
+
+/// The flapping container keeps being started by its new supervisor, on
+/// its network (a restart that could not be plugged would leave it exited
+/// with the hook's error).
+fn still_flapping(daemon: &Daemon) -> Result<()> {
+    let first = inspect(daemon, "flappy")?["RestartCount"]
+        .as_i64()
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = inspect(daemon, "flappy")?;
+        let status = c["State"]["Status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        ensure!(
+            status == "running" || status == "restarting",
+            "flappy after the daemon restart: {}",
+            c["State"]
+        );
+        if c["RestartCount"].as_i64().unwrap_or(0) >= first + 2 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("flappy is not restarted by its policy: {c}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// `docker run -d WORDS... TAIL...` (WORDS split on spaces).
 fn run(daemon: &Daemon, words: &str, tail: &[&str]) -> Result<String> {
     let mut args = vec!["run", "-d"];
@@ -104,6 +137,9 @@ fn killed_daemon(variant: Variant) -> Result<()> {
         let words = format!("--name {name} --init --network app --restart {policy} busybox");
         run(&daemon, &words, &["sleep", "3600"])?;
     }
+    // Its old supervisor, in a backoff or running it when the daemon dies.
+    let flappy = "--name flappy --network app --restart always busybox";
+    run(&daemon, flappy, FLAPPY)?;
     // In web's netns: it lost its network with web's, so it is stopped
     // too, and started again after web, in web's new netns.
     let side = "--name side --init --network container:web --restart always busybox";
@@ -227,7 +263,11 @@ fn killed_daemon(variant: Variant) -> Result<()> {
     let quiet = inspect(&daemon, "quiet")?["State"].clone();
     ensure!(quiet["Status"] == "exited", "quiet after stop: {quiet}");
 
-    let all = ["side", "web", "probe", "plain", "quiet", "hosted", "orphan"];
+    still_flapping(&daemon)?;
+
+    let all = [
+        "side", "web", "probe", "plain", "quiet", "hosted", "orphan", "flappy",
+    ];
     daemon.docker_ok(&[&["rm", "-f"][..], &all].concat())?;
     ensure!(daemon.stop()?.success(), "daemon stop");
     pod.stop()
@@ -283,6 +323,9 @@ fn graceful_daemon_stop(variant: Variant) -> Result<()> {
         let words = format!("--name {name} --init --network app --restart {policy} busybox");
         run(&daemon, &words, &["sleep", "3600"])?;
     }
+    // Stopped while in a backoff, or running: it comes back (always).
+    let flappy = "--name flappy --network app --restart always busybox";
+    run(&daemon, flappy, FLAPPY)?;
     let porty =
         "--name porty --init --network app --restart always -p 18090:80 -e BODY=porty-ok busybox";
     run(&daemon, porty, &["sh", "-c", WEB])?;
@@ -336,6 +379,7 @@ fn graceful_daemon_stop(variant: Variant) -> Result<()> {
         log.contains("could not start again after the daemon restart"),
         "the failed start was not logged:\n{log}"
     );
+    still_flapping(&daemon)?;
     // The daemon serves, and the port once free works again.
     let _ = holder.kill();
     let _ = holder.wait();
@@ -363,7 +407,7 @@ fn graceful_daemon_stop(variant: Variant) -> Result<()> {
         );
     }
     daemon.docker_ok(&[
-        "rm", "-f", "keep", "held", "back", "plain", "fails", "porty",
+        "rm", "-f", "keep", "held", "back", "plain", "fails", "porty", "flappy",
     ])?;
     ensure!(daemon.stop()?.success(), "daemon stop");
 
