@@ -1,6 +1,6 @@
 //! [`Networks`]: the engine's networking API for the daemon.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
@@ -17,6 +17,7 @@ use super::info::{
 };
 use super::ipam::{self, Subnet};
 use super::netns::{self, NetNs, Worker};
+use super::persist::Persister;
 use super::podside::{self, PodParent};
 use super::ports::{PortRequest, Published};
 use super::relay::{self, Relay};
@@ -207,7 +208,8 @@ struct Inner {
 /// The engine's networks.
 pub struct Networks {
     inner: Mutex<Inner>,
-    store: Store,
+    /// Writes `state.json`; see [`Networks::save`] and [`Networks::save_later`].
+    persister: Persister,
     bridge_ns: NetNs,
     worker: Arc<Worker>,
     /// Deletes stopped containers' veths in the background.
@@ -292,7 +294,8 @@ impl Networks {
                 pending: HashMap::new(),
                 running: HashMap::new(),
             }),
-            store,
+            persister: Persister::spawn(store)
+                .ctx(|| "starting the network state writer".into())?,
             bridge_ns,
             worker,
             reaper,
@@ -337,9 +340,22 @@ impl Networks {
         })
     }
 
+    /// Saves the state and waits until it is on disk: for changes of the
+    /// networks themselves, which a user makes and expects to last.
     fn save(&self, inner: &Inner) -> Result<(), NetworkError> {
-        self.store
-            .save(&inner.state)
+        self.persister
+            .submit(&inner.state)
+            .and_then(|generation| self.persister.wait(generation))
+            .ctx(|| "saving the network state".into())
+    }
+
+    /// Saves the state without waiting: for a container's endpoints and
+    /// ports, changed on every create, start and removal (see
+    /// `persist.rs` for what a crash can lose, and how it is repaired).
+    fn save_later(&self, inner: &Inner) -> Result<(), NetworkError> {
+        self.persister
+            .submit(&inner.state)
+            .map(drop)
             .ctx(|| "saving the network state".into())
     }
 
@@ -597,6 +613,7 @@ impl Networks {
                 };
                 let mut own = Vec::new();
                 let mut user_defined = false;
+                let mut reserved = false;
                 for (net, opts) in &list {
                     let rec = find(&inner.state, net)?.clone();
                     user_defined |= !rec.is_default_bridge();
@@ -608,11 +625,18 @@ impl Networks {
                         .map(|e| e.ip);
                     let ip = match existing {
                         Some(ip) => ip,
-                        None => reserve(&mut inner.state, net, &c.id, &c.name, opts)?.ip,
+                        None => {
+                            reserved = true;
+                            reserve(&mut inner.state, net, &c.id, &c.name, opts)?.ip
+                        }
                     };
                     own.push(ip);
                 }
-                self.save(&inner)?;
+                // A start re-attaches with the same reservations: nothing
+                // to write then.
+                if reserved {
+                    self.save_later(&inner)?;
+                }
                 let resolv = if user_defined {
                     self.pod_resolv.embedded()
                 } else {
@@ -634,7 +658,11 @@ impl Networks {
             .collect();
         let write = |name: &str, text: String| -> Result<PathBuf, NetworkError> {
             let path = files_dir.join(name);
-            std::fs::write(&path, text).ctx(|| format!("writing {}", path.display()))?;
+            // A start re-attaches and mostly writes the same text again;
+            // on ext4 a file truncated and rewritten is flushed at close.
+            if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
+                std::fs::write(&path, text).ctx(|| format!("writing {}", path.display()))?;
+            }
             Ok(path)
         };
         let hosts_text = match &c.mode {
@@ -742,6 +770,11 @@ impl Networks {
         files_dir: &Path,
         netns: NetNs,
     ) -> Result<(Running, Vec<Ipv4Addr>, bool), NetworkError> {
+        // What is worth writing: a new reservation, new aliases, ports.
+        let before = (
+            inner.state.ports.get(&c.id).cloned(),
+            inner.state.endpoints.len(),
+        );
         let mut eps = Vec::new();
         for (net, opts) in list {
             let id = find(&inner.state, net)?.id.clone();
@@ -840,12 +873,20 @@ impl Networks {
                 inner.state.ports.insert(c.id.clone(), bindings);
             }
         }
+        let mut changed = before
+            != (
+                inner.state.ports.get(&c.id).cloned(),
+                inner.state.endpoints.len(),
+            );
         for ep in eps {
             if let Some(slot) = inner.state.endpoints.iter_mut().find(|e| e.id == ep.id) {
+                changed |= *slot != ep;
                 *slot = ep;
             }
         }
-        self.save(inner)?;
+        if changed {
+            self.save_later(inner)?;
+        }
         Ok((running, own, user_defined))
     }
 
@@ -984,9 +1025,38 @@ impl Networks {
         // Unchanged (`--network none`, `host`): no rewrite, which on ext4
         // costs a data flush on the `--rm` path (up to ~15 ms measured).
         if had_ports || inner.state.endpoints.len() != endpoints {
-            self.save(&inner)?;
+            self.save_later(&inner)?;
         }
         Ok(())
+    }
+
+    /// Drops the endpoints and ports of containers that no longer exist:
+    /// their removal was the last change before a crash, and its write
+    /// was lost (see `persist.rs`). Called when the engine opens, with
+    /// every container it knows.
+    pub fn keep_only(&self, containers: &HashSet<String>) -> Result<(), NetworkError> {
+        let mut inner = self.lock()?;
+        let stale: BTreeSet<String> = inner
+            .state
+            .endpoints
+            .iter()
+            .map(|e| &e.container_id)
+            .chain(inner.state.ports.keys())
+            .filter(|id| !containers.contains(*id))
+            .cloned()
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        for id in &stale {
+            tracing::info!(%id, "dropping the network reservations of a removed container");
+        }
+        inner
+            .state
+            .endpoints
+            .retain(|e| !stale.contains(&e.container_id));
+        inner.state.ports.retain(|id, _| !stale.contains(id));
+        self.save(&inner)
     }
 
     /// The container's Docker-shaped `NetworkSettings`.
@@ -1078,6 +1148,9 @@ impl Networks {
             self.release(&id)?;
         }
         self.settle();
+        self.persister
+            .flush()
+            .ctx(|| "saving the network state".into())?;
         {
             let mut inner = self.lock()?;
             let bridges: Vec<String> = inner
