@@ -8,12 +8,16 @@ use anyhow::{bail, Context};
 use hutch_engine::bootstrap::{self, BootstrapOptions};
 use hutch_engine::containers::{Engine, EngineEvent, EngineOptions};
 use hutch_engine::network::{Networks, NetworksConfig, UplinkPreference};
+use hutch_images::registry::RegistrySettings;
 
 use crate::cli::{DaemonArgs, GlobalOptions};
 use crate::defaults;
 use crate::server::{self, EventBus, ListenAddr, TlsOptions};
 
 pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode> {
+    for key in &args.ignored_config {
+        tracing::warn!(option = %key, "a dockerd option in the config file that hutch ignores");
+    }
     let data_root = global.data_root.clone().unwrap_or_else(defaults::data_root);
     std::fs::create_dir_all(&data_root)
         .with_context(|| format!("creating data root {}", data_root.display()))?;
@@ -82,6 +86,14 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
         engine,
         events,
         doctor,
+        registry: registry_settings(args),
+        config_warnings: args
+            .ignored_config
+            .iter()
+            .map(|key| {
+                format!("daemon config option {key:?} is not supported by hutch and was ignored")
+            })
+            .collect(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -98,6 +110,20 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// The environment's registry settings (as daemonless commands read them)
+/// plus the daemon's `--insecure-registry`/`--registry-mirror` and their
+/// config-file forms.
+fn registry_settings(args: &DaemonArgs) -> RegistrySettings {
+    let mut settings = RegistrySettings::from_env();
+    settings
+        .insecure
+        .extend(args.insecure_registries.iter().cloned());
+    settings
+        .mirrors
+        .extend(args.registry_mirrors.iter().cloned());
+    settings
+}
+
 /// The bridge networks, in a bridge netns of the engine's; without them
 /// (a pod that cannot make network namespaces) containers run with
 /// network `none` and every create says so.
@@ -106,7 +132,7 @@ fn open_networks(
     data_root: &std::path::Path,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Option<Arc<Networks>>> {
-    let uplink = match args.network_uplink.as_str() {
+    let uplink = match args.network_uplink.as_deref().unwrap_or("auto") {
         "auto" => UplinkPreference::Auto,
         "kernel" => UplinkPreference::Kernel,
         "l4-relay" => UplinkPreference::L4Relay,
