@@ -43,7 +43,7 @@ pub enum NetworkError {
     AlreadyConnected { container: String, network: String },
     #[error("container {container} is not connected to network {network}")]
     NotConnected { container: String, network: String },
-    #[error("no more addresses in network {0}")]
+    #[error("no available IPv4 addresses on this network's address pools: {0}")]
     Exhausted(String),
     #[error("container {0} is not running: cannot join its network namespace")]
     NotRunning(String),
@@ -100,6 +100,10 @@ pub struct CreateNetwork {
     pub driver: Option<String>,
     pub subnet: Option<String>,
     pub gateway: Option<Ipv4Addr>,
+    /// `--ip-range`, inside the subnet.
+    pub ip_range: Option<String>,
+    /// `--aux-address NAME=IP`, inside the subnet.
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
@@ -423,6 +427,25 @@ impl Networks {
                 "gateway {gateway} is not in subnet {subnet}"
             )));
         }
+        let ip_range = match &req.ip_range {
+            Some(r) => {
+                let range: Subnet = r.parse().map_err(NetworkError::Invalid)?;
+                if !subnet.contains(range.addr) || range.prefix < subnet.prefix {
+                    return Err(NetworkError::Invalid(format!(
+                        "ip range {range} is not within subnet {subnet}"
+                    )));
+                }
+                Some(range)
+            }
+            None => None,
+        };
+        for (name, ip) in &req.aux_addresses {
+            if !subnet.contains(*ip) {
+                return Err(NetworkError::Invalid(format!(
+                    "auxiliary address: ({name}:{ip}) must belong to the master pool: {subnet}"
+                )));
+            }
+        }
         let id = random_id();
         let rec = NetworkRecord {
             bridge: format!("br-{}", &id[..12]),
@@ -436,6 +459,8 @@ impl Networks {
             labels: req.labels.clone(),
             options: req.options.clone(),
             user_subnet: req.subnet.is_some(),
+            ip_range,
+            aux_addresses: req.aux_addresses.clone(),
         };
         make_bridge(&mut inner.rtnl, &rec, self.mode)
             .ctx(|| format!("creating the bridge of {}", rec.name))?;
@@ -1206,6 +1231,12 @@ impl Networks {
             vec![IpamConfig {
                 subnet: net.subnet.to_string(),
                 gateway: net.gateway.to_string(),
+                ip_range: net.ip_range.map(|r| r.to_string()).unwrap_or_default(),
+                auxiliary_addresses: net
+                    .aux_addresses
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .collect(),
             }]
         } else {
             Vec::new()
@@ -1303,6 +1334,7 @@ fn reserve(
         .map(|e| e.ip)
         .collect();
     used.insert(net.gateway);
+    used.extend(net.aux_addresses.values().copied());
     let ip = match opts.ipv4_address {
         Some(ip) if !net.subnet.contains(ip) || used.contains(&ip) => {
             return Err(NetworkError::Invalid(format!(
@@ -1311,7 +1343,7 @@ fn reserve(
             )));
         }
         Some(ip) => ip,
-        None => ipam::free_address(&net.subnet, &used)
+        None => ipam::free_address_in(&net.subnet, net.ip_range.as_ref(), &used)
             .ok_or_else(|| NetworkError::Exhausted(net.name.clone()))?,
     };
     let ep = EndpointRecord {
@@ -1373,6 +1405,8 @@ fn ensure_predefined(state: &mut State) {
             labels: BTreeMap::new(),
             options: BTreeMap::new(),
             user_subnet: false,
+            ip_range: None,
+            aux_addresses: BTreeMap::new(),
         });
     }
 }

@@ -32,6 +32,13 @@ pub struct NetworkRecord {
     /// Whether the IPAM config was given by the user (inspect shows it).
     #[serde(default)]
     pub user_subnet: bool,
+    /// `--ip-range`: where addresses are given out from (the whole subnet
+    /// when absent); `--ip` may still pick any free address of the subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Subnet>,
+    /// `--aux-address NAME=IP`: addresses never given to a container.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
     /// The bridge's name in the bridge netns.
     pub bridge: String,
 }
