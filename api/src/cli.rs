@@ -184,19 +184,28 @@ pub struct DaemonArgs {
     /// How containers reach the pod's network: `auto` (the kernel path when
     /// the pod allows it, else the layer-4 relay), `kernel`, `l4-relay`, or
     /// `slirp4netns` (in a pod with /dev/net/tun; `auto` if it cannot start).
-    #[arg(long, value_name = "MODE", default_value = "auto")]
-    pub network_uplink: String,
+    #[arg(long, value_name = "MODE")]
+    pub network_uplink: Option<String>,
+    /// dockerd's daemon.json (default /etc/hutch/daemon.json, if present):
+    /// the same settings under dockerd's names.
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// A registry reached over plain HTTP (and TLS without verification)
+    /// as well; localhost and 127.0.0.0/8 always are. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// A mirror tried before Docker Hub for docker.io images. Repeatable.
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    pub registry_mirrors: Vec<String>,
+    /// dockerd options in the config file that hutch ignores (warned about).
+    #[arg(skip)]
+    pub ignored_config: Vec<String>,
     /// Seconds a container gets between its stop signal and SIGKILL when
     /// the daemon stops it (at shutdown, or at a start that cannot give a
     /// running container its network back): its own stop timeout, at most
-    /// this; -1 for no bound.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 15,
-        allow_negative_numbers = true
-    )]
-    pub shutdown_timeout: i64,
+    /// this; -1 for no bound. Default 15, as dockerd.
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub shutdown_timeout: Option<i64>,
 }
 
 #[derive(Debug, Args)]

@@ -18,7 +18,14 @@ fn main() -> std::process::ExitCode {
     {
         return commands::supervise();
     }
-    let cli = cli::Cli::parse();
+    let mut cli = cli::Cli::parse();
+    // The daemon's config file may set the log level: read it first.
+    if let cli::Command::Daemon(args) = &mut cli.command {
+        if let Err(err) = commands::daemon_config::apply(&mut cli.global, args) {
+            eprintln!("hutch: {err:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     commands::init_logging(cli.global.log_level.as_deref(), cli.global.debug);
     match commands::run(cli) {
         Ok(code) => code,

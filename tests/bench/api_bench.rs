@@ -40,6 +40,9 @@ struct Cli {
     requests: u32,
     #[arg(long, value_enum, default_value_t = PodKind::Default)]
     pod: PodKind,
+    /// Copy the daemon's debug log (request and phase timestamps) here.
+    #[arg(long)]
+    log: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -248,6 +251,10 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
         percentile(&times, 99.0)
     );
     daemon.docker_ok(&["container", "prune", "-f"])?;
+    if let Some(path) = &cli.log {
+        std::fs::write(path, daemon.log())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     ensure!(daemon.stop()?.success(), "daemon exit");
     pod.stop()
 }

@@ -350,6 +350,8 @@ fn docker_cli_run() -> Result<()> {
             "net.ipv4.ip_forward=1",
             "--device",
             "/dev/null:/dev/x",
+            "--link",
+            "elsewhere:db",
             bb,
             "true",
         ],
@@ -358,7 +360,8 @@ fn docker_cli_run() -> Result<()> {
         out.status.success()
             && text(&out.stderr)
                 .contains("sysctls are not applied by hutch yet: net.ipv4.ip_forward")
-            && text(&out.stderr).contains("devices are not added by hutch yet"),
+            && text(&out.stderr).contains("devices are not added by hutch yet")
+            && text(&out.stderr).contains("links (--link) are not supported by hutch"),
         "{out:?}"
     );
     let out = docker(

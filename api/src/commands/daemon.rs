@@ -8,12 +8,19 @@ use anyhow::{bail, Context};
 use hutch_engine::bootstrap::{self, BootstrapOptions};
 use hutch_engine::containers::{Engine, EngineEvent, EngineOptions};
 use hutch_engine::network::{Networks, NetworksConfig, UplinkPreference};
+use hutch_images::registry::RegistrySettings;
 
 use crate::cli::{DaemonArgs, GlobalOptions};
 use crate::defaults;
 use crate::server::{self, EventBus, ListenAddr, TlsOptions};
 
+/// dockerd's default `--shutdown-timeout`, in seconds.
+const SHUTDOWN_TIMEOUT: i64 = 15;
+
 pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode> {
+    for key in &args.ignored_config {
+        tracing::warn!(option = %key, "a dockerd option in the config file that hutch ignores");
+    }
     let data_root = global.data_root.clone().unwrap_or_else(defaults::data_root);
     std::fs::create_dir_all(&data_root)
         .with_context(|| format!("creating data root {}", data_root.display()))?;
@@ -73,9 +80,10 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
         cgroups: hutch_engine::cgroups::Cgroups::detect(),
     })
     .context("opening the container engine")?;
+    let shutdown_timeout = args.shutdown_timeout.unwrap_or(SHUTDOWN_TIMEOUT);
     // Before the API serves, as dockerd restores: containers that lost
     // their network stopped, those whose policy says so started again.
-    engine.restore(args.shutdown_timeout);
+    engine.restore(shutdown_timeout);
     let containers = engine.clone();
     let config = server::Config {
         addrs,
@@ -86,6 +94,14 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
         engine,
         events,
         doctor,
+        registry: registry_settings(args),
+        config_warnings: args
+            .ignored_config
+            .iter()
+            .map(|key| {
+                format!("daemon config option {key:?} is not supported by hutch and was ignored")
+            })
+            .collect(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -96,7 +112,7 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
     runtime.spawn(server::force_quit_after(2));
     // dockerd without live-restore: every running container is stopped
     // (with its stop signal and timeout, bounded) before the daemon goes.
-    containers.shutdown_containers(args.shutdown_timeout);
+    containers.shutdown_containers(shutdown_timeout);
     // Links and nftables rules in the pod's netns outlive us otherwise.
     if let Some(nets) = networks {
         if let Err(e) = nets.shutdown() {
@@ -107,6 +123,20 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// The environment's registry settings (as daemonless commands read them)
+/// plus the daemon's `--insecure-registry`/`--registry-mirror` and their
+/// config-file forms.
+fn registry_settings(args: &DaemonArgs) -> RegistrySettings {
+    let mut settings = RegistrySettings::from_env();
+    settings
+        .insecure
+        .extend(args.insecure_registries.iter().cloned());
+    settings
+        .mirrors
+        .extend(args.registry_mirrors.iter().cloned());
+    settings
+}
+
 /// The bridge networks, in a bridge netns of the engine's; without them
 /// (a pod that cannot make network namespaces) containers run with
 /// network `none` and every create says so.
@@ -115,7 +145,7 @@ fn open_networks(
     data_root: &std::path::Path,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Option<Arc<Networks>>> {
-    let uplink = match args.network_uplink.as_str() {
+    let uplink = match args.network_uplink.as_deref().unwrap_or("auto") {
         "auto" => UplinkPreference::Auto,
         "kernel" => UplinkPreference::Kernel,
         "l4-relay" => UplinkPreference::L4Relay,

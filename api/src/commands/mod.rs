@@ -4,6 +4,7 @@ pub mod archive;
 pub mod build;
 mod build_progress;
 mod daemon;
+pub mod daemon_config;
 mod doctor;
 pub mod engine;
 mod humanize;

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hutch_engine::containers::{Engine, EngineError};
+use hutch_images::registry::RegistrySettings;
 use hutch_images::ImageStore;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -48,6 +49,11 @@ pub struct Config {
     pub events: Arc<EventBus>,
     /// The doctor, started while the daemon was still in the pod's namespaces.
     pub doctor: DoctorProcess,
+    /// Insecure registries, mirrors and the certs.d directory, from the
+    /// daemon's flags, its config file and the environment.
+    pub registry: RegistrySettings,
+    /// Options of the config file that hutch ignores, for `/info`'s warnings.
+    pub config_warnings: Vec<String>,
 }
 
 /// State shared by every request handler.
@@ -62,6 +68,8 @@ pub struct Daemon {
     pub doctor: doctor::DoctorCell,
     /// `docker run`'s attach requests waiting for the start.
     pub pending_attaches: hijack::PendingAttaches,
+    pub registry: RegistrySettings,
+    pub config_warnings: Vec<String>,
 }
 
 impl Daemon {
@@ -98,6 +106,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         engine: config.engine,
         events: config.events,
         pending_attaches: hijack::PendingAttaches::default(),
+        registry: config.registry,
+        config_warnings: config.config_warnings,
     });
     tracing::info!(data_root = %daemon.data_root.display(), "daemon starting");
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;

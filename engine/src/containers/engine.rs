@@ -5,7 +5,7 @@
 //! event stream from its supervisor. All calls block; the daemon runs them
 //! on blocking threads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -1512,8 +1512,12 @@ impl Engine {
     /// their netns to plug them again: the daemon stops them and starts
     /// again those whose restart policy says so ([`Engine::restore`]).
     fn start_networking(&self) -> Result<()> {
-        if self.inner.opts.networks.is_none() {
+        let Some(nets) = &self.inner.opts.networks else {
             return Ok(());
+        };
+        let known: HashSet<String> = self.lock().containers.keys().cloned().collect();
+        if let Err(e) = nets.keep_only(&known) {
+            tracing::warn!(%e, "dropping the network reservations of removed containers");
         }
         let weak = Arc::downgrade(&self.inner);
         networking::serve_hook(

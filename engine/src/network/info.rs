@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 pub struct IpamConfig {
     pub subnet: String,
     pub gateway: String,
+    /// `--ip-range`, empty when not given.
+    #[serde(rename = "IPRange", default, skip_serializing_if = "String::is_empty")]
+    pub ip_range: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub auxiliary_addresses: BTreeMap<String, String>,
 }
 
 /// One container on a network, as `docker network inspect` lists it.

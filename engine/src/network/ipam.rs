@@ -105,6 +105,26 @@ pub fn free_address(subnet: &Subnet, used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Ad
         .find(|ip| !used.contains(ip))
 }
 
+/// The lowest free host address of `subnet` inside `range` (`--ip-range`;
+/// the whole subnet without one). Never the subnet's network or broadcast
+/// address, even when the range spans them.
+pub fn free_address_in(
+    subnet: &Subnet,
+    range: Option<&Subnet>,
+    used: &BTreeSet<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
+    let Some(range) = range else {
+        return free_address(subnet, used);
+    };
+    let last = u32::try_from(subnet.size().saturating_sub(1)).unwrap_or(u32::MAX);
+    let (network, broadcast) = (subnet.nth(0), subnet.nth(last));
+    let size = u32::try_from(range.size()).unwrap_or(u32::MAX);
+    (0..size)
+        .map(|n| range.nth(n))
+        .filter(|ip| subnet.contains(*ip) && *ip != network && *ip != broadcast)
+        .find(|ip| !used.contains(ip))
+}
+
 /// Docker's MAC for an address: 02:42:a:b:c:d.
 pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     let o = ip.octets();
@@ -149,6 +169,34 @@ mod tests {
         assert_eq!(free_address(&s, &used), Some(Ipv4Addr::new(10, 0, 0, 2)));
         used.insert(Ipv4Addr::new(10, 0, 0, 2));
         assert_eq!(free_address(&s, &used), None);
+    }
+
+    #[test]
+    fn an_ip_range_narrows_where_addresses_come_from() -> Result<(), String> {
+        let subnet: Subnet = "172.28.0.0/16".parse()?;
+        let range: Subnet = "172.28.5.0/30".parse()?;
+        let mut used = BTreeSet::new();
+        let mut got = Vec::new();
+        while let Some(ip) = free_address_in(&subnet, Some(&range), &used) {
+            used.insert(ip);
+            got.push(ip.to_string());
+        }
+        // A range's own network and broadcast addresses are usable hosts
+        // of the subnet, as in Docker.
+        assert_eq!(
+            got,
+            ["172.28.5.0", "172.28.5.1", "172.28.5.2", "172.28.5.3"]
+        );
+        // A range spanning the whole subnet skips its ends.
+        let small: Subnet = "10.0.0.0/30".parse()?;
+        let mut used = BTreeSet::new();
+        let mut all = Vec::new();
+        while let Some(ip) = free_address_in(&small, Some(&small), &used) {
+            used.insert(ip);
+            all.push(ip.to_string());
+        }
+        assert_eq!(all, ["10.0.0.1", "10.0.0.2"]);
+        Ok(())
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! [`Networks`]: the engine's networking API for the daemon.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
@@ -17,6 +17,7 @@ use super::info::{
 };
 use super::ipam::{self, Subnet};
 use super::netns::{self, NetNs, Worker};
+use super::persist::Persister;
 use super::podside::{self, PodParent};
 use super::ports::{PortRequest, Published};
 use super::relay::{self, Relay};
@@ -42,7 +43,7 @@ pub enum NetworkError {
     AlreadyConnected { container: String, network: String },
     #[error("container {container} is not connected to network {network}")]
     NotConnected { container: String, network: String },
-    #[error("no more addresses in network {0}")]
+    #[error("no available IPv4 addresses on this network's address pools: {0}")]
     Exhausted(String),
     #[error("container {0} is not running: cannot join its network namespace")]
     NotRunning(String),
@@ -99,6 +100,10 @@ pub struct CreateNetwork {
     pub driver: Option<String>,
     pub subnet: Option<String>,
     pub gateway: Option<Ipv4Addr>,
+    /// `--ip-range`, inside the subnet.
+    pub ip_range: Option<String>,
+    /// `--aux-address NAME=IP`, inside the subnet.
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
@@ -207,7 +212,8 @@ struct Inner {
 /// The engine's networks.
 pub struct Networks {
     inner: Mutex<Inner>,
-    store: Store,
+    /// Writes `state.json`; see [`Networks::save`] and [`Networks::save_later`].
+    persister: Persister,
     bridge_ns: NetNs,
     worker: Arc<Worker>,
     /// Deletes stopped containers' veths in the background.
@@ -292,7 +298,8 @@ impl Networks {
                 pending: HashMap::new(),
                 running: HashMap::new(),
             }),
-            store,
+            persister: Persister::spawn(store)
+                .ctx(|| "starting the network state writer".into())?,
             bridge_ns,
             worker,
             reaper,
@@ -337,9 +344,22 @@ impl Networks {
         })
     }
 
+    /// Saves the state and waits until it is on disk: for changes of the
+    /// networks themselves, which a user makes and expects to last.
     fn save(&self, inner: &Inner) -> Result<(), NetworkError> {
-        self.store
-            .save(&inner.state)
+        self.persister
+            .submit(&inner.state)
+            .and_then(|generation| self.persister.wait(generation))
+            .ctx(|| "saving the network state".into())
+    }
+
+    /// Saves the state without waiting: for a container's endpoints and
+    /// ports, changed on every create, start and removal (see
+    /// `persist.rs` for what a crash can lose, and how it is repaired).
+    fn save_later(&self, inner: &Inner) -> Result<(), NetworkError> {
+        self.persister
+            .submit(&inner.state)
+            .map(drop)
             .ctx(|| "saving the network state".into())
     }
 
@@ -407,6 +427,25 @@ impl Networks {
                 "gateway {gateway} is not in subnet {subnet}"
             )));
         }
+        let ip_range = match &req.ip_range {
+            Some(r) => {
+                let range: Subnet = r.parse().map_err(NetworkError::Invalid)?;
+                if !subnet.contains(range.addr) || range.prefix < subnet.prefix {
+                    return Err(NetworkError::Invalid(format!(
+                        "ip range {range} is not within subnet {subnet}"
+                    )));
+                }
+                Some(range)
+            }
+            None => None,
+        };
+        for (name, ip) in &req.aux_addresses {
+            if !subnet.contains(*ip) {
+                return Err(NetworkError::Invalid(format!(
+                    "auxiliary address: ({name}:{ip}) must belong to the master pool: {subnet}"
+                )));
+            }
+        }
         let id = random_id();
         let rec = NetworkRecord {
             bridge: format!("br-{}", &id[..12]),
@@ -420,6 +459,8 @@ impl Networks {
             labels: req.labels.clone(),
             options: req.options.clone(),
             user_subnet: req.subnet.is_some(),
+            ip_range,
+            aux_addresses: req.aux_addresses.clone(),
         };
         make_bridge(&mut inner.rtnl, &rec, self.mode)
             .ctx(|| format!("creating the bridge of {}", rec.name))?;
@@ -597,6 +638,7 @@ impl Networks {
                 };
                 let mut own = Vec::new();
                 let mut user_defined = false;
+                let mut reserved = false;
                 for (net, opts) in &list {
                     let rec = find(&inner.state, net)?.clone();
                     user_defined |= !rec.is_default_bridge();
@@ -608,11 +650,18 @@ impl Networks {
                         .map(|e| e.ip);
                     let ip = match existing {
                         Some(ip) => ip,
-                        None => reserve(&mut inner.state, net, &c.id, &c.name, opts)?.ip,
+                        None => {
+                            reserved = true;
+                            reserve(&mut inner.state, net, &c.id, &c.name, opts)?.ip
+                        }
                     };
                     own.push(ip);
                 }
-                self.save(&inner)?;
+                // A start re-attaches with the same reservations: nothing
+                // to write then.
+                if reserved {
+                    self.save_later(&inner)?;
+                }
                 let resolv = if user_defined {
                     self.pod_resolv.embedded()
                 } else {
@@ -634,7 +683,11 @@ impl Networks {
             .collect();
         let write = |name: &str, text: String| -> Result<PathBuf, NetworkError> {
             let path = files_dir.join(name);
-            std::fs::write(&path, text).ctx(|| format!("writing {}", path.display()))?;
+            // A start re-attaches and mostly writes the same text again;
+            // on ext4 a file truncated and rewritten is flushed at close.
+            if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
+                std::fs::write(&path, text).ctx(|| format!("writing {}", path.display()))?;
+            }
             Ok(path)
         };
         let hosts_text = match &c.mode {
@@ -742,6 +795,11 @@ impl Networks {
         files_dir: &Path,
         netns: NetNs,
     ) -> Result<(Running, Vec<Ipv4Addr>, bool), NetworkError> {
+        // What is worth writing: a new reservation, new aliases, ports.
+        let before = (
+            inner.state.ports.get(&c.id).cloned(),
+            inner.state.endpoints.len(),
+        );
         let mut eps = Vec::new();
         for (net, opts) in list {
             let id = find(&inner.state, net)?.id.clone();
@@ -840,12 +898,20 @@ impl Networks {
                 inner.state.ports.insert(c.id.clone(), bindings);
             }
         }
+        let mut changed = before
+            != (
+                inner.state.ports.get(&c.id).cloned(),
+                inner.state.endpoints.len(),
+            );
         for ep in eps {
             if let Some(slot) = inner.state.endpoints.iter_mut().find(|e| e.id == ep.id) {
+                changed |= *slot != ep;
                 *slot = ep;
             }
         }
-        self.save(inner)?;
+        if changed {
+            self.save_later(inner)?;
+        }
         Ok((running, own, user_defined))
     }
 
@@ -984,9 +1050,38 @@ impl Networks {
         // Unchanged (`--network none`, `host`): no rewrite, which on ext4
         // costs a data flush on the `--rm` path (up to ~15 ms measured).
         if had_ports || inner.state.endpoints.len() != endpoints {
-            self.save(&inner)?;
+            self.save_later(&inner)?;
         }
         Ok(())
+    }
+
+    /// Drops the endpoints and ports of containers that no longer exist:
+    /// their removal was the last change before a crash, and its write
+    /// was lost (see `persist.rs`). Called when the engine opens, with
+    /// every container it knows.
+    pub fn keep_only(&self, containers: &HashSet<String>) -> Result<(), NetworkError> {
+        let mut inner = self.lock()?;
+        let stale: BTreeSet<String> = inner
+            .state
+            .endpoints
+            .iter()
+            .map(|e| &e.container_id)
+            .chain(inner.state.ports.keys())
+            .filter(|id| !containers.contains(*id))
+            .cloned()
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        for id in &stale {
+            tracing::info!(%id, "dropping the network reservations of a removed container");
+        }
+        inner
+            .state
+            .endpoints
+            .retain(|e| !stale.contains(&e.container_id));
+        inner.state.ports.retain(|id, _| !stale.contains(id));
+        self.save(&inner)
     }
 
     /// The container's Docker-shaped `NetworkSettings`.
@@ -1078,6 +1173,9 @@ impl Networks {
             self.release(&id)?;
         }
         self.settle();
+        self.persister
+            .flush()
+            .ctx(|| "saving the network state".into())?;
         {
             let mut inner = self.lock()?;
             let bridges: Vec<String> = inner
@@ -1133,6 +1231,12 @@ impl Networks {
             vec![IpamConfig {
                 subnet: net.subnet.to_string(),
                 gateway: net.gateway.to_string(),
+                ip_range: net.ip_range.map(|r| r.to_string()).unwrap_or_default(),
+                auxiliary_addresses: net
+                    .aux_addresses
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .collect(),
             }]
         } else {
             Vec::new()
@@ -1230,6 +1334,7 @@ fn reserve(
         .map(|e| e.ip)
         .collect();
     used.insert(net.gateway);
+    used.extend(net.aux_addresses.values().copied());
     let ip = match opts.ipv4_address {
         Some(ip) if !net.subnet.contains(ip) || used.contains(&ip) => {
             return Err(NetworkError::Invalid(format!(
@@ -1238,7 +1343,7 @@ fn reserve(
             )));
         }
         Some(ip) => ip,
-        None => ipam::free_address(&net.subnet, &used)
+        None => ipam::free_address_in(&net.subnet, net.ip_range.as_ref(), &used)
             .ok_or_else(|| NetworkError::Exhausted(net.name.clone()))?,
     };
     let ep = EndpointRecord {
@@ -1300,6 +1405,8 @@ fn ensure_predefined(state: &mut State) {
             labels: BTreeMap::new(),
             options: BTreeMap::new(),
             user_subnet: false,
+            ip_range: None,
+            aux_addresses: BTreeMap::new(),
         });
     }
 }

@@ -19,6 +19,7 @@ pub mod ipam;
 mod manager;
 pub mod netns;
 pub mod nft;
+mod persist;
 pub mod podside;
 pub mod ports;
 mod relay;

@@ -1,7 +1,7 @@
 //! The networking state that must survive a daemon restart: networks, the
 //! endpoints reserved for containers (address, MAC, aliases) and their
 //! resolved published ports. Kept as one JSON file under the data root,
-//! replaced atomically on every change.
+//! replaced atomically on every change (by [`super::persist::Persister`]).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -32,6 +32,13 @@ pub struct NetworkRecord {
     /// Whether the IPAM config was given by the user (inspect shows it).
     #[serde(default)]
     pub user_subnet: bool,
+    /// `--ip-range`: where addresses are given out from (the whole subnet
+    /// when absent); `--ip` may still pick any free address of the subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Subnet>,
+    /// `--aux-address NAME=IP`: addresses never given to a container.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
     /// The bridge's name in the bridge netns.
     pub bridge: String,
 }
@@ -124,14 +131,17 @@ impl Store {
     }
 
     pub fn save(&self, state: &State) -> io::Result<()> {
+        self.write_bytes(&serde_json::to_vec_pretty(state).map_err(io::Error::other)?)
+    }
+
+    /// Replaces the file with `bytes` (a serialised [`State`]) by rename:
+    /// a crash leaves the old state or the new one, never a torn file.
+    pub fn write_bytes(&self, bytes: &[u8]) -> io::Result<()> {
         if let Some(dir) = self.file.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = self.file.with_extension("tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(state).map_err(io::Error::other)?,
-        )?;
+        std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, &self.file)
     }
 }

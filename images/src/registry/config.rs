@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// Where CA certificates for registries live by default.
@@ -138,7 +139,10 @@ impl RegistrySettings {
         name == "localhost"
             || name.starts_with("127.")
             || name == "[::1]"
-            || self.insecure.iter().any(|i| i == host || i == name)
+            || self
+                .insecure
+                .iter()
+                .any(|i| i == host || i == name || in_cidr(i, name))
     }
 
     fn cas_for(&self, host: &str) -> Vec<Vec<u8>> {
@@ -171,6 +175,34 @@ fn read_cas(dir: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Whether `name` is an IP address inside `cidr` (`10.0.0.0/8`,
+/// `fd00::/8`): dockerd's insecure-registries take networks as well as
+/// hosts. Not an IP, or not a CIDR: false.
+fn in_cidr(cidr: &str, name: &str) -> bool {
+    let Some((net, bits)) = cidr.split_once('/') else {
+        return false;
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let (Ok(net), Ok(bits), Ok(ip)) = (
+        net.parse::<IpAddr>(),
+        bits.parse::<u32>(),
+        name.parse::<IpAddr>(),
+    ) else {
+        return false;
+    };
+    let (net, ip, width) = match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => (u128::from(u32::from(n)), u128::from(u32::from(i)), 32),
+        (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+        _ => return false,
+    };
+    if bits > width {
+        return false;
+    }
+    let shift = width - bits;
+    // A /0 matches everything; shifting a u128 by 128 would overflow.
+    shift >= 128 || (net >> shift) == (ip >> shift)
+}
+
 fn split_url(url: &str) -> (Option<Scheme>, String) {
     let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
         (Some(Scheme::Https), rest)
@@ -194,6 +226,21 @@ fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn insecure_networks_match_the_addresses_in_them() {
+        let settings = RegistrySettings {
+            insecure: vec!["10.0.0.0/8".into(), "fd00::/8".into(), "bad/99".into()],
+            ..RegistrySettings::default()
+        };
+        assert!(settings.is_insecure("10.1.2.3:5000"));
+        assert!(settings.is_insecure("[fd00::1]:5000"));
+        assert!(!settings.is_insecure("11.1.2.3:5000"));
+        assert!(!settings.is_insecure("reg.internal:5000"));
+        assert!(in_cidr("0.0.0.0/0", "192.0.2.1"));
+        assert!(!in_cidr("10.0.0.0/33", "10.0.0.1"));
+        assert!(!in_cidr("10.0.0.0/8", "fd00::1"));
+    }
 
     #[test]
     fn local_and_listed_registries_are_plain_http() {

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use hutch_builder::exec::{BuildError, BuildOptions, BuildTmp, Built, Executor};
 use hutch_builder::BuildArgs;
 use hutch_engine::runtime::Runtime;
-use hutch_images::registry::{AuthConfig, RegistrySettings};
+use hutch_images::registry::AuthConfig;
 use hutch_images::{Reference, RegistryRequest};
 use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
@@ -316,7 +316,7 @@ async fn build(req: ApiRequest) -> Reply {
         runtime: Runtime::new(daemon.engine.exe().to_path_buf()),
         proc_mode: daemon.engine.proc_mode(),
         registry: RegistryRequest {
-            settings: RegistrySettings::from_env(),
+            settings: daemon.registry.clone(),
             auth: None,
         },
         cancel: cancel.clone(),

@@ -264,6 +264,14 @@ fn check_host_config(host: &HostConfig, warnings: &mut Vec<String>) -> Result<()
             names.join(", ")
         ));
     }
+    // Docker's legacy links: not built; said rather than dropped silently.
+    if let Some(links) = host.links.as_ref().filter(|l| !l.is_empty()) {
+        warnings.push(format!(
+            "links (--link) are not supported by hutch and were ignored: {}; put the \
+             containers on a user-defined network, where they reach each other by name",
+            links.join(", ")
+        ));
+    }
     if let Some(devices) = host.devices.as_ref().filter(|d| !d.is_empty()) {
         let paths: Vec<&str> = devices
             .iter()

@@ -77,7 +77,16 @@ pub fn wire(net: &NetworkInfo, containers: bool) -> Value {
     let config: Vec<Value> = net
         .ipam
         .iter()
-        .map(|c| json!({"Subnet": c.subnet, "Gateway": c.gateway}))
+        .map(|c| {
+            let mut pool = json!({"Subnet": c.subnet, "Gateway": c.gateway});
+            if !c.ip_range.is_empty() {
+                pool["IPRange"] = json!(c.ip_range);
+            }
+            if !c.auxiliary_addresses.is_empty() {
+                pool["AuxiliaryAddresses"] = json!(c.auxiliary_addresses);
+            }
+            pool
+        })
         .collect();
     let members: BTreeMap<&String, Value> = if containers {
         net.containers
@@ -256,22 +265,21 @@ fn create_request(body: CreateBody) -> Result<CreateNetwork, ApiError> {
         ));
     }
     let pool = pools.into_iter().next().unwrap_or_default();
-    if let Some(range) = pool.ip_range.as_deref().filter(|r| !r.is_empty()) {
-        if pool.subnet.as_deref() != Some(range) {
-            return Err(ApiError::bad_request(
-                "--ip-range narrower than the subnet is not supported by hutch yet",
-            ));
-        }
+    let ip_range = pool.ip_range.filter(|r| !r.is_empty());
+    if ip_range.is_some() && pool.subnet.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request("an ip range needs a subnet"));
     }
-    if pool
+    let aux_addresses = pool
         .auxiliary_addresses
-        .as_ref()
-        .is_some_and(|a| !a.is_empty())
-    {
-        return Err(ApiError::bad_request(
-            "auxiliary addresses (--aux-address) are not supported by hutch yet",
-        ));
-    }
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, ip)| match ip.parse() {
+            Ok(addr) => Ok((name, addr)),
+            Err(_) => Err(ApiError::bad_request(format!(
+                "invalid auxiliary address {name}={ip}: want an IPv4 address"
+            ))),
+        })
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
     let gateway = match pool.gateway.as_deref().filter(|g| !g.is_empty()) {
         Some(g) => Some(g.parse().map_err(|_| {
             ApiError::bad_request(format!(
@@ -288,6 +296,8 @@ fn create_request(body: CreateBody) -> Result<CreateNetwork, ApiError> {
         driver,
         subnet: pool.subnet.filter(|s| !s.is_empty()),
         gateway,
+        ip_range,
+        aux_addresses,
         internal: body.internal,
         labels: body.labels.unwrap_or_default(),
         options: body.options.unwrap_or_default(),

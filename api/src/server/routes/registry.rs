@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use bollard_stubs::models::{DistributionInspect, OciDescriptor, OciPlatform};
 use bytes::Bytes;
-use hutch_images::registry::{login, AuthConfig, LoginError, PullStatus, RegistrySettings};
+use hutch_images::registry::{login, AuthConfig, LoginError, PullStatus};
 use hutch_images::{ImageError, ProgressEvent, ProgressSink, Reference, RegistryRequest};
-use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -34,9 +33,10 @@ enum Operation {
     Push,
 }
 
-/// Registry settings come from the daemon's environment (as the daemonless
-/// commands read them); credentials from the client's `X-Registry-Auth`.
-fn registry_request(headers: &HeaderMap) -> Result<RegistryRequest, ApiError> {
+/// Registry settings are the daemon's (flags, config file, environment);
+/// credentials come from the client's `X-Registry-Auth`.
+pub(crate) fn registry_request(req: &ApiRequest) -> Result<RegistryRequest, ApiError> {
+    let headers = &req.headers;
     let auth = match headers.get("X-Registry-Auth").map(|v| v.to_str()) {
         Some(Ok(value)) if !value.trim().is_empty() => Some(
             AuthConfig::from_header(value)
@@ -46,7 +46,7 @@ fn registry_request(headers: &HeaderMap) -> Result<RegistryRequest, ApiError> {
         _ => None,
     };
     Ok(RegistryRequest {
-        settings: RegistrySettings::from_env(),
+        settings: req.daemon.registry.clone(),
         auth,
     })
 }
@@ -70,7 +70,7 @@ pub async fn pull(req: ApiRequest) -> Reply {
         .ok_or_else(|| ApiError::bad_request("fromImage is required"))?;
     let name = pull_reference(from, req.query.non_empty("tag"))?;
     let platform = req.query.non_empty("platform").map(str::to_owned);
-    let request = registry_request(&req.headers)?;
+    let request = registry_request(&req)?;
     let reference = Reference::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let daemon = req.daemon.clone();
 
@@ -127,7 +127,7 @@ pub async fn push(req: ApiRequest) -> Reply {
         name = format!("{name}:{tag}");
     }
     let reference = Reference::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let request = registry_request(&req.headers)?;
+    let request = registry_request(&req)?;
     let daemon = req.daemon.clone();
     // moby answers 404 before streaming when the image is not there.
     let lookup = name.clone();
@@ -181,7 +181,7 @@ pub async fn push(req: ApiRequest) -> Reply {
 /// in its registry and the platforms it offers, nothing pulled.
 pub async fn distribution(req: ApiRequest) -> Reply {
     let name = req.param("name").to_string();
-    let request = registry_request(&req.headers)?;
+    let request = registry_request(&req)?;
     let reference = Reference::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let info = req
         .daemon
@@ -212,9 +212,9 @@ pub async fn distribution(req: ApiRequest) -> Reply {
 /// `POST /auth`: moby checks the credentials with the registry and answers
 /// `Login Succeeded`, or 401 with the registry's refusal.
 pub async fn auth(req: ApiRequest) -> Reply {
+    let settings = req.daemon.registry.clone();
     let config: AuthConfig = req.json().await?;
     let server = config.server_address.clone().unwrap_or_default();
-    let settings = RegistrySettings::from_env();
     match login(&settings, &server, &config).await {
         Ok(()) => Ok(response::json(
             StatusCode::OK,

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard_stubs::models::{
-    Commit, LocalNodeState, PluginsInfo, SwarmInfo, SystemInfo, SystemInfoCgroupDriverEnum,
-    SystemInfoCgroupVersionEnum, SystemVersion, SystemVersionComponents, SystemVersionPlatform,
+    Commit, IndexInfo, LocalNodeState, PluginsInfo, RegistryServiceConfig, SwarmInfo, SystemInfo,
+    SystemInfoCgroupDriverEnum, SystemInfoCgroupVersionEnum, SystemVersion,
+    SystemVersionComponents, SystemVersionPlatform,
 };
 use bytes::Bytes;
+use hutch_images::registry::RegistrySettings;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, PRAGMA};
 use hyper::{Method, Response, StatusCode};
 use serde::Serialize;
@@ -133,7 +135,7 @@ async fn info(req: ApiRequest) -> Reply {
     };
     use hutch_engine::containers::state::Status;
     let doctor = daemon.doctor.get().await;
-    let mut warnings = Vec::new();
+    let mut warnings = daemon.config_warnings.clone();
     let mut driver_status = vec![
         vec!["Backing Filesystem".to_owned(), String::new()],
         vec!["Supports d_type".to_owned(), "true".to_owned()],
@@ -280,10 +282,49 @@ async fn info(req: ApiRequest) -> Reply {
         runc_commit: Some(Commit::default()),
         init_commit: Some(Commit::default()),
         security_options: Some(vec!["name=userns".into(), "name=rootless".into()]),
+        registry_config: Some(registry_config(&daemon.registry)),
         warnings: Some(warnings),
         ..Default::default()
     };
     Ok(response::json(StatusCode::OK, &Info { docker, hutch }))
+}
+
+/// `/info`'s `RegistryConfig` as dockerd fills it: loopback networks and
+/// listed networks as insecure CIDRs, listed hosts as insecure index
+/// configs, Docker Hub secure with the mirrors. `docker info` prints the
+/// insecure ones and the mirrors.
+fn registry_config(settings: &RegistrySettings) -> RegistryServiceConfig {
+    let mut cidrs = vec!["::1/128".to_owned(), "127.0.0.0/8".to_owned()];
+    let mut indexes = HashMap::new();
+    indexes.insert(
+        "docker.io".to_owned(),
+        IndexInfo {
+            name: Some("docker.io".into()),
+            mirrors: Some(settings.mirrors.clone()),
+            secure: Some(true),
+            official: Some(true),
+        },
+    );
+    for entry in &settings.insecure {
+        if entry.contains('/') {
+            cidrs.push(entry.clone());
+        } else {
+            indexes.insert(
+                entry.clone(),
+                IndexInfo {
+                    name: Some(entry.clone()),
+                    mirrors: Some(Vec::new()),
+                    secure: Some(false),
+                    official: Some(false),
+                },
+            );
+        }
+    }
+    RegistryServiceConfig {
+        insecure_registry_cidrs: Some(cidrs),
+        index_configs: Some(indexes),
+        mirrors: Some(settings.mirrors.clone()),
+    }
 }
 
 fn choice_name<T: Serialize>(value: &T) -> String {
