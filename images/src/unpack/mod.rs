@@ -16,7 +16,7 @@ mod decompress;
 mod meta;
 mod root;
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -353,15 +353,17 @@ pub fn diff_id_of<R: Read>(
 /// Go's archive/tar (and so Docker) reads it: the docker CLI sends such a
 /// context for `docker build -f - DIR`. A stream that ends inside an
 /// entry's data or header is still an error.
-fn apply_all<R: Read>(diff: &mut R, applier: &mut Applier) -> Result<(), UnpackError> {
-    let mut buffered = BufReader::with_capacity(256 * 1024, diff);
+///
+/// The decoded chunks are already in memory, so the tar reader reads them
+/// directly: a `BufReader` here would only copy every byte once more.
+fn apply_all(chunks: &mut ChunkReader, applier: &mut Applier) -> Result<(), UnpackError> {
     {
         // Bytes the tar reader has consumed: right after the headers when
         // it yields an entry.
         let pos = std::cell::Cell::new(0u64);
         let ended = std::cell::Cell::new(false);
         let mut archive = tar::Archive::new(Counting {
-            inner: &mut buffered,
+            inner: &mut *chunks,
             pos: &pos,
             ended: &ended,
         });
@@ -386,7 +388,7 @@ fn apply_all<R: Read>(diff: &mut R, applier: &mut Applier) -> Result<(), UnpackE
             applier.apply(&mut entry)?;
         }
     }
-    io::copy(&mut buffered, &mut io::sink()).map_err(UnpackError::Tar)?;
+    io::copy(chunks, &mut io::sink()).map_err(UnpackError::Tar)?;
     Ok(())
 }
 
