@@ -107,7 +107,8 @@ trap cleanup EXIT
 # for ~30 s (its inode allocator skips recently deleted inodes), which made
 # figures swing 5x between runs. BENCH_DISK=emptydir uses the pod's data dir.
 if [ "${BENCH_DISK:-loop}" = loop ]; then
-  truncate -s 6G "$RUN/disk.img"
+  # Sparse; each run writes about 0.8 GB (hutch, baseline, skopeo, unpacks).
+  truncate -s "$(( RUNS + 4 ))G" "$RUN/disk.img"
   mkfs.ext4 -q -F "$RUN/disk.img"
   mkdir "$DISK"
   mount -o loop "$RUN/disk.img" "$DISK"

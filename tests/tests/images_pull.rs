@@ -549,6 +549,7 @@ fn lying_registries_store_nothing() -> anyhow::Result<()> {
             ],
         ),
         ("huge", &["byte limit"]),
+        ("endless", &["byte limit"]),
     ];
     for (repo, words) in cases {
         let name = format!("{}/{repo}/img", liar.host);
@@ -564,6 +565,17 @@ fn lying_registries_store_nothing() -> anyhow::Result<()> {
             "{repo}: something was stored: {store:?}"
         );
     }
+    // The endless manifest was read only to the limit (4 MiB), not on
+    // to its 1 GiB.
+    let sent = pod
+        .sidecar("curl")
+        .args(["-sf", &format!("http://{}/sent/endless", liar.host)])
+        .output()?;
+    let sent: u64 = String::from_utf8_lossy(&sent.stdout).trim().parse()?;
+    ensure!(
+        sent < 64 << 20,
+        "{sent} bytes of the endless manifest were sent"
+    );
     drop(liar);
     pod.stop()
 }

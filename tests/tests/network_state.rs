@@ -69,11 +69,37 @@ fn reservations_of_vanished_containers_are_dropped_and_a_stop_writes_the_rest() 
     };
 
     // What a crash right after `docker rm gone` leaves: the container
-    // is gone from the store, its reservation is still in the file.
+    // is gone from the store, its reservation and its hosts/resolv.conf
+    // are still there.
     let dir = pod.data_dir_host().join("containers").join(&gone);
     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    let files = pod.data_dir_host().join("network/containers").join(&gone);
+    ensure!(files.exists(), "no network files at {}", files.display());
+    // And a netns binding's file whose removal was still queued.
+    let stale = pod
+        .exec("/bin/sh")
+        .args([
+            "-c",
+            "mkdir -p /run/hutch/netns && touch /run/hutch/netns/0123456789ab-deadbeef",
+        ])
+        .output()?;
+    ensure!(stale.status.success(), "a stale binding: {stale:?}");
 
     let daemon = Daemon::start(&pod)?;
+    let bindings = pod
+        .exec("/bin/ls")
+        .args(["-A", "/run/hutch/netns"])
+        .output()?;
+    ensure!(
+        bindings.stdout.is_empty(),
+        "stale netns bindings kept: {bindings:?}"
+    );
+    // The reaper removes the files off the start's path.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while files.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    ensure!(!files.exists(), "a vanished container's files stayed");
     let after = reserved(&pod)?;
     ensure!(
         !after.contains_key(&gone) && after.get(&kept) == Some(&kept_ip),

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::{mpsc, Mutex};
 
 use super::netns::NetNs;
@@ -43,11 +44,14 @@ pub fn plug(bridge_rtnl: &mut Rtnl, container: &NetNs, p: &Plug<'_>) -> io::Resu
     })
 }
 
-/// Deletes veths off the caller's path. Deleting a link waits for the
-/// kernel's RCU grace periods (tens of milliseconds on a busy node), which
-/// a stopped container's waiters (`docker run --rm`) need not wait for.
-/// Links are deleted by index, so a veth made again under the same name
-/// (a quick restart) is never the one deleted.
+/// Tears down what a stopped container leaves, off the caller's path:
+/// its veths, its netns binding and (once removed) its files. Deleting a
+/// link waits for the kernel's RCU grace periods, and so does an unmount
+/// (`synchronize_rcu_expedited` in `namespace_unlock`); on a busy node each
+/// takes milliseconds, which a stopped container's waiters (`docker run
+/// --rm`) need not wait for. Links are deleted by index and netns bindings
+/// have a name per start, so what a quick restart makes again is never
+/// what is torn down.
 pub struct Reaper {
     tx: Mutex<mpsc::Sender<ReaperJob>>,
 }
@@ -55,6 +59,10 @@ pub struct Reaper {
 enum ReaperJob {
     /// Delete the link with this index.
     Delete(u32),
+    /// Unmount and remove a netns binding.
+    Unbind(PathBuf),
+    /// Remove a removed container's files (hosts, resolv.conf, hostname).
+    RemoveDir(PathBuf),
     /// Answer once every deletion queued before it is done.
     Barrier(mpsc::SyncSender<()>),
 }
@@ -78,6 +86,17 @@ impl Reaper {
                             }
                             _ => {}
                         },
+                        ReaperJob::Unbind(path) => {
+                            if let Err(e) = super::netns::unbind(&path) {
+                                tracing::warn!(path = %path.display(), %e, "unbinding a stopped container's netns");
+                            }
+                        }
+                        ReaperJob::RemoveDir(dir) => match std::fs::remove_dir_all(&dir) {
+                            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                                tracing::warn!(dir = %dir.display(), %e, "removing a container's network files");
+                            }
+                            _ => {}
+                        },
                         ReaperJob::Barrier(done) => {
                             let _ = done.send(());
                         }
@@ -96,6 +115,27 @@ impl Reaper {
         match self.send(ReaperJob::Delete(index)) {
             Ok(()) => Ok(()),
             Err(_) => bridge_rtnl.delete_link(index),
+        }
+    }
+
+    /// Queues the unmount of a netns binding; unbinds here when the
+    /// reaper is gone.
+    pub fn unbind_later(&self, path: PathBuf) -> io::Result<()> {
+        match self.send(ReaperJob::Unbind(path.clone())) {
+            Ok(()) => Ok(()),
+            Err(_) => super::netns::unbind(&path),
+        }
+    }
+
+    /// Queues the removal of a directory; removes it here when the reaper
+    /// is gone.
+    pub fn remove_dir_later(&self, dir: PathBuf) -> io::Result<()> {
+        match self.send(ReaperJob::RemoveDir(dir.clone())) {
+            Ok(()) => Ok(()),
+            Err(_) => match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
         }
     }
 

@@ -242,6 +242,7 @@ impl Networks {
         let dir = cfg.data_root.join("network");
         let store = Store::new(&dir);
         let mut state = store.load().ctx(|| "loading the network state".into())?;
+        unbind_stale(&cfg.run_dir.join("netns"));
         let bridge_ns = NetNs::create().ctx(|| "creating the bridge network namespace".into())?;
         let worker =
             Arc::new(Worker::start(&bridge_ns).ctx(|| "entering the bridge netns".into())?);
@@ -722,7 +723,14 @@ impl Networks {
         let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
         let netns = NetNs::open(&path).ctx(|| format!("opening {}", path.display()))?;
         let files_dir = self.files_root.join(&c.id);
-        match self.bring_up(&mut inner, &c, &list, &files_dir, netns) {
+        // A name per start, as Docker's sandbox keys: the reaper may still
+        // be unbinding the previous start's.
+        let netns_path = self.run_dir.join("netns").join(format!(
+            "{}-{}",
+            c.id.get(..12).unwrap_or(&c.id),
+            &random_id()[..8]
+        ));
+        match self.bring_up(&mut inner, &c, &list, &files_dir, netns, &netns_path) {
             Ok((running, _, _)) => {
                 let forwards = !running.forwards.is_empty();
                 inner.running.insert(c.id.clone(), running);
@@ -732,7 +740,7 @@ impl Networks {
                 Ok(self.settings_locked(&inner, container_id))
             }
             Err(e) => {
-                self.undo_bring_up(&mut inner, &c.id);
+                self.undo_bring_up(&mut inner, &c.id, &netns_path);
                 Err(e)
             }
         }
@@ -776,7 +784,7 @@ impl Networks {
 
     /// After a failed [`Networks::bring_up`]: removes what it made (the
     /// veths, the names, the netns binding); the reservations stay.
-    fn undo_bring_up(&self, inner: &mut Inner, container_id: &str) {
+    fn undo_bring_up(&self, inner: &mut Inner, container_id: &str, netns_path: &Path) {
         let eps = self.unpublish_names(inner, container_id);
         for ep in &eps {
             let link = endpoint::host_if_name(&ep.id);
@@ -784,7 +792,7 @@ impl Networks {
                 tracing::warn!(%link, %e, "removing a veth after a failed plug");
             }
         }
-        let _ = netns::unbind(&self.run_dir.join("netns").join(container_id));
+        let _ = netns::unbind(netns_path);
     }
 
     fn bring_up(
@@ -794,6 +802,7 @@ impl Networks {
         list: &[(String, EndpointOptions)],
         files_dir: &Path,
         netns: NetNs,
+        path: &Path,
     ) -> Result<(Running, Vec<Ipv4Addr>, bool), NetworkError> {
         // What is worth writing: a new reservation, new aliases, ports.
         let before = (
@@ -824,14 +833,12 @@ impl Networks {
         }
         // Loopback comes up with the first endpoint (endpoint::plug).
         let netns = Arc::new(netns);
-        let path = self.run_dir.join("netns").join(&c.id);
-        let _ = netns::unbind(&path);
         netns
-            .bind_to(&path)
+            .bind_to(path)
             .ctx(|| format!("binding the netns to {}", path.display()))?;
         let mut running = Running {
             netns: Some(netns.clone()),
-            netns_path: Some(path),
+            netns_path: Some(path.to_path_buf()),
             links: BTreeMap::new(),
             _published: Published::default(),
             forwards: Vec::new(),
@@ -1023,8 +1030,10 @@ impl Networks {
                 .unplug_later(&mut inner.rtnl, link)
                 .ctx(|| format!("deleting {link}"))?;
         }
-        if let Some(path) = &running.netns_path {
-            netns::unbind(path).ctx(|| format!("unbinding {}", path.display()))?;
+        if let Some(path) = running.netns_path.clone() {
+            self.reaper
+                .unbind_later(path)
+                .ctx(|| "unbinding a stopped container's netns".into())?;
         }
         Ok(())
     }
@@ -1041,12 +1050,9 @@ impl Networks {
             .retain(|e| e.container_id != container_id);
         let had_ports = inner.state.ports.remove(container_id).is_some();
         let dir = self.files_root.join(container_id);
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(e).ctx(|| format!("removing {}", dir.display()));
-            }
-            _ => {}
-        }
+        self.reaper
+            .remove_dir_later(dir.clone())
+            .ctx(|| format!("removing {}", dir.display()))?;
         // Unchanged (`--network none`, `host`): no rewrite, which on ext4
         // costs a data flush on the `--rm` path (up to ~15 ms measured).
         if had_ports || inner.state.endpoints.len() != endpoints {
@@ -1055,11 +1061,21 @@ impl Networks {
         Ok(())
     }
 
-    /// Drops the endpoints and ports of containers that no longer exist:
-    /// their removal was the last change before a crash, and its write
-    /// was lost (see `persist.rs`). Called when the engine opens, with
+    /// Drops the endpoints, ports and files of containers that no longer
+    /// exist: their removal was the last change before a crash, and its
+    /// write (or the reaper's removal of the files) was lost (see
+    /// `persist.rs`). Called when the engine opens, with
     /// every container it knows.
     pub fn keep_only(&self, containers: &HashSet<String>) -> Result<(), NetworkError> {
+        // Their files too, which the reaper removes after the removal.
+        if let Ok(entries) = std::fs::read_dir(&self.files_root) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !containers.contains(&name) {
+                    let _ = self.reaper.remove_dir_later(entry.path());
+                }
+            }
+        }
         let mut inner = self.lock()?;
         let stale: BTreeSet<String> = inner
             .state
@@ -1300,6 +1316,23 @@ fn find<'a>(state: &'a State, key: &str) -> Result<&'a NetworkRecord, NetworkErr
     match (hits.next(), hits.next()) {
         (Some(n), None) if !key.is_empty() => Ok(n),
         _ => Err(NetworkError::NotFound(key.to_owned())),
+    }
+}
+
+/// Netns bindings a previous daemon left (its reaper's queue is lost with
+/// it): no container of this daemon runs plugged yet, so every one but the
+/// slirp4netns bridge binding, which [`Slirp::start`] renews, is stale.
+fn unbind_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name() == "bridge" {
+            continue;
+        }
+        if let Err(e) = netns::unbind(&entry.path()) {
+            tracing::warn!(path = %entry.path().display(), %e, "removing a stale netns binding");
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! A session with one registry endpoint for one repository, on
-//! `oci-client`. We use only its streaming calls (`pull_manifest_raw`,
-//! `pull_blob_stream`, `push_blob_stream`, ...), never `pull()`, which
-//! buffers whole layers in memory.
+//! `oci-client`. We use only its streaming calls (`pull_blob_stream`,
+//! `push_blob_stream`, ...), never `pull()`, which buffers whole layers in
+//! memory; manifests are fetched with a size bound of our own.
 //!
 //! What oci-client lacks is done here: its TLS settings and protocol are
 //! per client, not per registry, so a session owns a client built for its
@@ -40,12 +40,12 @@ pub enum RegistryError {
     #[error("{endpoint}: cannot get a token for the identity token: {reason}")]
     Token { endpoint: String, reason: String },
     #[error(
-        "the manifest of {reference} is {size} bytes, more than the {max} byte limit; \
-         the registry is broken or hostile"
+        "the manifest of {reference} is more than the {max} byte limit ({size} bytes \
+         or more); the registry is broken or hostile"
     )]
     ManifestTooLarge {
         reference: String,
-        size: usize,
+        size: u64,
         max: u64,
     },
     #[error(
@@ -102,6 +102,10 @@ pub struct Session {
     endpoint: Endpoint,
     reference: Reference,
     push_auth: tokio::sync::OnceCell<()>,
+    /// The bearer token for pulls (None: basic or no auth), and the HTTP
+    /// client for manifests, which are fetched here (see `manifest_body`).
+    pull_token: tokio::sync::OnceCell<Option<String>>,
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl RegistryError {
@@ -168,6 +172,8 @@ impl Session {
             endpoint: endpoint.clone(),
             reference: reference.clone(),
             push_auth: tokio::sync::OnceCell::new(),
+            pull_token: tokio::sync::OnceCell::new(),
+            http: std::sync::OnceLock::new(),
         })
     }
 
@@ -221,20 +227,7 @@ impl Session {
             oci::MEDIA_OCI_MANIFEST,
             oci::MEDIA_OCI_INDEX,
         ];
-        // oci-client reads the body whole; the size is checked right after.
-        // A manifest is small, and the limit below keeps what we keep small.
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(&reference, &self.auth, &accepted)
-            .await
-            .map_err(|e| self.failed(format!("fetching the manifest of {shown}"), &e))?;
-        if bytes.len() as u64 > oci::MAX_MANIFEST_SIZE {
-            return Err(RegistryError::ManifestTooLarge {
-                reference: shown,
-                size: bytes.len(),
-                max: oci::MAX_MANIFEST_SIZE,
-            });
-        }
+        let bytes = self.manifest_body(&reference, &accepted, &shown).await?;
         let actual = Digest::of(&bytes);
         if let Some(expected) = digest {
             if *expected != actual {
@@ -257,6 +250,83 @@ impl Session {
             digest: actual,
             media_type,
         })
+    }
+
+    /// GETs a manifest and reads at most `MAX_MANIFEST_SIZE` of it.
+    /// oci-client's `pull_manifest_raw` reads any body whole before we
+    /// could look at its size, so a hostile registry could make us hold
+    /// gigabytes; here the read stops at the limit. Authentication is
+    /// oci-client's (`Client::auth`, which also caches the token for the
+    /// blob requests that follow).
+    async fn manifest_body(
+        &self,
+        reference: &oci_client::Reference,
+        accepted: &[&str],
+        shown: &str,
+    ) -> Result<Bytes, RegistryError> {
+        let what = || format!("fetching the manifest of {shown}");
+        let fail = |cause: String| RegistryError::Request {
+            what: what(),
+            endpoint: self.endpoint.host.clone(),
+            cause,
+        };
+        let token = self
+            .pull_token
+            .get_or_try_init(|| async {
+                self.client
+                    .auth(reference, &self.auth, RegistryOperation::Pull)
+                    .await
+                    .map_err(|e| self.failed(what(), &e))
+            })
+            .await?;
+        let http = match self.http.get() {
+            Some(http) => http,
+            None => {
+                let built = http_client(&self.endpoint).map_err(fail)?;
+                self.http.get_or_init(|| built)
+            }
+        };
+        let target = match reference.digest() {
+            Some(digest) => digest.to_owned(),
+            None => reference.tag().unwrap_or("latest").to_owned(),
+        };
+        let url = format!(
+            "{}/v2/{}/manifests/{target}",
+            base_url(&self.endpoint),
+            reference.repository()
+        );
+        let mut request = http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, accepted.join(", "));
+        request = match (token, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            _ => request,
+        };
+        let mut response = request.send().await.map_err(|e| fail(describe(&e)))?;
+        let too_large = |size: u64| RegistryError::ManifestTooLarge {
+            reference: shown.to_owned(),
+            size,
+            max: oci::MAX_MANIFEST_SIZE,
+        };
+        if let Some(length) = response.content_length() {
+            if length > oci::MAX_MANIFEST_SIZE {
+                return Err(too_large(length));
+            }
+        }
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| fail(describe(&e)))? {
+            let size = (body.len() + chunk.len()) as u64;
+            if size > oci::MAX_MANIFEST_SIZE {
+                return Err(too_large(size));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let status = response.status();
+        if !status.is_success() {
+            return Err(fail(format!("{status}: {}", registry_message(&body))));
+        }
+        Ok(body.freeze())
     }
 
     /// Streams a blob. The stream is not trusted: the caller verifies
@@ -516,6 +586,41 @@ async fn exchange_identity_token(
 
 /// A plain HTTP client for the registry calls oci-client does not make
 /// (token exchange, login), trusting the endpoint's extra CAs.
+/// What a registry's error answer says: the messages of its JSON
+/// `errors` (or their codes), else the start of the body as text.
+fn registry_message(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorEntry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    if let Ok(parsed) = serde_json::from_slice::<Errors>(body) {
+        let texts: Vec<String> = parsed
+            .errors
+            .into_iter()
+            .map(|e| {
+                if e.message.is_empty() {
+                    e.code
+                } else {
+                    e.message
+                }
+            })
+            .filter(|t| !t.is_empty())
+            .collect();
+        if !texts.is_empty() {
+            return texts.join("; ");
+        }
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+    text.trim().to_owned()
+}
+
 pub(crate) fn http_client(endpoint: &Endpoint) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
@@ -582,6 +687,21 @@ pub(crate) fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_error_answers_read_as_their_messages() {
+        assert_eq!(
+            registry_message(
+                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"},{"code":"DENIED"}]}"#
+            ),
+            "manifest unknown; DENIED"
+        );
+        assert_eq!(
+            registry_message(b"Client sent an HTTP request to an HTTPS server.\n"),
+            "Client sent an HTTP request to an HTTPS server."
+        );
+        assert_eq!(registry_message(&[b'x'; 1000]).len(), 300);
+    }
 
     #[test]
     fn bearer_challenges_parse() {

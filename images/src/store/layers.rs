@@ -161,7 +161,12 @@ impl LayerStore {
             Ok(()) => {
                 // The temp dir is now the layer; make sure TempDir does not delete it.
                 let _kept: PathBuf = prepared.dir.keep();
-                fsync_dir(&self.dir)
+                // As for blobs: in relaxed mode the tree was not synced,
+                // and the record's fsync carries the rename.
+                if self.sync {
+                    fsync_dir(&self.dir)?;
+                }
+                Ok(())
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY)) => {
                 Ok(())

@@ -15,8 +15,9 @@ mod apply;
 mod decompress;
 mod meta;
 mod root;
+mod special;
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -27,6 +28,7 @@ pub use meta::{header_gid, header_uid};
 use apply::Applier;
 use decompress::{decoder, Guard, Input, Stage, StageCell};
 use root::LayerRoot;
+use special::{SpecialWatch, MAX_SPECIAL_SIZE};
 
 use crate::digest::{Digest, HashingReader};
 
@@ -53,6 +55,15 @@ pub enum UnpackError {
     Malformed { path: String, reason: &'static str },
     #[error("the layer is not a valid tar stream: {0}")]
     Tar(io::Error),
+    #[error(
+        "the layer has a {kind} of {size} bytes, more than the {limit} byte limit \
+         (Docker refuses it too); the layer is malformed or malicious and was not unpacked"
+    )]
+    SpecialTooLarge {
+        kind: &'static str,
+        size: u64,
+        limit: u64,
+    },
     #[error("the layer's compressed stream is corrupt or truncated: {0}")]
     Decompress(io::Error),
     #[error("cannot read the layer: {0}")]
@@ -353,17 +364,23 @@ pub fn diff_id_of<R: Read>(
 /// Go's archive/tar (and so Docker) reads it: the docker CLI sends such a
 /// context for `docker build -f - DIR`. A stream that ends inside an
 /// entry's data or header is still an error.
-fn apply_all<R: Read>(diff: &mut R, applier: &mut Applier) -> Result<(), UnpackError> {
-    let mut buffered = BufReader::with_capacity(256 * 1024, diff);
+///
+/// The decoded chunks are already in memory, so the tar reader reads them
+/// directly: a `BufReader` here would only copy every byte once more.
+fn apply_all(chunks: &mut ChunkReader, applier: &mut Applier) -> Result<(), UnpackError> {
     {
         // Bytes the tar reader has consumed: right after the headers when
         // it yields an entry.
         let pos = std::cell::Cell::new(0u64);
         let ended = std::cell::Cell::new(false);
+        // Long names and PAX headers are read whole by the tar reader:
+        // their size is checked as their headers go by.
+        let watch = std::cell::RefCell::new(SpecialWatch::new());
         let mut archive = tar::Archive::new(Counting {
-            inner: &mut buffered,
+            inner: &mut *chunks,
             pos: &pos,
             ended: &ended,
+            watch: &watch,
         });
         // Where the last entry's data ends (its padding is optional).
         let mut data_end: Option<u64> = None;
@@ -378,15 +395,27 @@ fn apply_all<R: Read>(diff: &mut R, applier: &mut Applier) -> Result<(), UnpackE
                     if ended.get() && in_padding {
                         break;
                     }
+                    if let Some(big) = watch.borrow().found {
+                        return Err(UnpackError::SpecialTooLarge {
+                            kind: big.kind,
+                            size: big.size,
+                            limit: MAX_SPECIAL_SIZE,
+                        });
+                    }
                     return Err(UnpackError::Tar(e));
                 }
             };
             let size = entry.header().entry_size().map_err(UnpackError::Tar)?;
-            data_end = Some(pos.get() + size);
+            let headers_end = pos.get();
+            data_end = Some(headers_end + size);
             applier.apply(&mut entry)?;
+            // (The size a PAX record gives, which the tar reader follows.)
+            watch
+                .borrow_mut()
+                .expect_header_at(headers_end + entry.size());
         }
     }
-    io::copy(&mut buffered, &mut io::sink()).map_err(UnpackError::Tar)?;
+    io::copy(chunks, &mut io::sink()).map_err(UnpackError::Tar)?;
     Ok(())
 }
 
@@ -397,12 +426,15 @@ struct Counting<'a, R> {
     inner: R,
     pos: &'a std::cell::Cell<u64>,
     ended: &'a std::cell::Cell<bool>,
+    watch: &'a std::cell::RefCell<SpecialWatch>,
 }
 
 impl<R: Read> Read for Counting<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.pos.set(self.pos.get() + n as u64);
+        let start = self.pos.get();
+        self.watch.borrow_mut().saw(start, &buf[..n])?;
+        self.pos.set(start + n as u64);
         if n == 0 && !buf.is_empty() {
             self.ended.set(true);
         }
@@ -483,6 +515,59 @@ mod tests {
             std::fs::read(plain_dir.path().join("etc/greeting")).expect("unpacked file"),
             b"hello layer\n".repeat(100)
         );
+    }
+
+    fn special_header(kind: u8, size: u64) -> Vec<u8> {
+        let mut header = tar::Header::new_gnu();
+        header.set_path("././@LongLink").expect("path");
+        header.set_entry_type(tar::EntryType::new(kind));
+        header.set_size(size);
+        header.set_cksum();
+        header.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn long_names_within_the_limit_are_unpacked() {
+        let name = format!("{}/file", "d".repeat(200));
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.set_mtime(1_700_000_000);
+        builder
+            .append_data(&mut header, &name, &b"abc"[..])
+            .expect("append with a GNU long name");
+        let tar = builder.into_inner().expect("tar");
+        let dir = tempfile::tempdir().expect("tempdir");
+        unpack_layer_unhashed(&tar[..], dir.path(), UnpackLimits::default()).expect("unpack");
+        assert_eq!(std::fs::read(dir.path().join(&name)).expect("file"), b"abc");
+    }
+
+    /// As Go's archive/tar: a long name or PAX header over 1 MiB is refused
+    /// as soon as its header is read, never buffered.
+    #[test]
+    fn oversized_long_names_and_pax_headers_are_refused_unread() {
+        let (tar, _) = layer();
+        for (kind, what) in [(b'L', "GNU long name"), (b'x', "PAX extended header")] {
+            // A first ordinary entry, then a header claiming 1 TiB (none of
+            // which follows: reading it would be a truncation error).
+            let mut stream = tar[..2048].to_vec();
+            stream.extend(special_header(kind, 1 << 40));
+            let dir = tempfile::tempdir().expect("tempdir");
+            let err = unpack_layer_unhashed(&stream[..], dir.path(), UnpackLimits::default())
+                .expect_err("oversized special member accepted");
+            assert!(
+                matches!(err, UnpackError::SpecialTooLarge { size, limit, .. }
+                    if size == 1 << 40 && limit == MAX_SPECIAL_SIZE),
+                "{err}"
+            );
+            assert!(err.to_string().contains(what), "{err}");
+            // Just over the limit, right at the start of the stream.
+            let stream = special_header(kind, MAX_SPECIAL_SIZE + 1);
+            let err = unpack_layer_unhashed(&stream[..], dir.path(), UnpackLimits::default())
+                .expect_err("oversized special member accepted");
+            assert!(matches!(err, UnpackError::SpecialTooLarge { .. }), "{err}");
+        }
     }
 
     /// As Go's archive/tar (and so Docker): a stream may end right after
