@@ -755,6 +755,7 @@ impl Engine {
         }
         let dir = self.inner.store.dir(&id);
         self.prepare_layers(&id, &dir)?;
+        self.rejoin_network(&id, &dir)?;
         self.note_oom_base(&id);
         let mut spare = self.inner.spares.take()?;
         protocol::write_json(
@@ -1599,6 +1600,35 @@ impl Engine {
         spec.namespaces.network = attachment.network;
         spec.mounts.extend(attachment.mounts);
         spec.hostname = Some(attachment.hostname);
+        Ok(())
+    }
+
+    /// Before a `container:<id>` container starts: the other container's
+    /// netns as it is bound now (a name per start of that container, so
+    /// the one recorded at create is gone once it restarted, e.g. after a
+    /// daemon restart).
+    fn rejoin_network(&self, id: &str, dir: &ContainerDir) -> Result<()> {
+        let Some(nets) = &self.inner.opts.networks else {
+            return Ok(());
+        };
+        let Some(config) = self.lock().containers.get(id).map(|r| r.config.clone()) else {
+            return Err(EngineError::NotFound(id.to_string()));
+        };
+        if !config
+            .options
+            .network_mode
+            .as_deref()
+            .is_some_and(|m| m.starts_with("container:"))
+        {
+            return Ok(());
+        }
+        let c = self.container_networking(&config)?;
+        let network = nets.attach(&c)?.network;
+        let mut spec = dir.read_spec()?;
+        if spec.namespaces.network != network {
+            spec.namespaces.network = network;
+            dir.write_spec(&spec)?;
+        }
         Ok(())
     }
 
