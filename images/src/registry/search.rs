@@ -559,4 +559,104 @@ mod tests {
         let found = search(&settings, None, "localhost:1/x", 0, &automated).await;
         assert!(found.is_ok_and(|v| v.is_empty()));
     }
+    /// A registry with a Bearer token service and a two-page catalog, as
+    /// distribution with token auth serves it (the registry fixture of the
+    /// integration tests speaks only Basic): one request per connection.
+    async fn token_registry(listener: tokio::net::TcpListener) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+            let auth = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .starts_with("authorization:")
+                        .then(|| l[14..].trim().to_owned())
+                })
+                .unwrap_or_default();
+            let basic = format!(
+                "Basic {}",
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "u:p")
+            );
+            let (status, extra, body) = if path.starts_with("/v1/") {
+                ("404 Not Found", String::new(), "{}".to_owned())
+            } else if path.starts_with("/token?") {
+                if auth == basic && path.contains("scope=registry%3Acatalog%3A") {
+                    ("200 OK", String::new(), r#"{"token":"T"}"#.to_owned())
+                } else {
+                    ("401 Unauthorized", String::new(), "{}".to_owned())
+                }
+            } else if auth != "Bearer T" {
+                let challenge = format!(
+                    "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\",scope=\"registry:catalog:*\"\r\n"
+                );
+                ("401 Unauthorized", challenge, "{}".to_owned())
+            } else if path.contains("last=") {
+                (
+                    "200 OK",
+                    String::new(),
+                    r#"{"repositories":["c/busybox-2","d/other"]}"#.to_owned(),
+                )
+            } else {
+                (
+                    "200 OK",
+                    "Link: </v2/_catalog?last=b%2Fbusybox&n=100>; rel=\"next\"\r\n".to_owned(),
+                    r#"{"repositories":["a/one","b/busybox"]}"#.to_owned(),
+                )
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(reply.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn catalog_behind_a_token_service_is_searched_page_by_page() {
+        let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+            return;
+        };
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let server = tokio::spawn(token_registry(listener));
+        let settings = RegistrySettings::default();
+        let none = SearchFilters::default();
+        let term = format!("127.0.0.1:{port}/busybox");
+        let good = AuthConfig::basic("u", "p");
+        let found = search(&settings, Some(&good), &term, 0, &none).await;
+        let names: Vec<String> = found
+            .map(|v| v.into_iter().map(|r| r.name).collect())
+            .unwrap_or_else(|e| vec![e.to_string()]);
+        assert_eq!(
+            names,
+            [
+                format!("127.0.0.1:{port}/b/busybox"),
+                format!("127.0.0.1:{port}/c/busybox-2")
+            ]
+        );
+        // The limit stops before the second page.
+        let one = search(&settings, Some(&good), &term, 1, &none).await;
+        assert_eq!(one.map(|v| v.len()).ok(), Some(1));
+        let bad = AuthConfig::basic("u", "wrong");
+        let refused = search(&settings, Some(&bad), &term, 0, &none).await;
+        assert!(
+            matches!(refused, Err(SearchError::Unauthorized { .. })),
+            "{refused:?}"
+        );
+        server.abort();
+    }
 }
