@@ -45,7 +45,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def log_request(self, code="-", size="-"):
         # "PATH STATUS" per request, for tests to see revalidations (304).
         with open(os.path.join(ROOT, ".access.log"), "a") as log:
-            log.write(f"{self.path} {int(code) if str(code).isdigit() else code}\n")
+            log.write(f"{getattr(self, 'path', '-')} {int(code) if str(code).isdigit() else code}\n")
 
 
 ROOT = "."

@@ -42,7 +42,9 @@ impl ApiError {
     }
 
     /// An endpoint whose implementation has not landed yet: says so, and
-    /// where it is tracked, instead of pretending.
+    /// where it is tracked, instead of pretending. (No endpoint needs it
+    /// now; kept for the next one routed before its work lands.)
+    #[allow(dead_code)]
     pub fn not_yet(what: &str, issue: u32) -> ApiError {
         ApiError::new(
             StatusCode::NOT_IMPLEMENTED,

@@ -161,7 +161,7 @@ where
 /// Output read on a blocking thread, handed over through a channel; the
 /// returned input half (for engine streams) lets the caller end the stream
 /// early.
-fn read_output(mut source: Box<dyn Source>) -> (mpsc::Receiver<Output>, Option<Input>) {
+pub(super) fn read_output(mut source: Box<dyn Source>) -> (mpsc::Receiver<Output>, Option<Input>) {
     let killer = source.input().ok();
     let (tx, rx) = mpsc::channel(OUTPUT_DEPTH);
     tokio::task::spawn_blocking(move || loop {

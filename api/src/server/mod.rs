@@ -16,6 +16,7 @@ mod router;
 mod routes;
 mod tls;
 pub mod version;
+mod websocket;
 
 use std::path::PathBuf;
 use std::sync::Arc;

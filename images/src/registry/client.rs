@@ -622,10 +622,19 @@ fn registry_message(body: &[u8]) -> String {
 }
 
 pub(crate) fn http_client(endpoint: &Endpoint) -> Result<reqwest::Client, String> {
+    http_client_with_timeouts(endpoint, Duration::from_secs(30), Duration::from_secs(120))
+}
+
+/// As [`http_client`], with the caller's connect and whole-request limits.
+pub(crate) fn http_client_with_timeouts(
+    endpoint: &Endpoint,
+    connect: Duration,
+    total: Duration,
+) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
-        .connect_timeout(Duration::from_secs(30))
-        .timeout(Duration::from_secs(120));
+        .connect_timeout(connect)
+        .timeout(total);
     for pem in &endpoint.ca_pem {
         let cert = reqwest::Certificate::from_pem(pem).map_err(|e| e.to_string())?;
         builder = builder.add_root_certificate(cert);
@@ -650,6 +659,8 @@ pub(crate) fn base_url(endpoint: &Endpoint) -> String {
 pub(crate) struct BearerChallenge {
     pub(crate) realm: String,
     pub(crate) service: Option<String>,
+    /// The scope the registry asks a token for (`registry:catalog:*`).
+    pub(crate) scope: Option<String>,
 }
 
 /// `Bearer realm="https://auth.example/token",service="registry.example"`.
@@ -660,6 +671,7 @@ pub(crate) fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
         .or_else(|| header.trim().strip_prefix("bearer "))?;
     let mut realm = None;
     let mut service = None;
+    let mut scope = None;
     let mut rest = params.trim();
     while !rest.is_empty() {
         let (key, after) = rest.split_once('=')?;
@@ -674,6 +686,7 @@ pub(crate) fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
         match key.trim().to_ascii_lowercase().as_str() {
             "realm" => realm = Some(value.to_owned()),
             "service" => service = Some(value.to_owned()),
+            "scope" => scope = Some(value.to_owned()),
             _ => {}
         }
         rest = tail.trim_start_matches([',', ' ']);
@@ -681,6 +694,7 @@ pub(crate) fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
     Some(BearerChallenge {
         realm: realm?,
         service,
+        scope,
     })
 }
 
@@ -711,6 +725,7 @@ mod tests {
         .expect("challenge");
         assert_eq!(c.realm, "https://auth.docker.io/token");
         assert_eq!(c.service.as_deref(), Some("registry.docker.io"));
+        assert_eq!(c.scope.as_deref(), Some("repository:library/busybox:pull"));
         assert!(parse_bearer_challenge(r#"Basic realm="x""#).is_none());
     }
 

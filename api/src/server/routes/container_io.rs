@@ -1,6 +1,7 @@
 //! A container's streams: `GET /containers/{id}/logs` (the json-file log,
 //! framed without a tty, raw with one) and `POST /containers/{id}/attach`
-//! (hijacked, see `hijack`).
+//! (hijacked, see `hijack`) and `GET /containers/{id}/attach/ws` (the same
+//! attach over a WebSocket, see `websocket`).
 
 use std::io;
 
@@ -17,6 +18,8 @@ use super::super::hijack::{self, frame, PendingSource, SessionOptions, Source, S
 use super::super::query::timestamp;
 use super::super::request::ApiRequest;
 use super::super::response::{self, Body};
+use super::super::version::ApiVersion;
+use super::super::websocket::{self, WsOptions};
 
 type Reply = Result<Response<Body>, ApiError>;
 
@@ -135,41 +138,58 @@ pub fn detach_keys(text: &str) -> Result<Vec<u8>, ApiError> {
         .collect()
 }
 
-/// `POST /containers/{id}/attach`. A container not running yet (`docker
-/// run` attaches, then starts) gets its stream at the start, connected
-/// before the process runs.
-pub async fn attach(mut req: ApiRequest) -> Reply {
-    let q = &req.query;
-    let spec = AttachSpec {
-        stdin: q.bool("stdin"),
-        stdout: q.bool("stdout"),
-        stderr: q.bool("stderr"),
-        detach_keys: q.non_empty("detachKeys").map(detach_keys).transpose()?,
-    };
-    if !q.bool("stream") && !q.bool("logs") {
-        return Err(ApiError::bad_request(
-            "Bad parameters: you must choose at least one of stream or logs",
-        ));
+/// What an attach asks for, from its query: `stdin`/`stdout`/`stderr`,
+/// `detachKeys`, `logs` (replay what was logged) and `stream` (follow).
+struct AttachRequest {
+    spec: AttachSpec,
+    logs: bool,
+    stream: bool,
+}
+
+impl AttachRequest {
+    fn parse(req: &ApiRequest) -> Result<AttachRequest, ApiError> {
+        let q = &req.query;
+        Ok(AttachRequest {
+            spec: AttachSpec {
+                stdin: q.bool("stdin"),
+                stdout: q.bool("stdout"),
+                stderr: q.bool("stderr"),
+                detach_keys: q.non_empty("detachKeys").map(detach_keys).transpose()?,
+            },
+            logs: q.bool("logs"),
+            stream: q.bool("stream"),
+        })
     }
+}
+
+/// The output an attach serves, shared by both transports: with `logs`,
+/// what was logged so far (moby reads the log first); with `stream`, then
+/// the live stream. A container not running yet (`docker run` attaches,
+/// then starts) gets its live stream at the start, connected before the
+/// process runs. Returns whether the container has a tty, and the source.
+async fn attach_source(
+    req: &ApiRequest,
+    attach: AttachRequest,
+) -> Result<(bool, PendingSource), ApiError> {
     let query = req.param("id").to_string();
     let details = req.daemon.with_engine(move |e| e.inspect(&query)).await?;
     let tty = details.config.options.tty;
     let id = details.config.id.clone();
-    let opts = SessionOptions {
-        tty,
-        stdin: spec.stdin,
-        content_type: hijack::content_type(tty, req.version),
-    };
     let daemon = req.daemon.clone();
-    let upgrade = req.upgrade.take();
-    if !req.query.bool("stream") {
-        // `logs=1` alone: what was logged so far, then the end.
-        let source = LoggedOutput::read(&daemon.engine, &id, spec.stdout, spec.stderr).await?;
-        return Ok(hijack::respond(upgrade, &req.headers, opts, async move {
-            Some(Box::new(source) as Box<dyn Source>)
-        }));
+    let spec = attach.spec;
+    let logged = if attach.logs {
+        Some(LoggedOutput::read(&daemon.engine, &id, spec.stdout, spec.stderr).await?)
+    } else {
+        None
+    };
+    if !attach.stream {
+        let logged = logged.unwrap_or_default();
+        return Ok((
+            tty,
+            Box::pin(async move { Some(Box::new(logged) as Box<dyn Source>) }),
+        ));
     }
-    let source: PendingSource = if details.state.is_active() {
+    let live: PendingSource = if details.state.is_active() {
         let stream = daemon
             .with_engine(move |e| {
                 e.attach(&id, spec.stdin, spec.stdout, spec.stderr, spec.detach_keys)
@@ -180,10 +200,85 @@ pub async fn attach(mut req: ApiRequest) -> Reply {
         let rx = daemon.pending_attaches.add(&id, spec);
         Box::pin(async move { rx.await.ok().map(|s| Box::new(s) as Box<dyn Source>) })
     };
+    let Some(logged) = logged else {
+        return Ok((tty, live));
+    };
+    Ok((
+        tty,
+        Box::pin(async move {
+            let live = live.await?;
+            Some(Box::new(Replayed { logged, live }) as Box<dyn Source>)
+        }),
+    ))
+}
+
+/// `POST /containers/{id}/attach`: hijacked (or a plain 200 stream), see
+/// `hijack`.
+pub async fn attach(mut req: ApiRequest) -> Reply {
+    let attach = AttachRequest::parse(&req)?;
+    if !attach.stream && !attach.logs {
+        return Err(ApiError::bad_request(
+            "Bad parameters: you must choose at least one of stream or logs",
+        ));
+    }
+    let stdin = attach.spec.stdin;
+    let (tty, source) = attach_source(&req, attach).await?;
+    let opts = SessionOptions {
+        tty,
+        stdin,
+        content_type: hijack::content_type(tty, req.version),
+    };
+    let upgrade = req.upgrade.take();
     Ok(hijack::respond(upgrade, &req.headers, opts, source))
 }
 
+/// `GET /containers/{id}/attach/ws`: the same attach over a WebSocket
+/// (see `websocket`). Before API 1.42 moby attaches all three streams
+/// whatever the query says; `logs` and `stream` as for the hijacked attach.
+pub async fn attach_ws(mut req: ApiRequest) -> Reply {
+    let mut attach = AttachRequest::parse(&req)?;
+    if req.version < ApiVersion(1, 42) {
+        attach.spec.stdin = true;
+        attach.spec.stdout = true;
+        attach.spec.stderr = true;
+    }
+    let opts = WsOptions {
+        stdin: attach.spec.stdin,
+        binary: req.version >= ApiVersion(1, 28),
+    };
+    // 404 for a missing container before the handshake is judged, as moby
+    // looks the container up first.
+    let query = req.param("id").to_string();
+    req.daemon.with_engine(move |e| e.inspect(&query)).await?;
+    let accept = websocket::accept_key(&req.headers, req.upgrade.as_ref())?;
+    let Some(on_upgrade) = req.upgrade.take() else {
+        return Err(ApiError::bad_request("the connection cannot be upgraded"));
+    };
+    let (_tty, source) = attach_source(&req, attach).await?;
+    Ok(websocket::respond(accept, on_upgrade, opts, source))
+}
+
+/// The log replayed, then the live stream (`logs=1&stream=1`).
+struct Replayed {
+    logged: LoggedOutput,
+    live: Box<dyn Source>,
+}
+
+impl Source for Replayed {
+    fn next_output(&mut self) -> io::Result<Option<hutch_engine::containers::client::Output>> {
+        match self.logged.lines.pop_front() {
+            Some(out) => Ok(Some(out)),
+            None => self.live.next_output(),
+        }
+    }
+
+    fn input(&self) -> io::Result<hutch_engine::containers::client::Input> {
+        self.live.input()
+    }
+}
+
 /// The logged output of a container as a finished stream (`attach?logs=1`).
+#[derive(Default)]
 struct LoggedOutput {
     lines: std::collections::VecDeque<hutch_engine::containers::client::Output>,
 }

@@ -37,7 +37,7 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/containers/{id}/changes" => container_changes::handler),
         route!(GET "/containers/{id}/export" => super::container_export::export),
         route!(GET "/containers/{id}/stats" => container_stats::stats),
-        route!(GET "/containers/{id}/attach/ws" => not_yet),
+        route!(GET "/containers/{id}/attach/ws" => container_io::attach_ws),
         route!(GET "/containers/{id}/archive" => container_archive::get),
         route!(HEAD "/containers/{id}/archive" => container_archive::get),
         route!(PUT "/containers/{id}/archive" => container_archive::put),
@@ -58,13 +58,6 @@ pub fn routes() -> Vec<Route> {
 }
 
 type Reply = Result<Response<Body>, ApiError>;
-
-async fn not_yet(_req: ApiRequest) -> Reply {
-    Err(ApiError::not_yet(
-        "this container endpoint (attach over websocket)",
-        5,
-    ))
-}
 
 /// Pausing needs the cgroup freezer, which a pod delegates only with a
 /// writable cgroup hierarchy.

@@ -391,8 +391,8 @@ async fn push(req: ApiRequest) -> Reply {
     super::registry::push(req).await
 }
 
-async fn search(_req: ApiRequest) -> Reply {
-    Err(ApiError::not_yet("searching a registry", 3))
+async fn search(req: ApiRequest) -> Reply {
+    super::registry::search(req).await
 }
 
 async fn distribution(req: ApiRequest) -> Reply {

@@ -1,5 +1,6 @@
 //! Registry endpoints: pull (`POST /images/create?fromImage`), push
-//! (`POST /images/{name}/push`) and login (`POST /auth`). Pull and push
+//! (`POST /images/{name}/push`), login (`POST /auth`) and search (`GET
+//! /images/search`, the logic in `hutch_images::registry::search`). Pull and push
 //! stream Docker's JSON progress messages; an error before anything was
 //! streamed gets a proper HTTP status, one after it an `errorDetail` line,
 //! as moby does.
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bollard_stubs::models::{DistributionInspect, OciDescriptor, OciPlatform};
 use bytes::Bytes;
+use hutch_images::registry::search::{self, SearchError, SearchFilters};
 use hutch_images::registry::{login, AuthConfig, LoginError, PullStatus};
 use hutch_images::{ImageError, ProgressEvent, ProgressSink, Reference, RegistryRequest};
 use hyper::{Response, StatusCode};
@@ -207,6 +209,60 @@ pub async fn distribution(req: ApiRequest) -> Reply {
             .collect(),
     };
     Ok(response::json(StatusCode::OK, &body))
+}
+
+/// `GET /images/search?term=&limit=&filters=`: moby's parameters and
+/// messages; the search itself is the images crate's.
+pub async fn search(req: ApiRequest) -> Reply {
+    let term = req.query.get("term").unwrap_or_default().to_owned();
+    let limit = match req.query.non_empty("limit") {
+        None => 0,
+        Some(text) => text.trim().parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!("invalid limit specified: {text:?} is not a number"))
+        })?,
+    };
+    let filters = req.query.filters()?;
+    filters.allow_only(&["is-automated", "is-official", "stars"])?;
+    let mut stars = None;
+    for value in filters.values("stars") {
+        let n: u64 = value
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid filter 'stars={value}'")))?;
+        stars = Some(stars.map_or(n, |s: u64| s.max(n)));
+    }
+    let search_filters = SearchFilters {
+        is_official: filters.bool("is-official")?,
+        is_automated: filters.bool("is-automated")?,
+        stars,
+    };
+    // As moby: for a search a missing or unreadable X-Registry-Auth is no
+    // error (the stored credentials, or none, are used).
+    let auth = req
+        .headers
+        .get("X-Registry-Auth")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| AuthConfig::from_header(v).ok());
+    let settings = req.daemon.registry.clone();
+    let results = search::search(&settings, auth.as_ref(), &term, limit, &search_filters)
+        .await
+        .map_err(|err| {
+            let status = match &err {
+                SearchError::Scheme(_) | SearchError::Limit(_) | SearchError::Auth(_) => {
+                    StatusCode::BAD_REQUEST
+                }
+                // Not 401: on a 401 the docker CLI prompts for a login and,
+                // without a terminal, hangs; moby itself never answers a
+                // search with 401 (a private registry's refusal is a 500).
+                SearchError::Unauthorized { .. } => StatusCode::FORBIDDEN,
+                SearchError::Unreachable { .. } | SearchError::Registry { .. } => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            ApiError::new(status, err.to_string())
+        })?;
+    Ok(response::json(StatusCode::OK, &results))
 }
 
 /// `POST /auth`: moby checks the credentials with the registry and answers
