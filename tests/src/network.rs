@@ -68,6 +68,29 @@ pub const POD_HTTP_BODY: &str = "hello-from-the-pod";
 
 /// Gives the pod an address on a veth link (as host root in its netns)
 /// and starts busybox httpd there as pod root; returns the httpd process.
+/// GET `url` with curl from the pod's netns, retried for 15 s while the
+/// server starts (a published port, a container's web server).
+pub fn pod_get(pod: &Pod, url: &str) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = pod
+            .exec("/usr/bin/curl")
+            .args(["-sSf", "-m", "3", url])
+            .output()?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "GET {url} from the pod: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 pub fn pod_network(rig: &Rig) -> anyhow::Result<Child> {
     pod_network_in(&rig.pod)
 }

@@ -7,11 +7,11 @@
 //! and docker-compose (`tests/run` and `tests/install-deps` do these).
 
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use hutch_tests::daemon::{client_script, ok, Daemon, DOCKER_HOST};
-use hutch_tests::network::{pod_network_in, POD_HTTP_BODY, POD_HTTP_PORT, POD_IP};
+use hutch_tests::network::{pod_get, pod_network_in, POD_HTTP_BODY, POD_HTTP_PORT, POD_IP};
 use hutch_tests::podsim::Pod;
 use hutch_tests::testimages;
 use serde_json::Value;
@@ -41,24 +41,6 @@ fn setup(pod: &Pod) -> Result<Daemon<'_>> {
     // Compose files and scripts say `busybox`.
     daemon.docker_ok(&["tag", &image.reference, "busybox:latest"])?;
     Ok(daemon)
-}
-
-/// curl from the pod's netns, retried while the server starts.
-fn pod_get(pod: &Pod, url: &str) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let out = pod
-            .exec("/usr/bin/curl")
-            .args(["-sSf", "-m", "3", url])
-            .output()?;
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-        if Instant::now() > deadline {
-            bail!("GET {url} from the pod: {}", text(&out));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The links, addresses and nftables tables of the daemon's bridge netns

@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use hutch_tests::in_variants;
-use hutch_tests::network::Variant;
+use hutch_tests::network::{pod_get, Variant};
 
 fn json(text: &str) -> Result<Value> {
     serde_json::from_str(text.trim()).with_context(|| format!("not JSON: {text}"))
@@ -95,24 +95,6 @@ fn run(daemon: &Daemon, words: &str, tail: &[&str]) -> Result<String> {
     args.extend(words.split_whitespace());
     args.extend(tail);
     daemon.docker_ok(&args)
-}
-
-/// curl from the pod's netns, retried while the server starts.
-fn pod_get(pod: &Pod, url: &str) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let out = pod
-            .exec("/usr/bin/curl")
-            .args(["-sSf", "-m", "3", url])
-            .output()?;
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-        if Instant::now() > deadline {
-            bail!("GET {url} from the pod: {}", text(&out));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// An HTTP server answering `body` on port 80 (busybox httpd under

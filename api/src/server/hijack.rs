@@ -223,45 +223,67 @@ where
     }
 }
 
-/// The client's bytes to the process's stdin, on a blocking thread; the
-/// client's EOF closes the process's stdin.
+/// The client's bytes to the process's stdin; the client's EOF closes
+/// the process's stdin.
 async fn forward_stdin<R>(mut rd: R, input: Input)
 where
     R: tokio::io::AsyncRead + Unpin,
 {
-    let (tx, mut rx) = mpsc::channel::<Option<Vec<u8>>>(8);
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut input = input;
-        while let Some(chunk) = rx.blocking_recv() {
-            match chunk {
-                Some(data) => {
-                    if input.write(&data).is_err() {
-                        return;
-                    }
-                }
-                None => {
-                    let _ = input.close();
-                    return;
-                }
-            }
-        }
-    });
+    let writer = StdinWriter::start(input);
     let mut buf = vec![0u8; 16 << 10];
     loop {
         match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => {
-                let _ = tx.send(None).await;
-                break;
-            }
+            Ok(0) | Err(_) => break,
             Ok(n) => {
-                if tx.send(Some(buf[..n].to_vec())).await.is_err() {
+                if !writer.write(buf[..n].to_vec()).await {
                     break;
                 }
             }
         }
     }
-    drop(tx);
-    let _ = writer.await;
+    writer.finish().await;
+}
+
+/// The process's stdin, written on a blocking thread (the engine's input
+/// blocks); `finish` ends it, which closes the process's stdin where the
+/// container asks for that (`StdinOnce`).
+pub(super) struct StdinWriter {
+    tx: mpsc::Sender<Option<Vec<u8>>>,
+    thread: tokio::task::JoinHandle<()>,
+}
+
+impl StdinWriter {
+    pub(super) fn start(input: Input) -> StdinWriter {
+        let (tx, mut rx) = mpsc::channel::<Option<Vec<u8>>>(8);
+        let thread = tokio::task::spawn_blocking(move || {
+            let mut input = input;
+            while let Some(chunk) = rx.blocking_recv() {
+                match chunk {
+                    Some(data) => {
+                        if input.write(&data).is_err() {
+                            return;
+                        }
+                    }
+                    None => {
+                        let _ = input.close();
+                        return;
+                    }
+                }
+            }
+        });
+        StdinWriter { tx, thread }
+    }
+
+    /// False once the process's stdin is gone.
+    pub(super) async fn write(&self, data: Vec<u8>) -> bool {
+        self.tx.send(Some(data)).await.is_ok()
+    }
+
+    pub(super) async fn finish(self) {
+        let _ = self.tx.send(None).await;
+        drop(self.tx);
+        let _ = self.thread.await;
+    }
 }
 
 async fn body_session(tx: mpsc::Sender<Bytes>, source: Box<dyn Source>, opts: SessionOptions) {

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use hutch_engine::containers::client::{Input, Output};
+use hutch_engine::containers::client::Output;
 use hyper::header::{
     HeaderMap, HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
     SEC_WEBSOCKET_VERSION, UPGRADE,
@@ -26,7 +26,6 @@ use hyper::header::{
 use hyper::upgrade::OnUpgrade;
 use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
@@ -35,7 +34,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::error::ApiError;
-use super::hijack::{self, Source};
+use super::hijack::{self, Source, StdinWriter};
 use super::response::{self, Body};
 
 /// How long a closing server waits for the client's Close in reply.
@@ -219,47 +218,6 @@ where
             reason: "".into(),
         }))
         .await;
-}
-
-/// The process's stdin, written on a blocking thread (the engine's input
-/// blocks); `finish` ends it, which closes the process's stdin where the
-/// container asks for that (`StdinOnce`).
-struct StdinWriter {
-    tx: mpsc::Sender<Option<Vec<u8>>>,
-    thread: tokio::task::JoinHandle<()>,
-}
-
-impl StdinWriter {
-    fn start(input: Input) -> StdinWriter {
-        let (tx, mut rx) = mpsc::channel::<Option<Vec<u8>>>(8);
-        let thread = tokio::task::spawn_blocking(move || {
-            let mut input = input;
-            while let Some(chunk) = rx.blocking_recv() {
-                match chunk {
-                    Some(data) => {
-                        if input.write(&data).is_err() {
-                            return;
-                        }
-                    }
-                    None => {
-                        let _ = input.close();
-                        return;
-                    }
-                }
-            }
-        });
-        StdinWriter { tx, thread }
-    }
-
-    async fn write(&self, data: Vec<u8>) {
-        let _ = self.tx.send(Some(data)).await;
-    }
-
-    async fn finish(self) {
-        let _ = self.tx.send(None).await;
-        drop(self.tx);
-        let _ = self.thread.await;
-    }
 }
 
 #[cfg(test)]
