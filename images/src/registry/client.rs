@@ -270,15 +270,7 @@ impl Session {
             endpoint: self.endpoint.host.clone(),
             cause,
         };
-        let token = self
-            .pull_token
-            .get_or_try_init(|| async {
-                self.client
-                    .auth(reference, &self.auth, RegistryOperation::Pull)
-                    .await
-                    .map_err(|e| self.failed(what(), &e))
-            })
-            .await?;
+        let token = self.pull_token(&what()).await?;
         let http = match self.http.get() {
             Some(http) => http,
             None => {
@@ -448,15 +440,25 @@ impl Session {
     /// (a blob fetched on a fresh session: only manifest fetches
     /// authenticate by themselves).
     pub async fn authenticate_pull(&self) -> Result<(), RegistryError> {
-        self.client
-            .auth(
-                &self.oci_ref(None, None),
-                &self.auth,
-                RegistryOperation::Pull,
-            )
+        self.pull_token("authenticating for pull").await.map(|_| ())
+    }
+
+    /// The session's pull credentials, presented once: the bearer token
+    /// (None for basic or no auth), which oci-client's token cache also
+    /// keeps for its blob requests. `what` names the failed step.
+    async fn pull_token(&self, what: &str) -> Result<&Option<String>, RegistryError> {
+        self.pull_token
+            .get_or_try_init(|| async {
+                self.client
+                    .auth(
+                        &self.oci_ref(None, None),
+                        &self.auth,
+                        RegistryOperation::Pull,
+                    )
+                    .await
+                    .map_err(|e| self.failed(what, &e))
+            })
             .await
-            .map(|_| ())
-            .map_err(|e| self.failed("authenticating for pull", &e))
     }
 
     /// oci-client asks for a push-scoped token only through `auth`; calls
