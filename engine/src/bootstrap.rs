@@ -337,11 +337,17 @@ fn supervise(child: Pid, requests: UnixStream) -> i32 {
         tracing::warn!(%e, "cannot serve the engine's pod-level requests");
     }
     loop {
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
-            Ok(_) => {}
-            Err(_) => return 1,
+        // Every child is reaped, not only the engine: the daemon's doctor
+        // was spawned from this process before the fork (the engine reads
+        // its report from the pipes) and would stay a zombie.
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => return code,
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => return 128 + sig as i32,
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(_) => {}
+                Err(_) => return 1,
+            }
         }
         match set.wait() {
             Ok(Signal::SIGCHLD) | Err(_) => {}

@@ -113,6 +113,28 @@ fn docker_cli_run() -> Result<()> {
     let out = docker(&daemon, &["run", "--rm", bb, "/etc/passwd"])?;
     ensure!(out.status.code() == Some(126), "{out:?}");
     ensure!(text(&out.stderr).contains("permission denied"), "{out:?}");
+    // A setup that fails while the network is being plugged in (the two
+    // run side by side): the setup's own error, not the plug's.
+    for network in ["bridge", "none"] {
+        let out = docker(
+            &daemon,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                network,
+                "-v",
+                "/etc/hostname:/bin",
+                bb,
+                "true",
+            ],
+        )?;
+        ensure!(out.status.code() == Some(125), "{network}: {out:?}");
+        ensure!(
+            text(&out.stderr).contains("bind-mounting /etc/hostname on /bin"),
+            "{network}: {out:?}"
+        );
+    }
     let left = daemon.docker_ok(&["ps", "-aq"])?;
     ensure!(left.trim().is_empty(), "--rm left containers: {left}");
 
@@ -897,4 +919,119 @@ fn container_wire_details() -> Result<()> {
     ensure!(daemon.docker_ok(&["run", "--rm", &image.reference, "echo", "still"])? == "still\n");
     ensure!(daemon.stop()?.success(), "daemon exit");
     pod.stop()
+}
+
+/// The pod's processes: (pid, ppid, state, command line).
+fn pod_processes(daemon: &Daemon) -> Result<Vec<(i32, i32, String, String)>> {
+    let out = daemon
+        .pod()
+        .exec("/usr/bin/ps")
+        .args(["-eo", "pid=,ppid=,stat=,args="])
+        .output()?;
+    ensure!(out.status.success(), "ps: {out:?}");
+    let mut list = Vec::new();
+    for line in text(&out.stdout).lines() {
+        let mut words = line.split_whitespace();
+        let (Some(pid), Some(ppid), Some(stat)) = (words.next(), words.next(), words.next()) else {
+            continue;
+        };
+        let args: Vec<&str> = words.collect();
+        list.push((
+            pid.parse()?,
+            ppid.parse()?,
+            stat.to_string(),
+            args.join(" "),
+        ));
+    }
+    Ok(list)
+}
+
+/// The idle premade inits: `__supervise` processes whose parent is one
+/// too (the spare that made them). Waits up to a few seconds for exactly
+/// one and for no zombie in the pod (none is ever left: not a premade
+/// init that did not fit, not the daemon's doctor).
+fn premade_inits(daemon: &Daemon) -> Result<Vec<i32>> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let procs = pod_processes(daemon)?;
+        let zombies: Vec<_> = procs.iter().filter(|p| p.2.starts_with('Z')).collect();
+        let supervisors: Vec<i32> = procs
+            .iter()
+            .filter(|p| p.3.ends_with("__supervise"))
+            .map(|p| p.0)
+            .collect();
+        let premade: Vec<i32> = procs
+            .iter()
+            .filter(|p| p.3.ends_with("__supervise") && supervisors.contains(&p.1))
+            .map(|p| p.0)
+            .collect();
+        if zombies.is_empty() && premade.len() == 1 {
+            return Ok(premade);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "zombies in the pod: {zombies:?}; idle premade inits: {premade:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A start takes the init an idle spare made ahead (namespaces and maps
+/// done); one it does not fit ends that init and clones its own; neither
+/// leaves a process behind.
+#[test]
+fn premade_inits_are_taken_or_ended() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let (daemon, image) = setup(&pod)?;
+    let bb = image.reference.as_str();
+    let pid_of = |name: &str| -> Result<i32> {
+        let pid = daemon.docker_ok(&["inspect", "-f", "{{.State.Pid}}", name])?;
+        Ok(pid.trim().parse()?)
+    };
+
+    // Fits: the container's init is the premade one.
+    daemon.docker_ok(&["run", "--rm", bb, "true"])?;
+    let premade = premade_inits(&daemon)?;
+    daemon.docker_ok(&["run", "-d", "--name", "fits", bb, "sleep", "60"])?;
+    ensure!(
+        pid_of("fits")? == premade[0],
+        "the premade init {premade:?} was not taken"
+    );
+    let out = daemon.docker_ok(&["exec", "fits", "hostname"])?;
+    ensure!(out.trim().len() == 12, "hostname: {out:?}");
+
+    // Does not fit (the pod's network, another seccomp profile, a netns
+    // shared with another container): ended, and the start still works.
+    for (name, args) in [
+        ("host", vec!["--network", "host"]),
+        ("admin", vec!["--cap-add", "SYS_ADMIN"]),
+        ("joined", vec!["--network", "container:fits"]),
+    ] {
+        let premade = premade_inits(&daemon)?;
+        ensure!(
+            premade.len() == 1,
+            "before {name}: idle premade inits: {premade:?}"
+        );
+        let mut run = vec!["run", "-d", "--name", name];
+        run.extend(&args);
+        run.extend([bb, "sleep", "60"]);
+        daemon.docker_ok(&run)?;
+        let pid = pid_of(name)?;
+        ensure!(
+            pid != premade[0],
+            "{name} took a premade init that does not fit it"
+        );
+        let gone = pod_processes(&daemon)?.iter().all(|p| p.0 != premade[0]);
+        ensure!(
+            gone,
+            "{name}: the unfit premade init {} lives on",
+            premade[0]
+        );
+        let out = daemon.docker_ok(&["exec", name, "echo", "up"])?;
+        ensure!(out == "up\n", "{name}: {out:?}");
+    }
+    daemon.docker_ok(&["rm", "-f", "fits", "host", "admin", "joined"])?;
+    // (Exactly one idle premade init again, and no zombie.)
+    premade_inits(&daemon)?;
+    Ok(())
 }

@@ -346,7 +346,7 @@ fn docker_cli(variant: Variant) -> Result<()> {
         "busybox",
         "sh",
         "-c",
-        "ip -o -4 addr show eth0; ip link show eth0; ip route",
+        "ip -o -4 addr show eth0; ip link show eth0; ip route; echo v6:; ip -o -6 addr show eth0",
     ])?;
     for want in [
         "10.77.0.50/24",
@@ -355,6 +355,9 @@ fn docker_cli(variant: Variant) -> Result<()> {
     ] {
         ensure!(addr.contains(want), "{want:?} missing: {addr}");
     }
+    // As Docker on a network without IPv6: no link-local address either.
+    let v6 = addr.split("v6:").nth(1).unwrap_or_default();
+    ensure!(v6.trim().is_empty(), "eth0 has IPv6 addresses: {addr}");
     daemon.docker_ok(&["network", "rm", "fixed"])?;
 
     // Published ports: fixed, random (-P with --expose), ps, port, inspect.

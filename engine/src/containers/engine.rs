@@ -737,6 +737,7 @@ impl Engine {
     /// `docker start` with clients attached from the first byte (`docker
     /// run` attaches before it starts): one stream per spec, in order.
     pub fn start_attached(&self, query: &str, attach: &[AttachSpec]) -> Result<Vec<Stream>> {
+        let t0 = Instant::now();
         let id = self.resolve(query)?;
         {
             let table = self.lock();
@@ -757,7 +758,9 @@ impl Engine {
         self.prepare_layers(&id, &dir)?;
         self.rejoin_network(&id, &dir)?;
         self.note_oom_base(&id);
+        let t1 = Instant::now();
         let mut spare = self.inner.spares.take()?;
+        let t2 = Instant::now();
         protocol::write_json(
             &mut spare.sock,
             Kind::Request,
@@ -774,9 +777,18 @@ impl Engine {
             }
             reply = client::reply(&mut spare.sock)?;
         }
+        let t3 = Instant::now();
         // This start is past its busy part: the next spare may be forked.
         self.inner.spares.refill();
         self.refresh(&id);
+        tracing::debug!(
+            %id,
+            prepare_ms = (t1 - t0).as_secs_f64() * 1e3,
+            spare_ms = (t2 - t1).as_secs_f64() * 1e3,
+            supervisor_ms = (t3 - t2).as_secs_f64() * 1e3,
+            after_ms = t3.elapsed().as_secs_f64() * 1e3,
+            "start phases"
+        );
         match reply {
             Reply::Started { .. } => {
                 self.watch(&id, spare.sock);
@@ -1632,10 +1644,15 @@ impl Engine {
         Ok(())
     }
 
-    /// The hook: plugs the created container `id` (init `pid`) in.
-    fn plug_network(&self, id: &str, pid: i32) -> std::result::Result<(), String> {
+    /// The hook: plugs the created container `id` (init `pid`) in; the
+    /// `connect` events follow the hook's answer.
+    fn plug_network(
+        &self,
+        id: &str,
+        pid: i32,
+    ) -> std::result::Result<Option<networking::AfterReply>, String> {
         let Some(nets) = &self.inner.opts.networks else {
-            return Ok(());
+            return Ok(None);
         };
         let config = self
             .lock()
@@ -1659,18 +1676,28 @@ impl Engine {
         nets.attach(&c).map_err(|e| e.to_string())?;
         let t1 = Instant::now();
         nets.plug(id, pid).map_err(|e| e.to_string())?;
-        if self.inner.opts.on_event.is_some() {
-            if let Ok(settings) = nets.settings(id) {
-                self.emit_network("connect", id, &settings);
-            }
-        }
         tracing::debug!(
             %id,
             attach_ms = (t1 - t0).as_secs_f64() * 1e3,
             plug_ms = t1.elapsed().as_secs_f64() * 1e3,
             "plugged"
         );
-        Ok(())
+        if self.inner.opts.on_event.is_none() {
+            return Ok(None);
+        }
+        let engine = self.clone();
+        let id = id.to_string();
+        Ok(Some(Box::new(move || {
+            if let Some(settings) = engine
+                .inner
+                .opts
+                .networks
+                .as_ref()
+                .and_then(|nets| nets.settings(&id).ok())
+            {
+                engine.emit_network("connect", &id, &settings);
+            }
+        })))
     }
 
     /// Deleting veths takes the kernel tens of milliseconds: the watcher

@@ -241,9 +241,16 @@ struct HookReply {
 }
 
 /// Serves the hook socket on a thread: `plug(id, pid)` for each request.
+/// What the plugging side does once the supervisor has its answer (the
+/// `connect` event): off the start's path.
+pub type AfterReply = Box<dyn FnOnce() + Send>;
+
+/// The engine's side of the hook: plugs container `id` (init `pid`) in.
+pub type Plug = dyn Fn(&str, i32) -> Result<Option<AfterReply>, String>;
+
 pub fn serve_hook(
     path: &Path,
-    plug: impl Fn(&str, i32) -> Result<(), String> + Send + Sync + 'static,
+    plug: impl Fn(&str, i32) -> Result<Option<AfterReply>, String> + Send + Sync + 'static,
 ) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -272,17 +279,22 @@ pub fn serve_hook(
     Ok(())
 }
 
-fn answer(conn: UnixStream, plug: &dyn Fn(&str, i32) -> Result<(), String>) -> io::Result<()> {
+fn answer(conn: UnixStream, plug: &Plug) -> io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = String::new();
     BufReader::new(&conn).read_line(&mut line)?;
     let req: HookRequest = serde_json::from_str(&line).map_err(io::Error::other)?;
-    let reply = HookReply {
-        error: plug(&req.id, req.pid).err(),
+    let (error, after) = match plug(&req.id, req.pid) {
+        Ok(after) => (None, after),
+        Err(e) => (Some(e), None),
     };
-    let mut out = serde_json::to_vec(&reply).map_err(io::Error::other)?;
+    let mut out = serde_json::to_vec(&HookReply { error }).map_err(io::Error::other)?;
     out.push(b'\n');
-    (&conn).write_all(&out)
+    let written = (&conn).write_all(&out);
+    if let Some(after) = after {
+        after();
+    }
+    written
 }
 
 /// The supervisor's call: asks the engine to plug the created container
@@ -360,9 +372,14 @@ mod tests {
         let root = dir.path().join("d".repeat(120));
         std::fs::create_dir_all(root.join("network"))?;
         let path = hook_path(&root);
-        serve_hook(&path, |id, pid| {
+        let (after_tx, after_rx) = std::sync::mpsc::channel();
+        serve_hook(&path, move |id, pid| {
             if id == "c1" && pid == 7 {
-                Ok(())
+                let tx = after_tx.clone();
+                let then: AfterReply = Box::new(move || {
+                    let _ = tx.send(());
+                });
+                Ok(Some(then))
             } else {
                 Err(format!("unexpected {id} {pid}"))
             }
@@ -381,6 +398,10 @@ mod tests {
         ));
         let reached = call_hook(&short, "c1", 7);
         assert_eq!(reached, Ok(()));
+        // The work after the answer ran too.
+        after_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .map_err(io::Error::other)?;
         assert!(call_hook(&short, "c2", 7).is_err_and(|e| e.contains("unexpected")));
         Ok(())
     }

@@ -14,8 +14,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    AfSpecInet, AfSpecUnspec, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage,
+    AfSpecInet, AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -219,6 +219,7 @@ impl Rtnl {
     ) -> io::Result<()> {
         let mut batch = vec![
             (up_msg(LOOPBACK_INDEX), 0),
+            (no_ipv6_link_local_msg(index), 0),
             (address_msg(index, ip, prefix), NLM_F_CREATE | NLM_F_EXCL),
             (up_msg(index), 0),
         ];
@@ -398,6 +399,21 @@ fn up_msg(index: u32) -> RouteNetlinkMessage {
     msg.header.index = index;
     msg.header.flags = LinkFlags::Up;
     msg.header.change_mask = LinkFlags::Up;
+    RouteNetlinkMessage::SetLink(msg)
+}
+
+/// No IPv6 link-local address (nor its duplicate address detection) when
+/// the link comes up: hutch's networks are IPv4-only, and Docker turns
+/// IPv6 off on the interfaces of containers on such networks, so an
+/// `ip addr` in the container shows the same. (`disable_ipv6` itself is a
+/// /proc/sys write, read-only in a pod; the address generation mode is
+/// netlink's.)
+fn no_ipv6_link_local_msg(index: u32) -> RouteNetlinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes = vec![LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+        vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+    )])];
     RouteNetlinkMessage::SetLink(msg)
 }
 

@@ -31,6 +31,15 @@ pub enum InitMsg {
     /// Child → parent: the master end of the container's pty follows
     /// ([`send_fds`], one fd).
     Console,
+    /// Parent → premade child: become this container; the stdio fds
+    /// marked present follow ([`send_fds`], in this order).
+    Assign {
+        spec: Box<ContainerSpec>,
+        tty: bool,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
     /// Exec helper → supervisor: the exec'd process was forked with this PID
     /// (in the supervisor's PID namespace).
     Spawned { pid: i32 },

@@ -15,6 +15,7 @@ use nix::unistd::{chown, Gid, Pid, Uid};
 
 use super::channel::{self, ControlMsg, InitMsg};
 use super::clone::{fork_into, Forked};
+use super::idmap::IdMap;
 use super::idmapped::idmap_layers;
 use super::init;
 use super::maps::write_maps;
@@ -78,7 +79,7 @@ pub fn clone_flags(spec: &ContainerSpec) -> CloneFlags {
 /// Creates the container: clone, maps, and the init's setup up to the point
 /// where it waits for [`start`]. Must be called from a single-threaded process.
 pub fn create(spec: &ContainerSpec, stdio: InitStdio) -> Result<Created, Failure> {
-    create_inner(spec, stdio, false)
+    spawn_inner(spec, stdio, false)?.ready()
 }
 
 /// [`create`] for a caller with nothing to do between create and start:
@@ -88,17 +89,47 @@ pub fn create(spec: &ContainerSpec, stdio: InitStdio) -> Result<Created, Failure
 /// [`start`] then only waits for the exec. Not for private mode, whose
 /// setup has a further exchange with us.
 pub fn create_and_start(spec: &ContainerSpec, stdio: InitStdio) -> Result<Created, Failure> {
-    create_inner(spec, stdio, spec.id_map.is_identity())
+    spawn_inner(spec, stdio, spec.id_map.is_identity())?.ready()
 }
 
-fn create_inner(
+/// The first half of [`create`]: the init is cloned, has its maps (and in
+/// private mode its idmapped layers) and is doing its setup. What the
+/// caller does before [`Spawned::ready`] (plugging the container's
+/// network into its netns) runs alongside that setup instead of after it.
+pub fn spawn(spec: &ContainerSpec, stdio: InitStdio) -> Result<Spawned, Failure> {
+    spawn_inner(spec, stdio, false)
+}
+
+/// A container whose init is doing its setup (see [`spawn`]).
+#[derive(Debug)]
+pub struct Spawned {
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+    sock: UnixStream,
+    start_sent: bool,
+}
+
+fn spawn_inner(
     spec: &ContainerSpec,
     stdio: InitStdio,
     start_at_once: bool,
-) -> Result<Created, Failure> {
+) -> Result<Spawned, Failure> {
     spec.id_map
         .validate()
         .map_err(|e| Failure::runtime(e.to_string()))?;
+    // One that does not fit is ended here (dropped).
+    if let Some(premade) = take_premade().filter(|p| p.fits(spec)) {
+        match premade.assign(spec, &stdio) {
+            Ok(mut spawned) => {
+                drop(stdio);
+                if start_at_once {
+                    spawned.start_when_ready();
+                }
+                return Ok(spawned);
+            }
+            Err(e) => tracing::debug!(%e, "the premade init is unusable; cloning one"),
+        }
+    }
     if let NetworkMode::Join(path) = &spec.namespaces.network {
         // Joining must happen here: inside its new user namespace the init
         // holds no capability over a network namespace the engine owns.
@@ -124,9 +155,7 @@ fn create_inner(
     drop(child_sock);
     drop(stdio);
     let fail = |failure: Failure| {
-        // The init is ours to reap whatever went wrong.
-        let _ = kill(pid, Signal::SIGKILL);
-        let _ = waitpid(pid, None);
+        end_init(pid);
         failure
     };
     // Before the maps: the init still has our credentials, which v1
@@ -151,37 +180,230 @@ fn create_inner(
         channel::send(&mut sock, &InitMsg::Start)
             .map_err(|e| fail(Failure::runtime(format!("starting the container: {e}"))))?;
     }
-    let mut console = None;
-    loop {
-        match channel::recv::<InitMsg>(&mut sock) {
-            Ok(Some(InitMsg::Ready)) => {
-                return Ok(Created {
-                    pid,
-                    pidfd,
-                    console,
-                    sock,
-                    start_sent,
-                })
-            }
-            Ok(Some(InitMsg::Console)) => {
-                let mut fds = channel::recv_fds(&sock, 1)
-                    .map_err(|e| fail(Failure::runtime(format!("receiving the console: {e}"))))?;
-                console = fds.pop();
-            }
-            Ok(Some(InitMsg::Failed { code, message })) => {
-                return Err(fail(Failure { code, message }))
-            }
-            Ok(other) => {
-                return Err(fail(Failure::runtime(format!(
-                    "container init ended its setup with {other:?}"
-                ))))
-            }
-            Err(e) => {
-                return Err(fail(Failure::runtime(format!(
-                    "reading from the init: {e}"
-                ))))
+    Ok(Spawned {
+        pid,
+        pidfd,
+        sock,
+        start_sent,
+    })
+}
+
+/// An init made ahead of its container by an idle spare supervisor: cloned
+/// into new namespaces of every kind, its identity ID maps written, waiting
+/// to be told which container it is ([`InitMsg::Assign`]). Making the
+/// namespaces (the network namespace above all) is the largest single
+/// cost of a start; a start that fits the premade init skips it. One that
+/// does not fit (a private ID map, a joined network namespace, a cgroup of
+/// its own, a seccomp profile not compiled before the spare was forked)
+/// ends it and clones as before. Its mount namespace is a copy of the
+/// engine's from when it was made, which is all a container sees of it
+/// before it pivots into its own root: the engine mounts nothing a
+/// container needs after start-up.
+#[derive(Debug)]
+pub struct Premade {
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+    /// None once assigned (the init is the container's then, not ours to end).
+    sock: Option<UnixStream>,
+}
+
+/// The premade init of this supervisor process, if any.
+static PREMADE: std::sync::Mutex<Option<Premade>> = std::sync::Mutex::new(None);
+
+/// The namespaces a premade init has: what a container gets without a
+/// joined network namespace or a cgroup of its own.
+fn premade_flags() -> CloneFlags {
+    CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWCGROUP
+}
+
+/// Makes this process's premade init (see [`Premade`]). Must be called
+/// from a single-threaded process, which then reaps the init.
+pub fn premake() -> Result<(), Failure> {
+    let (sock, child_sock) =
+        UnixStream::pair().map_err(|e| Failure::runtime(format!("socketpair: {e}")))?;
+    let forked = fork_into(premade_flags())
+        .map_err(|e| Failure::runtime(format!("cloning a premade init: {e}")))?;
+    let (pid, pidfd) = match forked {
+        Forked::Child => {
+            drop(sock);
+            init::run_premade(child_sock)
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(child_sock);
+    let mut premade = Premade {
+        pid,
+        pidfd,
+        sock: Some(sock),
+    };
+    // On failure `premade` is dropped, which ends the init.
+    let identity = IdMap::identity();
+    write_maps(pid, &identity, &identity).map_err(|e| Failure::runtime(e.to_string()))?;
+    if let Some(sock) = premade.sock.as_mut() {
+        channel::send(
+            sock,
+            &InitMsg::MapsWritten {
+                idmap_layers: false,
+            },
+        )
+        .map_err(|e| Failure::runtime(format!("signalling the premade init: {e}")))?;
+    }
+    *PREMADE.lock().unwrap_or_else(|p| p.into_inner()) = Some(premade);
+    Ok(())
+}
+
+fn take_premade() -> Option<Premade> {
+    PREMADE.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+impl Premade {
+    /// Whether `spec`'s container can be this init.
+    fn fits(&self, spec: &ContainerSpec) -> bool {
+        clone_flags(spec) == premade_flags()
+            && spec.id_map.is_identity()
+            && seccomp::is_prepared(spec.process.seccomp, &spec.process.capabilities)
+    }
+
+    /// Tells the init its container and hands it its stdio (our copies
+    /// stay with the caller, who closes them).
+    fn assign(mut self, spec: &ContainerSpec, stdio: &InitStdio) -> Result<Spawned, Failure> {
+        let sock = self
+            .sock
+            .as_mut()
+            .ok_or_else(|| Failure::runtime("the premade init was assigned already"))?;
+        let fail = |what: &str, e: std::io::Error| {
+            Failure::runtime(format!("{what} to the premade init: {e}"))
+        };
+        channel::send(
+            sock,
+            &InitMsg::Assign {
+                spec: Box::new(spec.clone()),
+                tty: stdio.tty,
+                stdin: stdio.stdin.is_some(),
+                stdout: stdio.stdout.is_some(),
+                stderr: stdio.stderr.is_some(),
+            },
+        )
+        .map_err(|e| fail("sending the container", e))?;
+        let fds: Vec<OwnedFd> = [&stdio.stdin, &stdio.stdout, &stdio.stderr]
+            .into_iter()
+            .flatten()
+            .map(|fd| fd.try_clone())
+            .collect::<Result<_, _>>()
+            .map_err(|e| fail("duplicating the stdio", e))?;
+        if !fds.is_empty() {
+            channel::send_fds(sock, &fds).map_err(|e| fail("sending the stdio", e))?;
+        }
+        let sock = self
+            .sock
+            .take()
+            .ok_or_else(|| Failure::runtime("the premade init was assigned already"))?;
+        Ok(Spawned {
+            pid: self.pid,
+            pidfd: self.pidfd.take(),
+            sock,
+            start_sent: false,
+        })
+    }
+}
+
+impl Drop for Premade {
+    /// An unassigned premade init is ours to end.
+    fn drop(&mut self) {
+        if self.sock.is_some() {
+            end_init(self.pid);
+        }
+    }
+}
+
+/// Kills and reaps an init that will not be started: it is ours to reap
+/// whatever went wrong.
+fn end_init(pid: Pid) {
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = waitpid(pid, None);
+}
+
+impl Spawned {
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Queues `Start` now, so the init goes from its setup to the exec
+    /// without waiting for a round trip through us ([`start`] then only
+    /// waits for the exec). For a caller whose work is done before the
+    /// setup's end, not in private mode (see [`create_and_start`]). An init
+    /// whose setup failed meanwhile is gone and cannot take it: then
+    /// [`Spawned::ready`] reports why.
+    pub fn start_when_ready(&mut self) {
+        if !self.start_sent && channel::send(&mut self.sock, &InitMsg::Start).is_ok() {
+            self.start_sent = true;
+        }
+    }
+
+    /// Waits for the end of the init's setup.
+    pub fn ready(mut self) -> Result<Created, Failure> {
+        let pid = self.pid;
+        let fail = |failure: Failure| {
+            end_init(pid);
+            failure
+        };
+        let mut console = None;
+        loop {
+            match channel::recv::<InitMsg>(&mut self.sock) {
+                Ok(Some(InitMsg::Ready)) => {
+                    return Ok(Created {
+                        pid,
+                        pidfd: self.pidfd,
+                        console,
+                        sock: self.sock,
+                        start_sent: self.start_sent,
+                    })
+                }
+                Ok(Some(InitMsg::Console)) => {
+                    let mut fds = channel::recv_fds(&self.sock, 1).map_err(|e| {
+                        fail(Failure::runtime(format!("receiving the console: {e}")))
+                    })?;
+                    console = fds.pop();
+                }
+                Ok(Some(InitMsg::Failed { code, message })) => {
+                    return Err(fail(Failure { code, message }))
+                }
+                Ok(other) => {
+                    return Err(fail(Failure::runtime(format!(
+                        "container init ended its setup with {other:?}"
+                    ))))
+                }
+                Err(e) => {
+                    return Err(fail(Failure::runtime(format!(
+                        "reading from the init: {e}"
+                    ))))
+                }
             }
         }
+    }
+
+    /// Gives the container up after `ours` (a failure of the caller's
+    /// work during the setup) and ends the init. If the init's setup
+    /// failed first, that failure is the cause and is returned instead:
+    /// a network hook, say, fails too once the init is gone.
+    pub fn abandon(mut self, ours: Failure) -> Failure {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        // The kill closed the init's end: what it sent before is all there is.
+        let mut theirs = None;
+        while let Ok(Some(msg)) = channel::recv::<InitMsg>(&mut self.sock) {
+            if let InitMsg::Failed { code, message } = msg {
+                theirs = Some(Failure { code, message });
+                break;
+            }
+        }
+        let _ = waitpid(self.pid, None);
+        theirs.unwrap_or(ours)
     }
 }
 

@@ -19,7 +19,31 @@ use super::{dev, exec, idmapped, proc, rootfs, seccomp, tiny_init, user};
 /// Runs the setup and execs the container's command; on failure reports to
 /// the helper and exits with Docker's code for it. Never returns.
 pub fn run(spec: &ContainerSpec, mut sock: UnixStream, stdio: InitStdio) -> ! {
-    let err = match setup_and_exec(spec, &mut sock, stdio) {
+    let result = prologue(&mut sock)
+        .and_then(|idmap_layers| setup_and_exec(spec, &mut sock, stdio, idmap_layers));
+    report(result, sock)
+}
+
+/// A premade init (see `helper::Premade`): gets its namespaces and maps
+/// before anyone knows which container it will be, then waits to be told
+/// (an [`InitMsg::Assign`] and the stdio it names) and goes on as [`run`].
+pub fn run_premade(mut sock: UnixStream) -> ! {
+    let result = prologue(&mut sock).and_then(|idmap_layers| {
+        if idmap_layers {
+            return Err(SetupError::Invalid(
+                "a premade init cannot take private-mode layers".into(),
+            ));
+        }
+        let (spec, stdio) = expect_assignment(&mut sock)?;
+        setup_and_exec(&spec, &mut sock, stdio, false)
+    });
+    report(result, sock)
+}
+
+/// Reports a setup that ended (it only ever ends in failure) and exits
+/// with Docker's code for it.
+fn report(result: Result<Infallible, SetupError>, mut sock: UnixStream) -> ! {
+    let err = match result {
         Err(e) => e,
         Ok(never) => match never {},
     };
@@ -37,18 +61,56 @@ pub fn run(spec: &ContainerSpec, mut sock: UnixStream, stdio: InitStdio) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn setup_and_exec(
-    spec: &ContainerSpec,
-    sock: &mut UnixStream,
-    stdio: InitStdio,
-) -> Result<Infallible, SetupError> {
-    // Our /proc files must stay ours for the helper to write the ID maps;
-    // and if the helper dies during setup, so do we.
+/// What every init does first: a clean signal state, our /proc files kept
+/// ours for the helper to write the ID maps (and death with the helper
+/// during setup), the maps, and root in the new user namespace. True when
+/// the lower layers are to be idmapped (private mode).
+fn prologue(sock: &mut UnixStream) -> Result<bool, SetupError> {
     reset_signals()?;
     prctl::set_dumpable(true).ctx(|| "PR_SET_DUMPABLE".to_string())?;
     prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "PR_SET_PDEATHSIG".to_string())?;
     let idmap_layers = expect_maps(sock)?;
     user::become_root()?;
+    Ok(idmap_layers)
+}
+
+/// A premade init's container: its spec, then the stdio fds it names.
+fn expect_assignment(sock: &mut UnixStream) -> Result<(ContainerSpec, InitStdio), SetupError> {
+    let (spec, tty, present) =
+        match channel::recv::<InitMsg>(sock).ctx(|| "waiting for a container".to_string())? {
+            Some(InitMsg::Assign {
+                spec,
+                tty,
+                stdin,
+                stdout,
+                stderr,
+            }) => (spec, tty, [stdin, stdout, stderr]),
+            other => {
+                return Err(SetupError::Invalid(format!(
+                    "waiting for a container: unexpected {other:?}"
+                )))
+            }
+        };
+    let count = present.iter().filter(|p| **p).count();
+    let mut fds = channel::recv_fds(sock, count)
+        .ctx(|| "receiving the container's stdio".to_string())?
+        .into_iter();
+    let mut next = |present: bool| if present { fds.next() } else { None };
+    let stdio = InitStdio {
+        stdin: next(present[0]),
+        stdout: next(present[1]),
+        stderr: next(present[2]),
+        tty,
+    };
+    Ok((*spec, stdio))
+}
+
+fn setup_and_exec(
+    spec: &ContainerSpec,
+    sock: &mut UnixStream,
+    stdio: InitStdio,
+    idmap_layers: bool,
+) -> Result<Infallible, SetupError> {
     if !spec.cgroup_procs.is_empty() {
         // The helper moved us into our cgroup before the maps.
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)

@@ -142,6 +142,10 @@ fn detach(zygote: &UnixStream) -> nix::Result<()> {
 /// code of the supervisor process.
 fn spare(control: UnixStream) -> i32 {
     let mut control = control;
+    // While idle: the next container's namespaces, made ahead.
+    if let Err(e) = crate::runtime::helper::premake() {
+        tracing::debug!(%e, "no premade init: the start will clone one");
+    }
     let (dir, attachers) = match protocol::read_frame(&mut control) {
         Ok(Some((Kind::Request, payload))) => match protocol::parse::<Request>(&payload) {
             Ok(Request::Run { dir, attachers }) => (dir, attachers),

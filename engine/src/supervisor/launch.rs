@@ -73,30 +73,28 @@ pub fn launch(spec: &ContainerSpec, tty: bool, open_stdin: bool) -> Result<Launc
             tty: false,
         }
     };
-    // The network hook runs between create and start; without one the
-    // init need not wait for us.
-    let mut created = if spec.network_hook.is_some() {
-        helper::create(spec, stdio)?
-    } else {
-        helper::create_and_start(spec, stdio)?
-    };
-    if let Some(hook) = &spec.network_hook {
-        if let Err(message) =
-            crate::containers::networking::call_hook(hook, &spec.id, created.pid.as_raw())
-        {
-            // The init waits for its start message: it is ours to end.
-            let _ = nix::sys::signal::kill(created.pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(created.pid, None);
-            return Err(Failure::runtime(message));
+    // The network hook plugs the container in while its init does its
+    // setup (both take about a millisecond); without one the init need
+    // not wait for us at all.
+    let mut created = match &spec.network_hook {
+        Some(hook) => {
+            let mut spawned = helper::spawn(spec, stdio)?;
+            ours.mount_ns = mount_ns_of(spawned.pid());
+            let pid = spawned.pid().as_raw();
+            if let Err(message) = crate::containers::networking::call_hook(hook, &spec.id, pid) {
+                return Err(spawned.abandon(Failure::runtime(message)));
+            }
+            if spec.id_map.is_identity() {
+                spawned.start_when_ready();
+            }
+            spawned.ready()?
         }
-    }
-    // Best effort: without it the exit only reports a little later.
-    ours.mount_ns = open(
-        format!("/proc/{}/ns/mnt", created.pid).as_str(),
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .ok();
+        None => {
+            let created = helper::create_and_start(spec, stdio)?;
+            ours.mount_ns = mount_ns_of(created.pid);
+            created
+        }
+    };
     if let Some(console) = created.console.take() {
         set_nonblocking(&console).map_err(io)?;
         ours.console = Some(console);
@@ -104,4 +102,15 @@ pub fn launch(spec: &ContainerSpec, tty: bool, open_stdin: bool) -> Result<Launc
     helper::start(&mut created)?;
     ours.pid = created.pid;
     Ok(ours)
+}
+
+/// The container's mount namespace (see [`Launched::mount_ns`]). Best
+/// effort: without it the exit only reports a little later.
+fn mount_ns_of(pid: Pid) -> Option<OwnedFd> {
+    open(
+        format!("/proc/{pid}/ns/mnt").as_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
 }

@@ -176,6 +176,19 @@ fn compile(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompErr
         .collect())
 }
 
+/// Whether the filter `mode` asks for is compiled in this process already
+/// (a process forked now finds it without compiling).
+pub fn is_prepared(mode: Seccomp, capabilities: &[String]) -> bool {
+    match mode {
+        Seccomp::Unconfined => true,
+        Seccomp::Default => {
+            let key = profile_key(capabilities);
+            let programs = PROGRAMS.lock().unwrap_or_else(|p| p.into_inner());
+            programs.iter().any(|(k, _)| *k == key)
+        }
+    }
+}
+
 /// Compiles the filter a process will load, ahead of the fork.
 pub fn prepare(mode: Seccomp, capabilities: &[String]) -> Result<(), SeccompError> {
     match mode {
