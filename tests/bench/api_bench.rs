@@ -40,7 +40,8 @@ struct Cli {
     requests: u32,
     #[arg(long, value_enum, default_value_t = PodKind::Default)]
     pod: PodKind,
-    /// Copy the daemon's debug log (request and phase timestamps) here.
+    /// Copy the daemon's debug log (request and phase timestamps) here;
+    /// without it the daemon logs at its default level, as deployed.
     #[arg(long)]
     log: Option<std::path::PathBuf>,
 }
@@ -169,7 +170,14 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
         PodKind::Unmasked => PodSpec::new().proc_unmasked(),
     };
     let pod = Pod::start(&spec)?;
-    let daemon = Daemon::start(&pod)?;
+    // At the default level, as deployed (debug logging writes a dozen
+    // lines per `docker run`); at debug only when its log is wanted.
+    let level = if cli.log.is_some() {
+        "info,hutch=debug"
+    } else {
+        "info"
+    };
+    let daemon = Daemon::start_logging(&pod, &[], level)?;
     daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
     let me = std::env::current_exe()?;
     let in_pod = |args: &[&str]| -> anyhow::Result<serde_json::Value> {

@@ -44,6 +44,12 @@ impl<'p> Daemon<'p> {
 
     /// As `start`, with more `hutch daemon` arguments (another `-H`, TLS).
     pub fn start_with(pod: &'p Pod, extra: &[&str]) -> anyhow::Result<Daemon<'p>> {
+        Daemon::start_logging(pod, extra, "info,hutch=debug")
+    }
+
+    /// As `start_with`, logging at `level` (`HUTCH_LOG`): the tests read
+    /// the debug log, a benchmark runs the daemon as deployed.
+    pub fn start_logging(pod: &'p Pod, extra: &[&str], level: &str) -> anyhow::Result<Daemon<'p>> {
         let log = tempfile::Builder::new()
             .prefix("hutch-daemon-")
             .suffix(".log")
@@ -53,7 +59,7 @@ impl<'p> Daemon<'p> {
             .exec(hutch_bin())
             .args(["daemon", "-H", DOCKER_HOST])
             .args(extra)
-            .env("HUTCH_LOG", "info,hutch=debug")
+            .env("HUTCH_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(log.path()).context("opening the daemon log")?)
