@@ -107,6 +107,9 @@ pub struct Spawned {
     pidfd: Option<OwnedFd>,
     sock: UnixStream,
     start_sent: bool,
+    /// Private mode: the init's setup has a further exchange with us, so
+    /// `Start` cannot be queued ahead.
+    private: bool,
 }
 
 fn spawn_inner(
@@ -185,6 +188,7 @@ fn spawn_inner(
         pidfd,
         sock,
         start_sent,
+        private,
     })
 }
 
@@ -309,6 +313,7 @@ impl Premade {
             pidfd: self.pidfd.take(),
             sock,
             start_sent: false,
+            private: false,
         })
     }
 }
@@ -337,11 +342,14 @@ impl Spawned {
     /// Queues `Start` now, so the init goes from its setup to the exec
     /// without waiting for a round trip through us ([`start`] then only
     /// waits for the exec). For a caller whose work is done before the
-    /// setup's end, not in private mode (see [`create_and_start`]). An init
-    /// whose setup failed meanwhile is gone and cannot take it: then
-    /// [`Spawned::ready`] reports why.
+    /// setup's end; in private mode it does nothing (see
+    /// [`create_and_start`]). An init whose setup failed meanwhile is gone
+    /// and cannot take it: then [`Spawned::ready`] reports why.
     pub fn start_when_ready(&mut self) {
-        if !self.start_sent && channel::send(&mut self.sock, &InitMsg::Start).is_ok() {
+        if self.private || self.start_sent {
+            return;
+        }
+        if channel::send(&mut self.sock, &InitMsg::Start).is_ok() {
             self.start_sent = true;
         }
     }

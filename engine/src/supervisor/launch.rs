@@ -84,9 +84,7 @@ pub fn launch(spec: &ContainerSpec, tty: bool, open_stdin: bool) -> Result<Launc
             if let Err(message) = crate::containers::networking::call_hook(hook, &spec.id, pid) {
                 return Err(spawned.abandon(Failure::runtime(message)));
             }
-            if spec.id_map.is_identity() {
-                spawned.start_when_ready();
-            }
+            spawned.start_when_ready();
             spawned.ready()?
         }
         None => {

@@ -113,9 +113,11 @@ pub struct UnpackStats {
     pub clamped_ids: u64,
 }
 
-/// Decoded bytes per chunk passed from the decoding thread to the applying one.
+/// Decoded bytes per chunk passed down the pipeline (decoder, hasher,
+/// applier).
 const CHUNK: usize = 512 * 1024;
-/// Chunks in flight between them (bounds memory: CHUNKS x CHUNK).
+/// Chunks in flight: half between each pair of stages, and as many kept for
+/// reuse (bounds memory: about 2 x CHUNKS x CHUNK).
 const CHUNKS: usize = 8;
 
 /// Unpacks the layer read from `reader` into the empty directory `dest`,
