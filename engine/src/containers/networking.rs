@@ -300,27 +300,48 @@ fn answer(conn: UnixStream, plug: &Plug) -> io::Result<()> {
 /// The supervisor's call: asks the engine to plug the created container
 /// `id` (init `pid`) into its networks, and waits for it.
 pub fn call_hook(path: &Path, id: &str, pid: i32) -> Result<(), String> {
-    let fail = |e: &dyn std::fmt::Display| {
-        format!("connecting the container to its networks (is the daemon running?): {e}")
-    };
-    let conn = UnixStream::connect(path).map_err(|e| fail(&e))?;
-    conn.set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| fail(&e))?;
-    let mut req = serde_json::to_vec(&HookRequest {
-        id: id.to_string(),
-        pid,
-    })
-    .map_err(|e| fail(&e))?;
-    req.push(b'\n');
-    (&conn).write_all(&req).map_err(|e| fail(&e))?;
-    let mut line = String::new();
-    BufReader::new(&conn)
-        .read_line(&mut line)
-        .map_err(|e| fail(&e))?;
-    let reply: HookReply = serde_json::from_str(&line).map_err(|e| fail(&e))?;
-    match reply.error {
-        Some(e) => Err(e),
-        None => Ok(()),
+    HookCall::send(path, id, pid)?.answer()
+}
+
+/// A hook request on its way: the engine plugs the container in while the
+/// supervisor goes on with its own part of the start.
+#[derive(Debug)]
+pub struct HookCall {
+    conn: UnixStream,
+}
+
+fn hook_failure(e: &dyn std::fmt::Display) -> String {
+    format!("connecting the container to its networks (is the daemon running?): {e}")
+}
+
+impl HookCall {
+    /// Sends the request for container `id` (init `pid`); does not wait.
+    pub fn send(path: &Path, id: &str, pid: i32) -> Result<HookCall, String> {
+        let conn = UnixStream::connect(path).map_err(|e| hook_failure(&e))?;
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(|e| hook_failure(&e))?;
+        let mut req = serde_json::to_vec(&HookRequest {
+            id: id.to_string(),
+            pid,
+        })
+        .map_err(|e| hook_failure(&e))?;
+        req.push(b'\n');
+        (&conn).write_all(&req).map_err(|e| hook_failure(&e))?;
+        Ok(HookCall { conn })
+    }
+
+    /// Waits for the engine's answer: `Err` with its message if the plug
+    /// failed.
+    pub fn answer(self) -> Result<(), String> {
+        let mut line = String::new();
+        BufReader::new(&self.conn)
+            .read_line(&mut line)
+            .map_err(|e| hook_failure(&e))?;
+        let reply: HookReply = serde_json::from_str(&line).map_err(|e| hook_failure(&e))?;
+        match reply.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 

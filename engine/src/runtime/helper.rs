@@ -51,7 +51,7 @@ pub struct Created {
     /// The master end of the container's pty, when it has one.
     pub console: Option<OwnedFd>,
     sock: UnixStream,
-    /// `Start` went out with the maps (see [`create_and_start`]).
+    /// `Start` was queued during the setup (see [`Spawned::start_when_ready`]).
     start_sent: bool,
 }
 
@@ -79,25 +79,7 @@ pub fn clone_flags(spec: &ContainerSpec) -> CloneFlags {
 /// Creates the container: clone, maps, and the init's setup up to the point
 /// where it waits for [`start`]. Must be called from a single-threaded process.
 pub fn create(spec: &ContainerSpec, stdio: InitStdio) -> Result<Created, Failure> {
-    spawn_inner(spec, stdio, false)?.ready()
-}
-
-/// [`create`] for a caller with nothing to do between create and start:
-/// `Start` is queued right behind the maps, so the init goes on from its
-/// setup to the exec without waiting for a round trip through us (one
-/// wake-up of each process less, which a busy machine makes costly).
-/// [`start`] then only waits for the exec. Not for private mode, whose
-/// setup has a further exchange with us.
-pub fn create_and_start(spec: &ContainerSpec, stdio: InitStdio) -> Result<Created, Failure> {
-    spawn_inner(spec, stdio, spec.id_map.is_identity())?.ready()
-}
-
-/// The first half of [`create`]: the init is cloned, has its maps (and in
-/// private mode its idmapped layers) and is doing its setup. What the
-/// caller does before [`Spawned::ready`] (plugging the container's
-/// network into its netns) runs alongside that setup instead of after it.
-pub fn spawn(spec: &ContainerSpec, stdio: InitStdio) -> Result<Spawned, Failure> {
-    spawn_inner(spec, stdio, false)
+    spawn(spec, stdio)?.ready()
 }
 
 /// A container whose init is doing its setup (see [`spawn`]).
@@ -112,22 +94,20 @@ pub struct Spawned {
     private: bool,
 }
 
-fn spawn_inner(
-    spec: &ContainerSpec,
-    stdio: InitStdio,
-    start_at_once: bool,
-) -> Result<Spawned, Failure> {
+/// The first half of [`create`]: the init is cloned (or the premade one
+/// assigned), has its maps (and in private mode its idmapped layers) and
+/// is doing its setup. What the caller does before [`Spawned::ready`]
+/// (plugging the container's network into its netns, taking its attach
+/// clients) runs alongside that setup instead of after it.
+pub fn spawn(spec: &ContainerSpec, stdio: InitStdio) -> Result<Spawned, Failure> {
     spec.id_map
         .validate()
         .map_err(|e| Failure::runtime(e.to_string()))?;
     // One that does not fit is ended here (dropped).
     if let Some(premade) = take_premade().filter(|p| p.fits(spec)) {
         match premade.assign(spec, &stdio) {
-            Ok(mut spawned) => {
+            Ok(spawned) => {
                 drop(stdio);
-                if start_at_once {
-                    spawned.start_when_ready();
-                }
                 return Ok(spawned);
             }
             Err(e) => tracing::debug!(%e, "the premade init is unusable; cloning one"),
@@ -178,16 +158,11 @@ fn spawn_inner(
     if private {
         private_rootfs(spec, pid, &mut sock).map_err(fail)?;
     }
-    let start_sent = start_at_once && !private;
-    if start_sent {
-        channel::send(&mut sock, &InitMsg::Start)
-            .map_err(|e| fail(Failure::runtime(format!("starting the container: {e}"))))?;
-    }
     Ok(Spawned {
         pid,
         pidfd,
         sock,
-        start_sent,
+        start_sent: false,
         private,
     })
 }
@@ -341,10 +316,12 @@ impl Spawned {
 
     /// Queues `Start` now, so the init goes from its setup to the exec
     /// without waiting for a round trip through us ([`start`] then only
-    /// waits for the exec). For a caller whose work is done before the
-    /// setup's end; in private mode it does nothing (see
-    /// [`create_and_start`]). An init whose setup failed meanwhile is gone
-    /// and cannot take it: then [`Spawned::ready`] reports why.
+    /// waits for the exec): one wake-up of each process less, which a busy
+    /// machine makes costly. For a caller whose work is done, typically
+    /// before the setup's end; in private mode it does nothing (that setup
+    /// has a further exchange with us). An init whose setup failed
+    /// meanwhile is gone and cannot take it: then [`Spawned::ready`]
+    /// reports why.
     pub fn start_when_ready(&mut self) {
         if self.private || self.start_sent {
             return;

@@ -14,7 +14,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::fdio::{read_some, FrameBuf, Read};
-use super::launch::{launch, Launched};
+use super::launch::{self, Launched, Launching};
 use super::restart;
 use crate::containers::config::ContainerConfig;
 use crate::containers::logfile::{LineSplitter, LogWriter};
@@ -116,32 +116,55 @@ enum Source {
 }
 
 impl Supervisor {
-    /// Loads the container in `dir` and binds its socket, without starting
-    /// its process yet (clients that must see its first byte attach now);
-    /// [`Supervisor::launch_first`] starts it.
-    pub fn prepare(dir: ContainerDir) -> Result<Supervisor, Failure> {
+    /// Loads the container in `dir`, begins its start (see
+    /// [`launch::begin`]: its init sets up and its network is plugged in
+    /// while the rest of this runs) and binds its socket. Its command runs
+    /// once [`Supervisor::launch_first`] releases it, so clients that must
+    /// see its first byte attach before that.
+    pub fn prepare(dir: ContainerDir) -> Result<(Supervisor, Launching), Failure> {
         let fail = |what: &str, e: &dyn std::fmt::Display| Failure::runtime(format!("{what}: {e}"));
         let config = dir
             .read_config()
             .map_err(|e| fail("reading config.json", &e))?;
         let spec = dir.read_spec().map_err(|e| fail("reading spec.json", &e))?;
-        let mut state = dir.read_state().unwrap_or_default();
-        let log = LogWriter::open(&dir.log(&config.id), config.options.log_config)
-            .map_err(|e| fail("opening the log", &e))?;
-        // The socket is bound relative to the container directory (our cwd),
-        // so a long data root cannot overflow sun_path here.
-        std::env::set_current_dir(&dir.path).map_err(|e| fail("entering the container dir", &e))?;
-        let _ = std::fs::remove_file("sock");
-        let listener = UnixListener::bind("sock").map_err(|e| fail("binding the socket", &e))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| fail("socket", &e))?;
+        // Before any child of ours can exit unseen.
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGCHLD);
         mask.thread_block()
             .map_err(|e| fail("blocking SIGCHLD", &e))?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(|e| fail("signalfd", &e))?;
+        let opts = &config.options;
+        let launching = launch::begin(&spec, opts.tty, opts.open_stdin).inspect_err(|f| {
+            // Recorded as any failed first start is (see `launch_first`).
+            let mut state = dir.read_state().unwrap_or_default();
+            state.manually_stopped = false;
+            state.supervisor_pid = 0;
+            state.set_exited(f.code, f.message.clone(), timefmt::now());
+            if let Err(e) = dir.write_state(&state) {
+                tracing::error!(%e, "writing state.json");
+            }
+        })?;
+        let rest = || -> Result<(LogWriter, UnixListener), Failure> {
+            let log = LogWriter::open(&dir.log(&config.id), config.options.log_config)
+                .map_err(|e| fail("opening the log", &e))?;
+            // The socket is bound relative to the container directory (our
+            // cwd), so a long data root cannot overflow sun_path here.
+            std::env::set_current_dir(&dir.path)
+                .map_err(|e| fail("entering the container dir", &e))?;
+            let _ = std::fs::remove_file("sock");
+            let listener =
+                UnixListener::bind("sock").map_err(|e| fail("binding the socket", &e))?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| fail("socket", &e))?;
+            Ok((log, listener))
+        };
+        let (log, listener) = match rest() {
+            Ok(r) => r,
+            Err(f) => return Err(launching.abandon(f)),
+        };
+        let mut state = dir.read_state().unwrap_or_default();
         state.supervisor_pid = std::process::id() as i32;
         state.manually_stopped = false;
         let sup = Supervisor {
@@ -167,14 +190,15 @@ impl Supervisor {
             daemon_stopped: false,
         };
         sup.save();
-        Ok(sup)
+        Ok((sup, launching))
     }
 
-    /// The first start of a prepared supervisor's container; on failure the
-    /// state file records it (as Docker records a failed start) and the
-    /// supervisor is done (its socket removed).
-    pub fn launch_first(&mut self) -> Result<(), Failure> {
-        self.launch().inspect_err(|_| {
+    /// The first start of a prepared supervisor's container (`launching`
+    /// from [`Supervisor::prepare`]); on failure the state file records it
+    /// (as Docker records a failed start) and the supervisor is done (its
+    /// socket removed).
+    pub fn launch_first(&mut self, launching: Launching) -> Result<(), Failure> {
+        self.finish_launch(launching).inspect_err(|_| {
             self.state.supervisor_pid = 0;
             self.save();
             let _ = std::fs::remove_file("sock");
@@ -188,18 +212,46 @@ impl Supervisor {
     /// Starts (or restarts) the container's process and records it.
     fn launch(&mut self) -> Result<(), Failure> {
         let opts = &self.config.options;
-        match launch(&self.spec, opts.tty, opts.open_stdin) {
-            Ok(l) => {
-                self.adopt(l);
-                Ok(())
-            }
-            Err(f) => {
-                self.state
-                    .set_exited(f.code, f.message.clone(), timefmt::now());
-                self.save();
-                Err(f)
-            }
+        match launch::begin(&self.spec, opts.tty, opts.open_stdin) {
+            Ok(launching) => self.finish_launch(launching),
+            Err(f) => Err(self.failed_start(f)),
         }
+    }
+
+    /// Releases the begun start into the container's command and records
+    /// the running process.
+    fn finish_launch(&mut self, launching: Launching) -> Result<(), Failure> {
+        let released = launching.release().map_err(|f| self.failed_start(f))?;
+        // Written while the init loads its seccomp filter and execs (about
+        // half a millisecond), not after: the engine reads it once told
+        // the container started, which is after the exec.
+        self.record_running(released.pid());
+        let launched = released.wait_exec().map_err(|f| self.failed_start(f))?;
+        self.adopt(launched);
+        Ok(())
+    }
+
+    /// Records a start that failed (as Docker records it) and returns why.
+    fn failed_start(&mut self, f: Failure) -> Failure {
+        self.state
+            .set_exited(f.code, f.message.clone(), timefmt::now());
+        self.save();
+        f
+    }
+
+    /// Records the container's process `pid` as running.
+    fn record_running(&mut self, pid: Pid) {
+        if self
+            .config
+            .healthcheck
+            .as_ref()
+            .and_then(|h| h.probe())
+            .is_some()
+        {
+            self.state.health = Some(Health::default());
+        }
+        self.state.set_running(pid.as_raw(), timefmt::now());
+        self.save();
     }
 
     fn adopt(&mut self, l: Launched) {
@@ -224,17 +276,6 @@ impl Supervisor {
         });
         self.started = Instant::now();
         self.release_code_at = Some(self.started + SETTLE);
-        if self
-            .config
-            .healthcheck
-            .as_ref()
-            .and_then(|h| h.probe())
-            .is_some()
-        {
-            self.state.health = Some(Health::default());
-        }
-        self.state.set_running(pid.as_raw(), timefmt::now());
-        self.save();
         self.health_next = self
             .config
             .healthcheck

@@ -154,14 +154,15 @@ fn spare(control: UnixStream) -> i32 {
         // The engine (or the zygote holding us ready) went away unused.
         _ => return 0,
     };
-    let started = Supervisor::prepare(ContainerDir::new(dir)).and_then(|mut sup| {
+    let started = Supervisor::prepare(ContainerDir::new(dir)).and_then(|(mut sup, launching)| {
         if attachers > 0 {
-            // Listening: the attach clients may connect now.
+            // Listening: the attach clients may connect now, while the
+            // container is set up.
             if protocol::write_json(&mut control, Kind::Reply, &Reply::Ok).is_ok() {
                 sup.accept_attachers(attachers, ATTACH_WINDOW);
             }
         }
-        sup.launch_first().map(|()| sup)
+        sup.launch_first(launching).map(|()| sup)
     });
     match started {
         Ok(mut sup) => {

@@ -9,7 +9,8 @@ use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 use super::fdio::{pipe, set_nonblocking};
-use crate::runtime::helper::{self, Failure};
+use crate::containers::networking::HookCall;
+use crate::runtime::helper::{self, Created, Failure, Spawned};
 use crate::runtime::{ContainerSpec, InitStdio};
 
 /// The supervisor's ends of a started container's streams.
@@ -29,9 +30,27 @@ pub struct Launched {
     pub mount_ns: Option<OwnedFd>,
 }
 
-/// Creates and starts the container. Must run in the single-threaded
-/// supervisor.
-pub fn launch(spec: &ContainerSpec, tty: bool, open_stdin: bool) -> Result<Launched, Failure> {
+/// A start under way (see [`begin`]): the container's init doing its
+/// setup and, with a network hook, the engine plugging it in meanwhile.
+pub struct Launching {
+    spawned: Spawned,
+    hook: Option<HookCall>,
+    ours: Launched,
+}
+
+/// A container released into its command (`Start` sent), its exec under
+/// way (see [`Launching::release`]).
+pub struct Released {
+    created: Created,
+    ours: Launched,
+}
+
+/// Begins a start: the init is made (or the premade one assigned) and sets
+/// the container up, and the network hook is asked to plug it in, both
+/// while the caller goes on (reading the rest of its state, taking its
+/// attach clients). Nothing runs the container's command before
+/// [`Launching::release`].
+pub fn begin(spec: &ContainerSpec, tty: bool, open_stdin: bool) -> Result<Launching, Failure> {
     let io = |e: std::io::Error| Failure::runtime(format!("container stdio: {e}"));
     let mut ours = Launched {
         pid: Pid::from_raw(0),
@@ -73,33 +92,66 @@ pub fn launch(spec: &ContainerSpec, tty: bool, open_stdin: bool) -> Result<Launc
             tty: false,
         }
     };
-    // The network hook plugs the container in while its init does its
-    // setup (both take about a millisecond); without one the init need
-    // not wait for us at all.
-    let mut created = match &spec.network_hook {
-        Some(hook) => {
-            let mut spawned = helper::spawn(spec, stdio)?;
-            ours.mount_ns = mount_ns_of(spawned.pid());
-            let pid = spawned.pid().as_raw();
-            if let Err(message) = crate::containers::networking::call_hook(hook, &spec.id, pid) {
+    let spawned = helper::spawn(spec, stdio)?;
+    ours.mount_ns = mount_ns_of(spawned.pid());
+    // The plug (about a millisecond) runs alongside the init's setup (about
+    // as long) instead of after it.
+    let hook = match &spec.network_hook {
+        Some(path) => match HookCall::send(path, &spec.id, spawned.pid().as_raw()) {
+            Ok(call) => Some(call),
+            Err(message) => return Err(spawned.abandon(Failure::runtime(message))),
+        },
+        None => None,
+    };
+    Ok(Launching {
+        spawned,
+        hook,
+        ours,
+    })
+}
+
+impl Launching {
+    /// Waits for the plug and the setup, then releases the init into the
+    /// container's command; [`Released::wait_exec`] waits for the exec.
+    pub fn release(self) -> Result<Released, Failure> {
+        let Launching {
+            mut spawned,
+            hook,
+            mut ours,
+        } = self;
+        if let Some(call) = hook {
+            if let Err(message) = call.answer() {
                 return Err(spawned.abandon(Failure::runtime(message)));
             }
-            spawned.start_when_ready();
-            spawned.ready()?
         }
-        None => {
-            let created = helper::create_and_start(spec, stdio)?;
-            ours.mount_ns = mount_ns_of(created.pid);
-            created
+        spawned.start_when_ready();
+        let mut created = spawned.ready()?;
+        if let Some(console) = created.console.take() {
+            set_nonblocking(&console)
+                .map_err(|e| Failure::runtime(format!("container console: {e}")))?;
+            ours.console = Some(console);
         }
-    };
-    if let Some(console) = created.console.take() {
-        set_nonblocking(&console).map_err(io)?;
-        ours.console = Some(console);
+        ours.pid = created.pid;
+        Ok(Released { created, ours })
     }
-    helper::start(&mut created)?;
-    ours.pid = created.pid;
-    Ok(ours)
+
+    /// Gives the start up after the caller's `failure`, ending the init
+    /// (see [`Spawned::abandon`]).
+    pub fn abandon(self, failure: Failure) -> Failure {
+        self.spawned.abandon(failure)
+    }
+}
+
+impl Released {
+    pub fn pid(&self) -> Pid {
+        self.created.pid
+    }
+
+    /// Waits until the init has exec'd the container's command.
+    pub fn wait_exec(mut self) -> Result<Launched, Failure> {
+        helper::start(&mut self.created)?;
+        Ok(self.ours)
+    }
 }
 
 /// The container's mount namespace (see [`Launched::mount_ns`]). Best
