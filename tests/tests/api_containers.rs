@@ -992,13 +992,61 @@ fn premade_inits_are_taken_or_ended() -> Result<()> {
     // Fits: the container's init is the premade one.
     daemon.docker_ok(&["run", "--rm", bb, "true"])?;
     let premade = premade_inits(&daemon)?;
-    daemon.docker_ok(&["run", "-d", "--name", "fits", bb, "sleep", "60"])?;
+    // The premade init builds the container's /dev while it waits: long
+    // before the run (tmpfs times are whole seconds in `stat -c %Y`).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let before_run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "fits",
+        "-v",
+        "/dev/zero:/zero:ro",
+        bb,
+        "sleep",
+        "60",
+    ])?;
     ensure!(
         pid_of("fits")? == premade[0],
         "the premade init {premade:?} was not taken"
     );
     let out = daemon.docker_ok(&["exec", "fits", "hostname"])?;
     ensure!(out.trim().len() == 12, "hostname: {out:?}");
+    let dev_time: f64 = daemon
+        .docker_ok(&["exec", "fits", "stat", "-c", "%Y", "/dev"])?
+        .trim()
+        .parse()?;
+    ensure!(
+        dev_time < before_run - 1.05,
+        "/dev was built at {dev_time}, not before the run at {before_run}"
+    );
+    // It is whole, and the pod's /dev is back in place for binds from it.
+    // So is /sys (built ahead too): read-only, with Docker's masks.
+    let out = daemon.docker_ok(&[
+        "exec",
+        "fits",
+        "sh",
+        "-c",
+        "ls /dev; head -c 3 /zero | wc -c; echo x > /dev/null && echo null; \
+         ls /sys/kernel >/dev/null && echo sys; mkdir /sys/kernel/x 2>/dev/null || echo sys-ro; \
+         [ -z \"$(ls -A /sys/firmware)\" ] && echo firmware-masked",
+    ])?;
+    for want in ["sys", "sys-ro", "firmware-masked"] {
+        ensure!(out.lines().any(|l| l == want), "/sys: no {want} in {out:?}");
+    }
+    for want in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "mqueue", "fd",
+        "stdin", "stdout", "stderr",
+    ] {
+        ensure!(
+            out.lines().any(|l| l.trim() == want),
+            "/dev lacks {want}: {out:?}"
+        );
+    }
+    ensure!(out.lines().any(|l| l.trim() == "3"), "/zero: {out:?}");
 
     // Does not fit (the pod's network, another seccomp profile, a netns
     // shared with another container): ended, and the start still works.

@@ -47,24 +47,40 @@ fn setup(pod: &Pod) -> Result<Daemon<'_>> {
 /// (found as the netns of a daemon thread that is not the pod's), and the
 /// pod's links and tables.
 fn kernel_state(pod: &Pod) -> Result<String> {
-    let script = r#"
-        me=$(readlink /proc/self/ns/net)
-        for p in $(pgrep -f 'hutch.* daemon'); do
-          [ "$(readlink /proc/$p/ns/net 2>/dev/null)" = "$me" ] || continue
-          for t in /proc/$p/task/*; do
-            n=$(readlink $t/ns/net 2>/dev/null) || continue
-            if [ "$n" != "$me" ]; then
-              echo "== bridge"; nsenter --net=$t/ns/net ip -o link | awk '{print $2}'
-              nsenter --net=$t/ns/net ip -o -4 addr | awk '{print $4}'
-              nsenter --net=$t/ns/net nft list tables
-              break 2
-            fi
-          done
-        done
-        echo "== pod"; ip -o link | awk '{print $2}'; nft list tables
-    "#;
-    let out = pod.sidecar("sh").args(["-c", script]).output()?;
+    let script = format!(
+        r#"{FIND_BRIDGE_NETNS}
+        if [ -n "$bridge_ns" ]; then
+          echo "== bridge"; nsenter --net=$bridge_ns ip -o link | awk '{{print $2}}'
+          nsenter --net=$bridge_ns ip -o -4 addr | awk '{{print $4}}'
+          nsenter --net=$bridge_ns nft list tables
+        fi
+        echo "== pod"; ip -o link | awk '{{print $2}}'; nft list tables
+    "#
+    );
+    let out = pod.sidecar("sh").args(["-c", &script]).output()?;
     ok(&out, "reading the kernel's state")
+}
+
+/// Shell that sets `$bridge_ns` to a path of the daemon's bridge netns:
+/// the netns of a daemon thread that is not the pod's.
+const FIND_BRIDGE_NETNS: &str = r#"
+    me=$(readlink /proc/self/ns/net); bridge_ns=
+    for p in $(pgrep -f 'hutch.* daemon'); do
+      [ "$(readlink /proc/$p/ns/net 2>/dev/null)" = "$me" ] || continue
+      for t in /proc/$p/task/*; do
+        n=$(readlink $t/ns/net 2>/dev/null) || continue
+        if [ "$n" != "$me" ]; then bridge_ns=$t/ns/net; break 2; fi
+      done
+    done
+"#;
+
+/// Runs `command` in the daemon's bridge netns.
+fn in_bridge_netns(pod: &Pod, command: &str) -> Result<String> {
+    let script = format!(
+        "{FIND_BRIDGE_NETNS}\n[ -n \"$bridge_ns\" ] || exit 1; nsenter --net=$bridge_ns sh -c '{command}'"
+    );
+    let out = pod.sidecar("sh").args(["-c", &script]).output()?;
+    ok(&out, command)
 }
 
 fn bridge_part(state: &str) -> &str {
@@ -464,6 +480,45 @@ fn docker_cli(variant: Variant) -> Result<()> {
         rp[0]["RestartCount"]
     );
     daemon.docker_ok(&["rm", "-f", "rp"])?;
+
+    // A stale host end of an endpoint (a plug whose teardown never ran,
+    // say the daemon died first) is replaced by the next plug, which does
+    // not look for one before it creates the veth.
+    daemon.docker_ok(&["run", "-d", "--name", "stale", "busybox", "sleep", "60"])?;
+    let endpoint = daemon.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.bridge.EndpointID}}",
+        "stale",
+    ])?;
+    let host_if = format!("veth{}", endpoint.trim().get(..8).unwrap_or_default());
+    daemon.docker_ok(&["stop", "-t", "0", "stale"])?;
+    let mut gone = false;
+    for _ in 0..100 {
+        let links = in_bridge_netns(&pod, "ip -o link")?;
+        if !links.contains(&format!(" {host_if}@")) {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    ensure!(gone, "{host_if} outlived its container's stop");
+    in_bridge_netns(
+        &pod,
+        &format!("ip link add {host_if} type veth peer name stalepeer"),
+    )?;
+    daemon.docker_ok(&["start", "stale"])?;
+    let eth0 = daemon.docker_ok(&["exec", "stale", "ip", "-o", "-4", "addr", "show", "eth0"])?;
+    ensure!(eth0.contains("inet "), "eth0 after a stale end: {eth0}");
+    let links = in_bridge_netns(&pod, "ip -o link")?;
+    ensure!(
+        links
+            .lines()
+            .any(|l| l.contains(&format!(" {host_if}@")) && l.contains("master"))
+            && !links.contains("stalepeer"),
+        "the stale end was not replaced: {links}"
+    );
+    daemon.docker_ok(&["rm", "-f", "stale"])?;
 
     // A port already allocated: a clear error, nothing leaked.
     let before = kernel_state(&pod)?;

@@ -29,13 +29,24 @@ pub fn host_if_name(endpoint_id: &str) -> String {
     format!("veth{}", &endpoint_id[..endpoint_id.len().min(8)])
 }
 
-/// Three requests in the bridge netns (drop a stale end, the bridge's
-/// index, the veth created enslaved and up) and one batch in the
-/// container's (see [`Rtnl::configure_endpoint`]), from one thread there.
+/// Two requests in the bridge netns (the bridge's index, the veth created
+/// enslaved and up) and one batch in the container's (see
+/// [`Rtnl::configure_endpoint`]), from one thread there.
 pub fn plug(bridge_rtnl: &mut Rtnl, container: &NetNs, p: &Plug<'_>) -> io::Result<()> {
-    bridge_rtnl.delete_link_named(p.host_if)?;
     let master = bridge_rtnl.require(p.bridge)?;
-    bridge_rtnl.add_veth_on(p.host_if, p.container_if, container.fd(), p.mac, master)?;
+    let add = |rtnl: &mut Rtnl| {
+        rtnl.add_veth_on(p.host_if, p.container_if, container.fd(), p.mac, master)
+    };
+    match add(bridge_rtnl) {
+        // A stale end of this endpoint's last plug (the reaper has not
+        // deleted it yet, or a daemon died before it could): dropped, and
+        // the veth made again. Only then, not before every plug.
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            bridge_rtnl.delete_link_named(p.host_if)?;
+            add(bridge_rtnl)?;
+        }
+        other => other?,
+    }
     let (name, ip, prefix, gateway) = (p.container_if.to_owned(), p.ip, p.prefix, p.gateway);
     container.run(move || {
         let mut rtnl = Rtnl::open()?;

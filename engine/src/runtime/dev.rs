@@ -4,9 +4,11 @@
 
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use nix::mount::MsFlags;
+use nix::fcntl::{open, OFlag};
+use nix::mount::{umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
 
 use super::error::{Context, SetupError};
 use super::mounts::{bind, in_root, mount_fs};
@@ -15,22 +17,63 @@ use super::safe_path::{fd_path, open_in_root, Kind};
 /// Device nodes every container gets, as Docker gives them.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
+/// The tmpfs a container's /dev is.
+const DEV_FLAGS: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_STRICTATIME);
+const DEV_DATA: &str = "mode=755,size=65536k";
+
 /// Builds /dev inside the rootfs at `root_path` (whose fd is `root`).
 pub fn setup_dev(root: &OwnedFd, root_path: &Path) -> Result<(), SetupError> {
     let dev = open_in_root(root, Path::new("/dev"), Kind::Dir)?;
-    mount_fs(
-        "tmpfs",
-        &fd_path(&dev),
-        "tmpfs",
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )?;
+    mount_fs("tmpfs", &fd_path(&dev), "tmpfs", DEV_FLAGS, Some(DEV_DATA))?;
     // /dev is now our own tmpfs: paths under it hold no image symlinks.
-    let dev = in_root(root_path, Path::new("/dev"));
+    let sources: Vec<PathBuf> = DEVICES.iter().map(|n| Path::new("/dev").join(n)).collect();
+    populate(&in_root(root_path, Path::new("/dev")), &sources)
+}
+
+/// Builds the container's /dev ahead, over this process's own /dev: in a
+/// premade init (`helper::Premade`), whose mount table is a private copy
+/// of the engine's, while it waits to learn its container. Nothing in /dev
+/// depends on the container, and the ~0.3 ms this takes then falls in the
+/// spare's idle time, not in a start. The setup moves it into the rootfs
+/// (`mounts::move_staged`), which shows the engine's /dev again before
+/// the container's bind mounts (whose sources may be under it) are made.
+/// `Ok(false)`: staging failed and was taken down (the setup builds /dev
+/// as usual); `Err`: it could not be taken down, and the engine's /dev is
+/// hidden.
+pub fn stage() -> Result<bool, SetupError> {
+    super::rootfs::isolate_propagation()?;
+    // The engine's nodes, held before the tmpfs hides them.
+    let mut nodes = Vec::with_capacity(DEVICES.len());
     for name in DEVICES {
+        let path = Path::new("/dev").join(name);
+        match open(&path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()) {
+            Ok(fd) => nodes.push(fd),
+            Err(_) => return Ok(false),
+        }
+    }
+    let dev = Path::new("/dev");
+    if mount_fs("tmpfs", dev, "tmpfs", DEV_FLAGS, Some(DEV_DATA)).is_err() {
+        return Ok(false);
+    }
+    let sources: Vec<PathBuf> = nodes.iter().map(fd_path).collect();
+    let built = populate(dev, &sources);
+    match built {
+        Ok(()) => Ok(true),
+        Err(_) => {
+            umount2(dev, MntFlags::MNT_DETACH)
+                .ctx(|| "taking down a half-built /dev".to_string())?;
+            Ok(false)
+        }
+    }
+}
+
+/// Fills the fresh tmpfs at `dev`: the [`DEVICES`] (each bound from its
+/// entry in `sources`), devpts, /dev/shm, /dev/mqueue and the usual links.
+fn populate(dev: &Path, sources: &[PathBuf]) -> Result<(), SetupError> {
+    for (name, source) in DEVICES.iter().zip(sources) {
         let target = dev.join(name);
         super::mounts::ensure_file(&target)?;
-        bind(&Path::new("/dev").join(name), &target, false)?;
+        bind(source, &target, false)?;
     }
     let pts = dev.join("pts");
     super::mounts::ensure_dir(&pts)?;
@@ -51,7 +94,7 @@ pub fn setup_dev(root: &OwnedFd, root_path: &Path) -> Result<(), SetupError> {
             Some("newinstance,ptmxmode=0666,mode=0620"),
         )
     })?;
-    link(&dev, "pts/ptmx", "ptmx")?;
+    link(dev, "pts/ptmx", "ptmx")?;
     let shm = dev.join("shm");
     super::mounts::ensure_dir(&shm)?;
     mount_fs(
@@ -76,7 +119,7 @@ pub fn setup_dev(root: &OwnedFd, root_path: &Path) -> Result<(), SetupError> {
         ("/proc/self/fd/1", "stdout"),
         ("/proc/self/fd/2", "stderr"),
     ] {
-        link(&dev, target, name)?;
+        link(dev, target, name)?;
     }
     Ok(())
 }

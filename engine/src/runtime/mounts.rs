@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, MsFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
 
+use std::os::fd::OwnedFd;
+
 use super::error::{Context, SetupError};
+use super::safe_path::{fd_path, open_in_root, Kind};
 
 /// `path` inside `root`, for an absolute container path.
 pub fn in_root(root: &Path, path: &Path) -> PathBuf {
@@ -78,4 +81,20 @@ pub fn ensure_file(path: &Path) -> Result<(), SetupError> {
 
 pub fn ensure_dir(path: &Path) -> Result<(), SetupError> {
     fs::create_dir_all(path).ctx(|| format!("creating {}", path.display()))
+}
+
+/// Moves the mount at `path` (in this process's view) onto `path` inside
+/// the rootfs whose fd is `root`: a tree a premade init built ahead over
+/// its own copy of the engine's (`dev::stage`, `proc::stage_sys`). The
+/// engine's mount at `path` shows again behind it.
+pub fn move_staged(root: &OwnedFd, path: &Path) -> Result<(), SetupError> {
+    let target = open_in_root(root, path, Kind::Dir)?;
+    mount(
+        Some(path),
+        &fd_path(&target),
+        None::<&str>,
+        MsFlags::MS_MOVE,
+        None::<&str>,
+    )
+    .ctx(|| format!("moving the prepared {} into the container", path.display()))
 }

@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nix::mount::MsFlags;
+use nix::mount::{umount2, MntFlags, MsFlags};
 
 use super::error::{Context, SetupError};
 use super::mounts::{bind, in_root, mount_fs, remount_readonly};
@@ -74,25 +74,56 @@ pub fn probe_fresh_sysfs() {
 /// in recursively (sysfs shows the network devices of the mounter's netns).
 pub fn setup_sys(root: &OwnedFd, own_netns: bool) -> Result<(), SetupError> {
     let sys = open_in_root(root, Path::new("/sys"), Kind::Dir)?;
-    let target = fd_path(&sys);
-    if own_netns && !FRESH_SYSFS_REFUSED.load(Ordering::Relaxed) {
-        match mount_fs(
-            "sysfs",
-            &target,
-            "sysfs",
-            PROC_FLAGS | MsFlags::MS_RDONLY,
-            None,
-        ) {
-            Ok(()) => return Ok(()),
-            // EPERM where the pod's /sys has masks; ENOENT seen from nested
-            // user namespaces on 6.18. The engine's /sys is the fallback.
-            Err(e) => tracing::debug!(%e, "fresh sysfs refused; binding the engine's /sys"),
-        }
+    if own_netns && fresh_sysfs(&fd_path(&sys)) {
+        return Ok(());
     }
-    bind(Path::new("/sys"), &target, true)?;
+    bind(Path::new("/sys"), &fd_path(&sys), true)?;
     // Reopen: the fd still points at the directory under the new mount.
     let sys = open_in_root(root, Path::new("/sys"), Kind::Dir)?;
     remount_readonly(&fd_path(&sys))
+}
+
+/// Mounts a fresh read-only sysfs on `target`, unless the kernel is known
+/// to refuse it or does; false then.
+fn fresh_sysfs(target: &Path) -> bool {
+    if FRESH_SYSFS_REFUSED.load(Ordering::Relaxed) {
+        return false;
+    }
+    match mount_fs(
+        "sysfs",
+        target,
+        "sysfs",
+        PROC_FLAGS | MsFlags::MS_RDONLY,
+        None,
+    ) {
+        Ok(()) => true,
+        // EPERM where the pod's /sys has masks; ENOENT seen from nested
+        // user namespaces on 6.18. The engine's /sys is the fallback.
+        Err(e) => {
+            tracing::debug!(%e, "fresh sysfs refused; binding the engine's /sys");
+            false
+        }
+    }
+}
+
+/// Builds the container's /sys ahead (as [`setup_sys`] would for a
+/// container with its own network namespace, which a premade init has)
+/// over this process's own /sys, for [`super::mounts::move_staged`]; see
+/// `dev::stage`. `Ok(false)`: nothing was left mounted, the setup mounts
+/// /sys as usual.
+pub fn stage_sys() -> Result<bool, SetupError> {
+    let sys = Path::new("/sys");
+    if fresh_sysfs(sys) {
+        return Ok(true);
+    }
+    if bind(sys, sys, true).is_err() {
+        return Ok(false);
+    }
+    if remount_readonly(sys).is_ok() {
+        return Ok(true);
+    }
+    umount2(sys, MntFlags::MNT_DETACH).ctx(|| "taking down a half-built /sys".to_string())?;
+    Ok(false)
 }
 
 /// Hides `paths` (container view, under the rootfs at `root_path`):
