@@ -298,13 +298,8 @@ fn answer(conn: UnixStream, plug: &Plug) -> io::Result<()> {
 }
 
 /// The supervisor's call: asks the engine to plug the created container
-/// `id` (init `pid`) into its networks, and waits for it.
-pub fn call_hook(path: &Path, id: &str, pid: i32) -> Result<(), String> {
-    HookCall::send(path, id, pid)?.answer()
-}
-
-/// A hook request on its way: the engine plugs the container in while the
-/// supervisor goes on with its own part of the start.
+/// into its networks. The engine does it while the supervisor goes on with
+/// its own part of the start; [`HookCall::answer`] waits for it.
 #[derive(Debug)]
 pub struct HookCall {
     conn: UnixStream,
@@ -417,13 +412,15 @@ mod tests {
             "/proc/self/fd/{}/hook.sock",
             std::os::fd::AsRawFd::as_raw_fd(&network_dir)
         ));
-        let reached = call_hook(&short, "c1", 7);
+        let reached = HookCall::send(&short, "c1", 7).and_then(HookCall::answer);
         assert_eq!(reached, Ok(()));
         // The work after the answer ran too.
         after_rx
             .recv_timeout(std::time::Duration::from_secs(5))
             .map_err(io::Error::other)?;
-        assert!(call_hook(&short, "c2", 7).is_err_and(|e| e.contains("unexpected")));
+        assert!(HookCall::send(&short, "c2", 7)
+            .and_then(HookCall::answer)
+            .is_err_and(|e| e.contains("unexpected")));
         Ok(())
     }
 

@@ -41,7 +41,6 @@ pub fn setup_dev(root: &OwnedFd, root_path: &Path) -> Result<(), SetupError> {
 /// as usual); `Err`: it could not be taken down, and the engine's /dev is
 /// hidden.
 pub fn stage() -> Result<bool, SetupError> {
-    super::rootfs::isolate_propagation()?;
     // The engine's nodes, held before the tmpfs hides them.
     let mut nodes = Vec::with_capacity(DEVICES.len());
     for name in DEVICES {

@@ -69,7 +69,8 @@ fn report(result: Result<Infallible, SetupError>, mut sock: UnixStream) -> ! {
 
 /// What every init does first: a clean signal state, our /proc files kept
 /// ours for the helper to write the ID maps (and death with the helper
-/// during setup), the maps, and root in the new user namespace. True when
+/// during setup), the maps, root in the new user namespace, and a mount
+/// table that propagates nothing back. True when
 /// the lower layers are to be idmapped (private mode).
 fn prologue(sock: &mut UnixStream) -> Result<bool, SetupError> {
     reset_signals()?;
@@ -77,6 +78,9 @@ fn prologue(sock: &mut UnixStream) -> Result<bool, SetupError> {
     prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "PR_SET_PDEATHSIG".to_string())?;
     let idmap_layers = expect_maps(sock)?;
     user::become_root()?;
+    // Before any mount of ours (a premade init's staging included), so
+    // none propagates back to the engine.
+    rootfs::isolate_propagation()?;
     Ok(idmap_layers)
 }
 
@@ -140,7 +144,6 @@ fn setup_and_exec(
         sethostname(name).ctx(|| format!("setting hostname {name}"))?;
     }
 
-    rootfs::isolate_propagation()?;
     let root = rootfs::mount_overlay(&spec.rootfs, &lower_paths(&spec.rootfs.lower, &layer_fds))?;
     drop(layer_fds);
     let target = &spec.rootfs.target;

@@ -115,6 +115,25 @@ enum Source {
     ExecOut(i32, super::execs::Pipe),
 }
 
+/// The container's log, and its socket bound in its directory (which
+/// becomes our working directory, so a long data root cannot overflow
+/// sun_path).
+fn open_log_and_socket(
+    dir: &ContainerDir,
+    config: &ContainerConfig,
+) -> Result<(LogWriter, UnixListener), Failure> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| Failure::runtime(format!("{what}: {e}"));
+    let log = LogWriter::open(&dir.log(&config.id), config.options.log_config)
+        .map_err(|e| fail("opening the log", &e))?;
+    std::env::set_current_dir(&dir.path).map_err(|e| fail("entering the container dir", &e))?;
+    let _ = std::fs::remove_file("sock");
+    let listener = UnixListener::bind("sock").map_err(|e| fail("binding the socket", &e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| fail("socket", &e))?;
+    Ok((log, listener))
+}
+
 impl Supervisor {
     /// Loads the container in `dir`, begins its start (see
     /// [`launch::begin`]: its init sets up and its network is plugged in
@@ -145,22 +164,7 @@ impl Supervisor {
                 tracing::error!(%e, "writing state.json");
             }
         })?;
-        let rest = || -> Result<(LogWriter, UnixListener), Failure> {
-            let log = LogWriter::open(&dir.log(&config.id), config.options.log_config)
-                .map_err(|e| fail("opening the log", &e))?;
-            // The socket is bound relative to the container directory (our
-            // cwd), so a long data root cannot overflow sun_path here.
-            std::env::set_current_dir(&dir.path)
-                .map_err(|e| fail("entering the container dir", &e))?;
-            let _ = std::fs::remove_file("sock");
-            let listener =
-                UnixListener::bind("sock").map_err(|e| fail("binding the socket", &e))?;
-            listener
-                .set_nonblocking(true)
-                .map_err(|e| fail("socket", &e))?;
-            Ok((log, listener))
-        };
-        let (log, listener) = match rest() {
+        let (log, listener) = match open_log_and_socket(&dir, &config) {
             Ok(r) => r,
             Err(f) => return Err(launching.abandon(f)),
         };
