@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use super::auth::Credential;
 use super::config::{Endpoint, Scheme};
+use super::roots;
 use crate::digest::Digest;
 use crate::oci;
 use crate::reference::Reference;
@@ -136,6 +137,15 @@ impl Session {
                 Scheme::Http => ClientProtocol::Http,
                 Scheme::Https => ClientProtocol::Https,
             },
+            // The system's roots, read once (see `roots`), and the
+            // endpoint's own CAs on top.
+            tls_certs_only: roots::system_roots()
+                .iter()
+                .map(|der| Certificate {
+                    encoding: CertificateEncoding::Der,
+                    data: der.to_vec(),
+                })
+                .collect(),
             extra_root_certificates: endpoint
                 .ca_pem
                 .iter()
@@ -586,8 +596,6 @@ async fn exchange_identity_token(
         .ok_or_else(|| fail("the reply has no access_token".into()))
 }
 
-/// A plain HTTP client for the registry calls oci-client does not make
-/// (token exchange, login), trusting the endpoint's extra CAs.
 /// What a registry's error answer says: the messages of its JSON
 /// `errors` (or their codes), else the start of the body as text.
 fn registry_message(body: &[u8]) -> String {
@@ -623,6 +631,9 @@ fn registry_message(body: &[u8]) -> String {
     text.trim().to_owned()
 }
 
+/// A plain HTTP client for the registry calls oci-client does not make
+/// (manifests, token exchange, login), trusting the system's roots and the
+/// endpoint's extra CAs.
 pub(crate) fn http_client(endpoint: &Endpoint) -> Result<reqwest::Client, String> {
     http_client_with_timeouts(endpoint, Duration::from_secs(30), Duration::from_secs(120))
 }
@@ -636,10 +647,11 @@ pub(crate) fn http_client_with_timeouts(
     let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(connect)
-        .timeout(total);
+        .timeout(total)
+        .tls_certs_only(roots::reqwest_roots());
     for pem in &endpoint.ca_pem {
         let cert = reqwest::Certificate::from_pem(pem).map_err(|e| e.to_string())?;
-        builder = builder.add_root_certificate(cert);
+        builder = builder.tls_certs_merge([cert]);
     }
     builder.build().map_err(|e| e.to_string())
 }
