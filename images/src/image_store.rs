@@ -329,7 +329,13 @@ impl ImageStore {
     /// `lowerdir` lists them top first: reverse this).
     pub fn layer_chain(&self, name: &str) -> Result<Vec<PathBuf>, ImageError> {
         let id = self.resolve(name)?;
-        let record = self.record(&id)?;
+        self.layer_dirs(&self.record(&id)?)
+    }
+
+    /// The unpacked layer directories of an image already read (from
+    /// [`ImageStore::inspect`]), bottom first: the same image's layers even
+    /// if its name moved since, and no second read of the tag index.
+    pub fn layer_dirs(&self, record: &ImageRecord) -> Result<Vec<PathBuf>, ImageError> {
         let mut out = Vec::with_capacity(record.layers.len());
         for layer in &record.layers {
             if !self.store.layers.contains(&layer.chain_id) {

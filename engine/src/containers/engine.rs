@@ -569,7 +569,7 @@ impl Engine {
         let layers = self
             .inner
             .images
-            .layer_chain(&opts.image)
+            .layer_dirs(&details.record)
             .map_err(|e| EngineError::Io(io::Error::other(e)))?;
         let image = ImageRunConfig::from_image_config(&details.config);
         Self::add_exposed_ports(&mut opts, &details.config);

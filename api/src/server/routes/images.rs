@@ -80,7 +80,7 @@ async fn get_inspect(req: ApiRequest) -> Reply {
         .daemon
         .with_images(move |store| {
             let details = store.inspect(&name)?;
-            let layers = store.layer_chain(&details.summary.id.to_string())?;
+            let layers = store.layer_dirs(&details.record)?;
             Ok(inspect(&details, &layers, version))
         })
         .await?;
