@@ -275,6 +275,9 @@ async fn download(url: &str, path: &Path, cache: &HttpCache) -> Result<Fetched, 
         .connect_timeout(Duration::from_secs(30))
         // A server that stops sending is an error, not a hang.
         .read_timeout(Duration::from_secs(120))
+        // The system's CA store as the registry clients hold it, read once
+        // per process rather than once per download.
+        .tls_certs_only(hutch_images::registry::roots::reqwest_roots())
         .build()
         .map_err(|e| fail(describe(&e.without_url())))?;
     // Asked with the last download's validators: a 304 is that content.

@@ -11,7 +11,7 @@ pub mod login;
 pub mod platform;
 pub mod pull;
 pub mod push;
-mod roots;
+pub mod roots;
 pub mod search;
 
 pub use auth::{AuthConfig, AuthError, Credential, DockerConfig};

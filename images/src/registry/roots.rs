@@ -4,7 +4,7 @@
 //! 300 files under /etc/ssl/certs, ~5 ms) every time a client is built, and
 //! a pull builds three (oci-client's, the manifest fetcher's, the token
 //! exchange's), even for a plain-HTTP registry that never speaks TLS. The
-//! clients here are built with `tls_certs_only` over this one copy plus the
+//! registry clients (and the builder's `ADD <url>` downloads) are built with `tls_certs_only` over this one copy plus the
 //! endpoint's own CAs instead: the same trust, since on Linux the platform
 //! verifier is WebPKI over this same store.
 
@@ -16,7 +16,7 @@ use tokio_rustls::rustls::RootCertStore;
 /// The system's CA certificates that parse as trust anchors (a broken one
 /// is skipped, as the platform verifier skips it, rather than failing
 /// every client).
-pub(crate) fn system_roots() -> &'static [CertificateDer<'static>] {
+pub fn system_roots() -> &'static [CertificateDer<'static>] {
     static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let found = rustls_native_certs::load_native_certs();
@@ -33,7 +33,7 @@ pub(crate) fn system_roots() -> &'static [CertificateDer<'static>] {
 }
 
 /// [`system_roots`] as reqwest certificates.
-pub(crate) fn reqwest_roots() -> Vec<reqwest::Certificate> {
+pub fn reqwest_roots() -> Vec<reqwest::Certificate> {
     system_roots()
         .iter()
         // from_der only copies the bytes; they parsed above.
