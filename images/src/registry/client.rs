@@ -139,13 +139,7 @@ impl Session {
             },
             // The system's roots, read once (see `roots`), and the
             // endpoint's own CAs on top.
-            tls_certs_only: roots::system_roots()
-                .iter()
-                .map(|der| Certificate {
-                    encoding: CertificateEncoding::Der,
-                    data: der.to_vec(),
-                })
-                .collect(),
+            tls_certs_only: roots::oci_client_roots(),
             extra_root_certificates: endpoint
                 .ca_pem
                 .iter()

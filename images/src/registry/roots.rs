@@ -4,9 +4,10 @@
 //! 300 files under /etc/ssl/certs, ~5 ms) every time a client is built, and
 //! a pull builds three (oci-client's, the manifest fetcher's, the token
 //! exchange's), even for a plain-HTTP registry that never speaks TLS. The
-//! registry clients (and the builder's `ADD <url>` downloads) are built with `tls_certs_only` over this one copy plus the
-//! endpoint's own CAs instead: the same trust, since on Linux the platform
-//! verifier is WebPKI over this same store.
+//! registry clients (and the builder's `ADD <url>` downloads) are built
+//! with `tls_certs_only` over this one copy plus the endpoint's own CAs
+//! instead: the same trust, since on Linux the platform verifier is WebPKI
+//! over this same store.
 
 use std::sync::OnceLock;
 
@@ -38,6 +39,17 @@ pub fn reqwest_roots() -> Vec<reqwest::Certificate> {
         .iter()
         // from_der only copies the bytes; they parsed above.
         .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+        .collect()
+}
+
+/// [`system_roots`] as oci-client certificates.
+pub(crate) fn oci_client_roots() -> Vec<oci_client::client::Certificate> {
+    system_roots()
+        .iter()
+        .map(|der| oci_client::client::Certificate {
+            encoding: oci_client::client::CertificateEncoding::Der,
+            data: der.to_vec(),
+        })
         .collect()
 }
 
