@@ -1645,7 +1645,7 @@ impl Engine {
     }
 
     /// The hook: plugs the created container `id` (init `pid`) in; the
-    /// `connect` events follow the hook's answer.
+    /// `connect` events go out right before the hook's answer.
     fn plug_network(
         &self,
         id: &str,

@@ -241,8 +241,8 @@ struct HookReply {
 }
 
 /// Serves the hook socket on a thread: `plug(id, pid)` for each request.
-/// What the plugging side does once the supervisor has its answer (the
-/// `connect` event): off the start's path.
+/// What the plugging side does once the plug is done, right before the
+/// supervisor gets its answer (the `connect` event).
 pub type AfterReply = Box<dyn FnOnce() + Send>;
 
 /// The engine's side of the hook: plugs container `id` (init `pid`) in.
@@ -288,13 +288,15 @@ fn answer(conn: UnixStream, plug: &Plug) -> io::Result<()> {
         Ok(after) => (None, after),
         Err(e) => (Some(e), None),
     };
-    let mut out = serde_json::to_vec(&HookReply { error }).map_err(io::Error::other)?;
-    out.push(b'\n');
-    let written = (&conn).write_all(&out);
+    // Before the answer, which lets the container run: a container that
+    // exits at once would otherwise have its `disconnect` published ahead
+    // of its `connect`. (Publishing is an in-memory append: microseconds.)
     if let Some(after) = after {
         after();
     }
-    written
+    let mut out = serde_json::to_vec(&HookReply { error }).map_err(io::Error::other)?;
+    out.push(b'\n');
+    (&conn).write_all(&out)
 }
 
 /// The supervisor's call: asks the engine to plug the created container
