@@ -6,8 +6,20 @@
 //!   own start-up plus one round trip, the least any CLI command costs;
 //!   and the same run with `--network none`, which shows what joining the
 //!   default bridge network costs;
+//! * the daemon's share of that run: the CLI's requests for it sent
+//!   straight to the socket ([`direct`]), phase by phase, against a
+//!   `GET /_ping` round trip; what is left of the CLI's time is its own
+//!   work;
 //! * `GET /containers/json?all=1` with 100 containers, p50 and p99, over one
 //!   kept-alive connection.
+//!
+//! The daemon's data root is a fresh ext4 filesystem of its own
+//! ([`LoopDisk`], as `runtime-bench` has), as a pod's emptyDir on a node's
+//! disk would be: this machine's root filesystem is an ext4 without a
+//! journal, on which file creation slows with every file deleted in the
+//! last half minute (the runs' own container directories included), so a
+//! run drifted with what ran before it. `--disk emptydir` measures on the
+//! pod's data directory instead.
 //!
 //! The timing loops run inside the pod (`api-bench time` and `api-bench
 //! list`), so `podsim exec` is not measured. Prints the figures and ratios;
@@ -21,8 +33,12 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use hutch_tests::daemon::{Daemon, DOCKER_CLI, DOCKER_HOST, SOCKET};
+use hutch_tests::loop_disk::LoopDisk;
 use hutch_tests::podsim::{Pod, PodSpec};
 use hutch_tests::testimages;
+
+#[path = "api_bench/direct.rs"]
+mod direct;
 
 #[derive(Parser)]
 #[command(about = "Docker API latency in the pod simulator")]
@@ -40,6 +56,9 @@ struct Cli {
     requests: u32,
     #[arg(long, value_enum, default_value_t = PodKind::Default)]
     pod: PodKind,
+    /// Where the daemon's data root lives.
+    #[arg(long, value_enum, default_value_t = Disk::Loop)]
+    disk: Disk,
     /// Copy the daemon's debug log (request and phase timestamps) here;
     /// without it the daemon logs at its default level, as deployed.
     #[arg(long)]
@@ -56,6 +75,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, required = true)]
         cmds: Vec<String>,
     },
+    /// Inside the pod: `docker run --rm IMAGE true`'s requests without
+    /// the CLI, `runs` rounds; prints each round's phases (ms) as JSON.
+    Direct {
+        #[arg(long)]
+        runs: u32,
+        image: String,
+    },
     /// Inside the pod: GET `path` `requests` times on one connection and
     /// print the latencies (ms) as JSON.
     Get {
@@ -63,6 +89,14 @@ enum Cmd {
         requests: u32,
         path: String,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Disk {
+    /// A fresh ext4 loop image of its own (repeatable).
+    Loop,
+    /// The pod's data directory, on the machine's shared disk.
+    Emptydir,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -77,6 +111,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Cmd::Time { runs, cmds }) => time(runs, &cmds),
+        Some(Cmd::Direct { runs, image }) => direct::run(runs, &image),
         Some(Cmd::Get { requests, path }) => get(requests, &path),
         None => bench(&cli),
     };
@@ -169,7 +204,17 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
         PodKind::Default => PodSpec::new(),
         PodKind::Unmasked => PodSpec::new().proc_unmasked(),
     };
+    // Mounted before the pod starts, so the pod's mount namespace has it.
+    let disk = match cli.disk {
+        Disk::Loop => Some(LoopDisk::make()?),
+        Disk::Emptydir => None,
+    };
     let pod = Pod::start(&spec)?;
+    let data_root = match &disk {
+        Some(d) => vec!["--data-root".to_string(), d.data_root_for(&pod)?],
+        None => Vec::new(),
+    };
+    let data_root: Vec<&str> = data_root.iter().map(String::as_str).collect();
     // At the default level, as deployed (debug logging writes a dozen
     // lines per `docker run`); at debug only when its log is wanted.
     let level = if cli.log.is_some() {
@@ -177,7 +222,7 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
     } else {
         "info"
     };
-    let daemon = Daemon::start_logging(&pod, &[], level)?;
+    let daemon = Daemon::start_logging(&pod, &data_root, level)?;
     daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
     let me = std::env::current_exe()?;
     let in_pod = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
@@ -239,6 +284,20 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
         n50 / v50,
         r50 / n50,
         r50 - n50
+    );
+    let rounds: Vec<direct::Round> =
+        serde_json::from_value(in_pod(&["direct", "--runs", &runs, &image.reference])?)?;
+    let median =
+        |f: fn(&direct::Round) -> f64| percentile(&sorted(rounds.iter().map(f).collect()), 50.0);
+    let (ping, total) = (median(|r| r.ping), median(|r| r.total));
+    println!(
+        "  ... its requests without the CLI: median {total:7.2} ms = {:.1}x a /_ping round trip ({ping:.2} ms): create {:.2}, attach+wait {:.2}, start {:.2}, exit+removal {:.2}; the CLI's own work is the other {:.1} ms",
+        total / ping,
+        median(|r| r.create),
+        median(|r| r.attach_wait),
+        median(|r| r.start),
+        median(|r| r.exit_removed),
+        r50 - total
     );
 
     for _ in 0..cli.containers {

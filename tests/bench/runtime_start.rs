@@ -29,6 +29,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use hutch_tests::engine::IMAGE;
+use hutch_tests::loop_disk::LoopDisk;
 use hutch_tests::podsim::{hutch_bin, PodSpec};
 use hutch_tests::runtime::{Rig, LAYERS};
 use serde::Deserialize;
@@ -148,7 +149,7 @@ fn bench(runs: u32, kind: PodKind, disk: Disk) -> anyhow::Result<()> {
     };
     let rig = Rig::start(&pod)?;
     let data_root = match &loop_disk {
-        Some(d) => d.data_root_for(&rig)?,
+        Some(d) => d.data_root_for(&rig.pod)?,
         None => "/var/lib/hutch".to_string(),
     };
     let data_root = data_root.as_str();
@@ -444,74 +445,6 @@ fn crun_bundle(rig: &Rig) -> anyhow::Result<String> {
         "{}/specs/crun-bundle",
         rig.pod.data_root().display()
     ))
-}
-
-/// A fresh ext4 filesystem in a sparse loop image under /var/tmp (which
-/// the pod sees), mounted at `<dir>/d`; unmounted and deleted on drop.
-struct LoopDisk {
-    dir: tempfile::TempDir,
-}
-
-impl LoopDisk {
-    const SIZE: &'static str = "1G";
-
-    fn make() -> anyhow::Result<LoopDisk> {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::Builder::new()
-            // Short: supervisor socket paths under it must fit sun_path.
-            .prefix("hrb-")
-            .tempdir_in("/var/tmp")?;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-        let image = dir.path().join("disk.img");
-        let mount_point = dir.path().join("d");
-        std::fs::create_dir(&mount_point)?;
-        run(Command::new("truncate")
-            .args(["-s", Self::SIZE])
-            .arg(&image))?;
-        // Initialized in full now: lazy initialization would zero the
-        // inode tables in the background while we measure.
-        run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"])
-            .arg(&image))?;
-        run(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&image)
-            .arg(&mount_point))?;
-        Ok(LoopDisk { dir })
-    }
-
-    fn mount_point(&self) -> std::path::PathBuf {
-        self.dir.path().join("d")
-    }
-
-    /// Hands the filesystem to pod root; returns the data root to use.
-    fn data_root_for(&self, rig: &Rig) -> anyhow::Result<String> {
-        let base = rig.pod.base();
-        let root = self.mount_point();
-        std::os::unix::fs::chown(&root, Some(base), Some(base))?;
-        Ok(root.join("h").display().to_string())
-    }
-}
-
-impl Drop for LoopDisk {
-    fn drop(&mut self) {
-        // The loop device goes with its last mount (mount -o loop sets
-        // autoclear); the image with the directory.
-        if let Err(e) = run(Command::new("umount").arg(self.mount_point())) {
-            eprintln!("runtime-bench: unmounting the bench disk: {e:#}");
-        }
-    }
-}
-
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let out = cmd.stdin(Stdio::null()).output()?;
-    ensure!(
-        out.status.success(),
-        "{cmd:?}: {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(())
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {

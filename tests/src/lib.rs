@@ -7,6 +7,7 @@ pub mod build_context;
 pub mod daemon;
 pub mod engine;
 pub mod http_fixture;
+pub mod loop_disk;
 pub mod network;
 pub mod podsim;
 pub mod registry;

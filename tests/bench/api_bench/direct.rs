@@ -1,0 +1,209 @@
+//! `docker run --rm IMAGE true` without the CLI: the requests the docker
+//! CLI makes for it, in its order, sent straight to the socket, so the
+//! daemon's share of a run is timed apart from the CLI's own work (its
+//! start-up, flag parsing, signal set-up and exit, which no engine can
+//! shorten). Baseline: a `GET /_ping` round trip on a fresh connection,
+//! timed in the same rounds.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context};
+use hutch_tests::daemon::SOCKET;
+
+/// One round's latencies (ms).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Round {
+    pub ping: f64,
+    pub create: f64,
+    /// Attach (hijacked) and `wait?condition=removed`, as the CLI opens
+    /// them before the start.
+    pub attach_wait: f64,
+    pub start: f64,
+    /// From the start's answer to the wait's answer: the exit, the
+    /// removal, and the answer.
+    pub exit_removed: f64,
+    pub total: f64,
+}
+
+/// Inside the pod: `runs` rounds, printed as a JSON list of [`Round`].
+pub fn run(runs: u32, image: &str) -> anyhow::Result<()> {
+    let mut rounds = Vec::with_capacity(runs as usize);
+    // Warm-up, not counted.
+    one(image)?;
+    for _ in 0..runs {
+        let started = Instant::now();
+        ping()?;
+        let ping = ms(started);
+        let mut round = one(image)?;
+        round.ping = ping;
+        rounds.push(round);
+    }
+    println!("{}", serde_json::to_string(&rounds)?);
+    Ok(())
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+fn ping() -> anyhow::Result<()> {
+    let mut c = Conn::open()?;
+    c.send("GET", "/_ping", "", None)?;
+    let head = c.head()?;
+    ensure!(head.status == 200, "ping: {}", head.status);
+    c.body(&head)?;
+    Ok(())
+}
+
+fn one(image: &str) -> anyhow::Result<Round> {
+    let t0 = Instant::now();
+    let mut api = Conn::open()?;
+    let create = serde_json::json!({
+        "Image": image,
+        "Cmd": ["true"],
+        "AttachStdout": true,
+        "AttachStderr": true,
+        "HostConfig": {"AutoRemove": true},
+    });
+    api.send(
+        "POST",
+        "/v1.50/containers/create",
+        "",
+        Some(&create.to_string()),
+    )?;
+    let head = api.head()?;
+    let body = api.body(&head)?;
+    ensure!(
+        head.status == 201,
+        "create: {} {}",
+        head.status,
+        String::from_utf8_lossy(&body)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&body)?;
+    let id = created["Id"].as_str().context("create: no Id")?.to_string();
+    let t1 = Instant::now();
+
+    let mut attach = Conn::open()?;
+    attach.send(
+        "POST",
+        &format!("/v1.50/containers/{id}/attach?stream=1&stdout=1&stderr=1"),
+        "Connection: Upgrade\r\nUpgrade: tcp\r\n",
+        None,
+    )?;
+    let head = attach.head()?;
+    ensure!(head.status == 101, "attach: {}", head.status);
+    let mut wait = Conn::open()?;
+    wait.send(
+        "POST",
+        &format!("/v1.50/containers/{id}/wait?condition=removed"),
+        "",
+        None,
+    )?;
+    let head = wait.head()?;
+    ensure!(head.status == 200, "wait: {}", head.status);
+    let t2 = Instant::now();
+
+    api.send("POST", &format!("/v1.50/containers/{id}/start"), "", None)?;
+    let head = api.head()?;
+    ensure!(head.status == 204, "start: {}", head.status);
+    let t3 = Instant::now();
+
+    // The wait's answer is one chunk: its size line, then the JSON.
+    loop {
+        let line = wait.line()?;
+        if line.contains("StatusCode") {
+            ensure!(line.contains("\"StatusCode\":0"), "wait: {line}");
+            break;
+        }
+    }
+    let t4 = Instant::now();
+    // The attach stream ends with the container (nothing to read: `true`).
+    let mut rest = Vec::new();
+    attach.reader.read_to_end(&mut rest)?;
+    Ok(Round {
+        ping: 0.0,
+        create: (t1 - t0).as_secs_f64() * 1000.0,
+        attach_wait: (t2 - t1).as_secs_f64() * 1000.0,
+        start: (t3 - t2).as_secs_f64() * 1000.0,
+        exit_removed: (t4 - t3).as_secs_f64() * 1000.0,
+        total: ms(t0),
+    })
+}
+
+/// An HTTP/1.1 connection to the daemon's socket, read line by line.
+struct Conn {
+    writer: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+struct Head {
+    status: u16,
+    length: Option<usize>,
+}
+
+impl Conn {
+    fn open() -> anyhow::Result<Conn> {
+        let sock = UnixStream::connect(SOCKET).context("connecting to the daemon")?;
+        Ok(Conn {
+            writer: sock.try_clone()?,
+            reader: BufReader::new(sock),
+        })
+    }
+
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let body = body.unwrap_or("");
+        let kind = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/json\r\n"
+        };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: api.moby.localhost\r\n{headers}{kind}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.writer.write_all(request.as_bytes())?;
+        Ok(())
+    }
+
+    fn line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            bail!("the daemon closed the connection");
+        }
+        Ok(line)
+    }
+
+    fn head(&mut self) -> anyhow::Result<Head> {
+        let status_line = self.line()?;
+        let status = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("a status line: {status_line:?}"))?;
+        let mut length = None;
+        loop {
+            let line = self.line()?;
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = Some(v.trim().parse::<usize>()?);
+            }
+        }
+        Ok(Head { status, length })
+    }
+
+    fn body(&mut self, head: &Head) -> anyhow::Result<Vec<u8>> {
+        let mut body = vec![0; head.length.unwrap_or(0)];
+        self.reader.read_exact(&mut body)?;
+        Ok(body)
+    }
+}
