@@ -25,18 +25,18 @@
 //! list`), so `podsim exec` is not measured. Prints the figures and ratios;
 //! asserts nothing about time.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use hutch_tests::daemon::{Daemon, DOCKER_CLI, DOCKER_HOST, SOCKET};
+use hutch_tests::daemon::{Daemon, DOCKER_CLI, DOCKER_HOST};
 use hutch_tests::loop_disk::LoopDisk;
 use hutch_tests::podsim::{Pod, PodSpec};
 use hutch_tests::testimages;
 
+#[path = "api_bench/conn.rs"]
+mod conn;
 #[path = "api_bench/direct.rs"]
 mod direct;
 
@@ -146,34 +146,16 @@ fn time(runs: u32, words: &[String]) -> anyhow::Result<()> {
 }
 
 fn get(requests: u32, path: &str) -> anyhow::Result<()> {
-    let sock = UnixStream::connect(SOCKET).context("connecting to the daemon")?;
-    let mut writer = sock.try_clone()?;
-    let mut reader = BufReader::new(sock);
-    let request = format!("GET {path} HTTP/1.1\r\nHost: d\r\n\r\n");
+    let mut c = conn::Conn::open()?;
     let mut times = Vec::with_capacity(requests as usize);
     let mut body = Vec::new();
     for _ in 0..requests {
         let started = Instant::now();
-        writer.write_all(request.as_bytes())?;
-        let mut length = None;
-        let mut status = String::new();
-        reader.read_line(&mut status)?;
-        ensure!(status.starts_with("HTTP/1.1 200"), "{status}");
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line)?;
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = Some(v.trim().parse::<usize>()?);
-            }
-        }
-        let Some(length) = length else {
-            bail!("no content-length");
-        };
-        body.resize(length, 0);
-        reader.read_exact(&mut body)?;
+        c.send("GET", path, "", None)?;
+        let head = c.head()?;
+        ensure!(head.status == 200, "GET {path}: {}", head.status);
+        ensure!(head.length.is_some(), "no content-length");
+        body = c.body(&head)?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     let listed: serde_json::Value = serde_json::from_slice(&body)?;

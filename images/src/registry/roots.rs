@@ -17,7 +17,7 @@ use tokio_rustls::rustls::RootCertStore;
 /// The system's CA certificates that parse as trust anchors (a broken one
 /// is skipped, as the platform verifier skips it, rather than failing
 /// every client).
-pub fn system_roots() -> &'static [CertificateDer<'static>] {
+pub(crate) fn system_roots() -> &'static [CertificateDer<'static>] {
     static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let found = rustls_native_certs::load_native_certs();

@@ -5,12 +5,12 @@
 //! shorten). Baseline: a `GET /_ping` round trip on a fresh connection,
 //! timed in the same rounds.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Read;
 use std::time::Instant;
 
-use anyhow::{bail, ensure, Context};
-use hutch_tests::daemon::SOCKET;
+use anyhow::{ensure, Context};
+
+use super::conn::Conn;
 
 /// One round's latencies (ms).
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -130,80 +130,4 @@ fn one(image: &str) -> anyhow::Result<Round> {
         exit_removed: (t4 - t3).as_secs_f64() * 1000.0,
         total: ms(t0),
     })
-}
-
-/// An HTTP/1.1 connection to the daemon's socket, read line by line.
-struct Conn {
-    writer: UnixStream,
-    reader: BufReader<UnixStream>,
-}
-
-struct Head {
-    status: u16,
-    length: Option<usize>,
-}
-
-impl Conn {
-    fn open() -> anyhow::Result<Conn> {
-        let sock = UnixStream::connect(SOCKET).context("connecting to the daemon")?;
-        Ok(Conn {
-            writer: sock.try_clone()?,
-            reader: BufReader::new(sock),
-        })
-    }
-
-    fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &str,
-        body: Option<&str>,
-    ) -> anyhow::Result<()> {
-        let body = body.unwrap_or("");
-        let kind = if body.is_empty() {
-            ""
-        } else {
-            "Content-Type: application/json\r\n"
-        };
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: api.moby.localhost\r\n{headers}{kind}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.writer.write_all(request.as_bytes())?;
-        Ok(())
-    }
-
-    fn line(&mut self) -> anyhow::Result<String> {
-        let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            bail!("the daemon closed the connection");
-        }
-        Ok(line)
-    }
-
-    fn head(&mut self) -> anyhow::Result<Head> {
-        let status_line = self.line()?;
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("a status line: {status_line:?}"))?;
-        let mut length = None;
-        loop {
-            let line = self.line()?;
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = Some(v.trim().parse::<usize>()?);
-            }
-        }
-        Ok(Head { status, length })
-    }
-
-    fn body(&mut self, head: &Head) -> anyhow::Result<Vec<u8>> {
-        let mut body = vec![0; head.length.unwrap_or(0)];
-        self.reader.read_exact(&mut body)?;
-        Ok(body)
-    }
 }
