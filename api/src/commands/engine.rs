@@ -225,6 +225,7 @@ pub fn run(global: &GlobalOptions, args: EngineArgs) -> anyhow::Result<ExitCode>
         private_layers_on_tmpfs: args.private_layers_tmpfs,
         networks: None,
         cgroups: None,
+        prime_starts: false,
     })?;
     let code = execute(&engine, cmd, &mut std::io::stdout().lock());
     engine.flush();

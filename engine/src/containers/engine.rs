@@ -33,6 +33,7 @@ use crate::runtime::{idmapped, image_ids, IdAllocator, IdMap, ProcMode, ProcessS
 use crate::volumes::VolumeStore;
 
 mod cgroup_ops;
+mod prime_ops;
 mod restore;
 mod volume_ops;
 pub use volume_ops::{VolumeUsage, VolumesPruned};
@@ -124,6 +125,10 @@ pub struct EngineOptions {
     pub networks: Option<Arc<Networks>>,
     /// A delegated cgroup hierarchy: containers get their own cgroups.
     pub cgroups: Option<crate::cgroups::Cgroups>,
+    /// Begin each created container's start right after its create (see
+    /// [`super::primes`]): for a daemon, whose clients start what they
+    /// create at once; not for a one-shot command that ends after it.
+    pub prime_starts: bool,
 }
 
 impl Default for EngineOptions {
@@ -137,6 +142,7 @@ impl Default for EngineOptions {
             private_layers_on_tmpfs: false,
             networks: None,
             cgroups: None,
+            prime_starts: false,
         }
     }
 }
@@ -236,6 +242,8 @@ struct Inner {
     images: ImageStore,
     opts: EngineOptions,
     spares: SparePool,
+    /// Starts begun at create (see [`super::primes`]).
+    primes: super::primes::Primes,
     tmpfs_layers: Option<TmpfsLayers>,
     volumes: VolumeStore,
     /// Held while a create attaches volumes and while volumes are removed,
@@ -288,6 +296,7 @@ impl Engine {
                 images,
                 opts,
                 spares,
+                primes: Default::default(),
                 tmpfs_layers,
                 volumes,
                 volumes_lock: Mutex::new(()),
@@ -666,6 +675,7 @@ impl Engine {
         );
         drop(volumes_guard);
         self.emit("create", &id, &[]);
+        self.prime_in_background(&id);
         let mut warnings = self.inner.opts.warnings.clone();
         warnings.extend(self.unapplied_limits(&opts.limits));
         Ok(Created { id, warnings })
@@ -754,12 +764,23 @@ impl Engine {
                 self.wait_unwatched(&id, Duration::from_secs(5));
             }
         }
+        // The clients attached before the start (Docker publishes `attach`
+        // when they do), so before the plug's `connect`.
+        for _ in attach {
+            self.emit("attach", &id, &[]);
+        }
         let dir = self.inner.store.dir(&id);
-        self.prepare_layers(&id, &dir)?;
-        self.rejoin_network(&id, &dir)?;
+        let primed = self.take_prime(&id);
+        if primed.is_none() {
+            self.prepare_layers(&id, &dir)?;
+            self.rejoin_network(&id, &dir)?;
+        }
         self.note_oom_base(&id);
         let t1 = Instant::now();
-        let mut spare = self.inner.spares.take()?;
+        let mut spare = match primed {
+            Some(spare) => spare,
+            None => self.inner.spares.take()?,
+        };
         let t2 = Instant::now();
         protocol::write_json(
             &mut spare.sock,
@@ -792,9 +813,6 @@ impl Engine {
         match reply {
             Reply::Started { .. } => {
                 self.watch(&id, spare.sock);
-                for _ in &streams {
-                    self.emit("attach", &id, &[]);
-                }
                 self.emit("start", &id, &[]);
                 Ok(streams)
             }
@@ -1047,6 +1065,7 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
+        self.unprime(&id);
         self.wait_unwatched(&id, Duration::from_secs(5));
         let id_map = self.inner.store.dir(&id).read_spec().ok().map(|s| s.id_map);
         // The final state (its exit code) for waiters, before it goes.
@@ -1105,6 +1124,8 @@ impl Engine {
     /// `docker rename`.
     pub fn rename(&self, query: &str, new_name: &str) -> Result<()> {
         let id = self.resolve(query)?;
+        // Its name is in the primed container's network (DNS, aliases).
+        self.unprime(&id);
         let old = {
             let mut table = self.lock();
             let new_name = table.names.reserve(new_name, &id)?;
@@ -1127,6 +1148,8 @@ impl Engine {
     /// (a running supervisor keeps the one it started with).
     pub fn set_restart_policy(&self, query: &str, policy: RestartPolicy) -> Result<()> {
         let id = self.resolve(query)?;
+        // A primed supervisor read the container's config before this.
+        self.unprime(&id);
         let mut table = self.lock();
         let Some(r) = table.containers.get_mut(&id) else {
             return Err(EngineError::NotFound(id));
@@ -1686,18 +1709,20 @@ impl Engine {
             return Ok(None);
         }
         let engine = self.clone();
-        let id = id.to_string();
-        Ok(Some(Box::new(move || {
+        let owned = id.to_string();
+        let publish: networking::AfterReply = Box::new(move || {
             if let Some(settings) = engine
                 .inner
                 .opts
                 .networks
                 .as_ref()
-                .and_then(|nets| nets.settings(&id).ok())
+                .and_then(|nets| nets.settings(&owned).ok())
             {
-                engine.emit_network("connect", &id, &settings);
+                engine.emit_network("connect", &owned, &settings);
             }
-        })))
+        });
+        // A primed container is connected when it starts (see `primes`).
+        Ok(self.inner.primes.hold(id, publish))
     }
 
     /// Deleting veths takes the kernel tens of milliseconds: the watcher
@@ -1720,6 +1745,16 @@ impl Engine {
     }
 
     fn release_network(&self, id: &str) {
+        self.release_network_announcing(id, true);
+    }
+
+    /// Unplugs a container whose `connect` was never published (a dropped
+    /// prime): no `disconnect` either.
+    fn release_network_quietly(&self, id: &str) {
+        self.release_network_announcing(id, false);
+    }
+
+    fn release_network_announcing(&self, id: &str, announce: bool) {
         if let Some(nets) = &self.inner.opts.networks {
             let t0 = Instant::now();
             // Only a plugged container (it has a sandbox) is disconnected;
@@ -1729,6 +1764,7 @@ impl Engine {
                 .opts
                 .on_event
                 .as_ref()
+                .filter(|_| announce)
                 .and_then(|_| nets.settings(id).ok())
                 .filter(|s| !s.sandbox_key.is_empty());
             if let Err(e) = nets.release(id) {
@@ -1790,6 +1826,7 @@ impl Engine {
     ) -> Result<()> {
         let nets = self.networks().ok_or_else(no_networking)?;
         let id = self.resolve(query)?;
+        self.unprime(&id);
         let (name, mode) = {
             let table = self.lock();
             let r = table
@@ -1815,6 +1852,7 @@ impl Engine {
     pub fn network_disconnect(&self, network: &str, query: &str) -> Result<()> {
         let nets = self.networks().ok_or_else(no_networking)?;
         let id = self.resolve(query)?;
+        self.unprime(&id);
         let net = nets.inspect(network)?;
         nets.disconnect(&net.id, &id)?;
         let empty = crate::network::EndpointOptions::default();

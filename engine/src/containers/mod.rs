@@ -14,6 +14,7 @@ pub mod mounts;
 pub mod names;
 pub mod networking;
 mod orphan;
+pub(crate) mod primes;
 pub mod protocol;
 pub mod spare;
 pub mod state;

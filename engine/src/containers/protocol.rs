@@ -56,6 +56,12 @@ pub enum Request {
         #[serde(default)]
         attachers: u32,
     },
+    /// Spare supervisor only, on its spawn socket: begin the start of the
+    /// created container in this directory (its init sets it up, its
+    /// network is plugged in) and hold it there. Replies `Ok` (or
+    /// `Failed`, recording nothing); a `Run` then releases it as a start
+    /// would, and anything else (a closed socket) abandons it.
+    Prime { dir: String },
     /// Receive an event frame for each state change until the supervisor
     /// exits.
     Watch,

@@ -105,7 +105,7 @@ impl Supervisor {
             .filter(|p| p.exited().is_none())
             .map(|p| p.pid);
         match req {
-            Request::Run { .. } => self.reply(
+            Request::Run { .. } | Request::Prime { .. } => self.reply(
                 id,
                 &Reply::Error {
                     message: "this supervisor already runs a container".into(),

@@ -139,7 +139,9 @@ impl Supervisor {
     /// [`launch::begin`]: its init sets up and its network is plugged in
     /// while the rest of this runs) and binds its socket. Its command runs
     /// once [`Supervisor::launch_first`] releases it, so clients that must
-    /// see its first byte attach before that.
+    /// see its first byte attach before that. Records nothing: a start
+    /// saves the state at once (and a failure with
+    /// [`Supervisor::record_failed_prepare`]), a prime only once released.
     pub fn prepare(dir: ContainerDir) -> Result<(Supervisor, Launching), Failure> {
         let fail = |what: &str, e: &dyn std::fmt::Display| Failure::runtime(format!("{what}: {e}"));
         let config = dir
@@ -154,16 +156,7 @@ impl Supervisor {
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(|e| fail("signalfd", &e))?;
         let opts = &config.options;
-        let launching = launch::begin(&spec, opts.tty, opts.open_stdin).inspect_err(|f| {
-            // Recorded as any failed first start is (see `launch_first`).
-            let mut state = dir.read_state().unwrap_or_default();
-            state.manually_stopped = false;
-            state.supervisor_pid = 0;
-            state.set_exited(f.code, f.message.clone(), timefmt::now());
-            if let Err(e) = dir.write_state(&state) {
-                tracing::error!(%e, "writing state.json");
-            }
-        })?;
+        let launching = launch::begin(&spec, opts.tty, opts.open_stdin)?;
         let (log, listener) = match open_log_and_socket(&dir, &config) {
             Ok(r) => r,
             Err(f) => return Err(launching.abandon(f)),
@@ -171,30 +164,43 @@ impl Supervisor {
         let mut state = dir.read_state().unwrap_or_default();
         state.supervisor_pid = std::process::id() as i32;
         state.manually_stopped = false;
-        let sup = Supervisor {
-            dir,
-            config,
-            spec,
-            state,
-            log,
-            listener,
-            clients: BTreeMap::new(),
-            next_client: 0,
-            container: None,
-            execs: BTreeMap::new(),
-            stop_deadline: None,
-            restart_at: None,
-            backoff: None,
-            started: Instant::now(),
-            health_next: None,
-            signals,
-            buf: vec![0u8; 64 * 1024],
-            held_mount_ns: None,
-            release_code_at: None,
-            daemon_stopped: false,
-        };
-        sup.save();
-        Ok((sup, launching))
+        Ok((
+            Supervisor {
+                dir,
+                config,
+                spec,
+                state,
+                log,
+                listener,
+                clients: BTreeMap::new(),
+                next_client: 0,
+                container: None,
+                execs: BTreeMap::new(),
+                stop_deadline: None,
+                restart_at: None,
+                backoff: None,
+                started: Instant::now(),
+                health_next: None,
+                signals,
+                buf: vec![0u8; 64 * 1024],
+                held_mount_ns: None,
+                release_code_at: None,
+                daemon_stopped: false,
+            },
+            launching,
+        ))
+    }
+
+    /// Records a failed [`Supervisor::prepare`] in `dir`'s state.json, as
+    /// any failed first start is (see [`Supervisor::launch_first`]).
+    pub fn record_failed_prepare(dir: &ContainerDir, f: &Failure) {
+        let mut state = dir.read_state().unwrap_or_default();
+        state.manually_stopped = false;
+        state.supervisor_pid = 0;
+        state.set_exited(f.code, f.message.clone(), timefmt::now());
+        if let Err(e) = dir.write_state(&state) {
+            tracing::error!(%e, "writing state.json");
+        }
     }
 
     /// The first start of a prepared supervisor's container (`launching`

@@ -26,11 +26,13 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{dup2_stdin, fork, setsid, ForkResult};
 
 use super::core::{Role, Supervisor};
+use super::launch::Launching;
 use crate::containers::protocol::{self, Kind, Reply, Request};
 use crate::containers::spare::SPARE_REFILL;
 use crate::containers::store::ContainerDir;
 use crate::runtime::caps::DEFAULT_CAPABILITIES;
 use crate::runtime::channel;
+use crate::runtime::helper::Failure;
 use crate::runtime::seccomp::{self, Seccomp};
 
 /// How long a start waits for the attach clients it announced.
@@ -146,26 +148,73 @@ fn spare(control: UnixStream) -> i32 {
     if let Err(e) = crate::runtime::helper::premake() {
         tracing::debug!(%e, "no premade init: the start will clone one");
     }
-    let (dir, attachers) = match protocol::read_frame(&mut control) {
-        Ok(Some((Kind::Request, payload))) => match protocol::parse::<Request>(&payload) {
-            Ok(Request::Run { dir, attachers }) => (dir, attachers),
-            _ => return 1,
-        },
-        // The engine (or the zygote holding us ready) went away unused.
-        _ => return 0,
-    };
-    let started = Supervisor::prepare(ContainerDir::new(dir)).and_then(|(mut sup, launching)| {
-        if attachers > 0 {
-            // Listening: the attach clients may connect now, while the
-            // container is set up.
-            if protocol::write_json(&mut control, Kind::Reply, &Reply::Ok).is_ok() {
-                sup.accept_attachers(attachers, ATTACH_WINDOW);
+    match read_request(&mut control) {
+        Some(Request::Run { dir, attachers }) => {
+            let dir = ContainerDir::new(dir);
+            match Supervisor::prepare(dir.clone()) {
+                Ok((sup, launching)) => {
+                    sup.save();
+                    run(control, sup, launching, attachers)
+                }
+                Err(f) => {
+                    Supervisor::record_failed_prepare(&dir, &f);
+                    fail(&mut control, f)
+                }
             }
         }
-        sup.launch_first(launching).map(|()| sup)
-    });
-    match started {
-        Ok(mut sup) => {
+        Some(Request::Prime { dir }) => primed(control, ContainerDir::new(dir)),
+        // The engine (or the zygote holding us ready) went away unused.
+        _ => 0,
+    }
+}
+
+fn read_request(control: &mut UnixStream) -> Option<Request> {
+    match protocol::read_frame(control) {
+        Ok(Some((Kind::Request, payload))) => protocol::parse::<Request>(&payload).ok(),
+        _ => None,
+    }
+}
+
+/// A primed spare (see [`Request::Prime`]): the container's start begun
+/// and held until the engine's `Run` releases it. Anything else (the
+/// engine dropping the prime, or going away) abandons it: the init is
+/// killed, nothing of the start is recorded.
+fn primed(mut control: UnixStream, dir: ContainerDir) -> i32 {
+    let (sup, launching) = match Supervisor::prepare(dir) {
+        Ok(p) => p,
+        // The engine starts it the usual way, which records the failure.
+        Err(f) => return fail(&mut control, f),
+    };
+    if protocol::write_json(&mut control, Kind::Reply, &Reply::Ok).is_err() {
+        launching.withdraw();
+        let _ = std::fs::remove_file("sock");
+        return 0;
+    }
+    match read_request(&mut control) {
+        Some(Request::Run { attachers, .. }) => {
+            sup.save();
+            run(control, sup, launching, attachers)
+        }
+        _ => {
+            launching.withdraw();
+            let _ = std::fs::remove_file("sock");
+            0
+        }
+    }
+}
+
+/// Takes the attach clients, releases the container into its command and
+/// supervises it.
+fn run(mut control: UnixStream, mut sup: Supervisor, launching: Launching, attachers: u32) -> i32 {
+    if attachers > 0 {
+        // Listening: the attach clients may connect now, while the
+        // container is set up.
+        if protocol::write_json(&mut control, Kind::Reply, &Reply::Ok).is_ok() {
+            sup.accept_attachers(attachers, ATTACH_WINDOW);
+        }
+    }
+    match sup.launch_first(launching) {
+        Ok(()) => {
             let pid = sup.pid();
             if protocol::write_json(&mut control, Kind::Reply, &Reply::Started { pid }).is_ok() {
                 let _ = control.set_write_timeout(Some(std::time::Duration::from_secs(5)));
@@ -173,16 +222,18 @@ fn spare(control: UnixStream) -> i32 {
             }
             sup.run()
         }
-        Err(f) => {
-            let _ = protocol::write_json(
-                &mut control,
-                Kind::Reply,
-                &Reply::Failed {
-                    code: f.code,
-                    message: f.message,
-                },
-            );
-            0
-        }
+        Err(f) => fail(&mut control, f),
     }
+}
+
+fn fail(control: &mut UnixStream, f: Failure) -> i32 {
+    let _ = protocol::write_json(
+        control,
+        Kind::Reply,
+        &Reply::Failed {
+            code: f.code,
+            message: f.message,
+        },
+    );
+    0
 }

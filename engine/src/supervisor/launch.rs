@@ -140,6 +140,18 @@ impl Launching {
     pub fn abandon(self, failure: Failure) -> Failure {
         self.spawned.abandon(failure)
     }
+
+    /// Gives up a start that will not be released (a dropped prime): waits
+    /// for the network hook's answer first, so that the engine's unplug,
+    /// which follows our hang-up, cannot overtake the plug; then ends the
+    /// init.
+    pub fn withdraw(self) {
+        let Launching { spawned, hook, .. } = self;
+        if let Some(call) = hook {
+            let _ = call.answer();
+        }
+        spawned.abandon(Failure::runtime("the prime was dropped"));
+    }
 }
 
 impl Released {

@@ -68,7 +68,9 @@ fn failure(mut child: Child, path: &str, id: &str) -> ApiError {
 async fn source(req: &ApiRequest, writable: bool) -> Result<(Source, String), ApiError> {
     let query = req.param("id").to_string();
     let daemon = req.daemon.clone();
-    let d = daemon.with_engine(move |e| e.inspect(&query)).await?;
+    let d = daemon
+        .with_engine(move |e| e.inspect_at_rest(&query))
+        .await?;
     if d.state.running && d.state.pid > 0 {
         return Ok((Source::Running(d.state.pid), d.config.id));
     }

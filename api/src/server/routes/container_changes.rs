@@ -84,7 +84,10 @@ pub fn changes(upper: &Path, layers: &[PathBuf]) -> Vec<FilesystemChange> {
 
 pub async fn handler(req: ApiRequest) -> Result<Response<Body>, ApiError> {
     let query = req.param("id").to_string();
-    let d = req.daemon.with_engine(move |e| e.inspect(&query)).await?;
+    let d = req
+        .daemon
+        .with_engine(move |e| e.inspect_at_rest(&query))
+        .await?;
     let image = d.config.image_id.clone();
     let layers = req
         .daemon

@@ -31,7 +31,9 @@ pub async fn commit(req: ApiRequest) -> Result<Response<Body>, ApiError> {
     let daemon = req.daemon.clone();
     let config: Option<Value> = req.optional_json().await?;
     let query = container.clone();
-    let d = daemon.with_engine(move |e| e.inspect(&query)).await?;
+    let d = daemon
+        .with_engine(move |e| e.inspect_at_rest(&query))
+        .await?;
     if d.config.options.userns_mode == UsernsMode::Private {
         return Err(ApiError::unsupported(
             "committing a private-mode (--userns-mode private) container",

@@ -21,7 +21,9 @@ use super::super::response::{self, Body};
 pub async fn export(req: ApiRequest) -> Result<Response<Body>, ApiError> {
     let query = req.param("id").to_string();
     let daemon = req.daemon.clone();
-    let d = daemon.with_engine(move |e| e.inspect(&query)).await?;
+    let d = daemon
+        .with_engine(move |e| e.inspect_at_rest(&query))
+        .await?;
     if d.config.options.userns_mode == UsernsMode::Private {
         return Err(ApiError::unsupported(
             "exporting a private-mode (--userns-mode private) container",

@@ -295,9 +295,12 @@ fn network_settings(d: &ContainerDetails) -> NetworkSettings {
     NetworkSettings {
         bridge: Some(String::new()),
         sandbox_id: Some(String::new()),
+        // Only while it runs, as Docker releases the sandbox at the exit
+        // (a created container may be plugged in already: primed).
         sandbox_key: Some(
             d.network
                 .as_ref()
+                .filter(|_| d.state.is_active())
                 .map(|n| n.sandbox_key.clone())
                 .unwrap_or_default(),
         ),

@@ -185,6 +185,8 @@ impl Engine {
     /// limits it cannot apply (a controller it lacks).
     pub fn update_limits(&self, query: &str, update: &Limits) -> Result<Option<Vec<String>>> {
         let id = self.resolve(query)?;
+        // A primed supervisor read the container's config before this.
+        self.unprime(&id);
         if self.cgroups().is_none() {
             return Ok(None);
         }

@@ -33,6 +33,7 @@ impl Engine {
     /// `--shutdown-timeout`; negative: no bound). Nothing is recorded as a
     /// user's stop, so the next daemon restarts what its policy says.
     pub fn shutdown_containers(&self, limit: i64) {
+        self.unprime_all();
         let running = self.active_ids();
         if running.is_empty() {
             return;
