@@ -5,7 +5,7 @@
 //! into it, `network connect`, `rename`, `rm`), an unused prime's time
 //! running out, and a daemon killed meanwhile all leave no trace of it and
 //! lose nothing. Containers that publish ports are not primed: Docker takes
-//! host ports at start.
+//! host ports at start; nor any with `hutch daemon --no-primed-starts`.
 //!
 //! A prime is observed through the container's supervisor socket, which
 //! exists exactly while a supervisor serves the container.
@@ -262,6 +262,15 @@ fn primed_starts_and_what_drops_them() -> Result<()> {
         out.trim() == "survived",
         "start after a killed daemon: {out}"
     );
+    ensure!(daemon.stop()?.success(), "daemon stop");
+
+    // A daemon told not to prime does all of a start at the start.
+    let daemon = Daemon::start_with(&pod, &["--no-primed-starts"])?;
+    let id = create(&daemon, &["busybox", "echo", "unprimed"])?;
+    std::thread::sleep(Duration::from_millis(500));
+    ensure!(!served(&pod, &id)?, "primed with --no-primed-starts");
+    let out = daemon.docker_ok(&["start", "-a", &id])?;
+    ensure!(out.trim() == "unprimed", "an unprimed start: {out}");
     ensure!(daemon.stop()?.success(), "daemon stop");
     pod.stop()
 }

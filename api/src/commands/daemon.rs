@@ -78,7 +78,7 @@ pub fn run(global: &GlobalOptions, args: &DaemonArgs) -> anyhow::Result<ExitCode
         on_event: Some(Arc::new(move |e: &EngineEvent| sink.publish_container(e))),
         networks: networks.clone(),
         cgroups: hutch_engine::cgroups::Cgroups::detect(),
-        prime_starts: true,
+        prime_starts: !args.no_primed_starts,
     })
     .context("opening the container engine")?;
     let shutdown_timeout = args.shutdown_timeout.unwrap_or(SHUTDOWN_TIMEOUT);
