@@ -247,6 +247,32 @@ fn primed_starts_and_what_drops_them() -> Result<()> {
     daemon.docker_ok(&["run", "--rm", "-p", "18181:80", "busybox", "true"])?;
     daemon.docker_ok(&["rm", &id])?;
 
+    // Its supervisors killed while a prime is held (the primed one and the
+    // idle spare; the zygote stays): the start begins afresh, on another.
+    let id = create(&daemon, &["busybox", "echo", "afresh"])?;
+    await_served(&pod, &id, true, PRIMED_SOON)?;
+    let killed = pod
+        .exec("/bin/sh")
+        .args([
+            "-c",
+            "d=$(pgrep -o -f '[h]utch daemon'); n=0; \
+             for p in $(pgrep -f '[h]utch __supervise'); do \
+               [ \"$(ps -o ppid= -p $p | tr -d ' ')\" = \"$d\" ] && continue; \
+               kill -9 $p && n=$((n+1)); \
+             done; echo $n",
+        ])
+        .output()?;
+    let killed = String::from_utf8_lossy(&killed.stdout).trim().to_string();
+    ensure!(
+        killed == "2",
+        "killed {killed} supervisors, not the primed one and the spare"
+    );
+    let out = daemon.docker_ok(&["start", "-a", &id])?;
+    ensure!(
+        out.trim() == "afresh",
+        "start after its primed supervisor died: {out}"
+    );
+
     // A daemon killed while a prime is held: its supervisor lets go, and
     // the next daemon starts the container.
     let id = create(

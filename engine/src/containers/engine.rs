@@ -22,6 +22,7 @@ use super::ids;
 use super::logread::{self, LogLine, LogsOptions, OpenedLog};
 use super::names::{self, NameError, Names};
 use super::networking;
+use super::primes::Taken;
 use super::protocol::{self, Event, Kind, Reply, Request};
 use super::spare::SparePool;
 use super::state::{State, Status};
@@ -771,26 +772,29 @@ impl Engine {
         }
         let dir = self.inner.store.dir(&id);
         let primed = self.take_prime(&id);
-        if primed.is_none() {
-            self.prepare_layers(&id, &dir)?;
-            self.rejoin_network(&id, &dir)?;
-        }
         self.note_oom_base(&id);
         let t1 = Instant::now();
-        let mut spare = match primed {
-            Some(spare) => spare,
-            None => self.inner.spares.take()?,
+        let attachers = attach.len();
+        let (mut spare, mut reply) = match primed {
+            Some(Taken { mut spare, held }) => match send_run(&mut spare, &dir, attachers) {
+                Ok(reply) => {
+                    for publish in held {
+                        publish();
+                    }
+                    (spare, reply)
+                }
+                Err(e) => {
+                    // The primed supervisor is gone (killed, say): start
+                    // afresh. Its plug goes first, its `connect` unpublished.
+                    tracing::warn!(%id, %e, "a primed supervisor is gone: starting afresh");
+                    drop(held);
+                    self.release_network_quietly(&id);
+                    self.run_on_fresh_spare(&id, &dir, attachers)?
+                }
+            },
+            None => self.run_on_fresh_spare(&id, &dir, attachers)?,
         };
         let t2 = Instant::now();
-        protocol::write_json(
-            &mut spare.sock,
-            Kind::Request,
-            &Request::Run {
-                dir: dir.path.display().to_string(),
-                attachers: u32::try_from(attach.len()).unwrap_or(u32::MAX),
-            },
-        )?;
-        let mut reply = client::reply(&mut spare.sock)?;
         let mut streams = Vec::with_capacity(attach.len());
         if !attach.is_empty() && reply == Reply::Ok {
             for spec in attach {
@@ -805,8 +809,8 @@ impl Engine {
         tracing::debug!(
             %id,
             prepare_ms = (t1 - t0).as_secs_f64() * 1e3,
-            spare_ms = (t2 - t1).as_secs_f64() * 1e3,
-            supervisor_ms = (t3 - t2).as_secs_f64() * 1e3,
+            run_ms = (t2 - t1).as_secs_f64() * 1e3,
+            supervisor_ms = (t3 - t1).as_secs_f64() * 1e3,
             after_ms = t3.elapsed().as_secs_f64() * 1e3,
             "start phases"
         );
@@ -827,6 +831,29 @@ impl Engine {
             other => Err(EngineError::Io(io::Error::other(format!(
                 "unexpected supervisor reply {other:?}"
             )))),
+        }
+    }
+
+    /// A start without a prime: what a prime would have done first, then
+    /// the container handed to a spare; the spare and its first reply. A
+    /// spare that died while it waited (killed, say) is replaced once.
+    fn run_on_fresh_spare(
+        &self,
+        id: &str,
+        dir: &ContainerDir,
+        attachers: usize,
+    ) -> Result<(super::spare::Spare, Reply)> {
+        self.prepare_layers(id, dir)?;
+        self.rejoin_network(id, dir)?;
+        let mut spare = self.inner.spares.take()?;
+        match send_run(&mut spare, dir, attachers) {
+            Ok(reply) => Ok((spare, reply)),
+            Err(e) => {
+                tracing::warn!(%id, %e, "a spare supervisor is gone: taking another");
+                let mut spare = self.inner.spares.take()?;
+                let reply = send_run(&mut spare, dir, attachers)?;
+                Ok((spare, reply))
+            }
         }
     }
 
@@ -1902,4 +1929,22 @@ impl Engine {
 
 fn no_networking() -> EngineError {
     EngineError::Invalid("networking is not enabled in this engine".into())
+}
+
+/// Asks a spare to run the container in `dir` (see `Request::Run`); its
+/// first reply.
+fn send_run(
+    spare: &mut super::spare::Spare,
+    dir: &ContainerDir,
+    attachers: usize,
+) -> io::Result<Reply> {
+    protocol::write_json(
+        &mut spare.sock,
+        Kind::Request,
+        &Request::Run {
+            dir: dir.path.display().to_string(),
+            attachers: u32::try_from(attachers).unwrap_or(u32::MAX),
+        },
+    )?;
+    client::reply(&mut spare.sock)
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::{ContainerDetails, Engine, EngineError, Result};
 use crate::containers::client;
 use crate::containers::config::CreateOptions;
+use crate::containers::primes::Taken;
 use crate::containers::protocol::{self, Kind, Reply, Request};
 use crate::containers::spare::Spare;
 
@@ -120,22 +121,16 @@ impl Engine {
     }
 
     /// For a start: the container's primed spare, once its prime is done,
-    /// with its `connect` events published. Without one, nothing of a
-    /// prime is left either when this returns.
-    pub(super) fn take_prime(&self, id: &str) -> Option<Spare> {
-        match self.inner.primes.take(id, PRIME_WAIT) {
-            Some(taken) => {
-                for publish in taken.held {
-                    publish();
-                }
-                Some(taken.spare)
-            }
-            None => {
-                // One that did not answer in time.
-                self.unprime(id);
-                None
-            }
+    /// with its held `connect` events (published once the start is under
+    /// way). Without one, nothing of a prime is left either when this
+    /// returns.
+    pub(super) fn take_prime(&self, id: &str) -> Option<Taken> {
+        let taken = self.inner.primes.take(id, PRIME_WAIT);
+        if taken.is_none() {
+            // One that did not answer in time.
+            self.unprime(id);
         }
+        taken
     }
 
     /// Drops `id`'s prime, if it has one, and waits until nothing of it is
