@@ -8,7 +8,7 @@
 //! components are created the same way, and the mount goes to the opened fd
 //! through `/proc/self/fd/N`.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -122,13 +122,32 @@ fn resolve(root: &OwnedFd, path: &Path) -> nix::Result<OwnedFd> {
     } else {
         rel
     };
-    openat2(
-        root.as_fd(),
-        rel,
-        OpenHow::new()
-            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_IN_ROOT),
-    )
+    openat2_in_root(root.as_fd(), rel)
+}
+
+/// How often a lookup raced by a mount or rename elsewhere is tried again.
+const RACED_TRIES: usize = 64;
+
+/// An O_PATH fd of `rel` under `dir`, resolved as if `dir` were `/`
+/// (RESOLVE_IN_ROOT). The kernel answers EAGAIN when a lookup that went
+/// through `..` saw a mount or a rename anywhere in the system meanwhile,
+/// for the caller to retry (openat2(2)); with containers starting
+/// alongside (mounting their rootfs, tearing namespaces down) that happens,
+/// so it is retried a bounded number of times.
+pub fn openat2_in_root(dir: BorrowedFd<'_>, rel: &Path) -> nix::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match openat2(
+            dir,
+            rel,
+            OpenHow::new()
+                .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+                .resolve(ResolveFlag::RESOLVE_IN_ROOT),
+        ) {
+            Err(Errno::EAGAIN) if tries < RACED_TRIES => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

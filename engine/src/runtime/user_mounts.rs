@@ -116,8 +116,9 @@ pub fn user_bind(root: &OwnedFd, dest: &Path, b: &BindMount) -> Result<(), Setup
 /// An O_PATH fd of `subpath` inside the directory `volume`, resolved as if
 /// `volume` were `/`.
 fn open_subpath(volume: &Path, subpath: &str) -> Result<OwnedFd, SetupError> {
-    use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
+    use nix::fcntl::{open, OFlag};
     use nix::sys::stat::Mode;
+    use std::os::fd::AsFd;
     let dir = open(
         volume,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -125,12 +126,9 @@ fn open_subpath(volume: &Path, subpath: &str) -> Result<OwnedFd, SetupError> {
     )
     .ctx(|| format!("opening the volume {}", volume.display()))?;
     let rel = subpath.trim_start_matches('/');
-    openat2(
-        &dir,
-        if rel.is_empty() { "." } else { rel },
-        OpenHow::new()
-            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_IN_ROOT),
+    super::safe_path::openat2_in_root(
+        dir.as_fd(),
+        Path::new(if rel.is_empty() { "." } else { rel }),
     )
     .map_err(|e| {
         SetupError::Invalid(format!(
