@@ -2,7 +2,9 @@
 # Pull benchmark, in one run and inside the pod simulator:
 #   1. cold `hutch pull` (download + verify + unpack) vs `skopeo copy` of the
 #      same image from the same local registry to an OCI directory;
-#   2. unpacking the layer alone (hutch's unpacker) vs `tar -xzf` of it.
+#   2. unpacking the layer alone (hutch's unpacker) vs `tar -xzf` of it;
+#   3. the peers' whole pulls: `podman pull` (download + unpack into its
+#      overlay store, as root in the pod), and skopeo copy + tar -xzf.
 # The image is Debian bookworm minbase from debootstrap (apt's configured
 # mirror), packed as a one-layer gzip OCI image. The rootfs tarball and the
 # image are cached under target/bench/ and built once.
@@ -21,6 +23,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 tests/install-deps
+# The peer a pull is compared with (not needed by the tests).
+if ! command -v podman >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends podman >/dev/null
+fi
 # The build where the pod can read it (see tests/target-dir).
 CARGO_TARGET_DIR="$(tests/target-dir)"
 export CARGO_TARGET_DIR
@@ -113,7 +119,10 @@ if [ "${BENCH_DISK:-loop}" = loop ]; then
   mkdir "$DISK"
   mount -o loop "$RUN/disk.img" "$DISK"
 fi
-"$BIN/podsim" start --state "$STATE" <"$RUN/hold" >"$RUN/podsim.out" 2>"$RUN/podsim.err" &
+# CAP_SYS_ADMIN: podman as root without it takes itself for rootless and,
+# with no subordinate IDs there, maps one ID, which cannot hold Debian's
+# files (hutch and skopeo need no capability to pull).
+"$BIN/podsim" start --cap-add SYS_ADMIN --state "$STATE" <"$RUN/hold" >"$RUN/podsim.out" 2>"$RUN/podsim.err" &
 POD=$!
 exec 3>"$RUN/hold"
 for _ in $(seq 200); do grep -q ready "$RUN/podsim.out" 2>/dev/null && break; sleep 0.05; done
@@ -167,6 +176,19 @@ else
 fi
 in_pod mkdir -p $D >/dev/null
 hutch_pull=() skopeo_copy=() hutch_unpack=() tar_unpack=() base_pull=() base_unpack=()
+podman_pull=()
+# Nor podman's, whose built-in lookaside for root is in there: its user
+# registries.d points it at an empty place of the pod's own.
+in_pod bash -c 'mkdir -p ~/.config/containers/registries.d &&
+  echo "default-docker: {lookaside: \"file:///tmp/no-sigstore\"}" \
+    > ~/.config/containers/registries.d/default.yaml' >/dev/null
+# podman as the pod's root: its own store on the same disk, the overlay
+# driver (native in a user namespace), no systemd or cgroups for a pull.
+podman_with() { # TARGET-SUFFIX
+  in_pod podman --root "$D/podman-$1" --runroot "/tmp/podman-run-$1" \
+    --storage-driver overlay --cgroup-manager cgroupfs --events-backend none \
+    --registries-conf /dev/null pull -q --tls-verify=false "$REG/bench/debian:$TAG"
+}
 BASE=${BASELINE_BIN:-}
 pull_with() { # BIN TARGET-SUFFIX
   in_pod "$1/hutch" --data-root "$D/hutch-$2" pull -q "$REG/bench/debian:$TAG"
@@ -176,7 +198,7 @@ unpack_with() { # BIN TARGET-SUFFIX
 }
 for i in $(seq "$RUNS"); do
   # Rotate the order so no one always runs first.
-  steps=(hutch skopeo ${BASE:+base})
+  steps=(hutch skopeo podman ${BASE:+base})
   rot=$(( i % ${#steps[@]} ))
   steps=("${steps[@]:rot}" "${steps[@]:0:rot}")
   for step in "${steps[@]}"; do
@@ -186,6 +208,7 @@ for i in $(seq "$RUNS"); do
       skopeo) skopeo_copy+=("$(in_pod skopeo --insecure-policy --registries.d "$RUN/registries.d" \
         copy --quiet --remove-signatures --src-tls-verify=false \
         "docker://$REG/bench/debian:$TAG" "oci:$D/skopeo-$i:$TAG")") ;;
+      podman) podman_pull+=("$(podman_with "$i")") ;;
     esac
   done
   for step in "${steps[@]}"; do
@@ -193,6 +216,7 @@ for i in $(seq "$RUNS"); do
       hutch) hutch_unpack+=("$(unpack_with "$BIN" "$i")") ;;
       base) base_unpack+=("$(unpack_with "$BASE" "base-$i")") ;;
       skopeo) tar_unpack+=("$(in_pod bash -c "mkdir $D/tar-$i && tar -xzf $LAYER -C $D/tar-$i")") ;;
+      podman) ;;
     esac
   done
 done
@@ -206,6 +230,15 @@ printf '             hutch: %s   skopeo: %s\n' "${hutch_pull[*]}" "${skopeo_copy
 printf 'unpack only: hutch %5d ms        tar -xzf %5d ms      tar/hutch = %s (target >= 1.5)\n' \
   "$hu" "$tu" "$(awk -v a="$tu" -v b="$hu" 'BEGIN {printf "%.2f", a / b}')"
 printf '             hutch: %s   tar: %s\n' "${hutch_unpack[*]}" "${tar_unpack[*]}"
+pp=$(median "${podman_pull[@]}")
+st=()
+for i in "${!skopeo_copy[@]}"; do st+=($(( skopeo_copy[i] + tar_unpack[i] ))); done
+sct=$(median "${st[@]}")
+printf 'peers:       podman pull %5d ms   hutch/podman = %s\n' \
+  "$pp" "$(awk -v a="$hp" -v b="$pp" 'BEGIN {printf "%.2f", a / b}')"
+printf '             skopeo copy + tar -xzf %5d ms   hutch/(skopeo+tar) = %s\n' \
+  "$sct" "$(awk -v a="$hp" -v b="$sct" 'BEGIN {printf "%.2f", a / b}')"
+printf '             podman: %s\n' "${podman_pull[*]}"
 if [ -n "$BASE" ]; then
   bp=$(median "${base_pull[@]}"); bu=$(median "${base_unpack[@]}")
   printf 'baseline:    pull %5d ms (baseline/skopeo = %s)   unpack %5d ms (tar/baseline = %s)\n' \
