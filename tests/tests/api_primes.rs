@@ -72,6 +72,21 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Whether the pod's supervisors come down to `n` within a second (a spare
+/// being forked shows its first half for a moment).
+fn settles_at(pod: &Pod, n: usize) -> Result<bool> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        if supervisors(pod)? == n {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn create(daemon: &Daemon, args: &[&str]) -> Result<String> {
     let mut all = vec!["create"];
     all.extend_from_slice(args);
@@ -101,7 +116,7 @@ fn primed_starts_and_what_drops_them() -> Result<()> {
     load_busybox(&daemon)?;
     // The zygote and its spare come up with the first start.
     daemon.docker_ok(&["run", "--rm", "busybox", "true"])?;
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(500));
     let idle_sups = supervisors(&pod)?;
 
     // A created container is primed: served, plugged in. Unused, it is let
@@ -112,7 +127,7 @@ fn primed_starts_and_what_drops_them() -> Result<()> {
     await_served(&pod, &id, false, LET_GO)?;
     await_logged(&daemon, "released", &id)?;
     ensure!(
-        supervisors(&pod)? == idle_sups,
+        settles_at(&pod, idle_sups)?,
         "an unused prime left a supervisor"
     );
     let out = daemon.docker_ok(&["start", "-a", &id])?;
@@ -232,10 +247,7 @@ fn primed_starts_and_what_drops_them() -> Result<()> {
         "rm left the prime plugged in"
     );
     ensure!(!served(&pod, &id)?, "rm left a primed supervisor");
-    ensure!(
-        supervisors(&pod)? == idle_sups,
-        "rm left a primed supervisor"
-    );
+    ensure!(settles_at(&pod, idle_sups)?, "rm left a primed supervisor");
 
     // Published ports are not primed: the port is free for another run.
     let id = create(&daemon, &["-p", "18181:80", "busybox", "true"])?;
@@ -262,9 +274,12 @@ fn primed_starts_and_what_drops_them() -> Result<()> {
              done; echo $n",
         ])
         .output()?;
+    // Two at least: a previous container's supervisor may still be ending,
+    // or the zygote be forking its next spare (whose first half is the
+    // zygote's child).
     let killed = String::from_utf8_lossy(&killed.stdout).trim().to_string();
     ensure!(
-        killed == "2",
+        killed.parse::<u32>().is_ok_and(|n| n >= 2),
         "killed {killed} supervisors, not the primed one and the spare"
     );
     let out = daemon.docker_ok(&["start", "-a", &id])?;
