@@ -103,13 +103,22 @@ fn descendants(root: u32) -> BTreeSet<u32> {
     found
 }
 
+/// The RUN step's `sleep DELAY` processes, once there are any (up to 5 s:
+/// the step prints "started" before its shell forks the sleep).
 fn sleepers(delay: u32) -> BTreeSet<u32> {
     let want = format!("sleep {delay}");
-    processes()
-        .into_iter()
-        .filter(|(_, _, cmd)| *cmd == want)
-        .map(|(pid, _, _)| pid)
-        .collect()
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found: BTreeSet<u32> = processes()
+            .into_iter()
+            .filter(|(_, _, cmd)| *cmd == want)
+            .map(|(pid, _, _)| pid)
+            .collect();
+        if !found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// `pid state cmdline` of each.
