@@ -124,6 +124,14 @@ impl<'p> Daemon<'p> {
         ok(&out, &format!("docker {}", args.join(" ")))
     }
 
+    /// Loads the busybox test image and tags it `busybox:latest`.
+    pub fn load_busybox(&self) -> anyhow::Result<()> {
+        let image = crate::testimages::busybox()?;
+        self.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
+        self.docker_ok(&["tag", &image.reference, "busybox:latest"])?;
+        Ok(())
+    }
+
     /// curl inside the pod, over the daemon's socket (`http://d/PATH`).
     pub fn curl(&self, args: &[&str]) -> Command {
         let mut cmd = self.pod.exec("/usr/bin/curl");

@@ -17,15 +17,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use hutch_tests::daemon::Daemon;
 use hutch_tests::podsim::{Pod, PodSpec};
-use hutch_tests::testimages;
-
-/// Loads busybox (as `busybox:latest`) into a started daemon.
-fn load_busybox(daemon: &Daemon) -> Result<()> {
-    let image = testimages::busybox()?;
-    daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
-    daemon.docker_ok(&["tag", &image.reference, "busybox:latest"])?;
-    Ok(())
-}
 
 /// Whether container `id` has a supervisor socket (a prime or a run).
 fn served(pod: &Pod, id: &str) -> Result<bool> {
@@ -113,7 +104,7 @@ const LET_GO: Duration = Duration::from_secs(6);
 fn primed_starts_and_what_drops_them() -> Result<()> {
     let pod = Pod::start(&PodSpec::new())?;
     let daemon = Daemon::start_logging(&pod, &[], "info,hutch=debug")?;
-    load_busybox(&daemon)?;
+    daemon.load_busybox()?;
     // The zygote and its spare come up with the first start.
     daemon.docker_ok(&["run", "--rm", "busybox", "true"])?;
     std::thread::sleep(Duration::from_millis(500));

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use hutch_tests::daemon::Daemon;
 use hutch_tests::podsim::Pod;
-use hutch_tests::testimages;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -34,14 +33,6 @@ fn unix_now() -> u64 {
 
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-/// Loads busybox (as `busybox:latest`) into a started daemon.
-fn load_busybox(daemon: &Daemon) -> Result<()> {
-    let image = testimages::busybox()?;
-    daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
-    daemon.docker_ok(&["tag", &image.reference, "busybox:latest"])?;
-    Ok(())
 }
 
 /// `docker inspect` of one container.
@@ -111,7 +102,7 @@ const WEB: &str =
 fn killed_daemon(variant: Variant) -> Result<()> {
     let pod = Pod::start(&variant.pod())?;
     let daemon = Daemon::start(&pod)?;
-    load_busybox(&daemon)?;
+    daemon.load_busybox()?;
     daemon.docker_ok(&["network", "create", "app"])?;
     let web = "--name web --init --network app --restart always -p 18081:80 -e BODY=web-ok busybox";
     run(&daemon, web, &["sh", "-c", WEB])?;
@@ -293,7 +284,7 @@ fn hold_port(pod: &Pod, port: u16) -> Result<Child> {
 fn graceful_daemon_stop(variant: Variant) -> Result<()> {
     let pod = Pod::start(&variant.pod())?;
     let daemon = Daemon::start(&pod)?;
-    load_busybox(&daemon)?;
+    daemon.load_busybox()?;
     daemon.docker_ok(&["network", "create", "app"])?;
     for (name, policy) in [
         ("keep", "unless-stopped"),

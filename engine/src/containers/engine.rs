@@ -665,6 +665,7 @@ impl Engine {
                 return Err(e);
             }
         };
+        let primable = prime_ops::primable(&config.options);
         self.lock().containers.insert(
             id.clone(),
             Record {
@@ -676,7 +677,9 @@ impl Engine {
         );
         drop(volumes_guard);
         self.emit("create", &id, &[]);
-        self.prime_in_background(&id);
+        if primable {
+            self.prime_in_background(&id);
+        }
         let mut warnings = self.inner.opts.warnings.clone();
         warnings.extend(self.unapplied_limits(&opts.limits));
         Ok(Created { id, warnings })

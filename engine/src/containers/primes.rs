@@ -152,16 +152,17 @@ impl Primes {
         if !matches!(slots.by_id.get(id)?.stage, Stage::Ready(_)) {
             return None;
         }
-        let slot = slots.by_id.remove(id)?;
+        let Some(Slot {
+            stage: Stage::Ready(spare),
+            held,
+            ..
+        }) = slots.by_id.remove(id)
+        else {
+            return None;
+        };
         drop(slots);
         self.changed.notify_all();
-        match slot.stage {
-            Stage::Ready(spare) => Some(Taken {
-                spare,
-                held: slot.held,
-            }),
-            _ => None,
-        }
+        Some(Taken { spare, held })
     }
 
     /// For a drop: once `id`'s prime (only that of `generation`, if given)

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context};
 
-use super::conn::Conn;
+use super::conn::{Conn, Head};
 
 /// One round's latencies (ms).
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -45,14 +45,25 @@ pub fn run(runs: u32, image: &str) -> anyhow::Result<()> {
 }
 
 fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1000.0
+    between(since, Instant::now())
+}
+
+fn between(from: Instant, to: Instant) -> f64 {
+    (to - from).as_secs_f64() * 1000.0
+}
+
+/// A fresh connection with `method path` sent (no body) and the answer's
+/// head read, whose status must be `want`.
+fn opened(method: &str, path: &str, headers: &str, want: u16) -> anyhow::Result<(Conn, Head)> {
+    let mut c = Conn::open()?;
+    c.send(method, path, headers, None)?;
+    let head = c.head()?;
+    ensure!(head.status == want, "{method} {path}: {}", head.status);
+    Ok((c, head))
 }
 
 fn ping() -> anyhow::Result<()> {
-    let mut c = Conn::open()?;
-    c.send("GET", "/_ping", "", None)?;
-    let head = c.head()?;
-    ensure!(head.status == 200, "ping: {}", head.status);
+    let (mut c, head) = opened("GET", "/_ping", "", 200)?;
     c.body(&head)?;
     Ok(())
 }
@@ -85,24 +96,18 @@ fn one(image: &str) -> anyhow::Result<Round> {
     let id = created["Id"].as_str().context("create: no Id")?.to_string();
     let t1 = Instant::now();
 
-    let mut attach = Conn::open()?;
-    attach.send(
+    let (mut attach, _) = opened(
         "POST",
         &format!("/v1.50/containers/{id}/attach?stream=1&stdout=1&stderr=1"),
         "Connection: Upgrade\r\nUpgrade: tcp\r\n",
-        None,
+        101,
     )?;
-    let head = attach.head()?;
-    ensure!(head.status == 101, "attach: {}", head.status);
-    let mut wait = Conn::open()?;
-    wait.send(
+    let (mut wait, _) = opened(
         "POST",
         &format!("/v1.50/containers/{id}/wait?condition=removed"),
         "",
-        None,
+        200,
     )?;
-    let head = wait.head()?;
-    ensure!(head.status == 200, "wait: {}", head.status);
     let t2 = Instant::now();
 
     api.send("POST", &format!("/v1.50/containers/{id}/start"), "", None)?;
@@ -124,10 +129,10 @@ fn one(image: &str) -> anyhow::Result<Round> {
     attach.reader.read_to_end(&mut rest)?;
     Ok(Round {
         ping: 0.0,
-        create: (t1 - t0).as_secs_f64() * 1000.0,
-        attach_wait: (t2 - t1).as_secs_f64() * 1000.0,
-        start: (t3 - t2).as_secs_f64() * 1000.0,
-        exit_removed: (t4 - t3).as_secs_f64() * 1000.0,
+        create: between(t0, t1),
+        attach_wait: between(t1, t2),
+        start: between(t2, t3),
+        exit_removed: between(t3, t4),
         total: ms(t0),
     })
 }

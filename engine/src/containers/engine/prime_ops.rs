@@ -26,18 +26,10 @@ const PRIME_WAIT: Duration = Duration::from_secs(5);
 const DROP_WAIT: Duration = Duration::from_secs(5);
 
 impl Engine {
-    /// Right after a create: primes the container's start on a thread,
-    /// and drops the prime if no start takes it in time.
+    /// Right after the create of a [`primable`] container: primes its
+    /// start on a thread, and drops the prime if no start takes it in time.
     pub(super) fn prime_in_background(&self, id: &str) {
         if !self.inner.opts.prime_starts {
-            return;
-        }
-        let primable = self
-            .lock()
-            .containers
-            .get(id)
-            .is_some_and(|r| primable(&r.config.options));
-        if !primable {
             return;
         }
         let Some(generation) = self.inner.primes.open(id, MAX_PRIMES) else {
@@ -170,7 +162,7 @@ impl Engine {
 /// ports: Docker takes host ports at start, so a created container must not
 /// hold one another container's run asks for. Not in another container's
 /// network namespace, which may be gone or replaced by the start.
-fn primable(opts: &CreateOptions) -> bool {
+pub(super) fn primable(opts: &CreateOptions) -> bool {
     opts.network.port_bindings.is_empty()
         && !opts.network.publish_all
         && !opts
