@@ -10,6 +10,10 @@ use crate::digest::Digest;
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+/// Compressed bytes handed to the inflater per call. flate2's own default
+/// (32 KiB) makes inflate stop and restart its fast loop ~8x as often; a
+/// Debian layer inflated ~10% faster with 256 KiB.
+const GZIP_INPUT_BUF: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -149,7 +153,10 @@ pub fn decoder<'a, R: Read + 'a>(
     Ok(match compression {
         Compression::None => Box::new(input),
         Compression::Gzip => Box::new(Decoder {
-            inner: flate2::read::MultiGzDecoder::new(input),
+            inner: flate2::bufread::MultiGzDecoder::new(io::BufReader::with_capacity(
+                GZIP_INPUT_BUF,
+                input,
+            )),
             stage,
         }),
         Compression::Zstd => Box::new(Decoder {

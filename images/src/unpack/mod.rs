@@ -160,16 +160,16 @@ fn unpack<R: Read + Send>(
         cause,
     })?;
     let mut applier = Applier::new(root);
-    let (raw_tx, raw_rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS / 2);
-    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS / 2);
-    let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS + 1);
+    let (raw_tx, raw_rx) = mpsc::sync_channel::<Chunk>(CHUNKS / 2);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(CHUNKS / 2);
+    let (free_tx, free_rx) = mpsc::sync_channel::<Chunk>(CHUNKS + 1);
     let (decoded, hashed, applied) = std::thread::scope(|scope| {
         let decoder = scope.spawn(move || decode(reader, limits, hash_blob, raw_tx, free_rx));
         let hasher = scope.spawn(move || hash_chunks(raw_rx, full_tx));
         let mut chunks = ChunkReader {
             full: full_rx,
             free: free_tx,
-            current: Vec::new(),
+            current: Chunk::default(),
             pos: 0,
         };
         let applied = apply_all(&mut chunks, &mut applier).and_then(|()| applier.finish());
@@ -228,6 +228,22 @@ fn unpack<R: Read + Send>(
     })
 }
 
+/// A buffer of decoded bytes passed down the pipeline: `len` of them are
+/// filled. The buffer keeps its full length when it is recycled, so it is
+/// not zeroed again before each refill (that was a memset of the whole
+/// layer).
+#[derive(Default)]
+struct Chunk {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 /// What the decoding thread found.
 struct DecodedStream {
     blob_digest: Option<Digest>,
@@ -247,8 +263,8 @@ fn decode<R: Read>(
     reader: R,
     limits: UnpackLimits,
     hash_blob: bool,
-    full: mpsc::SyncSender<Vec<u8>>,
-    free: mpsc::Receiver<Vec<u8>>,
+    full: mpsc::SyncSender<Chunk>,
+    free: mpsc::Receiver<Chunk>,
 ) -> Result<DecodedStream, Decoded> {
     let stage: StageCell = Rc::default();
     let mut input = Input::new(reader, stage.clone(), hash_blob);
@@ -268,19 +284,19 @@ fn decode<R: Read>(
         );
         let mut decoded = guard;
         loop {
-            let mut buf = free
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-            buf.resize(CHUNK, 0);
-            let n = match read_full(&mut decoded, &mut buf) {
+            let mut chunk = free.try_recv().unwrap_or_default();
+            // (Zeroed once: a new buffer, or the applier's empty first one.)
+            if chunk.buf.len() < CHUNK {
+                chunk.buf.resize(CHUNK, 0);
+            }
+            chunk.len = match read_full(&mut decoded, &mut chunk.buf) {
                 Ok(n) => n,
                 Err(e) => return Err(Decoded::Failed(classify(UnpackError::Read(e), &stage))),
             };
-            if n == 0 {
+            if chunk.len == 0 {
                 break;
             }
-            buf.truncate(n);
-            if full.send(buf).is_err() {
+            if full.send(chunk).is_err() {
                 return Err(Decoded::Abandoned);
             }
         }
@@ -298,14 +314,14 @@ fn decode<R: Read>(
 /// The hashing thread: the diff ID of the decoded chunks, passed on to the
 /// applier as they come. `None` when the applier stopped taking them.
 fn hash_chunks(
-    decoded: mpsc::Receiver<Vec<u8>>,
-    applier: mpsc::SyncSender<Vec<u8>>,
+    decoded: mpsc::Receiver<Chunk>,
+    applier: mpsc::SyncSender<Chunk>,
 ) -> Option<(Digest, u64)> {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     for chunk in decoded {
-        hasher.update(&chunk);
-        size += chunk.len() as u64;
+        hasher.update(chunk.bytes());
+        size += chunk.len as u64;
         applier.send(chunk).ok()?;
     }
     Some((Digest::from_hasher(hasher), size))
@@ -329,15 +345,15 @@ fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 /// of the channel reads as the end of the stream; whether that end was
 /// clean is the decoder's to say.
 struct ChunkReader {
-    full: mpsc::Receiver<Vec<u8>>,
-    free: mpsc::SyncSender<Vec<u8>>,
-    current: Vec<u8>,
+    full: mpsc::Receiver<Chunk>,
+    free: mpsc::SyncSender<Chunk>,
+    current: Chunk,
     pos: usize,
 }
 
 impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.current.len() {
+        if self.pos == self.current.len {
             match self.full.recv() {
                 Ok(next) => {
                     let done = std::mem::replace(&mut self.current, next);
@@ -348,8 +364,9 @@ impl Read for ChunkReader {
                 Err(_) => return Ok(0),
             }
         }
-        let n = buf.len().min(self.current.len() - self.pos);
-        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        let rest = &self.current.bytes()[self.pos..];
+        let n = buf.len().min(rest.len());
+        buf[..n].copy_from_slice(&rest[..n]);
         self.pos += n;
         Ok(n)
     }
@@ -541,6 +558,45 @@ mod tests {
             std::fs::read(plain_dir.path().join("etc/greeting")).expect("unpacked file"),
             b"hello layer\n".repeat(100)
         );
+    }
+
+    /// A layer many pipeline chunks long: every chunk buffer is recycled
+    /// several times, including the applier's empty first one.
+    #[test]
+    fn layers_longer_than_the_chunk_pool_unpack_whole() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut files = Vec::new();
+        for i in 0..60u32 {
+            // Not a multiple of the chunk size, so entries straddle chunks.
+            let data: Vec<u8> = (0..CHUNK / 3 + i as usize * 7)
+                .map(|b| (b as u32 ^ i.wrapping_mul(2_654_435_761)) as u8)
+                .collect();
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(1_700_000_000);
+            header.set_cksum();
+            let name = format!("data/{i}");
+            builder
+                .append_data(&mut header, &name, &data[..])
+                .expect("append");
+            files.push((name, data));
+        }
+        let tar = builder.into_inner().expect("tar");
+        assert!(tar.len() > 2 * CHUNKS * CHUNK, "the layer spans the pool");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).expect("gzip");
+        let gz = gz.finish().expect("gzip");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = unpack_layer(&gz[..], dir.path(), UnpackLimits::default()).expect("unpack");
+        assert_eq!(stats.diff_id, Digest::of(&tar));
+        assert_eq!(stats.diff_size, tar.len() as u64);
+        for (name, data) in files {
+            assert!(
+                std::fs::read(dir.path().join(&name)).expect("unpacked file") == data,
+                "{name} differs"
+            );
+        }
     }
 
     fn special_header(kind: u8, size: u64) -> Vec<u8> {
