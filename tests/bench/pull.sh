@@ -157,12 +157,19 @@ done
 # in_pod CMD...: milliseconds CMD took, timed inside the pod after a sync (so
 # earlier runs' writeback is not billed to it). Targets are fresh dirs; they
 # are only deleted with the pod, because ext4 makes file creation slow for a
-# while after mass deletion, which would skew later runs.
+# while after mass deletion, which would skew later runs. The CPU time CMD
+# used (user + system, all its threads) is left in the pod's /tmp/cpu_ms
+# (`times` in the shell itself: a subshell has no children of its own).
 in_pod() {
   "$BIN/podsim" exec --state "$STATE" -- env HOME=/tmp HUTCH_STORE_SYNC="${HUTCH_STORE_SYNC:-}" bash -c '
-    sync; s=$(date +%s%N); "$@" >/tmp/out 2>&1 || { cat /tmp/out >&2; exit 1; }
-    e=$(date +%s%N); echo $(( (e - s) / 1000000 ))' _ "$@"
+    cpu_ms() { awk '"'"'NR == 2 { split($1, u, /[ms]/); split($2, k, /[ms]/)
+      printf "%d\n", (u[1] * 60 + u[2] + k[1] * 60 + k[2]) * 1000 }'"'"' "$1"; }
+    sync; times >/tmp/t0; s=$(date +%s%N); "$@" >/tmp/out 2>&1 || { cat /tmp/out >&2; exit 1; }
+    e=$(date +%s%N); times >/tmp/t1
+    echo $(( $(cpu_ms /tmp/t1) - $(cpu_ms /tmp/t0) )) >/tmp/cpu_ms; echo $(( (e - s) / 1000000 ))' _ "$@"
 }
+# The CPU milliseconds of the last in_pod command.
+last_cpu() { "$BIN/podsim" exec --state "$STATE" -- cat /tmp/cpu_ms; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Pod root cannot read the host's signature store; skopeo gets an empty config.
@@ -176,7 +183,7 @@ else
 fi
 in_pod mkdir -p $D >/dev/null
 hutch_pull=() skopeo_copy=() hutch_unpack=() tar_unpack=() base_pull=() base_unpack=()
-podman_pull=()
+podman_pull=() hutch_cpu=() skopeo_cpu=()
 # Nor podman's, whose built-in lookaside for root is in there: its user
 # registries.d points it at an empty place of the pod's own.
 in_pod bash -c 'mkdir -p ~/.config/containers/registries.d &&
@@ -203,11 +210,12 @@ for i in $(seq "$RUNS"); do
   steps=("${steps[@]:rot}" "${steps[@]:0:rot}")
   for step in "${steps[@]}"; do
     case $step in
-      hutch) hutch_pull+=("$(pull_with "$BIN" "$i")") ;;
+      hutch) hutch_pull+=("$(pull_with "$BIN" "$i")"); hutch_cpu+=("$(last_cpu)") ;;
       base) base_pull+=("$(pull_with "$BASE" "base-$i")") ;;
       skopeo) skopeo_copy+=("$(in_pod skopeo --insecure-policy --registries.d "$RUN/registries.d" \
         copy --quiet --remove-signatures --src-tls-verify=false \
-        "docker://$REG/bench/debian:$TAG" "oci:$D/skopeo-$i:$TAG")") ;;
+        "docker://$REG/bench/debian:$TAG" "oci:$D/skopeo-$i:$TAG")")
+        skopeo_cpu+=("$(last_cpu)") ;;
       podman) podman_pull+=("$(podman_with "$i")") ;;
     esac
   done
@@ -230,6 +238,11 @@ printf '             hutch: %s   skopeo: %s\n' "${hutch_pull[*]}" "${skopeo_copy
 printf 'unpack only: hutch %5d ms        tar -xzf %5d ms      tar/hutch = %s (target >= 1.5)\n' \
   "$hu" "$tu" "$(awk -v a="$tu" -v b="$hu" 'BEGIN {printf "%.2f", a / b}')"
 printf '             hutch: %s   tar: %s\n' "${hutch_unpack[*]}" "${tar_unpack[*]}"
+hc=$(median "${hutch_cpu[@]}"); scc=$(median "${skopeo_cpu[@]}")
+# On two cores a pull can take no less than half its CPU time.
+printf 'cpu:         hutch pull %5d ms    skopeo copy %5d ms   hutch/skopeo = %s (CPU time, all threads)\n' \
+  "$hc" "$scc" "$(awk -v a="$hc" -v b="$scc" 'BEGIN {printf "%.2f", a / b}')"
+printf '             hutch: %s   skopeo: %s\n' "${hutch_cpu[*]}" "${skopeo_cpu[*]}"
 pp=$(median "${podman_pull[@]}")
 st=()
 for i in "${!skopeo_copy[@]}"; do st+=($(( skopeo_copy[i] + tar_unpack[i] ))); done
