@@ -1,7 +1,7 @@
 //! From Docker's create options and the image's config to the container's
 //! record and its runtime spec, with Docker's merge rules.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -9,7 +9,8 @@ use super::config::{ContainerConfig, CreateOptions, HealthConfig};
 use super::store::ContainerDir;
 use super::timefmt;
 use crate::runtime::caps::{canonical, DEFAULT_CAPABILITIES};
-use crate::runtime::spec::Rlimit;
+use crate::runtime::spec::{Rlimit, Sysctl};
+use crate::runtime::sysctl;
 use crate::runtime::user::resource;
 use crate::runtime::Seccomp;
 use crate::runtime::{ContainerSpec, IdMap, NetworkMode, ProcMode, ProcessSpec, RootfsSpec, User};
@@ -155,6 +156,41 @@ pub fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
     out
 }
 
+/// Docker's default for a container with a network namespace of its own:
+/// any port is bindable without CAP_NET_BIND_SERVICE. (Docker's other
+/// default, `net.ipv4.ping_group_range`, it leaves out in a user namespace,
+/// where the group range cannot be written; so does hutch.)
+const UNPRIVILEGED_PORT_START: &str = "net.ipv4.ip_unprivileged_port_start";
+
+/// The sysctls the runtime writes: Docker's default, then the user's
+/// (which win). None where the pod's /proc/sys is read-only (the degraded
+/// /proc): the engine warns about the user's then.
+fn sysctls(opts: &CreateOptions, proc_mode: ProcMode) -> Result<Vec<Sysctl>, String> {
+    let mode = opts.network_mode.as_deref().unwrap_or("bridge");
+    let host_network = mode == "host";
+    for name in opts.sysctls.keys() {
+        sysctl::check(name, host_network)?;
+    }
+    if proc_mode == ProcMode::BindEngine {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let own_netns = !host_network && !mode.starts_with("container:");
+    if own_netns && !opts.sysctls.contains_key(UNPRIVILEGED_PORT_START) {
+        out.push(Sysctl {
+            name: UNPRIVILEGED_PORT_START.into(),
+            value: "0".into(),
+            required: false,
+        });
+    }
+    out.extend(opts.sysctls.iter().map(|(name, value)| Sysctl {
+        name: name.clone(),
+        value: value.clone(),
+        required: true,
+    }));
+    Ok(out)
+}
+
 /// Everything needed to make the record and spec.
 pub struct Inputs<'a> {
     pub id: &'a str,
@@ -266,6 +302,8 @@ pub fn build(
         spec.masked_paths.clear();
         spec.readonly_paths.clear();
     }
+    spec.devices = super::devices::resolve(&opts.devices, opts.privileged, Path::new("/dev"))?;
+    spec.sysctls = sysctls(opts, inp.proc_mode)?;
     let config = ContainerConfig {
         id: inp.id.to_string(),
         name: inp.name.to_string(),

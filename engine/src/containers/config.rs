@@ -70,6 +70,23 @@ pub struct CreateOptions {
     /// Memory, CPU and PIDs limits (applied with a delegated cgroup).
     #[serde(default)]
     pub limits: crate::cgroups::Limits,
+    /// `--device` (HostConfig.Devices).
+    pub devices: Vec<DeviceMapping>,
+    /// `--sysctl` (HostConfig.Sysctls).
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// One `--device HOST[:CONTAINER[:PERMISSIONS]]` (Docker's
+/// `HostConfig.Devices` entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    /// Empty: the same path as on the host.
+    pub path_in_container: String,
+    /// `rwm` and its subsets: device cgroup permissions, which a pod
+    /// cannot enforce (kept for inspect).
+    pub cgroup_permissions: String,
 }
 
 /// One `--ulimit NAME=SOFT[:HARD]` (Docker's `HostConfig.Ulimits` entry).

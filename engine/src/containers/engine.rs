@@ -682,6 +682,14 @@ impl Engine {
         }
         let mut warnings = self.inner.opts.warnings.clone();
         warnings.extend(self.unapplied_limits(&opts.limits));
+        if self.inner.opts.proc_mode == ProcMode::BindEngine && !opts.sysctls.is_empty() {
+            let names: Vec<&str> = opts.sysctls.keys().map(String::as_str).collect();
+            warnings.push(format!(
+                "sysctls are not applied: this pod's /proc/sys is read-only (procMount: \
+                 Unmasked, or CAP_SYS_ADMIN for hutch, lets them be written): {}",
+                names.join(", ")
+            ));
+        }
         Ok(Created { id, warnings })
     }
 

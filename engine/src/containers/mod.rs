@@ -6,6 +6,7 @@ pub mod build;
 pub mod client;
 pub mod config;
 pub(crate) mod copy_tree;
+pub mod devices;
 pub mod engine;
 pub mod ids;
 pub mod logfile;

@@ -165,7 +165,9 @@ pub fn check_proc(outcome: &Outcome) -> Check {
     .blocks(
         "a /proc of each container's own: they run in degraded proc mode, with their \
          own pid namespace but a bind of the pod's /proc, which lists the pod's \
-         processes under their pod pids",
+         processes under their pod pids; its /proc/sys is read-only, so --sysctl is \
+         not applied, nor Docker's net.ipv4.ip_unprivileged_port_start=0 (binding \
+         ports below 1024 needs root in the container)",
     )
     .fix(FIX_UNMASKED)
 }

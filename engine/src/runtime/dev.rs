@@ -7,12 +7,13 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{open, OFlag};
-use nix::mount::{umount2, MntFlags, MsFlags};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 
 use super::error::{Context, SetupError};
 use super::mounts::{bind, in_root, mount_fs};
 use super::safe_path::{fd_path, open_in_root, Kind};
+use super::spec::DeviceSpec;
 
 /// Device nodes every container gets, as Docker gives them.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -119,6 +120,33 @@ fn populate(dev: &Path, sources: &[PathBuf]) -> Result<(), SetupError> {
         ("/proc/self/fd/2", "stderr"),
     ] {
         link(dev, target, name)?;
+    }
+    Ok(())
+}
+
+/// Binds the devices a container asked for (`--device`, `--privileged`)
+/// after its mounts, as runc creates them after its mounts: each target is
+/// resolved inside the rootfs, created as an empty file, and gets the
+/// engine's node bound on it. The bind keeps the node's own mount, whose
+/// devices the kernel lets a user namespace open; a node made in the
+/// container's tmpfs could not be opened.
+pub fn add_devices(root: &OwnedFd, devices: &[DeviceSpec]) -> Result<(), SetupError> {
+    for d in devices {
+        let target = open_in_root(root, &d.destination, Kind::File)?;
+        mount(
+            Some(&d.source),
+            &fd_path(&target),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(|| {
+            format!(
+                "adding device {} as {}",
+                d.source.display(),
+                d.destination.display()
+            )
+        })?;
     }
     Ok(())
 }

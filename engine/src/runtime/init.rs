@@ -14,7 +14,7 @@ use super::channel::{self, InitMsg};
 use super::error::{Context, SetupError};
 use super::spec::{ContainerSpec, NetworkMode, ProcessSpec};
 use super::stdio::{self, InitStdio};
-use super::{dev, exec, idmapped, mounts, proc, rootfs, seccomp, tiny_init, user};
+use super::{dev, exec, idmapped, mounts, proc, rootfs, seccomp, sysctl, tiny_init, user};
 
 /// Runs the setup and execs the container's command; on failure reports to
 /// the helper and exits with Docker's code for it. Never returns.
@@ -159,10 +159,17 @@ fn setup_and_exec(
         proc::setup_sys(&root, spec.namespaces.network == NetworkMode::None)?;
     }
     rootfs::apply_mounts(&root, &spec.mounts)?;
+    dev::add_devices(&root, &spec.devices)?;
     drop(root);
     rootfs::enter(target)?;
     // From here on every path resolves inside the container.
     stdio::install(stdio, sock)?;
+    // Before the read-only paths cover it (see `sysctl`).
+    let sysctl_dir = if spec.sysctls.is_empty() {
+        None
+    } else {
+        Some(sysctl::open_dir()?)
+    };
     proc::mask_paths(Path::new("/"), &spec.masked_paths)?;
     proc::readonly_paths(Path::new("/"), &spec.readonly_paths)?;
     // Docker creates a missing working directory even on a read-only rootfs.
@@ -186,6 +193,10 @@ fn setup_and_exec(
     apply_seccomp(&spec.process)?;
     channel::send(sock, &InitMsg::Ready).ctx(|| "reporting ready".to_string())?;
     expect_start(sock)?;
+    // The network is plugged in once the start comes.
+    if let Some(dir) = sysctl_dir {
+        sysctl::apply(&dir, &spec.sysctls)?;
+    }
     // The supervisor may be restarted while the container runs: do not tie
     // the container's life to it past this point.
     prctl::set_pdeathsig(None).ctx(|| "clearing PR_SET_PDEATHSIG".to_string())?;

@@ -29,6 +29,7 @@ mod safe_path;
 pub mod seccomp;
 pub mod spec;
 pub mod stdio;
+pub mod sysctl;
 mod tiny_init;
 pub(crate) mod user;
 mod user_mounts;

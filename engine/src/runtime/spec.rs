@@ -39,6 +39,31 @@ pub struct ContainerSpec {
     /// init and exec'd processes are placed there right after their clone.
     #[serde(default)]
     pub cgroup_procs: Vec<PathBuf>,
+    /// Device nodes of the engine bound in after the mounts (`--device`,
+    /// `--privileged`): a user namespace cannot mknod them.
+    #[serde(default)]
+    pub devices: Vec<DeviceSpec>,
+    /// Kernel parameters of the container's own namespaces, written once
+    /// its network is plugged in, right before its command runs.
+    #[serde(default)]
+    pub sysctls: Vec<Sysctl>,
+}
+
+/// One device node: the engine's `source` appears at `destination`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSpec {
+    pub source: PathBuf,
+    pub destination: PathBuf,
+}
+
+/// One `/proc/sys` setting, by its dotted name (`net.core.somaxconn`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sysctl {
+    pub name: String,
+    pub value: String,
+    /// The user asked for it, so failing to write it fails the start;
+    /// Docker's own defaults are skipped when the kernel refuses them.
+    pub required: bool,
 }
 
 /// The root filesystem: an overlay of read-only lower layers and a writable
@@ -269,6 +294,8 @@ impl ContainerSpec {
             mounts: Vec::new(),
             network_hook: None,
             cgroup_procs: Vec::new(),
+            devices: Vec::new(),
+            sysctls: Vec::new(),
         }
     }
 }

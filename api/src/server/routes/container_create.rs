@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use bollard_stubs::models::{ContainerCreateBody, HostConfig, RestartPolicyNameEnum};
 use hutch_engine::containers::config::{
-    CreateOptions, HealthConfig, LogConfig, LogDriver, RestartPolicy, RestartPolicyName, Ulimit,
-    UsernsMode,
+    CreateOptions, DeviceMapping, HealthConfig, LogConfig, LogDriver, RestartPolicy,
+    RestartPolicyName, Ulimit, UsernsMode,
 };
 use hutch_engine::containers::networking::{
     normalize_port, EndpointConfig, HostBinding, NetworkOptions,
@@ -107,10 +107,30 @@ pub fn parse(mut body: Value, name: Option<&str>) -> Result<CreateRequest, ApiEr
             security_opt: host.security_opt.clone().unwrap_or_default(),
             network,
             limits: limits_of(&host),
+            devices: devices(&host),
+            sysctls: host
+                .sysctls
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             ..mounts
         },
         warnings,
     })
+}
+
+/// `HostConfig.Devices` as the engine takes them.
+fn devices(host: &HostConfig) -> Vec<DeviceMapping> {
+    host.devices
+        .iter()
+        .flatten()
+        .map(|d| DeviceMapping {
+            path_on_host: d.path_on_host.clone().unwrap_or_default(),
+            path_in_container: d.path_in_container.clone().unwrap_or_default(),
+            cgroup_permissions: d.cgroup_permissions.clone().unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// `--userns`: Docker's `host` (and empty) is hutch's identity mode;
@@ -256,14 +276,6 @@ fn check_host_config(host: &HostConfig, warnings: &mut Vec<String>) -> Result<()
             }
         }
     }
-    if let Some(sysctls) = host.sysctls.as_ref().filter(|s| !s.is_empty()) {
-        let mut names: Vec<&str> = sysctls.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        warnings.push(format!(
-            "sysctls are not applied by hutch yet: {}",
-            names.join(", ")
-        ));
-    }
     // Docker's legacy links: not built; said rather than dropped silently.
     if let Some(links) = host.links.as_ref().filter(|l| !l.is_empty()) {
         warnings.push(format!(
@@ -272,15 +284,13 @@ fn check_host_config(host: &HostConfig, warnings: &mut Vec<String>) -> Result<()
             links.join(", ")
         ));
     }
-    if let Some(devices) = host.devices.as_ref().filter(|d| !d.is_empty()) {
-        let paths: Vec<&str> = devices
-            .iter()
-            .filter_map(|d| d.path_on_host.as_deref())
-            .collect();
+    // Device cgroup rules need the node's privileges (a device program on
+    // the cgroup): said rather than dropped silently.
+    if let Some(rules) = host.device_cgroup_rules.as_ref().filter(|r| !r.is_empty()) {
         warnings.push(format!(
-            "devices are not added by hutch yet (a user namespace cannot create device \
-             nodes): {}",
-            paths.join(", ")
+            "device cgroup rules (--device-cgroup-rule) are not applied by hutch: a pod \
+             cannot restrict device access by cgroup: {}",
+            rules.join(", ")
         ));
     }
     Ok(())

@@ -147,6 +147,18 @@ fn host_config(d: &ContainerDetails) -> HostConfig {
         cpuset_mems: Some(String::new()),
         pids_limit: (o.limits.pids_limit != 0).then_some(o.limits.pids_limit),
         oom_kill_disable: Some(false),
+        devices: Some(
+            o.devices
+                .iter()
+                .map(|d| bollard_stubs::models::DeviceMapping {
+                    path_on_host: Some(d.path_on_host.clone()),
+                    path_in_container: Some(d.path_in_container.clone()),
+                    cgroup_permissions: Some(d.cgroup_permissions.clone()),
+                })
+                .collect(),
+        ),
+        // Docker leaves it out when none were given.
+        sysctls: (!o.sysctls.is_empty()).then(|| o.sysctls.clone().into_iter().collect()),
         ..Default::default()
     }
 }
