@@ -10,14 +10,16 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::config::DeviceMapping;
+use crate::runtime::dev::DEVICES;
 use crate::runtime::spec::DeviceSpec;
 
-/// Nodes every container gets anyway (`runtime::dev`), and the pod's
-/// `ptmx`, which would hide the container's own devpts multiplexer.
-const ALWAYS_PRESENT: &[&str] = &["null", "zero", "full", "random", "urandom", "tty", "ptmx"];
+/// Top-level nodes of /dev a privileged container does not take: the
+/// pod's `ptmx` would hide the container's own devpts multiplexer, and
+/// runc leaves `console` out (the [`DEVICES`] it gets anyway).
+const NOT_TAKEN: &[&str] = &["ptmx", "console"];
 /// Directories of /dev a privileged container does not take nodes from
 /// (runc's list): they are the container's own or not devices.
 const SKIPPED_DIRS: &[&str] = &["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
@@ -31,7 +33,7 @@ pub fn resolve(
 ) -> Result<Vec<DeviceSpec>, String> {
     let mut out = Vec::new();
     if privileged {
-        host_devices(dev_root, dev_root, &mut out)
+        host_devices(dev_root, &mut out)
             .map_err(|e| format!("listing the devices of {}: {e}", dev_root.display()))?;
     }
     for m in mappings {
@@ -85,66 +87,65 @@ fn from_path(host: &str, destination: &Path, out: &mut Vec<DeviceSpec>) -> io::R
     if !md.is_dir() {
         return Err(io::Error::other("not a device node"));
     }
-    let mut found = Vec::new();
-    walk(&resolved, &mut |path| {
-        if let Ok(rel) = path.strip_prefix(&resolved) {
-            found.push(DeviceSpec {
-                source: path.to_path_buf(),
-                destination: destination.join(rel),
-            });
-        }
-    })?;
-    out.extend(found);
-    Ok(())
-}
-
-/// Calls `each` with every device node under `dir`, not following symlinks.
-fn walk(dir: &Path, each: &mut dyn FnMut(&Path)) -> io::Result<()> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<io::Result<_>>()?;
-    entries.sort();
-    for path in entries {
-        let md = fs::symlink_metadata(&path)?;
-        if md.is_dir() {
-            walk(&path, each)?;
-        } else if is_device(&md) {
-            each(&path);
-        }
-    }
-    Ok(())
+    walk(&resolved, &|_| false, &mut |rel| {
+        out.push(DeviceSpec {
+            source: resolved.join(rel),
+            destination: destination.join(rel),
+        })
+    })
 }
 
 /// The nodes of the engine's /dev a privileged container gets.
-fn host_devices(dev_root: &Path, dir: &Path, out: &mut Vec<DeviceSpec>) -> io::Result<()> {
-    let mut entries: Vec<(String, PathBuf)> = fs::read_dir(dir)?
-        .map(|e| e.map(|e| (e.file_name().to_string_lossy().into_owned(), e.path())))
-        .collect::<io::Result<_>>()?;
-    entries.sort();
-    let top = dir == dev_root;
-    for (name, path) in entries {
-        let md = match fs::symlink_metadata(&path) {
-            Ok(md) => md,
-            // Gone while listed.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        if md.is_dir() {
-            if !SKIPPED_DIRS.contains(&name.as_str()) {
-                host_devices(dev_root, &path, out)?;
-            }
-        } else if is_device(&md)
-            && !(top && (ALWAYS_PRESENT.contains(&name.as_str()) || name == "console"))
-        {
-            if let Ok(rel) = path.strip_prefix(dev_root) {
-                out.push(DeviceSpec {
-                    source: path.clone(),
-                    destination: Path::new("/dev").join(rel),
-                });
+fn host_devices(dev_root: &Path, out: &mut Vec<DeviceSpec>) -> io::Result<()> {
+    walk(dev_root, &|name| SKIPPED_DIRS.contains(&name), &mut |rel| {
+        let top_name = rel.to_str().filter(|_| rel.parent() == Some(Path::new("")));
+        if top_name.is_some_and(|n| DEVICES.contains(&n) || NOT_TAKEN.contains(&n)) {
+            return;
+        }
+        out.push(DeviceSpec {
+            source: dev_root.join(rel),
+            destination: Path::new("/dev").join(rel),
+        });
+    })
+}
+
+/// Calls `each` with the path (relative to `root`) of every device node
+/// under `root`, in name order, not following symlinks and not entering
+/// directories whose name `skip_dir` picks.
+fn walk(
+    root: &Path,
+    skip_dir: &dyn Fn(&str) -> bool,
+    each: &mut dyn FnMut(&Path),
+) -> io::Result<()> {
+    fn visit(
+        root: &Path,
+        rel: &Path,
+        skip_dir: &dyn Fn(&str) -> bool,
+        each: &mut dyn FnMut(&Path),
+    ) -> io::Result<()> {
+        let mut names: Vec<_> = fs::read_dir(root.join(rel))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()?;
+        names.sort();
+        for name in names {
+            let rel = rel.join(&name);
+            let md = match fs::symlink_metadata(root.join(&rel)) {
+                Ok(md) => md,
+                // Gone while listed.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if md.is_dir() {
+                if !skip_dir(&name.to_string_lossy()) {
+                    visit(root, &rel, skip_dir, each)?;
+                }
+            } else if is_device(&md) {
+                each(&rel);
             }
         }
+        Ok(())
     }
-    Ok(())
+    visit(root, Path::new(""), skip_dir, each)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ pub mod caps;
 pub(crate) mod channel;
 mod clone;
 pub mod container;
-mod dev;
+pub(crate) mod dev;
 pub mod enter;
 pub(crate) mod error;
 pub(crate) mod exec;

@@ -97,11 +97,9 @@ pub fn open_dir() -> Result<OwnedFd, SetupError> {
 /// that fails ends the start; a default the kernel refuses is skipped.
 pub fn apply(dir: &OwnedFd, sysctls: &[Sysctl]) -> Result<(), SetupError> {
     for s in sysctls {
-        let written = write_one(dir, s);
-        if let Err(e) = written {
-            if s.required {
-                return Err(e);
-            }
+        match write_one(dir, s) {
+            Err(e) if s.required => return Err(e),
+            _ => {}
         }
     }
     Ok(())
