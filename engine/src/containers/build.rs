@@ -9,7 +9,7 @@ use super::config::{ContainerConfig, CreateOptions, HealthConfig};
 use super::store::ContainerDir;
 use super::timefmt;
 use crate::runtime::caps::{canonical, DEFAULT_CAPABILITIES};
-use crate::runtime::spec::{Rlimit, Sysctl};
+use crate::runtime::spec::{Donor, Rlimit, Sysctl};
 use crate::runtime::sysctl;
 use crate::runtime::user::resource;
 use crate::runtime::Seccomp;
@@ -168,8 +168,9 @@ const UNPRIVILEGED_PORT_START: &str = "net.ipv4.ip_unprivileged_port_start";
 fn sysctls(opts: &CreateOptions, proc_mode: ProcMode) -> Result<Vec<Sysctl>, String> {
     let mode = opts.network_mode.as_deref().unwrap_or("bridge");
     let host_network = mode == "host";
+    let host_ipc = opts.ipc_mode == "host";
     for name in opts.sysctls.keys() {
-        sysctl::check(name, host_network)?;
+        sysctl::check(name, host_network, host_ipc)?;
     }
     if proc_mode == ProcMode::BindEngine {
         return Ok(Vec::new());
@@ -298,6 +299,15 @@ pub fn build(
     );
     spec.namespaces.proc = inp.proc_mode;
     spec.namespaces.network = network;
+    // The donor as given; the engine resolves it (and its init) at each
+    // start, as Docker does.
+    let sharing = super::sharing::parse(opts)?;
+    spec.namespaces.ipc = sharing.ipc;
+    spec.namespaces.donor = sharing.donor.map(|id| Donor {
+        id,
+        pid: 0,
+        pid_ns: sharing.pid_ns,
+    });
     if opts.privileged {
         spec.masked_paths.clear();
         spec.readonly_paths.clear();

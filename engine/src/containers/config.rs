@@ -74,6 +74,12 @@ pub struct CreateOptions {
     pub devices: Vec<DeviceMapping>,
     /// `--sysctl` (HostConfig.Sysctls).
     pub sysctls: BTreeMap<String, String>,
+    /// `--pid` (HostConfig.PidMode) as given: empty or
+    /// `container:<name|id>` (see [`super::sharing`]).
+    pub pid_mode: String,
+    /// `--ipc` (HostConfig.IpcMode) as given: empty, `private`,
+    /// `shareable`, `none`, `host` or `container:<name|id>`.
+    pub ipc_mode: String,
 }
 
 /// One `--device HOST[:CONTAINER[:PERMISSIONS]]` (Docker's

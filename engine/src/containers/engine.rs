@@ -34,6 +34,7 @@ use crate::runtime::{idmapped, image_ids, IdAllocator, IdMap, ProcMode, ProcessS
 use crate::volumes::VolumeStore;
 
 mod cgroup_ops;
+mod donor_ops;
 mod prime_ops;
 mod restore;
 mod volume_ops;
@@ -583,6 +584,8 @@ impl Engine {
             .map_err(|e| EngineError::Io(io::Error::other(e)))?;
         let image = ImageRunConfig::from_image_config(&details.config);
         Self::add_exposed_ports(&mut opts, &details.config);
+        // Before a private range is taken for nothing.
+        super::sharing::parse(&opts).map_err(EngineError::Invalid)?;
         let (layers, id_map) = match opts.userns_mode {
             UsernsMode::Identity => (layers, IdMap::identity()),
             UsernsMode::Private => self.private_range(&details, &layers)?,
@@ -800,10 +803,13 @@ impl Engine {
                     tracing::warn!(%id, %e, "a primed supervisor is gone: starting afresh");
                     drop(held);
                     self.release_network_quietly(&id);
-                    self.run_on_fresh_spare(&id, &dir, attachers)?
+                    self.run_on_fresh_spare(&id, &dir, attachers)
+                        .map_err(|e| self.refused_start(&id, e))?
                 }
             },
-            None => self.run_on_fresh_spare(&id, &dir, attachers)?,
+            None => self
+                .run_on_fresh_spare(&id, &dir, attachers)
+                .map_err(|e| self.refused_start(&id, e))?,
         };
         let t2 = Instant::now();
         let mut streams = Vec::with_capacity(attach.len());
@@ -845,6 +851,16 @@ impl Engine {
         }
     }
 
+    /// A start refused before any process ran (a missing donor, a
+    /// network gone): an `--rm` container goes, as Docker removes one
+    /// whose start failed, or `docker run --rm` waits for it forever.
+    fn refused_start(&self, id: &str, e: EngineError) -> EngineError {
+        if self.auto_removes(id) {
+            self.remove_in_background(id);
+        }
+        e
+    }
+
     /// A start without a prime: what a prime would have done first, then
     /// the container handed to a spare; the spare and its first reply. A
     /// spare that died while it waited (killed, say) is replaced once.
@@ -856,6 +872,7 @@ impl Engine {
     ) -> Result<(super::spare::Spare, Reply)> {
         self.prepare_layers(id, dir)?;
         self.rejoin_network(id, dir)?;
+        self.join_donor(id, dir)?;
         let mut spare = self.inner.spares.take()?;
         match send_run(&mut spare, dir, attachers) {
             Ok(reply) => Ok((spare, reply)),

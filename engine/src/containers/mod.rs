@@ -17,6 +17,7 @@ pub mod networking;
 mod orphan;
 pub(crate) mod primes;
 pub mod protocol;
+pub mod sharing;
 pub mod spare;
 pub mod state;
 pub mod store;

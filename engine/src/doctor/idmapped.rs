@@ -16,9 +16,9 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, pipe2, ForkResult};
 
 use super::child::{At, Failure, Sandbox};
-use super::mount_api;
 use super::report::{Check, Status};
 use super::scratch::Scratch;
+use crate::mount_api;
 
 /// The shift the trials apply: ID 0 seen through the idmapped mount as this.
 const SHIFT: u32 = 1000;

@@ -20,7 +20,6 @@ mod devices;
 mod idmap;
 mod idmapped;
 mod misc;
-mod mount_api;
 mod netns;
 mod overlay;
 mod procfs;

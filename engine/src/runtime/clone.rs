@@ -34,16 +34,24 @@ pub enum Forked {
     Child,
 }
 
-/// Forks into new namespaces (`flags` are CLONE_NEW* flags), fork-style: the
-/// child continues from here with a copy of the address space. Uses clone3
-/// for a pidfd and falls back to clone when clone3 is unavailable or filtered
-/// (Docker's seccomp profile answers ENOSYS to clone3).
+/// Forks into new namespaces (`flags` are CLONE_NEW* flags, and maybe
+/// CLONE_PARENT), fork-style: the child continues from here with a copy of
+/// the address space. Uses clone3 for a pidfd and falls back to clone when
+/// clone3 is unavailable or filtered (Docker's seccomp profile answers
+/// ENOSYS to clone3).
 pub fn fork_into(flags: CloneFlags) -> io::Result<Forked> {
     let mut pidfd: libc::c_int = -1;
+    // clone3 refuses an exit signal with CLONE_PARENT: the child then
+    // takes ours, which our parent expects of its children.
+    let exit_signal = if flags.contains(CloneFlags::CLONE_PARENT) {
+        0
+    } else {
+        libc::SIGCHLD as u64
+    };
     let args = CloneArgs {
         flags: flags.bits() as u64 | libc::CLONE_PIDFD as u64,
         pidfd: &mut pidfd as *mut libc::c_int as u64,
-        exit_signal: libc::SIGCHLD as u64,
+        exit_signal,
         ..CloneArgs::default()
     };
     // SAFETY: clone3 without CLONE_VM and with no stack behaves like fork; the

@@ -1,8 +1,8 @@
 //! The container's /dev: a small tmpfs with the safe device nodes bound in
 //! from the engine (a user namespace cannot mknod devices), a private devpts
-//! instance, /dev/shm and /dev/mqueue.
+//! instance, /dev/shm and /dev/mqueue (as the IPC mode has them).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
@@ -22,13 +22,28 @@ pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty
 const DEV_FLAGS: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_STRICTATIME);
 const DEV_DATA: &str = "mode=755,size=65536k";
 
+/// What the container's /dev/shm and /dev/mqueue are (its `--ipc`).
+#[derive(Debug)]
+pub enum IpcMounts {
+    /// A tmpfs and an mqueue instance of its own IPC namespace.
+    Own,
+    /// No /dev/shm (`--ipc none`).
+    NoShm,
+    /// The engine's, bound in: the container is in the engine's IPC
+    /// namespace, whose mqueue it may not mount.
+    Host,
+    /// The donor container's /dev/shm, a detached copy of its mount
+    /// ([`super::donor::clone_shm`]), and an mqueue of the donor's namespace.
+    Donor(OwnedFd),
+}
+
 /// Builds /dev inside the rootfs at `root_path` (whose fd is `root`).
-pub fn setup_dev(root: &OwnedFd, root_path: &Path) -> Result<(), SetupError> {
+pub fn setup_dev(root: &OwnedFd, root_path: &Path, ipc: &IpcMounts) -> Result<(), SetupError> {
     let dev = open_in_root(root, Path::new("/dev"), Kind::Dir)?;
     mount_fs("tmpfs", &fd_path(&dev), "tmpfs", DEV_FLAGS, Some(DEV_DATA))?;
     // /dev is now our own tmpfs: paths under it hold no image symlinks.
     let sources: Vec<PathBuf> = DEVICES.iter().map(|n| Path::new("/dev").join(n)).collect();
-    populate(&in_root(root_path, Path::new("/dev")), &sources)
+    populate(&in_root(root_path, Path::new("/dev")), &sources, ipc)
 }
 
 /// Builds the container's /dev ahead, over this process's own /dev: in a
@@ -56,7 +71,7 @@ pub fn stage() -> Result<bool, SetupError> {
         return Ok(false);
     }
     let sources: Vec<PathBuf> = nodes.iter().map(fd_path).collect();
-    let built = populate(dev, &sources);
+    let built = populate(dev, &sources, &IpcMounts::Own);
     match built {
         Ok(()) => Ok(true),
         Err(_) => {
@@ -69,7 +84,7 @@ pub fn stage() -> Result<bool, SetupError> {
 
 /// Fills the fresh tmpfs at `dev`: the [`DEVICES`] (each bound from its
 /// entry in `sources`), devpts, /dev/shm, /dev/mqueue and the usual links.
-fn populate(dev: &Path, sources: &[PathBuf]) -> Result<(), SetupError> {
+fn populate(dev: &Path, sources: &[PathBuf], ipc: &IpcMounts) -> Result<(), SetupError> {
     for (name, source) in DEVICES.iter().zip(sources) {
         let target = dev.join(name);
         super::mounts::ensure_file(&target)?;
@@ -95,24 +110,7 @@ fn populate(dev: &Path, sources: &[PathBuf]) -> Result<(), SetupError> {
         )
     })?;
     link(dev, "pts/ptmx", "ptmx")?;
-    let shm = dev.join("shm");
-    super::mounts::ensure_dir(&shm)?;
-    mount_fs(
-        "shm",
-        &shm,
-        "tmpfs",
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
-    )?;
-    let mqueue = dev.join("mqueue");
-    super::mounts::ensure_dir(&mqueue)?;
-    mount_fs(
-        "mqueue",
-        &mqueue,
-        "mqueue",
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None,
-    )?;
+    ipc_mounts(dev, ipc)?;
     for (target, name) in [
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
@@ -149,6 +147,59 @@ pub fn add_devices(root: &OwnedFd, devices: &[DeviceSpec]) -> Result<(), SetupEr
         })?;
     }
     Ok(())
+}
+
+/// /dev/shm and /dev/mqueue in the fresh /dev at `dev`.
+fn ipc_mounts(dev: &Path, ipc: &IpcMounts) -> Result<(), SetupError> {
+    let shm = dev.join("shm");
+    let mqueue = dev.join("mqueue");
+    let engine_dev = Path::new("/dev");
+    match ipc {
+        IpcMounts::NoShm => {}
+        IpcMounts::Own => {
+            super::mounts::ensure_dir(&shm)?;
+            mount_fs(
+                "shm",
+                &shm,
+                "tmpfs",
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("mode=1777,size=65536k"),
+            )?;
+        }
+        IpcMounts::Host => {
+            super::mounts::ensure_dir(&shm)?;
+            bind(&engine_dev.join("shm"), &shm, false)?;
+        }
+        IpcMounts::Donor(tree) => {
+            super::mounts::ensure_dir(&shm)?;
+            crate::mount_api::attach(tree.as_fd(), &shm)
+                .ctx(|| "attaching the shared container's /dev/shm".to_string())?;
+        }
+    }
+    super::mounts::ensure_dir(&mqueue)?;
+    if matches!(ipc, IpcMounts::Host) {
+        // Only a member of the IPC namespace's owner may mount its mqueue:
+        // the engine's, when it has one.
+        let theirs = engine_dev.join("mqueue");
+        if is_mqueue(&theirs) {
+            bind(&theirs, &mqueue, false)?;
+        }
+        return Ok(());
+    }
+    mount_fs(
+        "mqueue",
+        &mqueue,
+        "mqueue",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )
+}
+
+/// Whether an mqueue filesystem is mounted at `path`.
+fn is_mqueue(path: &Path) -> bool {
+    /// MQUEUE_MAGIC (linux/magic.h), which nix does not name.
+    const MQUEUE_MAGIC: nix::sys::statfs::FsType = nix::sys::statfs::FsType(0x1980_2912);
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type() == MQUEUE_MAGIC)
 }
 
 fn link(dev: &Path, target: &str, name: &str) -> Result<(), SetupError> {

@@ -15,12 +15,13 @@ use nix::unistd::{chown, Gid, Pid, Uid};
 
 use super::channel::{self, ControlMsg, InitMsg};
 use super::clone::{fork_into, Forked};
+use super::donor;
 use super::idmap::IdMap;
 use super::idmapped::idmap_layers;
 use super::init;
 use super::maps::write_maps;
 use super::seccomp;
-use super::spec::{ContainerSpec, NetworkMode};
+use super::spec::{ContainerSpec, IpcMode, NetworkMode};
 use super::stdio::InitStdio;
 
 /// Exit code Docker records when the runtime itself fails.
@@ -58,13 +59,20 @@ pub struct Created {
 /// The namespaces a container gets from its spec. The PID namespace is
 /// new in both /proc modes: with the pod's /proc bound in (degraded mode)
 /// the container still cannot name, and so cannot signal, any process
-/// outside it.
+/// outside it. Those it shares with a donor container are joined instead
+/// (see [`donor::joined_flags`]); `--ipc host` stays in the engine's.
 pub fn clone_flags(spec: &ContainerSpec) -> CloneFlags {
     let mut flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWPID;
+    if let Some(d) = &spec.namespaces.donor {
+        flags -= donor::joined_flags(d, spec.namespaces.ipc);
+    }
+    if spec.namespaces.ipc == IpcMode::Host {
+        flags -= CloneFlags::CLONE_NEWIPC;
+    }
     if spec.namespaces.network == NetworkMode::None {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -126,8 +134,15 @@ pub fn spawn(spec: &ContainerSpec, stdio: InitStdio) -> Result<Spawned, Failure>
         .map_err(|e| Failure::runtime(e.to_string()))?;
     let (mut sock, child_sock) =
         UnixStream::pair().map_err(|e| Failure::runtime(format!("socketpair: {e}")))?;
-    let forked = fork_into(clone_flags(spec))
-        .map_err(|e| Failure::runtime(format!("cloning the container process: {e}")))?;
+    let forked = match &spec.namespaces.donor {
+        None => fork_into(clone_flags(spec))
+            .map_err(|e| Failure::runtime(format!("cloning the container process: {e}")))?,
+        Some(d) => {
+            let join = donor::joined_flags(d, spec.namespaces.ipc);
+            donor::fork_joined(d, join, clone_flags(spec))
+                .map_err(|e| Failure::runtime(format!("cloning the container process: {e}")))?
+        }
+    };
     let (pid, pidfd) = match forked {
         Forked::Child => {
             drop(sock);
@@ -145,8 +160,11 @@ pub fn spawn(spec: &ContainerSpec, stdio: InitStdio) -> Result<Spawned, Failure>
     // requires of a non-root writer.
     crate::cgroups::join(&spec.cgroup_procs, pid.as_raw())
         .map_err(|e| fail(Failure::runtime(e.to_string())))?;
-    write_maps(pid, &spec.id_map, &spec.id_map)
-        .map_err(|e| fail(Failure::runtime(e.to_string())))?;
+    // A joined user namespace has its maps (the donor's, identity too).
+    if spec.namespaces.donor.is_none() {
+        write_maps(pid, &spec.id_map, &spec.id_map)
+            .map_err(|e| fail(Failure::runtime(e.to_string())))?;
+    }
     let private = !spec.id_map.is_identity();
     channel::send(
         &mut sock,
@@ -245,6 +263,7 @@ impl Premade {
     /// Whether `spec`'s container can be this init.
     fn fits(&self, spec: &ContainerSpec) -> bool {
         clone_flags(spec) == premade_flags()
+            && spec.namespaces.ipc == IpcMode::Private
             && spec.id_map.is_identity()
             && seccomp::is_prepared(spec.process.seccomp, &spec.process.capabilities)
     }

@@ -17,11 +17,12 @@
 //! it instead.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::statfs::statfs;
+
+use crate::mount_api;
 
 /// A layer the kernel would not idmap: private mode cannot run on it.
 #[derive(Debug, thiserror::Error)]
@@ -59,48 +60,11 @@ pub fn idmap_layers(
 /// A detached copy of the mount at `layer` (open_tree with OPEN_TREE_CLONE),
 /// in a mount namespace of its own owned by the caller's user namespace.
 pub fn clone_layer(layer: &Path) -> io::Result<OwnedFd> {
-    let path = std::ffi::CString::new(layer.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: open_tree reads a NUL-terminated path that outlives the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let raw = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-    // SAFETY: the kernel just returned this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    mount_api::clone_tree(layer).map_err(io::Error::from)
 }
 
 fn idmap(tree: &OwnedFd, userns: &OwnedFd) -> io::Result<()> {
-    let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    // SAFETY: mount_setattr reads `attr` (size given) and an empty path,
-    // both alive across the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const libc::mount_attr,
-            std::mem::size_of::<libc::mount_attr>(),
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    mount_api::set_idmap(tree.as_fd(), userns.as_fd()).map_err(io::Error::from)
 }
 
 /// Why an engine without the tmpfs layer store refuses a private-mode

@@ -12,9 +12,9 @@ use nix::unistd::{chdir, sethostname};
 
 use super::channel::{self, InitMsg};
 use super::error::{Context, SetupError};
-use super::spec::{ContainerSpec, NetworkMode, ProcessSpec};
+use super::spec::{ContainerSpec, IpcMode, NetworkMode, ProcessSpec};
 use super::stdio::{self, InitStdio};
-use super::{dev, exec, idmapped, mounts, proc, rootfs, seccomp, sysctl, tiny_init, user};
+use super::{dev, donor, exec, idmapped, mounts, proc, rootfs, seccomp, sysctl, tiny_init, user};
 
 /// Runs the setup and execs the container's command; on failure reports to
 /// the helper and exits with Docker's code for it. Never returns.
@@ -151,7 +151,7 @@ fn setup_and_exec(
     if staged.dev {
         mounts::move_staged(&root, Path::new("/dev"))?;
     } else {
-        dev::setup_dev(&root, target)?;
+        dev::setup_dev(&root, target, &ipc_mounts(spec)?)?;
     }
     if staged.sys {
         mounts::move_staged(&root, Path::new("/sys"))?;
@@ -209,6 +209,21 @@ fn setup_and_exec(
 }
 
 /// Loads the process's seccomp filter.
+/// What /dev/shm and /dev/mqueue are to be, by the spec's IPC mode.
+fn ipc_mounts(spec: &ContainerSpec) -> Result<dev::IpcMounts, SetupError> {
+    Ok(match (spec.namespaces.ipc, &spec.namespaces.donor) {
+        (IpcMode::Private, _) => dev::IpcMounts::Own,
+        (IpcMode::NoShm, _) => dev::IpcMounts::NoShm,
+        (IpcMode::Host, _) => dev::IpcMounts::Host,
+        (IpcMode::Donor, Some(d)) => dev::IpcMounts::Donor(donor::clone_shm(d.pid)?),
+        (IpcMode::Donor, None) => {
+            return Err(SetupError::Invalid(
+                "the IPC namespace is to be shared, but with no container".into(),
+            ))
+        }
+    })
+}
+
 pub fn apply_seccomp(process: &ProcessSpec) -> Result<(), SetupError> {
     seccomp::apply(process.seccomp, &process.capabilities)
         .map_err(|e| SetupError::Invalid(e.to_string()))

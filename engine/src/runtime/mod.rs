@@ -12,6 +12,7 @@ pub(crate) mod channel;
 mod clone;
 pub mod container;
 pub(crate) mod dev;
+mod donor;
 pub mod enter;
 pub(crate) mod error;
 pub(crate) mod exec;

@@ -129,13 +129,52 @@ pub struct Rlimit {
     pub hard: u64,
 }
 
-/// Which namespaces the container gets. User, mount, IPC and UTS are always
-/// new; the rest depend on the network mode and on the environment.
+/// Which namespaces the container gets. Mount and UTS are always new; user,
+/// PID and IPC are new unless shared with a [`Donor`]; the rest depend on
+/// the network mode and on the environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespaceSpec {
     pub network: NetworkMode,
-    /// How /proc is provided, which also decides the PID namespace.
+    /// How /proc is provided.
     pub proc: ProcMode,
+    /// `--pid`/`--ipc container:<id>`: the container whose namespaces this
+    /// one joins.
+    #[serde(default)]
+    pub donor: Option<Donor>,
+    #[serde(default)]
+    pub ipc: IpcMode,
+}
+
+/// Another container whose namespaces a container joins. Its user
+/// namespace is always joined with them: the PID and IPC namespaces are
+/// owned by it, so only a member can mount their /proc and mqueue, and
+/// only a member can signal and trace its processes as Docker's shared
+/// namespaces allow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Donor {
+    /// Its container ID (for messages; the supervisor finds its state by it).
+    pub id: String,
+    /// Its init, by PID in the supervisor's PID namespace: set right
+    /// before each start, as the donor may have restarted since.
+    pub pid: i32,
+    /// Join its PID namespace (`--pid container:`).
+    pub pid_ns: bool,
+}
+
+/// The IPC namespace and what /dev/shm is (Docker's `--ipc`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IpcMode {
+    /// A new namespace and a /dev/shm tmpfs of its own (`private`,
+    /// `shareable`).
+    #[default]
+    Private,
+    /// A new namespace and no /dev/shm (`none`).
+    NoShm,
+    /// The engine's namespace, its /dev/shm and /dev/mqueue bound in
+    /// (`host`: the pod's).
+    Host,
+    /// The [`Donor`]'s namespace and its /dev/shm (`container:<id>`).
+    Donor,
 }
 
 /// Network namespace choice (the bridge modes come with the networking work).
@@ -288,6 +327,8 @@ impl ContainerSpec {
             namespaces: NamespaceSpec {
                 network: NetworkMode::None,
                 proc: ProcMode::Fresh,
+                donor: None,
+                ipc: IpcMode::Private,
             },
             masked_paths: DEFAULT_MASKED_PATHS.iter().map(PathBuf::from).collect(),
             readonly_paths: DEFAULT_READONLY_PATHS.iter().map(PathBuf::from).collect(),

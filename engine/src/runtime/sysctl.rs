@@ -34,9 +34,11 @@ const IPC_SYSCTLS: &[&str] = &[
 ];
 
 /// Checks that `name` belongs to a namespace the container has of its own
-/// (it always has its own IPC and UTS namespaces; its network namespace
-/// unless `host_network`). `Err` is the message for the user.
-pub fn check(name: &str, host_network: bool) -> Result<(), String> {
+/// (it always has its own UTS namespace; its IPC namespace unless
+/// `host_ipc`, its network namespace unless `host_network`; one shared
+/// with another container counts as its own, as in runc). `Err` is the
+/// message for the user.
+pub fn check(name: &str, host_network: bool, host_ipc: bool) -> Result<(), String> {
     if path_of(name).is_none() {
         return Err(format!("sysctl {name:?} is not a valid sysctl name"));
     }
@@ -44,6 +46,11 @@ pub fn check(name: &str, host_network: bool) -> Result<(), String> {
     let dotted = name.replace('/', ".");
     let name = dotted.as_str();
     if IPC_SYSCTLS.contains(&name) || name.starts_with("fs.mqueue.") {
+        if host_ipc {
+            return Err(format!(
+                "sysctl {name:?} is not allowed in the hosts ipc namespace"
+            ));
+        }
         return Ok(());
     }
     if name.starts_with("net.") {
@@ -134,13 +141,13 @@ mod tests {
             "fs.mqueue.msg_max",
             "kernel.domainname",
         ] {
-            assert_eq!(check(name, false), Ok(()), "{name}");
+            assert_eq!(check(name, false, false), Ok(()), "{name}");
         }
     }
 
     #[test]
     fn other_names_are_refused_with_runcs_words() {
-        let err = |name: &str, host: bool| check(name, host).err().unwrap_or_default();
+        let err = |name: &str, host: bool| check(name, host, false).err().unwrap_or_default();
         assert!(err("kernel.pid_max", false).contains("is not in a separate kernel namespace"));
         assert!(err("vm.swappiness", false).contains("is not in a separate kernel namespace"));
         assert!(err("net.core.somaxconn", true).contains("not allowed in host network namespace"));
@@ -148,6 +155,14 @@ mod tests {
         assert!(err("net..x", false).contains("not a valid sysctl name"));
         assert!(err("net/../../etc", false).contains("not a valid sysctl name"));
         assert!(err("", false).contains("not a valid sysctl name"));
+        let ipc = check("kernel.shmmax", false, true)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            ipc.contains("is not allowed in the hosts ipc namespace"),
+            "{ipc}"
+        );
+        assert_eq!(check("net.core.somaxconn", false, true), Ok(()));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 
 use super::fdio::{read_some, FrameBuf, Read};
 use super::launch::{self, Launched, Launching};
+use super::leftovers;
 use super::restart;
 use crate::containers::config::ContainerConfig;
 use crate::containers::logfile::{LineSplitter, LogWriter};
@@ -221,10 +222,35 @@ impl Supervisor {
 
     /// Starts (or restarts) the container's process and records it.
     fn launch(&mut self) -> Result<(), Failure> {
+        if let Err(f) = self.refresh_donor() {
+            return Err(self.failed_start(f));
+        }
         let opts = &self.config.options;
         match launch::begin(&self.spec, opts.tty, opts.open_stdin) {
             Ok(launching) => self.finish_launch(launching),
             Err(f) => Err(self.failed_start(f)),
+        }
+    }
+
+    /// Before a restart of our own: the donor's init as it runs now (the
+    /// engine set it for the first start; the donor may have restarted).
+    fn refresh_donor(&mut self) -> Result<(), Failure> {
+        let Some(donor) = self.spec.namespaces.donor.as_mut() else {
+            return Ok(());
+        };
+        let dir = match self.dir.path.parent() {
+            Some(parent) => ContainerDir::new(parent.join(&donor.id)),
+            None => return Err(Failure::runtime("the container directory has no parent")),
+        };
+        match dir.read_state() {
+            Ok(s) if s.running && s.pid > 0 => {
+                donor.pid = s.pid;
+                Ok(())
+            }
+            _ => Err(Failure::runtime(format!(
+                "container {} is not running",
+                donor.id
+            ))),
         }
     }
 
@@ -532,6 +558,21 @@ impl Supervisor {
     fn container_exited(&mut self, code: i32) {
         self.state.set_exited(code, String::new(), timefmt::now());
         self.save();
+        if self
+            .spec
+            .namespaces
+            .donor
+            .as_ref()
+            .is_some_and(|d| d.pid_ns)
+        {
+            if let Some(ns) = &self.held_mount_ns {
+                let killed = leftovers::kill_in_mount_ns(ns);
+                tracing::debug!(
+                    killed,
+                    "ended the processes left in the shared PID namespace"
+                );
+            }
+        }
         self.stop_deadline = None;
         self.health_next = None;
         if let Some(p) = self.container.as_mut() {

@@ -13,5 +13,6 @@ mod execs;
 mod fdio;
 pub mod health;
 mod launch;
+mod leftovers;
 pub mod restart;
 mod trim;

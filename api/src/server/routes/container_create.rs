@@ -114,6 +114,8 @@ pub fn parse(mut body: Value, name: Option<&str>) -> Result<CreateRequest, ApiEr
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
+            pid_mode: host.pid_mode.clone().unwrap_or_default(),
+            ipc_mode: host.ipc_mode.clone().unwrap_or_default(),
             ..mounts
         },
         warnings,
@@ -261,20 +263,6 @@ fn check_host_config(host: &HostConfig, warnings: &mut Vec<String>) -> Result<()
         || host.cpuset_cpus.as_ref().is_some_and(|v| !v.is_empty());
     if limited {
         warnings.push(LIMITS_WARNING.into());
-    }
-    // Namespaces hutch does not share yet: refused rather than silently
-    // given private ones.
-    for (flag, mode) in [("--pid", &host.pid_mode), ("--ipc", &host.ipc_mode)] {
-        match mode.as_deref() {
-            None | Some("") | Some("private") | Some("shareable") => {}
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "{flag} {other} is not supported by hutch yet: containers get a {} namespace \
-                     of their own",
-                    &flag[2..]
-                )))
-            }
-        }
     }
     // Docker's legacy links: not built; said rather than dropped silently.
     if let Some(links) = host.links.as_ref().filter(|l| !l.is_empty()) {

@@ -127,8 +127,13 @@ fn host_config(d: &ContainerDetails) -> HostConfig {
         cap_drop: (!o.cap_drop.is_empty()).then(|| o.cap_drop.clone()),
         group_add: Some(o.group_add.clone()),
         init: Some(o.init),
-        ipc_mode: Some("private".into()),
-        pid_mode: Some(String::new()),
+        // Docker fills in its default IPC mode; the rest as given.
+        ipc_mode: Some(if o.ipc_mode.is_empty() {
+            "private".into()
+        } else {
+            o.ipc_mode.clone()
+        }),
+        pid_mode: Some(o.pid_mode.clone()),
         privileged: Some(o.privileged),
         publish_all_ports: Some(o.network.publish_all),
         readonly_rootfs: Some(o.read_only),

@@ -1,5 +1,7 @@
 //! The new mount API calls nix does not wrap: open_tree, mount_setattr and
-//! move_mount, used to make and attach idmapped mounts.
+//! move_mount. The doctor and the runtime make and attach idmapped mounts
+//! with them; the runtime also carries another container's /dev/shm over
+//! (`runtime::donor`).
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -14,10 +16,20 @@ fn c_path(path: &Path) -> Result<CString, Errno> {
 
 /// A detached copy of the mount at `path` (open_tree with OPEN_TREE_CLONE).
 pub fn clone_tree(path: &Path) -> Result<OwnedFd, Errno> {
+    clone_tree_in(libc::AT_FDCWD, path)
+}
+
+/// [`clone_tree`] of `path` relative to the directory `dir`.
+pub fn clone_tree_at(dir: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Errno> {
+    clone_tree_in(dir.as_raw_fd(), path)
+}
+
+fn clone_tree_in(dir: libc::c_int, path: &Path) -> Result<OwnedFd, Errno> {
     let path = c_path(path)?;
     let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
-    // SAFETY: open_tree reads a NUL-terminated path that outlives the call.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    // SAFETY: open_tree reads a NUL-terminated path that outlives the call;
+    // `dir` is AT_FDCWD or a descriptor the caller keeps open.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, dir, path.as_ptr(), flags) };
     if fd < 0 {
         return Err(Errno::last());
     }
