@@ -144,6 +144,32 @@ fn shares_with_a_donor(daemon: &Daemon, fresh_proc: bool) -> Result<()> {
     ])?;
     let ps = exec_sh(daemon, "joiner", "ps -o args | grep -c '^sleep 3000'")?;
     ensure!(ps.trim() == "2", "joiner's exec sees both sleeps: {ps}");
+    // `docker top` lists each container's own processes (its execs too),
+    // not all of the shared PID namespace.
+    daemon.docker_ok(&["exec", "-d", "joiner", "sleep", "3001"])?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let top = daemon.docker_ok(&["top", "joiner"])?;
+        let count = |needle: &str| top.lines().filter(|l| l.ends_with(needle)).count();
+        if count("sleep 3001") == 1 {
+            ensure!(count("sleep 3000") == 1, "joiner's top: {top}");
+            ensure!(
+                !top.contains("sleep 2000") && !top.contains("sh -c"),
+                "joiner's top: {top}"
+            );
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "joiner's top lacks its exec: {top}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let top = daemon.docker_ok(&["top", "donor"])?;
+    ensure!(
+        top.contains("sleep 3000") && !top.contains("sleep 3001"),
+        "donor's top: {top}"
+    );
     let modes = daemon.docker_ok(&[
         "inspect",
         "-f",

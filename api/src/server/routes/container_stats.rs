@@ -70,16 +70,19 @@ fn read_proc(pid: i32) -> Option<Proc> {
     })
 }
 
-fn pid_ns(pid: i32) -> Option<std::path::PathBuf> {
-    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
+fn mount_ns(pid: i32) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()
 }
 
-/// The container's processes: those in its PID namespace, or, when it
-/// shares ours (degraded mode), its init and that init's descendants.
+/// The container's processes: those in its mount namespace (its init's
+/// and every exec's), and their descendants (one may have made a mount
+/// namespace of its own). Not its PID namespace: in the degraded proc
+/// mode that is not where /proc's PIDs are, and with `--pid container:`
+/// it is shared (Docker lists the container's cgroup, which is neither).
 fn container_procs(init: i32) -> Vec<Proc> {
-    if init <= 0 {
+    let Some(ns) = (init > 0).then(|| mount_ns(init)).flatten() else {
         return Vec::new();
-    }
+    };
     let all: Vec<Proc> = std::fs::read_dir("/proc")
         .map(|rd| {
             rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
@@ -87,11 +90,11 @@ fn container_procs(init: i32) -> Vec<Proc> {
                 .collect()
         })
         .unwrap_or_default();
-    let ns = pid_ns(init);
-    if ns.is_some() && ns != pid_ns(std::process::id() as i32) {
-        return all.into_iter().filter(|p| pid_ns(p.pid) == ns).collect();
-    }
-    let mut members: HashSet<i32> = HashSet::from([init]);
+    let mut members: HashSet<i32> = all
+        .iter()
+        .filter(|p| mount_ns(p.pid).as_ref() == Some(&ns))
+        .map(|p| p.pid)
+        .collect();
     let mut grew = true;
     while grew {
         grew = false;
