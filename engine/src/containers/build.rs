@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::config::{ContainerConfig, CreateOptions, HealthConfig};
+use super::sharing::Sharing;
 use super::store::ContainerDir;
 use super::timefmt;
 use crate::runtime::caps::{canonical, DEFAULT_CAPABILITIES};
@@ -204,6 +205,8 @@ pub struct Inputs<'a> {
     pub proc_mode: ProcMode,
     /// Identity, or the container's private range.
     pub id_map: IdMap,
+    /// `--pid`/`--ipc`, as [`super::sharing::parse`] read them.
+    pub sharing: &'a Sharing,
 }
 
 pub fn build(
@@ -301,12 +304,11 @@ pub fn build(
     spec.namespaces.network = network;
     // The donor as given; the engine resolves it (and its init) at each
     // start, as Docker does.
-    let sharing = super::sharing::parse(opts)?;
-    spec.namespaces.ipc = sharing.ipc;
-    spec.namespaces.donor = sharing.donor.map(|id| Donor {
+    spec.namespaces.ipc = inp.sharing.ipc;
+    spec.namespaces.donor = inp.sharing.donor.clone().map(|id| Donor {
         id,
         pid: 0,
-        pid_ns: sharing.pid_ns,
+        pid_ns: inp.sharing.pid_ns,
     });
     if opts.privileged {
         spec.masked_paths.clear();
@@ -400,6 +402,7 @@ mod tests {
             dir: &dir,
             proc_mode: ProcMode::Fresh,
             id_map: IdMap::identity(),
+            sharing: &Sharing::default(),
         };
         let opts = CreateOptions {
             entrypoint: Some(vec!["echo".into()]),

@@ -585,7 +585,7 @@ impl Engine {
         let image = ImageRunConfig::from_image_config(&details.config);
         Self::add_exposed_ports(&mut opts, &details.config);
         // Before a private range is taken for nothing.
-        super::sharing::parse(&opts).map_err(EngineError::Invalid)?;
+        let sharing = super::sharing::parse(&opts).map_err(EngineError::Invalid)?;
         let (layers, id_map) = match opts.userns_mode {
             UsernsMode::Identity => (layers, IdMap::identity()),
             UsernsMode::Private => self.private_range(&details, &layers)?,
@@ -641,6 +641,7 @@ impl Engine {
                     dir: &dir,
                     proc_mode: self.inner.opts.proc_mode,
                     id_map: id_map.clone(),
+                    sharing: &sharing,
                 },
             )
             .map_err(EngineError::Invalid)?;

@@ -21,7 +21,7 @@ pub fn non_shareable(id: &str) -> String {
 }
 
 /// What `--pid` and `--ipc` ask for, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sharing {
     /// The donor as given (a name or an ID), when either mode names one.
     pub donor: Option<String>,
