@@ -9,6 +9,7 @@ pub mod doctor;
 pub(crate) mod mount_api;
 pub mod mountinfo;
 pub mod network;
+pub mod procs;
 pub mod runtime;
 pub mod supervisor;
 pub mod volumes;

@@ -139,6 +139,43 @@ impl<'p> Daemon<'p> {
         cmd
     }
 
+    /// One request to the daemon's API by curl in the pod: `METHOD
+    /// http://dPATH` with the curl `args` (headers, `--data-binary @FILE`)
+    /// before the URL; the status and the body. Curl must run to the end
+    /// (any HTTP status is an answer); the path is taken literally
+    /// (`--globoff`). Not for HEAD: curl would wait for a body.
+    pub fn request(&self, method: &str, path: &str, args: &[&str]) -> anyhow::Result<ApiReply> {
+        let what = format!("curl {method} {path}");
+        let out = self
+            .curl(&["-sS", "--globoff", "-w", "\n%{http_code}", "-X", method])
+            .args(args)
+            .arg(format!("http://d{path}"))
+            .output()
+            .with_context(|| format!("running {what}"))?;
+        ensure!(out.status.success(), "{what} failed:\n{}", printed(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        // `-w` puts the status after the body's last byte, on a line of its own.
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &*text));
+        let status = code
+            .parse::<u16>()
+            .ok()
+            .filter(|s| *s != 0)
+            .with_context(|| format!("{what}: no HTTP status:\n{}", printed(&out)))?;
+        Ok(ApiReply {
+            status,
+            body: body.to_owned(),
+        })
+    }
+
+    /// `request` POSTing `json` as the body, as clients send API objects.
+    pub fn post_json(&self, path: &str, json: &str) -> anyhow::Result<ApiReply> {
+        self.request(
+            "POST",
+            path,
+            &["-H", "Content-Type: application/json", "--data-raw", json],
+        )
+    }
+
     /// A Python interpreter of the docker-py venv, inside the pod.
     pub fn venv_python(&self) -> Command {
         let venv = std::env::var_os("HUTCH_TEST_VENV")
@@ -211,6 +248,22 @@ impl Drop for Daemon<'_> {
                 eprintln!("{err:#}");
             }
         }
+    }
+}
+
+/// The daemon's answer to one `Daemon::request`.
+#[derive(Debug)]
+pub struct ApiReply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body as text (lossy UTF-8).
+    pub body: String,
+}
+
+/// `STATUS: BODY`, for failure messages.
+impl std::fmt::Display for ApiReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.body)
     }
 }
 

@@ -143,15 +143,14 @@ fn check_distribution(daemon: &Daemon, registry: &Registry) -> Result<()> {
         "{seen}"
     );
     let missing = format!(
-        "http://d/distribution/{}/json",
+        "/distribution/{}/json",
         registry.image_ref("nope/nothing:latest")
     );
-    let out = daemon
-        .curl(&["-s", "-w", "\n%{http_code}", &missing])
-        .output()?;
-    let text = ok(&out, "GET /distribution of a missing name")?;
-    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
-    ensure!(code != "200" && body.contains("message"), "{text}");
+    let reply = daemon.request("GET", &missing, &[])?;
+    ensure!(
+        reply.status != 200 && reply.body.contains("message"),
+        "GET /distribution of a missing name: {reply}"
+    );
     Ok(())
 }
 
@@ -269,23 +268,8 @@ fn wire_details_bollard_reads() -> Result<()> {
         &image.reference,
         "sh",
     ])?;
-    let out = daemon
-        .curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "POST",
-            "http://d/containers/no-tty/resize?h=50&w=50",
-        ])
-        .output()?;
-    ensure!(
-        ok(&out, "resize")? == "200",
-        "resize without a tty: {}",
-        printed(&out)
-    );
+    let reply = daemon.request("POST", "/containers/no-tty/resize?h=50&w=50", &[])?;
+    ensure!(reply.status == 200, "resize without a tty: {reply}");
     // A killed container is down when the kill returns: remove needs no wait.
     daemon.docker_ok(&["kill", "no-tty"])?;
     daemon.docker_ok(&["rm", "no-tty"])?;

@@ -217,40 +217,26 @@ fn docker_build_errors() -> Result<()> {
         ("/build?networkmode=container:x", "not supported for builds"),
     ];
     for (path, want) in cases {
-        let out = daemon
-            .curl(&[
-                "-s",
-                "-w",
-                "\n%{http_code}",
-                "-X",
-                "POST",
+        let reply = daemon.request(
+            "POST",
+            path,
+            &[
                 "-H",
                 "Content-Type: application/x-tar",
                 "--data-binary",
                 &format!("@{}", tar.display()),
-                &format!("http://d{path}"),
-            ])
-            .output()?;
-        let body = String::from_utf8_lossy(&out.stdout).to_string();
+            ],
+        )?;
         ensure!(
-            body.ends_with("\n400") && body.contains(want),
-            "{path}: {body}"
+            reply.status == 400 && reply.body.contains(want),
+            "{path}: {reply}"
         );
     }
-    let out = daemon
-        .curl(&[
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "-X",
-            "POST",
-            "--data-binary",
-            "BZh91AY&SY",
-            "http://d/build",
-        ])
-        .output()?;
-    let body = String::from_utf8_lossy(&out.stdout).to_string();
-    ensure!(body.ends_with("\n400") && body.contains("bzip2"), "{body}");
+    let reply = daemon.request("POST", "/build", &["--data-binary", "BZh91AY&SY"])?;
+    ensure!(
+        reply.status == 400 && reply.body.contains("bzip2"),
+        "{reply}"
+    );
     let leftovers = builder_tmp(&pod)?;
     ensure!(leftovers.is_empty(), "left in builder/tmp: {leftovers:?}");
     daemon.stop()?;

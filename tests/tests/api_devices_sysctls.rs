@@ -186,22 +186,11 @@ fn refusals(daemon: &Daemon, bb: &str) -> Result<()> {
     let body = format!(
         r#"{{"Image":"{bb}","Cmd":["true"],"HostConfig":{{"Sysctls":{{"kernel.pid_max":"100000"}}}}}}"#
     );
-    let out = daemon
-        .curl(&[
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body,
-            "http://d/v1.50/containers/create",
-        ])
-        .output()?;
-    let answer = String::from_utf8_lossy(&out.stdout);
+    let answer = daemon.post_json("/v1.50/containers/create", &body)?;
     ensure!(
-        answer.ends_with("\n400")
+        answer.status == 400
             && answer
+                .body
                 .contains(r#"sysctl \"kernel.pid_max\" is not in a separate kernel namespace"#),
         "create with kernel.pid_max: {answer}"
     );

@@ -97,21 +97,9 @@ fn ip_range_and_aux_addresses() -> Result<()> {
         ),
     ] {
         let body = format!(r#"{{"Name": "bad", "IPAM": {{"Config": [{ipam}]}}}}"#);
-        let out = daemon
-            .curl(&[
-                "-s",
-                "-w",
-                " %{http_code}",
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                &body,
-                "http://d/v1.50/networks/create",
-            ])
-            .output()?;
-        let answer = String::from_utf8_lossy(&out.stdout);
+        let answer = daemon.post_json("/v1.50/networks/create", &body)?;
         ensure!(
-            answer.ends_with(" 400") && answer.contains(want),
+            answer.status == 400 && answer.body.contains(want),
             "{ipam}: {answer}"
         );
     }

@@ -129,35 +129,13 @@ fn docker_cli(variant: Variant) -> Result<()> {
         .args(["network", "create", "--subnet", "10.1.2.300/24", "bad"])
         .output()?;
     ensure!(!bad.status.success(), "bad subnet accepted: {}", text(&bad));
-    let post = |body: &str| -> Result<String> {
-        let out = daemon
-            .curl(&[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                body,
-                "http://d/v1.50/networks/create",
-            ])
-            .output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    ensure!(
-        post(r#"{"Name":"app","CheckDuplicate":true}"#)? == "409",
-        "duplicate status"
-    );
-    ensure!(
-        post(r#"{"Name":"bad","IPAM":{"Config":[{"Subnet":"10.1.2.0/33"}]}}"#)? == "400",
-        "bad subnet status"
-    );
-    ensure!(
-        post(r#"{"Name":"bad","IPAM":{"Config":[{"Subnet":"172.17.5.0/24"}]}}"#)? == "400",
-        "overlapping subnet status"
-    );
+    let post = |body: &str| daemon.post_json("/v1.50/networks/create", body);
+    let reply = post(r#"{"Name":"app","CheckDuplicate":true}"#)?;
+    ensure!(reply.status == 409, "duplicate status: {reply}");
+    let reply = post(r#"{"Name":"bad","IPAM":{"Config":[{"Subnet":"10.1.2.0/33"}]}}"#)?;
+    ensure!(reply.status == 400, "bad subnet status: {reply}");
+    let reply = post(r#"{"Name":"bad","IPAM":{"Config":[{"Subnet":"172.17.5.0/24"}]}}"#)?;
+    ensure!(reply.status == 400, "overlapping subnet status: {reply}");
     let since = unix_now();
     daemon.docker_ok(&["network", "create", "--label", "k=v", "tmpnet"])?;
     let labelled = daemon.docker_ok(&["network", "ls", "-q", "--filter", "label=k=v"])?;
@@ -181,20 +159,8 @@ fn docker_cli(variant: Variant) -> Result<()> {
         "unknown network: {}",
         text(&missing)
     );
-    let status = daemon
-        .curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://d/networks/nosuch",
-        ])
-        .output()?;
-    ensure!(
-        String::from_utf8_lossy(&status.stdout) == "404",
-        "{status:?}"
-    );
+    let reply = daemon.request("GET", "/networks/nosuch", &[])?;
+    ensure!(reply.status == 404, "{reply}");
 
     // Names and aliases on a user-defined network; the pod's server.
     daemon.docker_ok(&[

@@ -216,19 +216,13 @@ fn docker_cli_export_import() -> Result<()> {
         text(&out.stderr)
     );
     // From a URL: a clear 400.
-    let out = daemon
-        .curl(&[
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "-X",
-            "POST",
-            "http://d/v1.50/images/create?fromSrc=http://example.invalid/x.tar&repo=u",
-        ])
-        .output()?;
-    let body = text(&out.stdout);
-    ensure!(body.ends_with("\n400"), "{body}");
-    ensure!(body.contains("URL"), "{body}");
+    let reply = daemon.request(
+        "POST",
+        "/v1.50/images/create?fromSrc=http://example.invalid/x.tar&repo=u",
+        &[],
+    )?;
+    ensure!(reply.status == 400, "{reply}");
+    ensure!(reply.body.contains("URL"), "{reply}");
 
     daemon.docker_ok(&["rm", "-f", "live", "src", "dev"])?;
     ensure!(daemon.stop()?.success(), "daemon exit");

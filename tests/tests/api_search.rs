@@ -209,17 +209,16 @@ fn docker_search_plain_registry() -> Result<()> {
         );
     }
     // The CLI sends no limit below 1; a raw request gets the range error.
-    let negative = daemon
-        .curl(&[
-            "-s",
-            "-w",
-            " %{http_code}",
-            &format!("http://d/images/search?term={host}/busy&limit=-3"),
-        ])
-        .output()?;
-    let said = String::from_utf8_lossy(&negative.stdout);
+    let said = daemon.request(
+        "GET",
+        &format!("/images/search?term={host}/busy&limit=-3"),
+        &[],
+    )?;
     ensure!(
-        said.contains("limit -3 is outside the range of [1, 100]") && said.ends_with(" 400"),
+        said.status == 400
+            && said
+                .body
+                .contains("limit -3 is outside the range of [1, 100]"),
         "{said}"
     );
     let scheme = daemon
@@ -324,21 +323,8 @@ fn docker_search_needs_the_login_of_an_htpasswd_registry() -> Result<()> {
         "{}",
         printed(&anonymous)
     );
-    let code = daemon
-        .curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://d/images/search?term={term}"),
-        ])
-        .output()?;
-    ensure!(
-        String::from_utf8_lossy(&code.stdout) == "403",
-        "{}",
-        printed(&code)
-    );
+    let reply = daemon.request("GET", &format!("/images/search?term={term}"), &[])?;
+    ensure!(reply.status == 403, "{reply}");
 
     let login = daemon
         .docker()
@@ -355,23 +341,12 @@ fn docker_search_needs_the_login_of_an_htpasswd_registry() -> Result<()> {
     // A wrong password is refused by the registry: 403 again.
     let wrong = serde_json::json!({"username": user, "password": "wrong", "serveraddress": host});
     let header = base64_url(&wrong.to_string());
-    let code = daemon
-        .curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-H",
-            &format!("X-Registry-Auth: {header}"),
-            &format!("http://d/images/search?term={term}"),
-        ])
-        .output()?;
-    ensure!(
-        String::from_utf8_lossy(&code.stdout) == "403",
-        "{}",
-        printed(&code)
-    );
+    let reply = daemon.request(
+        "GET",
+        &format!("/images/search?term={term}"),
+        &["-H", &format!("X-Registry-Auth: {header}")],
+    )?;
+    ensure!(reply.status == 403, "{reply}");
     daemon.stop()?;
     pod.stop()
 }

@@ -242,6 +242,7 @@ fn containers_share_pid_and_ipc_namespaces() -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     daemon.docker_ok(&["rm", "retry"])?;
+    leaves_no_descendant_behind(&daemon)?;
 
     // Docker's refusals: a donor that is not shareable, not running, or
     // missing; a bad mode; a private ID range.
@@ -278,21 +279,9 @@ fn containers_share_pid_and_ipc_namespaces() -> Result<()> {
     // (The CLI has no --userns private: through the API.)
     let body =
         r#"{"Image":"busybox","HostConfig":{"UsernsMode":"private","PidMode":"container:again"}}"#;
-    let out = daemon
-        .curl(&[
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            body,
-            "http://d/v1.50/containers/create",
-        ])
-        .output()?;
-    let answer = String::from_utf8_lossy(&out.stdout);
+    let answer = daemon.post_json("/v1.50/containers/create", body)?;
     ensure!(
-        answer.ends_with("\n400") && answer.contains("--userns-mode private"),
+        answer.status == 400 && answer.body.contains("--userns-mode private"),
         "{answer}"
     );
     daemon.docker_ok(&["rm", "again"])?;
@@ -350,6 +339,61 @@ fn sharing_works_in_the_base_pod() -> Result<()> {
     let daemon = Daemon::start(&pod)?;
     daemon.load_busybox()?;
     shares_with_a_donor(&daemon, false)
+}
+
+/// A joiner's process that made a mount namespace of its own is still the
+/// joiner's: `docker top` lists it, and it ends with the joiner (it is
+/// found as a descendant of an exec that is still in the joiner's mount
+/// namespace when the init exits).
+fn leaves_no_descendant_behind(daemon: &Daemon) -> Result<()> {
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "deep",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--pid",
+        "container:again",
+        BB,
+        "sleep",
+        "3003",
+    ])?;
+    daemon.docker_ok(&[
+        "exec",
+        "-d",
+        "deep",
+        "sh",
+        "-c",
+        "unshare -m sleep 4322 & wait",
+    ])?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let top = daemon.docker_ok(&["top", "deep"])?;
+        if top.lines().any(|l| l.ends_with("sleep 4322")) {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "deep's top: {top}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // (The set-up: it is in a mount namespace of its own.)
+    let ns = exec_sh(
+        daemon,
+        "deep",
+        "for p in $(pidof sleep); do grep -q 4322 /proc/$p/cmdline && readlink /proc/$p/ns/mnt; \
+         done; readlink /proc/self/ns/mnt",
+    )?;
+    let ns: Vec<&str> = ns.lines().collect();
+    ensure!(ns.len() == 2 && ns[0] != ns[1], "mount namespaces: {ns:?}");
+    daemon.docker_ok(&["kill", "deep"])?;
+    wait_for(
+        daemon,
+        "again",
+        "ps -o args | grep -c '^sleep 4322' || true",
+        "0",
+    )?;
+    daemon.docker_ok(&["rm", "deep"])?;
+    Ok(())
 }
 
 /// A container in the donor's PID namespace kills one of its processes.

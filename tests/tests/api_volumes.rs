@@ -159,22 +159,8 @@ fn docker_cli_named_and_anonymous_volumes() -> Result<()> {
     );
     let err = docker_err(&daemon, &["volume", "rm", "-f", "data"])?;
     ensure!(err.contains("volume is in use"), "{err}");
-    let status = daemon
-        .curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "DELETE",
-            "http://d/v1.50/volumes/data",
-        ])
-        .output()?;
-    ensure!(
-        String::from_utf8_lossy(&status.stdout) == "409",
-        "{status:?}"
-    );
+    let reply = daemon.request("DELETE", "/v1.50/volumes/data", &[])?;
+    ensure!(reply.status == 409, "{reply}");
     let mounts = json(&daemon.docker_ok(&["inspect", "-f", "{{json .Mounts}}", "holder"])?)?;
     ensure!(
         mounts.as_array().map(Vec::len) == Some(1)

@@ -374,21 +374,13 @@ fn docker_build_cache_from_gets_registry_cache_hits() -> Result<()> {
     let ran = daemon.docker_ok(&["run", "--rm", "fromcache", "cat", "/marker", "/w/x"])?;
     ensure!(ran == "ran-once\n1\n", "{ran}");
     // A cache source of a kind hutch does not read is a 400 up front.
-    let out = daemon
-        .curl(&[
-            "-s",
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/x-tar",
-            "-w",
-            "\n%{http_code}",
-            "http://d/build?cachefrom=%5B%22type%3Dlocal%2Csrc%3D%2Fx%22%5D",
-        ])
-        .output()?;
-    let reply = String::from_utf8_lossy(&out.stdout).to_string();
+    let reply = daemon.request(
+        "POST",
+        "/build?cachefrom=%5B%22type%3Dlocal%2Csrc%3D%2Fx%22%5D",
+        &["-H", "Content-Type: application/x-tar"],
+    )?;
     ensure!(
-        reply.ends_with("\n400") && reply.contains("type=local"),
+        reply.status == 400 && reply.body.contains("type=local"),
         "{reply}"
     );
     daemon.stop()?;

@@ -3,7 +3,7 @@
 //! stop, restart and healthchecks.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,6 @@ use nix::unistd::Pid;
 
 use super::fdio::{read_some, FrameBuf, Read};
 use super::launch::{self, Launched, Launching};
-use super::leftovers;
 use super::restart;
 use crate::containers::config::ContainerConfig;
 use crate::containers::logfile::{LineSplitter, LogWriter};
@@ -23,6 +22,7 @@ use crate::containers::protocol::{self, Event, ExitInfo, Kind};
 use crate::containers::state::{Health, State, Status};
 use crate::containers::store::ContainerDir;
 use crate::containers::timefmt;
+use crate::procs;
 use crate::runtime::helper::Failure;
 use crate::runtime::ContainerSpec;
 
@@ -565,8 +565,14 @@ impl Supervisor {
             .as_ref()
             .is_some_and(|d| d.pid_ns)
         {
-            if let Some(ns) = &self.held_mount_ns {
-                let killed = leftovers::kill_in_mount_ns(ns);
+            // A container in a shared PID namespace has no namespace of
+            // its own whose end takes what it started along: end it here.
+            if let Some(ns) = self
+                .held_mount_ns
+                .as_ref()
+                .and_then(|fd| procs::MountNs::of_fd(fd.as_fd()))
+            {
+                let killed = procs::kill_members(ns);
                 tracing::debug!(
                     killed,
                     "ended the processes left in the shared PID namespace"

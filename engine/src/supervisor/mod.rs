@@ -13,6 +13,5 @@ mod execs;
 mod fdio;
 pub mod health;
 mod launch;
-mod leftovers;
 pub mod restart;
 mod trim;

@@ -5,12 +5,13 @@
 //! processes (CPU time, resident memory, PIDs). The rest of Docker's shape
 //! is present with zeros.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use bollard_stubs::models::ContainerTopResponse;
 use hutch_engine::containers::{ContainerDetails, Engine};
+use hutch_engine::procs;
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
@@ -70,43 +71,15 @@ fn read_proc(pid: i32) -> Option<Proc> {
     })
 }
 
-fn mount_ns(pid: i32) -> Option<std::path::PathBuf> {
-    std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()
-}
-
-/// The container's processes: those in its mount namespace (its init's
-/// and every exec's), and their descendants (one may have made a mount
-/// namespace of its own). Not its PID namespace: in the degraded proc
-/// mode that is not where /proc's PIDs are, and with `--pid container:`
-/// it is shared (Docker lists the container's cgroup, which is neither).
+/// The container's processes (see `hutch_engine::procs`): its init's
+/// mount namespace and their descendants.
 fn container_procs(init: i32) -> Vec<Proc> {
-    let Some(ns) = (init > 0).then(|| mount_ns(init)).flatten() else {
+    let Some(ns) = (init > 0).then(|| procs::MountNs::of_pid(init)).flatten() else {
         return Vec::new();
     };
-    let all: Vec<Proc> = std::fs::read_dir("/proc")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-                .filter_map(read_proc)
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut members: HashSet<i32> = all
-        .iter()
-        .filter(|p| mount_ns(p.pid).as_ref() == Some(&ns))
-        .map(|p| p.pid)
-        .collect();
-    let mut grew = true;
-    while grew {
-        grew = false;
-        for p in &all {
-            if !members.contains(&p.pid) && members.contains(&p.ppid) {
-                members.insert(p.pid);
-                grew = true;
-            }
-        }
-    }
-    all.into_iter()
-        .filter(|p| members.contains(&p.pid))
+    procs::members(ns)
+        .into_iter()
+        .filter_map(read_proc)
         .collect()
 }
 
