@@ -41,6 +41,20 @@ COPY --from=build /ctx/ /ctx/
 CMD ["sh", "-c", "cat /out/heredoc /out/inline.txt /count; ls /ctx"]
 "#;
 
+/// `docker system df`'s build cache line: `Build Cache|COUNT|SIZE`.
+fn build_cache_usage(daemon: &Daemon) -> Result<String> {
+    let df = daemon.docker_ok(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}}|{{.TotalCount}}|{{.Size}}",
+    ])?;
+    df.lines()
+        .find(|l| l.starts_with("Build Cache|"))
+        .map(str::to_owned)
+        .with_context(|| format!("no build cache line in {df}"))
+}
+
 #[test]
 fn docker_build_multi_stage_heredoc_cache_mount_and_dockerignore() -> Result<()> {
     let pod = Pod::start(&PodSpec::new())?;
@@ -134,9 +148,42 @@ fn docker_build_multi_stage_heredoc_cache_mount_and_dockerignore() -> Result<()>
         text(&bad)
     );
 
-    // The build cache goes with `docker builder prune`; the images stay.
+    // `docker system df` lists the build cache: the steps (by the RUN that
+    // made them), the RUN cache mount, the builder's own caches.
+    let cache = daemon.docker_ok(&[
+        "system",
+        "df",
+        "-v",
+        "--format",
+        "{{range .BuildCache}}{{.CacheType}}|{{.Shared}}|{{.Description}}\n{{end}}",
+    ])?;
+    ensure!(
+        cache
+            .lines()
+            .any(|l| l.starts_with("exec.cachemount|false|")),
+        "{cache}"
+    );
+    ensure!(
+        cache
+            .lines()
+            .any(|l| l.starts_with("regular|") && l.contains("RUN")),
+        "{cache}"
+    );
+    let before = build_cache_usage(&daemon)?;
+
+    // The build cache goes with `docker builder prune`, and what it frees
+    // is what df counted; the images stay.
     let pruned = daemon.docker_ok(&["builder", "prune", "-f"])?;
-    ensure!(pruned.contains("Total reclaimed space"), "{pruned}");
+    let reclaimed = pruned
+        .lines()
+        .find_map(|l| l.strip_prefix("Total reclaimed space: "))
+        .unwrap_or_default();
+    ensure!(
+        !reclaimed.is_empty() && reclaimed != "0B" && before.ends_with(&format!("|{reclaimed}")),
+        "df said {before}; the prune: {pruned}"
+    );
+    let after = build_cache_usage(&daemon)?;
+    ensure!(after == "Build Cache|0|0B", "after the prune: {after}");
     let again = daemon
         .docker()
         .args(["build", "-t", "x", &ctx.arg()])

@@ -32,8 +32,10 @@ use super::super::request::ApiRequest;
 use super::super::response::{self, json_line, Body};
 use super::super::router::{route, Route};
 use super::super::Daemon;
+use super::build_cache;
 use super::build_context;
 use super::build_progress::{error_line, error_text, Lines, Msg};
+use super::du::dir_size;
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -462,17 +464,13 @@ async fn prune(req: ApiRequest) -> Reply {
             let mut reclaimed = before.saturating_sub(after);
             match cutoff {
                 None => {
-                    for dir in [
-                        "builder/cache",
-                        "builder/cache-mounts",
-                        "builder/http-cache",
-                        "builder/gzipped",
-                    ] {
+                    let dirs = build_cache::OTHER_CACHES.iter().map(|(dir, _)| *dir);
+                    for dir in dirs.chain([build_cache::CACHE_MOUNTS]) {
                         reclaimed += remove(&data_root.join(dir));
                     }
                 }
                 Some(t) => {
-                    let mounts = data_root.join("builder/cache-mounts");
+                    let mounts = data_root.join(build_cache::CACHE_MOUNTS);
                     for entry in std::fs::read_dir(&mounts).into_iter().flatten().flatten() {
                         let changed = entry.metadata().and_then(|m| m.modified());
                         if changed.is_ok_and(|m| chrono::DateTime::<chrono::Utc>::from(m) < t) {
@@ -502,18 +500,6 @@ fn remove(path: &std::path::Path) -> u64 {
             0
         }
     }
-}
-
-fn dir_size(path: &std::path::Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.len();
-    }
-    std::fs::read_dir(path)
-        .map(|entries| entries.flatten().map(|e| dir_size(&e.path())).sum::<u64>())
-        .unwrap_or(0)
 }
 
 /// `POST /build/cancel?id=`: cancels a build started with that `buildid`

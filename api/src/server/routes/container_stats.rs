@@ -5,8 +5,6 @@
 //! processes (CPU time, resident memory, PIDs). The rest of Docker's shape
 //! is present with zeros.
 
-use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use bollard_stubs::models::ContainerTopResponse;
@@ -326,28 +324,4 @@ pub async fn stats(req: ApiRequest) -> Reply {
         }
     });
     Ok(resp)
-}
-
-/// Bytes of the files under `path` (a container's writable layer).
-pub fn dir_size(path: &Path) -> u64 {
-    let mut total = 0;
-    let mut seen: HashMap<(u64, u64), ()> = HashMap::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.path().symlink_metadata() else {
-                continue;
-            };
-            use std::os::unix::fs::MetadataExt;
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if seen.insert((meta.dev(), meta.ino()), ()).is_none() {
-                total += meta.len();
-            }
-        }
-    }
-    total
 }

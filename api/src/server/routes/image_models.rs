@@ -2,14 +2,14 @@
 //! constructor fills every field Docker always sends, since clients index
 //! into them without checking (`attrs['Config']['Cmd']`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use bollard_stubs::models::{
-    DriverData, HistoryResponseItem, ImageInspect, ImageInspectMetadata, ImageInspectRootFs,
-    ImageSummary, SystemDataUsageResponse,
+    BuildCache, BuildCacheTypeEnum, DriverData, HistoryResponseItem, ImageInspect,
+    ImageInspectMetadata, ImageInspectRootFs, ImageSummary, SystemDataUsageResponse,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use hutch_images::{Digest, ImageDetails, ImageError, ImageStore, ListFilters};
 use serde::Serialize;
 
@@ -71,40 +71,123 @@ pub fn summary(
 }
 
 /// Layer sizes across the store: what `/system/df` and `shared-size` need.
+///
+/// Build steps kept for the cache (intermediate images nobody named) are
+/// not images to a user: `docker images` hides them, as BuildKit's cache
+/// is no image either. Their layers count as build cache, not as image
+/// layers, and they do not make an image's layers "shared".
 pub struct LayerUsage {
-    /// Image ID → its layers' chain IDs.
+    /// Image ID → its layers' chain IDs, for the images a user sees.
     images: Vec<(Digest, Vec<Digest>)>,
+    /// The build cache's steps.
+    steps: Vec<Step>,
     sizes: HashMap<Digest, u64>,
+    /// How many of `images` use each layer.
     users: HashMap<Digest, usize>,
+}
+
+/// A build step kept for the cache.
+struct Step {
+    id: Digest,
+    chain: Vec<Digest>,
+    stored_at: DateTime<Utc>,
+    created_by: String,
 }
 
 impl LayerUsage {
     pub fn of(store: &ImageStore) -> Result<LayerUsage, ImageError> {
         let content = store.content();
         let _meta = content.locks.meta_shared()?;
+        let index = content.records.index()?;
         let mut usage = LayerUsage {
             images: Vec::new(),
+            steps: Vec::new(),
             sizes: HashMap::new(),
             users: HashMap::new(),
         };
         for record in content.records.all()? {
-            let mut chain = Vec::new();
+            let mut chain: Vec<Digest> = Vec::new();
             for layer in &record.layers {
                 if !usage.sizes.contains_key(&layer.chain_id) {
                     let size = content.layers.meta(&layer.chain_id).map_or(0, |m| m.size);
                     usage.sizes.insert(layer.chain_id.clone(), size);
                 }
                 if !chain.contains(&layer.chain_id) {
-                    *usage.users.entry(layer.chain_id.clone()).or_default() += 1;
                     chain.push(layer.chain_id.clone());
                 }
+            }
+            // The same rule as the image list's (and build prune's).
+            if record.intermediate && index.names_of(&record.id).is_empty() {
+                usage.steps.push(Step {
+                    id: record.id.clone(),
+                    chain,
+                    stored_at: record.stored_at,
+                    created_by: record
+                        .history
+                        .last()
+                        .and_then(|h| h.created_by.clone())
+                        .unwrap_or_default(),
+                });
+                continue;
+            }
+            for chain_id in &chain {
+                *usage.users.entry(chain_id.clone()).or_default() += 1;
             }
             usage.images.push((record.id.clone(), chain));
         }
         Ok(usage)
     }
 
-    /// Bytes of all distinct layers (Docker's `LayersSize`).
+    /// Bytes of the layers the user's images use (Docker's `LayersSize`).
+    pub fn images_total(&self) -> u64 {
+        self.users.keys().filter_map(|c| self.sizes.get(c)).sum()
+    }
+
+    /// The build cache's steps as Docker's `BuildCache` records, oldest
+    /// chain first. Each layer is counted once, by the first step whose
+    /// chain has it; bytes an image also uses are not the cache's to free,
+    /// so a step whose own layer is an image's shows it as `Shared` (the
+    /// CLI leaves shared records out of the cache's size, as BuildKit's).
+    /// Use counts and last use are not kept.
+    pub fn build_cache_steps(&self) -> Vec<BuildCache> {
+        let mut steps: Vec<&Step> = self.steps.iter().collect();
+        steps.sort_by_key(|s| (s.chain.len(), s.stored_at));
+        let mut counted: HashSet<&Digest> = HashSet::new();
+        let size_of = |c: &Digest| self.sizes.get(c).copied().unwrap_or(0);
+        steps
+            .into_iter()
+            .map(|step| {
+                let new: Vec<&Digest> = step.chain.iter().filter(|c| counted.insert(*c)).collect();
+                let own: u64 = new
+                    .iter()
+                    .filter(|c| !self.users.contains_key(**c))
+                    .map(|c| size_of(c))
+                    .sum();
+                let top_is_an_images = step
+                    .chain
+                    .last()
+                    .filter(|top| new.contains(top) && self.users.contains_key(*top));
+                let (size, shared) = match top_is_an_images {
+                    Some(top) if own == 0 => (size_of(top), true),
+                    _ => (own, false),
+                };
+                BuildCache {
+                    id: Some(step.id.hex().to_string()),
+                    typ: Some(BuildCacheTypeEnum::REGULAR),
+                    description: Some(step.created_by.clone()),
+                    in_use: Some(false),
+                    shared: Some(shared),
+                    size: Some(size as i64),
+                    created_at: Some(step.stored_at.to_rfc3339_opts(SecondsFormat::Nanos, true)),
+                    usage_count: Some(0),
+                    ..BuildCache::default()
+                }
+            })
+            .collect()
+    }
+
+    /// Bytes of all distinct layers, the build cache's too (what a prune
+    /// frees is the difference before and after).
     pub fn total(&self) -> u64 {
         self.sizes.values().sum()
     }
@@ -124,9 +207,9 @@ impl LayerUsage {
     }
 }
 
-/// `/system/df`: images with their shared sizes; no containers, volumes or
-/// build cache exist yet, so those lists are empty (not absent: the CLI
-/// counts them).
+/// `/system/df`'s images (with their shared sizes) and the build cache's
+/// steps; the caller adds containers, volumes and the builder's other
+/// caches (the lists are empty, not absent: the CLI counts them).
 pub fn disk_usage(store: &ImageStore) -> Result<SystemDataUsageResponse, ImageError> {
     let usage = LayerUsage::of(store)?;
     let images = store
@@ -139,11 +222,11 @@ pub fn disk_usage(store: &ImageStore) -> Result<SystemDataUsageResponse, ImageEr
         })
         .collect();
     Ok(SystemDataUsageResponse {
-        layers_size: Some(usage.total() as i64),
+        layers_size: Some(usage.images_total() as i64),
         images: Some(images),
         containers: Some(Vec::new()),
         volumes: Some(Vec::new()),
-        build_cache: Some(Vec::new()),
+        build_cache: Some(usage.build_cache_steps()),
     })
 }
 

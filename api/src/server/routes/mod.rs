@@ -3,6 +3,7 @@
 //! status and message in `error`.
 
 pub(super) mod build;
+mod build_cache;
 mod build_context;
 mod build_progress;
 mod container_archive;
@@ -15,6 +16,7 @@ mod container_mounts;
 pub(super) mod container_stats;
 pub(super) mod container_views;
 mod containers;
+mod du;
 mod exec;
 pub(super) mod host;
 mod image_import;

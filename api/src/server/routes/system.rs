@@ -347,7 +347,7 @@ async fn system_df(req: ApiRequest) -> Reply {
                 .iter()
                 .map(|d| {
                     let mut s = super::container_views::summary(d, now);
-                    s.size_rw = Some(super::container_stats::dir_size(&d.rootfs_upper) as i64);
+                    s.size_rw = Some(super::du::dir_size(&d.rootfs_upper) as i64);
                     s.size_root_fs = Some(0);
                     s
                 })
@@ -361,6 +361,21 @@ async fn system_df(req: ApiRequest) -> Reply {
                 .filter(|c| c.image_id.as_deref() == Some(image.id.as_str()))
                 .count() as i64;
         }
+    }
+    // A container created from a cached step (by its ID) holds it.
+    let data_root = req.daemon.data_root.clone();
+    let cache_dirs =
+        tokio::task::spawn_blocking(move || super::build_cache::dir_records(&data_root)).await?;
+    if let Some(steps) = usage.build_cache.as_mut() {
+        for step in steps.iter_mut() {
+            step.in_use = Some(containers.iter().any(|c| {
+                c.image_id
+                    .as_deref()
+                    .and_then(|i| i.strip_prefix("sha256:"))
+                    == step.id.as_deref()
+            }));
+        }
+        steps.extend(cache_dirs);
     }
     usage.containers = Some(containers);
     let volumes = req

@@ -1,0 +1,71 @@
+//! The builder's caches outside the image store, in one list that
+//! `/system/df` reports and `/build/prune` removes, so what df shows is
+//! what a prune frees. (The cache's steps are images: see
+//! `image_models::LayerUsage`.)
+
+use std::path::Path;
+
+use bollard_stubs::models::{BuildCache, BuildCacheTypeEnum};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::du::dir_size;
+
+/// RUN `--mount=type=cache` directories: one record each.
+pub const CACHE_MOUNTS: &str = "builder/cache-mounts";
+
+/// The builder's other caches: one record each, under the data root.
+pub const OTHER_CACHES: [(&str, &str); 3] = [
+    ("builder/cache", "the build steps' cache keys"),
+    ("builder/http-cache", "ADD <url> downloads"),
+    (
+        "builder/gzipped",
+        "step layers gzipped for cache export and push",
+    ),
+];
+
+/// Docker's `BuildCache` records for the cache mounts and the other
+/// caches that hold anything.
+pub fn dir_records(data_root: &Path) -> Vec<BuildCache> {
+    let mut records = Vec::new();
+    let mounts = data_root.join(CACHE_MOUNTS);
+    for entry in std::fs::read_dir(&mounts).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        records.push(record(
+            &entry.path(),
+            name,
+            BuildCacheTypeEnum::EXEC_CACHEMOUNT,
+            "a RUN --mount=type=cache directory".into(),
+        ));
+    }
+    for (dir, what) in OTHER_CACHES {
+        let path = data_root.join(dir);
+        if path.is_dir() {
+            let id = dir.trim_start_matches("builder/").to_owned();
+            records.push(record(&path, id, BuildCacheTypeEnum::INTERNAL, what.into()));
+        }
+    }
+    records
+}
+
+/// One directory's record: its size, and its times from the directory
+/// (created: the change time; last used: the last change in it).
+fn record(path: &Path, id: String, typ: BuildCacheTypeEnum, description: String) -> BuildCache {
+    let meta = std::fs::metadata(path).ok();
+    let time = |t: Option<std::time::SystemTime>| {
+        t.map(|t| DateTime::<Utc>::from(t).to_rfc3339_opts(SecondsFormat::Nanos, true))
+    };
+    let modified = time(meta.as_ref().and_then(|m| m.modified().ok()));
+    let created = time(meta.as_ref().and_then(|m| m.created().ok())).or(modified.clone());
+    BuildCache {
+        id: Some(id),
+        typ: Some(typ),
+        description: Some(description),
+        in_use: Some(false),
+        shared: Some(false),
+        size: Some(dir_size(path) as i64),
+        created_at: created,
+        last_used_at: modified,
+        usage_count: Some(0),
+        ..BuildCache::default()
+    }
+}
