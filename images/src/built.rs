@@ -157,11 +157,13 @@ impl ImageStore {
 
 impl ImageStore {
     /// Deletes every untagged intermediate image (the build cache's step
-    /// results), or with `stored_before` those stored before it, and collects
-    /// the layers only they used. Returns the IDs.
+    /// results), or with `unused_since` those neither stored nor used
+    /// (`last_used`, the builder's record of cache hits) since then, and
+    /// collects the layers only they used. Returns the IDs.
     pub fn prune_intermediate(
         &self,
-        stored_before: Option<chrono::DateTime<chrono::Utc>>,
+        unused_since: Option<chrono::DateTime<chrono::Utc>>,
+        last_used: &std::collections::HashMap<Digest, chrono::DateTime<chrono::Utc>>,
     ) -> Result<Vec<Digest>, ImageError> {
         let store = self.content();
         let mut deleted = Vec::new();
@@ -169,7 +171,10 @@ impl ImageStore {
             let _meta = store.locks.meta_exclusive()?;
             let index = store.records.index()?;
             for record in store.records.all()? {
-                let old_enough = stored_before.is_none_or(|t| record.stored_at < t);
+                let last = last_used
+                    .get(&record.id)
+                    .map_or(record.stored_at, |used| record.stored_at.max(*used));
+                let old_enough = unused_since.is_none_or(|t| last < t);
                 if record.intermediate && old_enough && index.names_of(&record.id).is_empty() {
                     store.records.delete(&record.id)?;
                     deleted.push(record.id);

@@ -127,6 +127,42 @@ fn docker_build_multi_stage_heredoc_cache_mount_and_dockerignore() -> Result<()>
         "after a prune of what is older than 1h: {}",
         text(&hit)
     );
+    // `until` goes by last use, as BuildKit's: steps made before the cutoff
+    // that a build used since then stay.
+    std::thread::sleep(Duration::from_millis(2100));
+    let cutoff = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let used = daemon.docker_ok(&["build", "-t", "x", &ctx.arg()])?;
+    ensure!(used.matches("Using cache").count() == 7, "{used}");
+    // A cache mount used since (its log appended to: the directory itself
+    // does not change) stays too.
+    let probe = Ctx::new(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\nRUN --mount=type=cache,target=/cache \
+             cat /cache/log 2>/dev/null | wc -l > /n; echo probe >> /cache/log\n"
+        ),
+    )])?;
+    daemon.docker_ok(&["build", "--no-cache", "-t", "probe", &probe.arg()])?;
+    daemon.docker_ok(&[
+        "builder",
+        "prune",
+        "-f",
+        "--filter",
+        &format!("until={cutoff}"),
+    ])?;
+    let kept = daemon.docker_ok(&["build", "-t", "x", &ctx.arg()])?;
+    ensure!(
+        kept.matches("Using cache").count() == 7,
+        "steps used after the cutoff were pruned: {kept}"
+    );
+    daemon.docker_ok(&["build", "--no-cache", "-t", "probe", &probe.arg()])?;
+    let lines = daemon.docker_ok(&["run", "--rm", "probe", "cat", "/n"])?;
+    ensure!(
+        lines.trim() == "3",
+        "the cache mount used after the cutoff was pruned: {lines}"
+    );
     // ... and `until=0s` prunes all of it, as of now.
     daemon.docker_ok(&["builder", "prune", "-f", "--filter", "until=0s"])?;
     let miss = daemon

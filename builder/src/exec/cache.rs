@@ -3,9 +3,15 @@
 //! the files' content and metadata, never their mtimes) → the image the step
 //! made, kept under `<data root>/builder/cache/`. An entry whose image is gone
 //! is a miss.
+//!
+//! An entry's mtime is when it last served a build (set when it is written
+//! and on each hit): `docker builder prune --filter until=` keeps what was
+//! used since, as BuildKit's last-use does, not only what was made since.
 
+use std::collections::HashMap;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use hutch_images::Digest;
 use sha2::{Digest as _, Sha256};
@@ -47,7 +53,7 @@ impl Key {
 }
 
 impl Cache {
-    pub fn open(data_root: &std::path::Path) -> Cache {
+    pub fn open(data_root: &Path) -> Cache {
         Cache {
             dir: data_root.join("builder/cache"),
         }
@@ -56,6 +62,37 @@ impl Cache {
     pub fn get(&self, key: &str) -> Option<Digest> {
         let text = fs::read_to_string(self.dir.join(key)).ok()?;
         text.trim().parse().ok()
+    }
+
+    /// Notes that `key`'s entry served a build now. Advisory: a failure
+    /// only makes the entry look older to a prune.
+    pub fn used(&self, key: &str) {
+        let touched = fs::File::options()
+            .write(true)
+            .open(self.dir.join(key))
+            .and_then(|f| f.set_modified(SystemTime::now()));
+        if let Err(e) = touched {
+            tracing::debug!(%e, "marking a build cache entry used");
+        }
+    }
+
+    /// When each step image last served a build, by its entries' mtimes.
+    pub fn last_uses(&self) -> HashMap<Digest, SystemTime> {
+        let mut uses: HashMap<Digest, SystemTime> = HashMap::new();
+        for entry in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let (Ok(text), Ok(modified)) = (
+                fs::read_to_string(entry.path()),
+                entry.metadata().and_then(|m| m.modified()),
+            ) else {
+                continue;
+            };
+            let Ok(id) = text.trim().parse::<Digest>() else {
+                continue;
+            };
+            let last = uses.entry(id).or_insert(modified);
+            *last = (*last).max(modified);
+        }
+        uses
     }
 
     pub fn put(&self, key: &str, id: &Digest) {
@@ -68,5 +105,42 @@ impl Cache {
         if let Err(e) = write() {
             tracing::warn!(%e, "writing a build cache entry");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_hit_moves_the_steps_last_use_forward() -> std::io::Result<()> {
+        let root = tempfile::tempdir()?;
+        let cache = Cache::open(root.path());
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        cache.put("k1", &a);
+        cache.put("k2", &a);
+        cache.put("k3", &b);
+        // An hour ago, as if made then.
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        for key in ["k1", "k2", "k3"] {
+            fs::File::options()
+                .write(true)
+                .open(root.path().join("builder/cache").join(key))?
+                .set_modified(old)?;
+        }
+        let before = cache.last_uses();
+        assert_eq!(before.get(&a), Some(&old));
+        assert_eq!(before.get(&b), Some(&old));
+
+        cache.used("k2");
+        let after = cache.last_uses();
+        assert!(after[&a] > old, "the hit on k2 is a use of a");
+        assert_eq!(after.get(&b), Some(&old));
+        assert_eq!(cache.get("k2"), Some(a.clone()));
+        // A missing entry is no error, and no use.
+        cache.used("nosuch");
+        assert_eq!(cache.last_uses().len(), 2);
+        Ok(())
     }
 }

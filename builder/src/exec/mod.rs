@@ -44,7 +44,8 @@ use crate::evaluate::StageState;
 use crate::history;
 use crate::stages::{plan, Source};
 pub use buildtmp::BuildTmp;
-use cache::{Cache, Key};
+pub use cache::Cache;
+use cache::Key;
 pub use image::ImageState;
 use tarball::{Body, Entry};
 
@@ -897,7 +898,10 @@ impl Executor {
             .get(&k)
             .and_then(|id| ImageState::load(&self.store, &id.to_string()).ok());
         let img = match local {
-            Some(img) => img,
+            Some(img) => {
+                ctx.cache.used(&k);
+                img
+            }
             None => self.remote_hit(ctx, &k, parent)?,
         };
         let id = img.id.clone()?;

@@ -84,6 +84,15 @@ pub fn prepare(mounts: &[Mount], inp: &MountInputs<'_>) -> Result<Prepared, Buil
                         .map_err(|e| BuildError::io("creating a cache mount", e))?;
                     chown(&dir, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))
                         .map_err(|e| BuildError::io("creating a cache mount", e))?;
+                } else {
+                    // Its mtime is its last use, which `docker builder prune
+                    // --filter until=` goes by (advisory: a failure only
+                    // makes it look older).
+                    let touched = std::fs::File::open(&dir)
+                        .and_then(|d| d.set_modified(std::time::SystemTime::now()));
+                    if let Err(e) = touched {
+                        tracing::debug!(%e, "marking a cache mount used");
+                    }
                 }
                 (
                     dest,

@@ -442,8 +442,9 @@ fn finish(daemon: &Daemon, result: Result<Built, BuildError>, quiet: bool) -> Ve
 
 /// `POST /build/prune`: the builder's cache, i.e. the step records (untagged
 /// intermediate images), the key → step index, and the RUN cache mounts.
-/// Filter `until` (or BuildKit's `unused-for`): only step records stored,
-/// and cache mounts last changed, before then; the index keeps its entries
+/// Filter `until` (or BuildKit's `unused-for`): only step records neither
+/// stored nor used by a build since then, and cache mounts not used or
+/// changed since then; the index keeps its entries
 /// (one whose step is gone is a miss). `all` and `keep-storage` are accepted
 /// and change nothing: every record here is unused by containers.
 async fn prune(req: ApiRequest) -> Reply {
@@ -459,7 +460,8 @@ async fn prune(req: ApiRequest) -> Reply {
         .daemon
         .with_images(move |store| {
             let before = super::image_models::LayerUsage::of(store)?.total();
-            let deleted = store.prune_intermediate(cutoff)?;
+            let last_used = build_cache::step_last_uses(&data_root);
+            let deleted = store.prune_intermediate(cutoff, &last_used)?;
             let after = super::image_models::LayerUsage::of(store)?.total();
             let mut reclaimed = before.saturating_sub(after);
             match cutoff {

@@ -3,10 +3,13 @@
 //! what a prune frees. (The cache's steps are images: see
 //! `image_models::LayerUsage`.)
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use bollard_stubs::models::{BuildCache, BuildCacheTypeEnum};
 use chrono::{DateTime, SecondsFormat, Utc};
+use hutch_builder::exec::Cache;
+use hutch_images::Digest;
 
 use super::du::dir_size;
 
@@ -22,6 +25,15 @@ pub const OTHER_CACHES: [(&str, &str); 3] = [
         "step layers gzipped for cache export and push",
     ),
 ];
+
+/// When each cached step last served a build (or was made).
+pub fn step_last_uses(data_root: &Path) -> HashMap<Digest, DateTime<Utc>> {
+    Cache::open(data_root)
+        .last_uses()
+        .into_iter()
+        .map(|(id, t)| (id, DateTime::<Utc>::from(t)))
+        .collect()
+}
 
 /// Docker's `BuildCache` records for the cache mounts and the other
 /// caches that hold anything.

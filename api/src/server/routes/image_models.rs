@@ -148,7 +148,7 @@ impl LayerUsage {
     /// chain has it; bytes an image also uses are not the cache's to free,
     /// so a step whose own layer is an image's shows it as `Shared` (the
     /// CLI leaves shared records out of the cache's size, as BuildKit's).
-    /// Use counts and last use are not kept.
+    /// Use counts are not kept; the caller adds last use (the builder's).
     pub fn build_cache_steps(&self) -> Vec<BuildCache> {
         let mut steps: Vec<&Step> = self.steps.iter().collect();
         steps.sort_by_key(|s| (s.chain.len(), s.stored_at));

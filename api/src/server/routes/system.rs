@@ -362,18 +362,28 @@ async fn system_df(req: ApiRequest) -> Reply {
                 .count() as i64;
         }
     }
-    // A container created from a cached step (by its ID) holds it.
     let data_root = req.daemon.data_root.clone();
-    let cache_dirs =
-        tokio::task::spawn_blocking(move || super::build_cache::dir_records(&data_root)).await?;
+    let (cache_dirs, last_uses) = tokio::task::spawn_blocking(move || {
+        (
+            super::build_cache::dir_records(&data_root),
+            super::build_cache::step_last_uses(&data_root),
+        )
+    })
+    .await?;
     if let Some(steps) = usage.build_cache.as_mut() {
         for step in steps.iter_mut() {
+            let id = step.id.as_deref().unwrap_or_default();
+            // A container created from a cached step (by its ID) holds it.
             step.in_use = Some(containers.iter().any(|c| {
                 c.image_id
                     .as_deref()
                     .and_then(|i| i.strip_prefix("sha256:"))
-                    == step.id.as_deref()
+                    == Some(id)
             }));
+            step.last_used_at = last_uses
+                .iter()
+                .find(|(d, _)| d.hex() == id)
+                .map(|(_, t)| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
         }
         steps.extend(cache_dirs);
     }
