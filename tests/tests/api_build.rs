@@ -185,24 +185,25 @@ fn docker_build_multi_stage_heredoc_cache_mount_and_dockerignore() -> Result<()>
     );
 
     // `docker system df` lists the build cache: the steps (by the RUN that
-    // made them), the RUN cache mount, the builder's own caches.
+    // made them; made once and hit once more), the RUN cache mount, the
+    // builder's own caches.
+    let hit = daemon.docker_ok(&["build", "-t", "x", &ctx.arg()])?;
+    ensure!(hit.matches("Using cache").count() == 7, "{hit}");
     let cache = daemon.docker_ok(&[
         "system",
         "df",
         "-v",
         "--format",
-        "{{range .BuildCache}}{{.CacheType}}|{{.Shared}}|{{.Description}}\n{{end}}",
+        "{{range .BuildCache}}{{.CacheType}}|{{.Shared}}|{{.UsageCount}}|{{.Description}}\n{{end}}",
     ])?;
     ensure!(
-        cache
-            .lines()
-            .any(|l| l.starts_with("exec.cachemount|false|")),
+        cache.lines().any(|l| l.starts_with("regular|false|2|RUN")),
         "{cache}"
     );
     ensure!(
         cache
             .lines()
-            .any(|l| l.starts_with("regular|") && l.contains("RUN")),
+            .any(|l| l.starts_with("exec.cachemount|false|0|")),
         "{cache}"
     );
     let before = build_cache_usage(&daemon)?;

@@ -44,8 +44,8 @@ use crate::evaluate::StageState;
 use crate::history;
 use crate::stages::{plan, Source};
 pub use buildtmp::BuildTmp;
-pub use cache::Cache;
 use cache::Key;
+pub use cache::{Cache, Use as CacheUse};
 pub use image::ImageState;
 use tarball::{Body, Entry};
 

@@ -460,7 +460,10 @@ async fn prune(req: ApiRequest) -> Reply {
         .daemon
         .with_images(move |store| {
             let before = super::image_models::LayerUsage::of(store)?.total();
-            let last_used = build_cache::step_last_uses(&data_root);
+            let last_used = build_cache::step_uses(&data_root)
+                .into_iter()
+                .map(|(id, (last, _))| (id, last))
+                .collect();
             let deleted = store.prune_intermediate(cutoff, &last_used)?;
             let after = super::image_models::LayerUsage::of(store)?.total();
             let mut reclaimed = before.saturating_sub(after);

@@ -26,12 +26,13 @@ pub const OTHER_CACHES: [(&str, &str); 3] = [
     ),
 ];
 
-/// When each cached step last served a build (or was made).
-pub fn step_last_uses(data_root: &Path) -> HashMap<Digest, DateTime<Utc>> {
+/// How each cached step has served builds: when last (or made), and how
+/// many times it was made or hit (BuildKit counts its making as a use).
+pub fn step_uses(data_root: &Path) -> HashMap<Digest, (DateTime<Utc>, u64)> {
     Cache::open(data_root)
-        .last_uses()
+        .uses()
         .into_iter()
-        .map(|(id, t)| (id, DateTime::<Utc>::from(t)))
+        .map(|(id, u)| (id, (DateTime::<Utc>::from(u.last), u.hits + 1)))
         .collect()
 }
 
@@ -60,7 +61,8 @@ pub fn dir_records(data_root: &Path) -> Vec<BuildCache> {
 }
 
 /// One directory's record: its size, and its times from the directory
-/// (created: the change time; last used: the last change in it).
+/// (created: its birth time; last used: its mtime, which a cache mount's
+/// use sets). Uses are not counted.
 fn record(path: &Path, id: String, typ: BuildCacheTypeEnum, description: String) -> BuildCache {
     let meta = std::fs::metadata(path).ok();
     let time = |t: Option<std::time::SystemTime>| {
@@ -77,7 +79,6 @@ fn record(path: &Path, id: String, typ: BuildCacheTypeEnum, description: String)
         size: Some(dir_size(path) as i64),
         created_at: created,
         last_used_at: modified,
-        usage_count: Some(0),
         ..BuildCache::default()
     }
 }

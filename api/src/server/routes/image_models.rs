@@ -148,7 +148,8 @@ impl LayerUsage {
     /// chain has it; bytes an image also uses are not the cache's to free,
     /// so a step whose own layer is an image's shows it as `Shared` (the
     /// CLI leaves shared records out of the cache's size, as BuildKit's).
-    /// Use counts are not kept; the caller adds last use (the builder's).
+    /// Each step counts its making as one use; the caller adds the
+    /// builder's record of hits and last use.
     pub fn build_cache_steps(&self) -> Vec<BuildCache> {
         let mut steps: Vec<&Step> = self.steps.iter().collect();
         steps.sort_by_key(|s| (s.chain.len(), s.stored_at));
@@ -179,7 +180,7 @@ impl LayerUsage {
                     shared: Some(shared),
                     size: Some(size as i64),
                     created_at: Some(step.stored_at.to_rfc3339_opts(SecondsFormat::Nanos, true)),
-                    usage_count: Some(0),
+                    usage_count: Some(1),
                     ..BuildCache::default()
                 }
             })

@@ -363,10 +363,10 @@ async fn system_df(req: ApiRequest) -> Reply {
         }
     }
     let data_root = req.daemon.data_root.clone();
-    let (cache_dirs, last_uses) = tokio::task::spawn_blocking(move || {
+    let (cache_dirs, uses) = tokio::task::spawn_blocking(move || {
         (
             super::build_cache::dir_records(&data_root),
-            super::build_cache::step_last_uses(&data_root),
+            super::build_cache::step_uses(&data_root),
         )
     })
     .await?;
@@ -380,10 +380,10 @@ async fn system_df(req: ApiRequest) -> Reply {
                     .and_then(|i| i.strip_prefix("sha256:"))
                     == Some(id)
             }));
-            step.last_used_at = last_uses
-                .iter()
-                .find(|(d, _)| d.hex() == id)
-                .map(|(_, t)| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+            if let Some((_, (last, count))) = uses.iter().find(|(d, _)| d.hex() == id) {
+                step.last_used_at = Some(last.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+                step.usage_count = Some(*count as i64);
+            }
         }
         steps.extend(cache_dirs);
     }
