@@ -12,6 +12,7 @@ use bollard_stubs::models::{
 };
 use bytes::Bytes;
 use hutch_images::registry::RegistrySettings;
+use hutch_images::Digest;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, PRAGMA};
 use hyper::{Method, Response, StatusCode};
 use serde::Serialize;
@@ -380,7 +381,8 @@ async fn system_df(req: ApiRequest) -> Reply {
                     .and_then(|i| i.strip_prefix("sha256:"))
                     == Some(id)
             }));
-            if let Some((_, (last, count))) = uses.iter().find(|(d, _)| d.hex() == id) {
+            let used = format!("sha256:{id}").parse::<Digest>().ok();
+            if let Some((last, count)) = used.and_then(|d| uses.get(&d)) {
                 step.last_used_at = Some(last.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
                 step.usage_count = Some(*count as i64);
             }
