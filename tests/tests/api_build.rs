@@ -361,6 +361,62 @@ fn daemon_mounts(daemon: &Daemon) -> Result<String> {
     ok(&out, "reading the daemon's mounts")
 }
 
+/// `docker builder prune -af` while a build runs keeps what that build
+/// stands on (its cached parent step, its cache mount), as BuildKit keeps
+/// in-use records: the build finishes and its image is whole.
+#[test]
+fn a_prune_spares_what_a_running_build_uses() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    // A first build leaves the step and the cache mount the second uses.
+    let first = Ctx::new(&[(
+        "Dockerfile",
+        &format!("FROM {base}\nRUN echo a > /a\nRUN --mount=type=cache,target=/c touch /c/old\n"),
+    )])?;
+    daemon.docker_ok(&["build", "-t", "first", &first.arg()])?;
+    daemon.docker_ok(&["rmi", "first"])?;
+    std::thread::sleep(Duration::from_millis(1100));
+    let long = Ctx::new(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\nRUN echo a > /a\nRUN --mount=type=cache,target=/c \
+             touch /c/started && sleep 3 && echo x > /c/f && cp /a /b\n"
+        ),
+    )])?;
+    let child = daemon
+        .docker()
+        .args(["build", "-t", "long", &long.arg()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mounts = pod.data_dir_host().join("builder/cache-mounts");
+    let started = || {
+        std::fs::read_dir(&mounts)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|m| m.path().join("started").exists())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !started() {
+        ensure!(Instant::now() < deadline, "the long RUN never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pruned = daemon.docker_ok(&["builder", "prune", "-af"])?;
+    ensure!(pruned.contains("Total reclaimed space"), "{pruned}");
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "the build under a prune failed: {}",
+        text(&out)
+    );
+    let ran = daemon.docker_ok(&["run", "--rm", "long", "cat", "/b"])?;
+    ensure!(ran == "a\n", "{ran}");
+    daemon.stop()?;
+    pod.stop()
+}
+
 #[test]
 fn docker_build_client_disconnect_cancels_and_cleans_up() -> Result<()> {
     let pod = Pod::start(&PodSpec::new())?;

@@ -17,6 +17,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use rustix::fs::{flock, FlockOperation};
 
@@ -66,6 +67,26 @@ impl BuildTmp {
 
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// When the oldest live entry (a running build, daemon or daemonless,
+    /// or a `docker cp` view) was made, by its `.lock`'s mtime: a build
+    /// cache prune keeps whatever was made or used since, so it never
+    /// takes what a running build stands on (BuildKit keeps in-use
+    /// records). `None` when nothing is live.
+    pub fn oldest_live(data_root: &Path) -> Option<SystemTime> {
+        let entries = fs::read_dir(data_root.join("builder/tmp")).ok()?;
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let lock = File::open(entry.path().join(LOCK)).ok()?;
+                // A lock we can take (and drop at once) is nobody's.
+                if flock(lock.as_fd(), FlockOperation::NonBlockingLockShared).is_ok() {
+                    return None;
+                }
+                lock.metadata().and_then(|m| m.modified()).ok()
+            })
+            .min()
     }
 }
 
@@ -123,6 +144,23 @@ fn mounts_under(dir: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_oldest_live_entry_is_found_and_dead_ones_ignored() -> io::Result<()> {
+        let root = tempfile::tempdir()?;
+        assert_eq!(BuildTmp::oldest_live(root.path()), None);
+        let first = BuildTmp::create(root.path(), "build")?;
+        let when = fs::metadata(first.path().join(LOCK))?.modified()?;
+        let _second = BuildTmp::create(root.path(), "build")?;
+        // A dead build's entry, made earlier than both: not live.
+        let dead = root.path().join("builder/tmp/build-dead");
+        fs::create_dir_all(&dead)?;
+        File::create(dead.join(LOCK))?.set_modified(when - std::time::Duration::from_secs(60))?;
+        assert_eq!(BuildTmp::oldest_live(root.path()), Some(when));
+        drop(first);
+        assert!(BuildTmp::oldest_live(root.path()).is_some_and(|t| t >= when));
+        Ok(())
+    }
 
     #[test]
     fn stale_entries_go_and_live_ones_stay() -> io::Result<()> {

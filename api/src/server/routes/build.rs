@@ -446,7 +446,9 @@ fn finish(daemon: &Daemon, result: Result<Built, BuildError>, quiet: bool) -> Ve
 /// stored nor used by a build since then, and cache mounts not used or
 /// changed since then; the index keeps its entries
 /// (one whose step is gone is a miss). `all` and `keep-storage` are accepted
-/// and change nothing: every record here is unused by containers.
+/// and change nothing: every record here is unused by containers. While a
+/// build runs, what was made or used since it began stays (and the builder's
+/// other caches with it).
 async fn prune(req: ApiRequest) -> Reply {
     let filters = req.query.filters()?;
     filters.allow_only(&["until", "unused-for"])?;
@@ -459,6 +461,13 @@ async fn prune(req: ApiRequest) -> Reply {
     let (deleted, reclaimed) = req
         .daemon
         .with_images(move |store| {
+            // What a running build stands on was made or used since it
+            // began: keep that, as BuildKit keeps in-use records.
+            let live = BuildTmp::oldest_live(&data_root).map(chrono::DateTime::<chrono::Utc>::from);
+            let cutoff = match (cutoff, live) {
+                (Some(asked), Some(live)) => Some(asked.min(live)),
+                (asked, live) => asked.or(live),
+            };
             let before = super::image_models::LayerUsage::of(store)?.total();
             let last_used = build_cache::step_uses(&data_root)
                 .into_iter()
