@@ -15,13 +15,17 @@ use hutch_tests::podsim::{Pod, PodSpec};
 
 const BB: &str = "busybox";
 
-/// `docker ARGS`, whatever its exit code: its status and stderr.
-fn docker(daemon: &Daemon, args: &[&str]) -> Result<(Option<i32>, String)> {
+/// `docker ARGS` must be refused as the CLI reports a daemon's refusal
+/// (exit 125), its stderr saying `want`.
+fn refused(daemon: &Daemon, args: &[&str], want: &str) -> Result<()> {
     let out = daemon.docker().args(args).output()?;
-    Ok((
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(125) && err.contains(want),
+        "docker {args:?}: {:?} {err}",
+        out.status.code()
+    );
+    Ok(())
 }
 
 /// `docker run --rm ARGS... busybox sh -c SCRIPT`, which must succeed.
@@ -246,36 +250,27 @@ fn containers_share_pid_and_ipc_namespaces() -> Result<()> {
 
     // Docker's refusals: a donor that is not shareable, not running, or
     // missing; a bad mode; a private ID range.
-    let (code, err) = docker(
+    refused(
         &daemon,
         &["run", "--rm", "--ipc", "container:again", BB, "true"],
+        "non-shareable IPC (hint: use IpcMode:shareable",
     )?;
-    ensure!(
-        code == Some(125) && err.contains("non-shareable IPC (hint: use IpcMode:shareable"),
-        "{code:?} {err}"
-    );
     daemon.docker_ok(&["stop", "-t", "0", "again"])?;
-    let (code, err) = docker(
+    refused(
         &daemon,
         &["run", "--rm", "--pid", "container:again", BB, "true"],
+        "is not running",
     )?;
-    ensure!(
-        code == Some(125) && err.contains("is not running"),
-        "{code:?} {err}"
-    );
-    let (code, err) = docker(
+    refused(
         &daemon,
         &["run", "--rm", "--pid", "container:nosuch", BB, "true"],
+        "No such container: nosuch",
     )?;
-    ensure!(
-        code == Some(125) && err.contains("No such container: nosuch"),
-        "{code:?} {err}"
-    );
-    let (code, err) = docker(&daemon, &["run", "--rm", "--ipc", "bogus", BB, "true"])?;
-    ensure!(
-        code == Some(125) && err.contains("invalid IPC mode: bogus"),
-        "{code:?} {err}"
-    );
+    refused(
+        &daemon,
+        &["run", "--rm", "--ipc", "bogus", BB, "true"],
+        "invalid IPC mode: bogus",
+    )?;
     // (The CLI has no --userns private: through the API.)
     let body =
         r#"{"Image":"busybox","HostConfig":{"UsernsMode":"private","PidMode":"container:again"}}"#;
@@ -311,7 +306,7 @@ fn containers_share_pid_and_ipc_namespaces() -> Result<()> {
         String::from_utf8_lossy(&pod_file.stdout).trim() == "from-container",
         "the pod's /dev/shm: {pod_file:?}"
     );
-    let (code, err) = docker(
+    refused(
         &daemon,
         &[
             "run",
@@ -323,11 +318,8 @@ fn containers_share_pid_and_ipc_namespaces() -> Result<()> {
             BB,
             "true",
         ],
+        "not allowed in the hosts ipc namespace",
     )?;
-    ensure!(
-        code == Some(125) && err.contains("not allowed in the hosts ipc namespace"),
-        "{code:?} {err}"
-    );
     Ok(())
 }
 

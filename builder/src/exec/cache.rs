@@ -57,7 +57,7 @@ impl Key {
 impl Cache {
     pub fn open(data_root: &Path) -> Cache {
         Cache {
-            dir: data_root.join("builder/cache"),
+            dir: data_root.join(super::cache_dirs::STEP_KEYS),
         }
     }
 

@@ -253,7 +253,7 @@ impl Executor {
         blob: &Digest,
         media_type: &str,
     ) -> Result<hutch_images::oci::Descriptor, BuildError> {
-        let memo_dir = self.data_root.join("builder/gzipped");
+        let memo_dir = self.data_root.join(super::cache_dirs::GZIPPED);
         let memo = memo_dir.join(blob.hex());
         let remembered = std::fs::read_to_string(&memo)
             .ok()

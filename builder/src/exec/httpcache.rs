@@ -34,7 +34,7 @@ pub struct HttpCache {
 impl HttpCache {
     pub fn open(data_root: &Path) -> HttpCache {
         HttpCache {
-            dir: data_root.join("builder/http-cache"),
+            dir: data_root.join(super::cache_dirs::HTTP),
         }
     }
 

@@ -44,6 +44,20 @@ use crate::evaluate::StageState;
 use crate::history;
 use crate::stages::{plan, Source};
 pub use buildtmp::BuildTmp;
+
+/// The builder's caches under the data root, besides the step images in
+/// the image store: where the builder keeps them, and what the daemon's
+/// `/system/df` reports and `/build/prune` removes.
+pub mod cache_dirs {
+    /// Step cache keys → step image IDs ([`super::Cache`]).
+    pub const STEP_KEYS: &str = "builder/cache";
+    /// RUN `--mount=type=cache` directories, one per cache ID.
+    pub const MOUNTS: &str = "builder/cache-mounts";
+    /// `ADD <url>` downloads.
+    pub const HTTP: &str = "builder/http-cache";
+    /// Step layers gzipped for cache export and push.
+    pub const GZIPPED: &str = "builder/gzipped";
+}
 use cache::Key;
 pub use cache::{Cache, Use as CacheUse};
 pub use image::ImageState;

@@ -75,7 +75,7 @@ pub fn prepare(mounts: &[Mount], inp: &MountInputs<'_>) -> Result<Prepared, Buil
                     .take(16)
                     .map(|b| format!("{b:02x}"))
                     .collect();
-                let dir = inp.data_root.join("builder/cache-mounts").join(hex);
+                let dir = inp.data_root.join(super::cache_dirs::MOUNTS).join(hex);
                 if !dir.exists() {
                     std::fs::create_dir_all(&dir)
                         .map_err(|e| BuildError::io("creating a cache mount", e))?;

@@ -10,7 +10,7 @@ use super::sharing::Sharing;
 use super::store::ContainerDir;
 use super::timefmt;
 use crate::runtime::caps::{canonical, DEFAULT_CAPABILITIES};
-use crate::runtime::spec::{Donor, Rlimit, Sysctl};
+use crate::runtime::spec::{Donor, IpcMode, Rlimit, Sysctl};
 use crate::runtime::sysctl;
 use crate::runtime::user::resource;
 use crate::runtime::Seccomp;
@@ -166,10 +166,13 @@ const UNPRIVILEGED_PORT_START: &str = "net.ipv4.ip_unprivileged_port_start";
 /// The sysctls the runtime writes: Docker's default, then the user's
 /// (which win). None where the pod's /proc/sys is read-only (the degraded
 /// /proc): the engine warns about the user's then.
-fn sysctls(opts: &CreateOptions, proc_mode: ProcMode) -> Result<Vec<Sysctl>, String> {
+fn sysctls(
+    opts: &CreateOptions,
+    proc_mode: ProcMode,
+    host_ipc: bool,
+) -> Result<Vec<Sysctl>, String> {
     let mode = opts.network_mode.as_deref().unwrap_or("bridge");
     let host_network = mode == "host";
-    let host_ipc = opts.ipc_mode == "host";
     for name in opts.sysctls.keys() {
         sysctl::check(name, host_network, host_ipc)?;
     }
@@ -315,7 +318,7 @@ pub fn build(
         spec.readonly_paths.clear();
     }
     spec.devices = super::devices::resolve(&opts.devices, opts.privileged, Path::new("/dev"))?;
-    spec.sysctls = sysctls(opts, inp.proc_mode)?;
+    spec.sysctls = sysctls(opts, inp.proc_mode, inp.sharing.ipc == IpcMode::Host)?;
     let config = ContainerConfig {
         id: inp.id.to_string(),
         name: inp.name.to_string(),

@@ -57,6 +57,7 @@ pub fn parse(opts: &CreateOptions) -> Result<Sharing, String> {
             false,
         ),
     };
+    let pid_ns = pid_donor.is_some();
     let donor = match (pid_donor, ipc_donor) {
         (Some(p), Some(i)) if p != i => {
             return Err(format!(
@@ -75,7 +76,7 @@ pub fn parse(opts: &CreateOptions) -> Result<Sharing, String> {
         );
     }
     Ok(Sharing {
-        pid_ns: !opts.pid_mode.is_empty() && opts.pid_mode != "private",
+        pid_ns,
         donor,
         ipc,
         shareable,

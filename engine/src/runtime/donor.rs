@@ -52,9 +52,10 @@ pub fn joined_flags(donor: &Donor, ipc: IpcMode) -> CloneFlags {
 }
 
 /// Clones the init into `flags` (new namespaces) after joining the donor's
-/// (`join`). Like [`fork_into`], returns on both sides; the init is our
-/// child. Must be called from a single-threaded process.
-pub fn fork_joined(donor: &Donor, join: CloneFlags, flags: CloneFlags) -> io::Result<Forked> {
+/// ([`joined_flags`]). Like [`fork_into`], returns on both sides; the init
+/// is our child. Must be called from a single-threaded process.
+pub fn fork_joined(donor: &Donor, ipc: IpcMode, flags: CloneFlags) -> io::Result<Forked> {
+    let join = joined_flags(donor, ipc);
     let pidfd = pidfd_open(donor.pid).map_err(|e| match e.raw_os_error() {
         Some(libc::ESRCH) => io::Error::other(format!("container {} is not running", donor.id)),
         _ => io::Error::other(format!(

@@ -135,14 +135,10 @@ pub fn spawn(spec: &ContainerSpec, stdio: InitStdio) -> Result<Spawned, Failure>
     let (mut sock, child_sock) =
         UnixStream::pair().map_err(|e| Failure::runtime(format!("socketpair: {e}")))?;
     let forked = match &spec.namespaces.donor {
-        None => fork_into(clone_flags(spec))
-            .map_err(|e| Failure::runtime(format!("cloning the container process: {e}")))?,
-        Some(d) => {
-            let join = donor::joined_flags(d, spec.namespaces.ipc);
-            donor::fork_joined(d, join, clone_flags(spec))
-                .map_err(|e| Failure::runtime(format!("cloning the container process: {e}")))?
-        }
-    };
+        None => fork_into(clone_flags(spec)),
+        Some(d) => donor::fork_joined(d, spec.namespaces.ipc, clone_flags(spec)),
+    }
+    .map_err(|e| Failure::runtime(format!("cloning the container process: {e}")))?;
     let (pid, pidfd) = match forked {
         Forked::Child => {
             drop(sock);

@@ -208,7 +208,6 @@ fn setup_and_exec(
     Err(exec::exec(&command))
 }
 
-/// Loads the process's seccomp filter.
 /// What /dev/shm and /dev/mqueue are to be, by the spec's IPC mode.
 fn ipc_mounts(spec: &ContainerSpec) -> Result<dev::IpcMounts, SetupError> {
     Ok(match (spec.namespaces.ipc, &spec.namespaces.donor) {
@@ -224,6 +223,7 @@ fn ipc_mounts(spec: &ContainerSpec) -> Result<dev::IpcMounts, SetupError> {
     })
 }
 
+/// Loads the process's seccomp filter.
 pub fn apply_seccomp(process: &ProcessSpec) -> Result<(), SetupError> {
     seccomp::apply(process.seccomp, &process.capabilities)
         .map_err(|e| SetupError::Invalid(e.to_string()))

@@ -558,26 +558,21 @@ impl Supervisor {
     fn container_exited(&mut self, code: i32) {
         self.state.set_exited(code, String::new(), timefmt::now());
         self.save();
-        if self
+        // A container in a shared PID namespace has no namespace of its
+        // own whose end takes what it started along: end it here.
+        let shared_pid = self
             .spec
             .namespaces
             .donor
             .as_ref()
-            .is_some_and(|d| d.pid_ns)
-        {
-            // A container in a shared PID namespace has no namespace of
-            // its own whose end takes what it started along: end it here.
-            if let Some(ns) = self
-                .held_mount_ns
-                .as_ref()
-                .and_then(|fd| procs::MountNs::of_fd(fd.as_fd()))
-            {
-                let killed = procs::kill_members(ns);
-                tracing::debug!(
-                    killed,
-                    "ended the processes left in the shared PID namespace"
-                );
-            }
+            .is_some_and(|d| d.pid_ns);
+        let held = self.held_mount_ns.as_ref().filter(|_| shared_pid);
+        if let Some(ns) = held.and_then(|fd| procs::MountNs::of_fd(fd.as_fd())) {
+            let killed = procs::kill_members(ns);
+            tracing::debug!(
+                killed,
+                "ended the processes left in the shared PID namespace"
+            );
         }
         self.stop_deadline = None;
         self.health_next = None;

@@ -8,20 +8,21 @@ use std::path::Path;
 
 use bollard_stubs::models::{BuildCache, BuildCacheTypeEnum};
 use chrono::{DateTime, SecondsFormat, Utc};
-use hutch_builder::exec::Cache;
+use hutch_builder::exec::{cache_dirs, Cache};
 use hutch_images::Digest;
 
 use super::du::dir_size;
 
 /// RUN `--mount=type=cache` directories: one record each.
-pub const CACHE_MOUNTS: &str = "builder/cache-mounts";
+pub const CACHE_MOUNTS: &str = cache_dirs::MOUNTS;
 
-/// The builder's other caches: one record each, under the data root.
+/// The builder's other caches: one record each, by its name in the
+/// builder's directory.
 pub const OTHER_CACHES: [(&str, &str); 3] = [
-    ("builder/cache", "the build steps' cache keys"),
-    ("builder/http-cache", "ADD <url> downloads"),
+    (cache_dirs::STEP_KEYS, "the build steps' cache keys"),
+    (cache_dirs::HTTP, "ADD <url> downloads"),
     (
-        "builder/gzipped",
+        cache_dirs::GZIPPED,
         "step layers gzipped for cache export and push",
     ),
 ];

@@ -166,8 +166,7 @@ pub(super) fn primable(opts: &CreateOptions) -> bool {
     opts.network.port_bindings.is_empty()
         && !opts.network.publish_all
         // Its donor's namespaces are joined at the start, as it runs then.
-        && !opts.pid_mode.starts_with("container:")
-        && !opts.ipc_mode.starts_with("container:")
+        && crate::containers::sharing::parse(opts).is_ok_and(|s| s.donor.is_none())
         && !opts
             .network_mode
             .as_deref()
