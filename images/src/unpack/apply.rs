@@ -2,18 +2,20 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use rustix::fs::{
-    chmodat, chownat, fchmod, fchown, fsetxattr, fstat, futimens, linkat, makedev, mknodat,
-    symlinkat, utimensat, AtFlags, FileType, Gid, Mode, Timestamps, Uid, XattrFlags,
+    chmodat, chownat, fsetxattr, futimens, linkat, makedev, mknodat, symlinkat, utimensat, AtFlags,
+    FileType, Gid, Mode, Timestamps, Uid, XattrFlags,
 };
 use rustix::io::Errno;
 use tar::EntryType;
 
-use super::meta::{read_meta, xattr_policy, EntryMeta, XattrPolicy, OVERFLOW_ID};
+use super::attrs::{complete_new_file, set_owner_mode_xattrs};
+use super::finisher::{FileQueue, QueueError, Stopped};
+use super::meta::{read_meta, EntryMeta, OVERFLOW_ID};
 use super::root::{clean, create_file, join, open_child_dir, remove_at, Components, LayerRoot};
-use super::UnpackError;
+use super::{errno_err, fs_err, UnpackError};
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
@@ -54,6 +56,15 @@ pub struct Notes {
     pub other_skipped: u64,
 }
 
+impl Notes {
+    pub fn add(&mut self, other: &Notes) {
+        self.clamped_ids += other.clamped_ids;
+        self.devices_skipped += other.devices_skipped;
+        self.xattrs_skipped += other.xattrs_skipped;
+        self.other_skipped += other.other_skipped;
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Tally {
     pub content_size: u64,
@@ -65,6 +76,9 @@ pub struct Tally {
 
 pub struct Applier {
     root: LayerRoot,
+    /// Where created regular files go to be written and completed.
+    files: FileQueue,
+    /// For sparse files, which are written here.
     buf: Vec<u8>,
     /// Directory mtimes are set last, after their contents stopped changing.
     dir_times: Vec<(Vec<u8>, Timestamps)>,
@@ -72,23 +86,12 @@ pub struct Applier {
     pub tally: Tally,
 }
 
-fn fs_err<'a>(path: &'a [u8], op: &'static str) -> impl FnOnce(io::Error) -> UnpackError + 'a {
-    move |cause| UnpackError::Fs {
-        path: String::from_utf8_lossy(path).into_owned(),
-        op,
-        cause,
-    }
-}
-
-fn errno_err<'a>(path: &'a [u8], op: &'static str) -> impl FnOnce(Errno) -> UnpackError + 'a {
-    move |e| fs_err(path, op)(e.into())
-}
-
 impl Applier {
-    pub fn new(root: LayerRoot) -> Applier {
+    pub fn new(root: LayerRoot, files: FileQueue) -> Applier {
         Applier {
             root,
-            buf: vec![0; COPY_BUF],
+            files,
+            buf: Vec::new(),
             dir_times: Vec::new(),
             notes: Notes::default(),
             tally: Tally::default(),
@@ -121,7 +124,7 @@ impl Applier {
             // The layer root itself ("./"): only its metadata applies.
             if kind.is_dir() {
                 let fd = self.root.open_dir(&[]).map_err(fs_err(&raw_path, "open"))?;
-                self.set_owner_mode_xattrs(&fd, &raw_path, &meta)?;
+                set_owner_mode_xattrs(&fd, &raw_path, &meta, &mut self.notes)?;
                 self.dir_times.push((Vec::new(), meta.timestamps()));
             }
             return Ok(());
@@ -130,7 +133,7 @@ impl Applier {
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let sparse = kind == EntryType::GNUSparse;
-                self.file(entry, &comps, &raw_path, &meta, sparse)
+                self.file(entry, &comps, &raw_path, meta, sparse)
             }
             EntryType::Directory => self.directory(&comps, &raw_path, &meta),
             EntryType::Symlink => {
@@ -235,7 +238,7 @@ impl Applier {
         entry: &mut tar::Entry<'_, R>,
         comps: &Components<'_>,
         raw: &[u8],
-        meta: &EntryMeta,
+        meta: EntryMeta,
         sparse: bool,
     ) -> Result<(), UnpackError> {
         let (dir, name) = self.parent(comps, raw)?;
@@ -249,23 +252,31 @@ impl Applier {
             }
             Err(e) => return Err(fs_err(raw, "create file")(e)),
         };
-        let written = self.copy(entry, &mut file, raw, sparse)?;
-        self.tally.content_size += written;
-        self.set_new_file_owner_mode_xattrs(&file, raw, meta)?;
-        futimens(&file, &meta.timestamps()).map_err(errno_err(raw, "set mtime"))?;
-        self.count_ids(meta, raw);
+        self.count_ids(&meta, raw);
+        if sparse {
+            // Rare enough to be written here, holes and all.
+            self.tally.content_size += self.copy_sparse(entry, &mut file, raw)?;
+            return complete_new_file(&file, raw, &meta, &mut self.notes);
+        }
+        self.tally.content_size +=
+            self.files
+                .push(file, raw, entry, meta)
+                .map_err(|e| match e {
+                    QueueError::Read(e) => UnpackError::Tar(e),
+                    QueueError::Stopped(Stopped) => finisher_stopped(),
+                })?;
         Ok(())
     }
 
-    /// Copies an entry's data. For GNU sparse entries, runs of zeros become
-    /// holes (seeked over) so the file stays sparse on disk.
-    fn copy<R: Read>(
+    /// Copies a GNU sparse entry's data: runs of zeros become holes
+    /// (seeked over) so the file stays sparse on disk.
+    fn copy_sparse<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
         file: &mut File,
         raw: &[u8],
-        sparse: bool,
     ) -> Result<u64, UnpackError> {
+        self.buf.resize(COPY_BUF, 0);
         let mut total = 0u64;
         let mut pending_hole = false;
         loop {
@@ -276,7 +287,7 @@ impl Applier {
                 Err(e) => return Err(UnpackError::Tar(e)),
             };
             let chunk = &self.buf[..n];
-            if sparse && chunk.iter().all(|&b| b == 0) {
+            if chunk.iter().all(|&b| b == 0) {
                 file.seek(SeekFrom::Current(n as i64))
                     .map_err(fs_err(raw, "write file"))?;
                 pending_hole = true;
@@ -290,79 +301,6 @@ impl Applier {
             file.set_len(total).map_err(fs_err(raw, "write file"))?;
         }
         Ok(total)
-    }
-
-    /// As `set_owner_mode_xattrs` for a file this unpack has just created,
-    /// skipping the chown and chmod it does not need: a base image's files
-    /// are mostly owned by root with plain modes, as created, and each
-    /// skipped call is an inode update less (two per file, thousands of
-    /// files). fstat only reads the inode.
-    fn set_new_file_owner_mode_xattrs(
-        &mut self,
-        file: &File,
-        raw: &[u8],
-        meta: &EntryMeta,
-    ) -> Result<(), UnpackError> {
-        let st = fstat(file).map_err(errno_err(raw, "inspect file"))?;
-        if st.st_uid != meta.uid || st.st_gid != meta.gid {
-            fchown(
-                file,
-                Some(Uid::from_raw(meta.uid)),
-                Some(Gid::from_raw(meta.gid)),
-            )
-            .map_err(errno_err(raw, "chown"))?;
-        }
-        // After a chown the kernel may have dropped bits: compare with what
-        // was created only when there was none.
-        if st.st_mode & 0o7777 != meta.mode || st.st_uid != meta.uid || st.st_gid != meta.gid {
-            fchmod(file, Mode::from_bits_retain(meta.mode)).map_err(errno_err(raw, "chmod"))?;
-        }
-        self.set_xattrs(file.as_fd(), raw, meta);
-        Ok(())
-    }
-
-    /// Ownership first (chown clears setuid/setgid and file capabilities),
-    /// then the mode, then xattrs.
-    fn set_owner_mode_xattrs(
-        &mut self,
-        fd: impl AsFd,
-        raw: &[u8],
-        meta: &EntryMeta,
-    ) -> Result<(), UnpackError> {
-        let fd = fd.as_fd();
-        fchown(
-            fd,
-            Some(Uid::from_raw(meta.uid)),
-            Some(Gid::from_raw(meta.gid)),
-        )
-        .map_err(errno_err(raw, "chown"))?;
-        fchmod(fd, Mode::from_bits_retain(meta.mode)).map_err(errno_err(raw, "chmod"))?;
-        self.set_xattrs(fd, raw, meta);
-        Ok(())
-    }
-
-    /// Sets the entry's xattrs; those that cannot be set are noted, not fatal.
-    fn set_xattrs(&mut self, fd: BorrowedFd<'_>, raw: &[u8], meta: &EntryMeta) {
-        for (name, value) in &meta.xattrs {
-            let shown = String::from_utf8_lossy(name);
-            match xattr_policy(name) {
-                XattrPolicy::Skip(why) => {
-                    self.notes.xattrs_skipped += 1;
-                    tracing::info!(path = %String::from_utf8_lossy(raw), xattr = %shown, "skipping xattr: {why}");
-                }
-                policy => {
-                    if let Err(e) = fsetxattr(fd, &name[..], value, XattrFlags::empty()) {
-                        self.notes.xattrs_skipped += 1;
-                        let level_warn = policy == XattrPolicy::Set;
-                        if level_warn {
-                            tracing::warn!(path = %String::from_utf8_lossy(raw), xattr = %shown, error = %e, "could not set xattr");
-                        } else {
-                            tracing::info!(path = %String::from_utf8_lossy(raw), xattr = %shown, error = %e, "could not set xattr");
-                        }
-                    }
-                }
-            }
-        }
     }
 
     fn directory(
@@ -386,7 +324,7 @@ impl Applier {
             Err(e) => return Err(errno_err(raw, "create directory")(e)),
         }
         let fd = open_child_dir(&*dir, name).map_err(fs_err(raw, "open directory"))?;
-        self.set_owner_mode_xattrs(&fd, raw, meta)?;
+        set_owner_mode_xattrs(&fd, raw, meta, &mut self.notes)?;
         self.dir_times.push((join(comps), meta.timestamps()));
         self.count_ids(meta, raw);
         Ok(())
@@ -571,7 +509,14 @@ impl Applier {
         Ok(())
     }
 
-    /// Sets the deferred directory mtimes, deepest first.
+    /// Hands over the last files and lets the finisher end once they are
+    /// done; called whether applying succeeded or not.
+    pub fn close_files(&mut self) -> Result<(), UnpackError> {
+        self.files.close().map_err(|Stopped| finisher_stopped())
+    }
+
+    /// Sets the deferred directory mtimes, deepest first (after the
+    /// finisher is done: nothing may create in them any more).
     pub fn finish(&mut self) -> Result<(), UnpackError> {
         for (path, times) in self.dir_times.drain(..).rev() {
             let comps = clean(&path).unwrap_or_default();
@@ -582,6 +527,12 @@ impl Applier {
         }
         Ok(())
     }
+}
+
+/// What the applier reports when the finisher is gone; the finisher's own
+/// error is the one the unpack returns.
+fn finisher_stopped() -> UnpackError {
+    UnpackError::Read(io::Error::other("the file finisher stopped"))
 }
 
 #[cfg(test)]
