@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use hutch_tests::build_context::{set_mode, BuildContext as Ctx};
 use hutch_tests::daemon::{client_script, ok, printed as text, Daemon};
-use hutch_tests::podsim::{Pod, PodSpec};
+use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
 use hutch_tests::testimages;
 
 fn load_busybox(daemon: &Daemon) -> Result<String> {
@@ -184,9 +184,22 @@ fn docker_build_multi_stage_heredoc_cache_mount_and_dockerignore() -> Result<()>
         text(&bad)
     );
 
+    // An API build's context is unpacked afresh each time: its files'
+    // hashes are not remembered by stat (they would never match again). A
+    // daemonless `hutch build` of a directory on the same data root
+    // remembers them.
+    let hashes = pod.data_dir_host().join("builder/hashcache");
+    ensure!(!hashes.exists(), "API builds kept context file hashes");
+    let local = pod
+        .exec(hutch_bin())
+        .args(["build", "-t", "local", &ctx.arg()])
+        .output()?;
+    ensure!(local.status.success(), "hutch build: {}", text(&local));
+    ensure!(hashes.is_file(), "hutch build kept no context file hashes");
+
     // `docker system df` lists the build cache: the steps (by the RUN that
-    // made them; made once and hit once more), the RUN cache mount, the
-    // builder's own caches.
+    // made them; made once, then hit by `hutch build` and once more), the
+    // RUN cache mount, the builder's own caches.
     let hit = daemon.docker_ok(&["build", "-t", "x", &ctx.arg()])?;
     ensure!(hit.matches("Using cache").count() == 7, "{hit}");
     let cache = daemon.docker_ok(&[
@@ -197,13 +210,19 @@ fn docker_build_multi_stage_heredoc_cache_mount_and_dockerignore() -> Result<()>
         "{{range .BuildCache}}{{.CacheType}}|{{.Shared}}|{{.UsageCount}}|{{.Description}}\n{{end}}",
     ])?;
     ensure!(
-        cache.lines().any(|l| l.starts_with("regular|false|2|RUN")),
+        cache.lines().any(|l| l.starts_with("regular|false|3|RUN")),
         "{cache}"
     );
     ensure!(
         cache
             .lines()
             .any(|l| l.starts_with("exec.cachemount|false|0|")),
+        "{cache}"
+    );
+    ensure!(
+        cache
+            .lines()
+            .any(|l| l == "internal|false|0|context file hashes of hutch build, by their stat"),
         "{cache}"
     );
     let before = build_cache_usage(&daemon)?;
@@ -221,6 +240,7 @@ fn docker_build_multi_stage_heredoc_cache_mount_and_dockerignore() -> Result<()>
     );
     let after = build_cache_usage(&daemon)?;
     ensure!(after == "Build Cache|0|0B", "after the prune: {after}");
+    ensure!(!hashes.exists(), "the prune left the context file hashes");
     let again = daemon
         .docker()
         .args(["build", "-t", "x", &ctx.arg()])

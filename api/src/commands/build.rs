@@ -173,6 +173,8 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         platform,
         cache_from,
         cache_to,
+        // The context is the user's own directory: a rebuild finds it again.
+        remember_context_hashes: true,
     };
     let registry = RegistryRequest {
         settings: hutch_images::registry::RegistrySettings::from_env(),

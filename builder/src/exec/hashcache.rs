@@ -29,7 +29,7 @@ pub struct HashCache {
 
 impl HashCache {
     pub fn open(data_root: &Path) -> HashCache {
-        let file = data_root.join("builder/hashcache");
+        let file = data_root.join(super::cache_dirs::FILE_HASHES);
         let mut old = HashMap::new();
         if let Ok(text) = fs::read_to_string(&file) {
             for line in text.lines() {

@@ -57,6 +57,8 @@ pub mod cache_dirs {
     pub const HTTP: &str = "builder/http-cache";
     /// Step layers gzipped for cache export and push.
     pub const GZIPPED: &str = "builder/gzipped";
+    /// Context files' hashes by their stat ([`super::hashcache`]); a file.
+    pub const FILE_HASHES: &str = "builder/hashcache";
 }
 use cache::Key;
 pub use cache::{Cache, Use as CacheUse};
@@ -167,6 +169,12 @@ pub struct BuildOptions {
     pub cache_from: Vec<remote_cache::CacheImport>,
     /// `--cache-to`: registry caches written after the build.
     pub cache_to: Vec<remote_cache::CacheExport>,
+    /// Whether the context's file hashes are worth remembering by their
+    /// stat (`builder/hashcache`): yes for a directory that outlives the
+    /// build (`hutch build DIR`); no for a context unpacked from an API
+    /// upload, whose fresh paths and inodes never match again (each build
+    /// would only add entries for the next to read and rewrite).
+    pub remember_context_hashes: bool,
 }
 
 /// What a build made.
@@ -191,7 +199,8 @@ struct Ctx<'a> {
     progress: &'a dyn Progress,
     included: BTreeMap<String, PathBuf>,
     cache: Cache,
-    hashes: hashcache::HashCache,
+    /// When the options say the context's hashes are worth remembering.
+    hashes: Option<hashcache::HashCache>,
     tmp: PathBuf,
     epoch: Option<i64>,
     /// Step numbers for `Step N/M` (stages of a wave share them).
@@ -287,7 +296,9 @@ impl Executor {
             progress,
             included,
             cache: Cache::open(&self.data_root),
-            hashes: hashcache::HashCache::open(&self.data_root),
+            hashes: opts
+                .remember_context_hashes
+                .then(|| hashcache::HashCache::open(&self.data_root)),
             tmp,
             epoch,
             step: AtomicUsize::new(0),
@@ -298,7 +309,9 @@ impl Executor {
         };
         let mut results: Vec<Option<ImageState>> = vec![None; df.stages.len()];
         let built = self.build_waves(&ctx, &df, &plan, &mut results);
-        ctx.hashes.save();
+        if let Some(hashes) = &ctx.hashes {
+            hashes.save();
+        }
         built?;
         let mut img = results[plan.target]
             .take()
@@ -849,7 +862,7 @@ impl Executor {
         };
         // Context files' hashes are remembered by their stat; a view's
         // (a fresh overlay mount each build) would never match.
-        let hashes = included.is_some().then_some(&ctx.hashes);
+        let hashes = ctx.hashes.as_ref().filter(|_| included.is_some());
         let src = copy::SourceRoot {
             root: &root,
             included,

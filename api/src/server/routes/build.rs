@@ -503,10 +503,14 @@ async fn prune(req: ApiRequest) -> Reply {
     ))
 }
 
-/// Removes a cache directory; returns the bytes it held.
+/// Removes a cache directory (or file); returns the bytes it held.
 fn remove(path: &std::path::Path) -> u64 {
     let size = dir_size(path);
-    match std::fs::remove_dir_all(path) {
+    let removed = match path.symlink_metadata() {
+        Ok(meta) if !meta.is_dir() => std::fs::remove_file(path),
+        _ => std::fs::remove_dir_all(path),
+    };
+    match removed {
         Ok(()) => size,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
         Err(e) => {

@@ -18,8 +18,12 @@ pub const CACHE_MOUNTS: &str = cache_dirs::MOUNTS;
 
 /// The builder's other caches: one record each, by its name in the
 /// builder's directory.
-pub const OTHER_CACHES: [(&str, &str); 3] = [
+pub const OTHER_CACHES: [(&str, &str); 4] = [
     (cache_dirs::STEP_KEYS, "the build steps' cache keys"),
+    (
+        cache_dirs::FILE_HASHES,
+        "context file hashes of hutch build, by their stat",
+    ),
     (cache_dirs::HTTP, "ADD <url> downloads"),
     (
         cache_dirs::GZIPPED,
@@ -53,7 +57,7 @@ pub fn dir_records(data_root: &Path) -> Vec<BuildCache> {
     }
     for (dir, what) in OTHER_CACHES {
         let path = data_root.join(dir);
-        if path.is_dir() {
+        if path.exists() {
             let id = dir.trim_start_matches("builder/").to_owned();
             records.push(record(&path, id, BuildCacheTypeEnum::INTERNAL, what.into()));
         }

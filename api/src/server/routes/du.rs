@@ -4,9 +4,14 @@ use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// Bytes of the files under `path`, each inode once (hardlinks), symlinks
-/// not followed; what cannot be read counts as nothing.
+/// Bytes of the files under `path` (or of `path` itself, a file), each
+/// inode once (hardlinks), symlinks not followed; what cannot be read
+/// counts as nothing.
 pub fn dir_size(path: &Path) -> u64 {
+    match path.symlink_metadata() {
+        Ok(meta) if !meta.is_dir() => return meta.len(),
+        _ => {}
+    }
     let mut total = 0;
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
     let mut stack = vec![path.to_path_buf()];
