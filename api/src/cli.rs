@@ -340,6 +340,10 @@ pub struct BuildArgs {
     /// Progress output: auto, tty, plain or quiet.
     #[arg(long, default_value = "auto")]
     pub progress: String,
+    /// Suppress the build output and print the image ID on success
+    /// (`--progress quiet`, as `docker build -q`).
+    #[arg(short, long, conflicts_with = "progress")]
+    pub quiet: bool,
     /// Import build cache from a registry: `REF` or `type=registry,ref=REF`
     /// (repeatable).
     #[arg(long)]

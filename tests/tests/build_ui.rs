@@ -200,19 +200,20 @@ fn hutch_build_progress_tty_quiet_and_plain() -> Result<()> {
         ensure!(screen.contains(want), "no {want:?} in:\n{screen}");
     }
 
-    // Quiet: the image ID only.
-    let out = hutch(
-        &pod,
-        &["build", "--progress=quiet", "-t", "ui:1", &ctx.arg()],
-    )?;
-    ensure!(out.status.success(), "{}", text(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    ensure!(
-        stdout.starts_with("sha256:") && stdout.trim().len() == 71 && stdout.lines().count() == 1,
-        "{}",
-        text(&out)
-    );
-    ensure!(out.stderr.is_empty(), "quiet printed: {}", text(&out));
+    // Quiet (or `-q`, as docker build's): the image ID only.
+    for quiet in ["--progress=quiet", "-q"] {
+        let out = hutch(&pod, &["build", quiet, "-t", "ui:1", &ctx.arg()])?;
+        ensure!(out.status.success(), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            stdout.starts_with("sha256:")
+                && stdout.trim().len() == 71
+                && stdout.lines().count() == 1,
+            "{quiet}: {}",
+            text(&out)
+        );
+        ensure!(out.stderr.is_empty(), "{quiet} printed: {}", text(&out));
+    }
     // Quiet still says why a build failed.
     let out = hutch(
         &pod,

@@ -101,7 +101,11 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         )
         .with_context(|| format!("giving {} to the engine's root", data_root.display()))?;
     }
-    let mode = build_progress::Mode::parse(&args.progress)?;
+    let mode = if args.quiet {
+        build_progress::Mode::Quiet
+    } else {
+        build_progress::Mode::parse(&args.progress)?
+    };
     let platform = args
         .platform
         .as_deref()
