@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod cgroups;
 pub mod containers;
 pub mod doctor;
+pub mod du;
 pub(crate) mod mount_api;
 pub mod mountinfo;
 pub mod network;

@@ -243,6 +243,27 @@ fn docker_cli_named_and_anonymous_volumes() -> Result<()> {
         "{{.Type}} {{.TotalCount}} {{.Active}}",
     ])?;
     ensure!(df.contains("Local Volumes 2 1"), "{df}");
+    // A volume's size is its files' bytes, as Docker counts it (not the
+    // directories holding them): an empty one is 0.
+    let files = pod_sh(
+        &pod,
+        "find /var/lib/hutch/volumes/data/_data -type f -printf '%s\\n' \
+         | awk '{s += $1} END {print s + 0}'",
+    )?;
+    let reply = daemon.request("GET", "/system/df", &[])?;
+    let usage: serde_json::Value = serde_json::from_str(&reply.body)?;
+    let size_of = |name: &str| {
+        usage["Volumes"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|v| v["Name"] == name))
+            .map(|v| v["UsageData"]["Size"].clone())
+    };
+    ensure!(
+        size_of("fresh") == Some(serde_json::json!(0))
+            && size_of("data") == Some(serde_json::json!(files.trim().parse::<u64>()?)),
+        "files {files}, df {}",
+        reply.body
+    );
 
     // A daemon restart keeps volumes and their content.
     ensure!(

@@ -269,30 +269,11 @@ impl VolumeStore {
         Ok(fs::read_dir(self.data_path(name))?.next().is_none())
     }
 
-    /// Bytes used by a volume's content (`system df`), counting each inode
-    /// once.
+    /// Bytes used by a volume's content (`system df`): its files' sizes,
+    /// each inode once, as Docker counts them.
     pub fn size(&self, name: &str) -> u64 {
-        let mut seen = std::collections::HashSet::new();
-        disk_usage(&self.data_path(name), &mut seen)
+        crate::du::dir_size(&self.data_path(name))
     }
-}
-
-fn disk_usage(path: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
-    let Ok(md) = fs::symlink_metadata(path) else {
-        return 0;
-    };
-    let mut total = 0;
-    if seen.insert((md.dev(), md.ino())) {
-        total += md.len();
-    }
-    if md.is_dir() {
-        if let Ok(entries) = fs::read_dir(path) {
-            for e in entries.flatten() {
-                total += disk_usage(&e.path(), seen);
-            }
-        }
-    }
-    total
 }
 
 /// A container may have left directories without write permission for

@@ -35,7 +35,7 @@ use super::super::Daemon;
 use super::build_cache;
 use super::build_context;
 use super::build_progress::{error_line, error_text, Lines, Msg};
-use super::du::dir_size;
+use hutch_engine::du::dir_size;
 
 pub fn routes() -> Vec<Route> {
     vec![

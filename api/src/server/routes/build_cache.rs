@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use hutch_builder::exec::{cache_dirs, Cache};
 use hutch_images::Digest;
 
-use super::du::dir_size;
+use hutch_engine::du::dir_size;
 
 /// RUN `--mount=type=cache` directories: one record each.
 pub const CACHE_MOUNTS: &str = cache_dirs::MOUNTS;

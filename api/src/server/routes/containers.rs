@@ -442,7 +442,7 @@ async fn prune(req: ApiRequest) -> Reply {
                 {
                     continue;
                 }
-                let size = super::du::dir_size(&d.rootfs_upper);
+                let size = hutch_engine::du::dir_size(&d.rootfs_upper);
                 match e.remove(&d.config.id, false) {
                     Ok(()) => {
                         reclaimed += size;

@@ -16,7 +16,6 @@ mod container_mounts;
 pub(super) mod container_stats;
 pub(super) mod container_views;
 mod containers;
-mod du;
 mod exec;
 pub(super) mod host;
 mod image_import;

@@ -348,7 +348,7 @@ async fn system_df(req: ApiRequest) -> Reply {
                 .iter()
                 .map(|d| {
                     let mut s = super::container_views::summary(d, now);
-                    s.size_rw = Some(super::du::dir_size(&d.rootfs_upper) as i64);
+                    s.size_rw = Some(hutch_engine::du::dir_size(&d.rootfs_upper) as i64);
                     s.size_root_fs = Some(0);
                     s
                 })

@@ -1,4 +1,6 @@
-//! Disk usage of directory trees (writable layers, build caches).
+//! Disk usage of directory trees (writable layers, volumes, build caches),
+//! counted as Docker's `system df` counts it: the sizes of the files,
+//! not of the directories holding them.
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
