@@ -391,6 +391,52 @@ fn docker_cli_run() -> Result<()> {
     pod.stop()
 }
 
+/// `--platform` on run/create: the local image must be that platform, as
+/// Docker's daemon checks; another platform is a 404 (on which the CLI
+/// pulls that platform's image), with Docker's words.
+#[test]
+fn run_with_a_platform_checks_the_local_image() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let (daemon, image) = setup(&pod)?;
+    let bb = image.reference.as_str();
+    let arch = daemon.docker_ok(&["image", "inspect", "-f", "{{.Architecture}}", bb])?;
+    let (mine, other) = match arch.trim() {
+        "amd64" => ("linux/amd64", "linux/arm64"),
+        _ => (arch.trim(), "linux/amd64"),
+    };
+    let out = docker(
+        &daemon,
+        &["run", "--rm", "--platform", mine, bb, "echo", "same"],
+    )?;
+    ensure!(out.status.success() && out.stdout == b"same\n", "{out:?}");
+    let out = docker(
+        &daemon,
+        &[
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--platform",
+            other,
+            bb,
+            "true",
+        ],
+    )?;
+    let want = format!(
+        "image with reference {bb} was found but does not match the specified platform: \
+         wanted {other}, actual: linux/{}",
+        arch.trim()
+    );
+    ensure!(
+        !out.status.success() && text(&out.stderr).contains(&want),
+        "{out:?}"
+    );
+    let created = docker(&daemon, &["ps", "-aq"])?;
+    ensure!(created.stdout.is_empty(), "{created:?}");
+    drop(daemon);
+    pod.stop()
+}
+
 #[test]
 fn docker_cli_lifecycle() -> Result<()> {
     let pod = Pod::start(&PodSpec::new())?;

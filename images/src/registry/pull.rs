@@ -283,20 +283,15 @@ async fn fetch_image(
         &importer.read_blob(&id, oci::MAX_CONFIG_SIZE)?,
     )?;
     if let Some(want) = &options.platform {
-        let have = platform::normalize(Platform {
+        let have = Platform {
             os: config.os.clone(),
             architecture: config.architecture.clone(),
             variant: config.variant.clone(),
-        });
-        if have.os != want.os || have.architecture != want.architecture {
+        };
+        if let Some(why) = platform::mismatch(have, want) {
             return Err(PullError::Unsupported {
                 reference: reference.to_string(),
-                reason: format!(
-                    "the image was found but does not match the specified platform: \
-                     wanted {}, actual: {}",
-                    platform::display(want),
-                    platform::display(&have)
-                ),
+                reason: format!("the image was found but {why}"),
             });
         }
     }

@@ -25,6 +25,7 @@ use super::super::version::ApiVersion;
 use super::super::Daemon;
 use super::container_create::{self, LIMITS_WARNING};
 use super::{container_archive, container_changes, container_io, container_stats, container_views};
+use hutch_images::registry::platform;
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -119,9 +120,19 @@ async fn list(req: ApiRequest) -> Reply {
 
 async fn create(req: ApiRequest) -> Reply {
     let name = req.query.get("name").map(str::to_string);
+    let wanted_platform = req.query.non_empty("platform").map(str::to_string);
     let daemon = req.daemon.clone();
     let body: serde_json::Value = req.json().await?;
     let parsed = container_create::parse(body, name.as_deref())?;
+    if let Some(spec) = wanted_platform {
+        let want =
+            platform::parse_platform(&spec).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let image = parsed.opts.image.clone();
+        daemon
+            .with_images(move |store| Ok(local_platform_mismatch(store, &image, &want)))
+            .await?
+            .map_or(Ok(()), Err)?;
+    }
     let mut warnings = parsed.warnings;
     let created = daemon
         .with_engine(move |e| {
@@ -141,6 +152,26 @@ async fn create(req: ApiRequest) -> Reply {
             warnings,
         },
     ))
+}
+
+/// `--platform` on create names the platform the local image must be, as
+/// Docker's daemon checks it: a 404 then, on which the CLI pulls that
+/// platform's image and creates again. An image that is not there is
+/// create's own 404 to report.
+fn local_platform_mismatch(
+    store: &hutch_images::ImageStore,
+    image: &str,
+    want: &hutch_images::oci::Platform,
+) -> Option<ApiError> {
+    let config = store.inspect(image).ok()?.config;
+    let field = |name: &str| config[name].as_str().map(str::to_owned);
+    let have = hutch_images::oci::Platform {
+        os: field("os").unwrap_or_default(),
+        architecture: field("architecture").unwrap_or_default(),
+        variant: field("variant"),
+    };
+    platform::mismatch(have, want)
+        .map(|why| ApiError::not_found(format!("image with reference {image} was found but {why}")))
 }
 
 async fn inspect(req: ApiRequest) -> Reply {
