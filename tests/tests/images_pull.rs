@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use base64::Engine as _;
+use hutch_tests::daemon::Daemon;
 use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
 use hutch_tests::registry::{Registry, RegistryVariant};
 use hutch_tests::testimages::{self, TestImage};
@@ -701,6 +702,78 @@ fn a_failed_blob_write_stores_nothing() -> anyhow::Result<()> {
     let store = contents(&pod, "blobfail")?;
     record(&store, &image.config_digest)?;
     assert_no_orphans(&store)?;
+    drop(liar);
+    pod.stop()
+}
+
+/// The lying registry's stalled blob requests so far, and how many of
+/// them the client closed.
+fn stalls(pod: &Pod, liar: &Liar) -> anyhow::Result<(u64, u64)> {
+    let out = pod
+        .sidecar("curl")
+        .args(["-sf", &format!("http://{}/sent/stall", liar.host)])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut counts = text.split_whitespace().map(str::parse::<u64>);
+    match (counts.next(), counts.next()) {
+        (Some(Ok(started)), Some(Ok(closed))) => Ok((started, closed)),
+        _ => bail!("the lying registry answered {text:?}"),
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done()? {
+        ensure!(
+            Instant::now() < deadline,
+            "{what} did not happen within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// A client that goes away in the middle of `docker pull` cancels the
+/// pull, as Docker's does: the daemon drops the download (the registry
+/// sees its connection close, though the blob is only half sent and the
+/// registry would wait), keeps nothing half-written, and pulls the same
+/// image whole afterwards.
+#[test]
+fn a_client_leaving_mid_pull_cancels_it() -> anyhow::Result<()> {
+    let image = testimages::busybox()?;
+    let pod = Pod::start(&PodSpec::new())?;
+    let liar = Liar::start(&pod, &image, 5058)?;
+    let daemon = Daemon::start(&pod)?;
+    let mut cli = daemon
+        .docker()
+        .args(["pull", &format!("{}/stall/img", liar.host)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    wait_until("the layer download", || Ok(stalls(&pod, &liar)?.0 == 1))?;
+    // podsim exec forwards SIGTERM to the CLI, which drops the connection.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(cli.id())?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+    let _ = cli.wait();
+    wait_until("the daemon closing the download", || {
+        Ok(stalls(&pod, &liar)?.1 == 1)
+    })?;
+    wait_until("the ingest directory emptying", || {
+        Ok(contents(&pod, "")?.ingest.is_empty())
+    })?;
+    let store = contents(&pod, "")?;
+    ensure!(
+        store.records.is_empty() && store.layers.is_empty(),
+        "a cancelled pull stored {store:?}"
+    );
+    let name = format!("{}/good/img", liar.host);
+    let pulled = daemon.docker_ok(&["pull", &name])?;
+    ensure!(pulled.contains("Downloaded newer image"), "{pulled}");
+    let store = contents(&pod, "")?;
+    record(&store, &image.config_digest)?;
+    assert_no_orphans(&store)?;
+    ensure!(!daemon.log().contains("panicked"), "{}", daemon.log());
+    drop(daemon);
     drop(liar);
     pod.stop()
 }
