@@ -10,6 +10,7 @@ pub mod http_fixture;
 pub mod loop_disk;
 pub mod network;
 pub mod podsim;
+pub mod poll;
 pub mod registry;
 pub mod runtime;
 pub mod testimages;

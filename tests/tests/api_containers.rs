@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use hutch_tests::daemon::{client_script, ok, Daemon, DOCKER_CLI, DOCKER_HOST};
 use hutch_tests::podsim::{Pod, PodSpec};
+use hutch_tests::poll::wait_for;
 use hutch_tests::testimages::{self, TestImage};
 
 fn json(text: &str) -> Result<serde_json::Value> {
@@ -77,15 +78,6 @@ fn in_pty(daemon: &Daemon, command_line: &str, input: &[&str]) -> Result<(i32, S
         out.status.code().unwrap_or(-1),
         text(&out.stdout) + &text(&out.stderr),
     ))
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    while !done()? {
-        ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
 }
 
 #[test]

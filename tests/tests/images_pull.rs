@@ -16,6 +16,7 @@ use anyhow::{bail, ensure, Context};
 use base64::Engine as _;
 use hutch_tests::daemon::Daemon;
 use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
+use hutch_tests::poll::wait_for;
 use hutch_tests::registry::{Registry, RegistryVariant};
 use hutch_tests::testimages::{self, TestImage};
 
@@ -721,18 +722,6 @@ fn stalls(pod: &Pod, liar: &Liar) -> anyhow::Result<(u64, u64)> {
     }
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done()? {
-        ensure!(
-            Instant::now() < deadline,
-            "{what} did not happen within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
 /// A client that goes away in the middle of `docker pull` cancels the
 /// pull, as Docker's does: the daemon drops the download (the registry
 /// sees its connection close, though the blob is only half sent and the
@@ -750,17 +739,23 @@ fn a_client_leaving_mid_pull_cancels_it() -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    wait_until("the layer download", || Ok(stalls(&pod, &liar)?.0 == 1))?;
+    wait_for("the layer download", Duration::from_secs(20), || {
+        Ok(stalls(&pod, &liar)?.0 == 1)
+    })?;
     // podsim exec forwards SIGTERM to the CLI, which drops the connection.
     let pid = nix::unistd::Pid::from_raw(i32::try_from(cli.id())?);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
     let _ = cli.wait();
-    wait_until("the daemon closing the download", || {
-        Ok(stalls(&pod, &liar)?.1 == 1)
-    })?;
-    wait_until("the ingest directory emptying", || {
-        Ok(contents(&pod, "")?.ingest.is_empty())
-    })?;
+    wait_for(
+        "the daemon closing the download",
+        Duration::from_secs(20),
+        || Ok(stalls(&pod, &liar)?.1 == 1),
+    )?;
+    wait_for(
+        "the ingest directory emptying",
+        Duration::from_secs(20),
+        || Ok(contents(&pod, "")?.ingest.is_empty()),
+    )?;
     let store = contents(&pod, "")?;
     ensure!(
         store.records.is_empty() && store.layers.is_empty(),

@@ -117,21 +117,6 @@ pub fn select<'a>(entries: &'a [Descriptor], want: &Platform) -> Option<&'a Desc
     best.map(|(_, e)| e)
 }
 
-/// Why an image of platform `have` (from its config) is not the `want`ed
-/// one, in Docker's words; `None` when it is (same OS and architecture,
-/// as Docker's daemon checks a local image against `--platform`).
-pub fn mismatch(have: Platform, want: &Platform) -> Option<String> {
-    let have = normalize(have);
-    let want = normalize(want.clone());
-    (have.os != want.os || have.architecture != want.architecture).then(|| {
-        format!(
-            "does not match the specified platform: wanted {}, actual: {}",
-            display(&want),
-            display(&have)
-        )
-    })
-}
-
 /// `os/arch[/variant]`, for messages.
 pub fn display(p: &Platform) -> String {
     match &p.variant {

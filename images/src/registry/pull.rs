@@ -283,15 +283,20 @@ async fn fetch_image(
         &importer.read_blob(&id, oci::MAX_CONFIG_SIZE)?,
     )?;
     if let Some(want) = &options.platform {
-        let have = Platform {
+        let have = platform::normalize(Platform {
             os: config.os.clone(),
             architecture: config.architecture.clone(),
             variant: config.variant.clone(),
-        };
-        if let Some(why) = platform::mismatch(have, want) {
+        });
+        if have.os != want.os || have.architecture != want.architecture {
             return Err(PullError::Unsupported {
                 reference: reference.to_string(),
-                reason: format!("the image was found but {why}"),
+                reason: format!(
+                    "the image was found but does not match the specified platform: \
+                     wanted {}, actual: {}",
+                    platform::display(want),
+                    platform::display(&have)
+                ),
             });
         }
     }

@@ -11,6 +11,7 @@ use bollard_stubs::models::{
     RestartPolicyNameEnum,
 };
 use bytes::Bytes;
+use hutch_builder::Platform;
 use hutch_engine::containers::config::{RestartPolicy, RestartPolicyName};
 use hutch_engine::containers::{EngineError, WaitCondition};
 use hyper::{Response, StatusCode};
@@ -25,7 +26,6 @@ use super::super::version::ApiVersion;
 use super::super::Daemon;
 use super::container_create::{self, LIMITS_WARNING};
 use super::{container_archive, container_changes, container_io, container_stats, container_views};
-use hutch_images::registry::platform;
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -125,8 +125,7 @@ async fn create(req: ApiRequest) -> Reply {
     let body: serde_json::Value = req.json().await?;
     let parsed = container_create::parse(body, name.as_deref())?;
     if let Some(spec) = wanted_platform {
-        let want =
-            platform::parse_platform(&spec).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let want = Platform::parse(&spec).map_err(ApiError::bad_request)?;
         let image = parsed.opts.image.clone();
         daemon
             .with_images(move |store| Ok(local_platform_mismatch(store, &image, &want)))
@@ -154,24 +153,23 @@ async fn create(req: ApiRequest) -> Reply {
     ))
 }
 
-/// `--platform` on create names the platform the local image must be, as
-/// Docker's daemon checks it: a 404 then, on which the CLI pulls that
-/// platform's image and creates again. An image that is not there is
-/// create's own 404 to report.
+/// `--platform` on create names the platform the local image must be,
+/// checked as the builder checks a stored base image for a stage (an image
+/// naming no platform fits), with Docker's words: a 404, on which the CLI
+/// pulls that platform's image and creates again. An image that is not
+/// there is create's own 404 to report.
 fn local_platform_mismatch(
     store: &hutch_images::ImageStore,
     image: &str,
-    want: &hutch_images::oci::Platform,
+    want: &Platform,
 ) -> Option<ApiError> {
-    let config = store.inspect(image).ok()?.config;
-    let field = |name: &str| config[name].as_str().map(str::to_owned);
-    let have = hutch_images::oci::Platform {
-        os: field("os").unwrap_or_default(),
-        architecture: field("architecture").unwrap_or_default(),
-        variant: field("variant"),
-    };
-    platform::mismatch(have, want)
-        .map(|why| ApiError::not_found(format!("image with reference {image} was found but {why}")))
+    let have = Platform::of_config(&store.inspect(image).ok()?.config)?;
+    (!want.accepts(&have)).then(|| {
+        ApiError::not_found(format!(
+            "image with reference {image} was found but does not match the specified \
+             platform: wanted {want}, actual: {have}"
+        ))
+    })
 }
 
 async fn inspect(req: ApiRequest) -> Reply {
