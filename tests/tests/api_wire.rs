@@ -509,3 +509,84 @@ fn tcp_with_mutual_tls() -> Result<()> {
     ensure!(daemon.stop()?.success(), "the daemon did not stop cleanly");
     pod.stop()
 }
+
+/// Every `METHOD /path` of the daemon's route table, read from the route
+/// modules' `route!(METHOD "/path" => ...)` lines, so a new route is in the
+/// storm below without anyone listing it.
+fn route_table() -> Result<Vec<String>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/src/server/routes");
+    let mut routes = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let text = std::fs::read_to_string(entry?.path())?;
+        for rest in text.split("route!(").skip(1) {
+            let Some((method, tail)) = rest.split_once(' ') else {
+                continue;
+            };
+            let Some(path) = tail.strip_prefix('"').and_then(|t| t.split('"').next()) else {
+                continue;
+            };
+            routes.push(format!("{method} {path}"));
+        }
+    }
+    ensure!(
+        routes.len() > 50,
+        "only {} routes found in {}",
+        routes.len(),
+        dir.display()
+    );
+    Ok(routes)
+}
+
+/// A seeded storm of malformed requests on every route (see
+/// `clients/request_storm.py`): each ends in an answer with Docker's error
+/// body, a client's mistake is never a 5xx, no request hangs, no handler
+/// panics, and the daemon keeps answering throughout. Routes that reach a
+/// registry answer 500 here when it is unreachable, as dockerd's do.
+#[test]
+fn malformed_request_storm() -> Result<()> {
+    use std::io::Write;
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    daemon.load_busybox()?;
+    // The names the storm aims at, so some requests reach deep code.
+    daemon.docker_ok(&["create", "--name", "c1", "busybox", "true"])?;
+    daemon.docker_ok(&["run", "-d", "--name", "c2", "busybox", "sleep", "600"])?;
+    daemon.docker_ok(&["network", "create", "n1"])?;
+    daemon.docker_ok(&["volume", "create", "v1"])?;
+    let routes = route_table()?.join("\n");
+    let server_side = "/distribution,/images/search,/auth,/images/create,/images/{name:.*}/push";
+    for seed in 1..=2 {
+        let mut storm = daemon
+            .system_python()
+            .arg(client_script("request_storm.py"))
+            .args([&seed.to_string(), "900", "--server-side", server_side])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        storm
+            .stdin
+            .take()
+            .context("the storm's stdin")?
+            .write_all(routes.as_bytes())?;
+        let out = storm.wait_with_output()?;
+        let text = ok(&out, &format!("request_storm.py seed {seed}"))?;
+        let report: serde_json::Value =
+            serde_json::from_str(text.trim()).with_context(|| format!("not JSON: {text}"))?;
+        ensure!(report["sent"] == 900, "seed {seed}: {report}");
+        let flagged = report["flagged"].as_array().context("no flagged list")?;
+        ensure!(
+            flagged.is_empty(),
+            "seed {seed}: {} requests answered wrongly:\n{}",
+            flagged.len(),
+            flagged
+                .iter()
+                .map(|f| f.as_str().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    let log = daemon.log();
+    ensure!(!log.contains("panicked"), "a handler panicked:\n{log}");
+    Ok(())
+}

@@ -6,8 +6,8 @@
 //!                stage/          where a container's init copies the image's
 //!                                content before renaming it into `_data`
 //!                                (no container sees it)
-//! volumes/.new-<name>-<rand>/   a volume being created (renamed into place)
-//! volumes/.removed-<name>-<rand> a removed volume, deleted right after
+//! volumes/.new-<rand>/          a volume being created (renamed into place)
+//! volumes/.removed-<rand>/      a removed volume, deleted right after
 //! ```
 //!
 //! A volume appears by one rename of a complete directory, so a crash never
@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::containers::state::{read_json, write_json};
+
+/// A volume is a directory named after it (NAME_MAX).
+const MAX_NAME_LEN: usize = 255;
 
 /// The label Docker (23+) puts on anonymous volumes; `volume prune` removes
 /// only those unless asked for all.
@@ -188,10 +191,10 @@ impl VolumeStore {
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             mountpoint: self.data_path(&name),
         };
-        let staging = self.root.join(format!(
-            ".new-{name}-{}",
-            &crate::containers::ids::new_id()?[..12]
-        ));
+        // Not named after the volume: a name may use the whole NAME_MAX.
+        let staging = self
+            .root
+            .join(format!(".new-{}", &crate::containers::ids::new_id()?[..12]));
         let made = (|| {
             fs::DirBuilder::new().mode(0o755).create(&staging)?;
             fs::DirBuilder::new()
@@ -254,7 +257,7 @@ impl VolumeStore {
     pub fn remove(&self, name: &str) -> Result<(), VolumeError> {
         self.get(name)?;
         let gone = self.root.join(format!(
-            ".removed-{name}-{}",
+            ".removed-{}",
             &crate::containers::ids::new_id()?[..12]
         ));
         fs::rename(self.dir(name), &gone)?;
@@ -297,8 +300,15 @@ fn make_removable(path: &Path) {
     }
 }
 
-/// Docker's rule for local volume names.
+/// Docker's rule for local volume names, plus the filesystem's: the name
+/// is a directory's (dockerd fails later, with a 500 naming the path).
 pub fn check_name(name: &str) -> Result<(), VolumeError> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(VolumeError::Invalid(format!(
+            "create {name}: a local volume name is at most {MAX_NAME_LEN} characters \
+             (it names a directory)"
+        )));
+    }
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
@@ -376,6 +386,37 @@ mod tests {
             store.remove("data"),
             Err(VolumeError::NotFound(_))
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn a_name_may_fill_name_max_and_no_more() -> Result<(), VolumeError> {
+        let dir = tempfile::tempdir()?;
+        let store = VolumeStore::open(dir.path())?;
+        let longest = "v".repeat(MAX_NAME_LEN);
+        let named = |name: &str| VolumeCreate {
+            name: Some(name.into()),
+            ..VolumeCreate::default()
+        };
+        store.create(&named(&longest))?;
+        assert_eq!(store.get(&longest)?.name, longest);
+        store.remove(&longest)?;
+        // One more is a client's mistake (400), and no volume (404), not
+        // the filesystem's ENAMETOOLONG as a server error.
+        let too_long = "v".repeat(MAX_NAME_LEN + 1);
+        assert!(matches!(
+            store.create(&named(&too_long)),
+            Err(VolumeError::Invalid(_))
+        ));
+        assert!(matches!(
+            store.get(&too_long),
+            Err(VolumeError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.remove(&too_long),
+            Err(VolumeError::NotFound(_))
+        ));
+        assert!(store.list()?.is_empty());
         Ok(())
     }
 
