@@ -18,12 +18,7 @@ pub fn set_owner_mode_xattrs(
     notes: &mut Notes,
 ) -> Result<(), UnpackError> {
     let fd = fd.as_fd();
-    fchown(
-        fd,
-        Some(Uid::from_raw(meta.uid)),
-        Some(Gid::from_raw(meta.gid)),
-    )
-    .map_err(errno_err(raw, "chown"))?;
+    chown(fd, raw, meta)?;
     fchmod(fd, Mode::from_bits_retain(meta.mode)).map_err(errno_err(raw, "chmod"))?;
     set_xattrs(fd, raw, meta, notes);
     Ok(())
@@ -43,12 +38,7 @@ pub fn complete_new_file(
     let file = file.as_fd();
     let st = fstat(file).map_err(errno_err(raw, "inspect file"))?;
     if st.st_uid != meta.uid || st.st_gid != meta.gid {
-        fchown(
-            file,
-            Some(Uid::from_raw(meta.uid)),
-            Some(Gid::from_raw(meta.gid)),
-        )
-        .map_err(errno_err(raw, "chown"))?;
+        chown(file, raw, meta)?;
     }
     // After a chown the kernel may have dropped bits: compare with what
     // was created only when there was none.
@@ -58,6 +48,16 @@ pub fn complete_new_file(
     set_xattrs(file, raw, meta, notes);
     futimens(file, &meta.timestamps()).map_err(errno_err(raw, "set mtime"))?;
     Ok(())
+}
+
+/// Gives the entry's owner to what was created for it.
+fn chown(fd: BorrowedFd<'_>, raw: &[u8], meta: &EntryMeta) -> Result<(), UnpackError> {
+    fchown(
+        fd,
+        Some(Uid::from_raw(meta.uid)),
+        Some(Gid::from_raw(meta.gid)),
+    )
+    .map_err(errno_err(raw, "chown"))
 }
 
 /// Sets the entry's xattrs; those that cannot be set are noted, not fatal.
