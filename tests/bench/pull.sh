@@ -3,7 +3,10 @@
 #   1. cold `hutch pull` (download + verify + unpack) vs `skopeo copy` of the
 #      same image from the same local registry to an OCI directory;
 #   2. unpacking the layer alone (hutch's unpacker) vs `tar -xzf` of it;
-#   3. the peers' whole pulls: `podman pull` (download + unpack into its
+#   3. the floor: inflating the layer and hashing both of its forms, timed
+#      alone in one process, and creating its files (tar -xf of the
+#      uncompressed tar), set against skopeo copy;
+#   4. the peers' whole pulls: `podman pull` (download + unpack into its
 #      overlay store, as root in the pod), and skopeo copy + tar -xzf.
 # The image is Debian bookworm minbase from debootstrap (apt's configured
 # mirror), packed as a one-layer gzip OCI image. The rootfs tarball and the
@@ -184,6 +187,7 @@ fi
 in_pod mkdir -p $D >/dev/null
 hutch_pull=() skopeo_copy=() hutch_unpack=() tar_unpack=() base_pull=() base_unpack=()
 podman_pull=() hutch_cpu=() skopeo_cpu=()
+floor_inflate=() floor_sha=() tar_files=()
 # Nor podman's, whose built-in lookaside for root is in there: its user
 # registries.d points it at an empty place of the pod's own.
 in_pod bash -c 'mkdir -p ~/.config/containers/registries.d &&
@@ -221,9 +225,12 @@ for i in $(seq "$RUNS"); do
   done
   for step in "${steps[@]}"; do
     case $step in
-      hutch) hutch_unpack+=("$(unpack_with "$BIN" "$i")") ;;
+      hutch) hutch_unpack+=("$(unpack_with "$BIN" "$i")")
+        read -r fi fs < <("$BIN/podsim" exec --state "$STATE" -- "$BIN/unpack-timer" --floor "$LAYER" 2>/dev/null)
+        floor_inflate+=("$fi"); floor_sha+=("$fs") ;;
       base) base_unpack+=("$(unpack_with "$BASE" "base-$i")") ;;
-      skopeo) tar_unpack+=("$(in_pod bash -c "mkdir $D/tar-$i && tar -xzf $LAYER -C $D/tar-$i")") ;;
+      skopeo) tar_unpack+=("$(in_pod bash -c "mkdir $D/tar-$i && tar -xzf $LAYER -C $D/tar-$i")")
+        tar_files+=("$(in_pod bash -c "mkdir $D/files-$i && tar -xf $ROOTFS_TAR -C $D/files-$i")") ;;
       podman) ;;
     esac
   done
@@ -243,6 +250,18 @@ hc=$(median "${hutch_cpu[@]}"); scc=$(median "${skopeo_cpu[@]}")
 printf 'cpu:         hutch pull %5d ms    skopeo copy %5d ms   hutch/skopeo = %s (CPU time, all threads)\n' \
   "$hc" "$scc" "$(awk -v a="$hc" -v b="$scc" 'BEGIN {printf "%.2f", a / b}')"
 printf '             hutch: %s   skopeo: %s\n' "${hutch_cpu[*]}" "${skopeo_cpu[*]}"
+# The floor: what no verifying, unpacking pull of this layer avoids, each
+# part measured alone. Inflating one gzip stream cannot be split across
+# cores; the hashes and the files can run beside it, but on two cores all
+# of it shares two CPUs.
+fli=$(median "${floor_inflate[@]}"); fls=$(median "${floor_sha[@]}"); tf=$(median "${tar_files[@]}")
+printf 'floor:       inflate %4d ms (one stream, one core) + sha256 of both forms %4d ms (CPU, in process)\n' \
+  "$fli" "$fls"
+printf '             + creating the files: tar -xf of the uncompressed tar %4d ms\n' "$tf"
+printf '             inflate alone/skopeo copy = %s; (inflate + sha256 + tar -xf)/2 cores/skopeo = %s\n' \
+  "$(awk -v a="$fli" -v b="$sc" 'BEGIN {printf "%.2f", a / b}')" \
+  "$(awk -v a="$fli" -v h="$fls" -v t="$tf" -v b="$sc" 'BEGIN {printf "%.2f", (a + h + t) / 2 / b}')"
+printf '             inflate: %s   sha256: %s   tar -xf: %s\n' "${floor_inflate[*]}" "${floor_sha[*]}" "${tar_files[*]}"
 pp=$(median "${podman_pull[@]}")
 st=()
 for i in "${!skopeo_copy[@]}"; do st+=($(( skopeo_copy[i] + tar_unpack[i] ))); done
