@@ -155,8 +155,10 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "ID")]
     pub userns_base: Option<u32>,
     /// Copy the layers of private-ID-mode containers to a tmpfs the engine
-    /// mounts (kernel idmapped layers need a filesystem the engine owns;
-    /// costs memory). Without it, `--userns private` is refused.
+    /// mounts, once, and idmap them per container (kernel idmapped layers
+    /// need a filesystem the engine owns; costs memory). Without it, each
+    /// private ID range gets its own copy of the layers on the data root,
+    /// owners shifted (disk, one copy per range, reused by the next holder).
     #[arg(long)]
     pub private_layers_tmpfs: bool,
     /// Group that owns the unix socket (mode 0660).

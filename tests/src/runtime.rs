@@ -96,6 +96,7 @@ impl Rig {
             work: dir.join("work"),
             target: dir.join("rootfs"),
             readonly: false,
+            lowers_shifted: false,
         };
         let process = ProcessSpec::new(args.iter().map(|a| a.to_string()).collect());
         ContainerSpec::new(id, rootfs, process, IdMap::identity())

@@ -661,14 +661,15 @@ fn docker_py_volumes() -> Result<()> {
     pod.stop()
 }
 
-/// Private ID mode: a fresh volume is handed to the container's root, so
-/// the copy-up and the container's writes carry the container's own IDs;
-/// a volume holding another range's files is refused with a clear error.
+/// Private ID mode (on the pod's disk: shifted copies of the layers): a
+/// fresh volume is handed to the container's root, so the copy-up and the
+/// container's writes carry the container's own IDs; a volume holding
+/// another range's files is refused with a clear error.
 #[test]
 fn docker_cli_volumes_in_private_id_mode() -> Result<()> {
     let image = testimages::volumes()?;
     let pod = Pod::start(&PodSpec::new())?;
-    let daemon = Daemon::start_with(&pod, &["--private-layers-tmpfs"])?;
+    let daemon = Daemon::start(&pod)?;
     let img = image.reference.as_str();
     daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
 

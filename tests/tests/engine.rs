@@ -472,23 +472,107 @@ fn engine_ids(map: &[(u32, u32, u32)]) -> std::collections::BTreeSet<u32> {
     map.iter().flat_map(|&(_, o, c)| o..o + c).collect()
 }
 
-/// Private ID mode through the engine: refused, saying what to do, while
-/// the layers are on the pod's disk; with the engine's tmpfs layer store two
-/// private containers get disjoint ranges with 65534 mapped alone, are root
-/// inside as another engine ID, and can use 65534; a removed container's
-/// range is reused; a restarted engine reserves the ranges of existing
-/// containers again; exhaustion is a clear error that a removal cures.
+/// What a private-mode container sees of its rootfs: root as another
+/// engine ID, the image's files its root's, 65534 usable, and a lower file
+/// copied up on write.
+fn check_private_container(rig: &EngineRig, name: &str) -> anyhow::Result<()> {
+    let script = "echo uid=$(id -u); touch /f && chown 65534:65534 /f && \
+                  echo owner=$(stat -c %u:%g /f); \
+                  echo nobody=$(su -s /bin/sh -c 'id -u' nobody); \
+                  echo busybox=$(stat -c %u:%g /bin/busybox); \
+                  echo x >> /etc/group && echo group=$(stat -c %u:%g /etc/group)";
+    let out = rig.engine(&["exec", name, "sh", "-c", script])?.ok()?;
+    for want in [
+        "uid=0",
+        "owner=65534:65534",
+        "nobody=65534",
+        "busybox=0:0",
+        "group=0:0",
+    ] {
+        ensure!(out.lines().any(|l| l == want), "{name}: {want}: {out}");
+    }
+    Ok(())
+}
+
+/// The two ranges are disjoint, root is another engine ID, 65534 alone.
+fn check_private_maps(a: &[(u32, u32, u32)], b: &[(u32, u32, u32)]) -> anyhow::Result<()> {
+    for map in [a, b] {
+        let root = map.iter().find(|l| l.0 == 0).context("root mapped")?;
+        ensure!(root.1 != 0, "root is another engine ID: {map:?}");
+        ensure!(
+            map.iter()
+                .any(|&(inside, _, count)| inside == 65534 && count == 1),
+            "65534 is mapped alone: {map:?}"
+        );
+    }
+    ensure!(engine_ids(a).is_disjoint(&engine_ids(b)), "{a:?} {b:?}");
+    Ok(())
+}
+
+/// The shifted copies of a container's layers: the one directory of its
+/// map under the data root (named by the map's lines).
+fn shifted_copy_dir(map: &[(u32, u32, u32)]) -> String {
+    let name: Vec<String> = map.iter().map(|(i, o, c)| format!("{i}-{o}-{c}")).collect();
+    format!("/var/lib/hutch/shifted-layers/{}", name.join("_"))
+}
+
+/// Private ID mode on the pod's disk (ext4, which the engine cannot idmap):
+/// each container's layers are copies with owners shifted into its range,
+/// owned on disk by its root's engine ID; a removed container's range, and
+/// with it the copies, go to the next one; copies of layers the store no
+/// longer has (and partial ones) are pruned when an engine opens. Then the
+/// engine's tmpfs layer store (idmapped layers): two private containers
+/// get disjoint ranges with 65534 mapped alone, are root inside as another
+/// engine ID, and can use 65534; a removed container's range is reused; a
+/// restarted engine reserves the ranges of existing containers again; a
+/// container made for the tmpfs refuses to start without it, clearly;
+/// exhaustion is a clear error that a removal cures.
 fn private_mode(v: Variant) -> anyhow::Result<()> {
     let rig = v.rig()?;
-    let refused = rig.engine(&["run", "--userns", "private", IMAGE, "true"])?;
+    let pod_sh = |script: &str| -> anyhow::Result<String> {
+        let out = rig.pod.exec("sh").args(["-c", script]).output()?;
+        ensure!(out.status.success(), "{script}: {out:?}");
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    for name in ["sa", "sb"] {
+        rig.engine(&[
+            "run", "-d", "--userns", "private", "--name", name, IMAGE, "sleep", "3600",
+        ])?
+        .ok()?;
+    }
+    let (map_a, map_b) = (uid_map(&rig, "sa")?, uid_map(&rig, "sb")?);
+    check_private_maps(&map_a, &map_b)?;
+    for name in ["sa", "sb"] {
+        check_private_container(&rig, name)?;
+    }
+    let root_a = map_a.iter().find(|l| l.0 == 0).context("root mapped")?.1;
+    let copy_a = shifted_copy_dir(&map_a);
+    // One layer in the test image: its copy, owned by a's root on disk.
+    let owner = pod_sh(&format!("stat -c %u:%g {copy_a}/*/bin/busybox"))?;
+    ensure!(owner == format!("{root_a}:{root_a}"), "{owner}");
+    let inode = pod_sh(&format!("stat -c %i {copy_a}/*"))?;
+    rig.engine(&["rm", "-f", "sa"])?.ok()?;
+    rig.engine(&[
+        "run", "-d", "--userns", "private", "--name", "sc", IMAGE, "sleep", "3600",
+    ])?
+    .ok()?;
+    ensure!(uid_map(&rig, "sc")? == map_a, "a's range goes to c");
+    check_private_container(&rig, "sc")?;
     ensure!(
-        refused.code != 0
-            && refused
-                .stderr
-                .contains("private ID mode needs its image layers on a filesystem the engine owns")
-            && refused.stderr.contains("ext4"),
-        "{refused:?}"
+        pod_sh(&format!("stat -c %i {copy_a}/*"))? == inode,
+        "c uses the copies made for a"
     );
+    let copies = pod_sh(&format!("ls -A {copy_a}"))?;
+    pod_sh(&format!(
+        "mkdir -p {copy_a}/{gone}/etc {copy_a}/{gone}.partial {copy_a}/x.partial",
+        gone = "0".repeat(64)
+    ))?;
+    rig.engine(&["ps"])?.ok()?;
+    let left = pod_sh(&format!("ls -A {copy_a}"))?;
+    ensure!(left == copies, "pruned to {copies:?}: {left:?}");
+    for name in ["sb", "sc"] {
+        rig.engine(&["rm", "-f", name])?.ok()?;
+    }
 
     let mut server = rig.serve_with(&["--private-layers-tmpfs"])?;
     let run = |server: &mut hutch_tests::engine::Server, name: &str| -> anyhow::Result<()> {
@@ -500,29 +584,12 @@ fn private_mode(v: Variant) -> anyhow::Result<()> {
     run(&mut server, "pa")?;
     run(&mut server, "pb")?;
     let (map_a, map_b) = (uid_map(&rig, "pa")?, uid_map(&rig, "pb")?);
-    for map in [&map_a, &map_b] {
-        let root = map.iter().find(|l| l.0 == 0).context("root mapped")?;
-        ensure!(root.1 != 0, "root is another engine ID: {map:?}");
-        ensure!(
-            map.iter()
-                .any(|&(inside, _, count)| inside == 65534 && count == 1),
-            "65534 is mapped alone: {map:?}"
-        );
-    }
-    ensure!(
-        engine_ids(&map_a).is_disjoint(&engine_ids(&map_b)),
-        "{map_a:?} {map_b:?}"
-    );
-    let script = "echo uid=$(id -u); touch /f && chown 65534:65534 /f && \
-                  echo owner=$(stat -c %u:%g /f); \
-                  echo nobody=$(su -s /bin/sh -c 'id -u' nobody); \
-                  echo busybox=$(stat -c %u:%g /bin/busybox)";
+    check_private_maps(&map_a, &map_b)?;
     for name in ["pa", "pb"] {
-        let out = rig.engine(&["exec", name, "sh", "-c", script])?.ok()?;
-        for want in ["uid=0", "owner=65534:65534", "nobody=65534", "busybox=0:0"] {
-            ensure!(out.lines().any(|l| l == want), "{name}: {want}: {out}");
-        }
+        check_private_container(&rig, name)?;
     }
+    let (code, out) = server.call(&format!("create --userns private --name pt {IMAGE} true"))?;
+    ensure!(code == 0, "{out}");
 
     // a's range goes back to the pool with a, and the next one gets it.
     let (code, out) = server.call("rm -f pa")?;
@@ -531,9 +598,15 @@ fn private_mode(v: Variant) -> anyhow::Result<()> {
     let map_c = uid_map(&rig, "pc")?;
     ensure!(map_c == map_a, "a's range is reused: {map_a:?} {map_c:?}");
 
-    // A new engine reserves the ranges of the containers it finds.
+    // A new engine reserves the ranges of the containers it finds. One
+    // without the tmpfs cannot start a container made for it.
     let _ = server.child.kill();
     let _ = server.child.wait();
+    let refused = rig.engine(&["start", "pt"])?;
+    ensure!(
+        refused.code != 0 && refused.stderr.contains("--private-layers-tmpfs"),
+        "{refused:?}"
+    );
     let mut server = rig.serve_with(&["--private-layers-tmpfs"])?;
     run(&mut server, "pd")?;
     let map_d = uid_map(&rig, "pd")?;

@@ -312,17 +312,19 @@ fn private_mode(variant: Variant) -> anyhow::Result<()> {
 }
 in_variants!(private_mode: default => Default, unmasked => Unmasked);
 
-/// Private mode refuses layers on the pod's disk, which the kernel will not
-/// idmap for the engine, with a message that says what to do.
+/// A private-mode spec that asks for idmapped layers on the pod's disk,
+/// which the kernel will not idmap for the engine, fails with a message
+/// that says so (the engine gives such containers shifted copies instead:
+/// `tests/tests/engine.rs` `private_mode`; the runtime alone has none).
 #[test]
-fn private_mode_is_refused_on_a_disk_store() -> anyhow::Result<()> {
+fn idmapped_layers_are_refused_on_a_disk_store() -> anyhow::Result<()> {
     let rig = Variant::Unmasked.rig()?;
     let spec = sh(&rig, "ondisk", "true");
     let run = rig.run(&[&spec], &["--userns-mode".into(), "private".into()])?;
     ensure!(run.code == 125, "{run:#?}");
     ensure!(
         run.stderr
-            .contains("private ID mode needs its image layers on a filesystem the engine owns")
+            .contains("idmapped layers need a filesystem the engine owns")
             && run.stderr.contains("is on ext4"),
         "{run:#?}"
     );

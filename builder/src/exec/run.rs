@@ -65,6 +65,7 @@ pub fn run<T>(
         work: dir.path().join("work"),
         target: dir.path().join("rootfs"),
         readonly: false,
+        lowers_shifted: false,
     };
     for d in [&empty, &rootfs.upper, &rootfs.work, &rootfs.target] {
         std::fs::create_dir_all(d).map_err(|e| BuildError::io("creating the RUN directory", e))?;

@@ -208,6 +208,9 @@ pub struct Inputs<'a> {
     pub proc_mode: ProcMode,
     /// Identity, or the container's private range.
     pub id_map: IdMap,
+    /// The layers are copies owned by the private range already (no
+    /// idmapped mounts: see `shifted_layers.rs`).
+    pub lowers_shifted: bool,
     /// `--pid`/`--ipc`, as [`super::sharing::parse`] read them.
     pub sharing: &'a Sharing,
 }
@@ -295,6 +298,7 @@ pub fn build(
         work: inp.dir.work(),
         target: inp.dir.rootfs(),
         readonly: opts.read_only,
+        lowers_shifted: inp.lowers_shifted,
     };
     let mut spec = ContainerSpec::new(inp.id, rootfs, process, inp.id_map.clone());
     spec.hostname = Some(
@@ -405,6 +409,7 @@ mod tests {
             dir: &dir,
             proc_mode: ProcMode::Fresh,
             id_map: IdMap::identity(),
+            lowers_shifted: false,
             sharing: &Sharing::default(),
         };
         let opts = CreateOptions {

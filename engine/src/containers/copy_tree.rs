@@ -1,8 +1,10 @@
 //! A faithful copy of an unpacked layer: every file type a layer holds
 //! (overlay whiteouts are character devices 0:0), owners, modes, times,
 //! extended attributes (`user.overlay.opaque`, file capabilities) and hard
-//! links. Used to put layers on the engine's tmpfs for private-mode
-//! containers. Symlinks are copied, never followed.
+//! links. Symlinks are copied, never followed. Used for private-mode
+//! containers: to put layers on the engine's tmpfs as they are (idmapped
+//! mounts shift them), or, on a disk store, as a copy whose owners are
+//! already shifted into one container's ID range (`copy_tree_shifted`).
 
 use std::collections::HashMap;
 use std::fs::{self, Metadata};
@@ -15,7 +17,13 @@ use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, XattrFlags, CWD}
 
 /// Copies the tree at `src` to `dst`, which must not exist.
 pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
-    let mut links = HashMap::new();
+    copy_tree_shifted(src, dst, &|id| id)
+}
+
+/// Copies the tree at `src` to `dst` (which must not exist), giving each
+/// entry the owner `shift(uid)`, `shift(gid)`: the copy is to a container
+/// whose root is `shift(0)` what the original is to the engine's root.
+pub fn copy_tree_shifted(src: &Path, dst: &Path, shift: &dyn Fn(u32) -> u32) -> io::Result<()> {
     let md = fs::symlink_metadata(src)?;
     if !md.is_dir() {
         return Err(io::Error::new(
@@ -23,36 +31,56 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
             format!("{} is not a directory", src.display()),
         ));
     }
-    copy_dir(src, dst, &md, &mut links)
+    let mut copy = Copy {
+        links: HashMap::new(),
+        shift,
+    };
+    copy.dir(src, dst, &md)
 }
 
-/// Files with more than one link already copied: (dev, ino) → copy.
-type Links = HashMap<(u64, u64), std::path::PathBuf>;
-
-fn copy_dir(src: &Path, dst: &Path, md: &Metadata, links: &mut Links) -> io::Result<()> {
-    fs::create_dir(dst).map_err(|e| at(e, dst))?;
-    for entry in fs::read_dir(src).map_err(|e| at(e, src))? {
-        let entry = entry?;
-        let (from, to) = (entry.path(), dst.join(entry.file_name()));
-        let md = fs::symlink_metadata(&from).map_err(|e| at(e, &from))?;
-        copy_entry(&from, &to, &md, links)?;
-    }
-    // Attributes last: a read-only directory must be filled first, and its
-    // times would move with every entry made in it.
-    finish(src, dst, md)
+struct Copy<'a> {
+    /// Files with more than one link already copied: (dev, ino) → copy.
+    links: HashMap<(u64, u64), std::path::PathBuf>,
+    shift: &'a dyn Fn(u32) -> u32,
 }
 
-fn copy_entry(src: &Path, dst: &Path, md: &Metadata, links: &mut Links) -> io::Result<()> {
-    let ft = md.file_type();
-    if ft.is_dir() {
-        return copy_dir(src, dst, md, links);
-    }
-    if !ft.is_symlink() && md.nlink() > 1 {
-        if let Some(first) = links.get(&(md.dev(), md.ino())) {
-            return fs::hard_link(first, dst).map_err(|e| at(e, dst));
+impl Copy<'_> {
+    fn dir(&mut self, src: &Path, dst: &Path, md: &Metadata) -> io::Result<()> {
+        fs::create_dir(dst).map_err(|e| at(e, dst))?;
+        for entry in fs::read_dir(src).map_err(|e| at(e, src))? {
+            let entry = entry?;
+            let (from, to) = (entry.path(), dst.join(entry.file_name()));
+            let md = fs::symlink_metadata(&from).map_err(|e| at(e, &from))?;
+            self.entry(&from, &to, &md)?;
         }
-        links.insert((md.dev(), md.ino()), dst.to_path_buf());
+        // Attributes last: a read-only directory must be filled first, and its
+        // times would move with every entry made in it.
+        finish(src, dst, md, self.shift)
     }
+
+    fn entry(&mut self, src: &Path, dst: &Path, md: &Metadata) -> io::Result<()> {
+        let ft = md.file_type();
+        if ft.is_dir() {
+            return self.dir(src, dst, md);
+        }
+        if !ft.is_symlink() && md.nlink() > 1 {
+            if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
+                return fs::hard_link(first, dst).map_err(|e| at(e, dst));
+            }
+            self.links.insert((md.dev(), md.ino()), dst.to_path_buf());
+        }
+        if !copy_node(src, dst, md)? {
+            return Ok(());
+        }
+        finish(src, dst, md, self.shift)
+    }
+}
+
+/// Makes `dst` as the non-directory `src` is, without its attributes;
+/// false for what is not copied. Regular files go by `fs::copy`
+/// (copy_file_range, which XFS and btrfs turn into a reflink).
+fn copy_node(src: &Path, dst: &Path, md: &Metadata) -> io::Result<bool> {
+    let ft = md.file_type();
     if ft.is_symlink() {
         let target = fs::read_link(src).map_err(|e| at(e, src))?;
         std::os::unix::fs::symlink(&target, dst).map_err(|e| at(e, dst))?;
@@ -71,14 +99,14 @@ fn copy_entry(src: &Path, dst: &Path, md: &Metadata, links: &mut Links) -> io::R
     } else {
         // Sockets: a layer has none that means anything.
         tracing::debug!(path = %src.display(), "not copying a socket");
-        return Ok(());
+        return Ok(false);
     }
-    finish(src, dst, md)
+    Ok(true)
 }
 
 /// Owner, then mode (a chown clears set-ID bits), xattrs and times.
-fn finish(src: &Path, dst: &Path, md: &Metadata) -> io::Result<()> {
-    lchown(dst, Some(md.uid()), Some(md.gid())).map_err(|e| at(e, dst))?;
+fn finish(src: &Path, dst: &Path, md: &Metadata, shift: &dyn Fn(u32) -> u32) -> io::Result<()> {
+    lchown(dst, Some(shift(md.uid())), Some(shift(md.gid()))).map_err(|e| at(e, dst))?;
     let symlink = md.file_type().is_symlink();
     if !symlink {
         fs::set_permissions(dst, fs::Permissions::from_mode(md.mode() & 0o7777))
@@ -99,6 +127,10 @@ fn finish(src: &Path, dst: &Path, md: &Metadata) -> io::Result<()> {
         .map_err(|e| at(e.into(), dst))
 }
 
+/// Copies every xattr as it is. File capabilities need no rewriting for a
+/// shifted copy: read and written by the engine's root they hold for the
+/// engine's root, and the kernel honours them in every user namespace
+/// below the engine's (a private container's included).
 fn copy_xattrs(src: &Path, dst: &Path) -> io::Result<()> {
     let size = match rustix::fs::llistxattr_query(src) {
         Ok(0) => return Ok(()),

@@ -23,14 +23,14 @@ use super::logread::{self, LogLine, LogsOptions, OpenedLog};
 use super::names::{self, NameError, Names};
 use super::networking;
 use super::primes::Taken;
+use super::private_layers::PrivateLayers;
 use super::protocol::{self, Event, Kind, Reply, Request};
 use super::spare::SparePool;
 use super::state::{State, Status};
 use super::store::{ContainerDir, Store};
 use super::timefmt;
-use super::tmpfs_layers::TmpfsLayers;
 use crate::network::{ContainerNetworking, Mode as NetMode, NetworkSettings, Networks};
-use crate::runtime::{idmapped, image_ids, IdAllocator, IdMap, ProcMode, ProcessSpec};
+use crate::runtime::{image_ids, IdAllocator, IdMap, ProcMode, ProcessSpec};
 use crate::volumes::VolumeStore;
 
 mod cgroup_ops;
@@ -246,7 +246,7 @@ struct Inner {
     spares: SparePool,
     /// Starts begun at create (see [`super::primes`]).
     primes: super::primes::Primes,
-    tmpfs_layers: Option<TmpfsLayers>,
+    private_layers: PrivateLayers,
     volumes: VolumeStore,
     /// Held while a create attaches volumes and while volumes are removed,
     /// so a removal never takes a volume a create is about to use.
@@ -287,11 +287,7 @@ impl Engine {
             ImageStore::open(&opts.data_root).map_err(|e| EngineError::Io(io::Error::other(e)))?;
         let spares = SparePool::new(opts.exe.clone());
         let volumes = VolumeStore::open(&opts.data_root)?;
-        let tmpfs_layers = if opts.private_layers_on_tmpfs {
-            Some(TmpfsLayers::mount(&opts.data_root)?)
-        } else {
-            None
-        };
+        let private_layers = PrivateLayers::open(&opts.data_root, opts.private_layers_on_tmpfs)?;
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -299,7 +295,7 @@ impl Engine {
                 opts,
                 spares,
                 primes: Default::default(),
-                tmpfs_layers,
+                private_layers,
                 volumes,
                 volumes_lock: Mutex::new(()),
                 table: Mutex::new(Table::default()),
@@ -307,6 +303,7 @@ impl Engine {
             }),
         };
         engine.load()?;
+        engine.prune_private_layers();
         engine.start_networking()?;
         engine.remove_ended_auto_removes();
         engine.inner.spares.refill();
@@ -641,6 +638,7 @@ impl Engine {
                     dir: &dir,
                     proc_mode: self.inner.opts.proc_mode,
                     id_map: id_map.clone(),
+                    lowers_shifted: !id_map.is_identity() && self.inner.private_layers.shifts(),
                     sharing: &sharing,
                 },
             )
@@ -697,18 +695,13 @@ impl Engine {
         Ok(Created { id, warnings })
     }
 
-    /// A private-mode container's layers (on the engine's tmpfs) and its
-    /// ID range, sized from the image.
+    /// A private-mode container's ID range, sized from the image, and its
+    /// layers (where [`PrivateLayers`] puts them; made at start).
     fn private_range(
         &self,
         details: &hutch_images::ImageDetails,
         layers: &[PathBuf],
     ) -> Result<(Vec<PathBuf>, IdMap)> {
-        let tmpfs = self.tmpfs_layers(layers)?;
-        let copies = layers
-            .iter()
-            .map(|l| tmpfs.path_for(l))
-            .collect::<io::Result<Vec<_>>>()?;
         let topmost_first: Vec<PathBuf> = layers.iter().rev().cloned().collect();
         let request = image_ids::private_request_from_meta(
             details.highest_uid,
@@ -722,19 +715,37 @@ impl Engine {
             .ids
             .allocate(&request)
             .map_err(|e| EngineError::Conflict(e.to_string()))?;
-        Ok((copies, map))
+        match self.inner.private_layers.paths(layers, &map) {
+            Ok(copies) => Ok((copies, map)),
+            Err(e) => {
+                self.lock().ids.release(&map);
+                Err(e.into())
+            }
+        }
     }
 
-    /// The tmpfs layer store, or private mode's refusal.
-    fn tmpfs_layers(&self, layers: &[PathBuf]) -> Result<&TmpfsLayers> {
-        self.inner.tmpfs_layers.as_ref().ok_or_else(|| {
-            let layer = layers.first().cloned().unwrap_or_default();
-            EngineError::Invalid(idmapped::refused_without_tmpfs(&layer))
-        })
+    /// Where this engine puts the layers of new private-mode containers.
+    pub fn private_id_storage(&self) -> crate::doctor::PrivateIdStorage {
+        if self.inner.private_layers.shifts() {
+            crate::doctor::PrivateIdStorage::ShiftedCopy
+        } else {
+            crate::doctor::PrivateIdStorage::IdmappedTmpfsLayers
+        }
     }
 
-    /// Before a private-mode container starts: its layers on this engine's
-    /// tmpfs (a restarted engine has a new, empty one).
+    /// Drops the shifted layer copies of private-mode containers whose
+    /// source layer has left the image store (call after removing images).
+    pub fn prune_private_layers(&self) {
+        let layers = &self.inner.images.content().layers;
+        let exists = |hex: &str| {
+            hutch_images::Digest::from_hex(hex).is_ok_and(|chain| layers.contains(&chain))
+        };
+        self.inner.private_layers.prune(&exists);
+    }
+
+    /// Before a private-mode container starts: its layers, as shifted
+    /// copies or on this engine's tmpfs (a restarted engine has a new,
+    /// empty one).
     fn prepare_layers(&self, id: &str, dir: &ContainerDir) -> Result<()> {
         let spec = dir.read_spec()?;
         if spec.id_map.is_identity() {
@@ -751,7 +762,12 @@ impl Engine {
             .images
             .layer_chain(&image_id)
             .map_err(|e| EngineError::Io(io::Error::other(e)))?;
-        self.tmpfs_layers(&layers)?.ensure(&layers)?;
+        let shifted = spec.rootfs.lowers_shifted;
+        let private = &self.inner.private_layers;
+        private
+            .supports(shifted)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        private.ensure(&layers, &spec.id_map, shifted)?;
         Ok(())
     }
 

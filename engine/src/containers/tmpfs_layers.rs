@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use nix::mount::{mount, MsFlags};
 
 use super::copy_tree::copy_tree;
+use super::private_layers::chain_id_of;
 
 /// Where, under the data root, the tmpfs is mounted (in the engine's mount
 /// namespace only; the directory stays empty on disk).
@@ -62,13 +63,7 @@ impl TmpfsLayers {
 
     /// The tmpfs copy's path for a disk layer `<store>/layers/<chain-id>/diff`.
     pub fn path_for(&self, disk_layer: &Path) -> io::Result<PathBuf> {
-        let chain = disk_layer
-            .parent()
-            .and_then(Path::file_name)
-            .ok_or_else(|| {
-                io::Error::other(format!("unexpected layer path {}", disk_layer.display()))
-            })?;
-        Ok(self.root.join(chain))
+        Ok(self.root.join(chain_id_of(disk_layer)?))
     }
 
     /// Copies the layers that are not on the tmpfs yet; returns their tmpfs

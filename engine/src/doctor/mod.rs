@@ -132,25 +132,20 @@ fn choose(checks: &[Check], proc: &procfs::Outcome, sys: &procfs::Outcome) -> Ch
     } else {
         Choice::new(false, why_not(checks, "userns.create"))
     };
-    let private_id_storage = if ok("idmap.data_root") {
-        Choice::new(
-            PrivateIdStorage::IdmappedDataRoot,
-            "the data root can be idmapped",
-        )
-    } else if ok("idmap.tmpfs") {
+    // What a daemon started with --private-layers-tmpfs would use; without
+    // the option (or the tmpfs) it makes shifted copies on the data root.
+    let private_id_storage = if ok("idmap.tmpfs") {
         Choice::new(
             PrivateIdStorage::IdmappedTmpfsLayers,
-            "the data root cannot be idmapped, an engine-owned tmpfs can",
-        )
-    } else if ok("devices.fuse") {
-        Choice::new(
-            PrivateIdStorage::FuseShift,
-            "no idmappable storage; /dev/fuse works",
+            "an engine-owned tmpfs can be idmapped: with `hutch daemon --private-layers-tmpfs` \
+             layers are copied there once (in memory) and idmapped per container; without it, \
+             shifted copies per ID range on the data root",
         )
     } else {
         Choice::new(
             PrivateIdStorage::ShiftedCopy,
-            "no idmappable storage and no /dev/fuse",
+            why_not(checks, "idmap.tmpfs")
+                + "; layers are copied per ID range with shifted owners on the data root",
         )
     };
     let uplink = if ok("netns.link") {

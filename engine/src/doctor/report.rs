@@ -133,18 +133,17 @@ impl<T> Choice<T> {
     }
 }
 
-/// Where containers with a private ID range get their shifted rootfs from,
-/// best first (DESIGN.md, "Storage and ID mapping").
+/// Where containers with a private ID range get their shifted rootfs from
+/// (DESIGN.md, "Storage and ID mapping"; docs/architecture.md says why
+/// idmapping the data root itself and the FUSE overlay are not among them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PrivateIdStorage {
-    /// Idmapped mounts of the layers where they lie on the data root.
-    IdmappedDataRoot,
-    /// Layers copied into an engine-owned tmpfs and idmapped there.
+    /// Layers copied into an engine-owned tmpfs and idmapped there
+    /// (`hutch daemon --private-layers-tmpfs`).
     IdmappedTmpfsLayers,
-    /// A FUSE overlay that shifts IDs (needs /dev/fuse).
-    FuseShift,
-    /// A shifted copy of the layers per (layer, range).
+    /// A copy of the layers per (layer, ID map) with shifted owners, on the
+    /// data root.
     ShiftedCopy,
 }
 

@@ -97,9 +97,9 @@ pub struct Spawned {
     pidfd: Option<OwnedFd>,
     sock: UnixStream,
     start_sent: bool,
-    /// Private mode: the init's setup has a further exchange with us, so
-    /// `Start` cannot be queued ahead.
-    private: bool,
+    /// Idmapped layers (private mode on the tmpfs store): the init's setup
+    /// has a further exchange with us, so `Start` cannot be queued ahead.
+    idmaps_layers: bool,
 }
 
 /// The first half of [`create`]: the init is cloned (or the premade one
@@ -162,14 +162,15 @@ pub fn spawn(spec: &ContainerSpec, stdio: InitStdio) -> Result<Spawned, Failure>
             .map_err(|e| fail(Failure::runtime(e.to_string())))?;
     }
     let private = !spec.id_map.is_identity();
-    channel::send(
-        &mut sock,
-        &InitMsg::MapsWritten {
-            idmap_layers: private,
-        },
-    )
-    .map_err(|e| fail(Failure::runtime(format!("signalling the init: {e}"))))?;
-    if private {
+    let idmap_layers = private && !spec.rootfs.lowers_shifted;
+    if private && !idmap_layers {
+        // Shifted copies: the init mounts them as they are, as soon as it
+        // hears from us, over an upper dir its root must own by then.
+        chown_upper(spec).map_err(fail)?;
+    }
+    channel::send(&mut sock, &InitMsg::MapsWritten { idmap_layers })
+        .map_err(|e| fail(Failure::runtime(format!("signalling the init: {e}"))))?;
+    if idmap_layers {
         private_rootfs(spec, pid, &mut sock).map_err(fail)?;
     }
     Ok(Spawned {
@@ -177,7 +178,7 @@ pub fn spawn(spec: &ContainerSpec, stdio: InitStdio) -> Result<Spawned, Failure>
         pidfd,
         sock,
         start_sent: false,
-        private,
+        idmaps_layers: idmap_layers,
     })
 }
 
@@ -303,7 +304,7 @@ impl Premade {
             pidfd: self.pidfd.take(),
             sock,
             start_sent: false,
-            private: false,
+            idmaps_layers: false,
         })
     }
 }
@@ -333,12 +334,12 @@ impl Spawned {
     /// without waiting for a round trip through us ([`start`] then only
     /// waits for the exec): one wake-up of each process less, which a busy
     /// machine makes costly. For a caller whose work is done, typically
-    /// before the setup's end; in private mode it does nothing (that setup
+    /// before the setup's end; with idmapped layers it does nothing (that setup
     /// has a further exchange with us). An init whose setup failed
     /// meanwhile is gone and cannot take it: then [`Spawned::ready`]
     /// reports why.
     pub fn start_when_ready(&mut self) {
-        if self.private || self.start_sent {
+        if self.idmaps_layers || self.start_sent {
             return;
         }
         if channel::send(&mut self.sock, &InitMsg::Start).is_ok() {
@@ -407,20 +408,17 @@ impl Spawned {
     }
 }
 
-/// In private mode, does the rootfs work only the engine can: idmaps the
-/// detached layer mounts the init sends with the container's (already
-/// written) maps, so image files belong to the container's root, and chowns
-/// the upper and work directories to that root, who mounts the overlay.
-/// Layers the kernel will not idmap (a disk store) refuse private mode. In
-/// identity mode none of this is needed: the layers are the engine root's,
-/// which is the container's root too.
+/// In private mode with idmapped layers, does the rootfs work only the
+/// engine can: idmaps the detached layer mounts the init sends with the
+/// container's (already written) maps, so image files belong to the
+/// container's root, and chowns the upper and work directories to that
+/// root, who mounts the overlay. Layers the kernel will not idmap (a disk
+/// store) fail here; the engine gives such a container shifted copies
+/// instead. In identity mode none of this is needed: the layers are the
+/// engine root's, which is the container's root too.
 fn private_rootfs(spec: &ContainerSpec, pid: Pid, sock: &mut UnixStream) -> Result<(), Failure> {
     let trees = channel::recv_fds(sock, spec.rootfs.lower.len())
         .map_err(|e| Failure::runtime(format!("receiving the layer mounts: {e}")))?;
-    let root = spec
-        .id_map
-        .to_engine(0)
-        .ok_or_else(|| Failure::runtime("the container's ID map does not map its root (ID 0)"))?;
     let userns = open(
         format!("/proc/{pid}/ns/user").as_str(),
         OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -430,12 +428,23 @@ fn private_rootfs(spec: &ContainerSpec, pid: Pid, sock: &mut UnixStream) -> Resu
 
     idmap_layers(&spec.rootfs.lower, &trees, &userns)
         .map_err(|e| Failure::runtime(e.to_string()))?;
+    chown_upper(spec)?;
+    channel::send(sock, &InitMsg::LayersIdmapped)
+        .map_err(|e| Failure::runtime(format!("signalling the init: {e}")))
+}
+
+/// Gives a private-mode container's upper and work directories to its
+/// root, who mounts the overlay.
+fn chown_upper(spec: &ContainerSpec) -> Result<(), Failure> {
+    let root = spec
+        .id_map
+        .to_engine(0)
+        .ok_or_else(|| Failure::runtime("the container's ID map does not map its root (ID 0)"))?;
     for dir in [&spec.rootfs.upper, &spec.rootfs.work] {
         chown(dir, Some(Uid::from_raw(root)), Some(Gid::from_raw(root)))
             .map_err(|e| Failure::runtime(format!("chown {} to {root}: {e}", dir.display())))?;
     }
-    channel::send(sock, &InitMsg::LayersIdmapped)
-        .map_err(|e| Failure::runtime(format!("signalling the init: {e}")))
+    Ok(())
 }
 
 /// Releases the init into the container's command. `Ok` once the exec has

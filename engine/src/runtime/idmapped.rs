@@ -24,13 +24,13 @@ use nix::sys::statfs::statfs;
 
 use crate::mount_api;
 
-/// A layer the kernel would not idmap: private mode cannot run on it.
+/// A layer the kernel would not idmap. The engine idmaps only layers on its
+/// tmpfs store and gives a disk store's containers shifted copies, so this
+/// means a spec that asked for idmapped layers somewhere else.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "private ID mode needs its image layers on a filesystem the engine owns (the daemon's tmpfs \
-     layer store), but layer {layer} is on {fs}, which the kernel does not let the engine idmap \
-     ({source}); use --userns-mode identity, or put the layer store on tmpfs \
-     (the FUSE and copy fallbacks for disk stores are not implemented yet)"
+    "idmapped layers need a filesystem the engine owns (the daemon's tmpfs layer store), but \
+     layer {layer} is on {fs}, which the kernel does not let the engine idmap ({source})"
 )]
 pub struct RefusedLayer {
     pub layer: PathBuf,
@@ -65,21 +65,6 @@ pub fn clone_layer(layer: &Path) -> io::Result<OwnedFd> {
 
 fn idmap(tree: &OwnedFd, userns: &OwnedFd) -> io::Result<()> {
     mount_api::set_idmap(tree.as_fd(), userns.as_fd()).map_err(io::Error::from)
-}
-
-/// Why an engine without the tmpfs layer store refuses a private-mode
-/// container whose layers are at `layer` (checked at create, before any
-/// mount is tried).
-pub fn refused_without_tmpfs(layer: &Path) -> String {
-    format!(
-        "private ID mode needs its image layers on a filesystem the engine owns (the daemon's \
-         tmpfs layer store), but this engine keeps them on {} ({}), which the kernel does not \
-         let the engine idmap; use --userns-mode identity, or start the daemon with the tmpfs \
-         layer store for private containers (the FUSE and copy fallbacks for disk stores are \
-         not implemented yet)",
-        fs_name(layer),
-        layer.display()
-    )
 }
 
 /// The filesystem type of `path`, for the refusal message.

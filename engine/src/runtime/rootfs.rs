@@ -157,6 +157,7 @@ mod tests {
             work: "/c/work".into(),
             target: "/c/rootfs".into(),
             readonly: false,
+            lowers_shifted: false,
         }
     }
 

@@ -81,6 +81,11 @@ pub struct RootfsSpec {
     pub target: PathBuf,
     /// Make the root filesystem read-only (`--read-only`).
     pub readonly: bool,
+    /// In private mode: the lower layers are copies already owned by the
+    /// container's ID range, so they are mounted as they are instead of
+    /// idmapped (a disk store, which the engine cannot idmap).
+    #[serde(default)]
+    pub lowers_shifted: bool,
 }
 
 /// The container's first process.
@@ -365,6 +370,7 @@ mod tests {
                 work: "/c/work".into(),
                 target: "/c/rootfs".into(),
                 readonly: true,
+                lowers_shifted: false,
             },
             ProcessSpec::new(vec!["true".into()]),
             IdMap::identity(),

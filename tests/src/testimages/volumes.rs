@@ -1,7 +1,8 @@
 //! The volumes image: busybox, then a layer with content under the image's
 //! VOLUME `/data` (owners and modes a populated volume must keep) and
 //! symlinks that would take a mount target out of the rootfs if the engine
-//! followed them on its own side.
+//! followed them on its own side. Also a copy of busybox with a file
+//! capability (`/caps/busybox`, cap_net_raw+ep), for the ID modes.
 
 use super::busybox::{self, Busybox};
 use super::entry::LayerEntry;
@@ -24,6 +25,11 @@ pub fn recipe(bb: &Busybox) -> anyhow::Result<Recipe> {
             LayerEntry::symlink("escape", ESCAPE_TARGET),
             LayerEntry::dir("mnt", 0o755),
             LayerEntry::symlink("mnt/up", "../../../../../tmp/hutch-escape-rel"),
+            LayerEntry::dir("caps", 0o755),
+            LayerEntry::file("caps/busybox", 0o755, bb.bytes.clone()).xattr(
+                "security.capability",
+                super::torture::capability_net_raw_ep(),
+            ),
         ],
     });
     recipe.volumes = vec!["/data".to_owned()];

@@ -166,6 +166,7 @@ async fn delete(req: ApiRequest) -> Reply {
             Ok(Ok((id, store.remove(&name, force)?)))
         })
         .await??;
+    prune_layer_copies(&daemon).await;
     let items = publish_removed(&daemon.events, &id, &removed);
     Ok(response::json(StatusCode::OK, &items))
 }
@@ -284,6 +285,7 @@ async fn prune(req: ApiRequest) -> Reply {
             Ok((removed, before.saturating_sub(after)))
         })
         .await?;
+    prune_layer_copies(&daemon).await;
     let items: Vec<ImageDeleteResponseItem> = removed
         .iter()
         .flat_map(|(id, r)| publish_removed(&daemon.events, id, r))
@@ -293,6 +295,17 @@ async fn prune(req: ApiRequest) -> Reply {
         space_reclaimed: Some(reclaimed as i64),
     };
     Ok(response::json(StatusCode::OK, &body))
+}
+
+/// After images are removed: the private-mode containers' shifted copies
+/// of their layers go too (a failure there costs only space, and is logged).
+async fn prune_layer_copies(daemon: &std::sync::Arc<crate::server::Daemon>) {
+    let _ = daemon
+        .with_engine(|e| {
+            e.prune_private_layers();
+            Ok(())
+        })
+        .await;
 }
 
 fn label_matches(labels: &std::collections::BTreeMap<String, String>, filter: &str) -> bool {

@@ -130,7 +130,9 @@ struct Info {
 async fn info(req: ApiRequest) -> Reply {
     let daemon = req.daemon.clone();
     let counts: ImageCounts = daemon.with_images(ImageCounts::of).await?;
-    let containers = daemon.with_engine(|e| Ok(e.list(true))).await?;
+    let (containers, private_storage) = daemon
+        .with_engine(|e| Ok((e.list(true), e.private_id_storage())))
+        .await?;
     let count = |pred: &dyn Fn(&hutch_engine::containers::state::Status) -> bool| {
         containers.iter().filter(|c| pred(&c.state.status)).count() as i64
     };
@@ -147,9 +149,10 @@ async fn info(req: ApiRequest) -> Reply {
     let (cgroup_version, hutch) = match doctor.as_ref() {
         DoctorOutcome::Report(report) => {
             driver_status[0][1] = report.environment.data_root_fs.clone();
+            // What this daemon uses (the doctor says what it could).
             driver_status.push(vec![
                 "Private ID storage".to_owned(),
-                choice_name(&report.choices.private_id_storage.chosen),
+                choice_name(&private_storage),
             ]);
             for check in report
                 .checks
