@@ -23,7 +23,7 @@ use super::logread::{self, LogLine, LogsOptions, OpenedLog};
 use super::names::{self, NameError, Names};
 use super::networking;
 use super::primes::Taken;
-use super::private_layers::PrivateLayers;
+use super::private_layers::{LayersError, PrivateLayers};
 use super::protocol::{self, Event, Kind, Reply, Request};
 use super::spare::SparePool;
 use super::state::{State, Status};
@@ -762,13 +762,13 @@ impl Engine {
             .images
             .layer_chain(&image_id)
             .map_err(|e| EngineError::Io(io::Error::other(e)))?;
-        let shifted = spec.rootfs.lowers_shifted;
-        let private = &self.inner.private_layers;
-        private
-            .supports(shifted)
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
-        private.ensure(&layers, &spec.id_map, shifted)?;
-        Ok(())
+        self.inner
+            .private_layers
+            .ensure(&layers, &spec.id_map, spec.rootfs.lowers_shifted)
+            .map_err(|e| match e {
+                LayersError::NoTmpfs => EngineError::Invalid(e.to_string()),
+                LayersError::Io(e) => e.into(),
+            })
     }
 
     /// `docker start`.

@@ -19,15 +19,19 @@ pub struct PrivateLayers {
     shifted: ShiftedLayers,
 }
 
-/// A container's layers were copied to the tmpfs of a daemon started with
-/// `--private-layers-tmpfs`, and this one was not.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "this private-mode container was created to use the tmpfs layer store, which this daemon \
-     was not started with (--private-layers-tmpfs); start the daemon with it, or recreate \
-     the container to use shifted copies on the data root"
-)]
-pub struct NoTmpfs;
+pub enum LayersError {
+    /// A container's layers were copied to the tmpfs of a daemon started
+    /// with `--private-layers-tmpfs`, and this one was not.
+    #[error(
+        "this private-mode container was created to use the tmpfs layer store, which this \
+         daemon was not started with (--private-layers-tmpfs); start the daemon with it, or \
+         recreate the container to use shifted copies on the data root"
+    )]
+    NoTmpfs,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
 
 /// The chain ID directory name of a disk layer `<store>/layers/<chain-id>/diff`,
 /// which names its copies.
@@ -67,23 +71,18 @@ impl PrivateLayers {
             .collect()
     }
 
-    /// Whether this engine can give a container its layers the way its
-    /// spec says (`shifted`, or on the tmpfs).
-    pub fn supports(&self, shifted: bool) -> Result<(), NoTmpfs> {
-        if shifted || self.tmpfs.is_some() {
-            Ok(())
-        } else {
-            Err(NoTmpfs)
-        }
-    }
-
     /// Makes the layers of a container with `map`, as shifted copies or on
     /// the tmpfs (`shifted`, as its spec says), where missing.
-    pub fn ensure(&self, layers: &[PathBuf], map: &IdMap, shifted: bool) -> io::Result<()> {
+    pub fn ensure(
+        &self,
+        layers: &[PathBuf],
+        map: &IdMap,
+        shifted: bool,
+    ) -> Result<(), LayersError> {
         match (&self.tmpfs, shifted) {
-            (Some(tmpfs), false) => tmpfs.ensure(layers).map(drop),
-            (None, false) => Err(io::Error::other(NoTmpfs)),
-            (_, true) => self.shifted.ensure(layers, map).map(drop),
+            (_, true) => Ok(self.shifted.ensure(layers, map)?),
+            (Some(tmpfs), false) => Ok(tmpfs.ensure(layers)?),
+            (None, false) => Err(LayersError::NoTmpfs),
         }
     }
 

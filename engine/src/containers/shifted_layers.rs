@@ -13,7 +13,7 @@
 //! private container after a removal usually gets the same map and finds
 //! its copies made: a `docker run --rm` loop pays for the copy once. A copy
 //! goes when the layer it was made from is gone from the store (pruned when
-//! the engine opens and when a container is removed).
+//! the engine opens and after images are removed).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -57,11 +57,9 @@ impl ShiftedLayers {
             .join(chain_id_of(disk_layer)?))
     }
 
-    /// Makes the copies of `disk_layers` for `map` that do not exist yet;
-    /// returns their paths in the same order.
-    pub fn ensure(&self, disk_layers: &[PathBuf], map: &IdMap) -> io::Result<Vec<PathBuf>> {
+    /// Makes the copies of `disk_layers` for `map` that do not exist yet.
+    pub fn ensure(&self, disk_layers: &[PathBuf], map: &IdMap) -> io::Result<()> {
         let _guard = self.copying.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = Vec::with_capacity(disk_layers.len());
         for layer in disk_layers {
             let copy = self.path_for(layer, map)?;
             if !copy.exists() {
@@ -83,9 +81,8 @@ impl ShiftedLayers {
                     "layer copied with shifted owners for a private-mode container"
                 );
             }
-            out.push(copy);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Removes the copies of layers for which `layer_exists(chain_id_hex)`

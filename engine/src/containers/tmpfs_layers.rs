@@ -66,11 +66,9 @@ impl TmpfsLayers {
         Ok(self.root.join(chain_id_of(disk_layer)?))
     }
 
-    /// Copies the layers that are not on the tmpfs yet; returns their tmpfs
-    /// paths in the same order.
-    pub fn ensure(&self, disk_layers: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
+    /// Copies the layers that are not on the tmpfs yet.
+    pub fn ensure(&self, disk_layers: &[PathBuf]) -> io::Result<()> {
         let _guard = self.copying.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = Vec::with_capacity(disk_layers.len());
         for layer in disk_layers {
             let copy = self.path_for(layer)?;
             if !copy.exists() {
@@ -82,8 +80,7 @@ impl TmpfsLayers {
                 std::fs::rename(&staging, &copy)?;
                 tracing::debug!(layer = %layer.display(), "layer copied to the private-mode tmpfs");
             }
-            out.push(copy);
         }
-        Ok(out)
+        Ok(())
     }
 }
