@@ -227,6 +227,9 @@ pub struct DoctorArgs {
 #[derive(Debug, Args)]
 pub struct PullArgs {
     pub image: String,
+    /// Pull every tagged image of the repository (Docker's `-a`).
+    #[arg(short = 'a', long)]
+    pub all_tags: bool,
     /// Platform to select from a multi-platform image (os/arch[/variant]).
     #[arg(long)]
     pub platform: Option<String>,

@@ -186,7 +186,7 @@ impl ImageStore {
         let since = filters.since.as_deref().map(created_of).transpose()?;
         let mut out = Vec::new();
         for record in self.store.records.all()? {
-            let summary = summarize(&index, &record);
+            let mut summary = summarize(&index, &record);
             let dangling = summary.repo_tags.is_empty();
             if dangling && record.intermediate && summary.repo_digests.is_empty() {
                 continue;
@@ -194,13 +194,17 @@ impl ImageStore {
             if filters.dangling.is_some_and(|want| want != dangling) {
                 continue;
             }
-            if !filters.reference.is_empty()
-                && !filters
-                    .reference
-                    .iter()
-                    .any(|p| summary.repo_tags.iter().any(|t| reference_matches(p, t)))
-            {
-                continue;
+            if !filters.reference.is_empty() {
+                // As moby: only the names that match are listed (`docker
+                // images REPO` shows no row for the image's other names), and
+                // an image with none is left out.
+                let matches =
+                    |r: &Reference| filters.reference.iter().any(|p| reference_matches(p, r));
+                summary.repo_tags.retain(matches);
+                summary.repo_digests.retain(matches);
+                if summary.repo_tags.is_empty() && summary.repo_digests.is_empty() {
+                    continue;
+                }
             }
             let labels_ok = filters.labels.iter().all(|(k, v)| match v {
                 Some(v) => summary.labels.get(k) == Some(v),
@@ -371,6 +375,18 @@ impl ImageStore {
             progress,
         )
         .await?)
+    }
+
+    /// The tags the registry has for `repository`'s repository (its tag or
+    /// digest, if any, ignored), for `pull --all-tags`.
+    pub async fn tags(
+        &self,
+        repository: &Reference,
+        request: &RegistryRequest,
+    ) -> Result<Vec<String>, ImageError> {
+        let repository = repository.repository();
+        let credential = resolve_credential(request.auth.as_ref(), repository.domain())?;
+        Ok(pull::tags(&request.settings, &credential, &repository).await?)
     }
 
     /// What the registry says `name` is (`GET /distribution/{name}/json`),

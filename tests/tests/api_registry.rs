@@ -52,6 +52,54 @@ fn docker_pull_and_push_through_the_daemon() -> Result<()> {
         "{back}"
     );
 
+    // `docker pull -a`: every tag of the repository, each with its own
+    // progress, then one status line; docker-py's `all_tags` the same way.
+    let copy2 = registry.image_ref("team/copy:v2");
+    daemon.docker_ok(&["tag", &name, &copy2])?;
+    daemon.docker_ok(&["push", &copy2])?;
+    daemon.docker_ok(&["rmi", &copy, &copy2])?;
+    let repo = registry.image_ref("team/copy");
+    let all = daemon.docker_ok(&["pull", "-a", &repo])?;
+    for tag in ["v1", "v2"] {
+        ensure!(
+            all.contains(&format!("{tag}: Pulling from team/copy")),
+            "pull -a skipped {tag}: {all}"
+        );
+    }
+    ensure!(
+        all.contains(&format!("Digest: {}", image.manifest_digest))
+            && all.contains(&format!("Status: Downloaded newer image for {repo}")),
+        "{all}"
+    );
+    let tags = daemon.docker_ok(&["images", "--format", "{{.Tag}}", &repo])?;
+    let mut tags: Vec<&str> = tags.lines().collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["v1", "v2"], "the tags pull -a made");
+    daemon.docker_ok(&["rmi", &copy2])?;
+    // (docker-py lists the repository's images, then inspects each: its
+    // tags are all the image's names.)
+    let script = format!(
+        "import docker\nc = docker.from_env()\n\
+         imgs = c.images.pull('{repo}', all_tags=True)\n\
+         print(len(imgs), sorted(t for i in imgs for t in i.tags if '/team/' in t))\n"
+    );
+    let py = daemon.venv_python().args(["-c", &script]).output()?;
+    assert_eq!(
+        ok(&py, "docker-py pull all_tags")?.trim(),
+        format!("1 ['{copy}', '{copy2}']"),
+        "docker-py pull(all_tags=True)"
+    );
+    let missing_repo = daemon
+        .docker()
+        .args(["pull", "-a", &registry.image_ref("nope/nothing")])
+        .output()?;
+    assert!(!missing_repo.status.success());
+    let err = String::from_utf8_lossy(&missing_repo.stderr).to_lowercase();
+    assert!(
+        err.contains("unknown") || err.contains("not found"),
+        "pull -a of a missing repository: {err}"
+    );
+
     // A name the registry does not have is an error with the registry's words.
     let missing = daemon
         .docker()

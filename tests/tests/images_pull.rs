@@ -835,3 +835,66 @@ fn killed_pulls_leave_no_orphans() -> anyhow::Result<()> {
     drop(registry);
     pod.stop()
 }
+
+/// `hutch pull -a` pulls every tag the registry lists, across its pages;
+/// a registry that pages forever, sends a page too large, or lists a tag
+/// no reference can carry is a clear error.
+#[test]
+fn pull_all_tags_follows_pages_and_refuses_lies() -> anyhow::Result<()> {
+    let image = testimages::busybox()?;
+    let pod = Pod::start(&PodSpec::new())?;
+    let liar = Liar::start(&pod, &image, 5056)?;
+    let repo = format!("{}/good/img", liar.host);
+    let out = ok(&hutch(&pod, "all", &["pull", "-a", &repo], &[])?)?;
+    for tag in ["a", "b"] {
+        ensure!(
+            out.contains(&format!("{tag}: Pulling from good/img")),
+            "tag {tag} was not pulled:\n{out}"
+        );
+    }
+    ensure!(
+        out.contains(&format!("Status: Downloaded newer image for {repo}")),
+        "{out}"
+    );
+    let names = fs::read_to_string(pod.data_dir_host().join("all/repositories.json"))?;
+    for tag in ["a", "b"] {
+        ensure!(
+            names.contains(&format!("{repo}:{tag}\"")),
+            "{repo}:{tag} is not a name: {names}"
+        );
+    }
+    let again = ok(&hutch(&pod, "all", &["pull", "--all-tags", &repo], &[])?)?;
+    ensure!(
+        again.contains(&format!("Status: Image is up to date for {repo}")),
+        "{again}"
+    );
+    let tagged = failed(&hutch(
+        &pod,
+        "all",
+        &["pull", "-a", &format!("{repo}:a")],
+        &[],
+    )?)?;
+    ensure!(
+        tagged.contains("tag can't be used with --all-tags/-a"),
+        "{tagged}"
+    );
+
+    let cases: &[(&str, &str)] = &[
+        ("endless", "more than 1000 pages"),
+        ("huge", "over 4194304 bytes"),
+        ("truncated", "invalid tag"),
+        ("nosuch", "NAME_UNKNOWN"),
+    ];
+    for (repo, words) in cases {
+        let name = format!("{}/{repo}/img", liar.host);
+        let err = failed(&hutch(&pod, repo, &["pull", "-a", &name], &[])?)?;
+        ensure!(err.contains(words), "{repo}: unclear error: {err}");
+        let store = contents(&pod, repo)?;
+        ensure!(
+            store == StoreContents::default(),
+            "{repo}: something was stored: {store:?}"
+        );
+    }
+    drop(liar);
+    pod.stop()
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use hutch_images::registry::{AuthConfig, PullStatus, RegistrySettings};
-use hutch_images::{NoProgress, ProgressSink, Reference, RegistryRequest};
+use hutch_images::{ImageStore, NoProgress, ProgressSink, Reference, RegistryRequest};
 
 use super::images::open_store;
 use super::progress::{Operation, Renderer};
@@ -40,7 +40,65 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn pull(global: &GlobalOptions, args: &PullArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(global)?;
     let request = registry_request()?;
+    let runtime = runtime()?;
+    if args.all_tags {
+        return pull_all_tags(&store, &request, &runtime, args);
+    }
     let reference = Reference::parse(&args.image)?;
+    if !args.quiet {
+        let given = Reference::parse_normalized(&args.image)?;
+        if given.tag().is_none() && given.digest().is_none() {
+            println!("Using default tag: latest");
+        }
+    }
+    let status = pull_one(&store, &request, &runtime, &reference, args)?;
+    if !args.quiet {
+        println!("Status: {} {}", status_text(status), reference.familiar());
+    }
+    println!("{reference}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pull --all-tags`: every tag the registry lists, one after the other,
+/// as Docker's CLI shows it; the first tag that fails ends the command.
+fn pull_all_tags(
+    store: &ImageStore,
+    request: &RegistryRequest,
+    runtime: &tokio::runtime::Runtime,
+    args: &PullArgs,
+) -> anyhow::Result<ExitCode> {
+    let repository = Reference::parse_normalized(&args.image)?;
+    if repository.tag().is_some() || repository.digest().is_some() {
+        anyhow::bail!("tag can't be used with --all-tags/-a");
+    }
+    let tags = runtime.block_on(store.tags(&repository, request))?;
+    let mut downloaded = false;
+    for tag in tags {
+        let reference = repository.with_tag(&tag)?;
+        downloaded |=
+            pull_one(store, request, runtime, &reference, args)? == PullStatus::Downloaded;
+    }
+    if !args.quiet {
+        let status = if downloaded {
+            PullStatus::Downloaded
+        } else {
+            PullStatus::UpToDate
+        };
+        println!("Status: {} {}", status_text(status), repository.familiar());
+    }
+    println!("{repository}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pulls one tag or digest with its progress: `TAG: Pulling from ...`, the
+/// layers, `Digest: ...`.
+fn pull_one(
+    store: &ImageStore,
+    request: &RegistryRequest,
+    runtime: &tokio::runtime::Runtime,
+    reference: &Reference,
+    args: &PullArgs,
+) -> anyhow::Result<PullStatus> {
     let renderer = Arc::new(Renderer::new(Operation::Pull));
     let sink: Arc<dyn ProgressSink> = if args.quiet {
         Arc::new(NoProgress)
@@ -48,10 +106,6 @@ pub fn pull(global: &GlobalOptions, args: &PullArgs) -> anyhow::Result<ExitCode>
         renderer.clone()
     };
     if !args.quiet {
-        let given = Reference::parse_normalized(&args.image)?;
-        if given.tag().is_none() && given.digest().is_none() {
-            renderer.line("Using default tag: latest");
-        }
         let what = match (reference.digest(), reference.tag()) {
             (Some(d), _) => d.to_string(),
             (None, Some(t)) => t.to_owned(),
@@ -59,20 +113,25 @@ pub fn pull(global: &GlobalOptions, args: &PullArgs) -> anyhow::Result<ExitCode>
         };
         renderer.line(&format!("{what}: Pulling from {}", reference.path()));
     }
-    let pulled =
-        runtime()?.block_on(store.pull(&args.image, args.platform.as_deref(), &request, sink));
+    let pulled = runtime.block_on(store.pull(
+        &reference.to_string(),
+        args.platform.as_deref(),
+        request,
+        sink,
+    ));
     renderer.finish();
     let pulled = pulled?;
     if !args.quiet {
         renderer.line(&format!("Digest: {}", pulled.digest));
-        let status = match pulled.status {
-            PullStatus::Downloaded => "Downloaded newer image for",
-            PullStatus::UpToDate => "Image is up to date for",
-        };
-        renderer.line(&format!("Status: {status} {}", reference.familiar()));
     }
-    println!("{reference}");
-    Ok(ExitCode::SUCCESS)
+    Ok(pulled.status)
+}
+
+fn status_text(status: PullStatus) -> &'static str {
+    match status {
+        PullStatus::Downloaded => "Downloaded newer image for",
+        PullStatus::UpToDate => "Image is up to date for",
+    }
 }
 
 pub fn push(global: &GlobalOptions, args: &PushArgs) -> anyhow::Result<ExitCode> {

@@ -29,6 +29,10 @@ use crate::oci;
 use crate::reference::Reference;
 
 const USER_AGENT: &str = concat!("hutch/", env!("CARGO_PKG_VERSION"));
+/// The most of a tag list page read (a page of 10,000 tags is ~300 KB).
+const MAX_TAG_PAGE_SIZE: u64 = 4 << 20;
+/// The most tag list pages followed.
+const MAX_TAG_PAGES: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -259,29 +263,13 @@ impl Session {
     /// GETs a manifest and reads at most `MAX_MANIFEST_SIZE` of it.
     /// oci-client's `pull_manifest_raw` reads any body whole before we
     /// could look at its size, so a hostile registry could make us hold
-    /// gigabytes; here the read stops at the limit. Authentication is
-    /// oci-client's (`Client::auth`, which also caches the token for the
-    /// blob requests that follow).
+    /// gigabytes; here the read stops at the limit.
     async fn manifest_body(
         &self,
         reference: &oci_client::Reference,
         accepted: &[&str],
         shown: &str,
     ) -> Result<Bytes, RegistryError> {
-        let what = || format!("fetching the manifest of {shown}");
-        let fail = |cause: String| RegistryError::Request {
-            what: what(),
-            endpoint: self.endpoint.host.clone(),
-            cause,
-        };
-        let token = self.pull_token(&what()).await?;
-        let http = match self.http.get() {
-            Some(http) => http,
-            None => {
-                let built = http_client(&self.endpoint).map_err(fail)?;
-                self.http.get_or_init(|| built)
-            }
-        };
         let target = match reference.digest() {
             Some(digest) => digest.to_owned(),
             None => reference.tag().unwrap_or("latest").to_owned(),
@@ -291,8 +279,99 @@ impl Session {
             base_url(&self.endpoint),
             reference.repository()
         );
+        let what = format!("fetching the manifest of {shown}");
+        let (body, _) = self
+            .get_bounded(&url, accepted, &what, oci::MAX_MANIFEST_SIZE)
+            .await
+            .map_err(|e| match e {
+                Bounded::TooLarge(size) => RegistryError::ManifestTooLarge {
+                    reference: shown.to_owned(),
+                    size,
+                    max: oci::MAX_MANIFEST_SIZE,
+                },
+                Bounded::Failed(e) => e,
+            })?;
+        Ok(body)
+    }
+
+    /// Every tag of the repository (`GET /v2/<name>/tags/list`), in the
+    /// registry's order, following its `Link: <...>; rel="next"` pages as
+    /// Docker's `pull --all-tags` does. Each page is read up to
+    /// `MAX_TAG_PAGE_SIZE` and at most `MAX_TAG_PAGES` are followed, so a
+    /// registry that pages forever or sends an endless list is an error,
+    /// not a daemon out of memory.
+    pub async fn tags(&self) -> Result<Vec<String>, RegistryError> {
+        #[derive(Deserialize)]
+        struct TagPage {
+            // null for a repository without tags (distribution sends that).
+            tags: Option<Vec<String>>,
+        }
+        let base = base_url(&self.endpoint);
+        let repository = self.oci_ref(None, None).repository().to_owned();
+        let what = format!("listing the tags of {}", self.reference.name());
+        let fail = |cause: String| RegistryError::Request {
+            what: what.clone(),
+            endpoint: self.endpoint.host.clone(),
+            cause,
+        };
+        let mut url = format!("{base}/v2/{repository}/tags/list");
+        let mut tags = Vec::new();
+        for _ in 0..MAX_TAG_PAGES {
+            let (body, headers) = self
+                .get_bounded(&url, &["application/json"], &what, MAX_TAG_PAGE_SIZE)
+                .await
+                .map_err(|e| match e {
+                    Bounded::TooLarge(size) => fail(format!(
+                        "a page of the tag list is over {MAX_TAG_PAGE_SIZE} bytes ({size})"
+                    )),
+                    Bounded::Failed(e) => e,
+                })?;
+            let page: TagPage = serde_json::from_slice(&body)
+                .map_err(|e| fail(format!("the tag list is not valid JSON: {e}")))?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next_page(&headers) {
+                Some(next) if next.starts_with('/') => url = format!("{base}{next}"),
+                Some(next) if next.starts_with(&format!("{base}/")) => url = next,
+                Some(next) => {
+                    return Err(fail(format!(
+                        "the next page of the tag list is elsewhere ({next})"
+                    )))
+                }
+                None => return Ok(tags),
+            }
+        }
+        Err(fail(format!(
+            "the tag list goes on for more than {MAX_TAG_PAGES} pages"
+        )))
+    }
+
+    /// GETs `url` with the pull's authentication and reads at most `limit`
+    /// bytes of the answer. Authentication is oci-client's (`Client::auth`,
+    /// which also caches the token for the blob requests that follow).
+    async fn get_bounded(
+        &self,
+        url: &str,
+        accepted: &[&str],
+        what: &str,
+        limit: u64,
+    ) -> Result<(Bytes, reqwest::header::HeaderMap), Bounded> {
+        let fail = |cause: String| {
+            Bounded::Failed(RegistryError::Request {
+                what: what.to_owned(),
+                endpoint: self.endpoint.host.clone(),
+                cause,
+            })
+        };
+        let token = self.pull_token(what).await.map_err(Bounded::Failed)?;
+        let http = match self.http.get() {
+            Some(http) => http,
+            None => {
+                let built = http_client(&self.endpoint).map_err(fail)?;
+                self.http.get_or_init(|| built)
+            }
+        };
         let mut request = http
-            .get(&url)
+            .get(url)
             .header(reqwest::header::ACCEPT, accepted.join(", "));
         request = match (token, &self.auth) {
             (Some(token), _) => request.bearer_auth(token),
@@ -300,21 +379,16 @@ impl Session {
             _ => request,
         };
         let mut response = request.send().await.map_err(|e| fail(describe(&e)))?;
-        let too_large = |size: u64| RegistryError::ManifestTooLarge {
-            reference: shown.to_owned(),
-            size,
-            max: oci::MAX_MANIFEST_SIZE,
-        };
         if let Some(length) = response.content_length() {
-            if length > oci::MAX_MANIFEST_SIZE {
-                return Err(too_large(length));
+            if length > limit {
+                return Err(Bounded::TooLarge(length));
             }
         }
         let mut body = bytes::BytesMut::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| fail(describe(&e)))? {
             let size = (body.len() + chunk.len()) as u64;
-            if size > oci::MAX_MANIFEST_SIZE {
-                return Err(too_large(size));
+            if size > limit {
+                return Err(Bounded::TooLarge(size));
             }
             body.extend_from_slice(&chunk);
         }
@@ -322,7 +396,7 @@ impl Session {
         if !status.is_success() {
             return Err(fail(format!("{status}: {}", registry_message(&body))));
         }
-        Ok(body.freeze())
+        Ok((body.freeze(), response.headers().clone()))
     }
 
     /// Streams a blob. The stream is not trusted: the caller verifies
@@ -625,6 +699,32 @@ fn registry_message(body: &[u8]) -> String {
     text.trim().to_owned()
 }
 
+/// Why a bounded GET failed.
+enum Bounded {
+    /// The answer was longer than the limit (its size so far, or as
+    /// announced).
+    TooLarge(u64),
+    Failed(RegistryError),
+}
+
+/// The target of a `Link: <URL>; rel="next"` header (RFC 8288, as the
+/// distribution API pages tag lists), if there is one.
+fn next_page(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|link| {
+            let (target, params) = link.trim().strip_prefix('<')?.split_once('>')?;
+            let next = params.split(';').any(|param| {
+                let param = param.trim().replace(' ', "");
+                param == "rel=\"next\"" || param == "rel=next"
+            });
+            next.then(|| target.to_owned())
+        })
+}
+
 /// A plain HTTP client for the registry calls oci-client does not make
 /// (manifests, token exchange, login), trusting the system's roots and the
 /// endpoint's extra CAs.
@@ -723,6 +823,37 @@ mod tests {
             "Client sent an HTTP request to an HTTPS server."
         );
         assert_eq!(registry_message(&[b'x'; 1000]).len(), 300);
+    }
+
+    #[test]
+    fn tag_list_pages_link_to_the_next() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(next_page(&headers), None);
+        headers.insert(
+            reqwest::header::LINK,
+            reqwest::header::HeaderValue::from_static(
+                "</v2/a/b/tags/list?last=v2&n=2>; rel=\"next\"",
+            ),
+        );
+        assert_eq!(
+            next_page(&headers).as_deref(),
+            Some("/v2/a/b/tags/list?last=v2&n=2")
+        );
+        headers.insert(
+            reqwest::header::LINK,
+            reqwest::header::HeaderValue::from_static(
+                "<https://r/docs>; rel=\"help\", <https://r/v2/x/tags/list?last=b>; rel=next",
+            ),
+        );
+        assert_eq!(
+            next_page(&headers).as_deref(),
+            Some("https://r/v2/x/tags/list?last=b")
+        );
+        headers.insert(
+            reqwest::header::LINK,
+            reqwest::header::HeaderValue::from_static("<https://r/docs>; rel=\"help\""),
+        );
+        assert_eq!(next_page(&headers), None);
     }
 
     #[test]

@@ -160,6 +160,33 @@ pub async fn pull(
     Err(last_err.unwrap_or_else(|| PullError::Internal("no registry endpoint".into())))
 }
 
+/// The tags of `repository`'s repository (`pull --all-tags`), from the
+/// first of its endpoints that answers, as a pull picks one: a failing
+/// mirror, or plain HTTP to a registry that speaks TLS, moves on to the next.
+pub async fn tags(
+    settings: &RegistrySettings,
+    credential: &Credential,
+    repository: &Reference,
+) -> Result<Vec<String>, PullError> {
+    let endpoints = settings.endpoints(repository.domain());
+    let mut last_err = None;
+    for (n, endpoint) in endpoints.iter().enumerate() {
+        let session = Session::open(endpoint, repository, credential, Access::Pull).await?;
+        match session.tags().await {
+            Ok(tags) => return Ok(tags),
+            Err(e)
+                if n + 1 < endpoints.len()
+                    && (endpoint.mirror || (endpoint.may_fall_back && e.is_tls_only_server())) =>
+            {
+                tracing::info!(endpoint = %endpoint.host, error = %e, "trying the next endpoint");
+                last_err = Some(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| PullError::Internal("no registry endpoint".into())))
+}
+
 fn is_tls_only(err: &PullError) -> bool {
     matches!(err, PullError::Registry(e) if e.is_tls_only_server())
 }

@@ -65,11 +65,27 @@ fn pull_reference(from: &str, tag: Option<&str>) -> Result<String, ApiError> {
         .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// The repository `fromImage` names when it has neither tag nor digest and
+/// no `tag` is given: moby then pulls every tag (`docker pull --all-tags`
+/// sends no `tag`; a plain `docker pull` always sends one). moby also
+/// accepts the trailing `:` older CLIs sent with `-a`.
+fn all_tags_of(from: &str, tag: Option<&str>) -> Result<Option<Reference>, ApiError> {
+    if tag.is_some() {
+        return Ok(None);
+    }
+    let repository = Reference::parse_normalized(from.strip_suffix(':').unwrap_or(from))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok((repository.tag().is_none() && repository.digest().is_none()).then_some(repository))
+}
+
 pub async fn pull(req: ApiRequest) -> Reply {
     let from = req
         .query
         .non_empty("fromImage")
         .ok_or_else(|| ApiError::bad_request("fromImage is required"))?;
+    if let Some(repository) = all_tags_of(from, req.query.non_empty("tag"))? {
+        return pull_all_tags(req, repository).await;
+    }
     let name = pull_reference(from, req.query.non_empty("tag"))?;
     let platform = req.query.non_empty("platform").map(str::to_owned);
     let request = registry_request(&req)?;
@@ -287,6 +303,84 @@ pub async fn auth(req: ApiRequest) -> Reply {
 fn error_line(err: &ImageError) -> serde_json::Value {
     let message = err.to_string();
     json!({"errorDetail": {"message": message}, "error": message})
+}
+
+/// `docker pull --all-tags`: every tag the registry lists, one after the
+/// other, each streamed as a pull of its own (`TAG: Pulling from ...`, its
+/// layers, `Digest: ...`), then one `Status:` line and one `pull` event for
+/// the repository, as moby. A tag that fails ends the whole pull with its
+/// error, as in moby; the tags pulled before it stay. Listing the tags is
+/// done before streaming, so a missing repository is an HTTP error.
+async fn pull_all_tags(req: ApiRequest, repository: Reference) -> Reply {
+    let platform = req.query.non_empty("platform").map(str::to_owned);
+    let request = registry_request(&req)?;
+    let daemon = req.daemon.clone();
+    let tags = daemon
+        .images
+        .tags(&repository, &request)
+        .await
+        .map_err(ApiError::from)?;
+    let (resp, tx) = response::stream("application/json");
+    tokio::spawn(async move {
+        let mut downloaded = false;
+        for tag in tags {
+            let reference = match repository.with_tag(&tag) {
+                Ok(reference) => reference,
+                Err(e) => {
+                    let err = ImageError::from(e);
+                    let _ = tx.send(json_line(&error_line(&err))).await;
+                    return;
+                }
+            };
+            let (events_tx, events) = mpsc::unbounded_channel();
+            let sink: Arc<dyn ProgressSink> = Arc::new(Forward(events_tx));
+            let (store, name, request, platform) = (
+                daemon.images.clone(),
+                reference.to_string(),
+                request.clone(),
+                platform.clone(),
+            );
+            let task = tokio::spawn(async move {
+                store.pull(&name, platform.as_deref(), &request, sink).await
+            });
+            let stream = Stream {
+                first: None,
+                events,
+                task,
+            };
+            let opening =
+                json!({"status": format!("Pulling from {}", reference.path()), "id": tag});
+            let line = match stream.forward(Operation::Pull, &tx, vec![opening]).await {
+                Forwarded::Gone => return,
+                Forwarded::Done(Ok(pulled)) => {
+                    downloaded |= pulled.status == PullStatus::Downloaded;
+                    json!({"status": format!("Digest: {}", pulled.digest)})
+                }
+                Forwarded::Done(Err(err)) => {
+                    let _ = tx.send(json_line(&error_line(&err))).await;
+                    return;
+                }
+            };
+            if tx.send(json_line(&line)).await.is_err() {
+                return;
+            }
+        }
+        let familiar = repository.familiar();
+        daemon
+            .events
+            .publish(Event::image("pull", &familiar, &familiar));
+        let status = if downloaded {
+            "Downloaded newer image for"
+        } else {
+            "Image is up to date for"
+        };
+        let _ = tx
+            .send(json_line(
+                &json!({"status": format!("Status: {status} {familiar}")}),
+            ))
+            .await;
+    });
+    Ok(resp)
 }
 
 /// Hands progress events from the image store to the stream writer. The
