@@ -552,6 +552,55 @@ fn docker_cli_lifecycle() -> Result<()> {
     ensure!(ps.starts_with("web Up "), "{ps}");
     let ps = daemon.docker_ok(&["ps", "-a", "--filter", &format!("ancestor={bb}"), "-q"])?;
     ensure!(ps.lines().count() == 2, "{ps}");
+
+    // ps -s and inspect -s: the writable layer's size, and with the image's.
+    daemon.docker_ok(&[
+        "run",
+        "--name",
+        "sized",
+        bb,
+        "dd",
+        "if=/dev/zero",
+        "of=/big",
+        "bs=1024",
+        "count=1024",
+    ])?;
+    let image_size: i64 = daemon
+        .docker_ok(&["image", "inspect", "--format", "{{.Size}}", bb])?
+        .trim()
+        .parse()?;
+    let sizes = daemon.docker_ok(&[
+        "inspect",
+        "-s",
+        "--format",
+        "{{.SizeRw}} {{.SizeRootFs}}",
+        "sized",
+    ])?;
+    let (rw, root_fs) = sizes.trim().split_once(' ').context("two sizes")?;
+    let (rw, root_fs): (i64, i64) = (rw.parse()?, root_fs.parse()?);
+    ensure!(
+        (1 << 20..(1 << 20) + (64 << 10)).contains(&rw) && root_fs == rw + image_size,
+        "inspect -s: {sizes} (image {image_size})"
+    );
+    let listed = daemon.docker_ok(&[
+        "ps",
+        "-a",
+        "-s",
+        "--filter",
+        "name=sized",
+        "--format",
+        "{{.Size}}",
+    ])?;
+    ensure!(
+        listed.starts_with("1.05MB (virtual ") && listed.trim_end().ends_with("MB)"),
+        "ps -s: {listed}"
+    );
+    let without = daemon.docker_ok(&["inspect", "--format", "{{.SizeRw}}", "sized"])?;
+    ensure!(
+        without.trim() == "<nil>",
+        "inspect without -s has no sizes: {without}"
+    );
+    daemon.docker_ok(&["rm", "sized"])?;
     let top = daemon.docker_ok(&["top", "web"])?;
     ensure!(
         top.starts_with("UID") && top.contains("while true"),

@@ -507,6 +507,17 @@ fn human_duration(d: chrono::TimeDelta) -> String {
     }
 }
 
+/// What `size=1` adds to a container's list row or inspect, as moby counts
+/// it: `SizeRw`, the content of its writable layer (the overlay's upper
+/// directory), and `SizeRootFs`, that plus its image's layers. Walks the
+/// upper directory: call it off the async threads.
+pub fn sizes(d: &ContainerDetails, image_sizes: &HashMap<String, u64>) -> (i64, i64) {
+    let rw = hutch_engine::du::dir_size(&d.rootfs_upper);
+    let image = image_sizes.get(&d.config.image_id).copied().unwrap_or(0);
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    (as_i64(rw), as_i64(rw.saturating_add(image)))
+}
+
 /// One row of `GET /containers/json`.
 pub fn summary(d: &ContainerDetails, now: chrono::DateTime<chrono::Utc>) -> ContainerSummary {
     let mut command = vec![d.config.path.clone()];

@@ -4,6 +4,7 @@
 //! top and stats in `container_stats`, `docker diff` in `container_changes`. Every engine call blocks and runs on
 //! a blocking thread.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bollard_stubs::models::{
@@ -115,7 +116,35 @@ async fn list(req: ApiRequest) -> Reply {
     if limit > 0 {
         rows.truncate(limit as usize);
     }
+    if req.query.bool("size") {
+        let image_sizes = req.daemon.with_images(image_sizes).await?;
+        rows = tokio::task::spawn_blocking(move || {
+            for row in &mut rows {
+                if let Some(d) = containers
+                    .iter()
+                    .find(|d| Some(&d.config.id) == row.id.as_ref())
+                {
+                    let (rw, root_fs) = container_views::sizes(d, &image_sizes);
+                    row.size_rw = Some(rw);
+                    row.size_root_fs = Some(root_fs);
+                }
+            }
+            rows
+        })
+        .await?;
+    }
     Ok(response::json(StatusCode::OK, &rows))
+}
+
+/// Each image's size (its layers' content), by ID, for `size=1`.
+pub(crate) fn image_sizes(
+    store: &hutch_images::ImageStore,
+) -> Result<HashMap<String, u64>, hutch_images::ImageError> {
+    Ok(store
+        .list(&hutch_images::ListFilters::default())?
+        .into_iter()
+        .map(|image| (image.id.to_string(), image.size))
+        .collect())
 }
 
 async fn create(req: ApiRequest) -> Reply {
@@ -176,6 +205,14 @@ async fn inspect(req: ApiRequest) -> Reply {
     let id = req.param("id").to_string();
     let details = req.daemon.with_engine(move |e| e.inspect(&id)).await?;
     let mut body = container_views::inspect(&details, Vec::new());
+    if req.query.bool("size") {
+        let image_sizes = req.daemon.with_images(image_sizes).await?;
+        let (rw, root_fs) =
+            tokio::task::spawn_blocking(move || container_views::sizes(&details, &image_sizes))
+                .await?;
+        body.size_rw = Some(rw);
+        body.size_root_fs = Some(root_fs);
+    }
     if req.version < ApiVersion(1, 45) {
         container_views::legacy_aliases(&mut body);
     }

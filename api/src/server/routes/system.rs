@@ -343,16 +343,21 @@ fn choice_name<T: Serialize>(value: &T) -> String {
 /// with the size of their writable layers.
 async fn system_df(req: ApiRequest) -> Reply {
     let mut usage = req.daemon.with_images(disk_usage).await?;
+    let image_sizes = req
+        .daemon
+        .with_images(super::containers::image_sizes)
+        .await?;
     let containers = req
         .daemon
-        .with_engine(|e| {
+        .with_engine(move |e| {
             let now = chrono::Utc::now();
             Ok(e.list(true)
                 .iter()
                 .map(|d| {
                     let mut s = super::container_views::summary(d, now);
-                    s.size_rw = Some(hutch_engine::du::dir_size(&d.rootfs_upper) as i64);
-                    s.size_root_fs = Some(0);
+                    let (rw, root_fs) = super::container_views::sizes(d, &image_sizes);
+                    s.size_rw = Some(rw);
+                    s.size_root_fs = Some(root_fs);
                     s
                 })
                 .collect::<Vec<_>>())
