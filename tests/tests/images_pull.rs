@@ -307,6 +307,26 @@ fn pull_from_basic_auth_registry() -> anyhow::Result<()> {
         &[("DOCKER_CONFIG", &dir)],
     )?;
 
+    // pull -a lists the tags with the same credentials, and not without.
+    let repo = registry.image_ref(&format!("hutch-test/{}", images[0].name));
+    let all = ok(&hutch(
+        &pod,
+        "all-tags",
+        &["pull", "-a", &repo],
+        &[("DOCKER_CONFIG", &dir)],
+    )?)?;
+    ensure!(all.contains("latest: Pulling from hutch-test/"), "{all}");
+    let err = failed(&hutch(
+        &pod,
+        "all-tags-anonymous",
+        &["pull", "-a", &repo],
+        &[],
+    )?)?;
+    ensure!(
+        err.to_lowercase().contains("authorized") || err.contains("401"),
+        "anonymous pull -a error: {err}"
+    );
+
     // Explicit credentials, as the API passes them (X-Registry-Auth).
     let header = base64::engine::general_purpose::URL_SAFE.encode(
         serde_json::json!({ "username": user, "password": pass, "serveraddress": registry.host() })
