@@ -21,6 +21,8 @@ pub const DOCKER_HOST: &str = "unix:///run/hutch/hutch.sock";
 pub const DOCKER_CLI: &str = "/usr/local/bin/docker";
 /// The Python venv holding docker-py (`$HUTCH_TEST_VENV` overrides).
 pub const DEFAULT_VENV: &str = "/opt/hutch-test-venv";
+/// Where tests/install-deps installs the npm clients (dockerode).
+pub const DEFAULT_NODE_PREFIX: &str = "/opt/hutch-test-node";
 /// A start restores containers first (stopping those whose network died
 /// with a killed daemon, up to their stop timeout) before it answers.
 const START_TIMEOUT: Duration = Duration::from_secs(40);
@@ -182,6 +184,18 @@ impl<'p> Daemon<'p> {
             .map_or_else(|| PathBuf::from(DEFAULT_VENV), PathBuf::from);
         let mut cmd = self.pod.exec(venv.join("bin/python3"));
         cmd.env("DOCKER_HOST", DOCKER_HOST).env("HOME", "/tmp");
+        cmd
+    }
+
+    /// node inside the pod, with tests/install-deps' npm modules
+    /// (dockerode) on its path and DOCKER_HOST set.
+    pub fn node(&self) -> Command {
+        let prefix = std::env::var_os("HUTCH_TEST_NODE")
+            .map_or_else(|| PathBuf::from(DEFAULT_NODE_PREFIX), PathBuf::from);
+        let mut cmd = self.pod.exec("/usr/bin/node");
+        cmd.env("NODE_PATH", prefix.join("node_modules"))
+            .env("DOCKER_HOST", DOCKER_HOST)
+            .env("HOME", "/tmp");
         cmd
     }
 
