@@ -622,6 +622,27 @@ fn docker_cli_lifecycle() -> Result<()> {
             .is_some_and(|p| p >= 1),
         "{stats}"
     );
+    // Network counters: two pings of the gateway show in eth0's packets;
+    // the CLI's NET I/O column sums them.
+    let gateway = daemon.docker_ok(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", "web"])?;
+    daemon.docker_ok(&["exec", "web", "ping", "-c", "2", "-W", "2", gateway.trim()])?;
+    let report = json(&ok(
+        &daemon
+            .curl(&["-sf", "http://d/v1.50/containers/web/stats?stream=false"])
+            .output()?,
+        "stats",
+    )?)?;
+    let eth0 = &report["networks"]["eth0"];
+    ensure!(
+        eth0["rx_packets"].as_u64().is_some_and(|n| n >= 2)
+            && eth0["tx_packets"].as_u64().is_some_and(|n| n >= 2)
+            && eth0["tx_bytes"].as_u64().is_some_and(|n| n >= 2 * 98)
+            && report["networks"].get("lo").is_none(),
+        "networks: {}",
+        report["networks"]
+    );
+    let net_io = daemon.docker_ok(&["stats", "--no-stream", "--format", "{{.NetIO}}", "web"])?;
+    ensure!(!net_io.starts_with("0B / 0B"), "NET I/O: {net_io}");
     let info = daemon.docker_ok(&[
         "info",
         "--format",

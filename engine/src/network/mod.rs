@@ -10,6 +10,7 @@
 //! docs/architecture.md, "Networking", for the design.
 
 mod conntrack;
+pub mod counters;
 mod dns;
 mod endpoint;
 pub mod files;

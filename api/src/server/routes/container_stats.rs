@@ -233,6 +233,7 @@ fn stats_json(
     pre: &Sample,
     now: &Sample,
     pre_read: &str,
+    networks: serde_json::Value,
 ) -> serde_json::Value {
     json!({
         "name": format!("/{}", d.config.name),
@@ -264,8 +265,33 @@ fn stats_json(
             },
             "limit": now.memory_limit.map_or_else(host::mem_total, |l| l as i64),
         },
-        "networks": {},
+        "networks": networks,
     })
+}
+
+/// Per-interface counters of the container's own network namespace (none
+/// for `--network host` or `container:`, whose namespace is another's, as
+/// moby reports none for them).
+/// Reads /proc: call it off the async threads.
+fn networks(d: &ContainerDetails) -> serde_json::Value {
+    let mode = d.config.options.network_mode.as_deref().unwrap_or("none");
+    if d.state.pid <= 0 || mode == "host" || mode.starts_with("container:") {
+        return json!({});
+    }
+    let counters = hutch_engine::network::counters::of_pid(d.state.pid).unwrap_or_default();
+    let map: serde_json::Map<String, serde_json::Value> = counters
+        .into_iter()
+        .map(|c| {
+            let stats = json!({
+                "rx_bytes": c.rx_bytes, "rx_packets": c.rx_packets,
+                "rx_errors": c.rx_errors, "rx_dropped": c.rx_dropped,
+                "tx_bytes": c.tx_bytes, "tx_packets": c.tx_packets,
+                "tx_errors": c.tx_errors, "tx_dropped": c.tx_dropped,
+            });
+            (c.name, stats)
+        })
+        .collect();
+    serde_json::Value::Object(map)
 }
 
 /// `GET /containers/{id}/stats`: with `stream=false` one report whose
@@ -281,20 +307,23 @@ pub async fn stats(req: ApiRequest) -> Reply {
     let zero_time = "0001-01-01T00:00:00Z".to_string();
     if !stream {
         let init = d.state.pid;
-        let (pre, pre_read, now) = tokio::task::spawn_blocking(move || {
-            if one_shot || init <= 0 {
-                let s = sample(&engine, &id, init);
-                return (Sample::default(), "0001-01-01T00:00:00Z".to_string(), s);
-            }
-            let pre = sample(&engine, &id, init);
-            let read = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-            std::thread::sleep(Duration::from_millis(200));
-            (pre, read, sample(&engine, &id, init))
+        let (pre, pre_read, now, nets, d) = tokio::task::spawn_blocking(move || {
+            let (pre, pre_read) = if one_shot || init <= 0 {
+                (Sample::default(), "0001-01-01T00:00:00Z".to_string())
+            } else {
+                let pre = sample(&engine, &id, init);
+                let read = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+                std::thread::sleep(Duration::from_millis(200));
+                (pre, read)
+            };
+            let now = sample(&engine, &id, init);
+            let nets = networks(&d);
+            (pre, pre_read, now, nets, d)
         })
         .await?;
         return Ok(response::json(
             StatusCode::OK,
-            &stats_json(&d, &pre, &now, &pre_read),
+            &stats_json(&d, &pre, &now, &pre_read, nets),
         ));
     }
     let (resp, tx) = response::stream("application/json");
@@ -307,11 +336,14 @@ pub async fn stats(req: ApiRequest) -> Reply {
             let got = tokio::task::spawn_blocking(move || {
                 let d = engine.inspect(&id).ok()?;
                 let s = sample(&engine, &id, d.state.pid);
-                Some((d, s))
+                let nets = networks(&d);
+                Some((d, s, nets))
             })
             .await;
-            let Ok(Some((d, now))) = got else { return };
-            let line = json_line(&stats_json(&d, &pre, &now, &pre_read));
+            let Ok(Some((d, now, nets))) = got else {
+                return;
+            };
+            let line = json_line(&stats_json(&d, &pre, &now, &pre_read, nets));
             if tx.send(line).await.is_err() {
                 return;
             }
