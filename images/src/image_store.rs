@@ -138,6 +138,21 @@ impl ImageStore {
         Ok(archive::load_tar(&self.store, reader, self.limits)?)
     }
 
+    /// As [`ImageStore::load`], reporting each layer it unpacks to
+    /// `progress` (`Extracting` events by diff ID).
+    pub fn load_with_progress(
+        &self,
+        reader: impl Read,
+        progress: Arc<dyn ProgressSink>,
+    ) -> Result<Vec<LoadedImage>, ImageError> {
+        Ok(archive::load_tar_with_progress(
+            &self.store,
+            reader,
+            self.limits,
+            progress,
+        )?)
+    }
+
     /// Loads an OCI layout directory.
     pub fn load_dir(&self, dir: &Path) -> Result<Vec<LoadedImage>, ImageError> {
         Ok(archive::load_dir(&self.store, dir, self.limits)?)

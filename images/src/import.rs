@@ -9,12 +9,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::built::BuiltTree;
 use crate::digest::{chain_ids, Digest};
 use crate::oci::{self, ImageConfig};
+use crate::progress::{NoProgress, ProgressEvent, ProgressSink};
 use crate::reference::Reference;
 use crate::store::{
     ImageRecord, LayerMeta, LayerRef, LockGuard, ManifestRef, PreparedLayer, Store, StoreError,
@@ -89,6 +91,9 @@ pub struct Importer<'s> {
     records_scanned: bool,
     /// Trees a builder made for (blob, diff ID) pairs it wrote itself.
     trees: HashMap<(Digest, Digest), BuiltTree>,
+    /// Told how far each unpacked layer's blob has been read (`docker
+    /// load`'s "Loading layer" bars).
+    progress: Arc<dyn ProgressSink>,
     _content: LockGuard,
 }
 
@@ -107,7 +112,15 @@ impl<'s> Importer<'s> {
             verified: HashMap::new(),
             records_scanned: false,
             trees: HashMap::new(),
+            progress: Arc::new(NoProgress),
         })
+    }
+
+    /// Reports each layer it unpacks to `progress`, as `Extracting` events
+    /// (by diff ID, bytes of the blob read so far of its size).
+    pub fn with_progress(mut self, progress: Arc<dyn ProgressSink>) -> Importer<'s> {
+        self.progress = progress;
+        self
     }
 
     /// Whether `blob` is known to have diff ID `diff_id` without reading it:
@@ -358,10 +371,18 @@ impl<'s> Importer<'s> {
             return Ok((meta, Compression::None));
         }
         let prepared = self.store.layers.prepare()?;
+        let reader = ProgressReader {
+            inner: open()?,
+            layer: diff_id.clone(),
+            read: 0,
+            total: std::fs::metadata(&path).map_or(0, |m| m.len()),
+            reported: 0,
+            progress: self.progress.clone(),
+        };
         // The blob was verified when it was staged or stored: no need to
         // hash it again.
-        let stats = unpack_layer_unhashed(open()?, &prepared.diff_dir(), self.limits)
-            .map_err(unpack_err)?;
+        let stats =
+            unpack_layer_unhashed(reader, &prepared.diff_dir(), self.limits).map_err(unpack_err)?;
         if stats.diff_id != *diff_id {
             return Err(mismatch(stats.diff_id));
         }
@@ -420,5 +441,36 @@ impl<'s> Importer<'s> {
         }
         self.store.records.save_index(&index)?;
         Ok(loaded)
+    }
+}
+
+/// A layer blob being unpacked, reporting how much of it was read every
+/// `PROGRESS_STEP` bytes and at its end.
+struct ProgressReader<R> {
+    inner: R,
+    layer: Digest,
+    read: u64,
+    total: u64,
+    reported: u64,
+    progress: Arc<dyn ProgressSink>,
+}
+
+/// Bytes between two progress reports of a layer being loaded (moby's
+/// progress reader reports every 512 KiB).
+const PROGRESS_STEP: u64 = 512 * 1024;
+
+impl<R: Read> Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if (n == 0 && self.reported < self.read) || self.read - self.reported >= PROGRESS_STEP {
+            self.reported = self.read;
+            self.progress.event(ProgressEvent::Extracting {
+                layer: self.layer.clone(),
+                current: self.read,
+                total: Some(self.total),
+            });
+        }
+        Ok(n)
     }
 }

@@ -49,6 +49,22 @@ fn curl(daemon: &Daemon, method: &str, path: &str, extra: &[&str]) -> Result<Rep
     parse_reply(&text)
 }
 
+/// POSTs the tar file `archive` to `path`.
+fn post_archive(daemon: &Daemon, path: &str, archive: &std::path::Path) -> Result<Reply> {
+    let data = format!("@{}", archive.display());
+    curl(
+        daemon,
+        "POST",
+        path,
+        &[
+            "-H",
+            "Content-Type: application/x-tar",
+            "--data-binary",
+            &data,
+        ],
+    )
+}
+
 fn parse_reply(mut text: &str) -> Result<Reply> {
     // curl's `Expect: 100-continue` gets an interim head first.
     while text.starts_with("HTTP/1.1 100") {
@@ -242,24 +258,64 @@ fn filters_streams_concurrency_and_hangups() -> Result<()> {
         "no event-stream head within 1s: {text:?}"
     );
 
-    let archive = format!("@{}", image.docker_archive.display());
-    let load = curl(
-        &daemon,
-        "POST",
-        "/v1.50/images/load?quiet=1",
-        &[
-            "-H",
-            "Content-Type: application/x-tar",
-            "--data-binary",
-            &archive,
-        ],
-    )?;
+    let load = post_archive(&daemon, "/v1.50/images/load?quiet=1", &image.docker_archive)?;
     ensure!(load.status == 200, "{load:?}");
     let line: serde_json::Value = serde_json::from_str(load.body.trim())?;
     ensure!(
         line["stream"] == format!("Loaded image: {}\n", image.reference),
         "{load:?}"
     );
+
+    // Without quiet (docker-py's default, the CLI's on a terminal) each
+    // unpacked layer's "Loading layer" progress comes first, by diff ID,
+    // up to the blob's size, as moby.
+    let volumes = testimages::volumes()?;
+    let load = post_archive(&daemon, "/v1.50/images/load", &volumes.docker_archive)?;
+    ensure!(load.status == 200, "{load:?}");
+    let lines: Vec<serde_json::Value> = load
+        .body
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let progress: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["status"] == "Loading layer")
+        .collect();
+    ensure!(!progress.is_empty(), "no progress: {load:?}");
+    for p in &progress {
+        let detail = &p["progressDetail"];
+        ensure!(
+            p["id"].as_str().map(str::len) == Some(12)
+                && detail["current"].as_u64() <= detail["total"].as_u64()
+                && detail["total"].as_u64().is_some_and(|t| t > 0),
+            "{p}"
+        );
+    }
+    let finals = progress
+        .iter()
+        .filter(|p| p["progressDetail"]["current"] == p["progressDetail"]["total"])
+        .count();
+    let layers = progress
+        .iter()
+        .map(|p| p["id"].as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    ensure!(finals == layers, "each layer ends at its size: {load:?}");
+    ensure!(
+        lines.last().map(|l| l["stream"].clone())
+            == Some(serde_json::json!(format!(
+                "Loaded image: {}\n",
+                volumes.reference
+            ))),
+        "{load:?}"
+    );
+    let removed = curl(
+        &daemon,
+        "DELETE",
+        &format!("/v1.50/images/{}", volumes.reference),
+        &[],
+    )?;
+    ensure!(removed.status == 200, "{removed:?}");
 
     // Filters in both shapes clients send; unknown keys refused.
     let go_form = r#"{"reference":{"hutch-test/*":true}}"#;

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
@@ -12,6 +13,7 @@ use super::{ArchiveError, ManifestItem};
 use crate::digest::Digest;
 use crate::import::{Importer, LayerSource, LoadedImage};
 use crate::oci::{self, Descriptor, Index, Manifest};
+use crate::progress::{NoProgress, ProgressSink};
 use crate::reference::Reference;
 use crate::store::{ManifestRef, Store};
 use crate::unpack::UnpackLimits;
@@ -23,7 +25,17 @@ pub fn load_tar<R: Read>(
     reader: R,
     limits: UnpackLimits,
 ) -> Result<Vec<LoadedImage>, ArchiveError> {
-    let mut importer = Importer::new(store, limits)?;
+    load_tar_with_progress(store, reader, limits, Arc::new(NoProgress))
+}
+
+/// As [`load_tar`], reporting each layer it unpacks to `progress`.
+pub fn load_tar_with_progress<R: Read>(
+    store: &Store,
+    reader: R,
+    limits: UnpackLimits,
+    progress: Arc<dyn ProgressSink>,
+) -> Result<Vec<LoadedImage>, ArchiveError> {
+    let mut importer = Importer::new(store, limits)?.with_progress(progress);
     let mut files = TarFiles::read(reader, &mut importer)?;
     load_from(&mut files, importer)
 }

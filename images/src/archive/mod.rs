@@ -6,7 +6,7 @@ mod files;
 mod load;
 mod save;
 
-pub use load::{load_dir, load_tar};
+pub use load::{load_dir, load_tar, load_tar_with_progress};
 pub use save::{save, SaveItem};
 
 use crate::digest::{Digest, DigestError};

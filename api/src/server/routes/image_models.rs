@@ -382,16 +382,6 @@ pub fn history(store: &ImageStore, name: &str) -> Result<Vec<HistoryResponseItem
     Ok(items)
 }
 
-/// A `{"stream": ...}` message of a JSON progress stream.
-#[derive(Debug, Serialize)]
-pub struct StreamLine<'a> {
-    pub stream: &'a str,
-}
-
-pub fn stream_line(text: &str) -> StreamLine<'_> {
-    StreamLine { stream: text }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

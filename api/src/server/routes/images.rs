@@ -2,9 +2,13 @@
 //! a blocking thread, publish the events the operation caused, and shape
 //! the answer through the constructors in `image_models`.
 
+use std::sync::Arc;
+
 use bollard_stubs::models::{ImageDeleteResponseItem, ImagePruneResponse};
-use hutch_images::{Digest, ListFilters, Reference, Removed};
+use hutch_images::{Digest, ListFilters, LoadedImage, ProgressSink, Reference, Removed};
 use hyper::{Response, StatusCode};
+use serde_json::json;
+use tokio::sync::mpsc;
 
 use super::super::body_io::StreamWriter;
 use super::super::error::ApiError;
@@ -13,7 +17,9 @@ use super::super::query::{timestamp, Query};
 use super::super::request::ApiRequest;
 use super::super::response::{self, json_line, Body};
 use super::super::router::{route, Route};
-use super::image_models::{self, history, inspect, summary, LayerUsage};
+use super::super::Daemon;
+use super::image_models::{history, inspect, summary, LayerUsage};
+use super::progress_stream::{error_line, Forward, Forwarded, Operation, Stream};
 
 pub use super::image_models::{disk_usage, ImageCounts};
 
@@ -365,27 +371,58 @@ async fn save(req: ApiRequest, names: Vec<String>) -> Reply {
 /// `POST /images/load`: the body is a docker-archive or OCI layout tar. The
 /// answer is a JSON message stream, as moby's, with one `Loaded image` line
 /// per name; an archive that fails before anything loaded is a real error.
+/// `POST /images/load`. With `quiet` (what the docker CLI sends when its
+/// output is not a terminal) the answer is the `Loaded image` lines once
+/// everything is stored; without, each unpacked layer's "Loading layer"
+/// progress streams first, as moby (an error before the first progress
+/// line is an HTTP error, one after it an `errorDetail` line).
 async fn load(req: ApiRequest) -> Reply {
     let daemon = req.daemon.clone();
+    let quiet = req.query.bool("quiet");
     let reader = req.body_reader();
-    let loaded = daemon.with_images(move |store| store.load(reader)).await?;
-    let mut body = Vec::new();
-    for image in &loaded {
+    if quiet {
+        let loaded = daemon.with_images(move |store| store.load(reader)).await?;
+        let mut body = Vec::new();
+        for line in loaded_lines(&daemon, &loaded) {
+            body.extend_from_slice(&json_line(&line));
+        }
+        return Ok(response::json_messages(body));
+    }
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let sink: Arc<dyn ProgressSink> = Arc::new(Forward(events_tx));
+    let store = daemon.images.clone();
+    let task = tokio::task::spawn_blocking(move || store.load_with_progress(reader, sink));
+    let first = Stream::first(events, task).await?;
+    let (resp, tx) = response::stream("application/json");
+    tokio::spawn(async move {
+        let lines = match first.forward(Operation::Load, &tx, Vec::new()).await {
+            Forwarded::Gone => return,
+            Forwarded::Done(Ok(loaded)) => loaded_lines(&daemon, &loaded),
+            Forwarded::Done(Err(err)) => vec![error_line(&err)],
+        };
+        for line in lines {
+            if tx.send(json_line(&line)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(resp)
+}
+
+/// Publishes a `load` event per image and answers moby's lines for them.
+fn loaded_lines(daemon: &Daemon, loaded: &[LoadedImage]) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for image in loaded {
         let id = image.id.to_string();
         daemon.events.publish(Event::image("load", &id, &id));
         if image.names.is_empty() {
-            body.extend_from_slice(&json_line(&image_models::stream_line(&format!(
-                "Loaded image ID: {id}\n"
-            ))));
+            lines.push(json!({"stream": format!("Loaded image ID: {id}\n")}));
         }
         for name in &image.names {
-            body.extend_from_slice(&json_line(&image_models::stream_line(&format!(
-                "Loaded image: {}\n",
-                name.familiar()
-            ))));
+            lines.push(json!({"stream": format!("Loaded image: {}\n", name.familiar())}));
         }
     }
-    Ok(response::json_messages(body))
+    lines
 }
 
 async fn create(req: ApiRequest) -> Reply {

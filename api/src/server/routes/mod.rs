@@ -22,6 +22,7 @@ mod image_import;
 mod image_models;
 mod images;
 mod networks;
+mod progress_stream;
 mod registry;
 mod swarm;
 pub(super) mod system;
