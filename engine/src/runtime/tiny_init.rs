@@ -29,6 +29,17 @@ pub fn run(
     command: &Command,
     sock: &mut UnixStream,
 ) -> Result<Infallible, SetupError> {
+    // As docker-init runs: with the container's user, capabilities, limits
+    // and no_new_privs, which the command inherits across the fork. Before,
+    // PID 1 kept every capability of the container's user namespace, so a
+    // container given CAP_SYS_PTRACE could borrow them by tracing it. And
+    // out of the container's reach altogether: this process runs hutch's
+    // own binary in a memory image made outside the container, which no
+    // container process may trace or open as /proc/1/exe; the engine
+    // (CAP_SYS_PTRACE where that image was made) still joins and reads it.
+    // The command's exec makes the command dumpable again.
+    user::switch_user(process, creds)?;
+    crate::bootstrap::make_undumpable();
     // Block everything first, so no signal is lost between the fork and the
     // wait loop; the child unblocks before its exec.
     // PID 1 of its namespace gets the orphans anyway; as tini does, be the
@@ -42,7 +53,7 @@ pub fn run(
     // single-threaded supervisor), so the child may run ordinary code.
     match unsafe { fork() }.ctx(|| "forking the command under --init".to_string())? {
         ForkResult::Child => {
-            let err = match command_child(process, creds, command, sock, &old) {
+            let err = match command_child(command, sock, &old) {
                 Err(e) => e,
                 Ok(never) => match never {},
             };
@@ -71,15 +82,12 @@ pub fn run(
 }
 
 fn command_child(
-    process: &ProcessSpec,
-    creds: &Credentials,
     command: &Command,
     sock: &UnixStream,
     mask: &SigSet,
 ) -> Result<Infallible, SetupError> {
     mask.thread_set_mask()
         .ctx(|| "restoring the signal mask".to_string())?;
-    user::switch_user(process, creds)?;
     close_other_fds(sock)?;
     Err(exec::exec(command))
 }
