@@ -109,6 +109,38 @@ fn shares_with_a_donor(daemon: &Daemon, fresh_proc: bool) -> Result<()> {
     let reply = exec_sh(daemon, "donor", "cat /dev/shm/reply")?;
     ensure!(reply.trim() == "from-joiner", "{reply}");
 
+    // A donor run with --init (its PID 1 is hutch's small init, running as
+    // the container's user and capabilities) is joined the same way.
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "idonor",
+        "--init",
+        "--ipc",
+        "shareable",
+        BB,
+        "sh",
+        "-c",
+        "echo from-init-donor > /dev/shm/note; exec sleep 3000",
+    ])?;
+    wait_for(
+        daemon,
+        "idonor",
+        "cat /dev/shm/note 2>/dev/null",
+        "from-init-donor",
+    )?;
+    let shm = run_sh(
+        daemon,
+        &["--pid", "container:idonor", "--ipc", "container:idonor"],
+        "cat /dev/shm/note",
+    )?;
+    ensure!(
+        shm.contains("from-init-donor"),
+        "an --init donor's /dev/shm: {shm}"
+    );
+    daemon.docker_ok(&["rm", "-f", "idonor"])?;
+
     // Its processes are seen and can be signalled.
     let seen = run_sh(daemon, sharing, "pidof sleep | wc -w")?;
     ensure!(

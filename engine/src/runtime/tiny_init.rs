@@ -32,14 +32,12 @@ pub fn run(
     // As docker-init runs: with the container's user, capabilities, limits
     // and no_new_privs, which the command inherits across the fork. Before,
     // PID 1 kept every capability of the container's user namespace, so a
-    // container given CAP_SYS_PTRACE could borrow them by tracing it. And
-    // out of the container's reach altogether: this process runs hutch's
-    // own binary in a memory image made outside the container, which no
-    // container process may trace or open as /proc/1/exe; the engine
-    // (CAP_SYS_PTRACE where that image was made) still joins and reads it.
-    // The command's exec makes the command dumpable again.
+    // container given CAP_SYS_PTRACE could borrow them by tracing it; now
+    // tracing it gains nothing. (It stays dumpable, as docker-init is: a
+    // container joining its namespaces, `--ipc container:`, opens them
+    // from inside the shared user namespace. Its binary, hutch's, cannot
+    // be written while this very process runs it: ETXTBSY.)
     user::switch_user(process, creds)?;
-    crate::bootstrap::make_undumpable();
     // Block everything first, so no signal is lost between the fork and the
     // wait loop; the child unblocks before its exec.
     // PID 1 of its namespace gets the orphans anyway; as tini does, be the
