@@ -606,6 +606,42 @@ fn docker_cli_lifecycle() -> Result<()> {
         top.starts_with("UID") && top.contains("while true"),
         "{top}"
     );
+    // Other ps arguments go to the pod's ps, its rows kept to the
+    // container's processes (the daemon's own are not among them).
+    let aux = daemon.docker_ok(&["top", "web", "aux"])?;
+    let header: Vec<&str> = aux
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    ensure!(
+        header.first() == Some(&"USER")
+            && header.contains(&"%CPU")
+            && header.last() == Some(&"COMMAND"),
+        "{aux}"
+    );
+    ensure!(
+        aux.contains("while true") && !aux.contains("hutch daemon"),
+        "{aux}"
+    );
+    let picked = daemon.docker_ok(&["top", "web", "-o", "pid,comm"])?;
+    ensure!(
+        picked
+            .lines()
+            .next()
+            .map(str::split_whitespace)
+            .map(Iterator::collect::<Vec<_>>)
+            == Some(vec!["PID", "COMMAND"])
+            && picked.lines().skip(1).any(|l| l.ends_with(" sh")),
+        "{picked}"
+    );
+    let bad = docker(&daemon, &["top", "web", "--no-such-option"])?;
+    ensure!(
+        !bad.status.success() && text(&bad.stderr).contains("Error running ps"),
+        "{}",
+        text(&bad.stderr)
+    );
     let stats = daemon.docker_ok(&[
         "stats",
         "--no-stream",

@@ -101,9 +101,16 @@ fn cpu_time(ticks: u64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }
 
-/// `GET /containers/{id}/top`: `ps -ef`'s columns.
+/// `GET /containers/{id}/top`: `ps -ef`'s columns, read from /proc; with
+/// other `ps_args` (`docker top C aux`), what the pod's `ps` prints for
+/// them, kept to the container's processes, as moby does.
 pub async fn top(req: ApiRequest) -> Reply {
     let query = req.param("id").to_string();
+    let ps_args = req
+        .query
+        .non_empty("ps_args")
+        .filter(|a| a.trim() != "-ef")
+        .map(str::to_owned);
     let d = req.daemon.with_engine(move |e| e.inspect(&query)).await?;
     if !d.state.running {
         return Err(ApiError::new(
@@ -112,6 +119,13 @@ pub async fn top(req: ApiRequest) -> Reply {
         ));
     }
     let procs = tokio::task::spawn_blocking(move || container_procs(d.state.pid)).await?;
+    if let Some(args) = ps_args {
+        let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
+        let top = tokio::task::spawn_blocking(move || ps_top(&args, &pids))
+            .await?
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        return Ok(response::json(StatusCode::OK, &top));
+    }
     let boot = boot_time();
     let hz = clock_ticks();
     let processes = procs
@@ -144,6 +158,68 @@ pub async fn top(req: ApiRequest) -> Reply {
             processes: Some(processes),
         },
     ))
+}
+
+/// Runs `ps ARGS -q PIDS` (or `ps ARGS` when the arguments cannot take
+/// `-q`, as `f` cannot) and keeps the rows of `pids`, found by the `PID`
+/// column; the last column takes the rest of each line (the command).
+fn ps_top(args: &str, pids: &[i32]) -> Result<ContainerTopResponse, String> {
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let listed = pids
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let run = |extra: &[&str]| {
+        std::process::Command::new("ps")
+            .args(&args)
+            .args(extra)
+            .output()
+            .map_err(|e| format!("Error running ps: {e}"))
+    };
+    let mut out = run(&["-q", &listed])?;
+    if !out.status.success() {
+        out = run(&[])?;
+    }
+    if !out.status.success() {
+        return Err(format!(
+            "Error running ps: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    parse_ps(&String::from_utf8_lossy(&out.stdout), pids)
+}
+
+fn parse_ps(output: &str, pids: &[i32]) -> Result<ContainerTopResponse, String> {
+    let mut lines = output.lines();
+    let titles: Vec<String> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let pid_column = titles
+        .iter()
+        .position(|t| t == "PID")
+        .ok_or_else(|| "Couldn't find PID field in ps output".to_string())?;
+    let mut processes = Vec::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(pid) = fields.get(pid_column).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if !pids.contains(&pid) || fields.len() < titles.len() {
+            continue;
+        }
+        let (head, rest) = fields.split_at(titles.len() - 1);
+        let mut row: Vec<String> = head.iter().map(|f| f.to_string()).collect();
+        row.push(rest.join(" "));
+        processes.push(row);
+    }
+    Ok(ContainerTopResponse {
+        titles: Some(titles),
+        processes: Some(processes),
+    })
 }
 
 fn boot_time() -> i64 {
@@ -356,4 +432,38 @@ pub async fn stats(req: ApiRequest) -> Reply {
         }
     });
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ps_output_is_kept_to_the_containers_processes() {
+        let output = "USER  PID %CPU COMMAND
+root    1  0.0 /sbin/init splash
+root   42  1.5 sleep 300
+root   43  0.0 [kworker/0:1]
+";
+        let top = parse_ps(output, &[42]).expect("parses");
+        assert_eq!(
+            top.titles,
+            Some(vec![
+                "USER".into(),
+                "PID".into(),
+                "%CPU".into(),
+                "COMMAND".into()
+            ])
+        );
+        assert_eq!(
+            top.processes,
+            Some(vec![vec![
+                "root".to_string(),
+                "42".into(),
+                "1.5".into(),
+                "sleep 300".into()
+            ]])
+        );
+        assert!(parse_ps("USER COMMAND\nroot x\n", &[1]).is_err());
+    }
 }
