@@ -53,7 +53,7 @@ pub fn pull(global: &GlobalOptions, args: &PullArgs) -> anyhow::Result<ExitCode>
     }
     let status = pull_one(&store, &request, &runtime, &reference, args)?;
     if !args.quiet {
-        println!("Status: {} {}", status_text(status), reference.familiar());
+        println!("Status: {} {}", status.status_text(), reference.familiar());
     }
     println!("{reference}");
     Ok(ExitCode::SUCCESS)
@@ -84,7 +84,7 @@ fn pull_all_tags(
         } else {
             PullStatus::UpToDate
         };
-        println!("Status: {} {}", status_text(status), repository.familiar());
+        println!("Status: {} {}", status.status_text(), repository.familiar());
     }
     println!("{repository}");
     Ok(ExitCode::SUCCESS)
@@ -125,13 +125,6 @@ fn pull_one(
         renderer.line(&format!("Digest: {}", pulled.digest));
     }
     Ok(pulled.status)
-}
-
-fn status_text(status: PullStatus) -> &'static str {
-    match status {
-        PullStatus::Downloaded => "Downloaded newer image for",
-        PullStatus::UpToDate => "Image is up to date for",
-    }
 }
 
 pub fn push(global: &GlobalOptions, args: &PushArgs) -> anyhow::Result<ExitCode> {

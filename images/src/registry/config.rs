@@ -59,6 +59,15 @@ pub struct Endpoint {
     pub may_fall_back: bool,
 }
 
+impl Endpoint {
+    /// Whether an operation that failed here goes on to the next endpoint,
+    /// as Docker's does: a mirror that fails is skipped, and so is plain
+    /// HTTP to a registry that turned out to speak only TLS (`tls_only`).
+    pub fn gives_way(&self, tls_only: bool) -> bool {
+        self.mirror || (self.may_fall_back && tls_only)
+    }
+}
+
 impl RegistrySettings {
     /// Settings from the environment of a daemonless command:
     /// `HUTCH_INSECURE_REGISTRIES` and `HUTCH_REGISTRY_MIRRORS` (comma

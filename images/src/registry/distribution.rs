@@ -30,11 +30,9 @@ pub async fn inspect(
     for (n, endpoint) in endpoints.iter().enumerate() {
         let session = Session::open(endpoint, reference, credential, Access::Pull).await?;
         match inspect_at(&session, reference).await {
-            // As a pull does: a failing mirror, or plain HTTP to a TLS-only
-            // registry, gives way to the next endpoint.
+            // As a pull does (registry errors only).
             Err(PullError::Registry(e))
-                if n + 1 < endpoints.len()
-                    && (endpoint.mirror || (endpoint.may_fall_back && e.is_tls_only_server())) =>
+                if n + 1 < endpoints.len() && endpoint.gives_way(e.is_tls_only_server()) =>
             {
                 last_err = Some(PullError::Registry(e));
             }

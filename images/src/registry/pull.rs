@@ -108,6 +108,16 @@ pub enum PullStatus {
     UpToDate,
 }
 
+impl PullStatus {
+    /// Docker's words for it, on the closing `Status:` line of a pull.
+    pub fn status_text(self) -> &'static str {
+        match self {
+            PullStatus::Downloaded => "Downloaded newer image for",
+            PullStatus::UpToDate => "Image is up to date for",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pulled {
     pub reference: Reference,
@@ -143,12 +153,7 @@ pub async fn pull(
         let session = Session::open(endpoint, reference, credential, Access::Pull).await?;
         let resolved = match resolve(&session, reference, options).await {
             Ok(r) => r,
-            // A mirror that fails is skipped, as Docker skips it; so is
-            // plain HTTP to a registry that turns out to speak TLS.
-            Err(e)
-                if n + 1 < endpoints.len()
-                    && (endpoint.mirror || (endpoint.may_fall_back && is_tls_only(&e))) =>
-            {
+            Err(e) if n + 1 < endpoints.len() && endpoint.gives_way(is_tls_only(&e)) => {
                 tracing::info!(endpoint = %endpoint.host, error = %e, "trying the next endpoint");
                 last_err = Some(e);
                 continue;
@@ -161,8 +166,8 @@ pub async fn pull(
 }
 
 /// The tags of `repository`'s repository (`pull --all-tags`), from the
-/// first of its endpoints that answers, as a pull picks one: a failing
-/// mirror, or plain HTTP to a registry that speaks TLS, moves on to the next.
+/// first of its endpoints that answers, as a pull picks one
+/// ([`Endpoint::gives_way`](super::config::Endpoint::gives_way)).
 pub async fn tags(
     settings: &RegistrySettings,
     credential: &Credential,
@@ -174,10 +179,7 @@ pub async fn tags(
         let session = Session::open(endpoint, repository, credential, Access::Pull).await?;
         match session.tags().await {
             Ok(tags) => return Ok(tags),
-            Err(e)
-                if n + 1 < endpoints.len()
-                    && (endpoint.mirror || (endpoint.may_fall_back && e.is_tls_only_server())) =>
-            {
+            Err(e) if n + 1 < endpoints.len() && endpoint.gives_way(e.is_tls_only_server()) => {
                 tracing::info!(endpoint = %endpoint.host, error = %e, "trying the next endpoint");
                 last_err = Some(e.into());
             }

@@ -350,7 +350,7 @@ fn stats_json(
 /// moby reports none for them).
 /// Reads /proc: call it off the async threads.
 fn networks(d: &ContainerDetails) -> serde_json::Value {
-    let mode = d.config.options.network_mode.as_deref().unwrap_or("none");
+    let mode = super::container_views::network_mode(d);
     if d.state.pid <= 0 || mode == "host" || mode.starts_with("container:") {
         return json!({});
     }

@@ -20,7 +20,7 @@ use super::super::error::ApiError;
 use super::super::query::{timestamp, Filters};
 
 /// The network mode a container runs with, as Docker names it.
-fn network_mode(d: &ContainerDetails) -> String {
+pub(super) fn network_mode(d: &ContainerDetails) -> String {
     d.config
         .options
         .network_mode

@@ -107,10 +107,7 @@ pub async fn pull(req: ApiRequest) -> Reply {
                 daemon
                     .events
                     .publish(Event::image("pull", &reference.familiar(), &id));
-                let status = match pulled.status {
-                    PullStatus::Downloaded => "Downloaded newer image for",
-                    PullStatus::UpToDate => "Image is up to date for",
-                };
+                let status = pulled.status.status_text();
                 vec![
                     json!({"status": format!("Digest: {}", pulled.digest)}),
                     json!({"status": format!("Status: {status} {}", reference.familiar())}),
@@ -349,10 +346,11 @@ async fn pull_all_tags(req: ApiRequest, repository: Reference) -> Reply {
             .events
             .publish(Event::image("pull", &familiar, &familiar));
         let status = if downloaded {
-            "Downloaded newer image for"
+            PullStatus::Downloaded
         } else {
-            "Image is up to date for"
-        };
+            PullStatus::UpToDate
+        }
+        .status_text();
         let _ = tx
             .send(json_line(
                 &json!({"status": format!("Status: {status} {familiar}")}),
