@@ -1,6 +1,9 @@
 //! Build facts `/version` reports (Docker's GitCommit, BuildTime, GoVersion):
 //! the commit, its commit time (not the wall clock, so builds stay
 //! reproducible) and the compiler. Missing git is not an error.
+//! Also compiles BuildKit's gRPC API subset (`proto/`) with protox (a
+//! protobuf compiler in Rust, so no protoc on the build machine) into tonic
+//! services.
 
 use std::process::Command;
 
@@ -26,4 +29,20 @@ fn main() {
         println!("cargo:rerun-if-changed={refs}/refs/heads");
     }
     println!("cargo:rerun-if-changed=build.rs");
+    compile_protos();
+}
+
+fn compile_protos() {
+    const FILES: &[&str] = &["control.proto", "gateway.proto", "filesync.proto"];
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = match protox::compile(FILES, ["proto"]) {
+        Ok(d) => d,
+        Err(e) => panic!("compiling proto/: {e:?}"),
+    };
+    if let Err(e) = tonic_prost_build::configure()
+        .build_transport(false)
+        .compile_fds(descriptors)
+    {
+        panic!("generating the gRPC code: {e}");
+    }
 }

@@ -21,6 +21,8 @@ pub const DOCKER_HOST: &str = "unix:///run/hutch/hutch.sock";
 pub const DOCKER_CLI: &str = "/usr/local/bin/docker";
 /// The Python venv holding docker-py (`$HUTCH_TEST_VENV` overrides).
 pub const DEFAULT_VENV: &str = "/opt/hutch-test-venv";
+/// Where tests/install-deps installs the buildx CLI plugin.
+pub const DEFAULT_BUILDX_DIR: &str = "/opt/hutch-test-buildx";
 /// Where tests/install-deps installs the npm clients (dockerode).
 pub const DEFAULT_NODE_PREFIX: &str = "/opt/hutch-test-node";
 /// A start restores containers first (stopping those whose network died
@@ -118,6 +120,36 @@ impl<'p> Daemon<'p> {
             .env_remove("DOCKER_TLS_VERIFY")
             .env_remove("DOCKER_API_VERSION");
         cmd
+    }
+
+    /// The docker CLI with the buildx plugin (tests/install-deps'), so
+    /// `docker build` runs buildx's docker driver against the daemon's
+    /// BuildKit API. A config directory of its own keeps the plugin away
+    /// from the other tests' `docker build` (the legacy builder API).
+    pub fn docker_buildx(&self) -> anyhow::Result<Command> {
+        let dir = std::env::var_os("HUTCH_TEST_BUILDX")
+            .map_or_else(|| PathBuf::from(DEFAULT_BUILDX_DIR), PathBuf::from);
+        let plugins = dir.join("cli-plugins");
+        ensure!(
+            plugins.join("docker-buildx").is_file(),
+            "no buildx plugin in {} (run tests/install-deps)",
+            plugins.display()
+        );
+        let config = "/tmp/docker-config-buildx";
+        let link = self
+            .pod
+            .exec("/bin/sh")
+            .args([
+                "-c",
+                "mkdir -p \"$1\" && ln -sfn \"$2\" \"$1/cli-plugins\"",
+                "sh",
+            ])
+            .args([config, &plugins.display().to_string()])
+            .output()?;
+        ok(&link, "linking the buildx plugin")?;
+        let mut cmd = self.docker();
+        cmd.env("DOCKER_CONFIG", config);
+        Ok(cmd)
     }
 
     /// `docker ARGS`, which must succeed; returns its stdout.

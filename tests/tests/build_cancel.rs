@@ -48,7 +48,8 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, want: &str) -> Result<()> {
     let mut seen = String::new();
     while Instant::now() < deadline {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(l) if l.trim() == want => return Ok(()),
+            // buildx prints a RUN's output as `#6 0.025 started`.
+            Ok(l) if l.trim() == want || l.trim().ends_with(&format!(" {want}")) => return Ok(()),
             Ok(l) => {
                 seen.push_str(&l);
                 seen.push('\n');
@@ -311,27 +312,49 @@ fn hutch_build_ctrl_c_cleans_up_and_stale_tmp_is_swept() -> Result<()> {
 
 #[test]
 fn docker_build_client_killed_mid_run_cleans_up() -> Result<()> {
+    client_killed_mid_run(false, 4243)
+}
+
+/// The same through buildx and the BuildKit API: the gRPC calls end with
+/// the client, which cancels the build.
+#[test]
+fn buildx_client_killed_mid_run_cleans_up() -> Result<()> {
+    client_killed_mid_run(true, 4244)
+}
+
+fn client_killed_mid_run(buildx: bool, delay: u32) -> Result<()> {
     let pod = Pod::start(&PodSpec::new())?;
     let base = load_busybox(&pod)?;
     let data = pod.data_dir_host().to_path_buf();
-    let slow = Ctx::new(&[("Dockerfile", &slow_dockerfile(&base, 4243))])?;
+    let slow = Ctx::new(&[("Dockerfile", &slow_dockerfile(&base, delay))])?;
     let daemon = Daemon::start(&pod)?;
     let daemon_pid = daemon.pid().context("daemon pid")?;
     let idle = descendants(daemon_pid);
 
-    let mut client = daemon
-        .docker()
-        .args(["build", "-t", "slow", &slow.arg()])
+    let mut docker = if buildx {
+        daemon.docker_buildx()?
+    } else {
+        daemon.docker()
+    };
+    docker.arg("build");
+    if buildx {
+        docker.arg("--progress=plain");
+    }
+    let mut client = docker
+        .args(["-t", "slow", &slow.arg()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()?;
+    // The legacy builder streams the RUN's output to stdout, buildx to
+    // stderr.
     let stdout = lines(client.stdout.take().context("stdout")?);
-    wait_for_line(&stdout, "started")?;
+    let stderr = lines(client.stderr.take().context("stderr")?);
+    wait_for_line(if buildx { &stderr } else { &stdout }, "started")?;
     let before = records(&data);
     let mut build_procs: BTreeSet<u32> =
         descendants(daemon_pid).difference(&idle).copied().collect();
-    let sleeping = sleepers(4243);
+    let sleeping = sleepers(delay);
     ensure!(!sleeping.is_empty(), "no RUN process found");
     build_procs.extend(&sleeping);
     ensure!(!tmp_entries(&data).is_empty(), "no builder/tmp entry");
@@ -366,8 +389,12 @@ fn docker_build_client_killed_mid_run_cleans_up() -> Result<()> {
         "the cancelled build stored something"
     );
 
-    let again = daemon
-        .docker()
+    let mut docker = if buildx {
+        daemon.docker_buildx()?
+    } else {
+        daemon.docker()
+    };
+    let again = docker
         .args(["build", "--build-arg", "DELAY=0", "-t", "slow", &slow.arg()])
         .output()?;
     ensure!(again.status.success(), "rebuild: {}", text(&again));

@@ -377,7 +377,7 @@ fn engine_killed_and_readopted(v: Variant) -> anyhow::Result<()> {
 
 /// A shell word without spaces (serve splits on whitespace).
 fn script_word(i: usize) -> String {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         format!("echo${{IFS}}hello{i};sleep${{IFS}}2;exit${{IFS}}{i}")
     } else {
         format!("echo${{IFS}}hello{i};sleep${{IFS}}3600")

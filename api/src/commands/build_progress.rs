@@ -383,14 +383,7 @@ impl Progress for Tty {
                 inner.finish_step(step, status);
             }
         }
-        let label = if info.stage.is_empty() {
-            format!("[{}/{}] {}", info.index, info.count, info.text)
-        } else {
-            format!(
-                "[{} {}/{}] {}",
-                info.stage, info.index, info.count, info.text
-            )
-        };
+        let label = info.label();
         let bar = ProgressBar::new_spinner().with_style(style(" {spinner} {wide_msg} {secs}"));
         bar.set_message(label.clone());
         let bar = inner.multi.add(bar);

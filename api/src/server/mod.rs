@@ -4,6 +4,7 @@
 //! errors become HTTP statuses.
 
 mod body_io;
+mod buildkit;
 mod doctor;
 mod error;
 mod events;
@@ -71,6 +72,8 @@ pub struct Daemon {
     pub pending_attaches: hijack::PendingAttaches,
     pub registry: RegistrySettings,
     pub config_warnings: Vec<String>,
+    /// BuildKit sessions and solves (`/session`, `/grpc`).
+    pub buildkit: buildkit::BuildKit,
 }
 
 impl Daemon {
@@ -109,6 +112,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         pending_attaches: hijack::PendingAttaches::default(),
         registry: config.registry,
         config_warnings: config.config_warnings,
+        buildkit: buildkit::BuildKit::default(),
     });
     tracing::info!(data_root = %daemon.data_root.display(), "daemon starting");
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;

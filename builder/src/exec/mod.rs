@@ -105,6 +105,21 @@ pub struct StepInfo {
     pub text: String,
 }
 
+impl StepInfo {
+    /// BuildKit's name for the step: `[builder 2/4] RUN make`, or
+    /// `[2/4] RUN make` in a single-stage Dockerfile.
+    pub fn label(&self) -> String {
+        if self.stage.is_empty() {
+            format!("[{}/{}] {}", self.index, self.count, self.text)
+        } else {
+            format!(
+                "[{} {}/{}] {}",
+                self.stage, self.index, self.count, self.text
+            )
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(transparent)]

@@ -240,7 +240,7 @@ impl Attrs {
             .extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_ne_bytes());
         self.0.extend_from_slice(&kind.to_ne_bytes());
         self.0.extend_from_slice(value);
-        while self.0.len() % 4 != 0 {
+        while !self.0.len().is_multiple_of(4) {
             self.0.push(0);
         }
         self

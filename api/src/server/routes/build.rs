@@ -1,9 +1,10 @@
 //! Build endpoints: `POST /build` serves Docker's legacy builder API (the
 //! one the docker CLI uses without buildx, and docker-py's `images.build`)
 //! with hutch's builder behind it, so heredocs and `RUN --mount` work there
-//! too. BuildKit's `/grpc` and `/session` are not served: buildx then
-//! reports the 404, and `docker build` without the buildx plugin (or with
-//! `DOCKER_BUILDKIT=0`) uses this API.
+//! too. `docker build` without the buildx plugin (or with
+//! `DOCKER_BUILDKIT=0`) uses this API; buildx uses BuildKit's
+//! (`server::buildkit`), which shares `executor`, `LiveBuild` and
+//! `prune_cache` with it.
 //!
 //! The build runs on a plain thread of its own, not a tokio blocking
 //! thread: a base-image pull inside it starts a runtime of its own, which
@@ -69,10 +70,10 @@ fn live() -> &'static Live {
 }
 
 /// A build's place in `live()`, left when dropped (its thread's end).
-struct LiveBuild(u64);
+pub(in crate::server) struct LiveBuild(u64);
 
 impl LiveBuild {
-    fn enter(cancel: Arc<AtomicBool>) -> LiveBuild {
+    pub(in crate::server) fn enter(cancel: Arc<AtomicBool>) -> LiveBuild {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let id = NEXT.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut b) = live().builds.lock() {
@@ -312,17 +313,7 @@ async fn build(req: ApiRequest) -> Reply {
             r.insert(id.clone(), cancel.clone());
         }
     }
-    let executor = Executor {
-        store: daemon.images.clone(),
-        data_root: daemon.data_root.clone(),
-        runtime: Runtime::new(daemon.engine.exe().to_path_buf()),
-        proc_mode: daemon.engine.proc_mode(),
-        registry: RegistryRequest {
-            settings: daemon.registry.clone(),
-            auth: None,
-        },
-        cancel: cancel.clone(),
-    };
+    let executor = executor(&daemon, cancel.clone());
     let (tx, mut rx) = mpsc::channel(64);
     let lines = Lines::new(tx.clone(), cancel.clone(), parsed.quiet, parsed.rm);
     let build_id = parsed.build_id.clone();
@@ -400,6 +391,21 @@ async fn build(req: ApiRequest) -> Reply {
     Ok(resp)
 }
 
+/// The builder on the daemon's stores, cancelled by `cancel`.
+pub(in crate::server) fn executor(daemon: &Daemon, cancel: Arc<AtomicBool>) -> Executor {
+    Executor {
+        store: daemon.images.clone(),
+        data_root: daemon.data_root.clone(),
+        runtime: Runtime::new(daemon.engine.exe().to_path_buf()),
+        proc_mode: daemon.engine.proc_mode(),
+        registry: RegistryRequest {
+            settings: daemon.registry.clone(),
+            auth: None,
+        },
+        cancel,
+    }
+}
+
 /// Sets the build's cancel flag when dropped while still armed.
 struct CancelOnDrop(Option<Arc<AtomicBool>>);
 
@@ -457,9 +463,32 @@ async fn prune(req: ApiRequest) -> Reply {
         (None, None) => None,
     };
     let cutoff = until.map(chrono::DateTime::<chrono::Utc>::from_timestamp_nanos);
-    let data_root = req.daemon.data_root.clone();
-    let (deleted, reclaimed) = req
-        .daemon
+    let pruned = prune_cache(&req.daemon, cutoff).await?;
+    let ids: Vec<String> = pruned.steps.iter().map(|d| d.to_string()).collect();
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({"CachesDeleted": ids, "SpaceReclaimed": pruned.reclaimed}),
+    ))
+}
+
+/// What a prune of the build cache removed.
+pub(in crate::server) struct Pruned {
+    /// The cached steps (intermediate images) deleted.
+    pub steps: Vec<hutch_images::Digest>,
+    /// Bytes freed in all.
+    pub reclaimed: u64,
+    /// The removed records as `/system/df` listed them (sizes included).
+    pub records: Vec<bollard_stubs::models::BuildCache>,
+}
+
+/// Removes the build cache not used since `cutoff` (all of it without
+/// one), as `POST /build/prune` and BuildKit's `Control.Prune` do.
+pub(in crate::server) async fn prune_cache(
+    daemon: &Daemon,
+    cutoff: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Pruned, ApiError> {
+    let data_root = daemon.data_root.clone();
+    daemon
         .with_images(move |store| {
             // What a running build stands on was made or used since it
             // began: keep that, as BuildKit keeps in-use records.
@@ -468,7 +497,10 @@ async fn prune(req: ApiRequest) -> Reply {
                 (Some(asked), Some(live)) => Some(asked.min(live)),
                 (asked, live) => asked.or(live),
             };
-            let before = super::image_models::LayerUsage::of(store)?.total();
+            let usage = super::image_models::LayerUsage::of(store)?;
+            let before = usage.total();
+            let mut listed = usage.build_cache_steps();
+            let dirs_before = build_cache::dir_records(&data_root);
             let last_used = build_cache::step_uses(&data_root)
                 .into_iter()
                 .map(|(id, (last, _))| (id, last))
@@ -493,14 +525,26 @@ async fn prune(req: ApiRequest) -> Reply {
                     }
                 }
             }
-            Ok((deleted, reclaimed))
+            let removed: std::collections::HashSet<String> =
+                deleted.iter().map(|d| d.hex().to_string()).collect();
+            listed.retain(|r| r.id.as_ref().is_some_and(|id| removed.contains(id)));
+            let dirs_after: std::collections::HashSet<Option<String>> =
+                build_cache::dir_records(&data_root)
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect();
+            listed.extend(
+                dirs_before
+                    .into_iter()
+                    .filter(|r| !dirs_after.contains(&r.id)),
+            );
+            Ok(Pruned {
+                steps: deleted,
+                reclaimed,
+                records: listed,
+            })
         })
-        .await?;
-    let ids: Vec<String> = deleted.iter().map(|d| d.to_string()).collect();
-    Ok(response::json(
-        StatusCode::OK,
-        &json!({"CachesDeleted": ids, "SpaceReclaimed": reclaimed}),
-    ))
+        .await
 }
 
 /// Removes a cache directory (or file); returns the bytes it held.

@@ -41,6 +41,34 @@ pub fn step_uses(data_root: &Path) -> HashMap<Digest, (DateTime<Utc>, u64)> {
         .collect()
 }
 
+/// The whole build cache as `/system/df` lists it: the cached `steps`
+/// (`LayerUsage::build_cache_steps`), each in use when a container was
+/// created from it and with the builder's record of its uses, then the
+/// builder's directories.
+pub fn records(
+    mut steps: Vec<BuildCache>,
+    container_images: &[String],
+    data_root: &Path,
+) -> Vec<BuildCache> {
+    let uses = step_uses(data_root);
+    for step in &mut steps {
+        let id = step.id.as_deref().unwrap_or_default();
+        // A container created from a cached step (by its ID) holds it.
+        step.in_use = Some(
+            container_images
+                .iter()
+                .any(|i| i.strip_prefix("sha256:") == Some(id)),
+        );
+        let used = format!("sha256:{id}").parse::<Digest>().ok();
+        if let Some((last, count)) = used.and_then(|d| uses.get(&d)) {
+            step.last_used_at = Some(last.to_rfc3339_opts(SecondsFormat::Nanos, true));
+            step.usage_count = Some(*count as i64);
+        }
+    }
+    steps.extend(dir_records(data_root));
+    steps
+}
+
 /// Docker's `BuildCache` records for the cache mounts and the other
 /// caches that hold anything.
 pub fn dir_records(data_root: &Path) -> Vec<BuildCache> {

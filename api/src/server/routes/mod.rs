@@ -3,7 +3,7 @@
 //! status and message in `error`.
 
 pub(super) mod build;
-mod build_cache;
+pub(super) mod build_cache;
 mod build_context;
 mod build_progress;
 mod container_archive;
@@ -19,7 +19,7 @@ mod containers;
 mod exec;
 pub(super) mod host;
 mod image_import;
-mod image_models;
+pub(super) mod image_models;
 mod images;
 mod networks;
 mod progress_stream;
@@ -41,6 +41,7 @@ pub fn all() -> Vec<Route> {
         volumes::routes(),
         build::routes(),
         swarm::routes(),
+        super::buildkit::routes(),
     ]
     .into_iter()
     .flatten()

@@ -12,7 +12,6 @@ use bollard_stubs::models::{
 };
 use bytes::Bytes;
 use hutch_images::registry::RegistrySettings;
-use hutch_images::Digest;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, PRAGMA};
 use hyper::{Method, Response, StatusCode};
 use serde::Serialize;
@@ -372,31 +371,17 @@ async fn system_df(req: ApiRequest) -> Reply {
         }
     }
     let data_root = req.daemon.data_root.clone();
-    let (cache_dirs, uses) = tokio::task::spawn_blocking(move || {
-        (
-            super::build_cache::dir_records(&data_root),
-            super::build_cache::step_uses(&data_root),
-        )
-    })
-    .await?;
-    if let Some(steps) = usage.build_cache.as_mut() {
-        for step in steps.iter_mut() {
-            let id = step.id.as_deref().unwrap_or_default();
-            // A container created from a cached step (by its ID) holds it.
-            step.in_use = Some(containers.iter().any(|c| {
-                c.image_id
-                    .as_deref()
-                    .and_then(|i| i.strip_prefix("sha256:"))
-                    == Some(id)
-            }));
-            let used = format!("sha256:{id}").parse::<Digest>().ok();
-            if let Some((last, count)) = used.and_then(|d| uses.get(&d)) {
-                step.last_used_at = Some(last.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
-                step.usage_count = Some(*count as i64);
-            }
-        }
-        steps.extend(cache_dirs);
-    }
+    let steps = usage.build_cache.take().unwrap_or_default();
+    let container_images: Vec<String> = containers
+        .iter()
+        .filter_map(|c| c.image_id.clone())
+        .collect();
+    usage.build_cache = Some(
+        tokio::task::spawn_blocking(move || {
+            super::build_cache::records(steps, &container_images, &data_root)
+        })
+        .await?,
+    );
     usage.containers = Some(containers);
     let volumes = req
         .daemon

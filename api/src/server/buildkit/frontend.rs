@@ -1,0 +1,296 @@
+//! The `dockerfile.v0` frontend on hutch's builder: the Dockerfile and the
+//! context are fetched from the client's session (as BuildKit's dockerfile
+//! frontend loads its `dockerfile` and `context` locals: the Dockerfile and
+//! its own ignore file first, then `.dockerignore`, then the context minus
+//! what it excludes), the frontend attributes become build options, and the
+//! build reports its steps as vertexes. The image is written to the store
+//! unnamed; the solve's exporter names it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use hutch_builder::exec::{BuildError, BuildOptions, BuildTmp};
+use hutch_builder::BuildArgs;
+use tonic::Status;
+
+use super::super::routes::build::{executor, LiveBuild};
+use super::super::Daemon;
+use super::filesync::{self, Source};
+use super::sessions::Session;
+use super::solves::Solve;
+use super::status::{BuildStatus, Vertex};
+
+pub use hutch_builder::exec::Built;
+
+pub const DOCKERFILE: &str = "dockerfile.v0";
+
+/// The build's options from the frontend attributes buildx and buildctl
+/// send (`filename`, `target`, `build-arg:*`, `label:*`, `no-cache`,
+/// `image-resolve-mode`, `platform`, `force-network-mode`).
+struct Attrs {
+    filename: String,
+    dockerfile_local: String,
+    context_local: String,
+    opts: BuildOptions,
+}
+
+fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
+    let mut build_args = BuildArgs::new();
+    let mut labels = Vec::new();
+    for (k, v) in attrs {
+        if let Some(name) = k.strip_prefix("build-arg:") {
+            build_args.set(name, v);
+        } else if let Some(name) = k.strip_prefix("label:") {
+            labels.push((name.to_owned(), v.clone()));
+        } else if let Some(name) = k.strip_prefix("context:") {
+            return Err(Status::unimplemented(format!(
+                "named build contexts (--build-context {name}=...) are not supported by hutch"
+            )));
+        }
+    }
+    labels.sort();
+    let platform = match attrs.get("platform").map(String::as_str) {
+        None | Some("") => None,
+        Some(p) if p.contains(',') => {
+            return Err(Status::unimplemented(format!(
+                "building for several platforms at once ({p}) is not supported by hutch"
+            )))
+        }
+        Some(p) => {
+            Some(hutch_builder::Platform::parse_target(p).map_err(Status::invalid_argument)?)
+        }
+    };
+    let network_none = match attrs.get("force-network-mode").map(String::as_str) {
+        None | Some("" | "default" | "host" | "sandbox") => false,
+        Some("none") => true,
+        Some(other) => {
+            return Err(Status::invalid_argument(format!(
+                "network mode {other:?} is not supported for builds by hutch (default, host, none)"
+            )))
+        }
+    };
+    let filename = attrs
+        .get("filename")
+        .filter(|f| !f.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "Dockerfile".into());
+    Ok(Attrs {
+        dockerfile_local: local_name(attrs, "dockerfilekey", "dockerfile"),
+        context_local: local_name(attrs, "contextkey", "context"),
+        filename,
+        opts: BuildOptions {
+            build_args,
+            labels,
+            target: attrs.get("target").filter(|t| !t.is_empty()).cloned(),
+            no_cache: attrs.contains_key("no-cache"),
+            pull: attrs.get("image-resolve-mode").is_some_and(|m| m == "pull"),
+            network_none,
+            platform,
+            ..BuildOptions::default()
+        },
+    })
+}
+
+fn local_name(attrs: &HashMap<String, String>, key: &str, default: &str) -> String {
+    attrs
+        .get(key)
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// Runs the Dockerfile frontend for `solve`.
+pub async fn solve(
+    daemon: &Arc<Daemon>,
+    solve: &Arc<Solve>,
+    frontend_attrs: &HashMap<String, String>,
+) -> Result<Built, Status> {
+    let context = solve.context().await?;
+    let mut attrs = attrs(frontend_attrs)?;
+    let session = daemon
+        .buildkit
+        .sessions
+        .get(&context.session)
+        .await
+        .map_err(|e| Status::failed_precondition(e.message))?;
+    let data_root = daemon.data_root.clone();
+    let scratch = tokio::task::spawn_blocking(move || BuildTmp::create(&data_root, "context"))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(format!("creating the context directory: {e}")))?;
+    let dockerfile = load_dockerfile(&session, solve, &attrs, scratch.path()).await?;
+    let excludes = load_dockerignore(&session, solve, &attrs, scratch.path(), &dockerfile).await?;
+    let context_dir = scratch.path().join("context");
+    fetch_into(
+        &session,
+        solve,
+        "[internal] load build context",
+        Source {
+            name: &attrs.context_local,
+            include: &[],
+            exclude: &excludes,
+            follow: &[],
+        },
+        &context_dir,
+    )
+    .await?;
+    attrs.opts.context = context_dir;
+    attrs.opts.dockerfile = Some(dockerfile);
+    run(daemon, solve, attrs.opts, scratch).await
+}
+
+async fn fetch_into(
+    session: &Session,
+    solve: &Arc<Solve>,
+    name: &str,
+    source: Source<'_>,
+    dir: &Path,
+) -> Result<(), Status> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Status::internal(format!("creating {}: {e}", dir.display())))?;
+    let vertex = Vertex::start(solve, name);
+    match filesync::fetch(session, source, dir, &vertex).await {
+        Ok(_) => {
+            vertex.done();
+            Ok(())
+        }
+        Err(e) => {
+            vertex.fail(e.message());
+            Err(e)
+        }
+    }
+}
+
+/// The Dockerfile (and its own `NAME.dockerignore`), from the
+/// `dockerfile` local.
+async fn load_dockerfile(
+    session: &Session,
+    solve: &Arc<Solve>,
+    attrs: &Attrs,
+    scratch: &Path,
+) -> Result<PathBuf, Status> {
+    let dir = scratch.join("dockerfile");
+    let follow = [
+        attrs.filename.clone(),
+        format!("{}.dockerignore", attrs.filename),
+    ];
+    fetch_into(
+        session,
+        solve,
+        &format!("[internal] load build definition from {}", attrs.filename),
+        Source {
+            name: &attrs.dockerfile_local,
+            include: &[],
+            exclude: &[],
+            follow: &follow,
+        },
+        &dir,
+    )
+    .await?;
+    let path = dir.join(&attrs.filename);
+    if !path.is_file() {
+        return Err(Status::not_found(format!(
+            "failed to read dockerfile: open {}: no such file or directory",
+            attrs.filename
+        )));
+    }
+    Ok(path)
+}
+
+/// The exclude patterns for the context: the Dockerfile's own ignore file
+/// if it has one, else the context's `.dockerignore`.
+async fn load_dockerignore(
+    session: &Session,
+    solve: &Arc<Solve>,
+    attrs: &Attrs,
+    scratch: &Path,
+    dockerfile: &Path,
+) -> Result<Vec<String>, Status> {
+    let own = PathBuf::from(format!("{}.dockerignore", dockerfile.display()));
+    let file = if own.is_file() {
+        own
+    } else {
+        let dir = scratch.join("dockerignore");
+        fetch_into(
+            session,
+            solve,
+            "[internal] load .dockerignore",
+            Source {
+                name: &attrs.context_local,
+                include: &[],
+                exclude: &[],
+                follow: &[".dockerignore".to_owned()],
+            },
+            &dir,
+        )
+        .await?;
+        dir.join(".dockerignore")
+    };
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Status::internal(format!("reading .dockerignore: {e}"))),
+    };
+    Ok(patterns(&text))
+}
+
+/// The patterns of a `.dockerignore`, as the client's filter reads them
+/// (comments and blank lines dropped, each trimmed).
+fn patterns(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The build itself, on a thread of its own; a client that goes away
+/// (this future dropped) cancels it.
+async fn run(
+    daemon: &Arc<Daemon>,
+    solve: &Arc<Solve>,
+    opts: BuildOptions,
+    scratch: BuildTmp,
+) -> Result<Built, Status> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let executor = executor(daemon, cancel.clone());
+    let status = BuildStatus::new(solve);
+    let live = LiveBuild::enter(cancel);
+    let built = tokio::task::spawn_blocking(move || {
+        let _live = live;
+        let result = executor.build(&opts, &status);
+        status.close(result.as_ref().err().map(error_text).as_deref());
+        drop(scratch);
+        result
+    })
+    .await
+    .map_err(|e| Status::internal(format!("the build thread failed: {e}")))?;
+    // Code Unknown: BuildKit's clients print the message of such an error
+    // as it is, where another code would prefix it ("InvalidArgument: ").
+    built.map_err(|e| match e {
+        BuildError::Cancelled => Status::cancelled("the build was cancelled"),
+        other => Status::unknown(error_text(&other)),
+    })
+}
+
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A build error as BuildKit words it (buildx prints "ERROR: failed to
+/// solve: " before it).
+pub fn error_text(err: &BuildError) -> String {
+    match err {
+        BuildError::RunFailed { command, code, .. } => {
+            format!("process \"{command}\" did not complete successfully: exit code: {code}")
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,315 @@
+//! `docker build` through buildx's `docker` driver: the real buildx plugin
+//! (Debian's, installed by tests/install-deps) drives the daemon's BuildKit
+//! API (`/grpc`, `/session`) in a simulated pod, the context travelling by
+//! fsutil's DiffCopy from the client. The builder behind it is hutch's own,
+//! so these tests check the conversation and what reaches the image: the
+//! build's steps as BuildKit progress, the context and `.dockerignore`,
+//! build arguments and labels, `--iidfile`/`--metadata-file`, a Dockerfile
+//! outside the context, large and many files, errors as BuildKit words
+//! them, and exporters hutch does not have refused.
+//!
+//! Needs the `hutch` and `podsim` binaries built first (`tests/run` does it).
+
+use std::process::Output;
+
+use anyhow::{ensure, Context, Result};
+use hutch_tests::build_context::BuildContext as Ctx;
+use hutch_tests::daemon::{ok, printed as text, Daemon};
+use hutch_tests::podsim::{Pod, PodSpec};
+use hutch_tests::testimages;
+use sha2::{Digest, Sha256};
+
+fn load_busybox(daemon: &Daemon) -> Result<String> {
+    let image = testimages::busybox()?;
+    daemon.docker_ok(&["load", "-i", &image.docker_archive.display().to_string()])?;
+    Ok(image.reference.clone())
+}
+
+/// `docker ARGS` with the buildx plugin.
+fn buildx(daemon: &Daemon, args: &[&str]) -> Result<Output> {
+    Ok(daemon.docker_buildx()?.args(args).output()?)
+}
+
+#[test]
+fn buildx_builds_with_the_docker_driver() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+
+    // buildx finds BuildKit behind the daemon: the docker driver, running.
+    let ls = buildx(&daemon, &["buildx", "ls"])?;
+    let listing = ok(&ls, "docker buildx ls")?;
+    ensure!(
+        listing.contains("docker") && listing.contains("running"),
+        "{listing}"
+    );
+    ensure!(listing.contains("linux/amd64"), "{listing}");
+
+    let ctx = Ctx::new(&[
+        (
+            "Dockerfile",
+            &format!(
+                "FROM {base}\nARG GREETING=hi\nRUN echo \"say $GREETING\" > /greeting\n\
+                 COPY . /src/\nRUN cat /src/sub/data\nLABEL stage=one\n"
+            ),
+        ),
+        (".dockerignore", "secret.txt\n*.log\n"),
+        ("sub/data", "payload\n"),
+        ("secret.txt", "never sent\n"),
+        ("debug.log", "never sent\n"),
+    ])?;
+    let out = buildx(
+        &daemon,
+        &[
+            "build",
+            "--progress=plain",
+            "--build-arg",
+            "GREETING=hello",
+            "--label",
+            "by=buildx",
+            "--iidfile",
+            "/tmp/iid",
+            "--metadata-file",
+            "/tmp/meta.json",
+            "-t",
+            "bx:1",
+            &ctx.arg(),
+        ],
+    )?;
+    let progress = text(&out);
+    ensure!(out.status.success(), "{progress}");
+    // BuildKit's progress, as buildx prints it.
+    for want in [
+        "building with \"default\" instance using docker driver",
+        "[internal] load build definition from Dockerfile",
+        "[internal] load .dockerignore",
+        "[internal] load build context",
+        "RUN echo \"say $GREETING\" > /greeting",
+        "payload",
+        "exporting to image",
+        "naming to docker.io/library/bx:1",
+    ] {
+        ensure!(progress.contains(want), "no {want:?} in:\n{progress}");
+    }
+
+    // The image: the build argument, the context without what
+    // .dockerignore excludes, the labels.
+    let run = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "bx:1",
+        "sh",
+        "-c",
+        "cat /greeting /src/sub/data; ls -a /src",
+    ])?;
+    ensure!(
+        run.contains("say hello") && run.contains("payload"),
+        "{run}"
+    );
+    ensure!(
+        !run.contains("secret.txt") && !run.contains("debug.log"),
+        "excluded files reached the image: {run}"
+    );
+    let labels = daemon.docker_ok(&["inspect", "-f", "{{json .Config.Labels}}", "bx:1"])?;
+    ensure!(
+        labels.contains("\"by\":\"buildx\"") && labels.contains("\"stage\":\"one\""),
+        "{labels}"
+    );
+
+    // --iidfile and --metadata-file carry the image ID.
+    let id = daemon.docker_ok(&["inspect", "-f", "{{.Id}}", "bx:1"])?;
+    let iid = ok(&pod.exec("/bin/cat").arg("/tmp/iid").output()?, "cat iid")?;
+    ensure!(iid.trim() == id.trim(), "iidfile {iid:?}, image {id:?}");
+    let meta = ok(
+        &pod.exec("/bin/cat").arg("/tmp/meta.json").output()?,
+        "cat metadata",
+    )?;
+    let meta: serde_json::Value = serde_json::from_str(&meta).context("metadata-file")?;
+    ensure!(
+        meta["containerimage.digest"].as_str() == Some(id.trim()),
+        "{meta}"
+    );
+    ensure!(meta["image.name"].as_str() == Some("bx:1"), "{meta}");
+
+    // A second build of the same context is served from the cache.
+    let again = buildx(
+        &daemon,
+        &[
+            "build",
+            "--progress=plain",
+            "--build-arg",
+            "GREETING=hello",
+            "-t",
+            "bx:2",
+            &ctx.arg(),
+        ],
+    )?;
+    let again_text = text(&again);
+    ensure!(again.status.success(), "{again_text}");
+    ensure!(again_text.contains("CACHED"), "{again_text}");
+
+    // The build cache through BuildKit's API: `buildx du` lists the
+    // cached steps, `builder prune` (buildx's, with the plugin) empties it.
+    let du = ok(
+        &buildx(&daemon, &["buildx", "du", "--verbose"])?,
+        "buildx du",
+    )?;
+    ensure!(du.contains("Reclaimable:") && du.contains("RUN"), "{du}");
+    let prune = ok(
+        &buildx(&daemon, &["builder", "prune", "-f"])?,
+        "builder prune",
+    )?;
+    ensure!(prune.contains("Total:"), "{prune}");
+    let df = daemon.docker_ok(&["system", "df", "--format", "{{.Type}}|{{.TotalCount}}"])?;
+    ensure!(df.contains("Build Cache|0"), "the prune left records: {df}");
+    let du = ok(&buildx(&daemon, &["buildx", "du"])?, "buildx du")?;
+    ensure!(du.contains("Total:") && du.contains("0B"), "{du}");
+
+    // DOCKER_BUILDKIT=0 still takes the legacy builder API.
+    let legacy = daemon
+        .docker_buildx()?
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-t", "bx:legacy", &ctx.arg()])
+        .output()?;
+    let legacy_text = text(&legacy);
+    ensure!(legacy.status.success(), "{legacy_text}");
+    ensure!(legacy_text.contains("Step 1/6"), "{legacy_text}");
+    daemon.stop()?;
+    pod.stop()
+}
+
+#[test]
+fn buildx_dockerfile_elsewhere_large_and_many_files() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+
+    let ctx = Ctx::new(&[("small/keep", "kept\n"), ("drop.bin", "dropped\n")])?;
+    // One file larger than a transfer batch (streamed through), and many
+    // small ones (asked for in batches).
+    let big: String = (0..600_000).map(|i| format!("{i:09}\n")).collect();
+    ctx.write("big.txt", &big)?;
+    for i in 0..400 {
+        ctx.write(&format!("many/f{i:03}"), &format!("file {i}\n"))?;
+    }
+    std::os::unix::fs::symlink("many/f007", ctx.path().join("link"))?;
+    // The Dockerfile and its own ignore file live outside the context.
+    let df = Ctx::new(&[
+        (
+            "build.Dockerfile",
+            &format!(
+                "FROM {base}\nCOPY . /c/\n\
+                 RUN sha256sum /c/big.txt && ls /c/many | wc -l && readlink /c/link && cat /c/link\n"
+            ),
+        ),
+        ("build.Dockerfile.dockerignore", "drop.bin\n"),
+    ])?;
+    let dockerfile = df.path().join("build.Dockerfile").display().to_string();
+    let out = buildx(
+        &daemon,
+        &[
+            "build",
+            "--progress=plain",
+            "-f",
+            &dockerfile,
+            "-t",
+            "files",
+            &ctx.arg(),
+        ],
+    )?;
+    let progress = text(&out);
+    ensure!(out.status.success(), "{progress}");
+    ensure!(
+        progress.contains("[internal] load build definition from build.Dockerfile"),
+        "{progress}"
+    );
+    let run = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "files",
+        "sh",
+        "-c",
+        "sha256sum /c/big.txt; ls /c/many | wc -l; cat /c/link /c/small/keep; ls /c",
+    ])?;
+    let want = format!("{:x}", Sha256::digest(big.as_bytes()));
+    ensure!(run.contains(&want), "sha256 {want} not in {run}");
+    ensure!(run.contains("400"), "{run}");
+    ensure!(run.contains("file 7") && run.contains("kept"), "{run}");
+    ensure!(
+        !run.contains("drop.bin"),
+        "the Dockerfile's ignore file was not applied: {run}"
+    );
+    daemon.stop()?;
+    pod.stop()
+}
+
+#[test]
+fn buildx_errors_as_buildkit_words_them() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+
+    // A RUN that fails: BuildKit's message, the step marked, no image.
+    let failing = Ctx::new(&[(
+        "Dockerfile",
+        &format!("FROM {base}\nRUN echo about to fail && exit 3\n"),
+    )])?;
+    let out = buildx(
+        &daemon,
+        &["build", "--progress=plain", "-t", "failed", &failing.arg()],
+    )?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
+    ensure!(
+        t.contains("did not complete successfully: exit code: 3"),
+        "{t}"
+    );
+    ensure!(t.contains("about to fail") && t.contains("ERROR"), "{t}");
+    let images = daemon.docker_ok(&["images", "-q", "failed"])?;
+    ensure!(
+        images.trim().is_empty(),
+        "a failed build named an image: {images}"
+    );
+
+    // A broken Dockerfile: the line it breaks on.
+    let broken = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nRUN true\nCOPY\n"))])?;
+    let out = buildx(&daemon, &["build", "--progress=plain", &broken.arg()])?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
+    ensure!(
+        t.contains("line 3") || t.contains(":3"),
+        "no line number in:\n{t}"
+    );
+
+    // No Dockerfile at all.
+    let empty = Ctx::new(&[("README", "no Dockerfile here\n")])?;
+    let out = buildx(&daemon, &["build", "--progress=plain", &empty.arg()])?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
+    ensure!(t.contains("Dockerfile"), "{t}");
+
+    // Exporters hutch does not have are refused before anything runs.
+    let fine = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nRUN true\n"))])?;
+    for (args, want) in [
+        (vec!["--push", "-t", "127.0.0.1:5999/x:1"], "push"),
+        (vec!["--output", "type=tar,dest=/tmp/out.tar"], "exporter"),
+    ] {
+        let mut all = vec!["build", "--progress=plain"];
+        all.extend(args.iter().copied());
+        let ctx_arg = fine.arg();
+        all.push(&ctx_arg);
+        let out = buildx(&daemon, &all)?;
+        let t = text(&out);
+        ensure!(!out.status.success(), "{args:?} succeeded: {t}");
+        ensure!(t.contains(want), "{args:?}: no {want:?} in {t}");
+    }
+
+    // The daemon still builds after all that.
+    let out = buildx(
+        &daemon,
+        &["build", "--progress=plain", "-t", "fine", &fine.arg()],
+    )?;
+    ensure!(out.status.success(), "{}", text(&out));
+    daemon.stop()?;
+    pod.stop()
+}
