@@ -6,7 +6,8 @@
 //! build's steps as BuildKit progress, the context and `.dockerignore`,
 //! build arguments and labels, `--iidfile`/`--metadata-file`, a Dockerfile
 //! outside the context, large and many files, errors as BuildKit words
-//! them, and exporters hutch does not have refused.
+//! them, `--push` with the CLI's credentials, and exporters hutch does
+//! not have refused.
 //!
 //! Needs the `hutch` and `podsim` binaries built first (`tests/run` does it).
 
@@ -16,6 +17,7 @@ use anyhow::{ensure, Context, Result};
 use hutch_tests::build_context::BuildContext as Ctx;
 use hutch_tests::daemon::{ok, printed as text, Daemon};
 use hutch_tests::podsim::{Pod, PodSpec};
+use hutch_tests::registry::{Registry, RegistryVariant};
 use hutch_tests::testimages;
 use sha2::{Digest, Sha256};
 
@@ -291,8 +293,8 @@ fn buildx_errors_as_buildkit_words_them() -> Result<()> {
     // Exporters hutch does not have are refused before anything runs.
     let fine = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nRUN true\n"))])?;
     for (args, want) in [
-        (vec!["--push", "-t", "127.0.0.1:5999/x:1"], "push"),
         (vec!["--output", "type=tar,dest=/tmp/out.tar"], "exporter"),
+        (vec!["--output", "type=local,dest=/tmp/out"], "exporter"),
     ] {
         let mut all = vec!["build", "--progress=plain"];
         all.extend(args.iter().copied());
@@ -310,6 +312,83 @@ fn buildx_errors_as_buildkit_words_them() -> Result<()> {
         &["build", "--progress=plain", "-t", "fine", &fine.arg()],
     )?;
     ensure!(out.status.success(), "{}", text(&out));
+    daemon.stop()?;
+    pod.stop()
+}
+
+#[test]
+fn buildx_push_and_private_bases_use_the_clients_credentials() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let registry = Registry::start(&pod, RegistryVariant::BasicAuth)?;
+    let (user, password) = registry
+        .credentials()
+        .context("the htpasswd registry has credentials")?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    let ctx = Ctx::new(&[(
+        "Dockerfile",
+        &format!("FROM {base}\nRUN echo pushed > /marker\n"),
+    )])?;
+    let name = registry.image_ref("bx/pushed:1");
+    let push = || {
+        buildx(
+            &daemon,
+            &[
+                "build",
+                "--progress=plain",
+                "--push",
+                "-t",
+                &name,
+                &ctx.arg(),
+            ],
+        )
+    };
+
+    // Without credentials the registry refuses the push.
+    let out = push()?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "an anonymous push succeeded: {t}");
+    ensure!(t.contains("failed to push"), "{t}");
+
+    // `docker login` stores them in the CLI's config; buildx's session
+    // hands them to the daemon for the push.
+    let login = buildx(
+        &daemon,
+        &["login", "-u", user, "-p", password, &registry.host()],
+    )?;
+    ok(&login, "docker login")?;
+    let out = push()?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(
+        t.contains(&format!("pushing manifest for {name}@sha256:")),
+        "{t}"
+    );
+    let id = daemon.docker_ok(&["inspect", "-f", "{{.Id}}", &name])?;
+
+    // Pulled back after removing it, it is the same image.
+    daemon.docker_ok(&["rmi", &name])?;
+    let pull = buildx(&daemon, &["pull", &name])?;
+    ok(&pull, "docker pull")?;
+    let pulled = daemon.docker_ok(&["inspect", "-f", "{{.Id}}", &name])?;
+    ensure!(pulled == id, "pushed {id}, pulled {pulled}");
+    let run = daemon.docker_ok(&["run", "--rm", &name, "cat", "/marker"])?;
+    ensure!(run.trim() == "pushed", "{run}");
+
+    // A build whose base is in the private registry pulls it with the
+    // client's credentials too (the daemon has none of its own).
+    daemon.docker_ok(&["rmi", &name])?;
+    let child = Ctx::new(&[(
+        "Dockerfile",
+        &format!("FROM {name}\nRUN cat /marker > /copied\n"),
+    )])?;
+    let out = buildx(
+        &daemon,
+        &["build", "--progress=plain", "-t", "child", &child.arg()],
+    )?;
+    ensure!(out.status.success(), "{}", text(&out));
+    let run = daemon.docker_ok(&["run", "--rm", "child", "cat", "/copied"])?;
+    ensure!(run.trim() == "pushed", "{run}");
     daemon.stop()?;
     pod.stop()
 }

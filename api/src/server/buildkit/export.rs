@@ -1,14 +1,16 @@
 //! A solve's exporters. The docker driver's image exporter (`moby`, or
 //! `image` as buildctl names it) names the built image in hutch's store,
-//! as dockerd's does; hutch's builder has already written the image, so
-//! naming is all there is to do. Pushing and the file exporters (`local`,
-//! `tar`, `oci`, `docker`) are not supported yet and are refused before
-//! the build runs.
+//! as dockerd's does (hutch's builder has already written the image), and
+//! with `push=true` (`--push`) pushes each name with the image store's
+//! push, credentials asked of the client's session (its `Auth` service
+//! reads the CLI's config and credential helpers, as for dockerd). The
+//! file exporters (`local`, `tar`, `oci`, `docker`) are not supported yet
+//! and are refused before the build runs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hutch_images::Reference;
+use hutch_images::{NoProgress, Reference, RegistryRequest};
 use tonic::Status;
 
 use super::super::events::Event;
@@ -21,6 +23,7 @@ use super::status::Vertex;
 /// An exporter the client asked for, checked.
 pub struct ImageExport {
     names: Vec<String>,
+    push: bool,
 }
 
 /// The request's exporters (the list, or the one of older clients).
@@ -46,12 +49,7 @@ pub fn exporters(req: &SolveRequest) -> Result<Vec<ImageExport>, Status> {
 }
 
 fn image_export(attrs: &HashMap<String, String>) -> Result<ImageExport, Status> {
-    if attrs.get("push").is_some_and(|v| v == "true") {
-        return Err(Status::unimplemented(
-            "pushing from a build (--push) is not supported by hutch yet: \
-             build, then docker push",
-        ));
-    }
+    let push = attrs.get("push").is_some_and(|v| v == "true");
     let names = attrs
         .get("name")
         .map(|n| {
@@ -67,7 +65,12 @@ fn image_export(attrs: &HashMap<String, String>) -> Result<ImageExport, Status> 
             Status::invalid_argument(format!("invalid reference format: {name}: {e}"))
         })?;
     }
-    Ok(ImageExport { names })
+    if push && names.is_empty() {
+        return Err(Status::invalid_argument(
+            "tag is needed when pushing to registry",
+        ));
+    }
+    Ok(ImageExport { names, push })
 }
 
 /// Names the image for each image exporter, with BuildKit's "exporting to
@@ -75,6 +78,7 @@ fn image_export(attrs: &HashMap<String, String>) -> Result<ImageExport, Status> 
 pub async fn export(
     daemon: &Arc<Daemon>,
     solve: &Arc<Solve>,
+    session: &str,
     built: Option<&Built>,
     exporters: &[ImageExport],
 ) -> Result<SolveResponse, Status> {
@@ -109,6 +113,11 @@ pub async fn export(
             }
         }
         vertex.done();
+        if export.push {
+            for name in &export.names {
+                push(daemon, solve, session, name).await?;
+            }
+        }
         if !export.names.is_empty() {
             response.insert("image.name".to_owned(), export.names.join(","));
         }
@@ -118,4 +127,49 @@ pub async fn export(
     Ok(SolveResponse {
         exporter_response: response,
     })
+}
+
+/// Pushes `name` with the client's credentials for its registry.
+async fn push(
+    daemon: &Arc<Daemon>,
+    solve: &Arc<Solve>,
+    session: &str,
+    name: &str,
+) -> Result<(), Status> {
+    let reference = Reference::parse(name)
+        .map_err(|e| Status::invalid_argument(format!("invalid reference format: {name}: {e}")))?;
+    let vertex = Vertex::start(solve, &format!("pushing {} with hutch", reference));
+    let auth = match daemon.buildkit.sessions.get(session).await {
+        Ok(s) => s.credentials(reference.domain()).await,
+        Err(_) => None,
+    };
+    let request = RegistryRequest {
+        settings: daemon.registry.clone(),
+        auth,
+    };
+    let layers = vertex.status_start("pushing layers");
+    let store = daemon.images.clone();
+    let target = reference.to_string();
+    let pushed = store.push(&target, &request, Arc::new(NoProgress)).await;
+    match pushed {
+        Ok(pushed) => {
+            layers.done();
+            vertex.status(
+                &format!("pushing manifest for {target}@{}", pushed.digest),
+                true,
+            );
+            vertex.done();
+            daemon.events.publish(Event::image(
+                "push",
+                &reference.familiar(),
+                &reference.familiar(),
+            ));
+            Ok(())
+        }
+        Err(e) => {
+            let message = format!("failed to push {target}: {e}");
+            vertex.fail(&message);
+            Err(Status::unknown(message))
+        }
+    }
 }

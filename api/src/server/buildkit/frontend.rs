@@ -6,13 +6,15 @@
 //! build reports its steps as vertexes. The image is written to the store
 //! unnamed; the solve's exporter names it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hutch_builder::exec::{BuildError, BuildOptions, BuildTmp};
 use hutch_builder::BuildArgs;
+use hutch_images::registry::AuthConfig;
+use hutch_images::Reference;
 use tonic::Status;
 
 use super::super::routes::build::{executor, LiveBuild};
@@ -136,6 +138,7 @@ pub async fn solve(
         &context_dir,
     )
     .await?;
+    attrs.opts.registry_auths = base_image_credentials(&session, &dockerfile, &attrs.opts).await;
     attrs.opts.context = context_dir;
     attrs.opts.dockerfile = Some(dockerfile);
     run(daemon, solve, attrs.opts, scratch).await
@@ -244,6 +247,48 @@ fn patterns(text: &str) -> Vec<String> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_owned)
         .collect()
+}
+
+/// Credentials for the registries the Dockerfile's stages pull from, asked
+/// of the client's session as BuildKit's resolver asks for them (the
+/// client's `docker login` counts, not the daemon's). A Dockerfile that
+/// does not parse gets none: the build reports its error.
+async fn base_image_credentials(
+    session: &Session,
+    dockerfile: &Path,
+    opts: &BuildOptions,
+) -> BTreeMap<String, AuthConfig> {
+    let mut domains = BTreeSet::new();
+    if let Ok(bytes) = std::fs::read(dockerfile) {
+        let plan = hutch_builder::parse("Dockerfile", &bytes)
+            .ok()
+            .and_then(|df| {
+                hutch_builder::plan(
+                    &df,
+                    opts.target.as_deref(),
+                    &opts.build_args,
+                    opts.platform.as_ref(),
+                )
+                .ok()
+            });
+        for stage in plan.iter().flat_map(|p| &p.stages) {
+            let sources = std::iter::once(&stage.base).chain(stage.sources.iter().flatten());
+            for source in sources {
+                if let hutch_builder::Source::Image(image) = source {
+                    if let Ok(r) = Reference::parse(image) {
+                        domains.insert(r.domain().to_owned());
+                    }
+                }
+            }
+        }
+    }
+    let mut auths = BTreeMap::new();
+    for domain in domains {
+        if let Some(auth) = session.credentials(&domain).await {
+            auths.insert(domain, auth);
+        }
+    }
+    auths
 }
 
 /// The build itself, on a thread of its own; a client that goes away

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hutch_images::registry::AuthConfig;
 use hyper::client::conn::http2::SendRequest;
 use hyper::upgrade::Upgraded;
 use hyper::HeaderMap;
@@ -21,6 +22,8 @@ use super::super::error::ApiError;
 use super::super::request::ApiRequest;
 use super::super::response::Body;
 use super::h2c;
+use super::proto::filesync::auth_client::AuthClient;
+use super::proto::filesync::CredentialsRequest;
 use hyper::Response;
 
 /// How long a solve waits for the session it names to be dialled.
@@ -39,7 +42,45 @@ impl Session {
     pub fn serves(&self, method: &str) -> bool {
         self.methods.iter().any(|m| m == method)
     }
+
+    /// The client's credentials for the registry `domain`, from the
+    /// session's `Auth` service, which answers from the CLI's config and
+    /// credential helpers (none when it has none or does not serve it).
+    /// Docker Hub is asked for as BuildKit's resolver names it.
+    pub async fn credentials(&self, domain: &str) -> Option<AuthConfig> {
+        if !self.serves(CREDENTIALS) {
+            return None;
+        }
+        let host = if domain == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            domain
+        };
+        let mut client = AuthClient::with_origin(self.channel.clone(), origin());
+        let answer = client
+            .credentials(CredentialsRequest {
+                host: host.to_owned(),
+            })
+            .await
+            .ok()?
+            .into_inner();
+        match (answer.username.is_empty(), answer.secret.is_empty()) {
+            (_, true) => None,
+            // A secret without a user name is an identity token.
+            (true, false) => Some(AuthConfig {
+                identity_token: Some(answer.secret),
+                ..AuthConfig::default()
+            }),
+            (false, false) => Some(AuthConfig {
+                username: Some(answer.username),
+                password: Some(answer.secret),
+                ..AuthConfig::default()
+            }),
+        }
+    }
 }
+
+const CREDENTIALS: &str = "/moby.filesync.v1.Auth/Credentials";
 
 #[derive(Default)]
 pub struct Sessions {

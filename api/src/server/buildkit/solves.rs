@@ -240,7 +240,8 @@ pub async fn control_solve(
             )))
         }
     };
-    let response = export::export(daemon, &solve, built.as_ref(), &exporters).await?;
+    let response =
+        export::export(daemon, &solve, &context.session, built.as_ref(), &exporters).await?;
     Ok(response)
 }
 
