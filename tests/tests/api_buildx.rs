@@ -86,6 +86,7 @@ fn buildx_builds_with_the_docker_driver() -> Result<()> {
         "[internal] load build definition from Dockerfile",
         "[internal] load .dockerignore",
         "[internal] load build context",
+        "transferring context:",
         "RUN echo \"say $GREETING\" > /greeting",
         "payload",
         "exporting to image",
@@ -166,6 +167,15 @@ fn buildx_builds_with_the_docker_driver() -> Result<()> {
     ensure!(df.contains("Build Cache|0"), "the prune left records: {df}");
     let du = ok(&buildx(&daemon, &["buildx", "du"])?, "buildx du")?;
     ensure!(du.contains("Total:") && du.contains("0B"), "{du}");
+
+    // -q prints the image ID alone.
+    let quiet = buildx(&daemon, &["build", "-q", "-t", "bx:3", &ctx.arg()])?;
+    let quiet_id = ok(&quiet, "docker build -q")?;
+    let id3 = daemon.docker_ok(&["inspect", "-f", "{{.Id}}", "bx:3"])?;
+    ensure!(
+        quiet_id.trim() == id3.trim(),
+        "-q printed {quiet_id:?}, image {id3:?}"
+    );
 
     // DOCKER_BUILDKIT=0 still takes the legacy builder API.
     let legacy = daemon
@@ -386,7 +396,12 @@ fn buildx_push_and_private_bases_use_the_clients_credentials() -> Result<()> {
         &daemon,
         &["build", "--progress=plain", "-t", "child", &child.arg()],
     )?;
-    ensure!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(
+        t.contains("extracting sha256:"),
+        "no layer progress for the pull:\n{t}"
+    );
     let run = daemon.docker_ok(&["run", "--rm", "child", "cat", "/copied"])?;
     ensure!(run.trim() == "pushed", "{run}");
     daemon.stop()?;

@@ -95,7 +95,7 @@ pub async fn fetch(
     let (tar_tx, tar_rx) = mpsc::channel::<TarEvent>(16);
     let dest = dest.to_path_buf();
     let writer = tokio::task::spawn_blocking(move || write_tree(tar_rx, &dest));
-    let received = receive(incoming, &out_tx, &tar_tx, progress).await;
+    let received = receive(source.name, incoming, &out_tx, &tar_tx, progress).await;
     drop(tar_tx);
     let written = writer
         .await
@@ -140,12 +140,13 @@ fn insert(
 
 /// The receiving half of the protocol; sends tree events to the writer.
 async fn receive(
+    name: &str,
     mut incoming: tonic::Streaming<Packet>,
     out: &mpsc::Sender<Packet>,
     tree: &mpsc::Sender<TarEvent>,
     progress: &Vertex,
 ) -> Result<u64, Status> {
-    let mut transferred = Transferred::new(progress);
+    let mut transferred = Transferred::new(progress, name);
     // 1. The listing.
     let mut entries: Vec<(u32, Stat)> = Vec::new();
     let mut index: u32 = 0;
@@ -265,17 +266,19 @@ async fn receive(
     Ok(transferred.bytes)
 }
 
-/// Counts the bytes received for the vertex's `transferring` status.
+/// Counts the bytes received for the vertex's `transferring NAME:` status.
 struct Transferred<'v> {
     vertex: &'v Vertex,
+    id: String,
     bytes: u64,
     reported: u64,
 }
 
 impl<'v> Transferred<'v> {
-    fn new(vertex: &'v Vertex) -> Transferred<'v> {
+    fn new(vertex: &'v Vertex, name: &str) -> Transferred<'v> {
         Transferred {
             vertex,
+            id: format!("transferring {name}:"),
             bytes: 0,
             reported: 0,
         }
@@ -290,13 +293,8 @@ impl<'v> Transferred<'v> {
     }
 
     fn report(&self, done: bool) {
-        let text = format!("transferring {}", self.vertex_name());
-        self.vertex
-            .progress("transferring", &text, self.bytes as i64, done);
-    }
-
-    fn vertex_name(&self) -> String {
-        "files".into()
+        let bytes = i64::try_from(self.bytes).unwrap_or(i64::MAX);
+        self.vertex.progress(&self.id, bytes, 0, done);
     }
 
     fn finish(&self) {

@@ -24,6 +24,9 @@ use super::proto::gateway::ReturnRequest;
 
 /// How long a finished solve's status stays for a late `Status` call.
 const LINGER: Duration = Duration::from_secs(60);
+/// How long a status stream waits for a `Control.Solve` that has not come
+/// (a client that died between its calls).
+const ORPHAN: Duration = Duration::from_secs(60);
 /// How long a gateway call waits for its `Control.Solve` to arrive.
 const ARRIVAL: Duration = Duration::from_secs(10);
 
@@ -125,7 +128,8 @@ impl Solve {
         })
     }
 
-    /// Event `index`, once there is one (`None`: the solve ended first).
+    /// Event `index`, once there is one (`None`: the solve ended first, or
+    /// its `Control.Solve` never came).
     async fn next_event(&self, index: usize) -> Option<StatusResponse> {
         loop {
             let notified = self.changed.notified();
@@ -138,7 +142,13 @@ impl Solve {
                     return None;
                 }
             }
-            notified.await;
+            if self.context.borrow().is_some() {
+                notified.await;
+            } else if tokio::time::timeout(ORPHAN, notified).await.is_err()
+                && self.context.borrow().is_none()
+            {
+                return None;
+            }
         }
     }
 

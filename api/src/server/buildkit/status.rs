@@ -15,7 +15,7 @@ use std::thread::ThreadId;
 use std::time::SystemTime;
 
 use hutch_builder::exec::{BuildError, OutputSink, Progress, StepInfo};
-use hutch_images::Digest;
+use hutch_images::{Digest, ProgressEvent, ProgressSink};
 use prost_types::Timestamp;
 use sha2::{Digest as _, Sha256};
 
@@ -41,6 +41,8 @@ static SERIAL: AtomicUsize = AtomicUsize::new(0);
 pub struct Vertex {
     solve: Arc<Solve>,
     record: Mutex<PbVertex>,
+    /// When each byte-counting sub-task began.
+    task_starts: Mutex<HashMap<String, Timestamp>>,
 }
 
 impl Vertex {
@@ -59,6 +61,7 @@ impl Vertex {
         Vertex {
             solve: solve.clone(),
             record: Mutex::new(record),
+            task_starts: Mutex::default(),
         }
     }
 
@@ -138,17 +141,27 @@ impl Vertex {
         }
     }
 
-    /// A sub-task with a byte count (`transferring context: 2.1kB`).
-    pub fn progress(&self, id: &str, name: &str, current: i64, done: bool) {
+    /// A sub-task with a byte count (`transferring context: 2.1kB`, a
+    /// layer's `2.1MB / 3.4MB`; `total` 0 when unknown).
+    pub fn progress(&self, id: &str, current: i64, total: i64, done: bool) {
         let at = now();
+        // buildx shows a status only once it has a start, kept the same
+        // for each update.
+        let started = *self
+            .task_starts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.to_owned())
+            .or_insert(at);
         self.publish_status(VertexStatus {
             id: id.to_owned(),
             vertex: self.digest(),
-            name: name.to_owned(),
+            name: id.to_owned(),
             current,
+            total,
             timestamp: Some(at),
+            started: Some(started),
             completed: done.then_some(at),
-            ..VertexStatus::default()
         });
     }
 
@@ -263,9 +276,50 @@ impl Progress for BuildStatus {
         }
     }
 
+    fn pull_progress(&self) -> Arc<dyn ProgressSink> {
+        match self.current() {
+            Some(vertex) => Arc::new(PullStatus { vertex }),
+            None => Arc::new(hutch_images::NoProgress),
+        }
+    }
+
     fn failed(&self, error: &BuildError) {
         if let Some(v) = self.current() {
             v.fail(&super::frontend::error_text(error));
+        }
+    }
+}
+
+/// A base image's pull under its FROM step, as BuildKit shows one: a
+/// status per layer with its bytes, then its extraction.
+struct PullStatus {
+    vertex: Arc<Vertex>,
+}
+
+impl ProgressSink for PullStatus {
+    fn event(&self, event: ProgressEvent) {
+        let bytes = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        match event {
+            ProgressEvent::Downloading {
+                layer,
+                current,
+                total,
+            } => self.vertex.progress(
+                &layer.to_string(),
+                bytes(current),
+                total.map_or(0, bytes),
+                false,
+            ),
+            ProgressEvent::Extracting { layer, .. } => {
+                self.vertex.progress(&layer.to_string(), 0, 0, true);
+                self.vertex
+                    .progress(&format!("extracting {layer}"), 0, 0, false);
+            }
+            ProgressEvent::Done { layer } => {
+                self.vertex
+                    .progress(&format!("extracting {layer}"), 0, 0, true);
+            }
+            _ => {}
         }
     }
 }
