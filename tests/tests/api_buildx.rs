@@ -316,6 +316,19 @@ fn buildx_errors_as_buildkit_words_them() -> Result<()> {
         ensure!(t.contains(want), "{args:?}: no {want:?} in {t}");
     }
 
+    // A request that does not ask for the h2c upgrade gets a 400 that
+    // says what the endpoint needs.
+    for path in ["/grpc", "/session"] {
+        let reply = daemon.request("POST", path, &[])?;
+        ensure!(
+            reply.status == 400,
+            "{path}: {} {}",
+            reply.status,
+            reply.body
+        );
+        ensure!(reply.body.contains("h2c"), "{path}: {}", reply.body);
+    }
+
     // The daemon still builds after all that.
     let out = buildx(
         &daemon,

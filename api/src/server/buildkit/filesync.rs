@@ -138,10 +138,15 @@ fn insert(
     Ok(())
 }
 
+/// The sender's packets (tonic's stream; a plain one in the tests).
+trait Incoming: futures_util::Stream<Item = Result<Packet, Status>> + Unpin {}
+
+impl<S: futures_util::Stream<Item = Result<Packet, Status>> + Unpin> Incoming for S {}
+
 /// The receiving half of the protocol; sends tree events to the writer.
 async fn receive(
     name: &str,
-    mut incoming: tonic::Streaming<Packet>,
+    mut incoming: impl Incoming,
     out: &mpsc::Sender<Packet>,
     tree: &mpsc::Sender<TarEvent>,
     progress: &Vertex,
@@ -302,7 +307,7 @@ impl<'v> Transferred<'v> {
     }
 }
 
-async fn next(incoming: &mut tonic::Streaming<Packet>) -> Result<Packet, Status> {
+async fn next(incoming: &mut impl Incoming) -> Result<Packet, Status> {
     incoming
         .next()
         .await
@@ -310,7 +315,7 @@ async fn next(incoming: &mut tonic::Streaming<Packet>) -> Result<Packet, Status>
 }
 
 async fn data_packet(
-    incoming: &mut tonic::Streaming<Packet>,
+    incoming: &mut impl Incoming,
     transferred: &mut Transferred<'_>,
 ) -> Result<Packet, Status> {
     let p = next(incoming).await?;
@@ -704,5 +709,128 @@ mod tests {
             TarEvent::End,
         ]);
         assert!(result.is_err(), "a long file was accepted");
+    }
+
+    fn packet(
+        kind: PacketType,
+        id: u32,
+        data: &[u8],
+        stat: Option<Stat>,
+    ) -> Result<Packet, Status> {
+        Ok(Packet {
+            r#type: kind as i32,
+            stat,
+            id,
+            data: data.to_vec(),
+        })
+    }
+
+    /// Runs the receiver over `sent`; returns its result, the packets it
+    /// sent back and the entries it passed on (path, data).
+    async fn exchange(
+        sent: Vec<Result<Packet, Status>>,
+    ) -> (Result<u64, Status>, Vec<(i32, u32)>, Vec<(String, Vec<u8>)>) {
+        let solves = super::super::solves::Solves::default();
+        let solve = solves.entry("test");
+        let vertex = Vertex::start(&solve, "[internal] load build context");
+        let (out_tx, mut out_rx) = mpsc::channel(64);
+        let (tree_tx, mut tree_rx) = mpsc::channel(64);
+        let result = receive(
+            "context",
+            futures_util::stream::iter(sent),
+            &out_tx,
+            &tree_tx,
+            &vertex,
+        )
+        .await;
+        drop(tree_tx);
+        let mut replies = Vec::new();
+        while let Ok(p) = out_rx.try_recv() {
+            replies.push((p.r#type, p.id));
+        }
+        let mut entries = Vec::new();
+        while let Some(event) = tree_rx.recv().await {
+            match event {
+                TarEvent::Entry(stat, data) => entries.push((stat.path, data.concat())),
+                TarEvent::Begin(stat) => entries.push((stat.path, Vec::new())),
+                TarEvent::Chunk(c) => {
+                    if let Some(last) = entries.last_mut() {
+                        last.1.extend_from_slice(&c);
+                    }
+                }
+                TarEvent::End => {}
+            }
+        }
+        (result, replies, entries)
+    }
+
+    #[tokio::test]
+    async fn interleaved_data_is_written_in_listing_order() {
+        use PacketType::*;
+        let sent = vec![
+            packet(PacketStat, 0, b"", Some(stat("dir", MODE_DIR | 0o755, 0))),
+            packet(PacketStat, 0, b"", Some(stat("dir/a", 0o644, 3))),
+            packet(PacketStat, 0, b"", Some(stat("dir/b", 0o644, 2))),
+            packet(PacketStat, 0, b"", Some(stat("dir/empty", 0o644, 0))),
+            packet(PacketStat, 0, b"", None),
+            packet(PacketData, 2, b"hi", None),
+            packet(PacketData, 1, b"ab", None),
+            packet(PacketData, 2, b"", None),
+            packet(PacketData, 1, b"c", None),
+            packet(PacketData, 1, b"", None),
+            packet(PacketFin, 0, b"", None),
+        ];
+        let (result, replies, entries) = exchange(sent).await;
+        result.expect("received");
+        let (req, fin) = (PacketReq as i32, PacketFin as i32);
+        assert_eq!(replies, vec![(req, 1), (req, 2), (fin, 0)]);
+        let entries: Vec<(&str, &[u8])> = entries
+            .iter()
+            .map(|(p, d)| (p.as_str(), d.as_slice()))
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                ("dir", &b""[..]),
+                ("dir/a", b"abc"),
+                ("dir/b", b"hi"),
+                ("dir/empty", b"")
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sender_that_misbehaves_is_an_error() {
+        use PacketType::*;
+        let listing = || {
+            vec![
+                packet(PacketStat, 0, b"", Some(stat("a", 0o644, 3))),
+                packet(PacketStat, 0, b"", None),
+            ]
+        };
+        // Data for a file nobody asked for.
+        let mut sent = listing();
+        sent.push(packet(PacketData, 7, b"xyz", None));
+        let (result, _, _) = exchange(sent).await;
+        let err = result.expect_err("unasked data accepted");
+        assert!(err.message().contains("not asked for"), "{err}");
+        // The sender's own error.
+        let mut sent = listing();
+        sent.push(packet(PacketErr, 0, b"permission denied", None));
+        let (result, _, _) = exchange(sent).await;
+        let err = result.expect_err("an ERR packet accepted");
+        assert!(err.message().contains("permission denied"), "{err}");
+        // A stream that ends in the middle of the listing.
+        let sent = vec![packet(PacketStat, 0, b"", Some(stat("a", 0o644, 3)))];
+        let (result, _, _) = exchange(sent).await;
+        let err = result.expect_err("a cut listing accepted");
+        assert!(err.message().contains("ended early"), "{err}");
+        // A packet type that does not exist.
+        let sent = vec![Ok(Packet {
+            r#type: 42,
+            ..Packet::default()
+        })];
+        let (result, _, _) = exchange(sent).await;
+        assert!(result.is_err(), "packet type 42 accepted");
     }
 }

@@ -122,6 +122,7 @@ impl Sessions {
 /// `POST /session`: takes the connection over and keeps the session
 /// registered for as long as the client holds it open.
 pub async fn open(mut req: ApiRequest) -> Result<Response<Body>, ApiError> {
+    let upgrade = h2c::take(&mut req)?;
     let id = header(&req.headers, "X-Docker-Expose-Session-Uuid")
         .ok_or_else(|| ApiError::bad_request("no session ID (X-Docker-Expose-Session-Uuid)"))?;
     let name = header(&req.headers, "X-Docker-Expose-Session-Name").unwrap_or_default();
@@ -133,7 +134,6 @@ pub async fn open(mut req: ApiRequest) -> Result<Response<Body>, ApiError> {
         .flat_map(|v| v.split(','))
         .map(|m| m.trim().to_owned())
         .collect();
-    let upgrade = h2c::take(&mut req)?;
     let daemon = req.daemon.clone();
     Ok(h2c::switch(upgrade, move |io| async move {
         let (send, conn) = match handshake(io).await {
