@@ -16,7 +16,7 @@ use std::process::Output;
 use anyhow::{ensure, Context, Result};
 use hutch_tests::build_context::BuildContext as Ctx;
 use hutch_tests::daemon::{ok, printed as text, Daemon};
-use hutch_tests::podsim::{Pod, PodSpec};
+use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
 use hutch_tests::registry::{Registry, RegistryVariant};
 use hutch_tests::testimages;
 use sha2::{Digest, Sha256};
@@ -417,6 +417,66 @@ fn buildx_push_and_private_bases_use_the_clients_credentials() -> Result<()> {
     );
     let run = daemon.docker_ok(&["run", "--rm", "child", "cat", "/copied"])?;
     ensure!(run.trim() == "pushed", "{run}");
+    daemon.stop()?;
+    pod.stop()
+}
+
+/// `--cache-from` a registry cache (written here by `hutch build
+/// --cache-to`, on the daemon's data root): buildx's docker driver imports
+/// caches, and refuses `--cache-to` itself, as with dockerd's classic image
+/// store.
+#[test]
+fn buildx_cache_from_a_registry() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let registry = Registry::start(&pod, RegistryVariant::Plain)?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    let ctx = Ctx::new(&[
+        (
+            "Dockerfile",
+            &format!("FROM {base}\nRUN echo ran-once > /marker\nCOPY a.txt /w/x\n"),
+        ),
+        ("a.txt", "context file\n"),
+    ])?;
+    let cache = registry.image_ref("cache/bx:c");
+    let exported = pod
+        .exec(hutch_bin())
+        .args([
+            "build",
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max"),
+            "-t",
+            "first",
+            &ctx.arg(),
+        ])
+        .output()?;
+    ensure!(exported.status.success(), "{}", text(&exported));
+    let first = daemon.docker_ok(&["inspect", "-f", "{{.Id}}", "first"])?;
+
+    // Nothing left locally but the base: the steps come from the registry.
+    daemon.docker_ok(&["rmi", "first"])?;
+    ok(
+        &buildx(&daemon, &["builder", "prune", "-af"])?,
+        "builder prune",
+    )?;
+    let out = buildx(
+        &daemon,
+        &[
+            "build",
+            "--progress=plain",
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+            "-t",
+            "second",
+            &ctx.arg(),
+        ],
+    )?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(t.matches("CACHED").count() >= 2, "no cache hits:\n{t}");
+    let second = daemon.docker_ok(&["inspect", "-f", "{{.Id}}", "second"])?;
+    ensure!(first == second, "{first} vs {second}");
+
     daemon.stop()?;
     pod.stop()
 }

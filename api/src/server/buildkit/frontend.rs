@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use hutch_builder::exec::{BuildError, BuildOptions, BuildTmp};
+use hutch_builder::exec::{remote_cache, BuildError, BuildOptions, BuildTmp};
 use hutch_builder::BuildArgs;
 use hutch_images::registry::AuthConfig;
 use hutch_images::Reference;
@@ -95,6 +95,14 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
     })
 }
 
+/// A cache option the builder cannot use (hutch's caches live in
+/// registries: `type=registry`).
+fn cache_refused(message: String) -> Status {
+    Status::unimplemented(format!(
+        "{message} (hutch imports and exports registry caches only)"
+    ))
+}
+
 fn local_name(attrs: &HashMap<String, String>, key: &str, default: &str) -> String {
     attrs
         .get(key)
@@ -111,6 +119,18 @@ pub async fn solve(
 ) -> Result<Built, Status> {
     let context = solve.context().await?;
     let mut attrs = attrs(frontend_attrs)?;
+    attrs.opts.cache_from = context
+        .cache_from
+        .iter()
+        .map(|spec| remote_cache::parse_cache_from(spec))
+        .collect::<Result<_, _>>()
+        .map_err(cache_refused)?;
+    attrs.opts.cache_to = context
+        .cache_to
+        .iter()
+        .map(|spec| remote_cache::parse_cache_to(spec))
+        .collect::<Result<_, _>>()
+        .map_err(cache_refused)?;
     let session = daemon
         .buildkit
         .sessions
@@ -249,7 +269,8 @@ fn patterns(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Credentials for the registries the Dockerfile's stages pull from, asked
+/// Credentials for the registries the Dockerfile's stages pull from and
+/// the registry caches (`--cache-from`, `--cache-to`) live in, asked
 /// of the client's session as BuildKit's resolver asks for them (the
 /// client's `docker login` counts, not the daemon's). A Dockerfile that
 /// does not parse gets none: the build reports its error.
@@ -280,6 +301,16 @@ async fn base_image_credentials(
                     }
                 }
             }
+        }
+    }
+    let caches = opts
+        .cache_from
+        .iter()
+        .map(|c| c.reference.as_str())
+        .chain(opts.cache_to.iter().map(|c| c.reference.as_str()));
+    for cache in caches {
+        if let Ok(r) = Reference::parse(cache) {
+            domains.insert(r.domain().to_owned());
         }
     }
     let mut auths = BTreeMap::new();

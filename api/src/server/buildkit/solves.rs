@@ -19,7 +19,7 @@ use tonic::Status;
 use super::super::Daemon;
 use super::export;
 use super::frontend::{self, Built};
-use super::proto::control::{SolveRequest, SolveResponse, StatusResponse};
+use super::proto::control::{CacheOptionsEntry, SolveRequest, SolveResponse, StatusResponse};
 use super::proto::gateway::ReturnRequest;
 
 /// How long a finished solve's status stays for a late `Status` call.
@@ -67,6 +67,9 @@ impl Solves {
 pub struct SolveContext {
     pub session: String,
     pub frontend_attrs: HashMap<String, String>,
+    /// `--cache-from` / `--cache-to`, as `type=..,key=value` specs.
+    pub cache_from: Vec<String>,
+    pub cache_to: Vec<String>,
 }
 
 #[derive(Default)]
@@ -234,9 +237,12 @@ pub async fn control_solve(
         ));
     }
     let exporters = export::exporters(&req)?;
+    let cache = req.cache.clone().unwrap_or_default();
     let context = SolveContext {
         session: req.session.clone(),
         frontend_attrs: req.frontend_attrs.clone(),
+        cache_from: cache.imports.iter().map(cache_spec).collect(),
+        cache_to: cache.exports.iter().map(cache_spec).collect(),
     };
     solve.context.send_replace(Some(context.clone()));
     let built = match req.frontend.as_str() {
@@ -253,6 +259,17 @@ pub async fn control_solve(
     let response =
         export::export(daemon, &solve, &context.session, built.as_ref(), &exporters).await?;
     Ok(response)
+}
+
+/// A cache option as buildx's command line spells it (`type=registry,
+/// ref=...,mode=max`), which the builder parses.
+fn cache_spec(entry: &CacheOptionsEntry) -> String {
+    let mut attrs: Vec<(&String, &String)> = entry.attrs.iter().collect();
+    attrs.sort();
+    std::iter::once(format!("type={}", entry.r#type))
+        .chain(attrs.into_iter().map(|(k, v)| format!("{k}={v}")))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Waits for the client's `Return` and finds the image its result names
