@@ -32,28 +32,45 @@ const ARRIVAL: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub struct Solves {
-    live: Mutex<HashMap<String, Arc<Solve>>>,
+    live: Arc<Mutex<HashMap<String, Arc<Solve>>>>,
 }
 
 impl Solves {
     /// The solve `reference`, made if this is the first call to name it.
     pub fn entry(&self, reference: &str) -> Arc<Solve> {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.entry(reference.to_owned())
-            .or_insert_with(|| Arc::new(Solve::new(reference)))
-            .clone()
+        if let Some(solve) = live.get(reference) {
+            return solve.clone();
+        }
+        let solve = Arc::new(Solve::new(reference));
+        live.insert(reference.to_owned(), solve.clone());
+        self.forget_orphan(reference.to_owned());
+        solve
     }
 
-    fn forget_later(self: &Solves, daemon: &Arc<Daemon>, reference: String) {
-        let daemon = daemon.clone();
+    /// Drops the solve `reference` if its `Control.Solve` never comes (a
+    /// client that died after its first calls).
+    fn forget_orphan(&self, reference: String) {
+        let live = self.live.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(ORPHAN + ARRIVAL).await;
+            let mut live = live.lock().unwrap_or_else(|e| e.into_inner());
+            if live
+                .get(&reference)
+                .is_some_and(|s| s.context.borrow().is_none())
+            {
+                live.remove(&reference);
+            }
+        });
+    }
+
+    /// Drops the finished solve `reference` once a late `Status` call can
+    /// no longer want it.
+    fn forget_later(&self, reference: String) {
+        let live = self.live.clone();
         tokio::spawn(async move {
             tokio::time::sleep(LINGER).await;
-            let mut live = daemon
-                .buildkit
-                .solves
-                .live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut live = live.lock().unwrap_or_else(|e| e.into_inner());
             if live.get(&reference).is_some_and(|s| s.is_finished()) {
                 live.remove(&reference);
             }
@@ -214,7 +231,7 @@ impl Drop for FinishOnDrop<'_> {
         self.daemon
             .buildkit
             .solves
-            .forget_later(self.daemon, self.solve.reference.clone());
+            .forget_later(self.solve.reference.clone());
     }
 }
 
