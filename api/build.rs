@@ -33,7 +33,12 @@ fn main() {
 }
 
 fn compile_protos() {
-    const FILES: &[&str] = &["control.proto", "gateway.proto", "filesync.proto"];
+    const FILES: &[&str] = &[
+        "control.proto",
+        "gateway.proto",
+        "filesync.proto",
+        "upload.proto",
+    ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = match protox::compile(FILES, ["proto"]) {
         Ok(d) => d,

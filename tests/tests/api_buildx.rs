@@ -251,6 +251,50 @@ fn buildx_dockerfile_elsewhere_large_and_many_files() -> Result<()> {
         !run.contains("drop.bin"),
         "the Dockerfile's ignore file was not applied: {run}"
     );
+
+    // The same context as a gzipped tar on stdin (`docker build - <
+    // ctx.tar.gz`): buildx uploads it through the session.
+    let tarball = df.path().join("ctx.tar.gz");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base}\nCOPY . /c/\n"),
+    )?;
+    let made = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(ctx.path())
+        .arg(".")
+        .output()?;
+    ensure!(made.status.success(), "tar: {}", text(&made));
+    let out = daemon
+        .docker_buildx()?
+        .args(["build", "--progress=plain", "-t", "fromtar", "-"])
+        .stdin(std::fs::File::open(&tarball)?)
+        .output()?;
+    let progress = text(&out);
+    ensure!(out.status.success(), "{progress}");
+    ensure!(
+        progress.contains("[internal] load remote build context"),
+        "{progress}"
+    );
+    let run = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "fromtar",
+        "sh",
+        "-c",
+        "sha256sum /c/big.txt; ls /c/many | wc -l",
+    ])?;
+    ensure!(run.contains(&want) && run.contains("400"), "{run}");
+
+    // A git URL is not a context hutch fetches: said so.
+    let out = buildx(&daemon, &["build", "https://example.invalid/repo.git"])?;
+    let t = text(&out);
+    ensure!(
+        !out.status.success() && t.contains("remote build context"),
+        "{t}"
+    );
     daemon.stop()?;
     pod.stop()
 }

@@ -21,6 +21,11 @@ const WRITE_CHUNK: usize = 64 << 10;
 pub fn body_reader(body: Incoming) -> BodyReader {
     let (tx, rx) = mpsc::channel(READ_DEPTH);
     tokio::spawn(pump(body, tx));
+    channel_reader(rx)
+}
+
+/// A blocking reader over chunks another task sends (an error ends it).
+pub fn channel_reader(rx: mpsc::Receiver<io::Result<Bytes>>) -> BodyReader {
     BodyReader {
         rx,
         current: Bytes::new(),

@@ -17,21 +17,35 @@ use hutch_images::registry::AuthConfig;
 use hutch_images::Reference;
 use tonic::Status;
 
+use super::super::body_io;
 use super::super::routes::build::{executor, LiveBuild};
+use super::super::routes::build_context;
 use super::super::Daemon;
 use super::filesync::{self, Source};
-use super::sessions::Session;
+use super::proto::upload::upload_client::UploadClient;
+use super::proto::upload::BytesMessage as UploadBytes;
+use super::sessions::{self, Session};
 use super::solves::Solve;
 use super::status::{BuildStatus, Vertex};
 
 pub use hutch_builder::exec::Built;
 
 pub const DOCKERFILE: &str = "dockerfile.v0";
+/// How buildx names a context it uploads through the session.
+const UPLOAD_URL: &str = "http://buildkit-session/";
+const UPLOAD_PULL: &str = "/moby.upload.v1.Upload/Pull";
 
 /// The build's options from the frontend attributes buildx and buildctl
 /// send (`filename`, `target`, `build-arg:*`, `label:*`, `no-cache`,
-/// `image-resolve-mode`, `platform`, `force-network-mode`).
+/// `image-resolve-mode`, `platform`, `force-network-mode`,
+/// `dockerfilekey`).
 struct Attrs {
+    /// The path of a context the client uploads as a tar (`docker build -
+    /// < ctx.tar`): its `Upload` service serves it.
+    upload: Option<String>,
+    /// `dockerfilekey`: the Dockerfile comes from that local even when the
+    /// context is uploaded.
+    own_dockerfile: bool,
     filename: String,
     dockerfile_local: String,
     context_local: String,
@@ -78,9 +92,32 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
         .filter(|f| !f.is_empty())
         .cloned()
         .unwrap_or_else(|| "Dockerfile".into());
+    // The context is the `context` local, unless the option `context` (or
+    // the one `contextkey` names) holds a git or http(s) URL, as BuildKit's
+    // dockerfile frontend reads them.
+    let context_key = attrs.get("contextkey").map_or("context", String::as_str);
+    let mut upload = None;
+    if let Some(remote) = attrs.get(context_key).filter(|v| !v.is_empty()) {
+        match remote.strip_prefix(UPLOAD_URL) {
+            Some(path) => upload = Some(format!("/{path}")),
+            None => {
+                return Err(Status::unimplemented(format!(
+                    "a remote build context ({remote}) is not supported by hutch: \
+                     build from a directory or a tar on stdin"
+                )))
+            }
+        }
+    }
+    if attrs.get("contextsubdir").is_some_and(|v| !v.is_empty()) {
+        return Err(Status::unimplemented(
+            "a context subdirectory (contextsubdir) is not supported by hutch",
+        ));
+    }
     Ok(Attrs {
+        upload,
+        own_dockerfile: attrs.contains_key("dockerfilekey"),
         dockerfile_local: local_name(attrs, "dockerfilekey", "dockerfile"),
-        context_local: local_name(attrs, "contextkey", "context"),
+        context_local: "context".to_owned(),
         filename,
         opts: BuildOptions {
             build_args,
@@ -142,22 +179,43 @@ pub async fn solve(
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| Status::internal(format!("creating the context directory: {e}")))?;
-    let dockerfile = load_dockerfile(&session, solve, &attrs, scratch.path()).await?;
-    let excludes = load_dockerignore(&session, solve, &attrs, scratch.path(), &dockerfile).await?;
-    let context_dir = scratch.path().join("context");
-    fetch_into(
-        &session,
-        solve,
-        "[internal] load build context",
-        Source {
-            name: &attrs.context_local,
-            include: &[],
-            exclude: &excludes,
-            follow: &[],
-        },
-        &context_dir,
-    )
-    .await?;
+    let (context_dir, dockerfile, _uploaded) = match attrs.upload.clone() {
+        None => {
+            let dockerfile = load_dockerfile(&session, solve, &attrs, scratch.path()).await?;
+            let excludes =
+                load_dockerignore(&session, solve, &attrs, scratch.path(), &dockerfile).await?;
+            let context_dir = scratch.path().join("context");
+            fetch_into(
+                &session,
+                solve,
+                "[internal] load build context",
+                Source {
+                    name: &attrs.context_local,
+                    include: &[],
+                    exclude: &excludes,
+                    follow: &[],
+                },
+                &context_dir,
+            )
+            .await?;
+            (context_dir, dockerfile, None)
+        }
+        Some(path) => {
+            let uploaded = load_upload(&session, solve, &path, scratch.path()).await?;
+            let dockerfile = if attrs.own_dockerfile {
+                load_dockerfile(&session, solve, &attrs, scratch.path()).await?
+            } else {
+                uploaded
+                    .dockerfile(Some(&attrs.filename))
+                    .map_err(|e| Status::not_found(e.message))?
+            };
+            (
+                uploaded.dir.path().to_path_buf(),
+                dockerfile,
+                Some(uploaded),
+            )
+        }
+    };
     attrs.opts.registry_auths = base_image_credentials(&session, &dockerfile, &attrs.opts).await;
     attrs.opts.context = context_dir;
     attrs.opts.dockerfile = Some(dockerfile);
@@ -184,6 +242,65 @@ async fn fetch_into(
             Err(e)
         }
     }
+}
+
+/// A context the client uploads as a tar, unpacked as `POST /build`'s
+/// (plain, gzip or zstd; the layer unpacker's containment and limits).
+async fn load_upload(
+    session: &Session,
+    solve: &Arc<Solve>,
+    path: &str,
+    scratch: &Path,
+) -> Result<build_context::Context, Status> {
+    let vertex = Vertex::start(solve, "[internal] load remote build context");
+    let loaded = upload(session, path, scratch).await;
+    match &loaded {
+        Ok(_) => vertex.done(),
+        Err(e) => vertex.fail(e.message()),
+    }
+    loaded
+}
+
+async fn upload(
+    session: &Session,
+    path: &str,
+    scratch: &Path,
+) -> Result<build_context::Context, Status> {
+    if !session.serves(UPLOAD_PULL) {
+        return Err(Status::failed_precondition(
+            "the client's session does not serve the uploaded context",
+        ));
+    }
+    let mut request = tonic::Request::new(futures_util::stream::empty::<UploadBytes>());
+    let value = path
+        .parse()
+        .map_err(|_| Status::invalid_argument(format!("upload path {path:?}")))?;
+    request.metadata_mut().insert("urlpath", value);
+    request.metadata_mut().insert(
+        "urlhost",
+        tonic::metadata::MetadataValue::from_static("buildkit-session"),
+    );
+    let mut client = UploadClient::with_origin(session.channel.clone(), sessions::origin());
+    let mut incoming = client.pull(request).await?.into_inner();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let dir = scratch.to_path_buf();
+    let unpack = tokio::task::spawn_blocking(move || {
+        build_context::unpack(body_io::channel_reader(rx), &dir)
+    });
+    while let Some(message) = incoming.message().await.transpose() {
+        let chunk = message
+            .map(|m| bytes::Bytes::from(m.data))
+            .map_err(|e| std::io::Error::other(e.message().to_owned()));
+        let failed = chunk.is_err();
+        if tx.send(chunk).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    unpack
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::invalid_argument(e.message))
 }
 
 /// The Dockerfile (and its own `NAME.dockerignore`), from the

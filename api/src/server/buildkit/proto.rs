@@ -29,6 +29,11 @@ pub mod moby {
             tonic::include_proto!("moby.filesync.v1");
         }
     }
+    pub mod upload {
+        pub mod v1 {
+            tonic::include_proto!("moby.upload.v1");
+        }
+    }
 }
 
 pub mod fsutil {
@@ -46,3 +51,4 @@ pub use moby::buildkit::v1 as control;
 pub use moby::buildkit::v1::frontend as gateway;
 pub use moby::buildkit::v1::types as worker;
 pub use moby::filesync::v1 as filesync;
+pub use moby::upload::v1 as upload;

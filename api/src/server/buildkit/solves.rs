@@ -300,7 +300,10 @@ async fn wait_for_return(solve: &Arc<Solve>) -> Result<Option<Built>, Status> {
         .clone()
         .ok_or_else(|| Status::internal("the solve ended without a result"))?;
     if let Some(err) = ret.error {
-        return Err(Status::new(tonic::Code::from(err.code), err.message));
+        // The client's message already starts with its code's name
+        // ("Unimplemented: ..."); code Unknown keeps buildx from adding it
+        // once more.
+        return Err(Status::unknown(err.message));
     }
     let id = match ret.result.and_then(|r| r.result) {
         None => return Ok(None),

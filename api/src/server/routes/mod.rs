@@ -4,7 +4,7 @@
 
 pub(super) mod build;
 pub(super) mod build_cache;
-mod build_context;
+pub(super) mod build_context;
 mod build_progress;
 mod container_archive;
 mod container_changes;
