@@ -38,6 +38,7 @@ fn compile_protos() {
         "gateway.proto",
         "filesync.proto",
         "upload.proto",
+        "secrets.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = match protox::compile(FILES, ["proto"]) {

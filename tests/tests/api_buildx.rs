@@ -524,3 +524,70 @@ fn buildx_cache_from_a_registry() -> Result<()> {
     daemon.stop()?;
     pod.stop()
 }
+
+#[test]
+fn buildx_secrets_come_from_the_client() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    let ctx = Ctx::new(&[
+        (
+            "Dockerfile",
+            &format!(
+                "FROM {base}\n\
+                 RUN --mount=type=secret,id=token sha256sum /run/secrets/token > /token.sum\n\
+                 RUN --mount=type=secret,id=fromenv,required=true cat /run/secrets/fromenv > /env.copy\n\
+                 RUN --mount=type=secret,id=absent ls /run/secrets/ > /listing || true\n"
+            ),
+        ),
+        ("token.txt", "s3cr3t-value\n"),
+    ])?;
+    let token = ctx.path().join("token.txt").display().to_string();
+    let out = daemon
+        .docker_buildx()?
+        .env("FROM_ENV", "env-secret")
+        .args([
+            "build",
+            "--progress=plain",
+            "--secret",
+            &format!("id=token,src={token}"),
+            "--secret",
+            "id=fromenv,env=FROM_ENV",
+            "-t",
+            "secrets",
+            &ctx.arg(),
+        ])
+        .output()?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    let want = format!("{:x}", Sha256::digest(b"s3cr3t-value\n"));
+    let run = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "secrets",
+        "sh",
+        "-c",
+        "cat /token.sum /env.copy; ls /run/secrets 2>&1 || echo no-secrets-dir",
+    ])?;
+    ensure!(run.contains(&want) && run.contains("env-secret"), "{run}");
+    ensure!(!run.contains("s3cr3t"), "a secret reached the image: {run}");
+
+    // A required secret the client does not give fails the build (when
+    // the step runs: a cached one does not ask, as in BuildKit).
+    let out = buildx(
+        &daemon,
+        &[
+            "build",
+            "--progress=plain",
+            "--no-cache",
+            "-t",
+            "nosecret",
+            &ctx.arg(),
+        ],
+    )?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
+    ensure!(t.contains("secret") && t.contains("token"), "{t}");
+    daemon.stop()?;
+    pod.stop()
+}

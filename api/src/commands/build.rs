@@ -169,6 +169,7 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         no_cache: args.no_cache,
         pull: args.pull,
         secrets,
+        secret_source: None,
         source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|v| v.trim().parse().ok()),

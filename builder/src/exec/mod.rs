@@ -171,6 +171,9 @@ pub struct BuildOptions {
     pub pull: bool,
     /// `--secret id=..,src=..`: id → file.
     pub secrets: HashMap<String, PathBuf>,
+    /// Where secrets not in `secrets` are asked for (a BuildKit client's
+    /// session: its secrets are known only by the ids the RUNs ask for).
+    pub secret_source: Option<Arc<dyn SecretSource>>,
     /// `SOURCE_DATE_EPOCH` (else taken from the build args).
     pub source_date_epoch: Option<i64>,
     /// Credentials for base-image pulls by registry (the API's
@@ -190,6 +193,13 @@ pub struct BuildOptions {
     /// upload, whose fresh paths and inodes never match again (each build
     /// would only add entries for the next to read and rewrite).
     pub remember_context_hashes: bool,
+}
+
+/// A source of build secrets by id, asked when a RUN mounts one.
+pub trait SecretSource: Send + Sync + std::fmt::Debug {
+    /// A file holding the secret `id` (readable by the builder only), or
+    /// `None` when the source has no such secret.
+    fn secret_file(&self, id: &str) -> Result<Option<PathBuf>, String>;
 }
 
 /// What a build made.
@@ -703,6 +713,7 @@ impl Executor {
                         data_root: &self.data_root,
                         tmp: &ctx.tmp,
                         secrets: &ctx.opts.secrets,
+                        secret_source: ctx.opts.secret_source.as_deref(),
                         store: &self.store,
                         sources,
                         results,

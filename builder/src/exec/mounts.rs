@@ -23,6 +23,8 @@ pub struct MountInputs<'a> {
     pub data_root: &'a Path,
     pub tmp: &'a Path,
     pub secrets: &'a HashMap<String, PathBuf>,
+    /// Asked for secrets `secrets` does not have.
+    pub secret_source: Option<&'a dyn super::SecretSource>,
     pub store: &'a ImageStore,
     /// Sources of the mounts with `from=`, in order.
     pub sources: &'a [Source],
@@ -173,11 +175,18 @@ pub fn prepare(mounts: &[Mount], inp: &MountInputs<'_>) -> Result<Prepared, Buil
                         })
                         .ok_or_else(|| BuildError::Invalid("a secret mount needs an id".into()))?;
                 let dest = target(Some(format!("/run/secrets/{id}")))?;
-                match inp.secrets.get(&id) {
+                let found = match (inp.secrets.get(&id), inp.secret_source) {
+                    (Some(src), _) => Some(src.clone()),
+                    (None, Some(source)) => source
+                        .secret_file(&id)
+                        .map_err(|e| BuildError::Run(format!("secret {id}: {e}")))?,
+                    (None, None) => None,
+                };
+                match found {
                     Some(src) => (
                         dest,
                         MountKind::Bind {
-                            source: src.clone(),
+                            source: src,
                             readonly: true,
                             recursive: false,
                         },

@@ -24,6 +24,7 @@ use super::super::Daemon;
 use super::filesync::{self, Source};
 use super::proto::upload::upload_client::UploadClient;
 use super::proto::upload::BytesMessage as UploadBytes;
+use super::secrets::SessionSecrets;
 use super::sessions::{self, Session};
 use super::solves::Solve;
 use super::status::{BuildStatus, Vertex};
@@ -53,6 +54,7 @@ struct Attrs {
 }
 
 fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
+    tracing::debug!(?attrs, "dockerfile frontend attributes");
     let mut build_args = BuildArgs::new();
     let mut labels = Vec::new();
     for (k, v) in attrs {
@@ -217,6 +219,10 @@ pub async fn solve(
         }
     };
     attrs.opts.registry_auths = base_image_credentials(&session, &dockerfile, &attrs.opts).await;
+    attrs.opts.secret_source = Some(Arc::new(SessionSecrets::new(
+        session.clone(),
+        scratch.path().join("secrets"),
+    )));
     attrs.opts.context = context_dir;
     attrs.opts.dockerfile = Some(dockerfile);
     run(daemon, solve, attrs.opts, scratch).await

@@ -20,6 +20,7 @@ mod frontend;
 mod gateway;
 mod h2c;
 mod proto;
+mod secrets;
 mod serve;
 mod sessions;
 mod solves;

@@ -23,6 +23,11 @@ pub mod moby {
                 tonic::include_proto!("moby.buildkit.v1.frontend");
             }
         }
+        pub mod secrets {
+            pub mod v1 {
+                tonic::include_proto!("moby.buildkit.secrets.v1");
+            }
+        }
     }
     pub mod filesync {
         pub mod v1 {
@@ -47,6 +52,7 @@ pub mod pb {
 }
 
 pub use fsutil::types as fsutil_types;
+pub use moby::buildkit::secrets::v1 as secrets;
 pub use moby::buildkit::v1 as control;
 pub use moby::buildkit::v1::frontend as gateway;
 pub use moby::buildkit::v1::types as worker;
