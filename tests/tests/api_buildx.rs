@@ -344,21 +344,22 @@ fn buildx_errors_as_buildkit_words_them() -> Result<()> {
     ensure!(!out.status.success(), "{t}");
     ensure!(t.contains("Dockerfile"), "{t}");
 
-    // Exporters hutch does not have are refused before anything runs.
+    // An exporter hutch does not have (an OCI archive) is refused before
+    // anything runs.
     let fine = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nRUN true\n"))])?;
-    for (args, want) in [
-        (vec!["--output", "type=tar,dest=/tmp/out.tar"], "exporter"),
-        (vec!["--output", "type=local,dest=/tmp/out"], "exporter"),
-    ] {
-        let mut all = vec!["build", "--progress=plain"];
-        all.extend(args.iter().copied());
-        let ctx_arg = fine.arg();
-        all.push(&ctx_arg);
-        let out = buildx(&daemon, &all)?;
-        let t = text(&out);
-        ensure!(!out.status.success(), "{args:?} succeeded: {t}");
-        ensure!(t.contains(want), "{args:?}: no {want:?} in {t}");
-    }
+    let out = buildx(
+        &daemon,
+        &[
+            "build",
+            "--progress=plain",
+            "--output",
+            "type=oci,dest=/tmp/out.tar",
+            &fine.arg(),
+        ],
+    )?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "an OCI export succeeded: {t}");
+    ensure!(t.contains("exporter"), "{t}");
 
     // A request that does not ask for the h2c upgrade gets a 400 that
     // says what the endpoint needs.
@@ -588,6 +589,80 @@ fn buildx_secrets_come_from_the_client() -> Result<()> {
     let t = text(&out);
     ensure!(!out.status.success(), "{t}");
     ensure!(t.contains("secret") && t.contains("token"), "{t}");
+    daemon.stop()?;
+    pod.stop()
+}
+
+#[test]
+fn buildx_outputs_files_to_the_client() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    // The usual artifact stage: files built in one stage, copied alone
+    // into a scratch stage, exported.
+    let ctx = Ctx::new(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {base} AS build\n\
+             RUN mkdir -p /out/sub && echo artifact > /out/app && echo two > /out/sub/b \\\n\
+              && ln -s app /out/link && ln /out/app /out/hard && chmod 755 /out/app\n\
+             FROM scratch\nCOPY --from=build /out/ /\n"
+        ),
+    )])?;
+    let out = buildx(
+        &daemon,
+        &[
+            "build",
+            "--progress=plain",
+            "--output",
+            "type=local,dest=/tmp/dist",
+            &ctx.arg(),
+        ],
+    )?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(t.contains("exporting to client directory"), "{t}");
+    let listing = ok(
+        &pod.exec("/bin/sh")
+            .args([
+                "-c",
+                "cd /tmp/dist && find . | sort && cat app sub/b hard && readlink link && \
+                 stat -c %a app",
+            ])
+            .output()?,
+        "reading the exported directory",
+    )?;
+    for want in [
+        "./app",
+        "./sub/b",
+        "./link",
+        "./hard",
+        "artifact\ntwo\nartifact\napp\n755",
+    ] {
+        ensure!(listing.contains(want), "no {want:?} in:\n{listing}");
+    }
+    ensure!(!listing.contains(".lock"), "{listing}");
+
+    let out = buildx(
+        &daemon,
+        &[
+            "build",
+            "--progress=plain",
+            "--output",
+            "type=tar,dest=/tmp/dist.tar",
+            &ctx.arg(),
+        ],
+    )?;
+    ensure!(out.status.success(), "{}", text(&out));
+    let listing = ok(
+        &pod.exec("/bin/tar")
+            .args(["-tvf", "/tmp/dist.tar"])
+            .output()?,
+        "listing the exported tar",
+    )?;
+    for want in ["app", "sub/b", "link -> app"] {
+        ensure!(listing.contains(want), "no {want:?} in:\n{listing}");
+    }
     daemon.stop()?;
     pod.stop()
 }

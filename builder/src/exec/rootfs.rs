@@ -25,6 +25,8 @@ pub struct Export {
     /// Unmounted when the export is dropped.
     view: ContainerView,
     entries: Vec<tarball::Entry>,
+    /// The empty directory an image's export stands in for an upper one.
+    _empty: Option<BuildTmp>,
 }
 
 impl Export {
@@ -42,7 +44,29 @@ impl Export {
         // cannot carry them here.
         let entries = upperdiff::upper_entries(view.path(), &Default::default())
             .map_err(|e| BuildError::io("reading the container's filesystem", e))?;
-        Ok(Export { view, entries })
+        Ok(Export {
+            view,
+            entries,
+            _empty: None,
+        })
+    }
+
+    /// An image's filesystem (its layers merged), as a build's `--output
+    /// type=tar|local` exports it.
+    pub fn prepare_image(
+        store: &ImageStore,
+        image_id: &str,
+        tmp: &Path,
+    ) -> Result<Export, BuildError> {
+        let empty = BuildTmp::create_in(tmp, "image-export")
+            .map_err(|e| BuildError::io("creating the export directory", e))?;
+        // A directory of its own: the entry holds its lock file.
+        let upper = empty.path().join("upper");
+        std::fs::create_dir(&upper)
+            .map_err(|e| BuildError::io("creating the export directory", e))?;
+        let mut export = Export::prepare(store, image_id, &upper, tmp)?;
+        export._empty = Some(empty);
+        Ok(export)
     }
 
     /// Writes the tar into `out`.

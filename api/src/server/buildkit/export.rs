@@ -4,8 +4,9 @@
 //! with `push=true` (`--push`) pushes each name with the image store's
 //! push, credentials asked of the client's session (its `Auth` service
 //! reads the CLI's config and credential helpers, as for dockerd). The
-//! file exporters (`local`, `tar`, `oci`, `docker`) are not supported yet
-//! and are refused before the build runs.
+//! file exporters `tar` and `local` send the image's files to the client
+//! (`output`); `oci` and `docker` (image archives to the client) are not
+//! supported yet and are refused before the build runs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,18 +17,24 @@ use tonic::Status;
 use super::super::events::Event;
 use super::super::Daemon;
 use super::frontend::Built;
+use super::output::{self, FileExport, Kind};
 use super::proto::control::{SolveRequest, SolveResponse};
 use super::solves::Solve;
 use super::status::Vertex;
 
 /// An exporter the client asked for, checked.
+pub enum Exporter {
+    Image(ImageExport),
+    Files(FileExport),
+}
+
 pub struct ImageExport {
     names: Vec<String>,
     push: bool,
 }
 
 /// The request's exporters (the list, or the one of older clients).
-pub fn exporters(req: &SolveRequest) -> Result<Vec<ImageExport>, Status> {
+pub fn exporters(req: &SolveRequest) -> Result<Vec<Exporter>, Status> {
     let mut asked: Vec<(&str, &HashMap<String, String>)> = req
         .exporters
         .iter()
@@ -38,11 +45,21 @@ pub fn exporters(req: &SolveRequest) -> Result<Vec<ImageExport>, Status> {
     }
     asked
         .into_iter()
-        .map(|(kind, attrs)| match kind {
-            "moby" | "image" => image_export(attrs),
+        .enumerate()
+        .map(|(index, (kind, attrs))| match kind {
+            "moby" | "image" => image_export(attrs).map(Exporter::Image),
+            "tar" => Ok(Exporter::Files(FileExport {
+                kind: Kind::Tar,
+                index,
+            })),
+            "local" => Ok(Exporter::Files(FileExport {
+                kind: Kind::Local,
+                index,
+            })),
             other => Err(Status::unimplemented(format!(
                 "exporter {other:?} is not supported by hutch: the image goes to hutch's \
-                 image store (the default, or --load)"
+                 image store (the default, or --load), or its files to the client \
+                 (type=local, type=tar)"
             ))),
         })
         .collect()
@@ -73,14 +90,14 @@ fn image_export(attrs: &HashMap<String, String>) -> Result<ImageExport, Status> 
     Ok(ImageExport { names, push })
 }
 
-/// Names the image for each image exporter, with BuildKit's "exporting to
-/// image" vertex, and answers what dockerd's exporter answers.
+/// Runs each exporter on the built image, and answers what dockerd's
+/// exporters answer.
 pub async fn export(
     daemon: &Arc<Daemon>,
     solve: &Arc<Solve>,
     session: &str,
     built: Option<&Built>,
-    exporters: &[ImageExport],
+    exporters: &[Exporter],
 ) -> Result<SolveResponse, Status> {
     let mut response = HashMap::new();
     let Some(built) = built else {
@@ -89,37 +106,32 @@ pub async fn export(
         });
     };
     let id = built.id.to_string();
-    for export in exporters {
-        let vertex = Vertex::start(solve, "exporting to image");
-        vertex.status("exporting layers", true);
-        vertex.status(&format!("writing image {id}"), true);
-        for name in &export.names {
-            let full = Reference::parse(name)
-                .map(|r| r.to_string())
-                .unwrap_or_else(|_| name.clone());
-            let named = vertex.status_start(&format!("naming to {full}"));
-            let (source, target) = (id.clone(), name.clone());
-            let tagged = daemon.with_images(move |s| s.tag(&source, &target)).await;
-            if let Err(err) = tagged {
-                let message = format!("naming the image {name}: {}", err.message);
-                vertex.fail(&message);
-                return Err(Status::internal(message));
+    for exporter in exporters {
+        match exporter {
+            Exporter::Image(export) => {
+                export_image(daemon, solve, session, &id, export).await?;
+                if !export.names.is_empty() {
+                    response.insert("image.name".to_owned(), export.names.join(","));
+                }
             }
-            named.done();
-            if let Ok(r) = Reference::parse(name) {
-                daemon
-                    .events
-                    .publish(Event::image("tag", &id, &r.familiar()));
+            Exporter::Files(export) => {
+                let name = match export.kind {
+                    Kind::Tar => "exporting to client tarball",
+                    Kind::Local => "exporting to client directory",
+                };
+                let vertex = Vertex::start(solve, name);
+                let session = daemon
+                    .buildkit
+                    .sessions
+                    .get(session)
+                    .await
+                    .map_err(|e| Status::failed_precondition(e.message))?;
+                if let Err(e) = output::export(daemon, &vertex, &session, &id, export).await {
+                    vertex.fail(e.message());
+                    return Err(e);
+                }
+                vertex.done();
             }
-        }
-        vertex.done();
-        if export.push {
-            for name in &export.names {
-                push(daemon, solve, session, name).await?;
-            }
-        }
-        if !export.names.is_empty() {
-            response.insert("image.name".to_owned(), export.names.join(","));
         }
     }
     response.insert("containerimage.digest".to_owned(), id.clone());
@@ -127,6 +139,46 @@ pub async fn export(
     Ok(SolveResponse {
         exporter_response: response,
     })
+}
+
+/// Names (and pushes) the image `id`, with BuildKit's "exporting to
+/// image" vertex.
+async fn export_image(
+    daemon: &Arc<Daemon>,
+    solve: &Arc<Solve>,
+    session: &str,
+    id: &str,
+    export: &ImageExport,
+) -> Result<(), Status> {
+    let vertex = Vertex::start(solve, "exporting to image");
+    vertex.status("exporting layers", true);
+    vertex.status(&format!("writing image {id}"), true);
+    for name in &export.names {
+        let full = Reference::parse(name)
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| name.clone());
+        let named = vertex.status_start(&format!("naming to {full}"));
+        let (source, target) = (id.to_owned(), name.clone());
+        let tagged = daemon.with_images(move |s| s.tag(&source, &target)).await;
+        if let Err(err) = tagged {
+            let message = format!("naming the image {name}: {}", err.message);
+            vertex.fail(&message);
+            return Err(Status::internal(message));
+        }
+        named.done();
+        if let Ok(r) = Reference::parse(name) {
+            daemon
+                .events
+                .publish(Event::image("tag", id, &r.familiar()));
+        }
+    }
+    vertex.done();
+    if export.push {
+        for name in &export.names {
+            push(daemon, solve, session, name).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Pushes `name` with the client's credentials for its registry.

@@ -19,6 +19,7 @@ mod filesync;
 mod frontend;
 mod gateway;
 mod h2c;
+mod output;
 mod proto;
 mod secrets;
 mod serve;
