@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
 
+use super::filemode;
 use super::proto::filesync::file_sync_client::FileSyncClient;
 use super::proto::fsutil_types::{packet::PacketType, Packet, Stat};
 use super::sessions::{self, Session};
@@ -34,25 +35,6 @@ pub const DIFF_COPY: &str = "/moby.filesync.v1.FileSync/DiffCopy";
 const BATCH_BYTES: i64 = 4 << 20;
 /// Most entries a source may list (the listing is held in memory).
 const MAX_ENTRIES: usize = 1_000_000;
-
-// Go's os.FileMode bits, which fsutil sends as the mode.
-const MODE_DIR: u32 = 1 << 31;
-const MODE_SYMLINK: u32 = 1 << 27;
-const MODE_DEVICE: u32 = 1 << 26;
-const MODE_NAMED_PIPE: u32 = 1 << 25;
-const MODE_SOCKET: u32 = 1 << 24;
-const MODE_SETUID: u32 = 1 << 23;
-const MODE_SETGID: u32 = 1 << 22;
-const MODE_CHAR_DEVICE: u32 = 1 << 21;
-const MODE_STICKY: u32 = 1 << 20;
-const MODE_IRREGULAR: u32 = 1 << 19;
-const MODE_TYPE: u32 = MODE_DIR
-    | MODE_SYMLINK
-    | MODE_NAMED_PIPE
-    | MODE_SOCKET
-    | MODE_DEVICE
-    | MODE_CHAR_DEVICE
-    | MODE_IRREGULAR;
 
 /// What to fetch: a directory the client exposes, filtered on its side.
 pub struct Source<'a> {
@@ -360,7 +342,7 @@ async fn send_tree(tree: &mpsc::Sender<TarEvent>, event: TarEvent) -> Result<(),
 /// A regular file whose contents come as data (not a hardlink to an
 /// earlier one, which fsutil sends as a regular file with a link name).
 fn wants_data(stat: &Stat) -> bool {
-    stat.mode & MODE_TYPE == 0 && stat.linkname.is_empty() && stat.size > 0
+    stat.mode & filemode::TYPE == 0 && stat.linkname.is_empty() && stat.size > 0
 }
 
 /// What the writer thread gets.
@@ -423,22 +405,7 @@ fn append(
     data: impl Read,
 ) -> io::Result<()> {
     let mut header = tar::Header::new_gnu();
-    let perm = stat.mode & 0o777
-        | if stat.mode & MODE_SETUID != 0 {
-            0o4000
-        } else {
-            0
-        }
-        | if stat.mode & MODE_SETGID != 0 {
-            0o2000
-        } else {
-            0
-        }
-        | if stat.mode & MODE_STICKY != 0 {
-            0o1000
-        } else {
-            0
-        };
+    let perm = filemode::unix_permissions(stat.mode);
     header.set_mode(perm);
     // As the docker CLI's context tar: files belong to root; COPY's
     // --chown decides ownership in the image.
@@ -446,18 +413,18 @@ fn append(
     header.set_gid(0);
     header.set_mtime(u64::try_from(stat.mod_time.div_euclid(1_000_000_000)).unwrap_or(0));
     let path = stat.path.trim_start_matches('/');
-    let kind = stat.mode & MODE_TYPE;
-    if kind & MODE_DIR != 0 {
+    let kind = stat.mode & filemode::TYPE;
+    if kind & filemode::DIR != 0 {
         header.set_entry_type(tar::EntryType::Directory);
         header.set_size(0);
         return tar.append_data(&mut header, path, io::empty());
     }
-    if kind & MODE_SYMLINK != 0 {
+    if kind & filemode::SYMLINK != 0 {
         header.set_entry_type(tar::EntryType::Symlink);
         header.set_size(0);
         return tar.append_link(&mut header, path, &stat.linkname);
     }
-    if kind & MODE_NAMED_PIPE != 0 {
+    if kind & filemode::NAMED_PIPE != 0 {
         header.set_entry_type(tar::EntryType::Fifo);
         header.set_size(0);
         return tar.append_data(&mut header, path, io::empty());
@@ -618,12 +585,15 @@ mod tests {
     #[test]
     fn go_modes_become_files_links_and_bits() {
         let (base, result) = write(vec![
-            TarEvent::Entry(stat("dir", MODE_DIR | 0o755, 0), Vec::new()),
-            TarEvent::Entry(stat("dir/tool", MODE_SETUID | 0o755, 3), data("abc")),
+            TarEvent::Entry(stat("dir", filemode::DIR | 0o755, 0), Vec::new()),
+            TarEvent::Entry(
+                stat("dir/tool", filemode::go_permissions(0o4755), 3),
+                data("abc"),
+            ),
             TarEvent::Entry(
                 Stat {
                     linkname: "dir/tool".into(),
-                    ..stat("link", MODE_SYMLINK | 0o777, 8)
+                    ..stat("link", filemode::SYMLINK | 0o777, 8)
                 },
                 Vec::new(),
             ),
@@ -672,7 +642,7 @@ mod tests {
             TarEvent::Entry(
                 Stat {
                     linkname: target.clone(),
-                    ..stat("evil", MODE_SYMLINK | 0o777, 0)
+                    ..stat("evil", filemode::SYMLINK | 0o777, 0)
                 },
                 Vec::new(),
             ),
@@ -768,7 +738,12 @@ mod tests {
     async fn interleaved_data_is_written_in_listing_order() {
         use PacketType::*;
         let sent = vec![
-            packet(PacketStat, 0, b"", Some(stat("dir", MODE_DIR | 0o755, 0))),
+            packet(
+                PacketStat,
+                0,
+                b"",
+                Some(stat("dir", filemode::DIR | 0o755, 0)),
+            ),
             packet(PacketStat, 0, b"", Some(stat("dir/a", 0o644, 3))),
             packet(PacketStat, 0, b"", Some(stat("dir/b", 0o644, 2))),
             packet(PacketStat, 0, b"", Some(stat("dir/empty", 0o644, 0))),

@@ -15,6 +15,7 @@
 
 mod control;
 mod export;
+mod filemode;
 mod filesync;
 mod frontend;
 mod gateway;

@@ -21,6 +21,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
 
 use super::super::Daemon;
+use super::filemode;
 use super::proto::filesync::file_send_client::FileSendClient;
 use super::proto::filesync::BytesMessage;
 use super::proto::fsutil_types::{packet::PacketType, Packet, Stat};
@@ -245,13 +246,6 @@ fn packet(kind: PacketType, id: u32, data: Vec<u8>, stat: Option<Stat>) -> Packe
     }
 }
 
-// Go's os.FileMode bits, which fsutil's mode is.
-const MODE_DIR: u32 = 1 << 31;
-const MODE_SYMLINK: u32 = 1 << 27;
-const MODE_SETUID: u32 = 1 << 23;
-const MODE_SETGID: u32 = 1 << 22;
-const MODE_STICKY: u32 = 1 << 20;
-
 /// The tar's entries in fsutil's walk order (each directory before what is
 /// in it, names sorted), with where each regular file's data is. Hardlinks
 /// become files of their own (their target may sort after them, which
@@ -273,10 +267,7 @@ fn list(tar: &Path) -> std::io::Result<Vec<Listed>> {
             continue;
         }
         let mode = header.mode()?;
-        let perm = mode & 0o777
-            | if mode & 0o4000 != 0 { MODE_SETUID } else { 0 }
-            | if mode & 0o2000 != 0 { MODE_SETGID } else { 0 }
-            | if mode & 0o1000 != 0 { MODE_STICKY } else { 0 };
+        let perm = filemode::go_permissions(mode);
         let mut stat = Stat {
             path: path.clone(),
             mode: perm,
@@ -287,11 +278,11 @@ fn list(tar: &Path) -> std::io::Result<Vec<Listed>> {
         };
         let data = match header.entry_type() {
             tar::EntryType::Directory => {
-                stat.mode |= MODE_DIR;
+                stat.mode |= filemode::DIR;
                 None
             }
             tar::EntryType::Symlink => {
-                stat.mode |= MODE_SYMLINK;
+                stat.mode |= filemode::SYMLINK;
                 stat.linkname = entry
                     .link_name()?
                     .map(|l| l.to_string_lossy().into_owned())
