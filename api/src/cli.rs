@@ -350,11 +350,12 @@ pub struct BuildArgs {
     #[arg(short, long, conflicts_with = "progress")]
     pub quiet: bool,
     /// Import build cache from a registry: `REF` or `type=registry,ref=REF`
-    /// (repeatable).
+    /// (a cache manifest, or an image with an inline cache) (repeatable).
     #[arg(long)]
     pub cache_from: Vec<String>,
     /// Export build cache to a registry:
-    /// `type=registry,ref=REF[,mode=min|max][,ignore-error=true]`.
+    /// `type=registry,ref=REF[,mode=min|max][,ignore-error=true]`, or into
+    /// the image itself: `type=inline` (as `--build-arg BUILDKIT_INLINE_CACHE=1`).
     #[arg(long)]
     pub cache_to: Vec<String>,
 }

@@ -466,6 +466,24 @@ fn buildx_push_and_private_bases_use_the_clients_credentials() -> Result<()> {
     pod.stop()
 }
 
+/// Empties the build cache, then builds `ctx` as `tag` with `args`, which
+/// must take its steps from a cache; returns the image ID.
+fn build_from_cache(daemon: &Daemon, ctx: &Ctx, args: &[&str], tag: &str) -> Result<String> {
+    ok(
+        &buildx(daemon, &["builder", "prune", "-af"])?,
+        "builder prune",
+    )?;
+    let context = ctx.arg();
+    let mut all = vec!["build", "--progress=plain"];
+    all.extend_from_slice(args);
+    all.extend(["-t", tag, &context]);
+    let out = buildx(daemon, &all)?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(t.matches("CACHED").count() >= 2, "no cache hits:\n{t}");
+    daemon.docker_ok(&["inspect", "-f", "{{.Id}}", tag])
+}
+
 /// `--cache-from` a registry cache (written here by `hutch build
 /// --cache-to`, on the daemon's data root): buildx's docker driver imports
 /// caches, and refuses `--cache-to` itself, as with dockerd's classic image
@@ -500,27 +518,31 @@ fn buildx_cache_from_a_registry() -> Result<()> {
 
     // Nothing left locally but the base: the steps come from the registry.
     daemon.docker_ok(&["rmi", "first"])?;
-    ok(
-        &buildx(&daemon, &["builder", "prune", "-af"])?,
-        "builder prune",
-    )?;
+    let from = format!("type=registry,ref={cache}");
+    let second = build_from_cache(&daemon, &ctx, &["--cache-from", &from], "second")?;
+    ensure!(first == second, "{first} vs {second}");
+
+    // The inline cache, which the docker driver does export: pushed with
+    // the image, then the only source of the steps.
+    let image = registry.image_ref("cache/bx-inline:1");
     let out = buildx(
         &daemon,
         &[
             "build",
-            "--progress=plain",
-            "--cache-from",
-            &format!("type=registry,ref={cache}"),
+            "--cache-to",
+            "type=inline",
+            "--push",
             "-t",
-            "second",
+            &image,
             &ctx.arg(),
         ],
     )?;
-    let t = text(&out);
-    ensure!(out.status.success(), "{t}");
-    ensure!(t.matches("CACHED").count() >= 2, "no cache hits:\n{t}");
-    let second = daemon.docker_ok(&["inspect", "-f", "{{.Id}}", "second"])?;
-    ensure!(first == second, "{first} vs {second}");
+    ok(&out, "build --cache-to type=inline --push")?;
+    let pushed = daemon.docker_ok(&["inspect", "-f", "{{.Id}}", &image])?;
+    daemon.docker_ok(&["rmi", &image, "second"])?;
+    let args = ["--cache-from", &image, "--cache-to", "type=inline"];
+    let third = build_from_cache(&daemon, &ctx, &args, "third")?;
+    ensure!(pushed == third, "{pushed} vs {third}");
 
     daemon.stop()?;
     pod.stop()

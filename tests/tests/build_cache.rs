@@ -63,6 +63,17 @@ WORKDIR /w
 RUN echo "$X" > /w/x
 CMD ["cat", "/stamp"]
 "#;
+/// `APP` on `base`, with its context file.
+fn app_context(base: &str) -> Result<Ctx> {
+    Ctx::new(&[
+        (
+            "Dockerfile",
+            &APP.replace("FROM busybox", &format!("FROM {base}")),
+        ),
+        ("a.txt", "context file\n"),
+    ])
+}
+
 /// Steps after FROM in `APP`.
 const APP_STEPS: usize = 6;
 
@@ -72,13 +83,7 @@ fn cache_from_registry_on_a_fresh_root_replays_without_running() -> Result<()> {
     let registry = Registry::start(&pod, RegistryVariant::Plain)?;
     let cache = registry.image_ref("cache/app:buildcache");
     let base = fresh_root(&pod, "/var/lib/hutch/a")?;
-    let ctx = Ctx::new(&[
-        (
-            "Dockerfile",
-            &APP.replace("FROM busybox", &format!("FROM {base}")),
-        ),
-        ("a.txt", "context file\n"),
-    ])?;
+    let ctx = app_context(&base)?;
 
     // Node A builds and exports (the default mode, min: all of one stage).
     let to = format!("type=registry,ref={cache}");
@@ -161,7 +166,11 @@ fn cache_from_registry_on_a_fresh_root_replays_without_running() -> Result<()> {
     ensure!(id_c != id_a, "a rerun RUN writes a new stamp");
 
     // Bad options are refused before anything runs.
-    for bad in ["type=inline", "type=local,dest=/tmp/x", "type=registry"] {
+    for bad in [
+        "type=inline,mode=max",
+        "type=local,dest=/tmp/x",
+        "type=registry",
+    ] {
         let out = hutch(
             &pod,
             "/var/lib/hutch/c",
@@ -172,6 +181,100 @@ fn cache_from_registry_on_a_fresh_root_replays_without_running() -> Result<()> {
         ensure!(t.contains("--cache-to"), "{bad}: {t}");
     }
     registry.stop()?;
+    pod.stop()
+}
+
+/// The raw config of image `id` on data root `root`.
+fn raw_config(pod: &Pod, root: &str, id: &str) -> Result<serde_json::Value> {
+    let hex = id.trim().trim_start_matches("sha256:");
+    let out = pod
+        .exec("/bin/cat")
+        .arg(format!("{root}/blobs/sha256/{hex}"))
+        .output()?;
+    ensure!(out.status.success(), "no config blob {hex}: {}", text(&out));
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// `BUILDKIT_INLINE_CACHE=1` (or `--cache-to type=inline`): the pushed
+/// image carries its own cache. `--cache-from IMAGE` replays the steps
+/// from the registry on a fresh root, or from the local store after
+/// `docker pull` (the CI pattern `docker pull app || true; docker build
+/// --cache-from app`), with the registry gone. An image built FROM it does
+/// not inherit the cache; one without a hutch cache is a warning.
+#[test]
+fn inline_cache_travels_with_the_image() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let registry = Registry::start(&pod, RegistryVariant::Plain)?;
+    let app = registry.image_ref("inline/app:1");
+    let base = fresh_root(&pod, "/var/lib/hutch/a")?;
+    let ctx = app_context(&base)?;
+    let (_, id_a) = build(
+        &pod,
+        "/var/lib/hutch/a",
+        &["--build-arg", "BUILDKIT_INLINE_CACHE=1", "-t", &app],
+        &ctx,
+    )?;
+    let config = raw_config(&pod, "/var/lib/hutch/a", &id_a)?;
+    let records = config
+        .pointer("/hutch.buildcache.v1/records")
+        .and_then(|r| r.as_object())
+        .context("no inline cache in the config")?;
+    ensure!(records.len() == APP_STEPS, "{} records", records.len());
+    let out = hutch(&pod, "/var/lib/hutch/a", &["push", &app])?;
+    ensure!(out.status.success(), "push: {}", text(&out));
+
+    // A fresh root, from the registry: nothing runs, and asking for the
+    // inline cache again gives the very same image.
+    fresh_root(&pod, "/var/lib/hutch/b")?;
+    let (log_b, id_b) = build(
+        &pod,
+        "/var/lib/hutch/b",
+        &["--cache-from", &app, "--cache-to", "type=inline"],
+        &ctx,
+    )?;
+    ensure!(cached_steps(&log_b) == APP_STEPS, "{log_b}");
+    ensure!(!log_b.contains("Running in"), "a RUN ran: {log_b}");
+    ensure!(id_b == id_a, "image IDs differ: {id_a} vs {id_b}\n{log_b}");
+
+    // An image without a hutch cache: a warning that says so.
+    let plain_ref = registry.image_ref("inline/plain:1");
+    for args in [vec!["tag", &base, &plain_ref], vec!["push", &plain_ref]] {
+        let out = hutch(&pod, "/var/lib/hutch/a", &args)?;
+        ensure!(out.status.success(), "{args:?}: {}", text(&out));
+    }
+    let (log_plain, _) = build(
+        &pod,
+        "/var/lib/hutch/b",
+        &["--cache-from", &plain_ref],
+        &ctx,
+    )?;
+    ensure!(log_plain.contains("without an inline cache"), "{log_plain}");
+
+    // Pulled, then the registry gone: the local image is the cache.
+    fresh_root(&pod, "/var/lib/hutch/c")?;
+    let out = hutch(&pod, "/var/lib/hutch/c", &["pull", &app])?;
+    ensure!(out.status.success(), "pull: {}", text(&out));
+    registry.stop()?;
+    let (log_c, id_c) = build(&pod, "/var/lib/hutch/c", &["--cache-from", &app], &ctx)?;
+    ensure!(cached_steps(&log_c) == APP_STEPS, "{log_c}");
+    ensure!(!log_c.contains("failed to import"), "{log_c}");
+    let plain = raw_config(&pod, "/var/lib/hutch/c", &id_c)?;
+    ensure!(plain.get("hutch.buildcache.v1").is_none(), "{plain}");
+    let out = hutch(&pod, "/var/lib/hutch/c", &["tag", &id_c, "replayed"])?;
+    ensure!(out.status.success(), "tag: {}", text(&out));
+    let check = Ctx::new(&[("Dockerfile", "FROM replayed\nRUN cat /marker /w/x\n")])?;
+    let (log_check, _) = build(&pod, "/var/lib/hutch/c", &[], &check)?;
+    ensure!(log_check.contains("ran-once\n1"), "{log_check}");
+
+    // FROM the image with the cache: the child does not carry it.
+    let child = Ctx::new(&[("Dockerfile", &format!("FROM {app}\nENV CHILD=1\n"))])?;
+    let (_, id_child) = build(&pod, "/var/lib/hutch/c", &[], &child)?;
+    let child_config = raw_config(&pod, "/var/lib/hutch/c", &id_child)?;
+    ensure!(
+        child_config.get("hutch.buildcache.v1").is_none(),
+        "inherited: {child_config}"
+    );
+
     pod.stop()
 }
 
@@ -337,13 +440,7 @@ fn docker_build_cache_from_gets_registry_cache_hits() -> Result<()> {
     let registry = Registry::start(&pod, RegistryVariant::Plain)?;
     let cache = registry.image_ref("cache/docker:c");
     let base = fresh_root(&pod, "/var/lib/hutch/a")?;
-    let ctx = Ctx::new(&[
-        (
-            "Dockerfile",
-            &APP.replace("FROM busybox", &format!("FROM {base}")),
-        ),
-        ("a.txt", "context file\n"),
-    ])?;
+    let ctx = app_context(&base)?;
     let (_, id_a) = build(
         &pod,
         "/var/lib/hutch/a",
@@ -373,6 +470,31 @@ fn docker_build_cache_from_gets_registry_cache_hits() -> Result<()> {
     ensure!(id.trim() == id_a, "{} vs {id_a}", id.trim());
     let ran = daemon.docker_ok(&["run", "--rm", "fromcache", "cat", "/marker", "/w/x"])?;
     ensure!(ran == "ran-once\n1\n", "{ran}");
+
+    // The classic pattern: BUILDKIT_INLINE_CACHE=1, push; on a daemon
+    // with no cache, `--cache-from` the pushed image.
+    let image = registry.image_ref("cache/docker-inline:1");
+    let build_args = ["build", "--build-arg", "BUILDKIT_INLINE_CACHE=1", "-t"];
+    let out = daemon
+        .docker()
+        .args(build_args)
+        .args([&image, &ctx.arg()])
+        .output()?;
+    ensure!(out.status.success(), "docker build: {}", text(&out));
+    daemon.docker_ok(&["push", &image])?;
+    let pushed = daemon.docker_ok(&["image", "inspect", "-f", "{{.Id}}", &image])?;
+    daemon.docker_ok(&["rmi", &image, "fromcache"])?;
+    daemon.docker_ok(&["builder", "prune", "-af"])?;
+    let out = daemon
+        .docker()
+        .args(build_args)
+        .args([&image, "--cache-from", &image, &ctx.arg()])
+        .output()?;
+    let t = text(&out);
+    ensure!(out.status.success(), "docker build: {t}");
+    ensure!(t.matches("Using cache").count() == APP_STEPS, "{t}");
+    let again = daemon.docker_ok(&["image", "inspect", "-f", "{{.Id}}", &image])?;
+    ensure!(again == pushed, "{again} vs {pushed}");
     // A cache source of a kind hutch does not read is a 400 up front.
     let reply = daemon.request(
         "POST",
@@ -423,13 +545,7 @@ fn cache_through_an_authenticated_registry() -> Result<()> {
     };
 
     let base = fresh_root(&pod, "/var/lib/hutch/a")?;
-    let ctx = Ctx::new(&[
-        (
-            "Dockerfile",
-            &APP.replace("FROM busybox", &format!("FROM {base}")),
-        ),
-        ("a.txt", "context file\n"),
-    ])?;
+    let ctx = app_context(&base)?;
     let to = format!("type=registry,ref={cache}");
     // Without credentials the export fails the build, unless told not to.
     let denied = run("/var/lib/hutch/a", &["--cache-to", &to, &ctx.arg()], false)?;

@@ -2,12 +2,14 @@
 //! importing caches at the start of a build, replaying a step from one on
 //! a local miss, and exporting the build's steps at the end.
 
+use std::collections::BTreeMap;
+
 use hutch_images::registry::build_cache::FetchedCache;
 use hutch_images::{BuiltLayer, Digest, RegistryRequest};
 
 use super::remote_cache::{
-    self, CacheExport, Document, Imported, LayerRecord, Record, CONFIG_MEDIA_TYPE,
-    MAX_DOCUMENT_SIZE,
+    self, CacheDest, Document, Imported, InlineCache, InlineDocument, LayerRecord, Record,
+    CONFIG_MEDIA_TYPE, MAX_DOCUMENT_SIZE,
 };
 use super::{auth_for, BuildError, BuildOptions, Ctx, Executor, ImageState, Progress};
 
@@ -20,8 +22,11 @@ impl Executor {
         registry
     }
 
-    /// Fetches every `--cache-from`. One that is missing, unreachable or
-    /// not a hutch cache is a warning (as BuildKit's): the build goes on.
+    /// Finds every `--cache-from`: an image with an inline cache in the
+    /// local store (as `docker pull` left it), else a cache manifest or an
+    /// image with an inline cache in the registry. One that is missing,
+    /// unreachable or holds no hutch cache is a warning (as BuildKit's):
+    /// the build goes on.
     pub(super) fn import_caches(
         &self,
         rt: &tokio::runtime::Runtime,
@@ -31,36 +36,84 @@ impl Executor {
         let mut out = Vec::new();
         for import in &opts.cache_from {
             let name = &import.reference;
-            progress.message(&format!("importing cache manifest from {name}"));
-            let registry = self.cache_registry(opts, name);
-            let fetched = rt.block_on(self.store.fetch_build_cache(
-                name,
-                &registry,
-                CONFIG_MEDIA_TYPE,
-                MAX_DOCUMENT_SIZE,
-            ));
-            let doc = match fetched {
-                Ok(FetchedCache::Cache { config, source }) => {
-                    Document::parse(&config).map(|d| (d, source))
-                }
-                Ok(FetchedCache::Other { media_type }) => Err(format!(
-                    "not a hutch build cache (its {media_type} is not a \
-                     {CONFIG_MEDIA_TYPE} manifest)"
-                )),
-                Err(e) => Err(e.to_string()),
-            };
-            match doc {
-                Ok((doc, source)) => out.push(Imported {
+            let found = match self.local_inline(name) {
+                Some(records) => Ok(Imported {
                     reference: name.clone(),
-                    records: doc.records,
-                    source,
+                    records,
+                    source: None,
                 }),
+                None => {
+                    progress.message(&format!("importing cache manifest from {name}"));
+                    self.fetch_import(rt, opts, name)
+                }
+            };
+            match found {
+                Ok(imported) => out.push(imported),
                 Err(e) => progress.message(&format!(
                     "WARNING: failed to import cache from {name}: {e}; building without it"
                 )),
             }
         }
         out
+    }
+
+    /// The inline cache of the local image `name`, if it has one.
+    fn local_inline(&self, name: &str) -> Option<BTreeMap<String, Record>> {
+        let details = self.store.inspect(name).ok()?;
+        let layers: Vec<LayerRecord> = details
+            .record
+            .layers
+            .iter()
+            .map(|l| LayerRecord {
+                digest: l.blob.clone(),
+                size: l.blob_size,
+                media_type: l.media_type.clone(),
+                diff_id: l.diff_id.clone(),
+            })
+            .collect();
+        match InlineDocument::read(&details.config, &layers) {
+            Ok(InlineCache::Records(records)) => Some(records),
+            _ => None,
+        }
+    }
+
+    /// A cache manifest, or an image with an inline cache, in a registry.
+    fn fetch_import(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        opts: &BuildOptions,
+        name: &str,
+    ) -> Result<Imported, String> {
+        let registry = self.cache_registry(opts, name);
+        let platform = opts.platform.as_ref().map(|p| p.to_string());
+        let fetched = rt
+            .block_on(self.store.fetch_build_cache(
+                name,
+                &registry,
+                CONFIG_MEDIA_TYPE,
+                MAX_DOCUMENT_SIZE,
+                platform.as_deref(),
+            ))
+            .map_err(|e| e.to_string())?;
+        let (records, source) = match fetched {
+            FetchedCache::Cache { config, source } => (Document::parse(&config)?.records, source),
+            FetchedCache::Image {
+                config,
+                layers,
+                source,
+            } => (image_inline(&config, &layers)?, source),
+            FetchedCache::Other { media_type } => {
+                return Err(format!(
+                    "not a hutch build cache (its {media_type} is neither a \
+                     {CONFIG_MEDIA_TYPE} manifest nor an image)"
+                ))
+            }
+        };
+        Ok(Imported {
+            reference: name.to_owned(),
+            records,
+            source: Some(source),
+        })
     }
 
     /// A step found in an imported cache, replayed: its layer pulled and
@@ -115,12 +168,21 @@ impl Executor {
                 annotations: Default::default(),
                 platform: None,
             };
-            rt.block_on(self.store.fetch_build_cache_layer(
-                &imported.source,
-                &desc,
-                &l.diff_id,
-                &chain,
-            ))?;
+            match &imported.source {
+                Some(source) => rt.block_on(
+                    self.store
+                        .fetch_build_cache_layer(source, &desc, &l.diff_id, &chain),
+                )?,
+                None => {
+                    let content = self.store.content();
+                    if !content.layers.contains(&chain) || !content.blobs.contains(&l.digest) {
+                        return Err(BuildError::Invalid(format!(
+                            "layer {} of {} is no longer stored",
+                            l.diff_id, imported.reference
+                        )));
+                    }
+                }
+            }
             layers.push(BuiltLayer::Stored {
                 blob: l.digest.clone(),
                 media_type: l.media_type.clone(),
@@ -153,22 +215,22 @@ impl Executor {
             .map(|s| s.clone())
             .map_err(|_| BuildError::Invalid("the step list is poisoned".into()))?;
         for export in &ctx.opts.cache_to {
+            let CacheDest::Registry(reference) = &export.dest else {
+                continue;
+            };
             ctx.progress
-                .message(&format!("exporting cache to {}", export.reference));
+                .message(&format!("exporting cache to {reference}"));
             let selected = remote_cache::select(&steps, final_image, export.mode);
-            match self.export_one(rt, ctx, export, &selected) {
-                Ok(n) => ctx.progress.message(&format!(
-                    "exported {n} cache records to {}",
-                    export.reference
-                )),
+            match self.export_one(rt, ctx, reference, &selected) {
+                Ok(n) => ctx
+                    .progress
+                    .message(&format!("exported {n} cache records to {reference}")),
                 Err(e) if export.ignore_error => ctx.progress.message(&format!(
-                    "WARNING: failed to export cache to {}: {e}",
-                    export.reference
+                    "WARNING: failed to export cache to {reference}: {e}"
                 )),
                 Err(e) => {
                     return Err(BuildError::Invalid(format!(
-                        "failed to export cache to {}: {e}",
-                        export.reference
+                        "failed to export cache to {reference}: {e}"
                     )))
                 }
             }
@@ -176,11 +238,72 @@ impl Executor {
         Ok(())
     }
 
+    /// The inline cache of the image whose steps end at `final_image`:
+    /// the records of its own chain of steps (`mode=min`), each layer by
+    /// its index among that image's layers.
+    pub(super) fn inline_cache(
+        &self,
+        ctx: &Ctx<'_>,
+        final_image: &Digest,
+    ) -> Result<serde_json::Value, BuildError> {
+        let steps = ctx
+            .steps
+            .lock()
+            .map(|s| s.clone())
+            .map_err(|_| BuildError::Invalid("the step list is poisoned".into()))?;
+        let mut doc = InlineDocument::new();
+        for step in remote_cache::select(&steps, final_image, remote_cache::CacheMode::Min) {
+            if doc.records.contains_key(&step.key) {
+                continue;
+            }
+            let (config, layers) = self.step_config(&step)?;
+            let parent_layers = self.layer_count(step.parent.as_ref())?;
+            let layer = match layers.checked_sub(parent_layers) {
+                Some(0) => None,
+                Some(1) => Some(parent_layers),
+                // Not one step's change (cannot be replayed as one).
+                _ => continue,
+            };
+            doc.records.insert(
+                step.key.clone(),
+                remote_cache::InlineRecord {
+                    image: step.image.clone(),
+                    parent: step.parent.clone(),
+                    config,
+                    layer,
+                },
+            );
+        }
+        serde_json::to_value(&doc)
+            .map_err(|e| BuildError::Invalid(format!("encoding the inline cache: {e}")))
+    }
+
+    /// A step's result config, byte for byte, and its number of layers.
+    fn step_config(&self, step: &remote_cache::StepResult) -> Result<(String, usize), BuildError> {
+        let config = self
+            .store
+            .content()
+            .blobs
+            .read_small(&step.image, hutch_images::oci::MAX_CONFIG_SIZE)
+            .map_err(|e| BuildError::Image(e.into()))?;
+        let config = String::from_utf8(config).map_err(|_| {
+            BuildError::Invalid(format!("the config of {} is not UTF-8", step.image))
+        })?;
+        Ok((config, self.layer_count(Some(&step.image))?))
+    }
+
+    fn layer_count(&self, image: Option<&Digest>) -> Result<usize, BuildError> {
+        Ok(match image {
+            Some(id) => self.store.inspect(&id.to_string())?.record.layers.len(),
+            None => 0,
+        })
+    }
+
     fn export_one(
         &self,
         rt: &tokio::runtime::Runtime,
         ctx: &Ctx<'_>,
-        export: &CacheExport,
+        reference: &str,
         steps: &[remote_cache::StepResult],
     ) -> Result<usize, BuildError> {
         let mut doc = Document::new();
@@ -189,19 +312,9 @@ impl Executor {
             if doc.records.contains_key(&step.key) {
                 continue;
             }
-            let content = self.store.content();
-            let config = content
-                .blobs
-                .read_small(&step.image, hutch_images::oci::MAX_CONFIG_SIZE)
-                .map_err(|e| BuildError::Image(e.into()))?;
-            let config = String::from_utf8(config).map_err(|_| {
-                BuildError::Invalid(format!("the config of {} is not UTF-8", step.image))
-            })?;
+            let (config, _) = self.step_config(step)?;
             let layers = self.store.inspect(&step.image.to_string())?.record.layers;
-            let parent_layers = match &step.parent {
-                Some(p) => self.store.inspect(&p.to_string())?.record.layers.len(),
-                None => 0,
-            };
+            let parent_layers = self.layer_count(step.parent.as_ref())?;
             let layer = if layers.len() == parent_layers + 1 {
                 let l = &layers[parent_layers];
                 let desc = self.registry_layer(rt, &l.blob, &l.media_type)?;
@@ -232,9 +345,9 @@ impl Executor {
         }
         let bytes = serde_json::to_vec(&doc)
             .map_err(|e| BuildError::Invalid(format!("encoding the cache document: {e}")))?;
-        let registry = self.cache_registry(ctx.opts, &export.reference);
+        let registry = self.cache_registry(ctx.opts, reference);
         rt.block_on(self.store.push_build_cache(
-            &export.reference,
+            reference,
             &registry,
             CONFIG_MEDIA_TYPE,
             &bytes,
@@ -276,5 +389,50 @@ impl Executor {
             }
         }
         Ok(desc)
+    }
+}
+
+/// The hutch inline cache of a registry image: its layers are the
+/// manifest's, with the diff IDs its config gives them.
+fn image_inline(
+    config: &[u8],
+    layers: &[hutch_images::oci::Descriptor],
+) -> Result<BTreeMap<String, Record>, String> {
+    let config: serde_json::Value =
+        serde_json::from_slice(config).map_err(|e| format!("invalid image config: {e}"))?;
+    let diff_ids: Vec<Digest> = config
+        .pointer("/rootfs/diff_ids")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| format!("invalid rootfs.diff_ids in the image config: {e}"))?
+        .unwrap_or_default();
+    if diff_ids.len() != layers.len() {
+        return Err(format!(
+            "the image's manifest has {} layers and its config {} diff IDs",
+            layers.len(),
+            diff_ids.len()
+        ));
+    }
+    let layers: Vec<LayerRecord> = layers
+        .iter()
+        .zip(diff_ids)
+        .map(|(d, diff_id)| LayerRecord {
+            digest: d.digest.clone(),
+            size: d.size,
+            media_type: d.media_type.clone(),
+            diff_id,
+        })
+        .collect();
+    match InlineDocument::read(&config, &layers)? {
+        InlineCache::Records(records) => Ok(records),
+        InlineCache::BuildKit => Err(format!(
+            "it is an image with BuildKit's inline cache ({}), whose keys hutch does not \
+             compute; build it with hutch and --cache-to type=inline",
+            remote_cache::BUILDKIT_INLINE_KEY
+        )),
+        InlineCache::Absent => Err("it is an image without an inline cache (build it with \
+             --cache-to type=inline or --build-arg BUILDKIT_INLINE_CACHE=1)"
+            .into()),
     }
 }

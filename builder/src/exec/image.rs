@@ -71,6 +71,16 @@ impl ImageState {
         })
     }
 
+    /// Drops what says how the image was built (build caches, build
+    /// info): an image built FROM it does not inherit them.
+    pub fn drop_build_metadata(&mut self) {
+        if let Some(config) = self.config.as_object_mut() {
+            for key in super::remote_cache::BUILD_METADATA_KEYS {
+                config.remove(*key);
+            }
+        }
+    }
+
     /// The platform the config names (`None` when it names none).
     pub fn platform(&self) -> Option<crate::Platform> {
         crate::Platform::of_config(&self.config)

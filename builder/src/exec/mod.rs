@@ -195,6 +195,26 @@ pub struct BuildOptions {
     pub remember_context_hashes: bool,
 }
 
+impl BuildOptions {
+    /// `--cache-to type=inline` or the build arg `BUILDKIT_INLINE_CACHE=1`.
+    pub fn inline_cache(&self) -> bool {
+        self.cache_to
+            .iter()
+            .any(|c| c.dest == remote_cache::CacheDest::Inline)
+            || self
+                .build_args
+                .get(remote_cache::INLINE_BUILD_ARG)
+                .is_some_and(remote_cache::truthy)
+    }
+
+    /// Whether any `--cache-to` writes to a registry.
+    fn registry_cache_to(&self) -> bool {
+        self.cache_to
+            .iter()
+            .any(|c| matches!(c.dest, remote_cache::CacheDest::Registry(_)))
+    }
+}
+
 /// A source of build secrets by id, asked when a RUN mounts one.
 pub trait SecretSource: Send + Sync + std::fmt::Debug {
     /// A file holding the secret `id` (readable by the builder only), or
@@ -241,7 +261,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn record_step(&self, key: String, parent: Option<Digest>, image: &Digest) {
-        if self.opts.cache_to.is_empty() {
+        if self.opts.cache_to.is_empty() && !self.opts.inline_cache() {
             return;
         }
         if let Ok(mut steps) = self.steps.lock() {
@@ -301,7 +321,7 @@ impl Executor {
             .iter()
             .map(|&i| 1 + df.stages[i].instructions.len())
             .sum();
-        let rt = if opts.cache_from.is_empty() && opts.cache_to.is_empty() {
+        let rt = if opts.cache_from.is_empty() && !opts.registry_cache_to() {
             None
         } else {
             Some(
@@ -353,6 +373,12 @@ impl Executor {
             }
             for (k, v) in &opts.labels {
                 labels[k] = json!(v);
+            }
+        }
+        if let (true, Some(last)) = (opts.inline_cache(), &results_id) {
+            let cache = self.inline_cache(&ctx, last)?;
+            if let Some(config) = img.config.as_object_mut() {
+                config.insert(remote_cache::INLINE_KEY.into(), cache);
             }
         }
         let names = opts
@@ -569,6 +595,7 @@ impl Executor {
         if let Some(id) = &img.id {
             ctx.progress.done(id);
         }
+        img.drop_build_metadata();
         let mut env = img.strings("Env");
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push(format!(

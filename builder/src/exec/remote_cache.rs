@@ -10,6 +10,13 @@
 //! diff ID like any pull) and the result image is stored from the parent's
 //! layers, the layer and the recorded config, without running anything.
 //! The format is hutch's own, not BuildKit's.
+//!
+//! `--cache-to type=inline` (or the build arg `BUILDKIT_INLINE_CACHE=1`)
+//! puts the same records in the built image's own config instead, under
+//! [`INLINE_KEY`], with each layer named by its index among the image's
+//! layers: the image is its own cache, and `--cache-from IMAGE` reads it
+//! from the registry or from the local store. Only the final image's own
+//! steps can be described so (BuildKit's inline cache is `mode=min` too).
 
 use std::collections::BTreeMap;
 
@@ -37,10 +44,28 @@ pub enum CacheMode {
     Max,
 }
 
+/// Where `--cache-to` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheDest {
+    /// A cache manifest of its own at this reference.
+    Registry(String),
+    /// The built image's config.
+    Inline,
+}
+
+impl std::fmt::Display for CacheDest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheDest::Registry(r) => f.write_str(r),
+            CacheDest::Inline => f.write_str("the image (inline)"),
+        }
+    }
+}
+
 /// One `--cache-to` destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheExport {
-    pub reference: String,
+    pub dest: CacheDest,
     pub mode: CacheMode,
     /// `ignore-error=true`: a failed export is a warning.
     pub ignore_error: bool,
@@ -71,19 +96,17 @@ fn attributes(spec: &str) -> Result<BTreeMap<String, String>, String> {
 
 fn registry_ref(attrs: &BTreeMap<String, String>, flag: &str) -> Result<String, String> {
     match attrs.get("type").map(String::as_str) {
-        Some("registry") => {}
-        Some("inline") => {
-            return Err(format!(
-                "{flag} type=inline is not supported by hutch: use \
-                 type=registry,ref=REGISTRY/REPO:TAG (a separate cache manifest)"
-            ))
-        }
+        Some("registry") | None => {}
         Some(other) => {
             return Err(format!(
-                "{flag} type={other} is not supported by hutch (only type=registry)"
+                "{flag} type={other} is not supported by hutch (type=registry{})",
+                if flag == "--cache-to" {
+                    " or type=inline"
+                } else {
+                    ""
+                }
             ))
         }
-        None => {}
     }
     let r = attrs
         .get("ref")
@@ -114,12 +137,25 @@ pub fn parse_cache_from(spec: &str) -> Result<CacheImport, String> {
     Ok(CacheImport { reference })
 }
 
-/// `--cache-to type=registry,ref=REF[,mode=min|max][,ignore-error=true]`.
+/// `--cache-to type=registry,ref=REF[,mode=min|max][,ignore-error=true]`
+/// or `--cache-to type=inline`.
 pub fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
     let attrs = attributes(spec)?;
-    let reference = registry_ref(&attrs, "--cache-to")?;
+    let inline = attrs.get("type").map(String::as_str) == Some("inline");
+    let dest = if inline {
+        CacheDest::Inline
+    } else {
+        CacheDest::Registry(registry_ref(&attrs, "--cache-to")?)
+    };
     let mode = match attrs.get("mode").map(String::as_str) {
         None | Some("min") => CacheMode::Min,
+        Some("max") if inline => {
+            return Err(
+                "--cache-to type=inline: mode=max is not possible (the image can only \
+                 describe its own steps; use type=registry for mode=max)"
+                    .into(),
+            )
+        }
         Some("max") => CacheMode::Max,
         Some(other) => return Err(format!("--cache-to: invalid mode {other:?} (min or max)")),
     };
@@ -139,10 +175,18 @@ pub fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
         return Err(format!("--cache-to: unknown option {k:?}"));
     }
     Ok(CacheExport {
-        reference,
+        dest,
         mode,
         ignore_error,
     })
+}
+
+/// The build arg that asks for an inline cache, as BuildKit reads it.
+pub const INLINE_BUILD_ARG: &str = "BUILDKIT_INLINE_CACHE";
+
+/// Whether a `BUILDKIT_INLINE_CACHE` value is true (Go's `ParseBool`).
+pub fn truthy(value: &str) -> bool {
+    matches!(value.trim(), "1" | "t" | "T" | "true" | "TRUE" | "True")
 }
 
 /// The config document of a cache manifest.
@@ -204,13 +248,111 @@ impl Document {
     }
 }
 
-/// A cache fetched from a registry at the start of a build.
+/// Where an image config carries hutch's inline cache.
+pub const INLINE_KEY: &str = "hutch.buildcache.v1";
+/// Where BuildKit puts its own (keyed by BuildKit's cache keys, which
+/// hutch does not compute, so hutch cannot read it).
+pub const BUILDKIT_INLINE_KEY: &str = "moby.buildkit.cache.v0";
+
+/// Config fields that say how an image was built rather than what it is:
+/// an image built FROM it does not inherit them (BuildKit drops them too,
+/// as fields its image type does not have).
+pub const BUILD_METADATA_KEYS: &[&str] = &[
+    INLINE_KEY,
+    BUILDKIT_INLINE_KEY,
+    "moby.buildkit.buildinfo.v1",
+];
+
+/// The inline cache document: [`Record`]s whose layer is an index among
+/// the layers of the image that carries it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InlineDocument {
+    pub version: u32,
+    pub records: BTreeMap<String, InlineRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InlineRecord {
+    pub image: Digest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Digest>,
+    pub config: String,
+    /// The index of the layer the step added, among the image's layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<usize>,
+}
+
+/// What an image config says about an inline cache.
+#[derive(Debug)]
+pub enum InlineCache {
+    /// Hutch's: the records, their layers resolved to the image's.
+    Records(BTreeMap<String, Record>),
+    /// BuildKit's only.
+    BuildKit,
+    /// None at all.
+    Absent,
+}
+
+impl InlineDocument {
+    pub fn new() -> InlineDocument {
+        InlineDocument {
+            version: VERSION,
+            records: BTreeMap::new(),
+        }
+    }
+
+    /// The inline cache in `config`, an image config whose layers are
+    /// `layers` (in order). Records that cannot be right (a config of
+    /// another digest, a layer index past the image's layers) are dropped.
+    pub fn read(config: &serde_json::Value, layers: &[LayerRecord]) -> Result<InlineCache, String> {
+        let Some(value) = config.get(INLINE_KEY) else {
+            return Ok(if config.get(BUILDKIT_INLINE_KEY).is_some() {
+                InlineCache::BuildKit
+            } else {
+                InlineCache::Absent
+            });
+        };
+        let doc =
+            InlineDocument::deserialize(value).map_err(|e| format!("invalid inline cache: {e}"))?;
+        if doc.version != VERSION {
+            return Err(format!(
+                "inline cache version {} is not supported (hutch reads {VERSION})",
+                doc.version
+            ));
+        }
+        let mut out = BTreeMap::new();
+        for (key, r) in doc.records {
+            if Digest::of(r.config.as_bytes()) != r.image {
+                continue;
+            }
+            let layer = match r.layer {
+                None => None,
+                Some(i) => match layers.get(i) {
+                    Some(l) => Some(l.clone()),
+                    None => continue,
+                },
+            };
+            let record = Record {
+                image: r.image,
+                parent: r.parent,
+                config: r.config,
+                layer,
+            };
+            out.insert(key, record);
+        }
+        Ok(InlineCache::Records(out))
+    }
+}
+
+/// A cache found at the start of a build: in a registry, or inline in a
+/// local image.
 #[derive(Debug, Clone)]
 pub struct Imported {
     pub reference: String,
     pub records: BTreeMap<String, Record>,
-    /// Where its layers are fetched from (the session it was fetched on).
-    pub source: std::sync::Arc<hutch_images::registry::build_cache::CacheSource>,
+    /// Where its layers are fetched from (the session it was fetched on);
+    /// `None` for a local image, whose layers are in the store.
+    pub source: Option<std::sync::Arc<hutch_images::registry::build_cache::CacheSource>>,
 }
 
 /// A step this build made or found in a cache: what an export writes.
@@ -259,13 +401,21 @@ mod tests {
             Ok("reg:5000/app:cache".to_string())
         );
         let to = parse_cache_to("type=registry,ref=reg:5000/app:c,mode=max").expect("parses");
+        assert_eq!(to.dest, CacheDest::Registry("reg:5000/app:c".into()));
         assert_eq!(to.mode, CacheMode::Max);
         assert!(!to.ignore_error);
         let to = parse_cache_to("type=registry,ref=reg:5000/app:c").expect("parses");
         assert_eq!(to.mode, CacheMode::Min);
-        assert!(parse_cache_to("type=inline")
+        assert_eq!(
+            parse_cache_to("type=inline").map(|c| c.dest),
+            Ok(CacheDest::Inline)
+        );
+        assert!(parse_cache_to("type=inline,mode=max")
             .expect_err("refused")
-            .contains("not supported"));
+            .contains("mode=max"));
+        assert!(parse_cache_from("type=inline")
+            .expect_err("refused")
+            .contains("type=registry"));
         assert!(parse_cache_to("type=local,dest=/x")
             .expect_err("refused")
             .contains("type=local"));
@@ -299,6 +449,58 @@ mod tests {
         let keys = |v: Vec<StepResult>| v.into_iter().map(|s| s.key).collect::<Vec<_>>();
         assert_eq!(keys(select(&steps, &d(5), CacheMode::Min)), ["b2", "b1"]);
         assert_eq!(keys(select(&steps, &d(5), CacheMode::Max)).len(), 4);
+    }
+
+    #[test]
+    fn inline_records_resolve_layers_by_index_and_drop_what_cannot_be_right() {
+        let layer = |n: u8| LayerRecord {
+            digest: Digest::of(&[n]),
+            size: 10,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            diff_id: Digest::of(&[n, n]),
+        };
+        let rec = |config: &str, layer: Option<usize>| InlineRecord {
+            image: Digest::of(config.as_bytes()),
+            parent: None,
+            config: config.into(),
+            layer,
+        };
+        let mut doc = InlineDocument::new();
+        doc.records.insert("env".into(), rec("{\"a\":1}", None));
+        doc.records.insert("run".into(), rec("{\"a\":2}", Some(1)));
+        doc.records.insert("past".into(), rec("{\"a\":3}", Some(2)));
+        let mut forged = rec("{\"a\":4}", None);
+        forged.config = "{\"a\":5}".into();
+        doc.records.insert("forged".into(), forged);
+        let config = serde_json::json!({
+            "rootfs": {"type": "layers"},
+            INLINE_KEY: serde_json::to_value(&doc).expect("encodes"),
+        });
+        let InlineCache::Records(records) =
+            InlineDocument::read(&config, &[layer(0), layer(1)]).expect("reads")
+        else {
+            panic!("no records");
+        };
+        assert_eq!(records.keys().collect::<Vec<_>>(), ["env", "run"]);
+        assert_eq!(records["run"].layer, Some(layer(1)));
+        assert_eq!(records["env"].layer, None);
+
+        let buildkit = serde_json::json!({BUILDKIT_INLINE_KEY: "e30="});
+        assert!(matches!(
+            InlineDocument::read(&buildkit, &[]),
+            Ok(InlineCache::BuildKit)
+        ));
+        assert!(matches!(
+            InlineDocument::read(&serde_json::json!({}), &[]),
+            Ok(InlineCache::Absent)
+        ));
+        let garbled = serde_json::json!({INLINE_KEY: {"version": 1, "records": 7}});
+        assert!(InlineDocument::read(&garbled, &[]).is_err());
+        let future = serde_json::json!({INLINE_KEY: {"version": 9, "records": {}}});
+        assert!(InlineDocument::read(&future, &[])
+            .expect_err("refused")
+            .contains("version 9"));
+        assert!(truthy("1") && truthy("true") && !truthy("0") && !truthy("yes"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use futures_util::stream::{self, StreamExt};
 use super::auth::{resolve_credential, Credential};
 use super::client::{Access, RegistryError, Session};
 use super::config::{Endpoint, RegistrySettings};
+use super::platform::{self, parse_platform};
 use super::pull::{self, LayerJob, PullError};
 use super::push::{self, PushError, Pushed};
 use crate::digest::Digest;
@@ -34,7 +35,15 @@ pub enum FetchedCache {
         config: Vec<u8>,
         source: Arc<CacheSource>,
     },
-    /// Something else (an ordinary image, an index, another tool's cache).
+    /// An image (from an index: the one for the platform asked for): its
+    /// config (digest-checked; it may carry an inline cache) and layers.
+    Image {
+        config: Vec<u8>,
+        layers: Vec<Descriptor>,
+        source: Arc<CacheSource>,
+    },
+    /// Something else (another tool's cache, an index without the
+    /// platform, an artifact).
     Other { media_type: String },
 }
 
@@ -179,38 +188,60 @@ impl ImageStore {
 
     /// Fetches the cache manifest at `name` and, when its config is of
     /// `config_media_type`, the config document (at most `max` bytes,
-    /// checked against its digest).
+    /// checked against its digest). An image there (from an index: the
+    /// one for `platform`, the machine's when `None`) comes back with its
+    /// config, for the inline cache it may carry.
     pub async fn fetch_build_cache(
         &self,
         name: &str,
         request: &RegistryRequest,
         config_media_type: &str,
         max: u64,
+        platform: Option<&str>,
     ) -> Result<FetchedCache, ImageError> {
         let reference = Reference::parse(name)?;
+        let platform = match platform {
+            Some(p) => parse_platform(p)?,
+            None => oci::host_platform(),
+        };
+        let want = CacheWanted {
+            config_media_type,
+            max,
+            platform: &platform,
+        };
         let credential = resolve_credential(request.auth.as_ref(), reference.domain())?;
         let endpoints = pull_endpoints(&request.settings, &reference);
         let mut last = None;
         for (n, endpoint) in endpoints.iter().enumerate() {
             let session = Session::open(endpoint, &reference, &credential, Access::Pull).await?;
-            match fetch_cache_on(self, &session, &reference, config_media_type, max).await {
+            match fetch_cache_on(self, &session, &reference, &want).await {
                 Err(ImageError::Pull(PullError::Registry(e)))
                     if n + 1 < endpoints.len() && endpoint.may_fall_back =>
                 {
                     last = Some(e);
                 }
-                Ok(Ok(config)) => {
-                    return Ok(FetchedCache::Cache {
-                        config,
-                        source: Arc::new(CacheSource {
+                Ok(found) => {
+                    let source = || {
+                        Arc::new(CacheSource {
                             reference,
                             endpoint: endpoint.clone(),
                             credential,
                             session,
-                        }),
-                    })
+                        })
+                    };
+                    return Ok(match found {
+                        Found::Cache(config) => FetchedCache::Cache {
+                            config,
+                            source: source(),
+                        },
+                        Found::Image(config, layers) => FetchedCache::Image {
+                            config,
+                            layers,
+                            source: source(),
+                        },
+                        Found::Other(media_type) => FetchedCache::Other { media_type },
+                    });
                 }
-                Ok(Err(media_type)) => return Ok(FetchedCache::Other { media_type }),
                 Err(e) => return Err(e),
             }
         }
@@ -271,35 +302,71 @@ impl ImageStore {
     }
 }
 
-/// The config document of the cache manifest at `reference`, or the media
-/// type of what is there instead.
+/// What `--cache-from` looks for.
+struct CacheWanted<'a> {
+    config_media_type: &'a str,
+    max: u64,
+    platform: &'a oci::Platform,
+}
+
+/// What [`fetch_cache_on`] found.
+enum Found {
+    Cache(Vec<u8>),
+    Image(Vec<u8>, Vec<Descriptor>),
+    Other(String),
+}
+
+/// The config of the cache manifest or image at `reference` (an index
+/// is followed to its entry for the platform), or the media type of what
+/// is there instead.
 async fn fetch_cache_on(
     images: &ImageStore,
     session: &Session,
     reference: &Reference,
-    config_media_type: &str,
-    max: u64,
-) -> Result<Result<Vec<u8>, String>, ImageError> {
-    let fetched = session
+    want: &CacheWanted<'_>,
+) -> Result<Found, ImageError> {
+    let malformed = |what: &str, e: serde_json::Error| PullError::Malformed {
+        reference: reference.to_string(),
+        what: what.into(),
+        reason: e.to_string(),
+    };
+    let mut fetched = session
         .manifest(reference.tag(), reference.digest())
         .await
         .map_err(PullError::from)?;
+    if oci::is_index(&fetched.media_type) {
+        let index: oci::Index =
+            serde_json::from_slice(&fetched.bytes).map_err(|e| malformed("the index", e))?;
+        let Some(entry) = platform::select(&index.manifests, want.platform) else {
+            return Ok(Found::Other(format!(
+                "{} without an image for {}",
+                fetched.media_type,
+                platform::display(want.platform)
+            )));
+        };
+        fetched = session
+            .manifest(None, Some(&entry.digest))
+            .await
+            .map_err(PullError::from)?;
+    }
     if !oci::is_manifest(&fetched.media_type) {
-        return Ok(Err(fetched.media_type));
+        return Ok(Found::Other(fetched.media_type));
     }
     let manifest: Manifest =
-        serde_json::from_slice(&fetched.bytes).map_err(|e| PullError::Malformed {
-            reference: reference.to_string(),
-            what: "the cache manifest".into(),
-            reason: e.to_string(),
-        })?;
-    if manifest.config.media_type != config_media_type {
-        return Ok(Err(manifest.config.media_type));
+        serde_json::from_slice(&fetched.bytes).map_err(|e| malformed("the manifest", e))?;
+    let is_cache = manifest.config.media_type == want.config_media_type;
+    if !is_cache && !oci::is_config(&manifest.config.media_type) {
+        return Ok(Found::Other(manifest.config.media_type));
     }
+    let max = if is_cache {
+        want.max
+    } else {
+        oci::MAX_CONFIG_SIZE
+    };
     if manifest.config.size > max {
         return Err(PullError::Unsupported {
             reference: reference.to_string(),
-            reason: format!("the cache config is larger than {max} bytes"),
+            reason: format!("the config is larger than {max} bytes"),
         }
         .into());
     }
@@ -307,7 +374,11 @@ async fn fetch_cache_on(
     let blob = pull::fetch_small_blob(store, session, &manifest.config).await?;
     // Read from the verified temp file; it is dropped (not committed).
     let config = crate::store::read_limited(blob.path(), max)?;
-    Ok(Ok(config))
+    Ok(if is_cache {
+        Found::Cache(config)
+    } else {
+        Found::Image(config, manifest.layers)
+    })
 }
 
 /// Pushes go to the registry itself, never to a mirror.

@@ -138,7 +138,8 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
 /// registries: `type=registry`).
 fn cache_refused(message: String) -> Status {
     Status::unimplemented(format!(
-        "{message} (hutch imports and exports registry caches only)"
+        "{message} (hutch imports registry caches and images with an inline cache, and \
+         exports registry and inline caches)"
     ))
 }
 
@@ -426,11 +427,12 @@ async fn base_image_credentials(
             }
         }
     }
-    let caches = opts
-        .cache_from
-        .iter()
-        .map(|c| c.reference.as_str())
-        .chain(opts.cache_to.iter().map(|c| c.reference.as_str()));
+    let caches = opts.cache_from.iter().map(|c| c.reference.as_str()).chain(
+        opts.cache_to.iter().filter_map(|c| match &c.dest {
+            remote_cache::CacheDest::Registry(r) => Some(r.as_str()),
+            remote_cache::CacheDest::Inline => None,
+        }),
+    );
     for cache in caches {
         if let Ok(r) = Reference::parse(cache) {
             domains.insert(r.domain().to_owned());
