@@ -39,6 +39,7 @@ fn compile_protos() {
         "filesync.proto",
         "upload.proto",
         "secrets.proto",
+        "sshforward.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = match protox::compile(FILES, ["proto"]) {

@@ -349,6 +349,10 @@ pub struct BuildArgs {
     /// (`--progress quiet`, as `docker build -q`).
     #[arg(short, long, conflicts_with = "progress")]
     pub quiet: bool,
+    /// SSH agent for `RUN --mount=type=ssh`: `default`, `ID` (the agent of
+    /// `$SSH_AUTH_SOCK`) or `ID=SOCKET` (repeatable).
+    #[arg(long)]
+    pub ssh: Vec<String>,
     /// Import build cache from a registry: `REF` or `type=registry,ref=REF`
     /// (a cache manifest, or an image with an inline cache) (repeatable).
     #[arg(long)]

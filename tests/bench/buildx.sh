@@ -39,6 +39,8 @@ STATE=$RUN/pod
 mkfifo "$RUN/hold"
 POD=""
 cleanup() {
+  # The pod ends when its processes do: the daemon first.
+  [ -n "$POD" ] && in_pod sh -c 'kill $(cat /tmp/daemon.pid)' 2>/dev/null || true
   exec 3>&- 2>/dev/null || true
   [ -n "$POD" ] && wait "$POD" 2>/dev/null || true
   rm -rf "$RUN"
@@ -51,7 +53,8 @@ for _ in $(seq 200); do grep -q ready "$RUN/podsim.out" 2>/dev/null && break; sl
 grep -q ready "$RUN/podsim.out" || { cat "$RUN/podsim.err" >&2; exit 1; }
 in_pod() { "$BIN/podsim" exec --state "$STATE" -- "$@"; }
 in_pod sh -c "mkdir -p /run/hutch /tmp/dc && ln -s $PLUGINS /tmp/dc/cli-plugins && \
-  (HUTCH_LOG=warn $BIN/hutch daemon -H unix:///run/hutch/hutch.sock >/tmp/daemon.log 2>&1 &)"
+  (HUTCH_LOG=warn $BIN/hutch daemon -H unix:///run/hutch/hutch.sock >/tmp/daemon.log 2>&1 & \
+   echo \$! >/tmp/daemon.pid)"
 for _ in $(seq 200); do
   in_pod curl -sf --unix-socket /run/hutch/hutch.sock http://d/_ping >/dev/null 2>&1 && break
   sleep 0.05

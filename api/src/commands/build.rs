@@ -170,6 +170,7 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         pull: args.pull,
         secrets,
         secret_source: None,
+        ssh_source: ssh_agents(&args.ssh)?,
         source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|v| v.trim().parse().ok()),
@@ -340,4 +341,17 @@ fn parse_output(spec: &str) -> anyhow::Result<PathBuf> {
         }
     }
     dest.ok_or_else(|| anyhow::anyhow!("--output needs dest=FILE"))
+}
+
+/// `--ssh` specs as agents (`None` without any).
+fn ssh_agents(
+    specs: &[String],
+) -> anyhow::Result<Option<std::sync::Arc<dyn hutch_builder::exec::SshSource>>> {
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let sock = std::env::var("SSH_AUTH_SOCK").ok();
+    let agents = hutch_builder::exec::ssh_agent::LocalAgents::parse(specs, sock.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    Ok(Some(std::sync::Arc::new(agents)))
 }

@@ -20,6 +20,7 @@ mod remote;
 pub mod remote_cache;
 pub mod rootfs;
 mod run;
+pub mod ssh_agent;
 mod tarball;
 mod upperdiff;
 mod view;
@@ -174,6 +175,8 @@ pub struct BuildOptions {
     /// Where secrets not in `secrets` are asked for (a BuildKit client's
     /// session: its secrets are known only by the ids the RUNs ask for).
     pub secret_source: Option<Arc<dyn SecretSource>>,
+    /// Where `RUN --mount=type=ssh` agents come from (`--ssh`).
+    pub ssh_source: Option<Arc<dyn SshSource>>,
     /// `SOURCE_DATE_EPOCH` (else taken from the build args).
     pub source_date_epoch: Option<i64>,
     /// Credentials for base-image pulls by registry (the API's
@@ -220,6 +223,13 @@ pub trait SecretSource: Send + Sync + std::fmt::Debug {
     /// A file holding the secret `id` (readable by the builder only), or
     /// `None` when the source has no such secret.
     fn secret_file(&self, id: &str) -> Result<Option<PathBuf>, String>;
+}
+
+/// A source of SSH agents by id, for `RUN --mount=type=ssh`.
+pub trait SshSource: Send + Sync + std::fmt::Debug {
+    /// Serves agent `id` on a new socket in `dir` until the source is
+    /// dropped, or `None` when the source has no such agent.
+    fn agent_socket(&self, id: &str, dir: &Path) -> Result<Option<PathBuf>, String>;
 }
 
 /// What a build made.
@@ -717,7 +727,7 @@ impl Executor {
             }
             Command::Run(run) => {
                 let argv = before.argv(&run.cmd);
-                let env = state.run_env(&ctx.opts.build_args).to_key_values();
+                let mut env = state.run_env(&ctx.opts.build_args).to_key_values();
                 key.add(format!("{env:?}").as_bytes());
                 let text = history::run(&argv, &state.declared_args());
                 if let Some(hit) = self.lookup_cache(ctx, &key, img) {
@@ -741,6 +751,7 @@ impl Executor {
                         tmp: &ctx.tmp,
                         secrets: &ctx.opts.secrets,
                         secret_source: ctx.opts.secret_source.as_deref(),
+                        ssh_source: ctx.opts.ssh_source.as_deref(),
                         store: &self.store,
                         sources,
                         results,
@@ -766,6 +777,11 @@ impl Executor {
                     skip.insert(s.to_string());
                 }
                 skip.retain(|p| view::lookup(&lower, p).is_none());
+                for (k, v) in &prepared.env {
+                    if !env.iter().any(|e| e.split('=').next() == Some(k.as_str())) {
+                        env.push(format!("{k}={v}"));
+                    }
+                }
                 let container_id = format!("{:x}", Sha256::digest(key_preview(&argv)));
                 ctx.progress.running(&container_id[..12]);
                 let epoch = ctx.epoch;

@@ -1,8 +1,9 @@
 //! RUN `--mount`s as runtime mounts: cache directories kept under the data
-//! root between builds, binds from the context or another stage, tmpfs, and
+//! root between builds, binds from the context or another stage, tmpfs,
 //! secrets (bound read-only from the `--secret` file, never in a layer or in
-//! history). Mount points the runtime had to create are removed from the
-//! layer afterwards.
+//! history) and SSH agents (a relay socket of the build's, see
+//! `ssh_agent`). Mount points the runtime had to create are removed from
+//! the layer afterwards.
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::{chown, PermissionsExt};
@@ -25,6 +26,8 @@ pub struct MountInputs<'a> {
     pub secrets: &'a HashMap<String, PathBuf>,
     /// Asked for secrets `secrets` does not have.
     pub secret_source: Option<&'a dyn super::SecretSource>,
+    /// Asked for SSH agents.
+    pub ssh_source: Option<&'a dyn super::SshSource>,
     pub store: &'a ImageStore,
     /// Sources of the mounts with `from=`, in order.
     pub sources: &'a [Source],
@@ -37,6 +40,9 @@ pub struct Prepared {
     pub mounts: Vec<MountSpec>,
     /// Mount targets (relative, no leading `/`) and their parents.
     pub stubs: Vec<String>,
+    /// Environment the mounts add (`SSH_AUTH_SOCK`), unless the RUN's
+    /// own environment sets it.
+    pub env: Vec<(String, String)>,
     _views: Vec<MergedView>,
 }
 
@@ -44,9 +50,11 @@ pub fn prepare(mounts: &[Mount], inp: &MountInputs<'_>) -> Result<Prepared, Buil
     let mut out = Prepared {
         mounts: Vec::new(),
         stubs: Vec::new(),
+        env: Vec::new(),
         _views: Vec::new(),
     };
     let mut from_index = 0;
+    let mut ssh_index = 0;
     for m in mounts {
         let from = m.from.as_deref().filter(|f| !f.is_empty());
         let source_of_from = if from.is_some() {
@@ -200,9 +208,44 @@ pub fn prepare(mounts: &[Mount], inp: &MountInputs<'_>) -> Result<Prepared, Buil
                 }
             }
             MountType::Ssh => {
-                return Err(BuildError::Invalid(
-                    "RUN --mount=type=ssh is not supported by hutch yet".into(),
-                ))
+                // As BuildKit: numbered targets, and SSH_AUTH_SOCK names the
+                // first ssh mount whether or not its agent is there.
+                let dest = target(Some(format!("/run/buildkit/ssh_agent.{ssh_index}")))?;
+                ssh_index += 1;
+                if out.env.is_empty() {
+                    out.env.push(("SSH_AUTH_SOCK".into(), dest.clone()));
+                }
+                let id =
+                    m.id.clone()
+                        .unwrap_or_else(|| super::ssh_agent::DEFAULT_ID.into());
+                let socket = match inp.ssh_source {
+                    Some(source) => source
+                        .agent_socket(&id, inp.tmp)
+                        .map_err(|e| BuildError::Run(format!("SSH agent {id}: {e}")))?,
+                    None => None,
+                };
+                let Some(socket) = socket else {
+                    if m.required {
+                        return Err(BuildError::Invalid(format!(
+                            "no SSH key {id:?} forwarded from the client (pass --ssh {id})"
+                        )));
+                    }
+                    continue;
+                };
+                let own = || -> std::io::Result<()> {
+                    chown(&socket, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))?;
+                    let mode = m.mode.unwrap_or(0o600);
+                    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(mode))
+                };
+                own().map_err(|e| BuildError::io("preparing the SSH agent socket", e))?;
+                (
+                    dest,
+                    MountKind::Bind {
+                        source: socket,
+                        readonly: false,
+                        recursive: false,
+                    },
+                )
             }
         };
         let rel = dest.trim_start_matches('/').to_string();

@@ -27,6 +27,7 @@ use super::proto::upload::BytesMessage as UploadBytes;
 use super::secrets::SessionSecrets;
 use super::sessions::{self, Session};
 use super::solves::Solve;
+use super::ssh::SessionAgents;
 use super::status::{BuildStatus, Vertex};
 
 pub use hutch_builder::exec::Built;
@@ -224,6 +225,7 @@ pub async fn solve(
         session.clone(),
         scratch.path().join("secrets"),
     )));
+    attrs.opts.ssh_source = Some(Arc::new(SessionAgents::new(session.clone())));
     attrs.opts.context = context_dir;
     attrs.opts.dockerfile = Some(dockerfile);
     run(daemon, solve, attrs.opts, scratch).await

@@ -26,6 +26,7 @@ mod secrets;
 mod serve;
 mod sessions;
 mod solves;
+mod ssh;
 mod status;
 mod usage;
 

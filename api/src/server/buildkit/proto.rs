@@ -39,6 +39,11 @@ pub mod moby {
             tonic::include_proto!("moby.upload.v1");
         }
     }
+    pub mod sshforward {
+        pub mod v1 {
+            tonic::include_proto!("moby.sshforward.v1");
+        }
+    }
 }
 
 pub mod fsutil {
@@ -57,4 +62,5 @@ pub use moby::buildkit::v1 as control;
 pub use moby::buildkit::v1::frontend as gateway;
 pub use moby::buildkit::v1::types as worker;
 pub use moby::filesync::v1 as filesync;
+pub use moby::sshforward::v1 as sshforward;
 pub use moby::upload::v1 as upload;
