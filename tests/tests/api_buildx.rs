@@ -466,6 +466,54 @@ fn buildx_push_and_private_bases_use_the_clients_credentials() -> Result<()> {
     pod.stop()
 }
 
+/// `docker buildx bake`: three targets solved at once over one session
+/// (two Dockerfiles, a build arg, a target stage), each image named.
+#[test]
+fn buildx_bake_builds_targets_at_once() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    let ctx = Ctx::new(&[
+        (
+            "Dockerfile.a",
+            &format!(
+                "FROM {base} AS first\nRUN echo a > /a && sleep 0.5\n\
+                 FROM {base} AS second\nCOPY --from=first /a /a\nRUN echo s > /s\n"
+            ),
+        ),
+        (
+            "Dockerfile.b",
+            &format!("FROM {base}\nARG X\nRUN echo \"$X\" > /b && sleep 0.5\n"),
+        ),
+    ])?;
+    let dir = ctx.arg();
+    ctx.write(
+        "docker-bake.hcl",
+        &format!(
+            "group \"default\" {{\n  targets = [\"a\", \"b\", \"c\"]\n}}\n\
+             target \"a\" {{\n  context = \"{dir}\"\n  dockerfile = \"Dockerfile.a\"\n  tags = [\"bake-a\"]\n}}\n\
+             target \"b\" {{\n  context = \"{dir}\"\n  dockerfile = \"Dockerfile.b\"\n  tags = [\"bake-b\"]\n  args = {{ X = \"bee\" }}\n}}\n\
+             target \"c\" {{\n  context = \"{dir}\"\n  dockerfile = \"Dockerfile.a\"\n  tags = [\"bake-c\"]\n  target = \"first\"\n}}\n"
+        ),
+    )?;
+    let file = format!("{dir}/docker-bake.hcl");
+    let out = buildx(
+        &daemon,
+        &["buildx", "bake", "--progress=plain", "-f", &file],
+    )?;
+    ok(&out, "buildx bake")?;
+    let run =
+        |image: &str, script: &str| daemon.docker_ok(&["run", "--rm", image, "sh", "-c", script]);
+    ensure!(run("bake-a", "cat /a /s")? == "a\ns\n", "bake-a");
+    ensure!(run("bake-b", "cat /b")? == "bee\n", "bake-b");
+    ensure!(
+        run("bake-c", "cat /a; test -e /s && echo has-s || echo no-s")? == "a\nno-s\n",
+        "bake-c"
+    );
+    daemon.stop()?;
+    pod.stop()
+}
+
 /// Empties the build cache, then builds `ctx` as `tag` with `args`, which
 /// must take its steps from a cache; returns the image ID.
 fn build_from_cache(daemon: &Daemon, ctx: &Ctx, args: &[&str], tag: &str) -> Result<String> {
