@@ -349,6 +349,11 @@ pub struct BuildArgs {
     /// (`--progress quiet`, as `docker build -q`).
     #[arg(short, long, conflicts_with = "progress")]
     pub quiet: bool,
+    /// Additional build context: `NAME=DIR` or `NAME=docker-image://REF`,
+    /// used where the Dockerfile names the image `NAME` (FROM, COPY
+    /// --from, RUN --mount from=) (repeatable).
+    #[arg(long)]
+    pub build_context: Vec<String>,
     /// SSH agent for `RUN --mount=type=ssh`: `default`, `ID` (the agent of
     /// `$SSH_AUTH_SOCK`) or `ID=SOCKET` (repeatable).
     #[arg(long)]

@@ -28,4 +28,4 @@ pub use args::BuildArgs;
 pub use dockerignore::{walk_context, DockerIgnore};
 pub use evaluate::{Expanded, StageState};
 pub use platform::Platform;
-pub use stages::{plan, plan_on, BuildPlan, PlannedStage, Source};
+pub use stages::{plan, plan_on, BuildPlan, NamedContext, PlannedStage, Source};

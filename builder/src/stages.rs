@@ -2,7 +2,7 @@
 //! refers to, the dependency graph of stages, cycle detection, and the stages a
 //! `--target` needs, in an order that builds dependencies first.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::args::{self, BuildArgs};
 use crate::dockerfile::{Command, Dockerfile, Instruction};
@@ -19,6 +19,95 @@ pub enum Source {
     Stage(usize),
     /// An image reference to pull.
     Image(String),
+    /// A directory given as a named build context (`--build-context
+    /// NAME=DIR`).
+    Local(std::path::PathBuf),
+}
+
+/// What `--build-context NAME=...` puts in place of the image `NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// `docker-image://REF`: another image.
+    Image(String),
+    /// A directory (a path, or buildx's `local:` context).
+    Dir(std::path::PathBuf),
+}
+
+impl NamedContext {
+    /// `docker-image://REF` or a directory path, as `--build-context`
+    /// takes them; other kinds are refused.
+    pub fn parse(value: &str) -> Result<NamedContext, String> {
+        if let Some(r) = value.strip_prefix("docker-image://") {
+            if r.is_empty() {
+                return Err("docker-image:// needs an image reference".into());
+            }
+            return Ok(NamedContext::Image(r.to_owned()));
+        }
+        let scheme = value.split_once("://").map(|(s, _)| s);
+        if let Some(scheme) = scheme {
+            return Err(format!(
+                "{scheme}:// build contexts are not supported by hutch (a directory or \
+                 docker-image://REF)"
+            ));
+        }
+        if value.ends_with(".git") || value.starts_with("git@") {
+            return Err("git build contexts are not supported by hutch".into());
+        }
+        Ok(NamedContext::Dir(std::path::PathBuf::from(value)))
+    }
+}
+
+impl BuildPlan {
+    /// Puts the named contexts in place of the images they name (a stage
+    /// of that name wins, as in BuildKit). A name matches as written, or
+    /// as the normalized reference (`alpine` and
+    /// `docker.io/library/alpine:latest` are one). Returns an error for a
+    /// FROM of a directory, which hutch does not build on.
+    pub fn use_named_contexts(
+        &mut self,
+        named: &BTreeMap<String, NamedContext>,
+    ) -> Result<(), String> {
+        if named.is_empty() {
+            return Ok(());
+        }
+        let normalize = |n: &str| {
+            hutch_images::Reference::parse(n)
+                .map(|r| r.to_string())
+                .unwrap_or_else(|_| n.to_owned())
+        };
+        let lookup = |name: &str| {
+            named.get(name).or_else(|| {
+                let wanted = normalize(name);
+                named
+                    .iter()
+                    .find(|(k, _)| normalize(k) == wanted)
+                    .map(|(_, v)| v)
+            })
+        };
+        let replace = |source: &mut Source| {
+            if let Source::Image(name) = source {
+                match lookup(name) {
+                    Some(NamedContext::Image(r)) => *source = Source::Image(r.clone()),
+                    Some(NamedContext::Dir(d)) => *source = Source::Local(d.clone()),
+                    None => {}
+                }
+            }
+        };
+        for stage in &mut self.stages {
+            replace(&mut stage.base);
+            if let (true, Source::Local(dir)) = (stage.needed, &stage.base) {
+                return Err(format!(
+                    "FROM a directory build context ({}) is not supported by hutch; \
+                     use COPY --from or RUN --mount from= with it",
+                    dir.display()
+                ));
+            }
+            for source in stage.sources.iter_mut().flatten() {
+                replace(source);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A dependency of a stage on another, and the instruction that makes it.
@@ -303,4 +392,72 @@ fn visit(stages: &[PlannedStage], i: usize, order: &mut Vec<usize>) {
         visit(stages, d.stage, order);
     }
     order.push(i);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(text: &str, named: &[(&str, NamedContext)]) -> Result<BuildPlan, String> {
+        let df = crate::parse("Dockerfile", text.as_bytes()).map_err(|e| e.to_string())?;
+        let mut plan = plan(&df, None, &BuildArgs::new(), None).map_err(|e| e.to_string())?;
+        let named = named
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        plan.use_named_contexts(&named)?;
+        Ok(plan)
+    }
+
+    #[test]
+    fn named_contexts_stand_in_for_images_but_not_for_stages() {
+        let dir = || NamedContext::Dir("/ctx/shared".into());
+        let text = "FROM alpine AS tools\nRUN true\nFROM docker.io/library/alpine:latest\n\
+                    COPY --from=shared /a /a\nCOPY --from=tools /t /t\n";
+        let plan = planned(
+            text,
+            &[
+                ("alpine", NamedContext::Image("reg/alpine:pinned".into())),
+                ("shared", dir()),
+                ("tools", dir()),
+            ],
+        )
+        .expect("plans");
+        // Both spellings of alpine are the context's image.
+        for stage in &plan.stages {
+            assert_eq!(stage.base, Source::Image("reg/alpine:pinned".into()));
+        }
+        let copies = &plan.stages[1].sources;
+        assert_eq!(copies[0], vec![Source::Local("/ctx/shared".into())]);
+        // A stage of the name wins over the context.
+        assert_eq!(copies[1], vec![Source::Stage(0)]);
+
+        let from_dir = planned("FROM shared\n", &[("shared", dir())]);
+        assert!(from_dir
+            .expect_err("refused")
+            .contains("FROM a directory build context"));
+        // Not needed for the target: not refused.
+        let unused = planned("FROM shared AS x\nFROM scratch\n", &[("shared", dir())]);
+        assert!(unused.is_ok());
+    }
+
+    #[test]
+    fn named_context_values() {
+        assert_eq!(
+            NamedContext::parse("docker-image://busybox:1"),
+            Ok(NamedContext::Image("busybox:1".into()))
+        );
+        assert_eq!(
+            NamedContext::parse("../shared"),
+            Ok(NamedContext::Dir("../shared".into()))
+        );
+        for bad in [
+            "docker-image://",
+            "oci-layout:///l",
+            "https://example.com/r.git",
+            "git@example.com:r.git",
+        ] {
+            assert!(NamedContext::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -514,6 +514,77 @@ fn buildx_bake_builds_targets_at_once() -> Result<()> {
     pod.stop()
 }
 
+/// `--build-context`: a directory for COPY --from and RUN --mount from=,
+/// an image in place of a base image (`docker-image://`), a stage of the
+/// same name winning over a context; through buildx and `hutch build`,
+/// with the same result. FROM a directory and unknown kinds are refused.
+#[test]
+fn named_build_contexts() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let busybox = load_busybox(&daemon)?;
+    let shared = Ctx::new(&[("s.txt", "shared file\n"), ("sub/d.txt", "deep\n")])?;
+    let ctx = Ctx::new(&[(
+        "Dockerfile",
+        "FROM base AS tools\nRUN echo from-stage > /t\n\
+         FROM base\nCOPY --from=shared s.txt /s.txt\n\
+         RUN --mount=type=bind,from=shared,target=/sh cat /sh/sub/d.txt > /d.txt\n\
+         COPY --from=tools /t /t\n",
+    )])?;
+    let contexts = [
+        format!("shared={}", shared.arg()),
+        format!("base=docker-image://{busybox}"),
+        format!("tools={}", shared.arg()),
+    ];
+    let mut args: Vec<&str> = Vec::new();
+    for c in &contexts {
+        args.extend(["--build-context", c.as_str()]);
+    }
+    let context = ctx.arg();
+    let mut bx = vec!["build", "--progress=plain", "-t", "named"];
+    bx.extend(&args);
+    bx.push(&context);
+    ok(&buildx(&daemon, &bx)?, "buildx build --build-context")?;
+    let seen = daemon.docker_ok(&["run", "--rm", "named", "cat", "/s.txt", "/d.txt", "/t"])?;
+    ensure!(seen == "shared file\ndeep\nfrom-stage\n", "{seen}");
+
+    let mut direct = vec!["build", "-q"];
+    direct.extend(&args);
+    direct.push(&context);
+    let out = pod.exec(hutch_bin()).args(&direct).output()?;
+    ensure!(out.status.success(), "hutch build: {}", text(&out));
+    let id = daemon.docker_ok(&["inspect", "-f", "{{.Id}}", "named"])?;
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).trim() == id.trim(),
+        "hutch build gave another image than buildx: {}",
+        text(&out)
+    );
+
+    // FROM a directory, and kinds hutch does not read.
+    let from_dir = Ctx::new(&[("Dockerfile", "FROM shared\nRUN true\n")])?;
+    let dir_arg = format!("shared={}", shared.arg());
+    let refused = buildx(
+        &daemon,
+        &["build", "--build-context", &dir_arg, &from_dir.arg()],
+    )?;
+    ensure!(
+        !refused.status.success() && text(&refused).contains("FROM a directory build context"),
+        "{}",
+        text(&refused)
+    );
+    let out = pod
+        .exec(hutch_bin())
+        .args(["build", "--build-context", "x=oci-layout:///l", &ctx.arg()])
+        .output()?;
+    ensure!(
+        !out.status.success() && text(&out).contains("oci-layout:// build contexts"),
+        "{}",
+        text(&out)
+    );
+    daemon.stop()?;
+    pod.stop()
+}
+
 /// Empties the build cache, then builds `ctx` as `tag` with `args`, which
 /// must take its steps from a cache; returns the image ID.
 fn build_from_cache(daemon: &Daemon, ctx: &Ctx, args: &[&str], tag: &str) -> Result<String> {

@@ -171,6 +171,7 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         secrets,
         secret_source: None,
         ssh_source: ssh_agents(&args.ssh)?,
+        named_contexts: named_contexts(&args.build_context)?,
         source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|v| v.trim().parse().ok()),
@@ -354,4 +355,33 @@ fn ssh_agents(
     let agents = hutch_builder::exec::ssh_agent::LocalAgents::parse(specs, sock.as_deref())
         .map_err(anyhow::Error::msg)?;
     Ok(Some(std::sync::Arc::new(agents)))
+}
+
+/// `--build-context NAME=DIR|docker-image://REF`.
+fn named_contexts(
+    specs: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, hutch_builder::NamedContext>> {
+    let mut out = std::collections::BTreeMap::new();
+    for spec in specs {
+        let (name, value) = spec
+            .split_once('=')
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("--build-context {spec}: expected NAME=VALUE"))?;
+        let context = match hutch_builder::NamedContext::parse(value)
+            .map_err(|e| anyhow::anyhow!("--build-context {name}: {e}"))?
+        {
+            hutch_builder::NamedContext::Dir(dir) => {
+                let dir = std::path::absolute(&dir)?;
+                anyhow::ensure!(
+                    dir.is_dir(),
+                    "--build-context {name}: {} is not a directory",
+                    dir.display()
+                );
+                hutch_builder::NamedContext::Dir(dir)
+            }
+            image => image,
+        };
+        out.insert(name.to_owned(), context);
+    }
+    Ok(out)
 }

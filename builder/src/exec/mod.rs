@@ -186,6 +186,8 @@ pub struct BuildOptions {
     pub network_none: bool,
     /// `--platform`: the target platform (the machine's when `None`).
     pub platform: Option<crate::Platform>,
+    /// `--build-context NAME=...`: what stands in for the image `NAME`.
+    pub named_contexts: BTreeMap<String, crate::NamedContext>,
     /// `--cache-from`: registry caches consulted on a local cache miss.
     pub cache_from: Vec<remote_cache::CacheImport>,
     /// `--cache-to`: registry caches written after the build.
@@ -304,12 +306,14 @@ impl Executor {
         if let Some(msg) = df.check_failure() {
             return Err(BuildError::Invalid(msg));
         }
-        let plan = plan(
+        let mut plan = plan(
             &df,
             opts.target.as_deref(),
             &opts.build_args,
             opts.platform.as_ref(),
         )?;
+        plan.use_named_contexts(&opts.named_contexts)
+            .map_err(BuildError::Invalid)?;
         let ignore = DockerIgnore::load(&opts.context, Some(&dockerfile))
             .map_err(|e| BuildError::io("reading .dockerignore", e))?;
         let included = walk_context(&opts.context, &ignore)
@@ -601,6 +605,12 @@ impl Executor {
                 .clone()
                 .ok_or_else(|| BuildError::Invalid(format!("stage {i} was not built")))?,
             Source::Image(name) => self.base_image(ctx, name, &planned.platform)?,
+            Source::Local(dir) => {
+                return Err(BuildError::Invalid(format!(
+                    "FROM a directory build context ({}) is not supported by hutch",
+                    dir.display()
+                )))
+            }
         };
         if let Some(id) = &img.id {
             ctx.progress.done(id);
@@ -908,6 +918,9 @@ impl Executor {
         // Where the files come from: the context, or a stage's / image's view.
         let mut _view = None;
         let (root, included, keep_owner) = match (&args.from, sources.first()) {
+            // A directory named as a build context: its files as the
+            // context's (owned by root unless --chown).
+            (Some(_), Some(Source::Local(dir))) => (dir.clone(), None, false),
             (Some(_), Some(src)) => {
                 let layers = match src {
                     Source::Stage(i) => results[*i]
@@ -919,7 +932,8 @@ impl Executor {
                         self.base_image(ctx, name, &platform)?
                             .lower_dirs(&self.store)
                     }
-                    Source::Scratch => Vec::new(),
+                    // (Local is the arm above.)
+                    Source::Scratch | Source::Local(_) => Vec::new(),
                 };
                 let v = view::MergedView::mount(&layers, &ctx.tmp)
                     .map_err(|e| BuildError::io("COPY --from", e))?;

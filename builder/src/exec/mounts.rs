@@ -121,6 +121,7 @@ pub fn prepare(mounts: &[Mount], inp: &MountInputs<'_>) -> Result<Prepared, Buil
                     })?;
                 let root = match &source_of_from {
                     None => inp.context.to_path_buf(),
+                    Some(Source::Local(dir)) => dir.clone(),
                     Some(src) => {
                         let layers = match src {
                             Source::Stage(i) => inp
@@ -134,7 +135,8 @@ pub fn prepare(mounts: &[Mount], inp: &MountInputs<'_>) -> Result<Prepared, Buil
                             Source::Image(name) => {
                                 ImageState::load(inp.store, name)?.lower_dirs(inp.store)
                             }
-                            Source::Scratch => Vec::new(),
+                            // (Local is the arm above.)
+                            Source::Scratch | Source::Local(_) => Vec::new(),
                         };
                         let v = MergedView::mount(&layers, inp.tmp)
                             .map_err(|e| BuildError::io("RUN --mount=type=bind", e))?;

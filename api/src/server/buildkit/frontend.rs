@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hutch_builder::exec::{remote_cache, BuildError, BuildOptions, BuildTmp};
-use hutch_builder::BuildArgs;
+use hutch_builder::{BuildArgs, NamedContext};
 use hutch_images::registry::AuthConfig;
 use hutch_images::Reference;
 use tonic::Status;
@@ -48,6 +48,9 @@ struct Attrs {
     /// `dockerfilekey`: the Dockerfile comes from that local even when the
     /// context is uploaded.
     own_dockerfile: bool,
+    /// `context:NAME` (`--build-context`): `local:LOCAL` or
+    /// `docker-image://REF`, by name.
+    named: BTreeMap<String, String>,
     filename: String,
     dockerfile_local: String,
     context_local: String,
@@ -58,15 +61,14 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
     tracing::debug!(?attrs, "dockerfile frontend attributes");
     let mut build_args = BuildArgs::new();
     let mut labels = Vec::new();
+    let mut named = BTreeMap::new();
     for (k, v) in attrs {
         if let Some(name) = k.strip_prefix("build-arg:") {
             build_args.set(name, v);
         } else if let Some(name) = k.strip_prefix("label:") {
             labels.push((name.to_owned(), v.clone()));
         } else if let Some(name) = k.strip_prefix("context:") {
-            return Err(Status::unimplemented(format!(
-                "named build contexts (--build-context {name}=...) are not supported by hutch"
-            )));
+            named.insert(name.to_owned(), v.clone());
         }
     }
     labels.sort();
@@ -119,6 +121,7 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
     Ok(Attrs {
         upload,
         own_dockerfile: attrs.contains_key("dockerfilekey"),
+        named,
         dockerfile_local: local_name(attrs, "dockerfilekey", "dockerfile"),
         context_local: "context".to_owned(),
         filename,
@@ -220,6 +223,8 @@ pub async fn solve(
             )
         }
     };
+    attrs.opts.named_contexts =
+        named_contexts(&session, solve, &attrs.named, scratch.path()).await?;
     attrs.opts.registry_auths = base_image_credentials(&session, &dockerfile, &attrs.opts).await;
     attrs.opts.secret_source = Some(Arc::new(SessionSecrets::new(
         session.clone(),
@@ -229,6 +234,36 @@ pub async fn solve(
     attrs.opts.context = context_dir;
     attrs.opts.dockerfile = Some(dockerfile);
     run(daemon, solve, attrs.opts, scratch).await
+}
+
+/// The `--build-context`s: a directory fetched from the client's local of
+/// that name (no exclude patterns), or another image.
+async fn named_contexts(
+    session: &Session,
+    solve: &Arc<Solve>,
+    named: &BTreeMap<String, String>,
+    scratch: &Path,
+) -> Result<BTreeMap<String, NamedContext>, Status> {
+    let mut out = BTreeMap::new();
+    for (n, (name, value)) in named.iter().enumerate() {
+        let context = if let Some(local) = value.strip_prefix("local:") {
+            let dir = scratch.join(format!("named-{n}"));
+            let source = Source {
+                name: local,
+                include: &[],
+                exclude: &[],
+                follow: &[],
+            };
+            let label = format!("[context {name}] load from client");
+            fetch_into(session, solve, &label, source, &dir).await?;
+            NamedContext::Dir(dir)
+        } else {
+            NamedContext::parse(value)
+                .map_err(|e| Status::unimplemented(format!("build context {name}={value}: {e}")))?
+        };
+        out.insert(name.clone(), context);
+    }
+    Ok(out)
 }
 
 async fn fetch_into(
@@ -417,6 +452,11 @@ async fn base_image_credentials(
                     opts.platform.as_ref(),
                 )
                 .ok()
+            })
+            .map(|mut plan| {
+                // A docker-image:// context stands in for the image it names.
+                let _ = plan.use_named_contexts(&opts.named_contexts);
+                plan
             });
         for stage in plan.iter().flat_map(|p| &p.stages) {
             let sources = std::iter::once(&stage.base).chain(stage.sources.iter().flatten());
