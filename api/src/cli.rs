@@ -349,6 +349,10 @@ pub struct BuildArgs {
     /// (`--progress quiet`, as `docker build -q`).
     #[arg(short, long, conflicts_with = "progress")]
     pub quiet: bool,
+    /// Add a host to the RUNs' /etc/hosts: `NAME:IP` (IP may be
+    /// `host-gateway`, the pod) (repeatable).
+    #[arg(long)]
+    pub add_host: Vec<String>,
     /// Additional build context: `NAME=DIR` or `NAME=docker-image://REF`,
     /// used where the Dockerfile names the image `NAME` (FROM, COPY
     /// --from, RUN --mount from=) (repeatable).

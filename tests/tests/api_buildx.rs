@@ -585,6 +585,75 @@ fn named_build_contexts() -> Result<()> {
     pod.stop()
 }
 
+/// Every RUN gets its own `/etc/hosts` (localhost, the sandbox's name,
+/// `--add-host`s with `host-gateway` as the pod) and the pod's
+/// `/etc/resolv.conf`, as BuildKit gives them, through `hutch build`, the
+/// classic API and buildx; none of it lands in the image.
+#[test]
+fn run_gets_hosts_and_resolver_files() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    let ctx = Ctx::new(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\nRUN echo hosts:; cat /etc/hosts; echo resolv:; cat /etc/resolv.conf; \
+             echo end; touch /made\n"
+        ),
+    )])?;
+    let resolv = pod.exec("/bin/cat").arg("/etc/resolv.conf").output()?;
+    let resolv = String::from_utf8_lossy(&resolv.stdout).to_string();
+    ensure!(!resolv.trim().is_empty(), "the pod has no resolv.conf");
+    let hosts = [
+        "--add-host",
+        "a.example:10.1.2.3",
+        "--add-host",
+        "gw:host-gateway",
+    ];
+    let check = |what: &str, log: &str| -> Result<()> {
+        for want in [
+            "127.0.0.1\tlocalhost buildkitsandbox",
+            "10.1.2.3\ta.example",
+            "\tgw",
+        ] {
+            ensure!(log.contains(want), "{what}: no {want:?} in:\n{log}");
+        }
+        let first = resolv.lines().next().unwrap_or_default();
+        ensure!(
+            log.contains(first),
+            "{what}: not the pod's resolver:\n{log}"
+        );
+        Ok(())
+    };
+    let context = ctx.arg();
+    let mut args = vec!["build", "--no-cache", "--progress=plain", "-t", "etc"];
+    args.extend(hosts);
+    args.push(&context);
+    let out = pod.exec(hutch_bin()).args(&args).output()?;
+    ensure!(out.status.success(), "hutch build: {}", text(&out));
+    check("hutch build", &text(&out))?;
+    let out = buildx(&daemon, &args)?;
+    ensure!(out.status.success(), "buildx: {}", text(&out));
+    check("buildx", &text(&out))?;
+    let classic: Vec<&str> = args
+        .iter()
+        .filter(|a| **a != "--progress=plain")
+        .copied()
+        .collect();
+    let out = daemon.docker().args(&classic).output()?;
+    ensure!(out.status.success(), "docker build: {}", text(&out));
+    check("classic", &text(&out))?;
+    // The RUN's own change is in the image; the bound files are not.
+    let listed =
+        daemon.docker_ok(&["run", "--rm", "etc", "sh", "-c", "ls /made; cat /etc/hosts"])?;
+    ensure!(
+        listed.starts_with("/made") && !listed.contains("a.example"),
+        "{listed}"
+    );
+    daemon.stop()?;
+    pod.stop()
+}
+
 /// Empties the build cache, then builds `ctx` as `tag` with `args`, which
 /// must take its steps from a cache; returns the image ID.
 fn build_from_cache(daemon: &Daemon, ctx: &Ctx, args: &[&str], tag: &str) -> Result<String> {

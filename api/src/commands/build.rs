@@ -172,6 +172,7 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         secret_source: None,
         ssh_source: ssh_agents(&args.ssh)?,
         named_contexts: named_contexts(&args.build_context)?,
+        extra_hosts: args.add_host.clone(),
         source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|v| v.trim().parse().ok()),

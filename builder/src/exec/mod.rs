@@ -182,6 +182,8 @@ pub struct BuildOptions {
     /// Credentials for base-image pulls by registry (the API's
     /// `X-Registry-Config`: keys as config.json's `auths`).
     pub registry_auths: BTreeMap<String, hutch_images::registry::AuthConfig>,
+    /// `--add-host NAME:IP` (IP may be `host-gateway`: the pod).
+    pub extra_hosts: Vec<String>,
     /// The API's `networkmode=none`: RUNs without `--network` get no network.
     pub network_none: bool,
     /// `--platform`: the target platform (the machine's when `None`).
@@ -269,6 +271,8 @@ struct Ctx<'a> {
     steps: Mutex<Vec<remote_cache::StepResult>>,
     /// Runs registry transfers of the remote cache (`None` without one).
     rt: Option<tokio::runtime::Runtime>,
+    /// Every RUN's `/etc/hosts` and `/etc/resolv.conf`.
+    etc: run::EtcFiles,
 }
 
 impl Ctx<'_> {
@@ -321,6 +325,15 @@ impl Executor {
             .into_iter()
             .map(|e| (e.path, e.full_path))
             .collect();
+        let gateway = hutch_engine::network::host_gateway();
+        let extra_hosts = opts
+            .extra_hosts
+            .iter()
+            .map(|h| {
+                hutch_engine::network::files::parse_extra_host(h, gateway)
+                    .map_err(BuildError::Invalid)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let epoch = opts.source_date_epoch.or_else(|| {
             opts.build_args
                 .get("SOURCE_DATE_EPOCH")
@@ -365,6 +378,7 @@ impl Executor {
             remote,
             steps: Mutex::new(Vec::new()),
             rt,
+            etc: run::EtcFiles::new(&extra_hosts),
         };
         let mut results: Vec<Option<ImageState>> = vec![None; df.stages.len()];
         let built = self.build_waves(&ctx, &df, &plan, &mut results);
@@ -807,6 +821,7 @@ impl Executor {
                         network,
                         mounts: prepared.mounts.clone(),
                         lower,
+                        etc: ctx.etc.clone(),
                     },
                     &ctx.progress.output(),
                     &self.cancel,

@@ -28,6 +28,31 @@ pub struct RunRequest {
     pub mounts: Vec<MountSpec>,
     /// Layer directories of the image, topmost first.
     pub lower: Vec<PathBuf>,
+    /// `/etc/hosts` and `/etc/resolv.conf` for the RUN, as BuildKit gives
+    /// every RUN its own (the image's are not used).
+    pub etc: EtcFiles,
+}
+
+/// The generated `/etc` files of a RUN.
+#[derive(Debug, Clone)]
+pub struct EtcFiles {
+    pub hosts: String,
+    pub resolv_conf: String,
+}
+
+impl EtcFiles {
+    /// localhost and the sandbox's hostname, then `--add-host`s; the
+    /// pod's resolver configuration (builds run in the pod's network).
+    pub fn new(extra_hosts: &[(String, std::net::IpAddr)]) -> EtcFiles {
+        let mut hosts = String::from(
+            "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        );
+        for (name, ip) in extra_hosts {
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+        let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        EtcFiles { hosts, resolv_conf }
+    }
 }
 
 /// What a RUN left: its exit code and the last output (for error messages).
@@ -70,6 +95,23 @@ pub fn run<T>(
     for d in [&empty, &rootfs.upper, &rootfs.work, &rootfs.target] {
         std::fs::create_dir_all(d).map_err(|e| BuildError::io("creating the RUN directory", e))?;
     }
+    let mut mounts = req.mounts;
+    for (name, text) in [
+        ("hosts", &req.etc.hosts),
+        ("resolv.conf", &req.etc.resolv_conf),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text)
+            .map_err(|e| BuildError::io("writing the RUN's /etc files", e))?;
+        mounts.push(MountSpec {
+            destination: PathBuf::from("/etc").join(name),
+            kind: hutch_engine::runtime::MountKind::Bind {
+                source: file,
+                readonly: false,
+                recursive: false,
+            },
+        });
+    }
     let mut process = ProcessSpec::new(req.argv);
     process.env = req.env;
     process.cwd = PathBuf::from(req.cwd);
@@ -81,7 +123,7 @@ pub fn run<T>(
     let mut spec = ContainerSpec::new(&id, rootfs, process, IdMap::identity());
     spec.namespaces.network = req.network;
     spec.namespaces.proc = proc_mode;
-    spec.mounts = req.mounts;
+    spec.mounts = mounts;
     spec.hostname = Some("buildkitsandbox".to_string());
 
     let (reader, writer) =

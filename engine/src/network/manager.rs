@@ -282,7 +282,7 @@ impl Networks {
             .iter()
             .map(|ip| SocketAddr::new(*ip, 53))
             .collect();
-        let host_gateway = pod_address().map_or(IpAddr::V4(podside::POD_ADDR), IpAddr::V4);
+        let host_gateway = host_gateway();
         store
             .save(&state)
             .ctx(|| "saving the network state".into())?;
@@ -1533,7 +1533,13 @@ fn choose_uplink(
     }
 }
 
-/// The pod's first global IPv4 address (what `host-gateway` means here).
+/// What `host-gateway` means here: the pod's first global IPv4 address
+/// (builds, which run in the pod's network, resolve it so too).
+pub fn host_gateway() -> IpAddr {
+    pod_address().map_or(IpAddr::V4(podside::POD_ADDR), IpAddr::V4)
+}
+
+/// The pod's first global IPv4 address.
 fn pod_address() -> Option<Ipv4Addr> {
     let mut rtnl = Rtnl::open().ok()?;
     rtnl.addresses()

@@ -35,8 +35,8 @@ pub use info::{
     EndpointInfo, EndpointSettings, HostPort, IpamConfig, NetworkInfo, NetworkSettings,
 };
 pub use manager::{
-    Attachment, ContainerNetworking, CreateNetwork, EndpointOptions, Mode, NetworkError, Networks,
-    NetworksConfig, UplinkPreference,
+    host_gateway, Attachment, ContainerNetworking, CreateNetwork, EndpointOptions, Mode,
+    NetworkError, Networks, NetworksConfig, UplinkPreference,
 };
 pub use podside::PodParent;
 pub use ports::{parse_publish, PortRequest};

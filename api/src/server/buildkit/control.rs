@@ -55,13 +55,21 @@ pub fn worker(daemon: &Daemon) -> WorkerRecord {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .chain(std::iter::once((
-        "org.mobyproject.buildkit.worker.hostname".to_owned(),
-        nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_default(),
-    )))
+    .chain([
+        (
+            "org.mobyproject.buildkit.worker.hostname".to_owned(),
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_default(),
+        ),
+        // buildx resolves `--add-host NAME:host-gateway` with this, as
+        // dockerd's worker gives it.
+        (
+            "org.mobyproject.buildkit.worker.moby.host-gateway-ip".to_owned(),
+            hutch_engine::network::host_gateway().to_string(),
+        ),
+    ])
     .collect();
     WorkerRecord {
         id: daemon.id.clone(),

@@ -132,6 +132,11 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
             no_cache: attrs.contains_key("no-cache"),
             pull: attrs.get("image-resolve-mode").is_some_and(|m| m == "pull"),
             network_none,
+            extra_hosts: attrs
+                .get("add-hosts")
+                .filter(|h| !h.is_empty())
+                .map(|h| h.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
             platform,
             ..BuildOptions::default()
         },

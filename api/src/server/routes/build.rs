@@ -223,6 +223,14 @@ fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
         pull: q.bool("pull"),
         registry_auths: registry_config(&req.headers)?,
         network_none,
+        // Repeated (docker-py) or comma-joined (the docker CLI).
+        extra_hosts: q
+            .all("extrahosts")
+            .into_iter()
+            .flat_map(|h| h.split(','))
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect(),
         platform,
         cache_from,
         ..BuildOptions::default()
