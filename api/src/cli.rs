@@ -349,6 +349,9 @@ pub struct BuildArgs {
     /// (`--progress quiet`, as `docker build -q`).
     #[arg(short, long, conflicts_with = "progress")]
     pub quiet: bool,
+    /// Resource limit of the RUNs: `NAME=SOFT[:HARD]` (repeatable).
+    #[arg(long)]
+    pub ulimit: Vec<String>,
     /// Add a host to the RUNs' /etc/hosts: `NAME:IP` (IP may be
     /// `host-gateway`, the pod) (repeatable).
     #[arg(long)]

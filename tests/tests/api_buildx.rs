@@ -586,9 +586,9 @@ fn named_build_contexts() -> Result<()> {
 }
 
 /// Every RUN gets its own `/etc/hosts` (localhost, the sandbox's name,
-/// `--add-host`s with `host-gateway` as the pod) and the pod's
-/// `/etc/resolv.conf`, as BuildKit gives them, through `hutch build`, the
-/// classic API and buildx; none of it lands in the image.
+/// `--add-host`s with `host-gateway` as the pod), the pod's
+/// `/etc/resolv.conf` and the `--ulimit`s, as BuildKit gives them, through
+/// `hutch build`, the classic API and buildx; none of it lands in the image.
 #[test]
 fn run_gets_hosts_and_resolver_files() -> Result<()> {
     let pod = Pod::start(&PodSpec::new())?;
@@ -598,7 +598,7 @@ fn run_gets_hosts_and_resolver_files() -> Result<()> {
         "Dockerfile",
         &format!(
             "FROM {base}\nRUN echo hosts:; cat /etc/hosts; echo resolv:; cat /etc/resolv.conf; \
-             echo end; touch /made\n"
+             echo end; echo \"nofile=$(ulimit -n)/$(ulimit -H -n)\"; touch /made\n"
         ),
     )])?;
     let resolv = pod.exec("/bin/cat").arg("/etc/resolv.conf").output()?;
@@ -609,12 +609,15 @@ fn run_gets_hosts_and_resolver_files() -> Result<()> {
         "a.example:10.1.2.3",
         "--add-host",
         "gw:host-gateway",
+        "--ulimit",
+        "nofile=512:1024",
     ];
     let check = |what: &str, log: &str| -> Result<()> {
         for want in [
             "127.0.0.1\tlocalhost buildkitsandbox",
             "10.1.2.3\ta.example",
             "\tgw",
+            "nofile=512/1024",
         ] {
             ensure!(log.contains(want), "{what}: no {want:?} in:\n{log}");
         }
@@ -643,6 +646,15 @@ fn run_gets_hosts_and_resolver_files() -> Result<()> {
     let out = daemon.docker().args(&classic).output()?;
     ensure!(out.status.success(), "docker build: {}", text(&out));
     check("classic", &text(&out))?;
+    let bad = pod
+        .exec(hutch_bin())
+        .args(["build", "--ulimit", "bogus=1", &context])
+        .output()?;
+    ensure!(
+        !bad.status.success() && text(&bad).contains("invalid ulimit type: bogus"),
+        "{}",
+        text(&bad)
+    );
     // The RUN's own change is in the image; the bound files are not.
     let listed =
         daemon.docker_ok(&["run", "--rm", "etc", "sh", "-c", "ls /made; cat /etc/hosts"])?;

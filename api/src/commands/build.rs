@@ -18,6 +18,7 @@ use hutch_builder::exec::remote_cache;
 use hutch_builder::exec::{BuildError, BuildOptions, BuildTmp, Executor, OutputSink, Progress};
 use hutch_builder::BuildArgs as DockerfileArgs;
 use hutch_engine::bootstrap::{self, BootstrapOptions};
+use hutch_engine::containers::config::Ulimit;
 use hutch_engine::runtime::Runtime;
 use hutch_images::{Digest, NoProgress, RegistryRequest};
 
@@ -173,6 +174,11 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         ssh_source: ssh_agents(&args.ssh)?,
         named_contexts: named_contexts(&args.build_context)?,
         extra_hosts: args.add_host.clone(),
+        ulimits: args
+            .ulimit
+            .iter()
+            .map(|u| Ulimit::parse(u).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<_>>()?,
         source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|v| v.trim().parse().ok()),

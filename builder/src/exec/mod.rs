@@ -184,6 +184,8 @@ pub struct BuildOptions {
     pub registry_auths: BTreeMap<String, hutch_images::registry::AuthConfig>,
     /// `--add-host NAME:IP` (IP may be `host-gateway`: the pod).
     pub extra_hosts: Vec<String>,
+    /// `--ulimit`s of every RUN.
+    pub ulimits: Vec<hutch_engine::containers::config::Ulimit>,
     /// The API's `networkmode=none`: RUNs without `--network` get no network.
     pub network_none: bool,
     /// `--platform`: the target platform (the machine's when `None`).
@@ -273,6 +275,8 @@ struct Ctx<'a> {
     rt: Option<tokio::runtime::Runtime>,
     /// Every RUN's `/etc/hosts` and `/etc/resolv.conf`.
     etc: run::EtcFiles,
+    /// Every RUN's resource limits (`--ulimit`).
+    rlimits: Vec<hutch_engine::runtime::spec::Rlimit>,
 }
 
 impl Ctx<'_> {
@@ -334,6 +338,8 @@ impl Executor {
                     .map_err(BuildError::Invalid)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let rlimits = hutch_engine::containers::build::ulimits_as_rlimits(&opts.ulimits)
+            .map_err(BuildError::Invalid)?;
         let epoch = opts.source_date_epoch.or_else(|| {
             opts.build_args
                 .get("SOURCE_DATE_EPOCH")
@@ -379,6 +385,7 @@ impl Executor {
             steps: Mutex::new(Vec::new()),
             rt,
             etc: run::EtcFiles::new(&extra_hosts),
+            rlimits,
         };
         let mut results: Vec<Option<ImageState>> = vec![None; df.stages.len()];
         let built = self.build_waves(&ctx, &df, &plan, &mut results);
@@ -822,6 +829,7 @@ impl Executor {
                         mounts: prepared.mounts.clone(),
                         lower,
                         etc: ctx.etc.clone(),
+                        rlimits: ctx.rlimits.clone(),
                     },
                     &ctx.progress.output(),
                     &self.cancel,

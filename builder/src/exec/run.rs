@@ -31,6 +31,8 @@ pub struct RunRequest {
     /// `/etc/hosts` and `/etc/resolv.conf` for the RUN, as BuildKit gives
     /// every RUN its own (the image's are not used).
     pub etc: EtcFiles,
+    /// `--ulimit`s.
+    pub rlimits: Vec<hutch_engine::runtime::spec::Rlimit>,
 }
 
 /// The generated `/etc` files of a RUN.
@@ -114,6 +116,7 @@ pub fn run<T>(
     }
     let mut process = ProcessSpec::new(req.argv);
     process.env = req.env;
+    process.rlimits = req.rlimits;
     process.cwd = PathBuf::from(req.cwd);
     process.user = User {
         name: req.user,

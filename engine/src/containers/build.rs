@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::config::{ContainerConfig, CreateOptions, HealthConfig};
+use super::config::{ContainerConfig, CreateOptions, HealthConfig, Ulimit};
 use super::sharing::Sharing;
 use super::store::ContainerDir;
 use super::timefmt;
@@ -84,8 +84,13 @@ pub fn capabilities(opts: &CreateOptions) -> Result<Vec<String>, String> {
 /// `--ulimit`s as the runtime's limits: known names only, soft ≤ hard, and
 /// Docker's `-1` as unlimited.
 pub fn rlimits(opts: &CreateOptions) -> Result<Vec<Rlimit>, String> {
+    ulimits_as_rlimits(&opts.ulimits)
+}
+
+/// [`rlimits`] of a list (a build's RUNs take them too).
+pub fn ulimits_as_rlimits(ulimits: &[Ulimit]) -> Result<Vec<Rlimit>, String> {
     let value = |v: i64| u64::try_from(v).unwrap_or(libc::RLIM_INFINITY);
-    opts.ulimits
+    ulimits
         .iter()
         .map(|u| {
             if resource(&u.name).is_none() {

@@ -83,6 +83,15 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
             Some(hutch_builder::Platform::parse_target(p).map_err(Status::invalid_argument)?)
         }
     };
+    let ulimits = attrs
+        .get("ulimit")
+        .map(|v| v.split(',').filter(|u| !u.is_empty()))
+        .into_iter()
+        .flatten()
+        .map(|u| {
+            hutch_engine::containers::config::Ulimit::parse(u).map_err(Status::invalid_argument)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let network_none = match attrs.get("force-network-mode").map(String::as_str) {
         None | Some("" | "default" | "host" | "sandbox") => false,
         Some("none") => true,
@@ -132,6 +141,7 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
             no_cache: attrs.contains_key("no-cache"),
             pull: attrs.get("image-resolve-mode").is_some_and(|m| m == "pull"),
             network_none,
+            ulimits,
             extra_hosts: attrs
                 .get("add-hosts")
                 .filter(|h| !h.is_empty())

@@ -223,6 +223,11 @@ fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
         pull: q.bool("pull"),
         registry_auths: registry_config(&req.headers)?,
         network_none,
+        ulimits: match q.non_empty("ulimits") {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str(json)
+                .map_err(|e| ApiError::bad_request(format!("invalid ulimits: {e}")))?,
+        },
         // Repeated (docker-py) or comma-joined (the docker CLI).
         extra_hosts: q
             .all("extrahosts")
