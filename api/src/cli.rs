@@ -349,6 +349,9 @@ pub struct BuildArgs {
     /// (`--progress quiet`, as `docker build -q`).
     #[arg(short, long, conflicts_with = "progress")]
     pub quiet: bool,
+    /// Size of the RUNs' /dev/shm (`128m`, `1g`; 64 MiB by default).
+    #[arg(long)]
+    pub shm_size: Option<String>,
     /// Resource limit of the RUNs: `NAME=SOFT[:HARD]` (repeatable).
     #[arg(long)]
     pub ulimit: Vec<String>,

@@ -587,7 +587,7 @@ fn named_build_contexts() -> Result<()> {
 
 /// Every RUN gets its own `/etc/hosts` (localhost, the sandbox's name,
 /// `--add-host`s with `host-gateway` as the pod), the pod's
-/// `/etc/resolv.conf` and the `--ulimit`s, as BuildKit gives them, through
+/// `/etc/resolv.conf`, the `--ulimit`s and `--shm-size`, as BuildKit gives them, through
 /// `hutch build`, the classic API and buildx; none of it lands in the image.
 #[test]
 fn run_gets_hosts_and_resolver_files() -> Result<()> {
@@ -598,7 +598,8 @@ fn run_gets_hosts_and_resolver_files() -> Result<()> {
         "Dockerfile",
         &format!(
             "FROM {base}\nRUN echo hosts:; cat /etc/hosts; echo resolv:; cat /etc/resolv.conf; \
-             echo end; echo \"nofile=$(ulimit -n)/$(ulimit -H -n)\"; touch /made\n"
+             echo end; echo \"nofile=$(ulimit -n)/$(ulimit -H -n)\"; \
+             echo \"shm=$(df -k /dev/shm | tail -1 | awk '{{print $2}}')\"; touch /made\n"
         ),
     )])?;
     let resolv = pod.exec("/bin/cat").arg("/etc/resolv.conf").output()?;
@@ -611,6 +612,8 @@ fn run_gets_hosts_and_resolver_files() -> Result<()> {
         "gw:host-gateway",
         "--ulimit",
         "nofile=512:1024",
+        "--shm-size",
+        "128m",
     ];
     let check = |what: &str, log: &str| -> Result<()> {
         for want in [
@@ -618,6 +621,7 @@ fn run_gets_hosts_and_resolver_files() -> Result<()> {
             "10.1.2.3\ta.example",
             "\tgw",
             "nofile=512/1024",
+            "shm=131072",
         ] {
             ensure!(log.contains(want), "{what}: no {want:?} in:\n{log}");
         }

@@ -174,6 +174,14 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         ssh_source: ssh_agents(&args.ssh)?,
         named_contexts: named_contexts(&args.build_context)?,
         extra_hosts: args.add_host.clone(),
+        shm_size: args
+            .shm_size
+            .as_deref()
+            .map(|s| {
+                hutch_engine::containers::config::parse_size(s)
+                    .map_err(|e| anyhow::anyhow!("--shm-size: {e}"))
+            })
+            .transpose()?,
         ulimits: args
             .ulimit
             .iter()

@@ -184,6 +184,9 @@ pub struct BuildOptions {
     pub registry_auths: BTreeMap<String, hutch_images::registry::AuthConfig>,
     /// `--add-host NAME:IP` (IP may be `host-gateway`: the pod).
     pub extra_hosts: Vec<String>,
+    /// `--shm-size` of every RUN's /dev/shm, in bytes (64 MiB when
+    /// `None`, the runtime's).
+    pub shm_size: Option<u64>,
     /// `--ulimit`s of every RUN.
     pub ulimits: Vec<hutch_engine::containers::config::Ulimit>,
     /// The API's `networkmode=none`: RUNs without `--network` get no network.
@@ -830,6 +833,7 @@ impl Executor {
                         lower,
                         etc: ctx.etc.clone(),
                         rlimits: ctx.rlimits.clone(),
+                        shm_size: ctx.opts.shm_size,
                     },
                     &ctx.progress.output(),
                     &self.cancel,

@@ -33,6 +33,8 @@ pub struct RunRequest {
     pub etc: EtcFiles,
     /// `--ulimit`s.
     pub rlimits: Vec<hutch_engine::runtime::spec::Rlimit>,
+    /// `--shm-size`: a /dev/shm of this many bytes.
+    pub shm_size: Option<u64>,
 }
 
 /// The generated `/etc` files of a RUN.
@@ -111,6 +113,15 @@ pub fn run<T>(
                 source: file,
                 readonly: false,
                 recursive: false,
+            },
+        });
+    }
+    if let Some(size) = req.shm_size.filter(|s| *s > 0) {
+        mounts.push(MountSpec {
+            destination: PathBuf::from("/dev/shm"),
+            kind: hutch_engine::runtime::MountKind::Tmpfs {
+                options: format!("size={size},mode=1777,nosuid,nodev,noexec"),
+                readonly: false,
             },
         });
     }

@@ -142,6 +142,12 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
             pull: attrs.get("image-resolve-mode").is_some_and(|m| m == "pull"),
             network_none,
             ulimits,
+            shm_size: match attrs.get("shm-size").filter(|v| !v.is_empty() && *v != "0") {
+                None => None,
+                Some(v) => Some(v.parse::<u64>().map_err(|_| {
+                    Status::invalid_argument(format!("invalid shm-size {v:?}: a number of bytes"))
+                })?),
+            },
             extra_hosts: attrs
                 .get("add-hosts")
                 .filter(|h| !h.is_empty())

@@ -223,6 +223,12 @@ fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
         pull: q.bool("pull"),
         registry_auths: registry_config(&req.headers)?,
         network_none,
+        shm_size: match q.non_empty("shmsize") {
+            None => None,
+            Some(v) => Some(v.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("invalid shmsize {v:?}: a number of bytes"))
+            })?),
+        },
         ulimits: match q.non_empty("ulimits") {
             None => Vec::new(),
             Some(json) => serde_json::from_str(json)
