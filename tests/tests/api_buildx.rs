@@ -467,7 +467,8 @@ fn buildx_push_and_private_bases_use_the_clients_credentials() -> Result<()> {
 }
 
 /// `docker buildx bake`: three targets solved at once over one session
-/// (two Dockerfiles, a build arg, a target stage), each image named.
+/// (two Dockerfiles, a build arg, a target stage), each image named; a
+/// stage two targets need runs once.
 #[test]
 fn buildx_bake_builds_targets_at_once() -> Result<()> {
     let pod = Pod::start(&PodSpec::new())?;
@@ -477,8 +478,8 @@ fn buildx_bake_builds_targets_at_once() -> Result<()> {
         (
             "Dockerfile.a",
             &format!(
-                "FROM {base} AS first\nRUN echo a > /a && sleep 0.5\n\
-                 FROM {base} AS second\nCOPY --from=first /a /a\nRUN echo s > /s\n"
+                "FROM {base} AS first\nRUN echo a > /a && date +%s%N > /stamp && sleep 1.5\n\
+                 FROM {base} AS second\nCOPY --from=first /a /stamp /\nRUN echo s > /s\n"
             ),
         ),
         (
@@ -510,6 +511,10 @@ fn buildx_bake_builds_targets_at_once() -> Result<()> {
         run("bake-c", "cat /a; test -e /s && echo has-s || echo no-s")? == "a\nno-s\n",
         "bake-c"
     );
+    // Stage `first`, needed by a and c at once, ran once: the other
+    // target waited for it and took its result.
+    let (a, c) = (run("bake-a", "cat /stamp")?, run("bake-c", "cat /stamp")?);
+    ensure!(a == c, "the shared stage ran twice: {a} vs {c}");
     daemon.stop()?;
     pod.stop()
 }

@@ -278,6 +278,48 @@ fn inline_cache_travels_with_the_image() -> Result<()> {
     pod.stop()
 }
 
+/// Two builds of one Dockerfile started at once on one data root (two CI
+/// jobs on one daemon, bake's targets): each step runs once, the other
+/// build waits for it and takes its result, so both give the same image.
+#[test]
+fn concurrent_builds_run_a_shared_step_once() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let base = fresh_root(&pod, "/var/lib/hutch/a")?;
+    let ctx = Ctx::new(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\nARG N\nENV E=1\nRUN date +%s%N > /stamp && sleep 1 && echo ran-$((1+1))-step\n"
+        ),
+    )])?;
+    let start = || {
+        pod.exec(hutch_bin())
+            .args([
+                "--data-root",
+                "/var/lib/hutch/a",
+                "build",
+                "--progress=plain",
+            ])
+            .args(["--build-arg", "N=1", &ctx.arg()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+    };
+    let (one, two) = (start()?, start()?);
+    let (one, two) = (one.wait_with_output()?, two.wait_with_output()?);
+    ensure!(one.status.success(), "{}", text(&one));
+    ensure!(two.status.success(), "{}", text(&two));
+    let id = |o: &Output| String::from_utf8_lossy(&o.stdout).trim().to_string();
+    ensure!(
+        id(&one) == id(&two),
+        "two images: {}\n{}",
+        text(&one),
+        text(&two)
+    );
+    let runs = text(&one).matches("ran-2-step").count() + text(&two).matches("ran-2-step").count();
+    ensure!(runs == 1, "the RUN ran {runs} times");
+    pod.stop()
+}
+
 const STAGES: &str = r#"FROM busybox AS compile
 RUN echo compiled > /artifact && date +%s%N > /when
 

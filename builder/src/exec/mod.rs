@@ -15,6 +15,7 @@ mod fswalk;
 mod hashcache;
 mod httpcache;
 mod image;
+mod inflight;
 mod mounts;
 mod remote;
 pub mod remote_cache;
@@ -743,10 +744,9 @@ impl Executor {
                 img.run_config()
                     .insert("WorkingDir".into(), json!(state.workdir));
                 let text = history::workdir(&state.workdir);
-                if let Some(hit) = self.lookup_cache(ctx, &key, img) {
-                    *img = hit;
+                let Some(_claim) = self.cached_or_claim(ctx, &key, img)? else {
                     return Ok(());
-                }
+                };
                 let lower = img.lower_dirs(&self.store);
                 let rel = state.workdir.trim_start_matches('/').to_string();
                 let layer = if rel.is_empty() || view::lookup(&lower, &rel).is_some() {
@@ -764,10 +764,9 @@ impl Executor {
                 let mut env = state.run_env(&ctx.opts.build_args).to_key_values();
                 key.add(format!("{env:?}").as_bytes());
                 let text = history::run(&argv, &state.declared_args());
-                if let Some(hit) = self.lookup_cache(ctx, &key, img) {
-                    *img = hit;
+                let Some(_claim) = self.cached_or_claim(ctx, &key, img)? else {
                     return Ok(());
-                }
+                };
                 if !platform.runs_here() {
                     return Err(BuildError::Run(format!(
                         "RUN {}: cannot run {platform} binaries on this {} host (no emulation): \
@@ -987,11 +986,12 @@ impl Executor {
             args.checksum.as_deref(),
             &args.at,
         )?;
+        let mut _claim = None;
         if fetch.key_complete() {
-            if let Some(hit) = self.lookup_cache(ctx, &key, img) {
-                *img = hit;
+            let Some(claim) = self.cached_or_claim(ctx, &key, img)? else {
                 return Ok(());
-            }
+            };
+            _claim = Some(claim);
         }
         let fetched = fetch.run(&ctx.tmp, &self.data_root, &self.cancel)?;
         let req = copy::CopyRequest {
@@ -1012,14 +1012,42 @@ impl Executor {
         let entries = copy::copy_entries(&src, &req, &lower)?;
         if !fetch.key_complete() {
             key.add(&checksum(&entries, hashes)?);
-            if let Some(hit) = self.lookup_cache(ctx, &key, img) {
-                *img = hit;
+            let Some(claim) = self.cached_or_claim(ctx, &key, img)? else {
                 return Ok(());
-            }
+            };
+            _claim = Some(claim);
         }
         let layer = self.write_layer(entries, ctx.epoch)?;
         drop(fetched);
         self.finish_layer_step(ctx, img, key, created, text, Some(layer))
+    }
+
+    /// The step's cached result put in `img` (`Ok(None)`), or else the
+    /// claim on running it, to hold until its result is cached: a build
+    /// running the same step meanwhile is waited for, and its result taken
+    /// (see `inflight`). Without a cache (`--no-cache`) nothing is claimed.
+    fn cached_or_claim(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &Key,
+        img: &mut ImageState,
+    ) -> Result<Option<Option<inflight::Claim>>, BuildError> {
+        if let Some(hit) = self.lookup_cache(ctx, key, img) {
+            *img = hit;
+            return Ok(None);
+        }
+        if ctx.opts.no_cache {
+            return Ok(Some(None));
+        }
+        let claim = inflight::claim(&self.data_root, &clone_key(key), &self.cancel)?
+            .ok_or(BuildError::Cancelled)?;
+        // What a build that held the claim may have just stored (the
+        // registry caches were asked already).
+        if let Some(hit) = self.lookup_local(ctx, key, img) {
+            *img = hit;
+            return Ok(None);
+        }
+        Ok(Some(Some(claim)))
     }
 
     /// The step's result from the local cache, else from a registry cache
@@ -1030,17 +1058,37 @@ impl Executor {
             return None;
         }
         let k = clone_key(key);
-        let local = ctx
-            .cache
-            .get(&k)
-            .and_then(|id| ImageState::load(&self.store, &id.to_string()).ok());
-        let img = match local {
-            Some(img) => {
-                ctx.cache.used(&k);
-                img
-            }
+        let img = match self.local_hit(ctx, &k) {
+            Some(img) => img,
             None => self.remote_hit(ctx, &k, parent)?,
         };
+        self.took_from_cache(ctx, k, parent, img)
+    }
+
+    /// [`Executor::lookup_cache`] in the local cache only.
+    fn lookup_local(&self, ctx: &Ctx<'_>, key: &Key, parent: &ImageState) -> Option<ImageState> {
+        let k = clone_key(key);
+        let img = self.local_hit(ctx, &k)?;
+        self.took_from_cache(ctx, k, parent, img)
+    }
+
+    fn local_hit(&self, ctx: &Ctx<'_>, k: &str) -> Option<ImageState> {
+        let img = ctx
+            .cache
+            .get(k)
+            .and_then(|id| ImageState::load(&self.store, &id.to_string()).ok())?;
+        ctx.cache.used(k);
+        Some(img)
+    }
+
+    /// Records and reports a step served from a cache.
+    fn took_from_cache(
+        &self,
+        ctx: &Ctx<'_>,
+        k: String,
+        parent: &ImageState,
+        img: ImageState,
+    ) -> Option<ImageState> {
         let id = img.id.clone()?;
         ctx.record_step(k, parent.id.clone(), &id);
         ctx.progress.cached();
@@ -1109,10 +1157,9 @@ impl Executor {
         text: &str,
         _layer: Option<()>,
     ) -> Result<(), BuildError> {
-        if let Some(hit) = self.lookup_cache(ctx, &key, img) {
-            *img = hit;
+        let Some(_claim) = self.cached_or_claim(ctx, &key, img)? else {
             return Ok(());
-        }
+        };
         img.push_history(created, text, None);
         let id = img.store(&self.store, None, Vec::new(), true)?;
         let parent = img.id.replace(id.clone());
