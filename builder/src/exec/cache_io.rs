@@ -256,21 +256,16 @@ impl Executor {
             if doc.records.contains_key(&step.key) {
                 continue;
             }
-            let (config, layers) = self.step_config(&step)?;
-            let parent_layers = self.layer_count(step.parent.as_ref())?;
-            let layer = match layers.checked_sub(parent_layers) {
-                Some(0) => None,
-                Some(1) => Some(parent_layers),
-                // Not one step's change (cannot be replayed as one).
-                _ => continue,
+            let Some(made) = self.step_made(&step)? else {
+                continue;
             };
             doc.records.insert(
                 step.key.clone(),
                 remote_cache::InlineRecord {
                     image: step.image.clone(),
                     parent: step.parent.clone(),
-                    config,
-                    layer,
+                    config: made.config,
+                    layer: made.layer.map(|(index, _)| index),
                 },
             );
         }
@@ -278,8 +273,20 @@ impl Executor {
             .map_err(|e| BuildError::Invalid(format!("encoding the inline cache: {e}")))
     }
 
-    /// A step's result config, byte for byte, and its number of layers.
-    fn step_config(&self, step: &remote_cache::StepResult) -> Result<(String, usize), BuildError> {
+    /// What a step made, as a cache record holds it; `None` when its image
+    /// has more than one layer over its parent's (not replayable as one
+    /// step).
+    fn step_made(&self, step: &remote_cache::StepResult) -> Result<Option<StepMade>, BuildError> {
+        let mut layers = self.store.inspect(&step.image.to_string())?.record.layers;
+        let parent_layers = match &step.parent {
+            Some(p) => self.store.inspect(&p.to_string())?.record.layers.len(),
+            None => 0,
+        };
+        let layer = match layers.len().checked_sub(parent_layers) {
+            Some(0) => None,
+            Some(1) => layers.pop().map(|l| (parent_layers, l)),
+            _ => return Ok(None),
+        };
         let config = self
             .store
             .content()
@@ -289,14 +296,7 @@ impl Executor {
         let config = String::from_utf8(config).map_err(|_| {
             BuildError::Invalid(format!("the config of {} is not UTF-8", step.image))
         })?;
-        Ok((config, self.layer_count(Some(&step.image))?))
-    }
-
-    fn layer_count(&self, image: Option<&Digest>) -> Result<usize, BuildError> {
-        Ok(match image {
-            Some(id) => self.store.inspect(&id.to_string())?.record.layers.len(),
-            None => 0,
-        })
+        Ok(Some(StepMade { config, layer }))
     }
 
     fn export_one(
@@ -312,11 +312,10 @@ impl Executor {
             if doc.records.contains_key(&step.key) {
                 continue;
             }
-            let (config, _) = self.step_config(step)?;
-            let layers = self.store.inspect(&step.image.to_string())?.record.layers;
-            let parent_layers = self.layer_count(step.parent.as_ref())?;
-            let layer = if layers.len() == parent_layers + 1 {
-                let l = &layers[parent_layers];
+            let Some(made) = self.step_made(step)? else {
+                continue;
+            };
+            let layer = if let Some((_, l)) = &made.layer {
                 let desc = self.registry_layer(rt, &l.blob, &l.media_type)?;
                 let rec = LayerRecord {
                     digest: desc.digest.clone(),
@@ -328,17 +327,15 @@ impl Executor {
                     blobs.push(desc);
                 }
                 Some(rec)
-            } else if layers.len() == parent_layers {
-                None
             } else {
-                continue;
+                None
             };
             doc.records.insert(
                 step.key.clone(),
                 Record {
                     image: step.image.clone(),
                     parent: step.parent.clone(),
-                    config,
+                    config: made.config,
                     layer,
                 },
             );
@@ -390,6 +387,13 @@ impl Executor {
         }
         Ok(desc)
     }
+}
+
+/// What one step made: its result's config, byte for byte, and the layer
+/// it added, with its index among the result's layers.
+struct StepMade {
+    config: String,
+    layer: Option<(usize, hutch_images::store::LayerRef)>,
 }
 
 /// The hutch inline cache of a registry image: its layers are the

@@ -333,7 +333,12 @@ impl Executor {
             .into_iter()
             .map(|e| (e.path, e.full_path))
             .collect();
-        let gateway = hutch_engine::network::host_gateway();
+        // Asked of the kernel only when an --add-host names it.
+        let gateway = if opts.extra_hosts.iter().any(|h| h.contains("host-gateway")) {
+            hutch_engine::network::host_gateway()
+        } else {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        };
         let extra_hosts = opts
             .extra_hosts
             .iter()

@@ -67,7 +67,11 @@ pub fn worker(daemon: &Daemon) -> WorkerRecord {
         // dockerd's worker gives it.
         (
             "org.mobyproject.buildkit.worker.moby.host-gateway-ip".to_owned(),
-            hutch_engine::network::host_gateway().to_string(),
+            daemon
+                .engine
+                .networks()
+                .map_or_else(hutch_engine::network::host_gateway, |n| n.host_gateway())
+                .to_string(),
         ),
     ])
     .collect();
