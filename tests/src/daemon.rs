@@ -21,8 +21,6 @@ pub const DOCKER_HOST: &str = "unix:///run/hutch/hutch.sock";
 pub const DOCKER_CLI: &str = "/usr/local/bin/docker";
 /// The Python venv holding docker-py (`$HUTCH_TEST_VENV` overrides).
 pub const DEFAULT_VENV: &str = "/opt/hutch-test-venv";
-/// Where tests/install-deps installs the buildx CLI plugin.
-pub const DEFAULT_BUILDX_DIR: &str = "/opt/hutch-test-buildx";
 /// Where tests/install-deps installs the npm clients (dockerode).
 pub const DEFAULT_NODE_PREFIX: &str = "/opt/hutch-test-node";
 /// A start restores containers first (stopping those whose network died
@@ -127,26 +125,41 @@ impl<'p> Daemon<'p> {
     /// BuildKit API. A config directory of its own keeps the plugin away
     /// from the other tests' `docker build` (the legacy builder API).
     pub fn docker_buildx(&self) -> anyhow::Result<Command> {
-        let dir = std::env::var_os("HUTCH_TEST_BUILDX")
-            .map_or_else(|| PathBuf::from(DEFAULT_BUILDX_DIR), PathBuf::from);
-        let plugins = dir.join("cli-plugins");
-        ensure!(
-            plugins.join("docker-buildx").is_file(),
-            "no buildx plugin in {} (run tests/install-deps)",
-            plugins.display()
-        );
-        let config = "/tmp/docker-config-buildx";
-        let link = self
-            .pod
-            .exec("/bin/sh")
-            .args([
-                "-c",
-                "mkdir -p \"$1\" && ln -sfn \"$2\" \"$1/cli-plugins\"",
-                "sh",
-            ])
-            .args([config, &plugins.display().to_string()])
-            .output()?;
-        ok(&link, "linking the buildx plugin")?;
+        self.docker_with_plugins("/tmp/docker-config-buildx", &["buildx"])
+    }
+
+    /// The docker CLI with Compose v2 (`docker compose`) and buildx, as
+    /// docker-ce installs them: compose builds through buildx's docker
+    /// driver.
+    pub fn docker_compose(&self) -> anyhow::Result<Command> {
+        self.docker_with_plugins("/tmp/docker-config-compose", &["buildx", "compose"])
+    }
+
+    /// The docker CLI with a config directory at `config` (in the pod)
+    /// whose `cli-plugins` links the named plugins that tests/install-deps
+    /// put under `/opt/hutch-test-NAME` (`$HUTCH_TEST_NAME` overrides).
+    fn docker_with_plugins(&self, config: &str, plugins: &[&str]) -> anyhow::Result<Command> {
+        let mut link = self.pod.exec("/bin/sh");
+        link.args([
+            "-c",
+            "dir=$1/cli-plugins; shift; mkdir -p \"$dir\" && for p; do ln -sfn \"$p\" \"$dir/\"; done",
+            "sh",
+            config,
+        ]);
+        for name in plugins {
+            let dir = std::env::var_os(format!("HUTCH_TEST_{}", name.to_uppercase())).map_or_else(
+                || PathBuf::from(format!("/opt/hutch-test-{name}")),
+                PathBuf::from,
+            );
+            let plugin = dir.join("cli-plugins").join(format!("docker-{name}"));
+            ensure!(
+                plugin.is_file(),
+                "no {name} plugin at {} (run tests/install-deps)",
+                plugin.display()
+            );
+            link.arg(plugin);
+        }
+        ok(&link.output()?, "linking the CLI plugins")?;
         let mut cmd = self.docker();
         cmd.env("DOCKER_CONFIG", config);
         Ok(cmd)
