@@ -336,7 +336,9 @@ pub struct BuildArgs {
     /// Push the result to its registry.
     #[arg(long)]
     pub push: bool,
-    /// Output destination (type=oci|docker,dest=FILE).
+    /// Output destination besides the image store: type=docker|oci (the
+    /// image as an archive), type=tar|local (its files), dest=FILE|DIR|-;
+    /// a bare DIR is type=local, a bare - type=tar to stdout.
     #[arg(short, long)]
     pub output: Option<String>,
     /// Write the image ID to this file.

@@ -185,7 +185,30 @@ impl ImageStore {
                 }
             }
         }
-        archive::save(&self.store, &items, writer)?;
+        archive::save(&self.store, &items, archive::ArchiveFormat::Docker, writer)?;
+        Ok(())
+    }
+
+    /// Saves one image (by ID or name) under `names` alone, whatever its
+    /// tags in the store: what a build's archive exporter writes.
+    pub fn save_image(
+        &self,
+        image: &str,
+        names: &[Reference],
+        format: archive::ArchiveFormat,
+        writer: impl Write,
+    ) -> Result<(), ImageError> {
+        let record = {
+            let _meta = self.store.locks.meta_shared()?;
+            let index = self.store.records.index()?;
+            let (id, _) = self.resolve_in(&index, image)?;
+            self.record(&id)?
+        };
+        let item = SaveItem {
+            record,
+            names: names.to_vec(),
+        };
+        archive::save(&self.store, &[item], format, writer)?;
         Ok(())
     }
 

@@ -6,8 +6,8 @@
 //! build's steps as BuildKit progress, the context and `.dockerignore`,
 //! build arguments and labels, `--iidfile`/`--metadata-file`, a Dockerfile
 //! outside the context, large and many files, errors as BuildKit words
-//! them, `--push` with the CLI's credentials, and exporters hutch does
-//! not have refused.
+//! them, `--push` with the CLI's credentials, registry caches both ways,
+//! image archives to the client, and what hutch does not have refused.
 //!
 //! Needs the `hutch` and `podsim` binaries built first (`tests/run` does it).
 
@@ -344,22 +344,34 @@ fn buildx_errors_as_buildkit_words_them() -> Result<()> {
     ensure!(!out.status.success(), "{t}");
     ensure!(t.contains("Dockerfile"), "{t}");
 
-    // An exporter hutch does not have (an OCI archive) is refused before
-    // anything runs.
+    // What hutch does not have is refused before anything runs, saying
+    // what. The worker's snapshotter label lets buildx send these (as to
+    // dockerd with containerd's image store); without the LLB capability
+    // for attestations buildx refuses those itself.
     let fine = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nRUN true\n"))])?;
-    let out = buildx(
-        &daemon,
-        &[
-            "build",
-            "--progress=plain",
-            "--output",
-            "type=oci,dest=/tmp/out.tar",
-            &fine.arg(),
-        ],
-    )?;
-    let t = text(&out);
-    ensure!(!out.status.success(), "an OCI export succeeded: {t}");
-    ensure!(t.contains("exporter"), "{t}");
+    for (args, want) in [
+        (
+            &["--output", "type=oci,dest=/tmp/out,tar=false"][..],
+            "tar=false",
+        ),
+        (&["--cache-to", "type=local,dest=/tmp/cache"], "type=local"),
+        (&["--cache-to", "type=s3,region=x,bucket=y"], "type=s3"),
+        (
+            &["--platform", "linux/amd64,linux/arm64"],
+            "several platforms",
+        ),
+        (&["--sbom=true"], "Attestations are not supported"),
+    ] {
+        let mut all = vec!["build", "--progress=plain"];
+        all.extend_from_slice(args);
+        let context = fine.arg();
+        all.push(&context);
+        let out = buildx(&daemon, &all)?;
+        let t = text(&out);
+        ensure!(!out.status.success(), "{args:?} succeeded: {t}");
+        ensure!(t.contains(want), "{args:?}: no {want:?} in:\n{t}");
+        ensure!(!t.contains("] RUN true"), "{args:?} ran a step: {t}");
+    }
 
     // A request that does not ask for the h2c upgrade gets a 400 that
     // says what the endpoint needs.
@@ -693,12 +705,13 @@ fn build_from_cache(daemon: &Daemon, ctx: &Ctx, args: &[&str], tag: &str) -> Res
     daemon.docker_ok(&["inspect", "-f", "{{.Id}}", tag])
 }
 
-/// `--cache-from` a registry cache (written here by `hutch build
-/// --cache-to`, on the daemon's data root): buildx's docker driver imports
-/// caches, and refuses `--cache-to` itself, as with dockerd's classic image
-/// store.
+/// Registry caches: `--cache-from` one written by `hutch build
+/// --cache-to` (on the daemon's data root) and one written by buildx's
+/// `--cache-to type=registry,mode=max` (which buildx sends because the
+/// worker says it has a snapshotter, as dockerd with containerd's image
+/// store does), and the inline cache.
 #[test]
-fn buildx_cache_from_a_registry() -> Result<()> {
+fn buildx_registry_caches_both_ways() -> Result<()> {
     let pod = Pod::start(&PodSpec::new())?;
     let registry = Registry::start(&pod, RegistryVariant::Plain)?;
     let daemon = Daemon::start(&pod)?;
@@ -752,6 +765,31 @@ fn buildx_cache_from_a_registry() -> Result<()> {
     let args = ["--cache-from", &image, "--cache-to", "type=inline"];
     let third = build_from_cache(&daemon, &ctx, &args, "third")?;
     ensure!(pushed == third, "{pushed} vs {third}");
+
+    // buildx exports the registry cache itself (every step, mode=max),
+    // then a build with the image gone takes its steps from it.
+    let cache = registry.image_ref("cache/bx:buildx");
+    let out = buildx(
+        &daemon,
+        &[
+            "build",
+            "--progress=plain",
+            "--no-cache",
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max"),
+            "-t",
+            "fourth",
+            &ctx.arg(),
+        ],
+    )?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(t.contains(&format!("exporting cache to {cache}")), "{t}");
+    let fourth = daemon.docker_ok(&["inspect", "-f", "{{.Id}}", "fourth"])?;
+    daemon.docker_ok(&["rmi", "fourth", "third"])?;
+    let from = format!("type=registry,ref={cache}");
+    let fifth = build_from_cache(&daemon, &ctx, &["--cache-from", &from], "fifth")?;
+    ensure!(fourth == fifth, "{fourth} vs {fifth}");
 
     daemon.stop()?;
     pod.stop()
@@ -894,6 +932,60 @@ fn buildx_outputs_files_to_the_client() -> Result<()> {
     for want in ["app", "sub/b", "link -> app"] {
         ensure!(listing.contains(want), "no {want:?} in:\n{listing}");
     }
+
+    // The image itself, as a docker-archive and as an OCI layout: each
+    // loads back as the image built, and skopeo reads the OCI one.
+    for (kind, file, name) in [
+        ("docker", "/tmp/image-docker.tar", "archived:docker"),
+        ("oci", "/tmp/image-oci.tar", "archived:oci"),
+    ] {
+        let out = buildx(
+            &daemon,
+            &[
+                "build",
+                "--progress=plain",
+                "--iidfile",
+                "/tmp/iid",
+                "-t",
+                name,
+                "--output",
+                &format!("type={kind},dest={file}"),
+                &ctx.arg(),
+            ],
+        )?;
+        let t = text(&out);
+        ensure!(out.status.success(), "{t}");
+        ensure!(
+            t.contains(&format!("exporting to {kind} image format")),
+            "{t}"
+        );
+        let built = ok(&pod.exec("/bin/cat").arg("/tmp/iid").output()?, "iidfile")?;
+        let files = ok(
+            &pod.exec("/bin/tar").args(["-tf", file]).output()?,
+            "tar -t",
+        )?;
+        ensure!(
+            files.contains("index.json") && files.contains("oci-layout"),
+            "{kind}: {files}"
+        );
+        ensure!(
+            files.contains("manifest.json") == (kind == "docker"),
+            "{kind}: {files}"
+        );
+        // Only exported, not named in the store (no image exporter).
+        let absent = daemon.docker().args(["image", "inspect", name]).output()?;
+        ensure!(!absent.status.success(), "{name} was named in the store");
+        let loaded = daemon.docker_ok(&["load", "-i", file])?;
+        ensure!(loaded.contains(name), "{kind}: {loaded}");
+        let id = daemon.docker_ok(&["inspect", "-f", "{{.Id}}", name])?;
+        ensure!(id.trim() == built.trim(), "{kind}: {id} vs {built}");
+    }
+    let skopeo = pod
+        .exec("/usr/bin/skopeo")
+        .args(["inspect", "--config", "oci-archive:/tmp/image-oci.tar"])
+        .output()?;
+    let config = ok(&skopeo, "skopeo inspect")?;
+    ensure!(config.contains("rootfs"), "{config}");
     daemon.stop()?;
     pod.stop()
 }

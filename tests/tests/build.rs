@@ -515,3 +515,105 @@ RUN find /app /home-files /p /q | sort > /listing
     daemon.stop()?;
     pod.stop()
 }
+
+/// `hutch build --output`, read as buildx reads it: the image as a
+/// docker-archive or an OCI layout (each loads back as the image built,
+/// and skopeo reads the OCI one), its files as a tar or in a directory (a
+/// bare DIR), the tar on stdout (a bare `-`, the image ID then not
+/// printed), and bad specs refused before the build.
+#[test]
+fn hutch_build_outputs_archives_and_files() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let base = load_busybox(&pod)?;
+    let ctx = Ctx::new(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {base} AS build\n\
+             RUN mkdir -p /out/sub && echo artifact > /out/app && echo two > /out/sub/b \
+             && ln -s app /out/link && chmod 755 /out/app\n\
+             FROM scratch\nCOPY --from=build /out/ /\n"
+        ),
+    )])?;
+    let sh = |script: &str| -> Result<String> {
+        let out = pod.exec("/bin/sh").args(["-c", script]).output()?;
+        ensure!(out.status.success(), "{script}: {}", text(&out));
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let build = |args: &[&str]| -> Result<String> {
+        let mut all = vec!["build", "-q"];
+        all.extend_from_slice(args);
+        let context = ctx.arg();
+        all.push(&context);
+        let out = hutch(&pod, &all)?;
+        ensure!(out.status.success(), "build {args:?}: {}", text(&out));
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+
+    let id = build(&["-o", "/tmp/dist"])?;
+    ensure!(id.starts_with("sha256:"), "{id}");
+    let files =
+        sh("cd /tmp/dist && find . | sort && cat app sub/b && readlink link && stat -c %a app")?;
+    ensure!(
+        files.contains("./sub/b") && files.contains("artifact\ntwo\napp\n755"),
+        "{files}"
+    );
+    build(&["-o", "type=tar,dest=/tmp/fs.tar"])?;
+    let listing = sh("tar -tvf /tmp/fs.tar")?;
+    ensure!(
+        listing.contains("sub/b") && listing.contains("link -> app"),
+        "{listing}"
+    );
+    let piped = sh(&format!(
+        "{} build -q -o - {} > /tmp/p.tar && tar -tf /tmp/p.tar && \
+         if grep -q sha256: /tmp/p.tar; then echo ID-IN-TAR; fi",
+        hutch_tests::podsim::hutch_bin().display(),
+        ctx.arg()
+    ))?;
+    ensure!(
+        piped.contains("sub/b") && !piped.contains("ID-IN-TAR"),
+        "{piped}"
+    );
+
+    for (kind, file, name) in [
+        ("docker", "/tmp/image-docker.tar", "archived:docker"),
+        ("oci", "/tmp/image-oci.tar", "archived:oci"),
+    ] {
+        let built = build(&["-t", name, "-o", &format!("type={kind},dest={file}")])?;
+        let listing = sh(&format!("tar -tf {file}"))?;
+        ensure!(
+            listing.contains("index.json")
+                && listing.contains("manifest.json") == (kind == "docker"),
+            "{kind}: {listing}"
+        );
+        let second = pod.data_root().join(format!("load-{kind}"));
+        let second = second.display().to_string();
+        let out = hutch(&pod, &["--data-root", &second, "load", "-i", file])?;
+        ensure!(
+            out.status.success() && text(&out).contains(name),
+            "load {kind}: {}",
+            text(&out)
+        );
+        let out = hutch(
+            &pod,
+            &["--data-root", &second, "images", "-q", "--no-trunc"],
+        )?;
+        ensure!(
+            String::from_utf8_lossy(&out.stdout).contains(&built),
+            "{kind}: loaded {} vs built {built}",
+            text(&out)
+        );
+    }
+    let config = sh("skopeo inspect --config oci-archive:/tmp/image-oci.tar")?;
+    ensure!(config.contains("rootfs"), "{config}");
+
+    for bad in [
+        "type=registry,dest=x",
+        "type=oci",
+        "type=tar,dest=x,bogus=1",
+    ] {
+        let out = hutch(&pod, &["build", "-o", bad, &ctx.arg()])?;
+        ensure!(!out.status.success(), "{bad} accepted: {}", text(&out));
+        ensure!(text(&out).contains("--output"), "{bad}: {}", text(&out));
+    }
+    pod.stop()
+}

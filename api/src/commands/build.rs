@@ -159,7 +159,11 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         .iter()
         .map(|c| remote_cache::parse_cache_to(c).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let output = args.output.as_deref().map(parse_output).transpose()?;
+    let output = args
+        .output
+        .as_deref()
+        .map(super::build_output::BuildOutput::parse)
+        .transpose()?;
     let opts = BuildOptions {
         context: args.context.clone(),
         dockerfile: args.file.clone(),
@@ -254,20 +258,9 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         std::fs::write(file, built.id.to_string())
             .with_context(|| format!("writing {}", file.display()))?;
     }
-    if let Some(dest) = output {
-        let id = built.id.to_string();
-        let names: Vec<String> = built.names.iter().map(|n| n.to_string()).collect();
-        let refs: Vec<&str> = if names.is_empty() {
-            vec![id.as_str()]
-        } else {
-            names.iter().map(String::as_str).collect()
-        };
-        let file =
-            std::fs::File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
-        store.save(&refs, std::io::BufWriter::new(file))?;
-        if mode != build_progress::Mode::Quiet {
-            eprintln!("Wrote {}", dest.display());
-        }
+    if let Some(output) = &output {
+        let tmp = data_root.join("builder/tmp");
+        output.write(&store, &built.id.to_string(), &built.names, &tmp)?;
     }
     if args.push {
         anyhow::ensure!(!built.names.is_empty(), "--push needs a name (-t)");
@@ -283,7 +276,9 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
             }
         }
     }
-    println!("{}", built.id);
+    if !output.as_ref().is_some_and(|o| o.to_stdout()) {
+        println!("{}", built.id);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -342,21 +337,6 @@ fn cancel_on_signals(
         })
         .context("starting the signal thread")?;
     Ok(got)
-}
-
-/// `--output type=docker|oci,dest=FILE` (a bare path means dest=PATH).
-fn parse_output(spec: &str) -> anyhow::Result<PathBuf> {
-    let mut dest = None;
-    for part in spec.split(',') {
-        match part.split_once('=') {
-            Some(("type", "docker" | "oci" | "tar")) => {}
-            Some(("type", t)) => anyhow::bail!("--output type={t} is not supported (docker, oci)"),
-            Some(("dest", d)) => dest = Some(PathBuf::from(d)),
-            Some((k, _)) => anyhow::bail!("unknown --output option {k}"),
-            None => dest = Some(PathBuf::from(part)),
-        }
-    }
-    dest.ok_or_else(|| anyhow::anyhow!("--output needs dest=FILE"))
 }
 
 /// `--ssh` specs as agents (`None` without any).

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod build;
+mod build_output;
 mod build_progress;
 mod daemon;
 pub mod daemon_config;

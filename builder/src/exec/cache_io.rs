@@ -218,6 +218,7 @@ impl Executor {
             let CacheDest::Registry(reference) = &export.dest else {
                 continue;
             };
+            ctx.progress.phase("exporting cache to registry");
             ctx.progress
                 .message(&format!("exporting cache to {reference}"));
             let selected = remote_cache::select(&steps, final_image, export.mode);

@@ -92,6 +92,10 @@ pub trait Progress: Send + Sync {
     fn pull_progress(&self) -> Arc<dyn hutch_images::ProgressSink> {
         Arc::new(hutch_images::NoProgress)
     }
+    /// Work after the steps begins on this thread (`exporting cache to
+    /// registry`); its messages follow. BuildKit's renderers give it a
+    /// vertex of its own; the classic output has nothing to show for it.
+    fn phase(&self, _name: &str) {}
 }
 
 /// A step as [`Progress::begin`] sees it.

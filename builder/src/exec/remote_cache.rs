@@ -99,11 +99,11 @@ fn registry_ref(attrs: &BTreeMap<String, String>, flag: &str) -> Result<String, 
         Some("registry") | None => {}
         Some(other) => {
             return Err(format!(
-                "{flag} type={other} is not supported by hutch (type=registry{})",
+                "{flag} type={other} is not supported by hutch ({})",
                 if flag == "--cache-to" {
-                    " or type=inline"
+                    "type=registry or type=inline"
                 } else {
-                    ""
+                    "type=registry, or an image with an inline cache"
                 }
             ))
         }

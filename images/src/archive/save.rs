@@ -1,6 +1,7 @@
 //! `save`: writes images as a Docker 25+ docker-archive, which is an OCI
 //! image layout (`oci-layout`, `index.json`, `blobs/sha256/`) plus the
-//! legacy `manifest.json` and `repositories` that older tools read.
+//! legacy `manifest.json` and `repositories` that older tools read, or as
+//! the OCI image layout alone (BuildKit's `oci` exporter).
 //!
 //! Blobs are written as stored, so every digest (config = image ID,
 //! manifest, layers) survives a `save` → `load` round trip. An image that
@@ -24,12 +25,27 @@ pub struct SaveItem {
     pub names: Vec<Reference>,
 }
 
+/// What `save` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    /// `docker save`'s: the OCI layout plus `manifest.json` and
+    /// `repositories`.
+    Docker,
+    /// The OCI image layout alone.
+    Oci,
+}
+
 enum BlobData {
     Stored,
     Memory(Vec<u8>),
 }
 
-pub fn save<W: Write>(store: &Store, items: &[SaveItem], writer: W) -> Result<(), ArchiveError> {
+pub fn save<W: Write>(
+    store: &Store,
+    items: &[SaveItem],
+    format: ArchiveFormat,
+    writer: W,
+) -> Result<(), ArchiveError> {
     let _content = store.locks.content_shared()?;
     let mut blobs: BTreeMap<Digest, BlobData> = BTreeMap::new();
     let mut index = Index {
@@ -117,16 +133,18 @@ pub fn save<W: Write>(store: &Store, items: &[SaveItem], writer: W) -> Result<()
         index_bytes.len() as u64,
         &index_bytes[..],
     )?;
-    let items_bytes = json(&items_json)?;
-    append_file(
-        &mut out,
-        "manifest.json",
-        items_bytes.len() as u64,
-        &items_bytes[..],
-    )?;
+    if format == ArchiveFormat::Docker {
+        let items_bytes = json(&items_json)?;
+        append_file(
+            &mut out,
+            "manifest.json",
+            items_bytes.len() as u64,
+            &items_bytes[..],
+        )?;
+    }
     let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
     append_file(&mut out, "oci-layout", layout.len() as u64, &layout[..])?;
-    if !repositories.is_empty() {
+    if format == ArchiveFormat::Docker && !repositories.is_empty() {
         let repos = json(&repositories)?;
         append_file(&mut out, "repositories", repos.len() as u64, &repos[..])?;
     }

@@ -42,16 +42,21 @@ pub fn version() -> BuildkitVersion {
     }
 }
 
-/// The one worker: hutch's builder on this machine's platform. No
-/// `org.mobyproject.buildkit.worker.snapshotter` label: buildx reads that
-/// label as "images go to containerd's store" and would then offer
-/// exporters (oci, docker tarballs, multi-platform) hutch does not have.
+/// The one worker: hutch's builder on this machine's platform. Its
+/// `org.mobyproject.buildkit.worker.snapshotter` label is what dockerd's
+/// worker carries with containerd's image store (Docker 29's default):
+/// buildx then sends cache exports (`--cache-to type=registry`), the `oci`
+/// and `docker` archive exporters and multi-platform requests instead of
+/// refusing them itself. hutch does the first two and refuses the rest by
+/// name; attestations stay refused by buildx, which also wants the
+/// `exporter.image.attestations` LLB capability hutch does not claim.
 pub fn worker(daemon: &Daemon) -> WorkerRecord {
     let p = hutch_images::oci::host_platform();
     let labels = [
         ("org.mobyproject.buildkit.worker.executor", "hutch"),
         ("org.mobyproject.buildkit.worker.network", "host"),
         ("org.mobyproject.buildkit.worker.selinux.enabled", "false"),
+        ("org.mobyproject.buildkit.worker.snapshotter", "overlayfs"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

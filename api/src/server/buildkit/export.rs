@@ -5,19 +5,20 @@
 //! push, credentials asked of the client's session (its `Auth` service
 //! reads the CLI's config and credential helpers, as for dockerd). The
 //! file exporters `tar` and `local` send the image's files to the client
-//! (`output`); `oci` and `docker` (image archives to the client) are not
-//! supported yet and are refused before the build runs.
+//! (`output`), as do `oci` and `docker` the image itself: an OCI image
+//! layout or a docker-archive (what `docker save` writes), as a tar.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use hutch_images::archive::ArchiveFormat;
 use hutch_images::{NoProgress, Reference, RegistryRequest};
 use tonic::Status;
 
 use super::super::events::Event;
 use super::super::Daemon;
 use super::frontend::Built;
-use super::output::{self, FileExport, Kind};
+use super::output::{self, ArchiveExport, FileExport, Kind};
 use super::proto::control::{SolveRequest, SolveResponse};
 use super::solves::Solve;
 use super::status::Vertex;
@@ -26,6 +27,7 @@ use super::status::Vertex;
 pub enum Exporter {
     Image(ImageExport),
     Files(FileExport),
+    Archive(ArchiveExport),
 }
 
 pub struct ImageExport {
@@ -56,17 +58,19 @@ pub fn exporters(req: &SolveRequest) -> Result<Vec<Exporter>, Status> {
                 kind: Kind::Local,
                 index,
             })),
+            "oci" => archive_export(ArchiveFormat::Oci, attrs, index).map(Exporter::Archive),
+            "docker" => archive_export(ArchiveFormat::Docker, attrs, index).map(Exporter::Archive),
             other => Err(Status::unimplemented(format!(
                 "exporter {other:?} is not supported by hutch: the image goes to hutch's \
-                 image store (the default, or --load), or its files to the client \
-                 (type=local, type=tar)"
+                 image store (the default, or --load), to the client as an image archive \
+                 (type=oci, type=docker), or its files to the client (type=local, type=tar)"
             ))),
         })
         .collect()
 }
 
-fn image_export(attrs: &HashMap<String, String>) -> Result<ImageExport, Status> {
-    let push = attrs.get("push").is_some_and(|v| v == "true");
+/// The exporter's `name` attribute: comma-separated references, checked.
+fn names(attrs: &HashMap<String, String>) -> Result<Vec<String>, Status> {
     let names = attrs
         .get("name")
         .map(|n| {
@@ -82,12 +86,55 @@ fn image_export(attrs: &HashMap<String, String>) -> Result<ImageExport, Status> 
             Status::invalid_argument(format!("invalid reference format: {name}: {e}"))
         })?;
     }
+    Ok(names)
+}
+
+fn image_export(attrs: &HashMap<String, String>) -> Result<ImageExport, Status> {
+    let push = attrs.get("push").is_some_and(|v| v == "true");
+    let names = names(attrs)?;
     if push && names.is_empty() {
         return Err(Status::invalid_argument(
             "tag is needed when pushing to registry",
         ));
     }
     Ok(ImageExport { names, push })
+}
+
+/// `type=oci|docker[,name=N]`. The other attributes BuildKit
+/// reads (compression, media types, annotations) change nothing here: the
+/// archive holds the image's blobs as stored, so its digests are the
+/// image's.
+fn archive_export(
+    format: ArchiveFormat,
+    attrs: &HashMap<String, String>,
+    index: usize,
+) -> Result<ArchiveExport, Status> {
+    let names = names(attrs)?
+        .iter()
+        .filter_map(|n| Reference::parse(n).ok())
+        .collect();
+    match attrs.get("tar").map(String::as_str) {
+        None | Some("true") => {}
+        // The client then writes blobs through a content store it serves
+        // on the session (containerd's content API), which hutch does not
+        // speak.
+        Some("false") => {
+            return Err(Status::unimplemented(
+                "tar=false is not supported by hutch: export the archive as a tar \
+                 (the default) and unpack it",
+            ))
+        }
+        Some(other) => {
+            return Err(Status::invalid_argument(format!(
+                "invalid tar={other:?} (true or false)"
+            )))
+        }
+    }
+    Ok(ArchiveExport {
+        format,
+        names,
+        index,
+    })
 }
 
 /// Runs each exporter on the built image, and answers what dockerd's
@@ -120,17 +167,28 @@ pub async fn export(
                     Kind::Local => "exporting to client directory",
                 };
                 let vertex = Vertex::start(solve, name);
-                let session = daemon
-                    .buildkit
-                    .sessions
-                    .get(session)
-                    .await
-                    .map_err(|e| Status::failed_precondition(e.message))?;
-                if let Err(e) = output::export(daemon, &vertex, &session, &id, export).await {
-                    vertex.fail(e.message());
-                    return Err(e);
+                let sent = match daemon.buildkit.sessions.get(session).await {
+                    Ok(s) => output::export(daemon, &vertex, &s, &id, export).await,
+                    Err(e) => Err(Status::failed_precondition(e.message)),
+                };
+                vertex.finish(sent)?;
+            }
+            Exporter::Archive(export) => {
+                let vertex = Vertex::start(
+                    solve,
+                    match export.format {
+                        ArchiveFormat::Oci => "exporting to oci image format",
+                        ArchiveFormat::Docker => "exporting to docker image format",
+                    },
+                );
+                let sent = match daemon.buildkit.sessions.get(session).await {
+                    Ok(s) => output::export_archive(daemon, &vertex, &s, &id, export).await,
+                    Err(e) => Err(Status::failed_precondition(e.message)),
+                };
+                vertex.finish(sent)?;
+                if let Some(first) = export.names.first() {
+                    response.insert("image.name".to_owned(), first.to_string());
                 }
-                vertex.done();
             }
         }
     }

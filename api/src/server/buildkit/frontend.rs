@@ -159,13 +159,10 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
     })
 }
 
-/// A cache option the builder cannot use (hutch's caches live in
-/// registries: `type=registry`).
+/// A cache option the builder cannot use (its message says which it
+/// can).
 fn cache_refused(message: String) -> Status {
-    Status::unimplemented(format!(
-        "{message} (hutch imports registry caches and images with an inline cache, and \
-         exports registry and inline caches)"
-    ))
+    Status::unimplemented(message)
 }
 
 fn local_name(attrs: &HashMap<String, String>, key: &str, default: &str) -> String {

@@ -35,6 +35,13 @@ const CAPS: &[&str] = &[
     "gateway.warnings",
 ];
 
+/// LLB capabilities. Only the cache backends buildx checks for: without
+/// them it drops `type=gha` and `type=s3` cache options without a word,
+/// and the build runs uncached; with them the options reach hutch, which
+/// refuses them by name (as BuildKit refuses a backend it lacks) so that
+/// a CI job does not lose its cache silently.
+const LLB_CAPS: &[&str] = &["cache.gha", "cache.s3"];
+
 pub struct GatewayService {
     daemon: Arc<Daemon>,
 }
@@ -164,17 +171,18 @@ impl LlbBridge for GatewayService {
     }
 
     async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PongResponse>, Status> {
-        let caps = CAPS
-            .iter()
-            .map(|id| ApiCap {
-                id: (*id).to_owned(),
-                enabled: true,
-                ..ApiCap::default()
-            })
-            .collect();
+        let caps = |ids: &[&str]| {
+            ids.iter()
+                .map(|id| ApiCap {
+                    id: (*id).to_owned(),
+                    enabled: true,
+                    ..ApiCap::default()
+                })
+                .collect()
+        };
         Ok(Response::new(PongResponse {
-            frontend_api_caps: caps,
-            llb_caps: Vec::new(),
+            frontend_api_caps: caps(CAPS),
+            llb_caps: caps(LLB_CAPS),
             workers: vec![worker(&self.daemon)],
         }))
     }

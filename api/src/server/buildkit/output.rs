@@ -6,6 +6,8 @@
 //! merged by a read-only overlay (`rootfs::Export`, as `docker export`),
 //! written to a tar in the build's scratch space first, so both exporters
 //! read from one file and the overlay is gone before anything is sent.
+//! The archive exporters (`type=oci`, `type=docker`) write the image as
+//! `save` does to a scratch file and send it as `type=tar` sends its tar.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -16,6 +18,8 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use hutch_builder::exec::rootfs::Export;
 use hutch_builder::exec::BuildTmp;
+use hutch_images::archive::ArchiveFormat;
+use hutch_images::Reference;
 use tokio::sync::mpsc;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
@@ -47,6 +51,58 @@ pub struct FileExport {
     pub index: usize,
 }
 
+/// An image archive exporter: the archive's format, the names it gives
+/// the image, and the exporter's place among the solve's exporters.
+pub struct ArchiveExport {
+    pub format: ArchiveFormat,
+    pub names: Vec<Reference>,
+    pub index: usize,
+}
+
+/// Exports image `image_id` to the client as an image archive.
+pub async fn export_archive(
+    daemon: &Arc<Daemon>,
+    vertex: &Vertex,
+    session: &Session,
+    image_id: &str,
+    export: &ArchiveExport,
+) -> Result<(), Status> {
+    receives_files(session)?;
+    let task = vertex.status_start("exporting manifest and layers");
+    let store = daemon.images.clone();
+    let data_root = daemon.data_root.clone();
+    let (image, names, format) = (image_id.to_owned(), export.names.clone(), export.format);
+    let (scratch, tar) = tokio::task::spawn_blocking(move || {
+        let scratch = BuildTmp::create(&data_root, "output").map_err(|e| e.to_string())?;
+        let path = scratch.path().join("image.tar");
+        let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+        store
+            .save_image(&image, &names, format, std::io::BufWriter::new(file))
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((scratch, path))
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))?
+    .map_err(|e| Status::internal(format!("writing the image archive: {e}")))?;
+    task.done();
+    let task = vertex.status_start("sending tarball");
+    let sent = send_tar(session, &tar, export.index).await;
+    drop(scratch);
+    sent?;
+    task.done();
+    Ok(())
+}
+
+fn receives_files(session: &Session) -> Result<(), Status> {
+    if session.serves(FILE_SEND) {
+        Ok(())
+    } else {
+        Err(Status::failed_precondition(
+            "the client's session does not receive exported files",
+        ))
+    }
+}
+
 /// Exports image `image_id` to the client as `export` asks.
 pub async fn export(
     daemon: &Arc<Daemon>,
@@ -55,11 +111,7 @@ pub async fn export(
     image_id: &str,
     export: &FileExport,
 ) -> Result<(), Status> {
-    if !session.serves(FILE_SEND) {
-        return Err(Status::failed_precondition(
-            "the client's session does not receive exported files",
-        ));
-    }
+    receives_files(session)?;
     let task = vertex.status_start("copying files");
     let (scratch, tar) = write_tar(daemon, image_id).await?;
     let sent = match export.kind {

@@ -93,6 +93,15 @@ impl Vertex {
         self.end(false, Some(error));
     }
 
+    /// Done or failed, as `result` says; passes the result on.
+    pub fn finish<T>(&self, result: Result<T, tonic::Status>) -> Result<T, tonic::Status> {
+        match &result {
+            Ok(_) => self.done(),
+            Err(e) => self.fail(e.message()),
+        }
+        result
+    }
+
     /// Output of the vertex (`stream` 1 stdout, 2 stderr).
     pub fn log(&self, stream: i64, bytes: &[u8]) {
         let vertex = self.digest();
@@ -209,6 +218,20 @@ impl BuildStatus {
         steps.get(&std::thread::current().id()).cloned()
     }
 
+    /// Starts vertex `name` as this thread's current one, ending the one
+    /// before.
+    fn open(&self, name: &str) {
+        let vertex = Arc::new(Vertex::start(&self.solve, name));
+        let previous = self
+            .steps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(std::thread::current().id(), vertex);
+        if let Some(previous) = previous {
+            previous.done();
+        }
+    }
+
     /// Ends every step still open (the build is over).
     pub fn close(&self, error: Option<&str>) {
         let steps = std::mem::take(&mut *self.steps.lock().unwrap_or_else(|e| e.into_inner()));
@@ -236,15 +259,11 @@ impl Progress for BuildStatus {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&thread)
             .unwrap_or_else(|| format!("[{index}/{total}] {text}"));
-        let vertex = Arc::new(Vertex::start(&self.solve, &label));
-        let previous = self
-            .steps
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(thread, vertex);
-        if let Some(previous) = previous {
-            previous.done();
-        }
+        self.open(&label);
+    }
+
+    fn phase(&self, name: &str) {
+        self.open(name);
     }
 
     fn cached(&self) {
