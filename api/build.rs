@@ -40,6 +40,7 @@ fn compile_protos() {
         "upload.proto",
         "secrets.proto",
         "sshforward.proto",
+        "content.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = match protox::compile(FILES, ["proto"]) {

@@ -795,6 +795,142 @@ fn buildx_registry_caches_both_ways() -> Result<()> {
     pod.stop()
 }
 
+/// `type=local` caches: buildx writes one through its session (the
+/// client's content store; buildx names the manifest in index.json), a
+/// build with the steps gone takes them from it; `hutch build` writes one
+/// itself that buildx reads, and reads buildx's on a fresh data root. A
+/// layer blob changed in the directory is refused by its digest and the
+/// step runs.
+#[test]
+fn local_caches_through_buildx_and_hutch_build() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    let ctx = Ctx::new(&[
+        (
+            "Dockerfile",
+            &format!("FROM {base}\nRUN echo ran > /marker\nCOPY a.txt /w/x\n"),
+        ),
+        ("a.txt", "context file\n"),
+    ])?;
+    let sh = |script: &str| -> Result<String> {
+        ok(&pod.exec("/bin/sh").args(["-c", script]).output()?, script)
+    };
+
+    // buildx exports, through the session.
+    let out = buildx(
+        &daemon,
+        &[
+            "build",
+            "--progress=plain",
+            "--cache-to",
+            "type=local,dest=/tmp/lc,mode=max",
+            "-t",
+            "first",
+            &ctx.arg(),
+        ],
+    )?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(t.contains("exporting cache to client directory"), "{t}");
+    let index = sh("cat /tmp/lc/index.json")?;
+    ensure!(index.contains("\"latest\""), "index.json: {index}");
+    let first = daemon.docker_ok(&["inspect", "-f", "{{.Id}}", "first"])?;
+    daemon.docker_ok(&["rmi", "first"])?;
+
+    // Without the cache nothing is cached (the control)...
+    ok(
+        &buildx(&daemon, &["builder", "prune", "-af"])?,
+        "builder prune",
+    )?;
+    let out = buildx(
+        &daemon,
+        &["build", "--progress=plain", "-t", "control", &ctx.arg()],
+    )?;
+    let t = text(&out);
+    ensure!(out.status.success() && !t.contains("CACHED"), "{t}");
+    daemon.docker_ok(&["rmi", "control"])?;
+    // ...and with it every step is.
+    let from = ["--cache-from", "type=local,src=/tmp/lc"];
+    let second = build_from_cache(&daemon, &ctx, &from, "second")?;
+    ensure!(first == second, "{first} vs {second}");
+    let run = daemon.docker_ok(&["run", "--rm", "second", "cat", "/marker", "/w/x"])?;
+    ensure!(run == "ran\ncontext file\n", "{run}");
+
+    // hutch build reads buildx's cache on a fresh data root, and writes
+    // its own, which buildx reads.
+    let fresh = pod.data_root().join("fresh").display().to_string();
+    let hutch = |args: &[&str]| -> Result<String> {
+        let out = pod
+            .exec(hutch_bin())
+            .args(["--data-root", &fresh])
+            .args(args)
+            .output()?;
+        ensure!(out.status.success(), "hutch {args:?}: {}", text(&out));
+        Ok(text(&out))
+    };
+    let image = testimages::busybox()?;
+    hutch(&["load", "-i", &image.docker_archive.display().to_string()])?;
+    let log = hutch(&[
+        "build",
+        "--progress=plain",
+        "--cache-from",
+        "type=local,src=/tmp/lc",
+        "--cache-to",
+        "type=local,dest=/tmp/hc",
+        "-t",
+        "third",
+        &ctx.arg(),
+    ])?;
+    ensure!(log.matches("Using cache").count() >= 2, "{log}");
+    ensure!(log.contains(first.trim()), "not {first}: {log}");
+    daemon.docker_ok(&["rmi", "second"])?;
+    let from = ["--cache-from", "type=local,src=/tmp/hc"];
+    let fourth = build_from_cache(&daemon, &ctx, &from, "fourth")?;
+    ensure!(first == fourth, "{first} vs {fourth}");
+
+    // A layer blob that is not what the manifest says: refused, the step
+    // runs, the build succeeds.
+    let manifest = sh(
+        "d=$(sed 's/.*sha256:\\([0-9a-f]*\\).*/\\1/' /tmp/lc/index.json); \
+         cat /tmp/lc/blobs/sha256/$d",
+    )?;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest)
+        .with_context(|| format!("the cache manifest: {manifest}"))?;
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .and_then(|d| d.strip_prefix("sha256:"))
+        .context("no layer in the cache manifest")?
+        .to_owned();
+    sh(&format!(
+        "chmod u+w /tmp/lc/blobs/sha256/{layer}; echo forged > /tmp/lc/blobs/sha256/{layer}"
+    ))?;
+    daemon.docker_ok(&["rmi", "fourth"])?;
+    ok(
+        &buildx(&daemon, &["builder", "prune", "-af"])?,
+        "builder prune",
+    )?;
+    let out = buildx(
+        &daemon,
+        &[
+            "build",
+            "--progress=plain",
+            "--cache-from",
+            "type=local,src=/tmp/lc",
+            "-t",
+            "fifth",
+            &ctx.arg(),
+        ],
+    )?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(t.contains("cannot be used, running the step"), "{t}");
+    let run = daemon.docker_ok(&["run", "--rm", "fifth", "cat", "/marker"])?;
+    ensure!(run == "ran\n", "{run}");
+    daemon.stop()?;
+    pod.stop()
+}
+
 #[test]
 fn buildx_secrets_come_from_the_client() -> Result<()> {
     let pod = Pod::start(&PodSpec::new())?;

@@ -168,7 +168,8 @@ fn cache_from_registry_on_a_fresh_root_replays_without_running() -> Result<()> {
     // Bad options are refused before anything runs.
     for bad in [
         "type=inline,mode=max",
-        "type=local,dest=/tmp/x",
+        "type=gha",
+        "type=local",
         "type=registry",
     ] {
         let out = hutch(

@@ -176,6 +176,9 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         secrets,
         secret_source: None,
         ssh_source: ssh_agents(&args.ssh)?,
+        cache_stores: Some(std::sync::Arc::new(
+            hutch_builder::exec::cache_store::LocalDirs,
+        )),
         named_contexts: named_contexts(&args.build_context)?,
         extra_hosts: args.add_host.clone(),
         shm_size: args

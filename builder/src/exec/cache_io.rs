@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use hutch_images::registry::build_cache::FetchedCache;
 use hutch_images::{BuiltLayer, Digest, RegistryRequest};
 
+use super::cache_store::{self, CacheStore};
 use super::remote_cache::{
-    self, CacheDest, Document, Imported, InlineCache, InlineDocument, LayerRecord, Record,
-    CONFIG_MEDIA_TYPE, MAX_DOCUMENT_SIZE,
+    self, CacheDest, CacheImport, Document, ImportSource, Imported, InlineCache, InlineDocument,
+    LayerRecord, Record, CONFIG_MEDIA_TYPE, MAX_DOCUMENT_SIZE,
 };
 use super::{auth_for, BuildError, BuildOptions, Ctx, Executor, ImageState, Progress};
 
@@ -35,16 +36,22 @@ impl Executor {
     ) -> Vec<Imported> {
         let mut out = Vec::new();
         for import in &opts.cache_from {
-            let name = &import.reference;
-            let found = match self.local_inline(name) {
-                Some(records) => Ok(Imported {
-                    reference: name.clone(),
-                    records,
-                    source: None,
-                }),
-                None => {
+            let name = import.to_string();
+            let found = match import {
+                CacheImport::Registry(name) => match self.local_inline(name) {
+                    Some(records) => Ok(Imported {
+                        reference: name.clone(),
+                        records,
+                        source: ImportSource::Store,
+                    }),
+                    None => {
+                        progress.message(&format!("importing cache manifest from {name}"));
+                        self.fetch_import(rt, opts, name)
+                    }
+                },
+                CacheImport::Local { src, tag, digest } => {
                     progress.message(&format!("importing cache manifest from {name}"));
-                    self.fetch_import(rt, opts, name)
+                    local_import(opts, src, tag, digest.as_ref())
                 }
             };
             match found {
@@ -112,7 +119,7 @@ impl Executor {
         Ok(Imported {
             reference: name.to_owned(),
             records,
-            source: Some(source),
+            source: ImportSource::Registry(source),
         })
     }
 
@@ -168,13 +175,13 @@ impl Executor {
                 annotations: Default::default(),
                 platform: None,
             };
+            let content = self.store.content();
             match &imported.source {
-                Some(source) => rt.block_on(
+                ImportSource::Registry(source) => rt.block_on(
                     self.store
                         .fetch_build_cache_layer(source, &desc, &l.diff_id, &chain),
                 )?,
-                None => {
-                    let content = self.store.content();
+                ImportSource::Store => {
                     if !content.layers.contains(&chain) || !content.blobs.contains(&l.digest) {
                         return Err(BuildError::Invalid(format!(
                             "layer {} of {} is no longer stored",
@@ -182,6 +189,21 @@ impl Executor {
                         )));
                     }
                 }
+                // The blob is copied in, checked by digest and size; the
+                // image added below unpacks it (checking its diff ID)
+                // unless its layer is stored.
+                ImportSource::Local(store) if !content.blobs.contains(&l.digest) => {
+                    let store_err =
+                        |e: hutch_images::store::StoreError| BuildError::Image(e.into());
+                    let mut writer = content.blobs.writer().map_err(store_err)?;
+                    cache_store::copy_verified(store.as_ref(), &desc, &mut writer)
+                        .map_err(BuildError::Invalid)?;
+                    let blob = writer
+                        .finish(Some(&desc.digest), Some(desc.size))
+                        .map_err(store_err)?;
+                    content.blobs.commit(blob).map_err(store_err)?;
+                }
+                ImportSource::Local(_) => {}
             }
             layers.push(BuiltLayer::Stored {
                 blob: l.digest.clone(),
@@ -215,23 +237,38 @@ impl Executor {
             .map(|s| s.clone())
             .map_err(|_| BuildError::Invalid("the step list is poisoned".into()))?;
         for export in &ctx.opts.cache_to {
-            let CacheDest::Registry(reference) = &export.dest else {
-                continue;
+            let phase = match &export.dest {
+                CacheDest::Registry(_) => "exporting cache to registry",
+                CacheDest::Local { .. } => "exporting cache to client directory",
+                CacheDest::Inline => continue,
             };
-            ctx.progress.phase("exporting cache to registry");
-            ctx.progress
-                .message(&format!("exporting cache to {reference}"));
+            let dest = export.dest.to_string();
+            ctx.progress.phase(phase);
+            ctx.progress.message(&format!("exporting cache to {dest}"));
             let selected = remote_cache::select(&steps, final_image, export.mode);
-            match self.export_one(rt, ctx, reference, &selected) {
+            let exported = self.cache_document(rt, &selected).and_then(|(doc, blobs)| {
+                let n = doc.records.len();
+                match &export.dest {
+                    CacheDest::Registry(reference) => {
+                        self.export_registry(rt, ctx, reference, &doc, blobs)?
+                    }
+                    CacheDest::Local { dest, tag } => {
+                        self.export_local(ctx.opts, dest, tag, &doc, blobs)?
+                    }
+                    CacheDest::Inline => {}
+                }
+                Ok(n)
+            });
+            match exported {
                 Ok(n) => ctx
                     .progress
-                    .message(&format!("exported {n} cache records to {reference}")),
-                Err(e) if export.ignore_error => ctx.progress.message(&format!(
-                    "WARNING: failed to export cache to {reference}: {e}"
-                )),
+                    .message(&format!("exported {n} cache records to {dest}")),
+                Err(e) if export.ignore_error => ctx
+                    .progress
+                    .message(&format!("WARNING: failed to export cache to {dest}: {e}")),
                 Err(e) => {
                     return Err(BuildError::Invalid(format!(
-                        "failed to export cache to {reference}: {e}"
+                        "failed to export cache to {dest}: {e}"
                     )))
                 }
             }
@@ -300,13 +337,13 @@ impl Executor {
         Ok(Some(StepMade { config, layer }))
     }
 
-    fn export_one(
+    /// The cache document of `steps` and the layer blobs it names (built
+    /// layers gzipped, as a registry gets them).
+    fn cache_document(
         &self,
         rt: &tokio::runtime::Runtime,
-        ctx: &Ctx<'_>,
-        reference: &str,
         steps: &[remote_cache::StepResult],
-    ) -> Result<usize, BuildError> {
+    ) -> Result<(Document, Vec<hutch_images::oci::Descriptor>), BuildError> {
         let mut doc = Document::new();
         let mut blobs: Vec<hutch_images::oci::Descriptor> = Vec::new();
         for step in steps {
@@ -341,8 +378,18 @@ impl Executor {
                 },
             );
         }
-        let bytes = serde_json::to_vec(&doc)
-            .map_err(|e| BuildError::Invalid(format!("encoding the cache document: {e}")))?;
+        Ok((doc, blobs))
+    }
+
+    fn export_registry(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        ctx: &Ctx<'_>,
+        reference: &str,
+        doc: &Document,
+        blobs: Vec<hutch_images::oci::Descriptor>,
+    ) -> Result<(), BuildError> {
+        let bytes = encode(doc)?;
         let registry = self.cache_registry(ctx.opts, reference);
         rt.block_on(self.store.push_build_cache(
             reference,
@@ -351,7 +398,53 @@ impl Executor {
             &bytes,
             blobs,
         ))?;
-        Ok(doc.records.len())
+        Ok(())
+    }
+
+    /// Writes the cache to the local cache at `dir`: the layer blobs the
+    /// store lacks, the document, the manifest, then its tag.
+    fn export_local(
+        &self,
+        opts: &super::BuildOptions,
+        dir: &str,
+        tag: &str,
+        doc: &Document,
+        layers: Vec<hutch_images::oci::Descriptor>,
+    ) -> Result<(), BuildError> {
+        use hutch_images::oci::{self, Descriptor, Manifest};
+        let store = open_local(opts, dir).map_err(BuildError::Invalid)?;
+        let content = self.store.content();
+        let store_err = |e: hutch_images::store::StoreError| BuildError::Image(e.into());
+        {
+            // Keep gc away from the blobs while they are read.
+            let _content = content.locks.content_shared().map_err(store_err)?;
+            for layer in &layers {
+                let mut file = content.blobs.open(&layer.digest).map_err(store_err)?;
+                store.put(layer, &mut file).map_err(BuildError::Invalid)?;
+            }
+        }
+        let describe = |media_type: &str, bytes: &[u8]| Descriptor {
+            media_type: media_type.to_owned(),
+            digest: Digest::of(bytes),
+            size: bytes.len() as u64,
+            annotations: Default::default(),
+            platform: None,
+        };
+        let config = encode(doc)?;
+        let config_desc = describe(CONFIG_MEDIA_TYPE, &config);
+        store
+            .put(&config_desc, &mut &config[..])
+            .map_err(BuildError::Invalid)?;
+        let manifest = Manifest::oci(config_desc, layers);
+        let bytes = serde_json::to_vec(&manifest)
+            .map_err(|e| BuildError::Invalid(format!("encoding the cache manifest: {e}")))?;
+        let manifest_desc = describe(oci::MEDIA_OCI_MANIFEST, &bytes);
+        store
+            .put(&manifest_desc, &mut &bytes[..])
+            .map_err(BuildError::Invalid)?;
+        store
+            .set_tag(tag, &manifest_desc)
+            .map_err(BuildError::Invalid)
     }
 
     /// A layer as a registry gets it (gzipped), remembering which gzip blob
@@ -388,6 +481,61 @@ impl Executor {
         }
         Ok(desc)
     }
+}
+
+fn encode(doc: &Document) -> Result<Vec<u8>, BuildError> {
+    serde_json::to_vec(doc)
+        .map_err(|e| BuildError::Invalid(format!("encoding the cache document: {e}")))
+}
+
+/// The local cache at `dir`, through the client's stores.
+fn open_local(
+    opts: &super::BuildOptions,
+    dir: &str,
+) -> Result<std::sync::Arc<dyn CacheStore>, String> {
+    opts.cache_stores
+        .as_ref()
+        .ok_or_else(|| {
+            "type=local caches are kept by the client: use hutch build or docker buildx \
+             (this API carries no directory)"
+                .to_owned()
+        })?
+        .open(dir)
+}
+
+/// A local cache's records: the manifest its `index.json` names `tag`
+/// (or `digest`, when the client looked it up), and the cache document
+/// it points to, each checked against its digest.
+fn local_import(
+    opts: &super::BuildOptions,
+    src: &str,
+    tag: &str,
+    digest: Option<&Digest>,
+) -> Result<Imported, String> {
+    use hutch_images::oci::{Manifest, MAX_MANIFEST_SIZE};
+    let store = open_local(opts, src)?;
+    let manifest_digest = match digest {
+        Some(d) => d.clone(),
+        None => store
+            .tagged(tag)?
+            .ok_or_else(|| format!("its index.json names no {tag:?}"))?,
+    };
+    let bytes = cache_store::read_verified(store.as_ref(), &manifest_digest, MAX_MANIFEST_SIZE)?;
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| format!("invalid cache manifest: {e}"))?;
+    if manifest.config.media_type != CONFIG_MEDIA_TYPE {
+        return Err(format!(
+            "not a hutch build cache (its manifest's config is {}, not {CONFIG_MEDIA_TYPE})",
+            manifest.config.media_type
+        ));
+    }
+    let config =
+        cache_store::read_verified(store.as_ref(), &manifest.config.digest, MAX_DOCUMENT_SIZE)?;
+    Ok(Imported {
+        reference: format!("local:{src}"),
+        records: Document::parse(&config)?.records,
+        source: ImportSource::Local(store),
+    })
 }
 
 /// What one step made: its result's config, byte for byte, and the layer

@@ -8,6 +8,7 @@
 mod buildtmp;
 mod cache;
 mod cache_io;
+pub mod cache_store;
 pub mod commit;
 mod config;
 mod copy;
@@ -204,6 +205,9 @@ pub struct BuildOptions {
     pub cache_from: Vec<remote_cache::CacheImport>,
     /// `--cache-to`: registry caches written after the build.
     pub cache_to: Vec<remote_cache::CacheExport>,
+    /// Where `type=local` caches' directories are: on this machine
+    /// (`hutch build`) or the client's (buildx); `None` refuses them.
+    pub cache_stores: Option<Arc<dyn cache_store::CacheStores>>,
     /// Whether the context's file hashes are worth remembering by their
     /// stat (`builder/hashcache`): yes for a directory that outlives the
     /// build (`hutch build DIR`); no for a context unpacked from an API
@@ -224,11 +228,12 @@ impl BuildOptions {
                 .is_some_and(remote_cache::truthy)
     }
 
-    /// Whether any `--cache-to` writes to a registry.
-    fn registry_cache_to(&self) -> bool {
+    /// Whether any `--cache-to` writes a cache manifest (to a registry or
+    /// a local cache), whose layers are gzipped on the runtime.
+    fn manifest_cache_to(&self) -> bool {
         self.cache_to
             .iter()
-            .any(|c| matches!(c.dest, remote_cache::CacheDest::Registry(_)))
+            .any(|c| c.dest != remote_cache::CacheDest::Inline)
     }
 }
 
@@ -367,7 +372,7 @@ impl Executor {
             .iter()
             .map(|&i| 1 + df.stages[i].instructions.len())
             .sum();
-        let rt = if opts.cache_from.is_empty() && !opts.registry_cache_to() {
+        let rt = if opts.cache_from.is_empty() && !opts.manifest_cache_to() {
             None
         } else {
             Some(

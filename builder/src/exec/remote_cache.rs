@@ -31,8 +31,27 @@ const VERSION: u32 = 1;
 
 /// One `--cache-from` source.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheImport {
-    pub reference: String,
+pub enum CacheImport {
+    /// A cache manifest, or an image with an inline cache, in the local
+    /// store or a registry.
+    Registry(String),
+    /// A local cache (`type=local`): its directory, the tag `index.json`
+    /// names it by, and its manifest when the client looked the tag up
+    /// itself (buildx does, and sends `digest=`).
+    Local {
+        src: String,
+        tag: String,
+        digest: Option<Digest>,
+    },
+}
+
+impl std::fmt::Display for CacheImport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheImport::Registry(r) => f.write_str(r),
+            CacheImport::Local { src, .. } => write!(f, "local:{src}"),
+        }
+    }
 }
 
 /// `mode=` of `--cache-to`: `min` exports the steps of the final image
@@ -51,6 +70,9 @@ pub enum CacheDest {
     Registry(String),
     /// The built image's config.
     Inline,
+    /// A cache manifest in the OCI layout at `dest`, named `tag` in its
+    /// `index.json`.
+    Local { dest: String, tag: String },
 }
 
 impl std::fmt::Display for CacheDest {
@@ -58,6 +80,7 @@ impl std::fmt::Display for CacheDest {
         match self {
             CacheDest::Registry(r) => f.write_str(r),
             CacheDest::Inline => f.write_str("the image (inline)"),
+            CacheDest::Local { dest, .. } => write!(f, "local:{dest}"),
         }
     }
 }
@@ -95,19 +118,6 @@ fn attributes(spec: &str) -> Result<BTreeMap<String, String>, String> {
 }
 
 fn registry_ref(attrs: &BTreeMap<String, String>, flag: &str) -> Result<String, String> {
-    match attrs.get("type").map(String::as_str) {
-        Some("registry") | None => {}
-        Some(other) => {
-            return Err(format!(
-                "{flag} type={other} is not supported by hutch ({})",
-                if flag == "--cache-to" {
-                    "type=registry or type=inline"
-                } else {
-                    "type=registry, or an image with an inline cache"
-                }
-            ))
-        }
-    }
     let r = attrs
         .get("ref")
         .filter(|r| !r.is_empty())
@@ -116,10 +126,49 @@ fn registry_ref(attrs: &BTreeMap<String, String>, flag: &str) -> Result<String, 
     Ok(r.clone())
 }
 
+/// `dest=`/`src=` of a local cache, and its `tag=` (`latest`).
+fn local_dir(
+    attrs: &BTreeMap<String, String>,
+    flag: &str,
+    key: &str,
+) -> Result<(String, String), String> {
+    let dir = attrs
+        .get(key)
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| format!("{flag} type=local needs {key}=DIR"))?;
+    let tag = attrs
+        .get("tag")
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "latest".to_owned());
+    Ok((dir.clone(), tag))
+}
+
+fn unsupported_type(flag: &str, kind: &str) -> String {
+    format!(
+        "{flag} type={kind} is not supported by hutch ({})",
+        if flag == "--cache-to" {
+            "type=registry, type=local or type=inline"
+        } else {
+            "type=registry, type=local, or an image with an inline cache"
+        }
+    )
+}
+
+/// Refuses the first attribute that is neither `known` nor ignored.
+fn only(attrs: &BTreeMap<String, String>, flag: &str, known: &[&str]) -> Result<(), String> {
+    match attrs
+        .keys()
+        .find(|k| !IGNORED.contains(&k.as_str()) && !known.contains(&k.as_str()))
+    {
+        Some(k) => Err(format!("{flag}: unknown option {k:?}")),
+        None => Ok(()),
+    }
+}
+
 /// Options buildx accepts that change nothing here.
 const IGNORED: &[&str] = &[
     "type",
-    "ref",
     "oci-mediatypes",
     "image-manifest",
     "compression",
@@ -127,32 +176,62 @@ const IGNORED: &[&str] = &[
     "force-compression",
 ];
 
-/// `--cache-from REF` or `--cache-from type=registry,ref=REF`.
+/// `--cache-from REF`, `type=registry,ref=REF` or
+/// `type=local,src=DIR[,tag=T][,digest=D]`.
 pub fn parse_cache_from(spec: &str) -> Result<CacheImport, String> {
     let attrs = attributes(spec)?;
-    let reference = registry_ref(&attrs, "--cache-from")?;
-    if let Some(k) = attrs.keys().find(|k| !IGNORED.contains(&k.as_str())) {
-        return Err(format!("--cache-from: unknown option {k:?}"));
+    let flag = "--cache-from";
+    match attrs.get("type").map(String::as_str) {
+        Some("registry") | None => {
+            only(&attrs, flag, &["ref"])?;
+            Ok(CacheImport::Registry(registry_ref(&attrs, flag)?))
+        }
+        Some("local") => {
+            only(&attrs, flag, &["src", "tag", "digest"])?;
+            let (src, tag) = local_dir(&attrs, flag, "src")?;
+            let digest = attrs
+                .get("digest")
+                .filter(|d| !d.is_empty())
+                .map(|d| {
+                    d.parse::<Digest>()
+                        .map_err(|e| format!("{flag} digest={d}: {e}"))
+                })
+                .transpose()?;
+            Ok(CacheImport::Local { src, tag, digest })
+        }
+        Some(other) => Err(unsupported_type(flag, other)),
     }
-    Ok(CacheImport { reference })
 }
 
-/// `--cache-to type=registry,ref=REF[,mode=min|max][,ignore-error=true]`
-/// or `--cache-to type=inline`.
+/// `--cache-to type=registry,ref=REF`, `type=local,dest=DIR[,tag=T]`
+/// (each `[,mode=min|max][,ignore-error=true]`) or `type=inline`.
 pub fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
     let attrs = attributes(spec)?;
-    let inline = attrs.get("type").map(String::as_str) == Some("inline");
-    let dest = if inline {
-        CacheDest::Inline
-    } else {
-        CacheDest::Registry(registry_ref(&attrs, "--cache-to")?)
+    let flag = "--cache-to";
+    let common = ["mode", "ignore-error"];
+    let dest = match attrs.get("type").map(String::as_str) {
+        Some("inline") => {
+            only(&attrs, flag, &common)?;
+            CacheDest::Inline
+        }
+        Some("registry") | None => {
+            only(&attrs, flag, &["ref", "mode", "ignore-error"])?;
+            CacheDest::Registry(registry_ref(&attrs, flag)?)
+        }
+        Some("local") => {
+            only(&attrs, flag, &["dest", "tag", "mode", "ignore-error"])?;
+            let (dest, tag) = local_dir(&attrs, flag, "dest")?;
+            CacheDest::Local { dest, tag }
+        }
+        Some(other) => return Err(unsupported_type(flag, other)),
     };
+    let inline = dest == CacheDest::Inline;
     let mode = match attrs.get("mode").map(String::as_str) {
         None | Some("min") => CacheMode::Min,
         Some("max") if inline => {
             return Err(
                 "--cache-to type=inline: mode=max is not possible (the image can only \
-                 describe its own steps; use type=registry for mode=max)"
+                 describe its own steps; use type=registry or type=local for mode=max)"
                     .into(),
             )
         }
@@ -168,12 +247,6 @@ pub fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
             ))
         }
     };
-    if let Some(k) = attrs
-        .keys()
-        .find(|k| !IGNORED.contains(&k.as_str()) && !matches!(k.as_str(), "mode" | "ignore-error"))
-    {
-        return Err(format!("--cache-to: unknown option {k:?}"));
-    }
     Ok(CacheExport {
         dest,
         mode,
@@ -344,15 +417,34 @@ impl InlineDocument {
     }
 }
 
-/// A cache found at the start of a build: in a registry, or inline in a
-/// local image.
+/// A cache found at the start of a build: in a registry, inline in a
+/// local image, or in a local cache's store.
 #[derive(Debug, Clone)]
 pub struct Imported {
     pub reference: String,
     pub records: BTreeMap<String, Record>,
-    /// Where its layers are fetched from (the session it was fetched on);
-    /// `None` for a local image, whose layers are in the store.
-    pub source: Option<std::sync::Arc<hutch_images::registry::build_cache::CacheSource>>,
+    pub source: ImportSource,
+}
+
+/// Where an imported cache's layers come from.
+#[derive(Clone)]
+pub enum ImportSource {
+    /// The image store: a local image's inline cache.
+    Store,
+    /// The registry session the cache was fetched on.
+    Registry(std::sync::Arc<hutch_images::registry::build_cache::CacheSource>),
+    /// A local cache's content store.
+    Local(std::sync::Arc<dyn super::cache_store::CacheStore>),
+}
+
+impl std::fmt::Debug for ImportSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImportSource::Store => f.write_str("Store"),
+            ImportSource::Registry(s) => write!(f, "Registry({s:?})"),
+            ImportSource::Local(s) => write!(f, "Local({})", s.name()),
+        }
+    }
 }
 
 /// A step this build made or found in a cache: what an export writes.
@@ -393,13 +485,37 @@ mod tests {
     #[test]
     fn cache_options_parse_as_buildx_spells_them() {
         assert_eq!(
-            parse_cache_from("reg:5000/app:cache").map(|c| c.reference),
-            Ok("reg:5000/app:cache".to_string())
+            parse_cache_from("reg:5000/app:cache"),
+            Ok(CacheImport::Registry("reg:5000/app:cache".to_string()))
         );
         assert_eq!(
-            parse_cache_from("type=registry,ref=reg:5000/app:cache").map(|c| c.reference),
-            Ok("reg:5000/app:cache".to_string())
+            parse_cache_from("type=registry,ref=reg:5000/app:cache"),
+            Ok(CacheImport::Registry("reg:5000/app:cache".to_string()))
         );
+        let digest = Digest::of(b"m");
+        assert_eq!(
+            parse_cache_from(&format!("type=local,src=/c,digest={digest}")),
+            Ok(CacheImport::Local {
+                src: "/c".into(),
+                tag: "latest".into(),
+                digest: Some(digest)
+            })
+        );
+        assert_eq!(
+            parse_cache_to("type=local,dest=/c,tag=v2,mode=max").map(|c| (c.dest, c.mode)),
+            Ok((
+                CacheDest::Local {
+                    dest: "/c".into(),
+                    tag: "v2".into()
+                },
+                CacheMode::Max
+            ))
+        );
+        assert!(parse_cache_to("type=local")
+            .expect_err("refused")
+            .contains("dest="));
+        assert!(parse_cache_from("type=local,src=/c,digest=nope").is_err());
+        assert!(parse_cache_to("type=local,dest=/c,ref=x").is_err());
         let to = parse_cache_to("type=registry,ref=reg:5000/app:c,mode=max").expect("parses");
         assert_eq!(to.dest, CacheDest::Registry("reg:5000/app:c".into()));
         assert_eq!(to.mode, CacheMode::Max);
@@ -416,9 +532,9 @@ mod tests {
         assert!(parse_cache_from("type=inline")
             .expect_err("refused")
             .contains("type=registry"));
-        assert!(parse_cache_to("type=local,dest=/x")
+        assert!(parse_cache_to("type=gha")
             .expect_err("refused")
-            .contains("type=local"));
+            .contains("type=gha"));
         assert!(parse_cache_to("type=registry")
             .expect_err("refused")
             .contains("ref="));

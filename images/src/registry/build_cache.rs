@@ -159,13 +159,7 @@ impl ImageStore {
         for r in results {
             r?;
         }
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(oci::MEDIA_OCI_MANIFEST.to_owned()),
-            config: config_desc,
-            layers,
-            annotations: Default::default(),
-        };
+        let manifest = Manifest::oci(config_desc, layers);
         let bytes = serde_json::to_vec(&manifest)
             .map_err(|e| PushError::Invalid(format!("encoding the cache manifest: {e}")))?;
         let digest = Digest::of(&bytes);

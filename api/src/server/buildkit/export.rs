@@ -192,6 +192,9 @@ pub async fn export(
             }
         }
     }
+    if let Some(manifest) = solve.cache_manifest() {
+        response.insert("cache.manifest".to_owned(), manifest);
+    }
     response.insert("containerimage.digest".to_owned(), id.clone());
     response.insert("containerimage.config.digest".to_owned(), id);
     Ok(SolveResponse {

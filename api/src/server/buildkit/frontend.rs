@@ -21,6 +21,7 @@ use super::super::body_io;
 use super::super::routes::build::{executor, LiveBuild};
 use super::super::routes::build_context;
 use super::super::Daemon;
+use super::content::SessionStores;
 use super::filesync::{self, Source};
 use super::proto::upload::upload_client::UploadClient;
 use super::proto::upload::BytesMessage as UploadBytes;
@@ -249,6 +250,7 @@ pub async fn solve(
         scratch.path().join("secrets"),
     )));
     attrs.opts.ssh_source = Some(Arc::new(SessionAgents::new(session.clone())));
+    attrs.opts.cache_stores = Some(Arc::new(SessionStores::new(session.clone(), solve.clone())));
     attrs.opts.context = context_dir;
     attrs.opts.dockerfile = Some(dockerfile);
     run(daemon, solve, attrs.opts, scratch).await
@@ -487,12 +489,17 @@ async fn base_image_credentials(
             }
         }
     }
-    let caches = opts.cache_from.iter().map(|c| c.reference.as_str()).chain(
-        opts.cache_to.iter().filter_map(|c| match &c.dest {
+    let caches = opts
+        .cache_from
+        .iter()
+        .filter_map(|c| match c {
+            remote_cache::CacheImport::Registry(r) => Some(r.as_str()),
+            remote_cache::CacheImport::Local { .. } => None,
+        })
+        .chain(opts.cache_to.iter().filter_map(|c| match &c.dest {
             remote_cache::CacheDest::Registry(r) => Some(r.as_str()),
-            remote_cache::CacheDest::Inline => None,
-        }),
-    );
+            _ => None,
+        }));
     for cache in caches {
         if let Ok(r) = Reference::parse(cache) {
             domains.insert(r.domain().to_owned());

@@ -11,8 +11,11 @@
 //! `control` and `gateway` (the two services), `solves` (builds in flight
 //! by ref, their status streams and results), `filesync` (a DiffCopy
 //! receiver writing a directory), `frontend` (a Dockerfile solve on the
-//! builder) and `status` (the builder's progress as BuildKit vertexes).
+//! builder), `status` (the builder's progress as BuildKit vertexes), and
+//! the client's session services the builder uses: `secrets`, `ssh`,
+//! `content` (local caches), `output` (exported files).
 
+mod content;
 mod control;
 mod export;
 mod filemode;

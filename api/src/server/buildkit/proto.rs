@@ -46,6 +46,16 @@ pub mod moby {
     }
 }
 
+pub mod containerd {
+    pub mod services {
+        pub mod content {
+            pub mod v1 {
+                tonic::include_proto!("containerd.services.content.v1");
+            }
+        }
+    }
+}
+
 pub mod fsutil {
     pub mod types {
         tonic::include_proto!("fsutil.types");
@@ -56,6 +66,7 @@ pub mod pb {
     tonic::include_proto!("pb");
 }
 
+pub use containerd::services::content::v1 as content;
 pub use fsutil::types as fsutil_types;
 pub use moby::buildkit::secrets::v1 as secrets;
 pub use moby::buildkit::v1 as control;

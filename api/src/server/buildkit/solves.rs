@@ -104,6 +104,9 @@ pub struct Solve {
     returned: watch::Sender<Option<ReturnRequest>>,
     /// Images the gateway's solves built, by the ref ID handed back.
     results: Mutex<HashMap<String, Built>>,
+    /// The descriptor (JSON) of the cache manifest written to the client's
+    /// local cache, which it names in its `index.json`.
+    cache_manifest: Mutex<Option<String>>,
 }
 
 impl Solve {
@@ -115,7 +118,22 @@ impl Solve {
             context: watch::channel(None).0,
             returned: watch::channel(None).0,
             results: Mutex::default(),
+            cache_manifest: Mutex::default(),
         }
+    }
+
+    pub fn set_cache_manifest(&self, descriptor: String) {
+        *self
+            .cache_manifest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(descriptor);
+    }
+
+    pub fn cache_manifest(&self) -> Option<String> {
+        self.cache_manifest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn lock_log(&self) -> std::sync::MutexGuard<'_, Log> {

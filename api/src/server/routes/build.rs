@@ -193,10 +193,18 @@ fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
         // Each is a registry cache ref (hutch's cache format), or
         // buildx's `type=registry,ref=...` spelling.
         for item in list.iter().filter(|i| !i.trim().is_empty()) {
-            cache_from.push(
-                hutch_builder::exec::remote_cache::parse_cache_from(item)
-                    .map_err(|e| ApiError::bad_request(format!("invalid cachefrom: {e}")))?,
-            );
+            use hutch_builder::exec::remote_cache::{parse_cache_from, CacheImport};
+            let import = parse_cache_from(item)
+                .map_err(|e| ApiError::bad_request(format!("invalid cachefrom: {e}")))?;
+            if let CacheImport::Local { .. } = import {
+                // The directory is the client's: only a BuildKit session
+                // (buildx) serves it.
+                return Err(ApiError::bad_request(format!(
+                    "invalid cachefrom: {item}: a type=local cache is read through \
+                     buildx's session, which the classic build API does not have"
+                )));
+            }
+            cache_from.push(import);
         }
     }
     let platform = q
