@@ -351,10 +351,9 @@ fn buildx_errors_as_buildkit_words_them() -> Result<()> {
     let fine = Ctx::new(&[("Dockerfile", &format!("FROM {base}\nRUN true\n"))])?;
     for (args, want) in [
         (
-            &["--output", "type=oci,dest=/tmp/out,tar=false"][..],
-            "tar=false",
+            &["--output", "type=oci,dest=/tmp/out.tar,tar=maybe"][..],
+            "tar=",
         ),
-        (&["--cache-to", "type=local,dest=/tmp/cache"], "type=local"),
         (&["--cache-to", "type=s3,region=x,bucket=y"], "type=s3"),
         (
             &["--platform", "linux/amd64,linux/arm64"],
@@ -1121,6 +1120,36 @@ fn buildx_outputs_files_to_the_client() -> Result<()> {
         .args(["inspect", "--config", "oci-archive:/tmp/image-oci.tar"])
         .output()?;
     let config = ok(&skopeo, "skopeo inspect")?;
+    ensure!(config.contains("rootfs"), "{config}");
+
+    // tar=false: the blobs go into the client's directory through its
+    // session's content store, and buildx names the manifest in its
+    // index.json.
+    let out = buildx(
+        &daemon,
+        &[
+            "build",
+            "--progress=plain",
+            "-t",
+            "archived:dir",
+            "--output",
+            "type=oci,dest=/tmp/image-oci-dir,tar=false",
+            &ctx.arg(),
+        ],
+    )?;
+    ensure!(out.status.success(), "{}", text(&out));
+    let index = ok(
+        &pod.exec("/bin/cat")
+            .arg("/tmp/image-oci-dir/index.json")
+            .output()?,
+        "index.json",
+    )?;
+    ensure!(index.contains("archived:dir"), "{index}");
+    let skopeo = pod
+        .exec("/usr/bin/skopeo")
+        .args(["inspect", "--config", "oci:/tmp/image-oci-dir"])
+        .output()?;
+    let config = ok(&skopeo, "skopeo inspect oci:")?;
     ensure!(config.contains("rootfs"), "{config}");
     daemon.stop()?;
     pod.stop()

@@ -71,16 +71,32 @@ impl CacheStores for SessionStores {
         Ok(Arc::new(SessionStore {
             id: format!("local:{dir}"),
             session: self.session.clone(),
-            solve: self.solve.clone(),
+            solve: Some(self.solve.clone()),
             runtime: self.runtime.clone(),
         }))
     }
 }
 
-struct SessionStore {
+/// The store an `oci`/`docker` exporter with `tar=false` writes the
+/// image's blobs to (id `export`: the client's output directory). Call on
+/// the runtime; use from a blocking thread.
+pub fn export_store(session: &Session) -> Result<SessionStore, String> {
+    if !session.serves(READ) {
+        return Err("the client does not serve its output directory on its session".into());
+    }
+    Ok(SessionStore {
+        id: "export".to_owned(),
+        session: session.clone(),
+        solve: None,
+        runtime: Handle::current(),
+    })
+}
+
+pub struct SessionStore {
     id: String,
     session: Session,
-    solve: Arc<Solve>,
+    /// Where a local cache's manifest is reported (none for `export`).
+    solve: Option<Arc<Solve>>,
     runtime: Handle,
 }
 
@@ -229,7 +245,9 @@ impl CacheStore for SessionStore {
 
     fn set_tag(&self, _tag: &str, manifest: &Descriptor) -> Result<(), String> {
         let json = serde_json::to_string(manifest).map_err(|e| e.to_string())?;
-        self.solve.set_cache_manifest(json);
+        if let Some(solve) = &self.solve {
+            solve.set_cache_manifest(json);
+        }
         Ok(())
     }
 }

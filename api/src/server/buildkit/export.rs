@@ -6,9 +6,12 @@
 //! reads the CLI's config and credential helpers, as for dockerd). The
 //! file exporters `tar` and `local` send the image's files to the client
 //! (`output`), as do `oci` and `docker` the image itself: an OCI image
-//! layout or a docker-archive (what `docker save` writes), as a tar.
+//! layout or a docker-archive (what `docker save` writes), as a tar, or
+//! with `tar=false` its blobs into the client's directory.
 
 use std::collections::HashMap;
+
+use base64::Engine as _;
 use std::sync::Arc;
 
 use hutch_images::archive::ArchiveFormat;
@@ -100,7 +103,7 @@ fn image_export(attrs: &HashMap<String, String>) -> Result<ImageExport, Status> 
     Ok(ImageExport { names, push })
 }
 
-/// `type=oci|docker[,name=N]`. The other attributes BuildKit
+/// `type=oci|docker[,name=N][,tar=false]`. The other attributes BuildKit
 /// reads (compression, media types, annotations) change nothing here: the
 /// archive holds the image's blobs as stored, so its digests are the
 /// image's.
@@ -113,27 +116,22 @@ fn archive_export(
         .iter()
         .filter_map(|n| Reference::parse(n).ok())
         .collect();
-    match attrs.get("tar").map(String::as_str) {
-        None | Some("true") => {}
-        // The client then writes blobs through a content store it serves
-        // on the session (containerd's content API), which hutch does not
-        // speak.
-        Some("false") => {
-            return Err(Status::unimplemented(
-                "tar=false is not supported by hutch: export the archive as a tar \
-                 (the default) and unpack it",
-            ))
-        }
+    // tar=false: the blobs go into a content store the client serves on
+    // its session for its output directory.
+    let tar = match attrs.get("tar").map(String::as_str) {
+        None | Some("true") => true,
+        Some("false") => false,
         Some(other) => {
             return Err(Status::invalid_argument(format!(
                 "invalid tar={other:?} (true or false)"
             )))
         }
-    }
+    };
     Ok(ArchiveExport {
         format,
         names,
         index,
+        tar,
     })
 }
 
@@ -185,7 +183,14 @@ pub async fn export(
                     Ok(s) => output::export_archive(daemon, &vertex, &s, &id, export).await,
                     Err(e) => Err(Status::failed_precondition(e.message)),
                 };
-                vertex.finish(sent)?;
+                if let Some(manifest) = vertex.finish(sent)? {
+                    let json = serde_json::to_vec(&manifest)
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                    response.insert(
+                        "containerimage.descriptor".to_owned(),
+                        base64::engine::general_purpose::STANDARD.encode(json),
+                    );
+                }
                 if let Some(first) = export.names.first() {
                     response.insert("image.name".to_owned(), first.to_string());
                 }

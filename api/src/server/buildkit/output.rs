@@ -16,10 +16,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use hutch_builder::exec::cache_store::CacheStore;
 use hutch_builder::exec::rootfs::Export;
 use hutch_builder::exec::BuildTmp;
 use hutch_images::archive::ArchiveFormat;
-use hutch_images::Reference;
+use hutch_images::oci::Descriptor;
+use hutch_images::{Digest, Reference};
 use tokio::sync::mpsc;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
@@ -52,22 +54,32 @@ pub struct FileExport {
 }
 
 /// An image archive exporter: the archive's format, the names it gives
-/// the image, and the exporter's place among the solve's exporters.
+/// the image, the exporter's place among the solve's exporters, and
+/// whether the client gets a tar (or, `tar=false`, the blobs into its
+/// directory's content store).
 pub struct ArchiveExport {
     pub format: ArchiveFormat,
     pub names: Vec<Reference>,
     pub index: usize,
+    pub tar: bool,
 }
 
-/// Exports image `image_id` to the client as an image archive.
+/// Exports image `image_id` to the client as an image archive. With
+/// `tar=false`, returns the manifest's descriptor, which the client names
+/// in its directory's `index.json`.
 pub async fn export_archive(
     daemon: &Arc<Daemon>,
     vertex: &Vertex,
     session: &Session,
     image_id: &str,
     export: &ArchiveExport,
-) -> Result<(), Status> {
-    receives_files(session)?;
+) -> Result<Option<Descriptor>, Status> {
+    let layout = if export.tar {
+        receives_files(session)?;
+        None
+    } else {
+        Some(super::content::export_store(session).map_err(Status::failed_precondition)?)
+    };
     let task = vertex.status_start("exporting manifest and layers");
     let store = daemon.images.clone();
     let data_root = daemon.data_root.clone();
@@ -85,12 +97,52 @@ pub async fn export_archive(
     .map_err(|e| Status::internal(e.to_string()))?
     .map_err(|e| Status::internal(format!("writing the image archive: {e}")))?;
     task.done();
-    let task = vertex.status_start("sending tarball");
-    let sent = send_tar(session, &tar, export.index).await;
+    let Some(layout) = layout else {
+        let task = vertex.status_start("sending tarball");
+        let sent = send_tar(session, &tar, export.index).await;
+        drop(scratch);
+        sent?;
+        task.done();
+        return Ok(None);
+    };
+    let task = vertex.status_start("sending image layout");
+    let sent = tokio::task::spawn_blocking(move || send_layout(&layout, &tar))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
     drop(scratch);
-    sent?;
+    let manifest = sent.map_err(|e| Status::unknown(format!("sending the image layout: {e}")))?;
     task.done();
-    Ok(())
+    Ok(Some(manifest))
+}
+
+/// Writes the archive's blobs into `store` and returns the manifest its
+/// `index.json` names.
+fn send_layout(store: &dyn CacheStore, tar: &Path) -> Result<Descriptor, String> {
+    let file = std::fs::File::open(tar).map_err(|e| e.to_string())?;
+    let mut archive = tar::Archive::new(file);
+    let mut manifest = None;
+    for entry in archive.entries().map_err(|e| e.to_string())? {
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        let path = path.to_string_lossy();
+        if let Some(hex) = path.strip_prefix("blobs/sha256/").filter(|h| !h.is_empty()) {
+            let desc = Descriptor {
+                media_type: "application/octet-stream".to_owned(),
+                digest: Digest::from_hex(hex).map_err(|e| e.to_string())?,
+                size: entry.size(),
+                annotations: Default::default(),
+                platform: None,
+            };
+            store.put(&desc, &mut entry)?;
+        } else if path == "index.json" {
+            let index: hutch_images::oci::Index =
+                serde_json::from_reader(&mut entry).map_err(|e| e.to_string())?;
+            manifest = index.manifests.into_iter().next();
+        }
+    }
+    let mut manifest = manifest.ok_or("the archive has no manifest")?;
+    manifest.annotations.clear();
+    Ok(manifest)
 }
 
 fn receives_files(session: &Session) -> Result<(), Status> {
