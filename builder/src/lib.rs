@@ -20,6 +20,7 @@ pub use shell::{expand, Env, EnvList};
 pub mod args;
 pub mod evaluate;
 pub mod exec;
+pub mod git_context;
 pub mod history;
 pub mod platform;
 pub mod stages;

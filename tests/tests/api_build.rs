@@ -316,7 +316,10 @@ fn docker_build_errors() -> Result<()> {
             "/build?dockerfile=../../etc/passwd",
             "Cannot locate specified Dockerfile",
         ),
-        ("/build?remote=https://example.com/x.git", "remote context"),
+        (
+            "/build?remote=https://example.com/ctx.tar.gz",
+            "remote context",
+        ),
         ("/build?t=Bad:Name", "invalid reference format"),
         ("/build?networkmode=container:x", "not supported for builds"),
     ];

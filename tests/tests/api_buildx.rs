@@ -288,8 +288,9 @@ fn buildx_dockerfile_elsewhere_large_and_many_files() -> Result<()> {
     ])?;
     ensure!(run.contains(&want) && run.contains("400"), "{run}");
 
-    // A git URL is not a context hutch fetches: said so.
-    let out = buildx(&daemon, &["build", "https://example.invalid/repo.git"])?;
+    // A remote context other than git (a tarball's URL) is not one hutch
+    // fetches: said so (build_git.rs has the git ones).
+    let out = buildx(&daemon, &["build", "https://example.invalid/ctx.tar.gz"])?;
     let t = text(&out);
     ensure!(
         !out.status.success() && t.contains("remote build context"),

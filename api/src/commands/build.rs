@@ -136,6 +136,30 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
             data_root.display()
         )
     })?;
+    // A git URL for the context: cloned into a scratch entry of its own,
+    // and `-f` read inside the clone, as for docker build's remote
+    // contexts.
+    let mut git_scratch = None;
+    let (context, dockerfile) = match args
+        .context
+        .to_str()
+        .filter(|c| hutch_builder::git_context::is_git_url(c))
+    {
+        Some(url) => {
+            let git =
+                hutch_builder::git_context::GitContext::parse(url).map_err(anyhow::Error::msg)?;
+            let scratch = git_scratch.insert(
+                BuildTmp::create(&data_root, "context")
+                    .context("creating a directory for the git context")?,
+            );
+            let dir = git
+                .fetch(&scratch.path().join("repo"))
+                .map_err(|e| anyhow::anyhow!("the git context {}: {e}", git.url))?;
+            let file = args.file.as_ref().map(|f| dir.join(f));
+            (dir, file)
+        }
+        None => (args.context.clone(), args.file.clone()),
+    };
     let mut secrets = HashMap::new();
     for s in &args.secret {
         let (id, path) = parse_secret(s, scratch.path())?;
@@ -165,8 +189,8 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         .map(super::build_output::BuildOutput::parse)
         .transpose()?;
     let opts = BuildOptions {
-        context: args.context.clone(),
-        dockerfile: args.file.clone(),
+        context,
+        dockerfile,
         tags: args.tag.clone(),
         build_args,
         target: args.target.clone(),
@@ -203,7 +227,8 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         cache_from,
         cache_to,
         // The context is the user's own directory: a rebuild finds it again.
-        remember_context_hashes: true,
+        // A clone's fresh paths never match again.
+        remember_context_hashes: git_scratch.is_none(),
     };
     let registry = RegistryRequest {
         settings: hutch_images::registry::RegistrySettings::from_env(),

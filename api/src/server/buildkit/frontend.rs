@@ -46,6 +46,8 @@ struct Attrs {
     /// The path of a context the client uploads as a tar (`docker build -
     /// < ctx.tar`): its `Upload` service serves it.
     upload: Option<String>,
+    /// A git URL for the context: cloned by the daemon.
+    git: Option<hutch_builder::git_context::GitContext>,
     /// `dockerfilekey`: the Dockerfile comes from that local even when the
     /// context is uploaded.
     own_dockerfile: bool,
@@ -111,14 +113,20 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
     // the one `contextkey` names) holds a git or http(s) URL, as BuildKit's
     // dockerfile frontend reads them.
     let context_key = attrs.get("contextkey").map_or("context", String::as_str);
-    let mut upload = None;
+    let (mut upload, mut git) = (None, None);
     if let Some(remote) = attrs.get(context_key).filter(|v| !v.is_empty()) {
         match remote.strip_prefix(UPLOAD_URL) {
             Some(path) => upload = Some(format!("/{path}")),
+            None if hutch_builder::git_context::is_git_url(remote) => {
+                git = Some(
+                    hutch_builder::git_context::GitContext::parse(remote)
+                        .map_err(Status::invalid_argument)?,
+                )
+            }
             None => {
                 return Err(Status::unimplemented(format!(
-                    "a remote build context ({remote}) is not supported by hutch: \
-                     build from a directory or a tar on stdin"
+                    "a remote build context ({remote}) is not supported by hutch unless it \
+                     is a git repository: build from a directory or a tar on stdin"
                 )))
             }
         }
@@ -130,6 +138,7 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
     }
     Ok(Attrs {
         upload,
+        git,
         own_dockerfile: attrs.contains_key("dockerfilekey"),
         named,
         dockerfile_local: local_name(attrs, "dockerfilekey", "dockerfile"),
@@ -206,6 +215,17 @@ pub async fn solve(
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| Status::internal(format!("creating the context directory: {e}")))?;
     let (context_dir, dockerfile, _uploaded) = match attrs.upload.clone() {
+        None if attrs.git.is_some() => {
+            let cloned = load_git(solve, &attrs, scratch.path()).await?;
+            let dockerfile = if attrs.own_dockerfile {
+                load_dockerfile(&session, solve, &attrs, scratch.path()).await?
+            } else {
+                cloned
+                    .dockerfile(Some(&attrs.filename))
+                    .map_err(|e| Status::not_found(e.message))?
+            };
+            (cloned.root().to_path_buf(), dockerfile, Some(cloned))
+        }
         None => {
             let dockerfile = load_dockerfile(&session, solve, &attrs, scratch.path()).await?;
             let excludes =
@@ -235,11 +255,7 @@ pub async fn solve(
                     .dockerfile(Some(&attrs.filename))
                     .map_err(|e| Status::not_found(e.message))?
             };
-            (
-                uploaded.dir.path().to_path_buf(),
-                dockerfile,
-                Some(uploaded),
-            )
+            (uploaded.root().to_path_buf(), dockerfile, Some(uploaded))
         }
     };
     attrs.opts.named_contexts =
@@ -254,6 +270,24 @@ pub async fn solve(
     attrs.opts.context = context_dir;
     attrs.opts.dockerfile = Some(dockerfile);
     run(daemon, solve, attrs.opts, scratch).await
+}
+
+/// Clones the git context, as BuildKit's `[internal] load git source`.
+async fn load_git(
+    solve: &Arc<Solve>,
+    attrs: &Attrs,
+    scratch: &Path,
+) -> Result<build_context::Context, Status> {
+    let Some(git) = attrs.git.clone() else {
+        return Err(Status::internal("no git context"));
+    };
+    let vertex = Vertex::start(solve, &format!("[internal] load git source {}", git.url));
+    let dir = scratch.join("git");
+    let cloned = tokio::task::spawn_blocking(move || build_context::clone(&git, &dir))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::invalid_argument(e.message));
+    vertex.finish(cloned)
 }
 
 /// The `--build-context`s: a directory fetched from the client's local of

@@ -122,6 +122,8 @@ pub fn cancel_all(limit: Duration) {
 /// The query of `POST /build`, checked before the context is read.
 struct Request {
     opts: BuildOptions,
+    /// `remote=` a git URL: the context is cloned, the body ignored.
+    git: Option<hutch_builder::git_context::GitContext>,
     dockerfile: Option<String>,
     quiet: bool,
     rm: bool,
@@ -130,12 +132,19 @@ struct Request {
 
 fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
     let q = &req.query;
-    if let Some(remote) = q.non_empty("remote") {
-        return Err(ApiError::bad_request(format!(
-            "building from a remote context ({remote}) is not supported by hutch: \
-             send the context as the request body (docker build DIR)"
-        )));
-    }
+    let git = match q.non_empty("remote") {
+        None => None,
+        Some(remote) if hutch_builder::git_context::is_git_url(remote) => Some(
+            hutch_builder::git_context::GitContext::parse(remote).map_err(ApiError::bad_request)?,
+        ),
+        Some(remote) => {
+            return Err(ApiError::bad_request(format!(
+                "building from a remote context ({remote}) is not supported by hutch \
+                 unless it is a git repository: send the context as the request body \
+                 (docker build DIR)"
+            )))
+        }
+    };
     if q.non_empty("version") == Some("2") {
         return Err(ApiError::bad_request(
             "BuildKit sessions (version=2) are not supported by hutch: it serves the \
@@ -256,6 +265,7 @@ fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
     };
     Ok(Request {
         opts,
+        git,
         dockerfile,
         quiet: q.bool("q"),
         // moby's default is rm=true; the CLI always sends it.
@@ -317,19 +327,24 @@ async fn build(req: ApiRequest) -> Reply {
     let daemon = req.daemon.clone();
     let data_root = daemon.data_root.clone();
     let body = req.body_reader();
+    let git = parsed.git.clone();
     // The context goes into a locked entry of builder/tmp, so a daemon that
     // dies mid-build leaves nothing the next build does not sweep.
     let (scratch, context) = tokio::task::spawn_blocking(move || {
         let scratch = BuildTmp::create(&data_root, "context")
             .map_err(|e| ApiError::internal(format!("creating the context directory: {e}")))?;
-        let context = build_context::unpack(body, scratch.path())?;
+        let context = match &git {
+            // (The CLI sends no body with a remote context.)
+            Some(git) => build_context::clone(git, scratch.path())?,
+            None => build_context::unpack(body, scratch.path())?,
+        };
         Ok::<_, ApiError>((scratch, context))
     })
     .await
     .map_err(|e| ApiError::internal(format!("unpacking the build context: {e}")))??;
     let mut opts = parsed.opts;
     opts.dockerfile = Some(context.dockerfile(parsed.dockerfile.as_deref())?);
-    opts.context = context.dir.path().to_path_buf();
+    opts.context = context.root().to_path_buf();
 
     let cancel = Arc::new(AtomicBool::new(false));
     // A client gone before the response task takes over drops this future:

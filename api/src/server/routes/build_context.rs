@@ -3,18 +3,24 @@
 //! crate's layer unpacker, whose every path is resolved inside the
 //! directory by the kernel (a `..` or a symlink cannot lead an entry out),
 //! with its size and decompression-ratio limits. Then the Dockerfile is
-//! located inside it, symlinks resolved, as moby does.
+//! located inside it, symlinks resolved, as moby does. A git context
+//! (`remote=` a git URL) is cloned instead (`hutch_builder::git_context`).
 
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
+use hutch_builder::git_context::GitContext;
 use hutch_images::unpack::{unpack_layer, UnpackLimits};
 
 use super::super::error::ApiError;
 
-/// The unpacked context; the directory goes when this is dropped.
+/// The unpacked (or cloned) context; the directory goes when this is
+/// dropped.
 pub struct Context {
-    pub dir: tempfile::TempDir,
+    /// Held for its Drop, which removes the directory.
+    _dir: tempfile::TempDir,
+    /// The context's root: `dir`, or a directory of a git repository.
+    root: PathBuf,
 }
 
 /// Magic bytes of the compressions moby accepts that the unpacker does not
@@ -48,17 +54,37 @@ pub fn unpack(body: impl Read + Send, tmp: &Path) -> Result<Context, ApiError> {
     unpack_layer(reader, dir.path(), UnpackLimits::default()).map_err(|e| {
         ApiError::bad_request(format!("the build context is not a valid archive: {e}"))
     })?;
-    Ok(Context { dir })
+    let root = dir.path().to_path_buf();
+    Ok(Context { _dir: dir, root })
+}
+
+/// Clones the git context `git` under `tmp`. Blocking: run it on a
+/// blocking thread.
+pub fn clone(git: &GitContext, tmp: &Path) -> Result<Context, ApiError> {
+    std::fs::create_dir_all(tmp)
+        .map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp.display())))?;
+    let dir = tempfile::Builder::new()
+        .prefix("git-")
+        .tempdir_in(tmp)
+        .map_err(|e| ApiError::internal(format!("creating the context directory: {e}")))?;
+    let root = git
+        .fetch(&dir.path().join("repo"))
+        .map_err(|e| ApiError::bad_request(format!("the git context {}: {e}", git.url)))?;
+    Ok(Context { _dir: dir, root })
 }
 
 impl Context {
+    /// The context's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The Dockerfile named `name` (relative to the context root; default
     /// `Dockerfile`, then `dockerfile` as moby falls back), which must
     /// resolve to a file inside the context.
     pub fn dockerfile(&self, name: Option<&str>) -> Result<PathBuf, ApiError> {
         let root = self
-            .dir
-            .path()
+            .root
             .canonicalize()
             .map_err(|e| ApiError::internal(format!("the context directory: {e}")))?;
         let candidates: Vec<&str> = match name {
