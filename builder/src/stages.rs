@@ -31,11 +31,13 @@ pub enum NamedContext {
     Image(String),
     /// A directory (a path, or buildx's `local:` context).
     Dir(std::path::PathBuf),
+    /// A git repository: the caller clones it and passes a `Dir`.
+    Git(crate::git_context::GitContext),
 }
 
 impl NamedContext {
-    /// `docker-image://REF` or a directory path, as `--build-context`
-    /// takes them; other kinds are refused.
+    /// `docker-image://REF`, a git URL or a directory path, as
+    /// `--build-context` takes them; other kinds are refused.
     pub fn parse(value: &str) -> Result<NamedContext, String> {
         if let Some(r) = value.strip_prefix("docker-image://") {
             if r.is_empty() {
@@ -43,15 +45,15 @@ impl NamedContext {
             }
             return Ok(NamedContext::Image(r.to_owned()));
         }
+        if crate::git_context::is_git_url(value) {
+            return crate::git_context::GitContext::parse(value).map(NamedContext::Git);
+        }
         let scheme = value.split_once("://").map(|(s, _)| s);
         if let Some(scheme) = scheme {
             return Err(format!(
-                "{scheme}:// build contexts are not supported by hutch (a directory or \
-                 docker-image://REF)"
+                "{scheme}:// build contexts are not supported by hutch (a directory, a git \
+                 repository or docker-image://REF)"
             ));
-        }
-        if value.ends_with(".git") || value.starts_with("git@") {
-            return Err("git build contexts are not supported by hutch".into());
         }
         Ok(NamedContext::Dir(std::path::PathBuf::from(value)))
     }
@@ -69,6 +71,12 @@ impl BuildPlan {
     ) -> Result<(), String> {
         if named.is_empty() {
             return Ok(());
+        }
+        if let Some((name, _)) = named
+            .iter()
+            .find(|(_, c)| matches!(c, NamedContext::Git(_)))
+        {
+            return Err(format!("the git build context {name} was not fetched"));
         }
         let normalize = |n: &str| {
             hutch_images::Reference::parse(n)
@@ -89,7 +97,7 @@ impl BuildPlan {
                 match lookup(name) {
                     Some(NamedContext::Image(r)) => *source = Source::Image(r.clone()),
                     Some(NamedContext::Dir(d)) => *source = Source::Local(d.clone()),
-                    None => {}
+                    Some(NamedContext::Git(_)) | None => {}
                 }
             }
         };
@@ -451,11 +459,19 @@ mod tests {
             NamedContext::parse("../shared"),
             Ok(NamedContext::Dir("../shared".into()))
         );
+        assert!(matches!(
+            NamedContext::parse("https://example.com/r.git#v1:sub"),
+            Ok(NamedContext::Git(g)) if g.subdir.as_deref() == Some("sub")
+        ));
+        assert!(matches!(
+            NamedContext::parse("git@example.com:r.git"),
+            Ok(NamedContext::Git(_))
+        ));
         for bad in [
             "docker-image://",
             "oci-layout:///l",
-            "https://example.com/r.git",
-            "git@example.com:r.git",
+            "https://example.com/ctx.tar",
+            "https://example.com/r.git#main:../..",
         ] {
             assert!(NamedContext::parse(bad).is_err(), "{bad}");
         }

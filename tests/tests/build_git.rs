@@ -2,7 +2,7 @@
 //! pod (tests reach no outside host): `docker build URL#ref:dir` through
 //! the classic API (`remote=`) and through buildx (the context attribute),
 //! and daemonless `hutch build URL`; branches, tags, a context directory,
-//! `.git` left out; a ref that is not there, a directory that leads out of
+//! `.git` left out; named contexts from git (`--build-context NAME=URL`); a ref that is not there, a directory that leads out of
 //! the repository by a symlink or by `..`, and URLs that are not git
 //! refused with their reasons.
 //!
@@ -111,6 +111,37 @@ fn git_contexts_through_every_client() -> Result<()> {
     ensure!(out.status.success(), "hutch build: {}", text(&out));
     let seen = daemon.docker_ok(&["run", "--rm", "hutchgit", "cat", "/src/msg"])?;
     ensure!(seen == "main-msg\n", "{seen}");
+
+    // A named context from git (`--build-context NAME=URL`), through
+    // buildx and hutch build.
+    let local = Ctx::new(&[(
+        "Dockerfile",
+        "FROM busybox\nCOPY --from=repo msg /from-repo\nCOPY --from=sub data.txt /from-sub\n",
+    )])?;
+    let named = [
+        "--build-context",
+        &format!("repo={URL}#feature"),
+        "--build-context",
+        &format!("sub={URL}#v1:sub"),
+    ];
+    let out = daemon
+        .docker_buildx()?
+        .args(["build", "--progress=plain", "-t", "named1"])
+        .args(named)
+        .arg(local.arg())
+        .output()?;
+    ensure!(out.status.success(), "{}", text(&out));
+    let out = pod
+        .exec(hutch_bin())
+        .args(["build", "-q", "-t", "named2"])
+        .args(named)
+        .arg(local.arg())
+        .output()?;
+    ensure!(out.status.success(), "hutch build: {}", text(&out));
+    for image in ["named1", "named2"] {
+        let seen = daemon.docker_ok(&["run", "--rm", image, "cat", "/from-repo", "/from-sub"])?;
+        ensure!(seen == "feature-msg\nsub-data\n", "{image}: {seen}");
+    }
 
     // Refused, with the reason.
     for (context, want) in [

@@ -203,7 +203,7 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         cache_stores: Some(std::sync::Arc::new(
             hutch_builder::exec::cache_store::LocalDirs,
         )),
-        named_contexts: named_contexts(&args.build_context)?,
+        named_contexts: named_contexts(&args.build_context, &scratch.path().join("contexts"))?,
         extra_hosts: args.add_host.clone(),
         shm_size: args
             .shm_size
@@ -383,6 +383,7 @@ fn ssh_agents(
 /// `--build-context NAME=DIR|docker-image://REF`.
 fn named_contexts(
     specs: &[String],
+    scratch: &std::path::Path,
 ) -> anyhow::Result<std::collections::BTreeMap<String, hutch_builder::NamedContext>> {
     let mut out = std::collections::BTreeMap::new();
     for spec in specs {
@@ -400,6 +401,13 @@ fn named_contexts(
                     "--build-context {name}: {} is not a directory",
                     dir.display()
                 );
+                hutch_builder::NamedContext::Dir(dir)
+            }
+            hutch_builder::NamedContext::Git(git) => {
+                let repo = scratch.join(format!("named-{}", out.len()));
+                let dir = git
+                    .fetch(&repo)
+                    .map_err(|e| anyhow::anyhow!("--build-context {name} ({}): {e}", git.url))?;
                 hutch_builder::NamedContext::Dir(dir)
             }
             image => image,

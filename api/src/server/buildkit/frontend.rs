@@ -312,8 +312,23 @@ async fn named_contexts(
             fetch_into(session, solve, &label, source, &dir).await?;
             NamedContext::Dir(dir)
         } else {
-            NamedContext::parse(value)
+            match NamedContext::parse(value)
                 .map_err(|e| Status::unimplemented(format!("build context {name}={value}: {e}")))?
+            {
+                NamedContext::Git(git) => {
+                    let label = format!("[context {name}] load git source {}", git.url);
+                    let vertex = Vertex::start(solve, &label);
+                    let repo = scratch.join(format!("named-{n}"));
+                    let fetched = tokio::task::spawn_blocking(move || git.fetch(&repo))
+                        .await
+                        .map_err(|e| Status::internal(e.to_string()))?
+                        .map_err(|e| {
+                            Status::invalid_argument(format!("build context {name}={value}: {e}"))
+                        });
+                    NamedContext::Dir(vertex.finish(fetched)?)
+                }
+                other => other,
+            }
         };
         out.insert(name.clone(), context);
     }
