@@ -22,6 +22,7 @@ pub mod evaluate;
 pub mod exec;
 pub mod git_context;
 pub mod history;
+pub mod oci_context;
 pub mod platform;
 pub mod stages;
 

@@ -33,6 +33,9 @@ pub enum NamedContext {
     Dir(std::path::PathBuf),
     /// A git repository: the caller clones it and passes a `Dir`.
     Git(crate::git_context::GitContext),
+    /// An image in an OCI layout: the caller loads it and passes an
+    /// `Image` by ID.
+    OciLayout(crate::oci_context::OciLayoutRef),
 }
 
 impl NamedContext {
@@ -45,6 +48,9 @@ impl NamedContext {
             }
             return Ok(NamedContext::Image(r.to_owned()));
         }
+        if let Some(layout) = value.strip_prefix("oci-layout://") {
+            return crate::oci_context::OciLayoutRef::parse(layout).map(NamedContext::OciLayout);
+        }
         if crate::git_context::is_git_url(value) {
             return crate::git_context::GitContext::parse(value).map(NamedContext::Git);
         }
@@ -52,7 +58,7 @@ impl NamedContext {
         if let Some(scheme) = scheme {
             return Err(format!(
                 "{scheme}:// build contexts are not supported by hutch (a directory, a git \
-                 repository or docker-image://REF)"
+                 repository, oci-layout://PATH or docker-image://REF)"
             ));
         }
         Ok(NamedContext::Dir(std::path::PathBuf::from(value)))
@@ -72,11 +78,10 @@ impl BuildPlan {
         if named.is_empty() {
             return Ok(());
         }
-        if let Some((name, _)) = named
-            .iter()
-            .find(|(_, c)| matches!(c, NamedContext::Git(_)))
-        {
-            return Err(format!("the git build context {name} was not fetched"));
+        let unresolved =
+            |c: &NamedContext| matches!(c, NamedContext::Git(_) | NamedContext::OciLayout(_));
+        if let Some((name, _)) = named.iter().find(|(_, c)| unresolved(c)) {
+            return Err(format!("the build context {name} was not fetched"));
         }
         let normalize = |n: &str| {
             hutch_images::Reference::parse(n)
@@ -97,7 +102,7 @@ impl BuildPlan {
                 match lookup(name) {
                     Some(NamedContext::Image(r)) => *source = Source::Image(r.clone()),
                     Some(NamedContext::Dir(d)) => *source = Source::Local(d.clone()),
-                    Some(NamedContext::Git(_)) | None => {}
+                    Some(NamedContext::Git(_) | NamedContext::OciLayout(_)) | None => {}
                 }
             }
         };
@@ -469,7 +474,7 @@ mod tests {
         ));
         for bad in [
             "docker-image://",
-            "oci-layout:///l",
+            "oci-layout://",
             "https://example.com/ctx.tar",
             "https://example.com/r.git#main:../..",
         ] {

@@ -589,15 +589,111 @@ fn named_build_contexts() -> Result<()> {
         "{}",
         text(&refused)
     );
+    daemon.stop()?;
+    pod.stop()
+}
+
+/// `--build-context NAME=oci-layout://DIR`: one build writes its image to
+/// a directory (`-o type=oci,tar=false`), the image leaves the store, and
+/// the next build stands on the layout, read through buildx's session
+/// and by `hutch build` from the directory; a layer changed in the layout
+/// fails the build by its digest.
+#[test]
+fn oci_layout_build_contexts() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    let first = Ctx::new(&[(
+        "Dockerfile",
+        &format!("FROM {base}\nRUN echo from-layout > /layer.txt\n"),
+    )])?;
+    let out = buildx(
+        &daemon,
+        &[
+            "build",
+            "--progress=plain",
+            "--iidfile",
+            "/tmp/iid",
+            "-o",
+            "type=oci,dest=/tmp/layout,tar=false",
+            &first.arg(),
+        ],
+    )?;
+    ensure!(out.status.success(), "{}", text(&out));
+    let id = ok(&pod.exec("/bin/cat").arg("/tmp/iid").output()?, "iidfile")?;
+    daemon.docker_ok(&["image", "rm", id.trim()])?;
+    ok(
+        &buildx(&daemon, &["builder", "prune", "-af"])?,
+        "builder prune",
+    )?;
+
+    let second = Ctx::new(&[("Dockerfile", "FROM app-base\nRUN cat /layer.txt > /seen\n")])?;
+    let named = ["--build-context", "app-base=oci-layout:///tmp/layout"];
+    let out = buildx(
+        &daemon,
+        &[
+            &["build", "--progress=plain", "-t", "on-layout"][..],
+            &named[..],
+            &[&second.arg()],
+        ]
+        .concat(),
+    )?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(t.contains("[context app-base] OCI load from client"), "{t}");
+    let seen = daemon.docker_ok(&["run", "--rm", "on-layout", "cat", "/seen"])?;
+    ensure!(seen == "from-layout\n", "{seen}");
     let out = pod
         .exec(hutch_bin())
-        .args(["build", "--build-context", "x=oci-layout:///l", &ctx.arg()])
+        .args(["build", "-q", "-t", "on-layout-2"])
+        .args(named)
+        .arg(second.arg())
         .output()?;
-    ensure!(
-        !out.status.success() && text(&out).contains("oci-layout:// build contexts"),
-        "{}",
-        text(&out)
-    );
+    ensure!(out.status.success(), "hutch build: {}", text(&out));
+    let ids = daemon.docker_ok(&["inspect", "-f", "{{.Id}}", "on-layout", "on-layout-2"])?;
+    let ids: Vec<&str> = ids.lines().collect();
+    ensure!(ids.len() == 2 && ids[0] == ids[1], "{ids:?}");
+
+    // A forged layer: refused by its digest, nothing built.
+    daemon.docker_ok(&["image", "rm", "on-layout", "on-layout-2", id.trim()])?;
+    let manifest = ok(
+        &pod.exec("/bin/sh")
+            .args([
+                "-c",
+                "d=$(sed 's/.*sha256:\\([0-9a-f]*\\).*/\\1/' /tmp/layout/index.json); \
+                 cat /tmp/layout/blobs/sha256/$d",
+            ])
+            .output()?,
+        "the layout's manifest",
+    )?;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest)?;
+    let layer = manifest["layers"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(|l| l["digest"].as_str())
+        .and_then(|d| d.strip_prefix("sha256:"))
+        .context("no layer in the layout's manifest")?
+        .to_owned();
+    ok(
+        &pod.exec("/bin/sh")
+            .args([
+                "-c",
+                &format!("chmod u+w /tmp/layout/blobs/sha256/{layer}; echo forged > /tmp/layout/blobs/sha256/{layer}"),
+            ])
+            .output()?,
+        "forging a layer",
+    )?;
+    let out = buildx(
+        &daemon,
+        &[
+            &["build", "--progress=plain"][..],
+            &named[..],
+            &[&second.arg()],
+        ]
+        .concat(),
+    )?;
+    let t = text(&out);
+    ensure!(!out.status.success() && t.contains(&layer), "{t}");
     daemon.stop()?;
     pod.stop()
 }

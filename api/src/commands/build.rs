@@ -203,7 +203,12 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         cache_stores: Some(std::sync::Arc::new(
             hutch_builder::exec::cache_store::LocalDirs,
         )),
-        named_contexts: named_contexts(&args.build_context, &scratch.path().join("contexts"))?,
+        named_contexts: named_contexts(
+            &args.build_context,
+            &scratch.path().join("contexts"),
+            &store,
+            platform.as_ref(),
+        )?,
         extra_hosts: args.add_host.clone(),
         shm_size: args
             .shm_size
@@ -384,6 +389,8 @@ fn ssh_agents(
 fn named_contexts(
     specs: &[String],
     scratch: &std::path::Path,
+    images: &hutch_images::ImageStore,
+    platform: Option<&hutch_builder::Platform>,
 ) -> anyhow::Result<std::collections::BTreeMap<String, hutch_builder::NamedContext>> {
     let mut out = std::collections::BTreeMap::new();
     for spec in specs {
@@ -402,6 +409,22 @@ fn named_contexts(
                     dir.display()
                 );
                 hutch_builder::NamedContext::Dir(dir)
+            }
+            hutch_builder::NamedContext::OciLayout(layout) => {
+                use hutch_builder::exec::cache_store::CacheStores;
+                let store = hutch_builder::exec::cache_store::LocalDirs
+                    .open(&layout.store)
+                    .map_err(anyhow::Error::msg)?;
+                let tmp = scratch.join(format!("named-{}", out.len()));
+                let id = hutch_builder::oci_context::import(
+                    store.as_ref(),
+                    &layout,
+                    platform,
+                    images,
+                    &tmp,
+                )
+                .map_err(|e| anyhow::anyhow!("--build-context {name}: {e}"))?;
+                hutch_builder::NamedContext::Image(id.to_string())
             }
             hutch_builder::NamedContext::Git(git) => {
                 let repo = scratch.join(format!("named-{}", out.len()));

@@ -466,7 +466,9 @@ impl Executor {
         let stored = ImageState::load(&self.store, name).ok();
         let stored_platform = stored.as_ref().and_then(ImageState::platform);
         let fits = |p: &Option<crate::Platform>| p.as_ref().is_none_or(|p| platform.accepts(p));
-        if !ctx.opts.pull && fits(&stored_platform) {
+        // An image by ID (an oci-layout context) is not pulled, --pull or not.
+        let by_id = name.starts_with("sha256:");
+        if (!ctx.opts.pull || by_id) && fits(&stored_platform) {
             if let Some(img) = stored {
                 return Ok(img);
             }

@@ -92,6 +92,21 @@ pub fn export_store(session: &Session) -> Result<SessionStore, String> {
     })
 }
 
+/// The OCI layout buildx serves for `--build-context NAME=oci-layout://`
+/// (store `oci:STORE`, STORE the name buildx gave it). Call on the
+/// runtime; use from a blocking thread.
+pub fn oci_store(session: &Session, store: &str) -> Result<SessionStore, String> {
+    if !session.serves(READ) {
+        return Err("the client does not serve the OCI layout on its session".into());
+    }
+    Ok(SessionStore {
+        id: format!("oci:{store}"),
+        session: session.clone(),
+        solve: None,
+        runtime: Handle::current(),
+    })
+}
+
 pub struct SessionStore {
     id: String,
     session: Session,

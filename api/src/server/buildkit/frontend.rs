@@ -258,8 +258,15 @@ pub async fn solve(
             (uploaded.root().to_path_buf(), dockerfile, Some(uploaded))
         }
     };
-    attrs.opts.named_contexts =
-        named_contexts(&session, solve, &attrs.named, scratch.path()).await?;
+    attrs.opts.named_contexts = named_contexts(
+        &session,
+        solve,
+        &attrs.named,
+        scratch.path(),
+        &daemon.images,
+        attrs.opts.platform.as_ref(),
+    )
+    .await?;
     attrs.opts.registry_auths = base_image_credentials(&session, &dockerfile, &attrs.opts).await;
     attrs.opts.secret_source = Some(Arc::new(SessionSecrets::new(
         session.clone(),
@@ -297,6 +304,8 @@ async fn named_contexts(
     solve: &Arc<Solve>,
     named: &BTreeMap<String, String>,
     scratch: &Path,
+    images: &hutch_images::ImageStore,
+    platform: Option<&hutch_builder::Platform>,
 ) -> Result<BTreeMap<String, NamedContext>, Status> {
     let mut out = BTreeMap::new();
     for (n, (name, value)) in named.iter().enumerate() {
@@ -326,6 +335,27 @@ async fn named_contexts(
                             Status::invalid_argument(format!("build context {name}={value}: {e}"))
                         });
                     NamedContext::Dir(vertex.finish(fetched)?)
+                }
+                NamedContext::OciLayout(layout) => {
+                    let label = format!("[context {name}] OCI load from client");
+                    let vertex = Vertex::start(solve, &label);
+                    let store = super::content::oci_store(session, &layout.store)
+                        .map_err(Status::failed_precondition)?;
+                    let (images, tmp) = (images.clone(), scratch.join(format!("named-{n}")));
+                    let platform = platform.cloned();
+                    let loaded = tokio::task::spawn_blocking(move || {
+                        hutch_builder::oci_context::import(
+                            &store,
+                            &layout,
+                            platform.as_ref(),
+                            &images,
+                            &tmp,
+                        )
+                    })
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(|e| Status::invalid_argument(format!("build context {name}: {e}")));
+                    NamedContext::Image(vertex.finish(loaded)?.to_string())
                 }
                 other => other,
             }
