@@ -26,10 +26,10 @@ pub struct GitContext {
 }
 
 /// Whether `s` names a git repository rather than a directory or another
-/// URL: a `git://`, `git@` or `github.com/` prefix, or an http(s) URL whose
-/// path ends in `.git` (before any `#fragment`).
+/// URL: a `git://`, `git@`, `ssh://` or `github.com/` prefix, or an http(s)
+/// URL whose path ends in `.git` (before any `#fragment`).
 pub fn is_git_url(s: &str) -> bool {
-    if ["git://", "git@", "github.com/"]
+    if ["git://", "git@", "github.com/", "ssh://"]
         .iter()
         .any(|p| s.starts_with(p))
     {
@@ -95,6 +95,12 @@ impl GitContext {
     /// yet) and returns the context directory: `repo` or its subdirectory,
     /// which must resolve inside it. Errors do not repeat the URL.
     pub fn fetch(&self, repo: &Path) -> Result<PathBuf, String> {
+        self.fetch_with(repo, false)
+    }
+
+    /// [`GitContext::fetch`], keeping `.git` when `keep_git_dir` (ADD
+    /// `--keep-git-dir=true`).
+    pub fn fetch_with(&self, repo: &Path, keep_git_dir: bool) -> Result<PathBuf, String> {
         std::fs::create_dir_all(repo).map_err(|e| format!("{}: {e}", repo.display()))?;
         let git = Git { dir: repo };
         git.run(&["init", "-q"])?;
@@ -133,8 +139,10 @@ impl GitContext {
             ])
             .map_err(|e| format!("its submodules: {e}"))?;
         }
-        std::fs::remove_dir_all(repo.join(".git"))
-            .map_err(|e| format!("removing {}/.git: {e}", repo.display()))?;
+        if !keep_git_dir {
+            std::fs::remove_dir_all(repo.join(".git"))
+                .map_err(|e| format!("removing {}/.git: {e}", repo.display()))?;
+        }
         let Some(subdir) = &self.subdir else {
             return Ok(repo.to_path_buf());
         };

@@ -2,7 +2,8 @@
 //! pod (tests reach no outside host): `docker build URL#ref:dir` through
 //! the classic API (`remote=`) and through buildx (the context attribute),
 //! and daemonless `hutch build URL`; branches, tags, a context directory,
-//! `.git` left out; named contexts from git (`--build-context NAME=URL`); a ref that is not there, a directory that leads out of
+//! `.git` left out; named contexts from git (`--build-context NAME=URL`);
+//! ADD of a git repository (with and without `--keep-git-dir`); a ref that is not there, a directory that leads out of
 //! the repository by a symlink or by `..`, and URLs that are not git
 //! refused with their reasons.
 //!
@@ -142,6 +143,42 @@ fn git_contexts_through_every_client() -> Result<()> {
         let seen = daemon.docker_ok(&["run", "--rm", image, "cat", "/from-repo", "/from-sub"])?;
         ensure!(seen == "feature-msg\nsub-data\n", "{image}: {seen}");
     }
+
+    // ADD of a git repository (BuildKit's Dockerfile 1.6): a branch's
+    // checkout without .git, a tag's with --keep-git-dir; a missing ref
+    // fails the step with the Dockerfile's line.
+    let add = Ctx::new(&[(
+        "Dockerfile",
+        &format!("FROM busybox\nADD {URL}#feature /src\nADD --keep-git-dir=true {URL}#v1 /kept\n"),
+    )])?;
+    for via_buildx in [false, true] {
+        let mut cmd = if via_buildx {
+            daemon.docker_buildx()?
+        } else {
+            daemon.docker()
+        };
+        let tag = format!("addgit{}", u8::from(via_buildx));
+        let out = cmd.args(["build", "-t", &tag, &add.arg()]).output()?;
+        ensure!(out.status.success(), "{}", text(&out));
+        let seen = daemon.docker_ok(&[
+            "run",
+            "--rm",
+            &tag,
+            "sh",
+            "-c",
+            "cat /src/msg; ls -a /src /kept | tr '\\n' ' '",
+        ])?;
+        ensure!(seen.starts_with("feature-msg\n"), "{seen}");
+        ensure!(seen.contains("/kept: . .. .git"), "{seen}");
+        ensure!(!seen.contains("/src: . .. .git"), "{seen}");
+    }
+    let bad = Ctx::new(&[("Dockerfile", &format!("FROM busybox\nADD {URL}#nope /x\n"))])?;
+    let out = pod.exec(hutch_bin()).args(["build", &bad.arg()]).output()?;
+    let t = text(&out);
+    ensure!(
+        !out.status.success() && t.contains("Dockerfile:2") && t.contains("\"nope\""),
+        "{t}"
+    );
 
     // Refused, with the reason.
     for (context, want) in [

@@ -184,8 +184,14 @@ fn hutch_build_add_url_errors() -> Result<()> {
             vec!["http://127.0.0.1:1/file".into(), "refused".into()],
         ),
         (
+            // A git URL is cloned (build_git.rs): a server that has no
+            // repository there is git's error.
             format!("ADD {} /src", url("repo.git")),
-            vec!["Dockerfile:2".into(), "git repository".into()],
+            vec![
+                "Dockerfile:2".into(),
+                "repository".into(),
+                "not found".into(),
+            ],
         ),
         (
             format!("COPY {} /x", url("hello.txt")),

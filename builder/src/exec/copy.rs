@@ -75,8 +75,11 @@ pub fn copy_entries(
     let mut urls: Vec<&Fetched> = Vec::new();
     let mut wildcard = false;
     for s in req.sources {
+        // (ADD's git source was cloned and stands here as `.`.)
         if remote::is_git(s) {
-            return Err(BuildError::Copy(remote::git_refused(s)));
+            return Err(BuildError::Copy(format!(
+                "a git repository ({s}) is copied by ADD as its only source"
+            )));
         }
         if remote::is_url(s) {
             if !req.add {

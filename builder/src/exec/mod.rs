@@ -893,6 +893,7 @@ impl Executor {
                         parents: c.parents,
                         checksum: None,
                         unpack: None,
+                        keep_git_dir: false,
                         at: format!("{}:{}", df.file, ins.span.start.line),
                     },
                     sources,
@@ -919,6 +920,7 @@ impl Executor {
                         parents: false,
                         checksum: a.checksum.clone(),
                         unpack: a.unpack,
+                        keep_git_dir: a.keep_git_dir.unwrap_or(false),
                         at: format!("{}:{}", df.file, ins.span.start.line),
                     },
                     sources,
@@ -957,9 +959,26 @@ impl Executor {
             .as_deref()
             .map(|c| Chmod::parse(c).map_err(BuildError::Invalid))
             .transpose()?;
-        // Where the files come from: the context, or a stage's / image's view.
+        // ADD of a git repository: its checkout is the source, as `ADD
+        // DIR/ dest` (`.` of it), cloned into the build's scratch.
+        let git = remote::git_source(&args.sources.paths, args.add, &args.at)?;
+        let mut _clone = None;
+        let dot = [".".to_owned()];
+        let paths: &[String] = if git.is_some() {
+            &dot
+        } else {
+            &args.sources.paths
+        };
+        // Where the files come from: the context, a git checkout, or a
+        // stage's / image's view.
         let mut _view = None;
         let (root, included, keep_owner) = match (&args.from, sources.first()) {
+            _ if git.is_some() => {
+                let (dir, root) =
+                    remote::clone_git(git.as_ref(), &ctx.tmp, args.keep_git_dir, &args.at)?;
+                _clone = Some(dir);
+                (root, None, false)
+            }
             // A directory named as a build context: its files as the
             // context's (owned by root unless --chown).
             (Some(_), Some(Source::Local(dir))) => (dir.clone(), None, false),
@@ -996,12 +1015,7 @@ impl Executor {
         let exclude = crate::dockerignore::DockerIgnore::parse(&args.excludes.join("\n"))
             .map_err(|e| BuildError::Invalid(format!("--exclude: {e}")))?;
         // URL sources: with --checksum the key is complete without them.
-        let fetch = remote::Downloads::plan(
-            &args.sources.paths,
-            args.add,
-            args.checksum.as_deref(),
-            &args.at,
-        )?;
+        let fetch = remote::Downloads::plan(paths, args.add, args.checksum.as_deref(), &args.at)?;
         let mut _claim = None;
         if fetch.key_complete() {
             let Some(claim) = self.cached_or_claim(ctx, &key, img)? else {
@@ -1011,7 +1025,7 @@ impl Executor {
         }
         let fetched = fetch.run(&ctx.tmp, &self.data_root, &self.cancel)?;
         let req = copy::CopyRequest {
-            sources: &args.sources.paths,
+            sources: paths,
             inline: &args.sources.inline,
             dest: &args.sources.dest,
             workdir: &state.workdir,
@@ -1255,6 +1269,8 @@ struct CopyArgs<'a> {
     checksum: Option<String>,
     /// ADD `--unpack`.
     unpack: Option<bool>,
+    /// ADD `--keep-git-dir` of a git source.
+    keep_git_dir: bool,
     /// `Dockerfile:LINE`, for errors about downloads.
     at: String,
 }

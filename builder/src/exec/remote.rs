@@ -3,7 +3,8 @@
 //! bounded memory), checked against `--checksum`, named after the URL path's
 //! last segment and dated by `Last-Modified`. The file is never extracted
 //! (unless `--unpack=true`). A rebuild revalidates the last download
-//! (`httpcache`). Git URLs are refused.
+//! (`httpcache`). A git URL is cloned (`git_context`) and copied as a
+//! directory.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -52,9 +53,6 @@ impl<'a> Downloads<'a> {
                 "{at}: source can't be a URL for COPY ({}): use ADD",
                 redacted(url)
             )));
-        }
-        if let Some(git) = sources.iter().find(|s| is_git(s)) {
-            return Err(BuildError::Copy(format!("{at}: {}", git_refused(git))));
         }
         let urls: Vec<&str> = sources
             .iter()
@@ -130,13 +128,43 @@ impl Downloaded {
     }
 }
 
-/// Why ADD of a git repository fails.
-pub fn git_refused(source: &str) -> String {
-    format!(
-        "ADD of a git repository ({}) is not supported by hutch: clone it in a RUN step, \
-         or COPY a checkout from the build context",
-        redacted(source)
-    )
+/// ADD's git source, when its one source is a git repository (BuildKit
+/// takes no other source beside one).
+pub fn git_source(
+    sources: &[String],
+    add: bool,
+    at: &str,
+) -> Result<Option<crate::git_context::GitContext>, BuildError> {
+    if !add || !sources.iter().any(|s| is_git(s)) {
+        return Ok(None);
+    }
+    if sources.len() != 1 {
+        return Err(BuildError::Copy(format!(
+            "{at}: ADD of a git repository takes it as its only source"
+        )));
+    }
+    crate::git_context::GitContext::parse(&sources[0])
+        .map(Some)
+        .map_err(|e| BuildError::Copy(format!("{at}: {e}")))
+}
+
+/// Clones `git` under `tmp` (removed with the returned directory) and
+/// returns the directory to copy from.
+pub fn clone_git(
+    git: Option<&crate::git_context::GitContext>,
+    tmp: &Path,
+    keep_git_dir: bool,
+    at: &str,
+) -> Result<(tempfile::TempDir, PathBuf), BuildError> {
+    let git = git.ok_or_else(|| BuildError::Invalid("no git source".into()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("add-git-")
+        .tempdir_in(tmp)
+        .map_err(|e| BuildError::io("creating the clone's directory", e))?;
+    let root = git
+        .fetch_with(&dir.path().join("repo"), keep_git_dir)
+        .map_err(|e| BuildError::Copy(format!("{at}: {}: {e}", redacted(&git.url))))?;
+    Ok((dir, root))
 }
 
 /// `http://` or `https://` (what ADD downloads).
