@@ -315,7 +315,32 @@ impl ImageStore {
         let _meta = self.store.locks.meta_exclusive()?;
         let mut index = self.store.records.index()?;
         let (id, _) = self.resolve_in(&index, source)?;
+        // The name is one image now, not a multi-platform build's.
+        index.platforms.remove(&target.to_string());
         index.refs.insert(target.to_string(), id);
+        self.store.records.save_index(&index)?;
+        Ok(())
+    }
+
+    /// Names image `id` `target`, as the image of one platform among
+    /// `platforms` (all of a multi-platform build's images): pushing the
+    /// name then pushes every platform and their index.
+    pub fn tag_platforms(
+        &self,
+        id: &Digest,
+        target: &str,
+        platforms: &[Digest],
+    ) -> Result<(), ImageError> {
+        let target = Reference::parse(target)?;
+        let _meta = self.store.locks.meta_exclusive()?;
+        let mut index = self.store.records.index()?;
+        for p in platforms {
+            self.record(p)?;
+        }
+        index.refs.insert(target.to_string(), id.clone());
+        index
+            .platforms
+            .insert(target.to_string(), platforms.to_vec());
         self.store.records.save_index(&index)?;
         Ok(())
     }
@@ -333,6 +358,7 @@ impl ImageStore {
             let delete = match by_name {
                 Some(name) => {
                     index.refs.remove(&name.to_string());
+                    index.platforms.remove(&name.to_string());
                     removed.push(Removed::Untagged(name.clone()));
                     // Digest names die with the last tag, as in Docker.
                     name.tag().is_none() || tags.iter().all(|t| *t == name)
@@ -349,6 +375,7 @@ impl ImageStore {
             if delete {
                 for n in index.names_of(&id) {
                     index.refs.remove(&n);
+                    index.platforms.remove(&n);
                     if let Ok(r) = Reference::parse(&n) {
                         removed.push(Removed::Untagged(r));
                     }
@@ -456,6 +483,15 @@ impl ImageStore {
                 .get(&reference.to_string())
                 .cloned()
                 .ok_or_else(|| PushError::NotFound(reference.familiar()))?;
+            if let Some(platforms) = index
+                .platforms
+                .get(&reference.to_string())
+                .filter(|p| p.len() > 1 && p.contains(&id))
+                .cloned()
+            {
+                drop(_meta);
+                return self.push_index(name, &platforms, request, progress).await;
+            }
             let record = self.record(&id)?;
             (
                 record.clone(),
@@ -486,6 +522,64 @@ impl ImageStore {
         );
         self.store.records.save_index(&index)?;
         Ok(pushed)
+    }
+
+    /// Pushes the images `ids` (one per platform) to `name`'s repository
+    /// by digest, then an OCI index of them tagged `name`: a
+    /// multi-platform image, as `docker buildx build --platform A,B
+    /// --push` makes one. Returns the index's digest.
+    pub async fn push_index(
+        &self,
+        name: &str,
+        ids: &[Digest],
+        request: &RegistryRequest,
+        progress: Arc<dyn ProgressSink>,
+    ) -> Result<Pushed, ImageError> {
+        let reference = Reference::parse(name)?;
+        let mut records = Vec::with_capacity(ids.len());
+        let mut candidates = Vec::new();
+        {
+            let _meta = self.store.locks.meta_shared()?;
+            let index = self.store.records.index()?;
+            for id in ids {
+                let record = self.record(id)?;
+                for c in self.mount_candidates(&index, &reference, &record)? {
+                    if !candidates.contains(&c) {
+                        candidates.push(c);
+                    }
+                }
+                records.push(record);
+            }
+        }
+        let _content = self.store.locks.content_shared()?;
+        let credential = resolve_credential(request.auth.as_ref(), reference.domain())?;
+        let mut manifests = Vec::with_capacity(records.len());
+        for record in &records {
+            // By digest: only the index gets the tag.
+            let untagged = reference.repository().with_digest(record.id.clone());
+            let pushed = push::push(
+                &self.store,
+                &request.settings,
+                &credential,
+                &untagged,
+                record,
+                &candidates,
+                progress.clone(),
+            )
+            .await?;
+            manifests.push(crate::oci::Descriptor {
+                media_type: pushed.media_type,
+                digest: pushed.digest,
+                size: pushed.size,
+                annotations: Default::default(),
+                platform: Some(crate::oci::Platform {
+                    architecture: record.architecture.clone(),
+                    os: record.os.clone(),
+                    variant: record.variant.clone(),
+                }),
+            });
+        }
+        Ok(push::push_index(&request.settings, &credential, &reference, manifests).await?)
     }
 
     /// Other repositories of the same registry holding images that share

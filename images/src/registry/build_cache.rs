@@ -135,7 +135,7 @@ impl ImageStore {
                 Some(config_desc.size),
             )?;
         }
-        let endpoint = push_endpoint(&request.settings, &reference)?;
+        let endpoint = push::push_endpoint(&request.settings, &reference)?;
         let session = Session::open(&endpoint, &reference, &credential, Access::Push).await?;
         let mut blobs: Vec<Descriptor> = Vec::new();
         for d in layers.iter().chain(std::iter::once(&config_desc)) {
@@ -177,6 +177,7 @@ impl ImageStore {
             reference,
             digest,
             size,
+            media_type: oci::MEDIA_OCI_MANIFEST.to_owned(),
         })
     }
 
@@ -376,17 +377,6 @@ async fn fetch_cache_on(
 }
 
 /// Pushes go to the registry itself, never to a mirror.
-fn push_endpoint(
-    settings: &RegistrySettings,
-    reference: &Reference,
-) -> Result<Endpoint, PushError> {
-    settings
-        .endpoints(reference.domain())
-        .into_iter()
-        .find(|e| !e.mirror)
-        .ok_or_else(|| PushError::Invalid("no registry endpoint".into()))
-}
-
 /// A cache lives in the registry it names: mirrors (of Docker Hub images)
 /// are not asked for it.
 fn pull_endpoints(settings: &RegistrySettings, reference: &Reference) -> Vec<Endpoint> {

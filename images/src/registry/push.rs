@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt;
 
 use super::auth::Credential;
 use super::client::{Access, RegistryError, Session};
-use super::config::RegistrySettings;
+use super::config::{Endpoint, RegistrySettings};
 use crate::digest::Digest;
 use crate::oci::{self, Descriptor, Manifest};
 use crate::progress::{ProgressEvent, ProgressSink};
@@ -44,6 +44,8 @@ pub struct Pushed {
     pub reference: Reference,
     pub digest: Digest,
     pub size: u64,
+    /// The manifest's (or index's) media type.
+    pub media_type: String,
 }
 
 /// How a blob got to the registry, for progress messages.
@@ -69,11 +71,7 @@ pub async fn push(
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| PushError::Invalid(format!("stored manifest {digest}: {e}")))?;
     // Push goes to the registry itself, never to a mirror.
-    let endpoint = settings
-        .endpoints(reference.domain())
-        .into_iter()
-        .find(|e| !e.mirror)
-        .ok_or_else(|| PushError::Invalid("no registry endpoint".into()))?;
+    let endpoint = push_endpoint(settings, reference)?;
     let session = Session::open(&endpoint, reference, credential, Access::Push).await?;
 
     let mut blobs: Vec<Descriptor> = manifest.layers.clone();
@@ -120,7 +118,56 @@ pub async fn push(
         reference: reference.clone(),
         digest,
         size,
+        media_type,
     })
+}
+
+/// Pushes an OCI index of `manifests` (already in the repository) as
+/// `reference`'s tag.
+pub async fn push_index(
+    settings: &RegistrySettings,
+    credential: &Credential,
+    reference: &Reference,
+    manifests: Vec<Descriptor>,
+) -> Result<Pushed, PushError> {
+    let endpoint = push_endpoint(settings, reference)?;
+    let session = Session::open(&endpoint, reference, credential, Access::Push).await?;
+    let index = crate::oci::Index {
+        schema_version: 2,
+        media_type: Some(crate::oci::MEDIA_OCI_INDEX.to_owned()),
+        manifests,
+        annotations: Default::default(),
+    };
+    let bytes = serde_json::to_vec(&index)
+        .map_err(|e| PushError::Invalid(format!("encoding the image index: {e}")))?;
+    let digest = Digest::of(&bytes);
+    let size = bytes.len() as u64;
+    session
+        .push_manifest(
+            reference.tag(),
+            &digest,
+            Bytes::from(bytes),
+            crate::oci::MEDIA_OCI_INDEX,
+        )
+        .await?;
+    Ok(Pushed {
+        reference: reference.clone(),
+        digest,
+        size,
+        media_type: crate::oci::MEDIA_OCI_INDEX.to_owned(),
+    })
+}
+
+/// Where a push goes: the registry itself, never a mirror.
+pub(crate) fn push_endpoint(
+    settings: &RegistrySettings,
+    reference: &Reference,
+) -> Result<Endpoint, PushError> {
+    settings
+        .endpoints(reference.domain())
+        .into_iter()
+        .find(|e| !e.mirror)
+        .ok_or_else(|| PushError::Invalid("no registry endpoint".into()))
 }
 
 pub(crate) async fn push_blob(

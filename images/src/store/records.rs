@@ -94,6 +94,12 @@ impl ImageRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TagIndex {
     pub refs: BTreeMap<String, Digest>,
+    /// Names of multi-platform images (a build for several platforms):
+    /// the images of every platform, one of which is the name's. A push
+    /// of the name pushes them all and their index; once the name points
+    /// at an image not among them, the entry means nothing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub platforms: BTreeMap<String, Vec<Digest>>,
 }
 
 impl TagIndex {

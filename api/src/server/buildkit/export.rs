@@ -1,9 +1,8 @@
 //! A solve's exporters. The docker driver's image exporter (`moby`, or
 //! `image` as buildctl names it) names the built image in hutch's store,
-//! as dockerd's does (hutch's builder has already written the image), and
-//! with `push=true` (`--push`) pushes each name with the image store's
-//! push, credentials asked of the client's session (its `Auth` service
-//! reads the CLI's config and credential helpers, as for dockerd). The
+//! as dockerd's does (hutch's builder has already written the image);
+//! `push=true` (`--push`) is left to buildx, which pushes each name through
+//! the API afterwards, as with dockerd. The
 //! file exporters `tar` and `local` send the image's files to the client
 //! (`output`), as do `oci` and `docker` the image itself: an OCI image
 //! layout or a docker-archive (what `docker save` writes), as a tar, or
@@ -15,7 +14,7 @@ use base64::Engine as _;
 use std::sync::Arc;
 
 use hutch_images::archive::ArchiveFormat;
-use hutch_images::{NoProgress, Reference, RegistryRequest};
+use hutch_images::Reference;
 use tonic::Status;
 
 use super::super::events::Event;
@@ -35,11 +34,30 @@ pub enum Exporter {
 
 pub struct ImageExport {
     names: Vec<String>,
-    push: bool,
 }
 
 /// The request's exporters (the list, or the one of older clients).
 pub fn exporters(req: &SolveRequest) -> Result<Vec<Exporter>, Status> {
+    let exporters = parse_exporters(req)?;
+    let several = req
+        .frontend_attrs
+        .get("platform")
+        .is_some_and(|p| p.split(',').filter(|p| !p.trim().is_empty()).count() > 1);
+    if several && exporters.iter().any(|e| !matches!(e, Exporter::Image(_))) {
+        return Err(several_to_client());
+    }
+    Ok(exporters)
+}
+
+fn several_to_client() -> Status {
+    Status::unimplemented(
+        "exporting a build for several platforms to the client (--output type=local, \
+         tar, oci or docker) is not supported by hutch: push it (--push), or build one \
+         platform",
+    )
+}
+
+fn parse_exporters(req: &SolveRequest) -> Result<Vec<Exporter>, Status> {
     let mut asked: Vec<(&str, &HashMap<String, String>)> = req
         .exporters
         .iter()
@@ -100,7 +118,7 @@ fn image_export(attrs: &HashMap<String, String>) -> Result<ImageExport, Status> 
             "tag is needed when pushing to registry",
         ));
     }
-    Ok(ImageExport { names, push })
+    Ok(ImageExport { names })
 }
 
 /// `type=oci|docker[,name=N][,tar=false]`. The other attributes BuildKit
@@ -151,10 +169,14 @@ pub async fn export(
         });
     };
     let id = built.id.to_string();
+    let platforms = solve.platform_images();
+    if platforms.len() > 1 && exporters.iter().any(|e| !matches!(e, Exporter::Image(_))) {
+        return Err(several_to_client());
+    }
     for exporter in exporters {
         match exporter {
             Exporter::Image(export) => {
-                export_image(daemon, solve, session, &id, export).await?;
+                export_image(daemon, solve, &id, export, &platforms).await?;
                 if !export.names.is_empty() {
                     response.insert("image.name".to_owned(), export.names.join(","));
                 }
@@ -207,25 +229,42 @@ pub async fn export(
     })
 }
 
-/// Names (and pushes) the image `id`, with BuildKit's "exporting to
-/// image" vertex.
+/// Names the image `id`, with BuildKit's "exporting to image" vertex. A
+/// build for several platforms (`platforms`, their images) names `id`
+/// (this machine's platform's image: the store keeps one image per name)
+/// and remembers the others with it, so that a push of the name pushes
+/// them all and their index. The push itself (`--push`) is buildx's:
+/// with the docker driver it pushes each name through the API's `POST
+/// /images/{name}/push` once the solve is done, as dockerd's exporter
+/// leaves it to.
 async fn export_image(
     daemon: &Arc<Daemon>,
     solve: &Arc<Solve>,
-    session: &str,
     id: &str,
     export: &ImageExport,
+    platforms: &[hutch_images::Digest],
 ) -> Result<(), Status> {
     let vertex = Vertex::start(solve, "exporting to image");
     vertex.status("exporting layers", true);
     vertex.status(&format!("writing image {id}"), true);
+    let digest: hutch_images::Digest = id
+        .parse()
+        .map_err(|e| Status::internal(format!("the image ID {id}: {e}")))?;
     for name in &export.names {
         let full = Reference::parse(name)
             .map(|r| r.to_string())
             .unwrap_or_else(|_| name.clone());
         let named = vertex.status_start(&format!("naming to {full}"));
-        let (source, target) = (id.to_owned(), name.clone());
-        let tagged = daemon.with_images(move |s| s.tag(&source, &target)).await;
+        let (source, target, ids) = (digest.clone(), name.clone(), platforms.to_vec());
+        let tagged = daemon
+            .with_images(move |s| {
+                if ids.len() > 1 {
+                    s.tag_platforms(&source, &target, &ids)
+                } else {
+                    s.tag(&source.to_string(), &target)
+                }
+            })
+            .await;
         if let Err(err) = tagged {
             let message = format!("naming the image {name}: {}", err.message);
             vertex.fail(&message);
@@ -238,56 +277,16 @@ async fn export_image(
                 .publish(Event::image("tag", id, &r.familiar()));
         }
     }
+    if platforms.len() > 1 && !export.names.is_empty() {
+        vertex.status(
+            &format!(
+                "the name is this machine's platform's image; a push sends all {} \
+                 platforms and their index",
+                platforms.len()
+            ),
+            true,
+        );
+    }
     vertex.done();
-    if export.push {
-        for name in &export.names {
-            push(daemon, solve, session, name).await?;
-        }
-    }
     Ok(())
-}
-
-/// Pushes `name` with the client's credentials for its registry.
-async fn push(
-    daemon: &Arc<Daemon>,
-    solve: &Arc<Solve>,
-    session: &str,
-    name: &str,
-) -> Result<(), Status> {
-    let reference = Reference::parse(name)
-        .map_err(|e| Status::invalid_argument(format!("invalid reference format: {name}: {e}")))?;
-    let vertex = Vertex::start(solve, &format!("pushing {} with hutch", reference));
-    let auth = match daemon.buildkit.sessions.get(session).await {
-        Ok(s) => s.credentials(reference.domain()).await,
-        Err(_) => None,
-    };
-    let request = RegistryRequest {
-        settings: daemon.registry.clone(),
-        auth,
-    };
-    let layers = vertex.status_start("pushing layers");
-    let store = daemon.images.clone();
-    let target = reference.to_string();
-    let pushed = store.push(&target, &request, Arc::new(NoProgress)).await;
-    match pushed {
-        Ok(pushed) => {
-            layers.done();
-            vertex.status(
-                &format!("pushing manifest for {target}@{}", pushed.digest),
-                true,
-            );
-            vertex.done();
-            daemon.events.publish(Event::image(
-                "push",
-                &reference.familiar(),
-                &reference.familiar(),
-            ));
-            Ok(())
-        }
-        Err(e) => {
-            let message = format!("failed to push {target}: {e}");
-            vertex.fail(&message);
-            Err(Status::unknown(message))
-        }
-    }
 }

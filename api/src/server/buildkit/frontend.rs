@@ -43,6 +43,8 @@ const UPLOAD_PULL: &str = "/moby.upload.v1.Upload/Pull";
 /// `image-resolve-mode`, `platform`, `force-network-mode`,
 /// `dockerfilekey`).
 struct Attrs {
+    /// `platform`'s platforms; more than one builds once for each.
+    platforms: Vec<hutch_builder::Platform>,
     /// The path of a context the client uploads as a tar (`docker build -
     /// < ctx.tar`): its `Upload` service serves it.
     upload: Option<String>,
@@ -75,17 +77,22 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
         }
     }
     labels.sort();
-    let platform = match attrs.get("platform").map(String::as_str) {
-        None | Some("") => None,
-        Some(p) if p.contains(',') => {
-            return Err(Status::unimplemented(format!(
-                "building for several platforms at once ({p}) is not supported by hutch"
-            )))
+    // `--platform A,B`: one build per platform (cross-compiling
+    // Dockerfiles run their RUNs on the build platform), pushed as one
+    // index; the first is the options' platform.
+    let mut platforms: Vec<hutch_builder::Platform> = Vec::new();
+    for p in attrs
+        .get("platform")
+        .map(|v| v.split(',').map(str::trim).filter(|p| !p.is_empty()))
+        .into_iter()
+        .flatten()
+    {
+        let p = hutch_builder::Platform::parse_target(p).map_err(Status::invalid_argument)?;
+        if !platforms.contains(&p) {
+            platforms.push(p);
         }
-        Some(p) => {
-            Some(hutch_builder::Platform::parse_target(p).map_err(Status::invalid_argument)?)
-        }
-    };
+    }
+    let platform = platforms.first().cloned();
     let ulimits = attrs
         .get("ulimit")
         .map(|v| v.split(',').filter(|u| !u.is_empty()))
@@ -137,6 +144,7 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
         ));
     }
     Ok(Attrs {
+        platforms,
         upload,
         git,
         own_dockerfile: attrs.contains_key("dockerfilekey"),
@@ -276,7 +284,24 @@ pub async fn solve(
     attrs.opts.cache_stores = Some(Arc::new(SessionStores::new(session.clone(), solve.clone())));
     attrs.opts.context = context_dir;
     attrs.opts.dockerfile = Some(dockerfile);
-    run(daemon, solve, attrs.opts, scratch).await
+    if attrs.platforms.len() < 2 {
+        return run(daemon, solve, attrs.opts, None, scratch).await;
+    }
+    // One build per platform, one after the other (what they share, the
+    // stages FROM --platform=$BUILDPLATFORM, is a cache hit the second
+    // time); the result is this machine's platform's image, or the first.
+    let host = hutch_builder::Platform::host();
+    let mut built = Vec::new();
+    for platform in &attrs.platforms {
+        let mut opts = attrs.opts.clone();
+        opts.platform = Some(platform.clone());
+        let one = run_one(daemon, solve, opts, Some(platform.to_string())).await?;
+        built.push((platform.clone(), one));
+    }
+    drop(scratch);
+    solve.set_platform_images(built.iter().map(|(_, b)| b.id.clone()).collect());
+    let primary = built.iter().position(|(p, _)| *p == host).unwrap_or(0);
+    Ok(built.swap_remove(primary).1)
 }
 
 /// Clones the git context, as BuildKit's `[internal] load git source`.
@@ -599,18 +624,31 @@ async fn run(
     daemon: &Arc<Daemon>,
     solve: &Arc<Solve>,
     opts: BuildOptions,
+    platform: Option<String>,
     scratch: BuildTmp,
+) -> Result<Built, Status> {
+    let built = run_one(daemon, solve, opts, platform).await;
+    drop(scratch);
+    built
+}
+
+/// One build; `platform` names its vertexes (`[linux/arm64 2/3] RUN`) when
+/// a solve builds for several.
+async fn run_one(
+    daemon: &Arc<Daemon>,
+    solve: &Arc<Solve>,
+    opts: BuildOptions,
+    platform: Option<String>,
 ) -> Result<Built, Status> {
     let cancel = Arc::new(AtomicBool::new(false));
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
     let executor = executor(daemon, cancel.clone());
-    let status = BuildStatus::new(solve);
+    let status = BuildStatus::new(solve).for_platform(platform);
     let live = LiveBuild::enter(cancel);
     let built = tokio::task::spawn_blocking(move || {
         let _live = live;
         let result = executor.build(&opts, &status);
         status.close(result.as_ref().err().map(error_text).as_deref());
-        drop(scratch);
         result
     })
     .await

@@ -107,6 +107,9 @@ pub struct Solve {
     /// The descriptor (JSON) of the cache manifest written to the client's
     /// local cache, which it names in its `index.json`.
     cache_manifest: Mutex<Option<String>>,
+    /// A build for several platforms: its image for each, in the order
+    /// asked.
+    platform_images: Mutex<Vec<hutch_images::Digest>>,
 }
 
 impl Solve {
@@ -119,7 +122,23 @@ impl Solve {
             returned: watch::channel(None).0,
             results: Mutex::default(),
             cache_manifest: Mutex::default(),
+            platform_images: Mutex::default(),
         }
+    }
+
+    pub fn set_platform_images(&self, ids: Vec<hutch_images::Digest>) {
+        *self
+            .platform_images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = ids;
+    }
+
+    /// The images of a build for several platforms (empty for one).
+    pub fn platform_images(&self) -> Vec<hutch_images::Digest> {
+        self.platform_images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set_cache_manifest(&self, descriptor: String) {

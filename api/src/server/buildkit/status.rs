@@ -199,6 +199,9 @@ impl SubTask<'_> {
 /// The builder's `Progress`, reported as vertexes of `solve`.
 pub struct BuildStatus {
     solve: Arc<Solve>,
+    /// Put before each step's name when a solve builds for several
+    /// platforms, as BuildKit does.
+    platform: Option<String>,
     steps: Mutex<HashMap<ThreadId, Arc<Vertex>>>,
     /// Set by `begin`, used by the `step` that follows on the same thread.
     labels: Mutex<HashMap<ThreadId, String>>,
@@ -208,6 +211,7 @@ impl BuildStatus {
     pub fn new(solve: &Arc<Solve>) -> BuildStatus {
         BuildStatus {
             solve: solve.clone(),
+            platform: None,
             steps: Mutex::default(),
             labels: Mutex::default(),
         }
@@ -216,6 +220,11 @@ impl BuildStatus {
     fn current(&self) -> Option<Arc<Vertex>> {
         let steps = self.steps.lock().unwrap_or_else(|e| e.into_inner());
         steps.get(&std::thread::current().id()).cloned()
+    }
+
+    pub fn for_platform(mut self, platform: Option<String>) -> BuildStatus {
+        self.platform = platform;
+        self
     }
 
     /// Starts vertex `name` as this thread's current one, ending the one
@@ -246,7 +255,10 @@ impl BuildStatus {
 
 impl Progress for BuildStatus {
     fn begin(&self, step: &StepInfo) {
-        let label = step.label();
+        let label = match (&self.platform, step.label().strip_prefix('[')) {
+            (Some(p), Some(rest)) => format!("[{p} {rest}"),
+            _ => step.label(),
+        };
         let mut labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
         labels.insert(std::thread::current().id(), label);
     }
