@@ -1273,28 +1273,29 @@ fn multi_platform_builds_push_one_index() -> Result<()> {
         &format!(
             "FROM --platform=$BUILDPLATFORM {base} AS build\n\
              ARG TARGETARCH\n\
-             RUN echo built-for-$TARGETARCH > /out\n\
+             RUN echo built-for-$TARGETARCH | tee /out\n\
              FROM scratch\n\
              COPY --from=build /out /out\n"
         ),
     )])?;
     let image = registry.image_ref("multi:1");
+    let cache = registry.image_ref("multi:cache");
     let platforms = "linux/amd64,linux/arm64";
-    let out = buildx(
-        &daemon,
-        &[
-            "build",
-            "--progress=plain",
-            "--platform",
-            platforms,
-            "--push",
-            "-t",
-            &image,
-            &ctx.arg(),
-        ],
-    )?;
+    let build = |extra: &[&str]| {
+        let context = ctx.arg();
+        let mut args = vec!["build", "--progress=plain", "--platform", platforms];
+        args.extend_from_slice(extra);
+        args.push(&context);
+        buildx(&daemon, &args)
+    };
+    let cache_to = format!("type=registry,ref={cache},mode=max");
+    let out = build(&["--push", "-t", &image, "--cache-to", &cache_to])?;
     let t = text(&out);
     ensure!(out.status.success(), "{t}");
+    ensure!(
+        t.contains("built-for-amd64") && t.contains("built-for-arm64"),
+        "{t}"
+    );
     ensure!(
         t.contains("[linux/arm64 build 3/3] RUN") && t.contains("[linux/amd64 build 3/3] RUN"),
         "{t}"
@@ -1321,6 +1322,21 @@ fn multi_platform_builds_push_one_index() -> Result<()> {
     ensure!(archs == ["amd64", "arm64"], "{index}");
     let arch = daemon.docker_ok(&["image", "inspect", "-f", "{{.Architecture}}", &image])?;
     ensure!(arch.trim() == "amd64", "the name's image: {arch}");
+
+    // The cache holds both platforms' steps: with the build cache gone,
+    // neither RUN runs again.
+    ok(
+        &buildx(&daemon, &["builder", "prune", "-af"])?,
+        "builder prune",
+    )?;
+    let cache_from = format!("type=registry,ref={cache}");
+    let out = build(&["--cache-from", &cache_from])?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(
+        !t.contains("built-for-amd64") && !t.contains("built-for-arm64"),
+        "a RUN ran again:\n{t}"
+    );
 
     // The other platform, pulled back: its own file.
     daemon.docker_ok(&["rmi", &image])?;

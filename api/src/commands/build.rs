@@ -200,6 +200,7 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         secrets,
         secret_source: None,
         ssh_source: ssh_agents(&args.ssh)?,
+        cache_merge: false,
         cache_stores: Some(std::sync::Arc::new(
             hutch_builder::exec::cache_store::LocalDirs,
         )),

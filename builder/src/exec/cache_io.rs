@@ -246,19 +246,25 @@ impl Executor {
             ctx.progress.phase(phase);
             ctx.progress.message(&format!("exporting cache to {dest}"));
             let selected = remote_cache::select(&steps, final_image, export.mode);
-            let exported = self.cache_document(rt, &selected).and_then(|(doc, blobs)| {
-                let n = doc.records.len();
-                match &export.dest {
-                    CacheDest::Registry(reference) => {
-                        self.export_registry(rt, ctx, reference, &doc, blobs)?
+            let exported = self
+                .cache_document(rt, &selected)
+                .map(|(doc, blobs)| match ctx.opts.cache_merge {
+                    true => self.merged(rt, ctx.opts, &export.dest, doc, blobs),
+                    false => (doc, blobs),
+                })
+                .and_then(|(doc, blobs)| {
+                    let n = doc.records.len();
+                    match &export.dest {
+                        CacheDest::Registry(reference) => {
+                            self.export_registry(rt, ctx, reference, &doc, blobs)?
+                        }
+                        CacheDest::Local { dest, tag } => {
+                            self.export_local(ctx.opts, dest, tag, &doc, blobs)?
+                        }
+                        CacheDest::Inline => {}
                     }
-                    CacheDest::Local { dest, tag } => {
-                        self.export_local(ctx.opts, dest, tag, &doc, blobs)?
-                    }
-                    CacheDest::Inline => {}
-                }
-                Ok(n)
-            });
+                    Ok(n)
+                });
             match exported {
                 Ok(n) => ctx
                     .progress
@@ -379,6 +385,48 @@ impl Executor {
             );
         }
         Ok((doc, blobs))
+    }
+
+    /// `doc` and `blobs` with the records already at `dest` added (this
+    /// build's win on a key both have). What cannot be read there is
+    /// left out: the export then replaces it, as without merging.
+    fn merged(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        opts: &super::BuildOptions,
+        dest: &CacheDest,
+        mut doc: Document,
+        mut blobs: Vec<hutch_images::oci::Descriptor>,
+    ) -> (Document, Vec<hutch_images::oci::Descriptor>) {
+        let earlier = match dest {
+            CacheDest::Registry(reference) => self
+                .fetch_import(rt, opts, reference)
+                .ok()
+                .filter(|i| matches!(i.source, ImportSource::Registry(_))),
+            CacheDest::Local { dest, tag } => local_import(opts, dest, tag, None).ok(),
+            CacheDest::Inline => None,
+        };
+        let content = self.store.content();
+        for (key, record) in earlier.into_iter().flat_map(|i| i.records) {
+            // Only records whose layer this store has (an earlier build
+            // of this solve made it) can be written again.
+            if let Some(l) = &record.layer {
+                if !content.blobs.contains(&l.digest) {
+                    continue;
+                }
+                if !blobs.iter().any(|b| b.digest == l.digest) {
+                    blobs.push(hutch_images::oci::Descriptor {
+                        media_type: l.media_type.clone(),
+                        digest: l.digest.clone(),
+                        size: l.size,
+                        annotations: Default::default(),
+                        platform: None,
+                    });
+                }
+            }
+            doc.records.entry(key).or_insert(record);
+        }
+        (doc, blobs)
     }
 
     fn export_registry(

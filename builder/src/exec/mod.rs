@@ -208,6 +208,10 @@ pub struct BuildOptions {
     /// Where `type=local` caches' directories are: on this machine
     /// (`hutch build`) or the client's (buildx); `None` refuses them.
     pub cache_stores: Option<Arc<dyn cache_store::CacheStores>>,
+    /// Add this build's records to the cache already at each `--cache-to`
+    /// (registry or local) instead of replacing it: the second and later
+    /// builds of a build for several platforms, whose caches are one.
+    pub cache_merge: bool,
     /// Whether the context's file hashes are worth remembering by their
     /// stat (`builder/hashcache`): yes for a directory that outlives the
     /// build (`hutch build DIR`); no for a context unpacked from an API

@@ -251,11 +251,19 @@ impl CacheStore for SessionStore {
     }
 
     fn tagged(&self, tag: &str) -> Result<Option<Digest>, String> {
-        // buildx reads index.json itself and sends `digest=`.
-        Err(format!(
-            "the client did not say which manifest {tag:?} names in {}",
-            self.id
-        ))
+        // buildx reads index.json itself and sends `digest=`; what an
+        // earlier build of this solve wrote (a build for several
+        // platforms) is known here.
+        let written = self.solve.as_ref().and_then(|s| s.cache_manifest());
+        match written {
+            Some(json) => serde_json::from_str::<Descriptor>(&json)
+                .map(|d| Some(d.digest))
+                .map_err(|e| e.to_string()),
+            None => Err(format!(
+                "the client did not say which manifest {tag:?} names in {}",
+                self.id
+            )),
+        }
     }
 
     fn set_tag(&self, _tag: &str, manifest: &Descriptor) -> Result<(), String> {

@@ -295,6 +295,8 @@ pub async fn solve(
     for platform in &attrs.platforms {
         let mut opts = attrs.opts.clone();
         opts.platform = Some(platform.clone());
+        // One cache for all the platforms.
+        opts.cache_merge = !built.is_empty();
         let one = run_one(daemon, solve, opts, Some(platform.to_string())).await?;
         built.push((platform.clone(), one));
     }
