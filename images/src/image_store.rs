@@ -189,6 +189,22 @@ impl ImageStore {
         Ok(())
     }
 
+    /// Saves the images `ids` (one per platform) as one multi-platform
+    /// image in an OCI layout, named `names`.
+    pub fn save_platforms(
+        &self,
+        ids: &[Digest],
+        names: &[Reference],
+        writer: impl Write,
+    ) -> Result<(), ImageError> {
+        let records = ids
+            .iter()
+            .map(|id| self.record(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        archive::save_platforms(&self.store, &records, names, writer)?;
+        Ok(())
+    }
+
     /// Saves one image (by ID or name) under `names` alone, whatever its
     /// tags in the store: what a build's archive exporter writes.
     pub fn save_image(

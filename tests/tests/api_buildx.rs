@@ -1260,7 +1260,8 @@ fn buildx_outputs_files_to_the_client() -> Result<()> {
 /// one build per platform, vertexes named by platform; the store names
 /// this machine's image and remembers the other, buildx's push (through
 /// the API) sends both and an OCI index; a pull of the other platform
-/// gets its own file. Exporting several platforms to the client is
+/// gets its own file; the cache holds both platforms' steps; an OCI
+/// layout export holds both; exporting several platforms as files is
 /// refused before anything runs.
 #[test]
 fn multi_platform_builds_push_one_index() -> Result<()> {
@@ -1360,17 +1361,24 @@ fn multi_platform_builds_push_one_index() -> Result<()> {
         text(&tar)
     );
 
-    let out = buildx(
-        &daemon,
-        &[
-            "build",
-            "--platform",
-            platforms,
-            "-o",
-            "type=oci,dest=/tmp/m.tar",
-            &ctx.arg(),
-        ],
-    )?;
+    // As an OCI layout: index.json names an index of both platforms,
+    // which skopeo resolves per platform.
+    let out = build(&["-t", "multi:oci", "-o", "type=oci,dest=/tmp/m.tar"])?;
+    ensure!(out.status.success(), "{}", text(&out));
+    for arch in ["amd64", "arm64"] {
+        let inspect = pod
+            .exec("/usr/bin/skopeo")
+            .env("HOME", "/tmp")
+            .args(["inspect", "--override-arch", arch, "oci-archive:/tmp/m.tar"])
+            .output()?;
+        let seen = ok(&inspect, "skopeo inspect")?;
+        ensure!(
+            seen.contains(&format!("\"Architecture\": \"{arch}\"")),
+            "{arch}: {seen}"
+        );
+    }
+    // As files: refused before anything runs.
+    let out = build(&["-o", "type=tar,dest=/tmp/m-files.tar"])?;
     let t = text(&out);
     ensure!(
         !out.status.success() && t.contains("several platforms"),

@@ -7,7 +7,7 @@ mod load;
 mod save;
 
 pub use load::{load_dir, load_tar, load_tar_with_progress};
-pub use save::{save, ArchiveFormat, SaveItem};
+pub use save::{save, save_platforms, ArchiveFormat, SaveItem};
 
 use crate::digest::{Digest, DigestError};
 use crate::import::ImportError;

@@ -8,7 +8,7 @@
 //! came without a manifest (legacy docker-archive) gets a generated OCI
 //! manifest, deterministic so that repeated saves agree.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
 use super::{ArchiveError, ManifestItem};
@@ -55,7 +55,7 @@ pub fn save<W: Write>(
         annotations: BTreeMap::new(),
     };
     let mut items_json = Vec::new();
-    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut repositories: Repositories = BTreeMap::new();
 
     for item in items {
         let record = &item.record;
@@ -106,14 +106,93 @@ pub fn save<W: Write>(
         });
     }
 
+    let legacy = (format == ArchiveFormat::Docker).then_some((&items_json[..], &repositories));
+    write_archive(store, &blobs, &index, legacy, writer)
+}
+
+/// Writes one image of several platforms (`records`) as an OCI layout
+/// whose `index.json` names, under each of `names`, an image index of
+/// the platforms' manifests: what BuildKit's `oci` exporter writes for a
+/// multi-platform build.
+pub fn save_platforms<W: Write>(
+    store: &Store,
+    records: &[ImageRecord],
+    names: &[Reference],
+    writer: W,
+) -> Result<(), ArchiveError> {
+    let _content = store.locks.content_shared()?;
+    let mut blobs: BTreeMap<Digest, BlobData> = BTreeMap::new();
+    let mut platforms = Vec::with_capacity(records.len());
+    for record in records {
+        let manifest_desc = manifest_for(store, record, &mut blobs)?;
+        blobs.insert(record.id.clone(), BlobData::Stored);
+        for layer in &record.layers {
+            blobs.insert(layer.blob.clone(), BlobData::Stored);
+        }
+        platforms.push(Descriptor {
+            platform: Some(Platform {
+                architecture: record.architecture.clone(),
+                os: record.os.clone(),
+                variant: record.variant.clone(),
+            }),
+            ..manifest_desc
+        });
+    }
+    let inner = json(&Index {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_OCI_INDEX.to_owned()),
+        manifests: platforms,
+        annotations: BTreeMap::new(),
+    })?;
+    let inner_desc = Descriptor {
+        media_type: oci::MEDIA_OCI_INDEX.to_owned(),
+        digest: Digest::of(&inner),
+        size: inner.len() as u64,
+        annotations: BTreeMap::new(),
+        platform: None,
+    };
+    blobs.insert(inner_desc.digest.clone(), BlobData::Memory(inner));
+    let mut index = Index {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_OCI_INDEX.to_owned()),
+        manifests: Vec::new(),
+        annotations: BTreeMap::new(),
+    };
+    let tags: Vec<&Reference> = names.iter().filter(|n| n.tag().is_some()).collect();
+    if tags.is_empty() {
+        index.manifests.push(inner_desc.clone());
+    }
+    for tag in tags {
+        let mut annotations = BTreeMap::new();
+        annotations.insert(oci::ANNOTATION_IMAGE_NAME.to_owned(), tag.to_string());
+        annotations.insert(
+            oci::ANNOTATION_REF_NAME.to_owned(),
+            tag.tag().unwrap_or_default().to_owned(),
+        );
+        index.manifests.push(Descriptor {
+            annotations,
+            ..inner_desc.clone()
+        });
+    }
+    write_archive(store, &blobs, &index, None, writer)
+}
+
+/// `repositories` of a docker-archive: repository → tag → top layer.
+type Repositories = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The tar: the blobs, `index.json`, `oci-layout`, and with `legacy`
+/// docker-archive's `manifest.json` and `repositories`.
+fn write_archive<W: Write>(
+    store: &Store,
+    blobs: &BTreeMap<Digest, BlobData>,
+    index: &Index,
+    legacy: Option<(&[ManifestItem], &Repositories)>,
+    writer: W,
+) -> Result<(), ArchiveError> {
     let mut out = tar::Builder::new(writer);
     append_dir(&mut out, "blobs/")?;
     append_dir(&mut out, "blobs/sha256/")?;
-    let mut written = BTreeSet::new();
-    for (digest, data) in &blobs {
-        if !written.insert(digest.clone()) {
-            continue;
-        }
+    for (digest, data) in blobs {
         let path = format!("blobs/sha256/{}", digest.hex());
         match data {
             BlobData::Memory(bytes) => {
@@ -126,15 +205,15 @@ pub fn save<W: Write>(
             }
         }
     }
-    let index_bytes = json(&index)?;
+    let index_bytes = json(index)?;
     append_file(
         &mut out,
         "index.json",
         index_bytes.len() as u64,
         &index_bytes[..],
     )?;
-    if format == ArchiveFormat::Docker {
-        let items_bytes = json(&items_json)?;
+    if let Some((items, _)) = legacy {
+        let items_bytes = json(items)?;
         append_file(
             &mut out,
             "manifest.json",
@@ -144,8 +223,8 @@ pub fn save<W: Write>(
     }
     let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
     append_file(&mut out, "oci-layout", layout.len() as u64, &layout[..])?;
-    if format == ArchiveFormat::Docker && !repositories.is_empty() {
-        let repos = json(&repositories)?;
+    if let Some((_, repositories)) = legacy.filter(|(_, r)| !r.is_empty()) {
+        let repos = json(repositories)?;
         append_file(&mut out, "repositories", repos.len() as u64, &repos[..])?;
     }
     out.into_inner()
@@ -154,7 +233,7 @@ pub fn save<W: Write>(
     Ok(())
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ArchiveError> {
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ArchiveError> {
     serde_json::to_vec(value).map_err(|e| ArchiveError::Write(io::Error::other(e)))
 }
 

@@ -43,17 +43,29 @@ pub fn exporters(req: &SolveRequest) -> Result<Vec<Exporter>, Status> {
         .frontend_attrs
         .get("platform")
         .is_some_and(|p| p.split(',').filter(|p| !p.trim().is_empty()).count() > 1);
-    if several && exporters.iter().any(|e| !matches!(e, Exporter::Image(_))) {
+    if several && exporters.iter().any(|e| !takes_several(e)) {
         return Err(several_to_client());
     }
     Ok(exporters)
 }
 
+/// Whether an exporter takes a build for several platforms: the image
+/// store (then the registry) and the OCI layout do; the files (BuildKit
+/// writes a directory per platform) and the docker-archive (buildx
+/// refuses it itself) do not here.
+fn takes_several(exporter: &Exporter) -> bool {
+    match exporter {
+        Exporter::Image(_) => true,
+        Exporter::Archive(a) => a.format == ArchiveFormat::Oci,
+        Exporter::Files(_) => false,
+    }
+}
+
 fn several_to_client() -> Status {
     Status::unimplemented(
-        "exporting a build for several platforms to the client (--output type=local, \
-         tar, oci or docker) is not supported by hutch: push it (--push), or build one \
-         platform",
+        "exporting a build for several platforms as files (--output type=local or tar) is \
+         not supported by hutch: push it (--push), export it as an OCI layout (type=oci), \
+         or build one platform",
     )
 }
 
@@ -170,7 +182,7 @@ pub async fn export(
     };
     let id = built.id.to_string();
     let platforms = solve.platform_images();
-    if platforms.len() > 1 && exporters.iter().any(|e| !matches!(e, Exporter::Image(_))) {
+    if platforms.len() > 1 && exporters.iter().any(|e| !takes_several(e)) {
         return Err(several_to_client());
     }
     for exporter in exporters {
@@ -202,7 +214,9 @@ pub async fn export(
                     },
                 );
                 let sent = match daemon.buildkit.sessions.get(session).await {
-                    Ok(s) => output::export_archive(daemon, &vertex, &s, &id, export).await,
+                    Ok(s) => {
+                        output::export_archive(daemon, &vertex, &s, &id, &platforms, export).await
+                    }
                     Err(e) => Err(Status::failed_precondition(e.message)),
                 };
                 if let Some(manifest) = vertex.finish(sent)? {

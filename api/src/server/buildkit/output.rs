@@ -64,14 +64,16 @@ pub struct ArchiveExport {
     pub tar: bool,
 }
 
-/// Exports image `image_id` to the client as an image archive. With
-/// `tar=false`, returns the manifest's descriptor, which the client names
-/// in its directory's `index.json`.
+/// Exports image `image_id` to the client as an image archive (a build
+/// for several platforms: their images, `platforms`, as one OCI index).
+/// With `tar=false`, returns the manifest's (or index's) descriptor,
+/// which the client names in its directory's `index.json`.
 pub async fn export_archive(
     daemon: &Arc<Daemon>,
     vertex: &Vertex,
     session: &Session,
     image_id: &str,
+    platforms: &[Digest],
     export: &ArchiveExport,
 ) -> Result<Option<Descriptor>, Status> {
     let layout = if export.tar {
@@ -84,13 +86,18 @@ pub async fn export_archive(
     let store = daemon.images.clone();
     let data_root = daemon.data_root.clone();
     let (image, names, format) = (image_id.to_owned(), export.names.clone(), export.format);
+    let platforms = platforms.to_vec();
     let (scratch, tar) = tokio::task::spawn_blocking(move || {
         let scratch = BuildTmp::create(&data_root, "output").map_err(|e| e.to_string())?;
         let path = scratch.path().join("image.tar");
-        let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
-        store
-            .save_image(&image, &names, format, std::io::BufWriter::new(file))
-            .map_err(|e| e.to_string())?;
+        let file =
+            std::io::BufWriter::new(std::fs::File::create(&path).map_err(|e| e.to_string())?);
+        let saved = if platforms.len() > 1 {
+            store.save_platforms(&platforms, &names, file)
+        } else {
+            store.save_image(&image, &names, format, file)
+        };
+        saved.map_err(|e| e.to_string())?;
         Ok::<_, String>((scratch, path))
     })
     .await
