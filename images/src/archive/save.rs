@@ -77,14 +77,8 @@ pub fn save<W: Write>(
             });
         }
         for tag in &tags {
-            let mut annotations = BTreeMap::new();
-            annotations.insert(oci::ANNOTATION_IMAGE_NAME.to_owned(), tag.to_string());
-            annotations.insert(
-                oci::ANNOTATION_REF_NAME.to_owned(),
-                tag.tag().unwrap_or_default().to_owned(),
-            );
             index.manifests.push(Descriptor {
-                annotations,
+                annotations: name_annotations(tag),
                 platform: platform.clone(),
                 ..manifest_desc.clone()
             });
@@ -163,18 +157,24 @@ pub fn save_platforms<W: Write>(
         index.manifests.push(inner_desc.clone());
     }
     for tag in tags {
-        let mut annotations = BTreeMap::new();
-        annotations.insert(oci::ANNOTATION_IMAGE_NAME.to_owned(), tag.to_string());
-        annotations.insert(
-            oci::ANNOTATION_REF_NAME.to_owned(),
-            tag.tag().unwrap_or_default().to_owned(),
-        );
         index.manifests.push(Descriptor {
-            annotations,
+            annotations: name_annotations(tag),
             ..inner_desc.clone()
         });
     }
     write_archive(store, &blobs, &index, None, writer)
+}
+
+/// How `index.json` names an image: its full name (containerd's) and
+/// its tag (the OCI ref name).
+fn name_annotations(tag: &Reference) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (oci::ANNOTATION_IMAGE_NAME.to_owned(), tag.to_string()),
+        (
+            oci::ANNOTATION_REF_NAME.to_owned(),
+            tag.tag().unwrap_or_default().to_owned(),
+        ),
+    ])
 }
 
 /// `repositories` of a docker-archive: repository → tag → top layer.
