@@ -1213,3 +1213,51 @@ fn premade_inits_are_taken_or_ended() -> Result<()> {
     premade_inits(&daemon)?;
     Ok(())
 }
+
+/// `docker start -a` of a container that exits at once, many times over
+/// on a busy machine: each returns. The CLI asks for the wait
+/// (`condition=next-exit`) and starts the container as soon as it has the
+/// answer's headers; the wait used to begin counting exits only later, on
+/// a blocking thread, so a container that had already exited left it
+/// waiting for ever (seen under load, about once in 30-120 runs; 150
+/// runs here failed on the old code).
+#[test]
+fn start_attach_of_a_quick_exit_always_returns() -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let pod = Pod::start(&PodSpec::new())?;
+    let (daemon, image) = setup(&pod)?;
+    let busy = Arc::new(AtomicBool::new(true));
+    let spinners: Vec<_> = (0..3)
+        .map(|_| {
+            let busy = busy.clone();
+            std::thread::spawn(move || {
+                while busy.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let script = format!(
+        "for i in $(seq 1 150); do \
+           {DOCKER_CLI} create --name q$i {} true >/dev/null || exit 2; \
+           timeout 20 {DOCKER_CLI} start -a q$i || {{ echo \"start -a q$i did not return\"; exit 1; }}; \
+           {DOCKER_CLI} rm q$i >/dev/null || exit 2; \
+         done; echo all-returned",
+        image.reference
+    );
+    let out = pod
+        .exec("/bin/sh")
+        .args(["-c", &script])
+        .env("DOCKER_HOST", DOCKER_HOST)
+        .env("DOCKER_CONFIG", "/tmp/docker-config")
+        .output();
+    busy.store(false, Ordering::Relaxed);
+    for s in spinners {
+        let _ = s.join();
+    }
+    let printed = ok(&out?, "the start -a loop")?;
+    ensure!(printed.contains("all-returned"), "{printed}");
+    ensure!(daemon.stop()?.success(), "daemon stop");
+    pod.stop()
+}

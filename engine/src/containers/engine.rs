@@ -1038,6 +1038,15 @@ impl Engine {
         self.wait_while(query, condition, &|| true)
     }
 
+    /// How many times the container has exited: what `next-exit` counts
+    /// from. The API takes it before it answers a wait, because the client
+    /// may start the container as soon as it has the answer's headers.
+    pub fn exit_count(&self, query: &str) -> Result<u64> {
+        let id = self.resolve(query)?;
+        let table = self.lock();
+        Ok(table.containers.get(&id).map_or(0, |r| r.state.exits))
+    }
+
     /// [`Engine::wait`] that gives up (with an error) once `wanted` turns
     /// false (a client that stopped waiting), checked every 100 ms.
     pub fn wait_while(
@@ -1046,9 +1055,21 @@ impl Engine {
         condition: WaitCondition,
         wanted: &dyn Fn() -> bool,
     ) -> Result<i32> {
+        let exits = self.exit_count(query)?;
+        self.wait_since(query, condition, exits, wanted)
+    }
+
+    /// [`Engine::wait_while`] with `next-exit` counted from `first_exits`
+    /// exits (see [`Engine::exit_count`]), not from the call.
+    pub fn wait_since(
+        &self,
+        query: &str,
+        condition: WaitCondition,
+        first_exits: u64,
+        wanted: &dyn Fn() -> bool,
+    ) -> Result<i32> {
         let id = self.resolve(query)?;
         let mut table = self.lock();
-        let first_exits = table.containers.get(&id).map_or(0, |r| r.state.exits);
         let mut last_code = 0;
         loop {
             let Some(r) = table.containers.get(&id) else {

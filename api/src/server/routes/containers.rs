@@ -333,13 +333,23 @@ async fn wait(req: ApiRequest) -> Reply {
     };
     let daemon = req.daemon.clone();
     let query = req.param("id").to_string();
-    let id = daemon.with_engine(move |e| e.resolve(&query)).await?;
+    // `next-exit` counts from now, before the client has the headers: the
+    // docker CLI (`start -a`, `run`) starts the container as soon as it
+    // has them, and a container quick to exit would otherwise have exited
+    // before the wait began counting, which then waited for ever.
+    let (id, exits) = daemon
+        .with_engine(move |e| {
+            let id = e.resolve(&query)?;
+            let exits = e.exit_count(&id)?;
+            Ok::<_, EngineError>((id, exits))
+        })
+        .await?;
     let (resp, tx) = response::stream("application/json");
     tokio::spawn(async move {
         let watcher = tx.clone();
         // The engine's wait ends as soon as nobody waits for the answer.
-        let waited =
-            daemon.with_engine(move |e| e.wait_while(&id, condition, &|| !watcher.is_closed()));
+        let waited = daemon
+            .with_engine(move |e| e.wait_since(&id, condition, exits, &|| !watcher.is_closed()));
         let body = tokio::select! {
             // Nobody waits any more: the answer has no reader.
             _ = tx.closed() => return,
