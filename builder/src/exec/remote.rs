@@ -175,7 +175,9 @@ pub fn is_url(s: &str) -> bool {
 
 /// A git repository as BuildKit recognises one in ADD: `git@host:...`,
 /// `git://`, `ssh://`, or an http(s) URL whose path ends in `.git`
-/// (optionally with a `#ref` fragment).
+/// (optionally with a `#ref` fragment). Not `git_context::is_git_url`,
+/// which follows moby for contexts: there `github.com/x` is a repository,
+/// in ADD a path.
 pub fn is_git(s: &str) -> bool {
     if s.starts_with("git@") || s.starts_with("git://") || s.starts_with("ssh://") {
         return true;

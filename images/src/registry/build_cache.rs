@@ -162,23 +162,13 @@ impl ImageStore {
         let manifest = Manifest::oci(config_desc, layers);
         let bytes = serde_json::to_vec(&manifest)
             .map_err(|e| PushError::Invalid(format!("encoding the cache manifest: {e}")))?;
-        let digest = Digest::of(&bytes);
-        let size = bytes.len() as u64;
-        session
-            .push_manifest(
-                reference.tag(),
-                &digest,
-                Bytes::from(bytes),
-                oci::MEDIA_OCI_MANIFEST,
-            )
-            .await
-            .map_err(PushError::from)?;
-        Ok(Pushed {
-            reference,
-            digest,
-            size,
-            media_type: oci::MEDIA_OCI_MANIFEST.to_owned(),
-        })
+        Ok(push::put_manifest(
+            session,
+            &reference,
+            Bytes::from(bytes),
+            oci::MEDIA_OCI_MANIFEST.to_owned(),
+        )
+        .await?)
     }
 
     /// Fetches the cache manifest at `name` and, when its config is of

@@ -110,9 +110,21 @@ pub async fn push(
         .await;
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
 
-    let size = manifest_bytes.len() as u64;
+    put_manifest(session, reference, manifest_bytes, media_type).await
+}
+
+/// Puts a manifest (or index) of `media_type` as `reference`'s tag (by its
+/// digest when it has none), its blobs already there.
+pub(crate) async fn put_manifest(
+    session: &Session,
+    reference: &Reference,
+    bytes: Bytes,
+    media_type: String,
+) -> Result<Pushed, PushError> {
+    let digest = Digest::of(&bytes);
+    let size = bytes.len() as u64;
     session
-        .push_manifest(reference.tag(), &digest, manifest_bytes, &media_type)
+        .push_manifest(reference.tag(), &digest, bytes, &media_type)
         .await?;
     Ok(Pushed {
         reference: reference.clone(),
@@ -140,22 +152,13 @@ pub async fn push_index(
     };
     let bytes = serde_json::to_vec(&index)
         .map_err(|e| PushError::Invalid(format!("encoding the image index: {e}")))?;
-    let digest = Digest::of(&bytes);
-    let size = bytes.len() as u64;
-    session
-        .push_manifest(
-            reference.tag(),
-            &digest,
-            Bytes::from(bytes),
-            crate::oci::MEDIA_OCI_INDEX,
-        )
-        .await?;
-    Ok(Pushed {
-        reference: reference.clone(),
-        digest,
-        size,
-        media_type: crate::oci::MEDIA_OCI_INDEX.to_owned(),
-    })
+    put_manifest(
+        &session,
+        reference,
+        Bytes::from(bytes),
+        crate::oci::MEDIA_OCI_INDEX.to_owned(),
+    )
+    .await
 }
 
 /// Where a push goes: the registry itself, never a mirror.

@@ -63,17 +63,13 @@ impl SessionStores {
 
 impl CacheStores for SessionStores {
     fn open(&self, dir: &str) -> Result<Arc<dyn CacheStore>, String> {
-        if !self.session.serves(READ) {
-            return Err(format!(
-                "the client does not serve local caches on its session (local:{dir})"
-            ));
-        }
-        Ok(Arc::new(SessionStore {
-            id: format!("local:{dir}"),
-            session: self.session.clone(),
-            solve: Some(self.solve.clone()),
-            runtime: self.runtime.clone(),
-        }))
+        let store = SessionStore::open(
+            &self.session,
+            format!("local:{dir}"),
+            Some(self.solve.clone()),
+            self.runtime.clone(),
+        )?;
+        Ok(Arc::new(store))
     }
 }
 
@@ -81,30 +77,14 @@ impl CacheStores for SessionStores {
 /// image's blobs to (id `export`: the client's output directory). Call on
 /// the runtime; use from a blocking thread.
 pub fn export_store(session: &Session) -> Result<SessionStore, String> {
-    if !session.serves(READ) {
-        return Err("the client does not serve its output directory on its session".into());
-    }
-    Ok(SessionStore {
-        id: "export".to_owned(),
-        session: session.clone(),
-        solve: None,
-        runtime: Handle::current(),
-    })
+    SessionStore::open(session, "export".to_owned(), None, Handle::current())
 }
 
 /// The OCI layout buildx serves for `--build-context NAME=oci-layout://`
 /// (store `oci:STORE`, STORE the name buildx gave it). Call on the
 /// runtime; use from a blocking thread.
 pub fn oci_store(session: &Session, store: &str) -> Result<SessionStore, String> {
-    if !session.serves(READ) {
-        return Err("the client does not serve the OCI layout on its session".into());
-    }
-    Ok(SessionStore {
-        id: format!("oci:{store}"),
-        session: session.clone(),
-        solve: None,
-        runtime: Handle::current(),
-    })
+    SessionStore::open(session, format!("oci:{store}"), None, Handle::current())
 }
 
 pub struct SessionStore {
@@ -116,6 +96,27 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
+    /// The client's store `id`, if its session serves content stores at
+    /// all (a store it does not have answers each call with an error).
+    fn open(
+        session: &Session,
+        id: String,
+        solve: Option<Arc<Solve>>,
+        runtime: Handle,
+    ) -> Result<SessionStore, String> {
+        if !session.serves(READ) {
+            return Err(format!(
+                "the client does not serve {id} on its session (no content store)"
+            ));
+        }
+        Ok(SessionStore {
+            id,
+            session: session.clone(),
+            solve,
+            runtime,
+        })
+    }
+
     fn request<T>(&self, message: T) -> Result<Request<T>, String> {
         let mut request = Request::new(message);
         let id: MetadataValue<_> = self

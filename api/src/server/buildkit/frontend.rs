@@ -285,7 +285,9 @@ pub async fn solve(
     attrs.opts.context = context_dir;
     attrs.opts.dockerfile = Some(dockerfile);
     if attrs.platforms.len() < 2 {
-        return run(daemon, solve, attrs.opts, None, scratch).await;
+        let built = run(daemon, solve, attrs.opts, None).await;
+        drop(scratch);
+        return built;
     }
     // One build per platform, one after the other (what they share, the
     // stages FROM --platform=$BUILDPLATFORM, is a cache hit the second
@@ -297,7 +299,7 @@ pub async fn solve(
         opts.platform = Some(platform.clone());
         // One cache for all the platforms.
         opts.cache_merge = !built.is_empty();
-        let one = run_one(daemon, solve, opts, Some(platform.to_string())).await?;
+        let one = run(daemon, solve, opts, Some(platform.to_string())).await?;
         built.push((platform.clone(), one));
     }
     drop(scratch);
@@ -315,13 +317,27 @@ async fn load_git(
     let Some(git) = attrs.git.clone() else {
         return Err(Status::internal("no git context"));
     };
-    let vertex = Vertex::start(solve, &format!("[internal] load git source {}", git.url));
+    let label = format!("[internal] load git source {}", git.url);
     let dir = scratch.join("git");
-    let cloned = tokio::task::spawn_blocking(move || build_context::clone(&git, &dir))
+    in_vertex(solve, &label, move || {
+        build_context::clone(&git, &dir).map_err(|e| e.message)
+    })
+    .await
+}
+
+/// Runs `work` on a blocking thread as vertex `label`; its error, an
+/// invalid argument, fails the vertex.
+async fn in_vertex<T: Send + 'static>(
+    solve: &Arc<Solve>,
+    label: &str,
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, Status> {
+    let vertex = Vertex::start(solve, label);
+    let done = tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| Status::invalid_argument(e.message));
-    vertex.finish(cloned)
+        .map_err(Status::invalid_argument);
+    vertex.finish(done)
 }
 
 /// The `--build-context`s: a directory fetched from the client's local of
@@ -353,24 +369,22 @@ async fn named_contexts(
             {
                 NamedContext::Git(git) => {
                     let label = format!("[context {name}] load git source {}", git.url);
-                    let vertex = Vertex::start(solve, &label);
                     let repo = scratch.join(format!("named-{n}"));
-                    let fetched = tokio::task::spawn_blocking(move || git.fetch(&repo))
-                        .await
-                        .map_err(|e| Status::internal(e.to_string()))?
-                        .map_err(|e| {
-                            Status::invalid_argument(format!("build context {name}={value}: {e}"))
-                        });
-                    NamedContext::Dir(vertex.finish(fetched)?)
+                    let what = format!("build context {name}={value}");
+                    let dir = in_vertex(solve, &label, move || {
+                        git.fetch(&repo).map_err(|e| format!("{what}: {e}"))
+                    })
+                    .await?;
+                    NamedContext::Dir(dir)
                 }
                 NamedContext::OciLayout(layout) => {
                     let label = format!("[context {name}] OCI load from client");
-                    let vertex = Vertex::start(solve, &label);
                     let store = super::content::oci_store(session, &layout.store)
                         .map_err(Status::failed_precondition)?;
                     let (images, tmp) = (images.clone(), scratch.join(format!("named-{n}")));
                     let platform = platform.cloned();
-                    let loaded = tokio::task::spawn_blocking(move || {
+                    let what = format!("build context {name}");
+                    let id = in_vertex(solve, &label, move || {
                         hutch_builder::oci_context::import(
                             &store,
                             &layout,
@@ -378,11 +392,10 @@ async fn named_contexts(
                             &images,
                             &tmp,
                         )
+                        .map_err(|e| format!("{what}: {e}"))
                     })
-                    .await
-                    .map_err(|e| Status::internal(e.to_string()))?
-                    .map_err(|e| Status::invalid_argument(format!("build context {name}: {e}")));
-                    NamedContext::Image(vertex.finish(loaded)?.to_string())
+                    .await?;
+                    NamedContext::Image(id.to_string())
                 }
                 other => other,
             }
@@ -622,21 +635,9 @@ async fn base_image_credentials(
 
 /// The build itself, on a thread of its own; a client that goes away
 /// (this future dropped) cancels it.
+/// `platform` names its vertexes (`[linux/arm64 2/3] RUN`) when a solve
+/// builds for several.
 async fn run(
-    daemon: &Arc<Daemon>,
-    solve: &Arc<Solve>,
-    opts: BuildOptions,
-    platform: Option<String>,
-    scratch: BuildTmp,
-) -> Result<Built, Status> {
-    let built = run_one(daemon, solve, opts, platform).await;
-    drop(scratch);
-    built
-}
-
-/// One build; `platform` names its vertexes (`[linux/arm64 2/3] RUN`) when
-/// a solve builds for several.
-async fn run_one(
     daemon: &Arc<Daemon>,
     solve: &Arc<Solve>,
     opts: BuildOptions,
