@@ -6,7 +6,7 @@
 //!
 //! Needs the `hutch` and `podsim` binaries built first (`tests/run` does).
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Result};
 use hutch_tests::daemon::Daemon;
 use hutch_tests::podsim::{Pod, PodSpec};
 use hutch_tests::testimages;
@@ -121,10 +121,17 @@ fn ip_range_and_aux_addresses() -> Result<()> {
         "sleep",
         "600",
     ])?;
-    ensure!(
-        ip_on(&daemon, "cg", "r1")? == "172.28.5.2",
-        "the freed address of the range is given again"
-    );
+    let freed = ip_on(&daemon, "cg", "r1")?;
+    if freed != "172.28.5.2" {
+        let all = daemon.docker_ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}",
+            "r1",
+        ])?;
+        bail!("the freed address of the range is not given again: cg has {freed:?}; on r1: {all}");
+    }
     daemon.docker_ok(&["rm", "-f", "ca", "cc", "ce", "cg"])?;
     daemon.docker_ok(&["network", "rm", "r1"])?;
     ensure!(daemon.stop()?.success(), "daemon stop");
