@@ -242,7 +242,12 @@ impl ImageStore {
         for record in self.store.records.all()? {
             let mut summary = summarize(&index, &record);
             let dangling = summary.repo_tags.is_empty();
-            if dangling && record.intermediate && summary.repo_digests.is_empty() {
+            // Build-cache images, and the other platforms' images of a
+            // multi-platform name, are not images of their own to a user
+            // (Docker lists a multi-platform image once, by its name), so
+            // neither are they listed nor pruned as dangling.
+            let hidden = record.intermediate || index.holds_platform_image(&record.id);
+            if dangling && hidden && summary.repo_digests.is_empty() {
                 continue;
             }
             if filters.dangling.is_some_and(|want| want != dangling) {

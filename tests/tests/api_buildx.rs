@@ -1323,6 +1323,13 @@ fn multi_platform_builds_push_one_index() -> Result<()> {
     ensure!(archs == ["amd64", "arm64"], "{index}");
     let arch = daemon.docker_ok(&["image", "inspect", "-f", "{{.Architecture}}", &image])?;
     ensure!(arch.trim() == "amd64", "the name's image: {arch}");
+    // The other platform's image belongs to the name, as in Docker's
+    // listing of a multi-platform image: no dangling row, not pruned, so
+    // the name still pushes whole.
+    let dangling = daemon.docker_ok(&["images", "-q", "-f", "dangling=true"])?;
+    ensure!(dangling.trim().is_empty(), "listed as dangling: {dangling}");
+    daemon.docker_ok(&["image", "prune", "-f"])?;
+    daemon.docker_ok(&["push", &image])?;
 
     // The cache holds both platforms' steps: with the build cache gone,
     // neither RUN runs again.
@@ -1341,6 +1348,12 @@ fn multi_platform_builds_push_one_index() -> Result<()> {
 
     // The other platform, pulled back: its own file.
     daemon.docker_ok(&["rmi", &image])?;
+    // Without its name, the other platform's image is dangling.
+    let dangling = daemon.docker_ok(&["images", "-q", "-f", "dangling=true"])?;
+    ensure!(
+        !dangling.trim().is_empty(),
+        "the arm64 image is not dangling"
+    );
     daemon.docker_ok(&["image", "prune", "-f"])?;
     daemon.docker_ok(&["pull", "--platform", "linux/arm64", &image])?;
     let arch = daemon.docker_ok(&["image", "inspect", "-f", "{{.Architecture}}", &image])?;

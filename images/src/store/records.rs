@@ -103,6 +103,14 @@ pub struct TagIndex {
 }
 
 impl TagIndex {
+    /// Whether `id` is one platform's image of a multi-platform name that
+    /// still stands (the name points at one of its platforms' images).
+    pub fn holds_platform_image(&self, id: &Digest) -> bool {
+        self.platforms.iter().any(|(name, images)| {
+            images.contains(id) && self.refs.get(name).is_some_and(|t| images.contains(t))
+        })
+    }
+
     /// The names that point at `id`, sorted.
     pub fn names_of(&self, id: &Digest) -> Vec<String> {
         self.refs
