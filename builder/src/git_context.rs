@@ -91,6 +91,42 @@ impl GitContext {
         })
     }
 
+    /// What the remote names for the ref, asked without fetching
+    /// anything (`git ls-remote`): the object of each ref that `git fetch`
+    /// could take for it (a tag's own object, not the commit it peels to,
+    /// which needs the objects), as `sha ref` lines. A full commit ID as
+    /// the ref is its own answer. This is what a cache key can hold before
+    /// a clone, as BuildKit resolves the ref first. `None` when the remote
+    /// names nothing for it (an abbreviated commit, which only a fetch
+    /// resolves) or cannot be asked: the clone then says what is wrong.
+    pub fn remote_revision(&self) -> Option<String> {
+        let wanted = self.reference.as_deref().unwrap_or("HEAD");
+        let is_id =
+            matches!(wanted.len(), 40 | 64) && wanted.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_id {
+            return Some(wanted.to_ascii_lowercase());
+        }
+        let listed = Git {
+            dir: Path::new("/"),
+        }
+        .run(&["ls-remote", "--", &self.url, wanted])
+        .ok()?;
+        let names = [
+            wanted.to_owned(),
+            format!("refs/heads/{wanted}"),
+            format!("refs/tags/{wanted}"),
+        ];
+        let mut lines: Vec<&str> = listed
+            .lines()
+            .filter(|l| {
+                l.split_once('\t')
+                    .is_some_and(|(_, name)| names.iter().any(|n| n == name))
+            })
+            .collect();
+        lines.sort_unstable();
+        (!lines.is_empty()).then(|| lines.join("\n"))
+    }
+
     /// Clones the repository into `repo` (a directory that does not exist
     /// yet) and returns the context directory: `repo` or its subdirectory,
     /// which must resolve inside it. Errors do not repeat the URL.
@@ -223,6 +259,16 @@ mod tests {
         ] {
             assert!(!is_git_url(no), "{no}");
         }
+    }
+
+    #[test]
+    fn a_full_commit_id_is_its_own_revision() {
+        let id = "0123456789ABCDEF0123456789abcdef01234567";
+        // An unresolvable host: answered without asking it.
+        let g = GitContext::parse(&format!("git://host.invalid/r.git#{id}")).expect("parses");
+        assert_eq!(g.remote_revision(), Some(id.to_ascii_lowercase()));
+        let g = GitContext::parse("git://host.invalid/r.git#main").expect("parses");
+        assert_eq!(g.remote_revision(), None);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! the classic API (`remote=`) and through buildx (the context attribute),
 //! and daemonless `hutch build URL`; branches, tags, a context directory,
 //! `.git` left out; named contexts from git (`--build-context NAME=URL`);
-//! ADD of a git repository (with and without `--keep-git-dir`); a ref that is not there, a directory that leads out of
+//! ADD of a git repository (with and without `--keep-git-dir`), keyed by
+//! the commit the remote names, so a cached step clones nothing; a ref
+//! that is not there, a directory that leads out of
 //! the repository by a symlink or by `..`, and URLs that are not git
 //! refused with their reasons.
 //!
@@ -172,6 +174,33 @@ fn git_contexts_through_every_client() -> Result<()> {
         ensure!(seen.contains("/kept: . .. .git"), "{seen}");
         ensure!(!seen.contains("/src: . .. .git"), "{seen}");
     }
+    // The ref is resolved before the clone (`git ls-remote`) and the
+    // commit is the step's key: with the server's objects gone (its refs
+    // still listed) the same build is all cache and clones nothing; a
+    // new commit on the branch, even an empty one, builds the step again.
+    let server = |script: &str| -> Result<()> {
+        let out = pod.exec("/bin/sh").args(["-c", script]).output()?;
+        ok(&out, script).map(drop)
+    };
+    server(
+        "cd /tmp/gitsrv/app.git && mv objects /tmp/gitsrv/objects.away \
+         && mkdir -p objects/info objects/pack",
+    )?;
+    let out = daemon.docker().args(["build", &add.arg()]).output()?;
+    let t = text(&out);
+    ensure!(out.status.success(), "a clone was needed: {t}");
+    ensure!(t.matches("Using cache").count() == 2, "{t}");
+    server(
+        "cd /tmp/gitsrv/app.git && rm -rf objects && mv /tmp/gitsrv/objects.away objects \
+         && cd /tmp/work && export HOME=/tmp GIT_CONFIG_NOSYSTEM=1 \
+         && git checkout -q feature && git commit -q --allow-empty -m four \
+         && git push -q /tmp/gitsrv/app.git feature",
+    )?;
+    let out = daemon.docker().args(["build", &add.arg()]).output()?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(!t.contains("Using cache"), "a new commit, cached: {t}");
+
     let bad = Ctx::new(&[("Dockerfile", &format!("FROM busybox\nADD {URL}#nope /x\n"))])?;
     let out = pod.exec(hutch_bin()).args(["build", &bad.arg()]).output()?;
     let t = text(&out);

@@ -973,6 +973,23 @@ impl Executor {
         } else {
             &args.sources.paths
         };
+        // The step's key before any copy: with --checksum (the content
+        // is named in the instruction) or a git source the remote resolves
+        // to a commit (the commit names the checkout, so a cache hit needs
+        // no clone, as in BuildKit). Otherwise the copied content's hash
+        // completes it below.
+        let fetch = remote::Downloads::plan(paths, args.add, args.checksum.as_deref(), &args.at)?;
+        let revision = git.as_ref().and_then(|g| g.remote_revision());
+        let mut _claim = None;
+        if fetch.key_complete() || revision.is_some() {
+            if let Some(rev) = &revision {
+                key.add(format!("git-revision:{rev}").as_bytes());
+            }
+            let Some(claim) = self.cached_or_claim(ctx, &key, img)? else {
+                return Ok(());
+            };
+            _claim = Some(claim);
+        }
         // Where the files come from: the context, a git checkout, or a
         // stage's / image's view.
         let mut _view = None;
@@ -1018,15 +1035,6 @@ impl Executor {
         };
         let exclude = crate::dockerignore::DockerIgnore::parse(&args.excludes.join("\n"))
             .map_err(|e| BuildError::Invalid(format!("--exclude: {e}")))?;
-        // URL sources: with --checksum the key is complete without them.
-        let fetch = remote::Downloads::plan(paths, args.add, args.checksum.as_deref(), &args.at)?;
-        let mut _claim = None;
-        if fetch.key_complete() {
-            let Some(claim) = self.cached_or_claim(ctx, &key, img)? else {
-                return Ok(());
-            };
-            _claim = Some(claim);
-        }
         let fetched = fetch.run(&ctx.tmp, &self.data_root, &self.cancel)?;
         let req = copy::CopyRequest {
             sources: paths,
@@ -1044,7 +1052,7 @@ impl Executor {
             parents: args.parents,
         };
         let entries = copy::copy_entries(&src, &req, &lower)?;
-        if !fetch.key_complete() {
+        if _claim.is_none() {
             key.add(&checksum(&entries, hashes)?);
             let Some(claim) = self.cached_or_claim(ctx, &key, img)? else {
                 return Ok(());
