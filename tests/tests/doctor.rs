@@ -137,6 +137,7 @@ fn expect_common(report: &Report, pod: &Pod) {
             ("idmap.tmpfs", Ok),
             ("misc.seccomp", Ok),
             ("cgroup.version", Ok),
+            ("tools.git", Ok),
         ],
     );
     assert!(report.ok, "no hard requirement fails in a pod");
@@ -389,5 +390,27 @@ fn unusable_data_root_fails_hard() -> Result<()> {
     );
     let failed: Vec<_> = report.hard_failures().map(|c| c.id.as_str()).collect();
     assert_eq!(failed, ["overlay.userxattr"]);
+    pod.stop()
+}
+
+/// Without git on the daemon's PATH the doctor says which builds that
+/// disables and how to fix it; it is not a hard requirement.
+#[test]
+fn missing_git_is_reported_not_fatal() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let out = pod
+        .exec(hutch()?)
+        .env("PATH", "/nonexistent")
+        .args(["doctor", "--json"])
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report: Report = serde_json::from_slice(&out.stdout)?;
+    let git = report.check("tools.git").expect("a tools.git check");
+    assert_eq!(git.status, Status::Missing);
+    assert!(!git.hard);
+    let blocks = git.blocks.clone().unwrap_or_default();
+    assert!(blocks.contains("ADD of a git repository"), "{blocks}");
+    let fix = git.fix.clone().unwrap_or_default();
+    assert!(fix.contains("install git"), "{fix}");
     pod.stop()
 }

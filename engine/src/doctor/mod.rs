@@ -23,6 +23,7 @@ mod misc;
 mod netns;
 mod overlay;
 mod procfs;
+mod programs;
 pub mod report;
 mod scratch;
 mod status;
@@ -89,6 +90,7 @@ pub fn run(data_root: &Path) -> Report {
         cgroup::check_writable(cgroups),
         cgroup::check_delegated(cgroups),
         cgroup::check_containers(),
+        programs::check_git(),
     ];
     drop(elsewhere);
     drop(scratch);
