@@ -24,6 +24,7 @@ pub mod git_context;
 pub mod history;
 pub mod oci_context;
 pub mod platform;
+pub mod remote_context;
 pub mod stages;
 
 pub use args::BuildArgs;

@@ -229,12 +229,6 @@ fn git_contexts_through_every_client() -> Result<()> {
     }
     let reply = daemon.request(
         "POST",
-        "/build?remote=https%3A%2F%2F127.0.0.1%2Fctx.tar.gz",
-        &["-H", "Content-Type: application/x-tar"],
-    )?;
-    ensure!(reply.status == 400 && reply.body.contains("git"), "{reply}");
-    let reply = daemon.request(
-        "POST",
         "/build?remote=file%3A%2F%2F%2Ftmp%2Fgitsrv%2Fapp.git",
         &["-H", "Content-Type: application/x-tar"],
     )?;

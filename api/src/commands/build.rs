@@ -16,6 +16,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use hutch_builder::exec::remote_cache;
 use hutch_builder::exec::{BuildError, BuildOptions, BuildTmp, Executor, OutputSink, Progress};
+use hutch_builder::remote_context::RemoteContext;
 use hutch_builder::BuildArgs as DockerfileArgs;
 use hutch_engine::bootstrap::{self, BootstrapOptions};
 use hutch_engine::containers::config::Ulimit;
@@ -136,25 +137,25 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
             data_root.display()
         )
     })?;
-    // A git URL for the context: cloned into a scratch entry of its own,
-    // and `-f` read inside the clone, as for docker build's remote
+    // A git or http(s) URL for the context: fetched into a scratch entry
+    // of its own, and `-f` read inside it, as for docker build's remote
     // contexts.
-    let mut git_scratch = None;
-    let (context, dockerfile) = match args
+    let mut remote_scratch = None;
+    let remote = args
         .context
         .to_str()
-        .filter(|c| hutch_builder::git_context::is_git_url(c))
-    {
-        Some(url) => {
-            let git =
-                hutch_builder::git_context::GitContext::parse(url).map_err(anyhow::Error::msg)?;
-            let scratch = git_scratch.insert(
+        .and_then(RemoteContext::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let (context, dockerfile) = match remote {
+        Some(remote) => {
+            let scratch = remote_scratch.insert(
                 BuildTmp::create(&data_root, "context")
-                    .context("creating a directory for the git context")?,
+                    .context("creating a directory for the remote context")?,
             );
-            let dir = git
-                .fetch(&scratch.path().join("repo"))
-                .map_err(|e| anyhow::anyhow!("the git context {}: {e}", git.url))?;
+            let dir = remote
+                .fetch(scratch.path(), &data_root)
+                .map_err(|e| anyhow::anyhow!("the remote context {}: {e}", remote.url()))?;
             let file = args.file.as_ref().map(|f| dir.join(f));
             (dir, file)
         }
@@ -234,7 +235,7 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         cache_to,
         // The context is the user's own directory: a rebuild finds it again.
         // A clone's fresh paths never match again.
-        remember_context_hashes: git_scratch.is_none(),
+        remember_context_hashes: remote_scratch.is_none(),
     };
     let registry = RegistryRequest {
         settings: hutch_images::registry::RegistrySettings::from_env(),

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hutch_builder::exec::{remote_cache, BuildError, BuildOptions, BuildTmp};
+use hutch_builder::remote_context::RemoteContext;
 use hutch_builder::{BuildArgs, NamedContext};
 use hutch_images::registry::AuthConfig;
 use hutch_images::Reference;
@@ -48,8 +49,8 @@ struct Attrs {
     /// The path of a context the client uploads as a tar (`docker build -
     /// < ctx.tar`): its `Upload` service serves it.
     upload: Option<String>,
-    /// A git URL for the context: cloned by the daemon.
-    git: Option<hutch_builder::git_context::GitContext>,
+    /// A git or http(s) URL for the context: fetched by the daemon.
+    remote: Option<RemoteContext>,
     /// `dockerfilekey`: the Dockerfile comes from that local even when the
     /// context is uploaded.
     own_dockerfile: bool,
@@ -120,22 +121,19 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
     // the one `contextkey` names) holds a git or http(s) URL, as BuildKit's
     // dockerfile frontend reads them.
     let context_key = attrs.get("contextkey").map_or("context", String::as_str);
-    let (mut upload, mut git) = (None, None);
-    if let Some(remote) = attrs.get(context_key).filter(|v| !v.is_empty()) {
-        match remote.strip_prefix(UPLOAD_URL) {
+    let (mut upload, mut remote) = (None, None);
+    if let Some(value) = attrs.get(context_key).filter(|v| !v.is_empty()) {
+        match value.strip_prefix(UPLOAD_URL) {
             Some(path) => upload = Some(format!("/{path}")),
-            None if hutch_builder::git_context::is_git_url(remote) => {
-                git = Some(
-                    hutch_builder::git_context::GitContext::parse(remote)
-                        .map_err(Status::invalid_argument)?,
-                )
-            }
-            None => {
-                return Err(Status::unimplemented(format!(
-                    "a remote build context ({remote}) is not supported by hutch unless it \
-                     is a git repository: build from a directory or a tar on stdin"
-                )))
-            }
+            None => match RemoteContext::parse(value) {
+                Some(parsed) => remote = Some(parsed.map_err(Status::invalid_argument)?),
+                None => {
+                    return Err(Status::unimplemented(format!(
+                        "the build context {value:?} is not supported by hutch: a directory, \
+                         a tar on stdin, a git repository or an http(s) URL"
+                    )))
+                }
+            },
         }
     }
     if attrs.get("contextsubdir").is_some_and(|v| !v.is_empty()) {
@@ -146,7 +144,7 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
     Ok(Attrs {
         platforms,
         upload,
-        git,
+        remote,
         own_dockerfile: attrs.contains_key("dockerfilekey"),
         named,
         dockerfile_local: local_name(attrs, "dockerfilekey", "dockerfile"),
@@ -223,8 +221,8 @@ pub async fn solve(
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| Status::internal(format!("creating the context directory: {e}")))?;
     let (context_dir, dockerfile, _uploaded) = match attrs.upload.clone() {
-        None if attrs.git.is_some() => {
-            let cloned = load_git(solve, &attrs, scratch.path()).await?;
+        None if attrs.remote.is_some() => {
+            let cloned = load_remote(solve, &attrs, scratch.path(), &daemon.data_root).await?;
             let dockerfile = if attrs.own_dockerfile {
                 load_dockerfile(&session, solve, &attrs, scratch.path()).await?
             } else {
@@ -308,19 +306,22 @@ pub async fn solve(
     Ok(built.swap_remove(primary).1)
 }
 
-/// Clones the git context, as BuildKit's `[internal] load git source`.
-async fn load_git(
+/// Clones the git context or downloads the http one, as BuildKit's
+/// `[internal] load git source` / `load remote build context`.
+async fn load_remote(
     solve: &Arc<Solve>,
     attrs: &Attrs,
     scratch: &Path,
+    data_root: &Path,
 ) -> Result<build_context::Context, Status> {
-    let Some(git) = attrs.git.clone() else {
-        return Err(Status::internal("no git context"));
+    let Some(remote) = attrs.remote.clone() else {
+        return Err(Status::internal("no remote context"));
     };
-    let label = format!("[internal] load git source {}", git.url);
-    let dir = scratch.join("git");
+    let label = remote.label();
+    let dir = scratch.join("remote");
+    let data_root = data_root.to_path_buf();
     in_vertex(solve, &label, move || {
-        build_context::clone(&git, &dir).map_err(|e| e.message)
+        build_context::fetch(&remote, &dir, &data_root).map_err(|e| e.message)
     })
     .await
 }

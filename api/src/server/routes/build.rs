@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hutch_builder::exec::{BuildError, BuildOptions, BuildTmp, Built, Executor};
+use hutch_builder::remote_context::RemoteContext;
 use hutch_builder::BuildArgs;
 use hutch_engine::runtime::Runtime;
 use hutch_images::registry::AuthConfig;
@@ -122,8 +123,9 @@ pub fn cancel_all(limit: Duration) {
 /// The query of `POST /build`, checked before the context is read.
 struct Request {
     opts: BuildOptions,
-    /// `remote=` a git URL: the context is cloned, the body ignored.
-    git: Option<hutch_builder::git_context::GitContext>,
+    /// `remote=` a git or http(s) URL: the context is fetched, the body
+    /// ignored.
+    remote: Option<RemoteContext>,
     dockerfile: Option<String>,
     quiet: bool,
     rm: bool,
@@ -132,18 +134,17 @@ struct Request {
 
 fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
     let q = &req.query;
-    let git = match q.non_empty("remote") {
+    let remote = match q.non_empty("remote") {
         None => None,
-        Some(remote) if hutch_builder::git_context::is_git_url(remote) => Some(
-            hutch_builder::git_context::GitContext::parse(remote).map_err(ApiError::bad_request)?,
-        ),
-        Some(remote) => {
-            return Err(ApiError::bad_request(format!(
-                "building from a remote context ({remote}) is not supported by hutch \
-                 unless it is a git repository: send the context as the request body \
-                 (docker build DIR)"
-            )))
-        }
+        Some(remote) => match RemoteContext::parse(remote) {
+            Some(parsed) => Some(parsed.map_err(ApiError::bad_request)?),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "the remote context {remote:?} is neither a git repository nor an \
+                     http(s) URL"
+                )))
+            }
+        },
     };
     if q.non_empty("version") == Some("2") {
         return Err(ApiError::bad_request(
@@ -265,7 +266,7 @@ fn parse_request(req: &ApiRequest) -> Result<Request, ApiError> {
     };
     Ok(Request {
         opts,
-        git,
+        remote,
         dockerfile,
         quiet: q.bool("q"),
         // moby's default is rm=true; the CLI always sends it.
@@ -327,15 +328,15 @@ async fn build(req: ApiRequest) -> Reply {
     let daemon = req.daemon.clone();
     let data_root = daemon.data_root.clone();
     let body = req.body_reader();
-    let git = parsed.git.clone();
+    let remote = parsed.remote.clone();
     // The context goes into a locked entry of builder/tmp, so a daemon that
     // dies mid-build leaves nothing the next build does not sweep.
     let (scratch, context) = tokio::task::spawn_blocking(move || {
         let scratch = BuildTmp::create(&data_root, "context")
             .map_err(|e| ApiError::internal(format!("creating the context directory: {e}")))?;
-        let context = match &git {
+        let context = match &remote {
             // (The CLI sends no body with a remote context.)
-            Some(git) => build_context::clone(git, scratch.path())?,
+            Some(remote) => build_context::fetch(remote, scratch.path(), &data_root)?,
             None => build_context::unpack(body, scratch.path())?,
         };
         Ok::<_, ApiError>((scratch, context))

@@ -3,14 +3,14 @@
 //! crate's layer unpacker, whose every path is resolved inside the
 //! directory by the kernel (a `..` or a symlink cannot lead an entry out),
 //! with its size and decompression-ratio limits. Then the Dockerfile is
-//! located inside it, symlinks resolved, as moby does. A git context
-//! (`remote=` a git URL) is cloned instead (`hutch_builder::git_context`).
+//! located inside it, symlinks resolved, as moby does. A remote context
+//! (`remote=` a git or http(s) URL) is fetched instead
+//! (`hutch_builder::remote_context`).
 
-use std::io::{Cursor, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use hutch_builder::git_context::GitContext;
-use hutch_images::unpack::{unpack_layer, UnpackLimits};
+use hutch_builder::remote_context::{unpack_archive, RemoteContext};
 
 use super::super::error::ApiError;
 
@@ -23,54 +23,31 @@ pub struct Context {
     root: PathBuf,
 }
 
-/// Magic bytes of the compressions moby accepts that the unpacker does not
-/// (gzip and zstd it detects itself).
-const BZIP2_MAGIC: &[u8] = b"BZh";
-const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
-
 /// Unpacks `body` under `tmp`. Blocking: run it on a blocking thread.
 pub fn unpack(body: impl Read + Send, tmp: &Path) -> Result<Context, ApiError> {
-    std::fs::create_dir_all(tmp)
-        .map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp.display())))?;
-    let mut body = body;
-    let mut head = Vec::with_capacity(XZ_MAGIC.len());
-    (&mut body)
-        .take(XZ_MAGIC.len() as u64)
-        .read_to_end(&mut head)
-        .map_err(|e| ApiError::bad_request(format!("reading the build context: {e}")))?;
-    for (magic, name) in [(BZIP2_MAGIC, "bzip2"), (XZ_MAGIC, "xz")] {
-        if head.starts_with(magic) {
-            return Err(ApiError::bad_request(format!(
-                "the build context is {name}-compressed, which hutch does not read: \
-                 send a plain, gzip or zstd tar"
-            )));
-        }
-    }
-    let dir = tempfile::Builder::new()
-        .prefix("context-")
-        .tempdir_in(tmp)
-        .map_err(|e| ApiError::internal(format!("creating the context directory: {e}")))?;
-    let reader = Cursor::new(head).chain(body);
-    unpack_layer(reader, dir.path(), UnpackLimits::default()).map_err(|e| {
-        ApiError::bad_request(format!("the build context is not a valid archive: {e}"))
-    })?;
+    let dir = scratch_dir(tmp, "context-")?;
+    unpack_archive(body, dir.path()).map_err(ApiError::bad_request)?;
     let root = dir.path().to_path_buf();
     Ok(Context { _dir: dir, root })
 }
 
-/// Clones the git context `git` under `tmp`. Blocking: run it on a
-/// blocking thread.
-pub fn clone(git: &GitContext, tmp: &Path) -> Result<Context, ApiError> {
+/// Fetches the context `remote` names (a git clone, or an http(s) tarball
+/// or Dockerfile) under `tmp`. Blocking: run it on a blocking thread.
+pub fn fetch(remote: &RemoteContext, tmp: &Path, data_root: &Path) -> Result<Context, ApiError> {
+    let dir = scratch_dir(tmp, "remote-")?;
+    let root = remote
+        .fetch(dir.path(), data_root)
+        .map_err(|e| ApiError::bad_request(format!("the remote context {}: {e}", remote.url())))?;
+    Ok(Context { _dir: dir, root })
+}
+
+fn scratch_dir(tmp: &Path, prefix: &str) -> Result<tempfile::TempDir, ApiError> {
     std::fs::create_dir_all(tmp)
         .map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp.display())))?;
-    let dir = tempfile::Builder::new()
-        .prefix("git-")
+    tempfile::Builder::new()
+        .prefix(prefix)
         .tempdir_in(tmp)
-        .map_err(|e| ApiError::internal(format!("creating the context directory: {e}")))?;
-    let root = git
-        .fetch(&dir.path().join("repo"))
-        .map_err(|e| ApiError::bad_request(format!("the git context {}: {e}", git.url)))?;
-    Ok(Context { _dir: dir, root })
+        .map_err(|e| ApiError::internal(format!("creating the context directory: {e}")))
 }
 
 impl Context {
@@ -115,6 +92,7 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Cursor;
 
     fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
