@@ -1261,8 +1261,8 @@ fn buildx_outputs_files_to_the_client() -> Result<()> {
 /// this machine's image and remembers the other, buildx's push (through
 /// the API) sends both and an OCI index; a pull of the other platform
 /// gets its own file; the cache holds both platforms' steps; an OCI
-/// layout export holds both; exporting several platforms as files is
-/// refused before anything runs.
+/// layout export holds both; exported as files (local or tar) each
+/// platform is a directory of its own.
 #[test]
 fn multi_platform_builds_push_one_index() -> Result<()> {
     let pod = Pod::start(&PodSpec::new())?;
@@ -1390,13 +1390,33 @@ fn multi_platform_builds_push_one_index() -> Result<()> {
             "{arch}: {seen}"
         );
     }
-    // As files: refused before anything runs.
+    // As files: a directory per platform, as BuildKit splits them.
+    let out = build(&["-o", "type=local,dest=/tmp/m-files"])?;
+    ensure!(out.status.success(), "{}", text(&out));
+    for arch in ["amd64", "arm64"] {
+        let seen = pod
+            .exec("/bin/cat")
+            .arg(format!("/tmp/m-files/linux_{arch}/out"))
+            .output()?;
+        let seen = ok(&seen, "an exported platform's file")?;
+        ensure!(seen == format!("built-for-{arch}\n"), "{arch}: {seen}");
+    }
     let out = build(&["-o", "type=tar,dest=/tmp/m-files.tar"])?;
-    let t = text(&out);
+    ensure!(out.status.success(), "{}", text(&out));
+    let listed = pod
+        .exec("/bin/tar")
+        .args(["-tf", "/tmp/m-files.tar"])
+        .output()?;
+    let listed = ok(&listed, "tar -t")?;
     ensure!(
-        !out.status.success() && t.contains("several platforms"),
-        "{t}"
+        listed.lines().any(|l| l == "linux_amd64/out")
+            && listed.lines().any(|l| l == "linux_arm64/out"),
+        "{listed}"
     );
+    // A docker archive holds one image per name: refused before the build.
+    let out = build(&["-o", "type=docker,dest=/tmp/m-docker.tar"])?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
     daemon.stop()?;
     registry.stop()?;
     pod.stop()

@@ -75,6 +75,30 @@ impl Export {
         drop(self.view);
         written
     }
+
+    /// Writes several exports as one tar, each under a directory of its
+    /// own (`dir/`, then its entries below it; hardlinks follow): a build
+    /// for several platforms exports its files as BuildKit's platform
+    /// split does, a directory per platform (`linux_amd64/...`).
+    pub fn write_split<W: Write>(exports: Vec<(String, Export)>, out: W) -> io::Result<W> {
+        let mut views = Vec::with_capacity(exports.len());
+        let mut entries = Vec::new();
+        for (dir, export) in exports {
+            let dir = dir.trim_matches('/').to_owned();
+            entries.push(tarball::Entry::dir(&dir, 0o755, 0, 0, 0));
+            entries.extend(export.entries.into_iter().map(|mut e| {
+                e.path = format!("{dir}/{}", e.path);
+                if let tarball::Body::Link(target) = &mut e.body {
+                    *target = format!("{dir}/{target}");
+                }
+                e
+            }));
+            views.push((export.view, export._empty));
+        }
+        let written = tarball::write_tar(out, entries, None);
+        drop(views);
+        written
+    }
 }
 
 /// A container's filesystem (not running) mounted in the engine's mount

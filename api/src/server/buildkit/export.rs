@@ -50,22 +50,21 @@ pub fn exporters(req: &SolveRequest) -> Result<Vec<Exporter>, Status> {
 }
 
 /// Whether an exporter takes a build for several platforms: the image
-/// store (then the registry) and the OCI layout do; the files (BuildKit
-/// writes a directory per platform) and the docker-archive (buildx
-/// refuses it itself) do not here.
+/// store (then the registry), the OCI layout and the files (a directory
+/// per platform) do; the docker-archive (one image per name; buildx
+/// refuses it itself) does not.
 fn takes_several(exporter: &Exporter) -> bool {
     match exporter {
-        Exporter::Image(_) => true,
+        Exporter::Image(_) | Exporter::Files(_) => true,
         Exporter::Archive(a) => a.format == ArchiveFormat::Oci,
-        Exporter::Files(_) => false,
     }
 }
 
 fn several_to_client() -> Status {
     Status::unimplemented(
-        "exporting a build for several platforms as files (--output type=local or tar) is \
-         not supported by hutch: push it (--push), export it as an OCI layout (type=oci), \
-         or build one platform",
+        "exporting a build for several platforms as a docker archive (--output type=docker) \
+         is not supported by hutch: push it (--push), export it as an OCI layout (type=oci) \
+         or as files (type=local, type=tar), or build one platform",
     )
 }
 
@@ -200,7 +199,7 @@ pub async fn export(
                 };
                 let vertex = Vertex::start(solve, name);
                 let sent = match daemon.buildkit.sessions.get(session).await {
-                    Ok(s) => output::export(daemon, &vertex, &s, &id, export).await,
+                    Ok(s) => output::export(daemon, &vertex, &s, &id, &platforms, export).await,
                     Err(e) => Err(Status::failed_precondition(e.message)),
                 };
                 vertex.finish(sent)?;

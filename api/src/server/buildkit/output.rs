@@ -162,17 +162,25 @@ fn receives_files(session: &Session) -> Result<(), Status> {
     }
 }
 
-/// Exports image `image_id` to the client as `export` asks.
+/// Exports image `image_id` to the client as `export` asks; a build for
+/// several platforms (`platforms`, their images) as a directory per
+/// platform, as BuildKit splits them.
 pub async fn export(
     daemon: &Arc<Daemon>,
     vertex: &Vertex,
     session: &Session,
     image_id: &str,
+    platforms: &[Digest],
     export: &FileExport,
 ) -> Result<(), Status> {
     receives_files(session)?;
     let task = vertex.status_start("copying files");
-    let (scratch, tar) = write_tar(daemon, image_id).await?;
+    let images = if platforms.len() > 1 {
+        platforms.iter().map(Digest::to_string).collect()
+    } else {
+        vec![image_id.to_owned()]
+    };
+    let (scratch, tar) = write_tar(daemon, images).await?;
     let sent = match export.kind {
         Kind::Tar => send_tar(session, &tar, export.index).await,
         Kind::Local => send_local(session, &tar, export.index).await,
@@ -184,20 +192,38 @@ pub async fn export(
 }
 
 /// The image's filesystem as a tar file in a scratch entry of
-/// `builder/tmp` (removed with the returned guard).
-async fn write_tar(daemon: &Arc<Daemon>, image_id: &str) -> Result<(BuildTmp, PathBuf), Status> {
+/// `builder/tmp` (removed with the returned guard); several images (a
+/// build's platforms) each under a directory named for its platform.
+async fn write_tar(
+    daemon: &Arc<Daemon>,
+    images: Vec<String>,
+) -> Result<(BuildTmp, PathBuf), Status> {
     let store = daemon.images.clone();
     let data_root = daemon.data_root.clone();
-    let image = image_id.to_owned();
     tokio::task::spawn_blocking(move || {
         let scratch = BuildTmp::create(&data_root, "output").map_err(|e| e.to_string())?;
         let path = scratch.path().join("rootfs.tar");
-        let export = Export::prepare_image(&store, &image, &data_root.join("builder/tmp"))
-            .map_err(|e| e.to_string())?;
-        let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
-        export
-            .write_to(std::io::BufWriter::new(file))
-            .map_err(|e| e.to_string())?;
+        let tmp = data_root.join("builder/tmp");
+        let file =
+            std::io::BufWriter::new(std::fs::File::create(&path).map_err(|e| e.to_string())?);
+        if let [image] = images.as_slice() {
+            let export = Export::prepare_image(&store, image, &tmp).map_err(|e| e.to_string())?;
+            export.write_to(file).map_err(|e| e.to_string())?;
+        } else {
+            let mut exports = Vec::new();
+            for image in &images {
+                let record = store.inspect(image).map_err(|e| e.to_string())?.record;
+                let dir = [Some(record.os), Some(record.architecture), record.variant]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("_");
+                let export =
+                    Export::prepare_image(&store, image, &tmp).map_err(|e| e.to_string())?;
+                exports.push((dir, export));
+            }
+            Export::write_split(exports, file).map_err(|e| e.to_string())?;
+        }
         Ok::<_, String>((scratch, path))
     })
     .await
