@@ -318,7 +318,9 @@ pub struct BuildArgs {
     /// Target build stage.
     #[arg(long)]
     pub target: Option<String>,
-    /// Target platform (os/arch[/variant]).
+    /// Target platform (os/arch[/variant]); several, comma-separated,
+    /// build once each into one multi-platform name (no emulation: a RUN
+    /// for a platform this machine cannot run fails).
     #[arg(long)]
     pub platform: Option<String>,
     /// Secret to expose to RUN --mount=type=secret (id=ID,src=PATH).

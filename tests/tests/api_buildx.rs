@@ -361,9 +361,10 @@ fn buildx_errors_as_buildkit_words_them() -> Result<()> {
                 "--platform",
                 "linux/amd64,linux/arm64",
                 "-o",
-                "type=tar,dest=/tmp/x.tar",
+                "type=docker,dest=/tmp/x.tar",
             ],
-            "several platforms",
+            // buildx's own refusal (hutch refuses it too, for other clients).
+            "exporting manifest lists",
         ),
         (&["--sbom=true"], "Attestations are not supported"),
     ] {

@@ -432,13 +432,72 @@ fn hutch_build_for_another_platform() -> Result<()> {
     let out = hutch(&pod, &["build", &from_local.arg()])?;
     ensure!(out.status.success(), "{}", text(&out));
 
-    // Several platforms at once: refused, clearly.
+    // Several platforms at once: one build each under one name, pushed as
+    // one index; their files a directory per platform; a docker archive
+    // (one image per name) refused before anything runs.
+    let pushed = registry.image_ref("built/multi:2");
     let out = hutch(
         &pod,
-        &["build", "--platform", "linux/amd64,linux/arm64", &ctx.arg()],
+        &[
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            &pushed,
+            "--push",
+            "-o",
+            "type=local,dest=/tmp/hb-files",
+            &ctx.arg(),
+        ],
     )?;
-    ensure!(!out.status.success(), "{}", text(&out));
-    ensure!(text(&out).contains("several platforms"), "{}", text(&out));
+    ensure!(out.status.success(), "{}", text(&out));
+    let files = pod
+        .exec("/bin/sh")
+        .args([
+            "-c",
+            "cat /tmp/hb-files/linux_amd64/hello.txt /tmp/hb-files/linux_arm64/hello.txt \
+             /tmp/hb-files/linux_arm64/platform.txt; ls /tmp/hb-files",
+        ])
+        .output()?;
+    let files = hutch_tests::daemon::ok(&files, "the files of both platforms")?;
+    ensure!(
+        files
+            == format!(
+                "hello\nhello\n{}linux_amd64\nlinux_arm64\n",
+                testimages::ARM64_MARKER
+            ),
+        "{files}"
+    );
+    let index = pod
+        .exec("/usr/bin/curl")
+        .args([
+            "-sSf",
+            "-H",
+            "Accept: application/vnd.oci.image.index.v1+json",
+            &format!("{}/v2/built/multi/manifests/2", registry.url()),
+        ])
+        .output()?;
+    let index = hutch_tests::daemon::ok(&index, "the pushed index")?;
+    ensure!(
+        index.contains(r#""architecture":"amd64""#) && index.contains(r#""architecture":"arm64""#),
+        "{index}"
+    );
+    let out = hutch(
+        &pod,
+        &[
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            "type=docker,dest=/tmp/hb.tar",
+            &ctx.arg(),
+        ],
+    )?;
+    ensure!(
+        !out.status.success() && text(&out).contains("one image per name"),
+        "{}",
+        text(&out)
+    );
 
     let daemon = Daemon::start(&pod)?;
     let arm = inspect(&daemon, "arm:1")?;

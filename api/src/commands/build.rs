@@ -108,12 +108,20 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
     } else {
         build_progress::Mode::parse(&args.progress)?
     };
-    let platform = args
+    // `--platform A,B`: one build per platform, as through buildx (the
+    // first is the options' platform).
+    let mut platforms: Vec<hutch_builder::Platform> = Vec::new();
+    for p in args
         .platform
-        .as_deref()
-        .map(hutch_builder::Platform::parse_target)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+        .iter()
+        .flat_map(|v| v.split(',').map(str::trim).filter(|p| !p.is_empty()))
+    {
+        let p = hutch_builder::Platform::parse_target(p).map_err(anyhow::Error::msg)?;
+        if !platforms.contains(&p) {
+            platforms.push(p);
+        }
+    }
+    let platform = platforms.first().cloned();
     let ns = bootstrap::enter(&ns_options)?;
     // Quiet prints the image ID only (`hutch doctor` shows these).
     if mode != build_progress::Mode::Quiet {
@@ -189,6 +197,12 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         .as_deref()
         .map(super::build_output::BuildOutput::parse)
         .transpose()?;
+    if platforms.len() > 1 && output.as_ref().is_some_and(|o| !o.takes_several()) {
+        anyhow::bail!(
+            "--output type=docker holds one image per name, not several platforms: use \
+             type=oci, type=local or type=tar, or --push"
+        );
+    }
     let opts = BuildOptions {
         context,
         dockerfile,
@@ -249,20 +263,15 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         registry: registry.clone(),
         cancel,
     };
-    let result = match mode {
-        build_progress::Mode::Tty => {
-            let tty = build_progress::Tty::new();
-            let built = executor.build(&opts, &tty);
-            tty.finish(built.as_ref());
-            built
-        }
-        build_progress::Mode::Plain => executor.build(&opts, &Lines),
-        build_progress::Mode::Quiet => executor.build(&opts, &build_progress::Quiet),
+    let result = if platforms.len() < 2 {
+        build_one(&executor, &opts, mode).map(|b| vec![b])
+    } else {
+        build_each(&executor, &opts, &platforms, mode)
     };
     drop(scratch);
     built_flag.store(true, Ordering::SeqCst);
     let sig = signalled.load(Ordering::SeqCst);
-    let built = match result {
+    let mut built = match result {
         Ok(b) if sig == 0 => b,
         Ok(_) => return Ok(ExitCode::from(signal_status(sig))),
         Err(e) if sig == 0 => {
@@ -283,6 +292,18 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
             return Ok(ExitCode::from(signal_status(sig)));
         }
     };
+    // Several platforms: the names are this machine's platform's image
+    // (or the first), with the others recorded beside it, so a push sends
+    // them all as one index.
+    let ids: Vec<Digest> = built.iter().map(|b| b.id.clone()).collect();
+    let host = hutch_builder::Platform::host();
+    let primary = platforms.iter().position(|p| *p == host).unwrap_or(0);
+    let built = built.swap_remove(primary.min(built.len().saturating_sub(1)));
+    if ids.len() > 1 {
+        for n in &built.names {
+            store.tag_platforms(&built.id, &n.to_string(), &ids)?;
+        }
+    }
     if mode == build_progress::Mode::Plain {
         eprintln!("Successfully built {}", built.id.short());
         for n in &built.names {
@@ -295,7 +316,8 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
     }
     if let Some(output) = &output {
         let tmp = data_root.join("builder/tmp");
-        output.write(&store, &built.id.to_string(), &built.names, &tmp)?;
+        let ids: Vec<String> = ids.iter().map(Digest::to_string).collect();
+        output.write(&store, &ids, &built.names, &tmp)?;
     }
     if args.push {
         anyhow::ensure!(!built.names.is_empty(), "--push needs a name (-t)");
@@ -315,6 +337,46 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         println!("{}", built.id);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One build, its progress shown as `mode` says.
+fn build_one(
+    executor: &Executor,
+    opts: &BuildOptions,
+    mode: build_progress::Mode,
+) -> Result<hutch_builder::exec::Built, BuildError> {
+    match mode {
+        build_progress::Mode::Tty => {
+            let tty = build_progress::Tty::new();
+            let built = executor.build(opts, &tty);
+            tty.finish(built.as_ref());
+            built
+        }
+        build_progress::Mode::Plain => executor.build(opts, &Lines),
+        build_progress::Mode::Quiet => executor.build(opts, &build_progress::Quiet),
+    }
+}
+
+/// One build per platform, one after the other (the stages they share,
+/// `FROM --platform=$BUILDPLATFORM`, are cache hits the second time), into
+/// one build cache; stops at the first that fails.
+fn build_each(
+    executor: &Executor,
+    opts: &BuildOptions,
+    platforms: &[hutch_builder::Platform],
+    mode: build_progress::Mode,
+) -> Result<Vec<hutch_builder::exec::Built>, BuildError> {
+    let mut built = Vec::with_capacity(platforms.len());
+    for platform in platforms {
+        let mut one = opts.clone();
+        one.platform = Some(platform.clone());
+        one.cache_merge = !built.is_empty();
+        if mode != build_progress::Mode::Quiet {
+            eprintln!("=> building for {platform}");
+        }
+        built.push(build_one(executor, &one, mode)?);
+    }
+    Ok(built)
 }
 
 /// Shells' status for death by signal `sig`.

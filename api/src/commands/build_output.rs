@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use hutch_builder::exec::rootfs::Export;
 use hutch_images::archive::ArchiveFormat;
-use hutch_images::{ImageStore, Reference};
+use hutch_images::{Digest, ImageStore, Reference};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Dest {
@@ -79,27 +79,46 @@ impl BuildOutput {
         )
     }
 
-    /// Writes image `id`, named `names` in an archive. `tmp` holds the
-    /// overlay the files are read through.
+    /// Whether the output takes a build for several platforms: a docker
+    /// archive holds one image per name (buildx refuses it too).
+    pub fn takes_several(&self) -> bool {
+        !matches!(self, BuildOutput::Archive(ArchiveFormat::Docker, _))
+    }
+
+    /// Writes images `ids` (one, or a build's platforms), named `names` in
+    /// an archive: several as one OCI index, or their files a directory
+    /// per platform. `tmp` holds the overlays the files are read through.
     pub fn write(
         &self,
         store: &ImageStore,
-        id: &str,
+        ids: &[String],
         names: &[Reference],
         tmp: &Path,
     ) -> anyhow::Result<()> {
         match self {
-            BuildOutput::Archive(format, dest) => {
-                with_dest(dest, |w| Ok(store.save_image(id, names, *format, w)?))
-            }
+            BuildOutput::Archive(format, dest) => with_dest(dest, |w| match ids {
+                [id] => Ok(store.save_image(id, names, *format, w)?),
+                _ if *format == ArchiveFormat::Oci => {
+                    let digests = ids
+                        .iter()
+                        .map(|id| id.parse())
+                        .collect::<Result<Vec<Digest>, _>>()?;
+                    Ok(store.save_platforms(&digests, names, w)?)
+                }
+                _ => anyhow::bail!(
+                    "a docker archive holds one image per name, not several platforms"
+                ),
+            }),
             BuildOutput::Tar(dest) => with_dest(dest, |w| {
-                Export::prepare_image(store, id, tmp)?.write_to(w)?;
+                Export::write_images(store, ids, tmp, w)?;
                 Ok(())
             }),
             BuildOutput::Local(dir) => {
                 let (reader, writer) = std::io::pipe().context("a pipe")?;
-                let export = Export::prepare_image(store, id, tmp)?;
-                let writing = std::thread::spawn(move || export.write_to(writer).map(drop));
+                let (store, ids, tmp) = (store.clone(), ids.to_vec(), tmp.to_path_buf());
+                let writing = std::thread::spawn(move || {
+                    Export::write_images(&store, &ids, &tmp, writer).map(drop)
+                });
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
                 let mut archive = tar::Archive::new(reader);

@@ -76,11 +76,37 @@ impl Export {
         written
     }
 
+    /// Writes the files of images `ids` as one tar into `out`: one image's
+    /// at the root; several (a build's platforms) each under a directory
+    /// named for its platform, as BuildKit's platform split writes them
+    /// (`linux_amd64/...`, `linux_arm_v7/...`).
+    pub fn write_images<W: Write>(
+        store: &ImageStore,
+        ids: &[String],
+        tmp: &Path,
+        out: W,
+    ) -> Result<W, BuildError> {
+        let written = if let [id] = ids {
+            Export::prepare_image(store, id, tmp)?.write_to(out)
+        } else {
+            let mut exports = Vec::with_capacity(ids.len());
+            for id in ids {
+                let record = store.inspect(id)?.record;
+                let dir = [Some(record.os), Some(record.architecture), record.variant]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("_");
+                exports.push((dir, Export::prepare_image(store, id, tmp)?));
+            }
+            Export::write_split(exports, out)
+        };
+        written.map_err(|e| BuildError::io("writing the image's files", e))
+    }
+
     /// Writes several exports as one tar, each under a directory of its
-    /// own (`dir/`, then its entries below it; hardlinks follow): a build
-    /// for several platforms exports its files as BuildKit's platform
-    /// split does, a directory per platform (`linux_amd64/...`).
-    pub fn write_split<W: Write>(exports: Vec<(String, Export)>, out: W) -> io::Result<W> {
+    /// own (`dir/`, then its entries below it; hardlinks follow).
+    fn write_split<W: Write>(exports: Vec<(String, Export)>, out: W) -> io::Result<W> {
         let mut views = Vec::with_capacity(exports.len());
         let mut entries = Vec::new();
         for (dir, export) in exports {

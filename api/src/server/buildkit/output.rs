@@ -203,27 +203,14 @@ async fn write_tar(
     tokio::task::spawn_blocking(move || {
         let scratch = BuildTmp::create(&data_root, "output").map_err(|e| e.to_string())?;
         let path = scratch.path().join("rootfs.tar");
-        let tmp = data_root.join("builder/tmp");
-        let file =
-            std::io::BufWriter::new(std::fs::File::create(&path).map_err(|e| e.to_string())?);
-        if let [image] = images.as_slice() {
-            let export = Export::prepare_image(&store, image, &tmp).map_err(|e| e.to_string())?;
-            export.write_to(file).map_err(|e| e.to_string())?;
-        } else {
-            let mut exports = Vec::new();
-            for image in &images {
-                let record = store.inspect(image).map_err(|e| e.to_string())?.record;
-                let dir = [Some(record.os), Some(record.architecture), record.variant]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join("_");
-                let export =
-                    Export::prepare_image(&store, image, &tmp).map_err(|e| e.to_string())?;
-                exports.push((dir, export));
-            }
-            Export::write_split(exports, file).map_err(|e| e.to_string())?;
-        }
+        let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+        Export::write_images(
+            &store,
+            &images,
+            &data_root.join("builder/tmp"),
+            std::io::BufWriter::new(file),
+        )
+        .map_err(|e| e.to_string())?;
         Ok::<_, String>((scratch, path))
     })
     .await
