@@ -349,19 +349,10 @@ fn docker_cli_run() -> Result<()> {
 
     // What hutch cannot do says so (volumes themselves: api_volumes.rs;
     // devices and sysctls: api_devices_sysctls.rs): a namespace it cannot
-    // share is refused, legacy links are warned about.
+    // share is refused (links: api_links.rs).
     let out = docker(&daemon, &["run", "--rm", "--pid", "host", bb, "true"])?;
     ensure!(
         out.status.code() == Some(125) && text(&out.stderr).contains("--pid host is not supported"),
-        "{out:?}"
-    );
-    let out = docker(
-        &daemon,
-        &["run", "--rm", "--link", "elsewhere:db", bb, "true"],
-    )?;
-    ensure!(
-        out.status.success()
-            && text(&out.stderr).contains("links (--link) are not supported by hutch"),
         "{out:?}"
     );
     let out = docker(

@@ -35,6 +35,7 @@ use crate::volumes::VolumeStore;
 
 mod cgroup_ops;
 mod donor_ops;
+mod link_ops;
 mod prime_ops;
 mod restore;
 mod volume_ops;
@@ -890,6 +891,7 @@ impl Engine {
         self.prepare_layers(id, dir)?;
         self.rejoin_network(id, dir)?;
         self.join_donor(id, dir)?;
+        self.check_links_running(id)?;
         let mut spare = self.inner.spares.take()?;
         match send_run(&mut spare, dir, attachers) {
             Ok(reply) => Ok((spare, reply)),
@@ -1689,7 +1691,7 @@ impl Engine {
             }
             other => other.map(str::to_string),
         };
-        networking::describe(
+        let mut c = networking::describe(
             &config.id,
             &config.name,
             mode.as_deref(),
@@ -1697,7 +1699,10 @@ impl Engine {
             &o.labels,
             &o.network,
         )
-        .map_err(EngineError::Invalid)
+        .map_err(EngineError::Invalid)?;
+        let links = self.links_of(config)?;
+        c.links = self.host_links(&links);
+        Ok(c)
     }
 
     /// At create: reserves the container's endpoints and writes its hosts
@@ -1728,6 +1733,15 @@ impl Engine {
         spec.namespaces.network = attachment.network;
         spec.mounts.extend(attachment.mounts);
         spec.hostname = Some(attachment.hostname);
+        // Docker gives a link's environment on the default bridge only.
+        let on_default_bridge = matches!(
+            config.options.network_mode.as_deref(),
+            None | Some("" | "default" | "bridge")
+        );
+        if on_default_bridge && !config.options.network.links.is_empty() {
+            let links = self.links_of(config)?;
+            spec.process.env.extend(self.link_env(config, &links));
+        }
         Ok(())
     }
 
@@ -1976,6 +1990,7 @@ impl Engine {
                     network.to_string(),
                     networking::EndpointConfig {
                         aliases: opts.aliases.clone(),
+                        links: Vec::new(),
                         ipv4_address: opts.ipv4_address,
                         mac_address: None,
                     },

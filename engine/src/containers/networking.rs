@@ -21,6 +21,9 @@ use crate::network::{parse_publish, ContainerNetworking, EndpointOptions, Mode, 
 #[serde(default)]
 pub struct EndpointConfig {
     pub aliases: Vec<String>,
+    /// `NAME:ALIAS` links on this network (Compose's `links:`): the
+    /// container NAME reached as ALIAS from this one.
+    pub links: Vec<String>,
     pub ipv4_address: Option<Ipv4Addr>,
     pub mac_address: Option<String>,
 }
@@ -48,6 +51,9 @@ pub struct NetworkOptions {
     pub exposed_ports: Vec<String>,
     /// `--add-host NAME:IP` (IP may be `host-gateway`).
     pub extra_hosts: Vec<String>,
+    /// Docker's legacy links (`--link NAME[:ALIAS]`, `HostConfig.Links`),
+    /// in Docker's stored form `/NAME:/CONTAINER/ALIAS`.
+    pub links: Vec<String>,
     pub dns: Vec<String>,
     pub dns_search: Vec<String>,
     pub dns_options: Vec<String>,
@@ -174,6 +180,66 @@ pub fn describe(
     c.extra_hosts = net.extra_hosts.clone();
     c.labels = labels.clone();
     Ok(c)
+}
+
+/// A link as given (`NAME[:ALIAS]`) or as Docker stores it
+/// (`/NAME:/CONTAINER/ALIAS`): the linked container's name and its alias.
+pub fn parse_link(spec: &str) -> Result<(String, String), String> {
+    let (name, alias) = spec.split_once(':').unwrap_or((spec, spec));
+    let name = name.trim_start_matches('/');
+    let alias = alias.rsplit('/').next().unwrap_or(alias);
+    if name.is_empty() || alias.is_empty() {
+        return Err(format!("invalid link {spec:?}: want NAME[:ALIAS]"));
+    }
+    Ok((name.to_owned(), alias.to_owned()))
+}
+
+/// The environment a legacy link gives the linking container `linker`, as
+/// moby's `links.Link.ToEnv`: `ALIAS_NAME=/linker/alias`; for the linked
+/// container's exposed ports (lowest first) `ALIAS_PORT=proto://ip:port`
+/// (the lowest) and `ALIAS_PORT_<port>_<PROTO>[_ADDR|_PORT|_PROTO]`; and its
+/// environment as `ALIAS_ENV_<var>` (but HOME and PATH).
+pub fn link_env(
+    linker: &str,
+    alias: &str,
+    ip: Ipv4Addr,
+    exposed_ports: &[String],
+    target_env: &[String],
+) -> Vec<String> {
+    let prefix = alias.to_ascii_uppercase().replace('-', "_");
+    let mut ports: Vec<(u16, String)> = exposed_ports
+        .iter()
+        .filter_map(|p| {
+            let p = normalize_port(p);
+            let (port, proto) = p.split_once('/')?;
+            Some((port.parse().ok()?, proto.to_owned()))
+        })
+        .collect();
+    ports.sort();
+    ports.dedup();
+    let mut env = Vec::new();
+    if let Some((port, proto)) = ports.first() {
+        env.push(format!("{prefix}_PORT={proto}://{ip}:{port}"));
+    }
+    for (port, proto) in &ports {
+        let key = format!("{prefix}_PORT_{port}_{}", proto.to_ascii_uppercase());
+        env.push(format!("{key}={proto}://{ip}:{port}"));
+        env.push(format!("{key}_ADDR={ip}"));
+        env.push(format!("{key}_PORT={port}"));
+        env.push(format!("{key}_PROTO={proto}"));
+    }
+    env.push(format!(
+        "{prefix}_NAME=/{}/{alias}",
+        linker.trim_start_matches('/')
+    ));
+    for var in target_env {
+        if let Some((k, v)) = var.split_once('=') {
+            if k != "HOME" && k != "PATH" {
+                env.push(format!("{prefix}_ENV_{k}={v}"));
+            }
+        }
+    }
+    env
 }
 
 fn parse_mac(text: &str) -> Result<[u8; 6], String> {
@@ -345,6 +411,52 @@ impl HookCall {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_as_given_and_as_docker_stores_them() {
+        assert_eq!(parse_link("db"), Ok(("db".into(), "db".into())));
+        assert_eq!(
+            parse_link("db:database"),
+            Ok(("db".into(), "database".into()))
+        );
+        assert_eq!(
+            parse_link("/db:/web/database"),
+            Ok(("db".into(), "database".into()))
+        );
+        assert!(parse_link(":x").is_err());
+        assert!(parse_link("db:").is_err());
+    }
+
+    #[test]
+    fn link_env_as_moby_writes_it() {
+        let env = link_env(
+            "/web",
+            "my-db",
+            Ipv4Addr::new(172, 17, 0, 2),
+            &["5432/tcp".into(), "53/udp".into()],
+            &[
+                "PATH=/bin".into(),
+                "PGDATA=/data".into(),
+                "HOME=/root".into(),
+            ],
+        );
+        assert_eq!(
+            env,
+            [
+                "MY_DB_PORT=udp://172.17.0.2:53",
+                "MY_DB_PORT_53_UDP=udp://172.17.0.2:53",
+                "MY_DB_PORT_53_UDP_ADDR=172.17.0.2",
+                "MY_DB_PORT_53_UDP_PORT=53",
+                "MY_DB_PORT_53_UDP_PROTO=udp",
+                "MY_DB_PORT_5432_TCP=tcp://172.17.0.2:5432",
+                "MY_DB_PORT_5432_TCP_ADDR=172.17.0.2",
+                "MY_DB_PORT_5432_TCP_PORT=5432",
+                "MY_DB_PORT_5432_TCP_PROTO=tcp",
+                "MY_DB_NAME=/web/my-db",
+                "MY_DB_ENV_PGDATA=/data",
+            ]
+        );
+    }
     use crate::network::Proto;
 
     #[test]
@@ -433,6 +545,7 @@ mod tests {
             "app".into(),
             EndpointConfig {
                 aliases: vec!["web".into()],
+                links: Vec::new(),
                 ipv4_address: None,
                 mac_address: Some("02:42:ac:11:00:09".into()),
             },

@@ -142,7 +142,18 @@ pub struct ContainerNetworking {
     pub dns_options: Vec<String>,
     /// `--add-host NAME:IP` (IP may be `host-gateway`).
     pub extra_hosts: Vec<String>,
+    /// Linked containers (`--link`, an endpoint's `Links`): the container
+    /// and the names its address gets in /etc/hosts.
+    pub links: Vec<HostLink>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// A linked container as /etc/hosts names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostLink {
+    pub container_id: String,
+    /// `ALIAS HOSTNAME [NAME]`, as Docker writes a link's line.
+    pub names: String,
 }
 
 impl ContainerNetworking {
@@ -157,6 +168,7 @@ impl ContainerNetworking {
             dns_search: Vec::new(),
             dns_options: Vec::new(),
             extra_hosts: Vec::new(),
+            links: Vec::new(),
             labels: BTreeMap::new(),
         }
     }
@@ -590,12 +602,26 @@ impl Networks {
         let files_dir = self.files_root.join(&c.id);
         std::fs::create_dir_all(&files_dir).ctx(|| format!("creating {}", files_dir.display()))?;
         let hostname = c.hostname();
-        let extra = c
+        let mut extra = c
             .extra_hosts
             .iter()
             .map(|h| files::parse_extra_host(h, self.host_gateway))
             .collect::<Result<Vec<_>, _>>()
             .map_err(NetworkError::Invalid)?;
+        if !c.links.is_empty() {
+            let mine: Vec<String> = match &c.mode {
+                Mode::Networks(list) => list
+                    .iter()
+                    .filter_map(|(net, _)| Some(find(&inner.state, net).ok()?.id.clone()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for link in &c.links {
+                if let Some(ip) = link_address(&inner.state, &mine, &link.container_id) {
+                    extra.push((link.names.clone(), IpAddr::V4(ip)));
+                }
+            }
+        }
         let overrides =
             |conf: ResolvConf| conf.with_overrides(&c.dns, &c.dns_search, &c.dns_options);
         let (network, own, resolv, running) = match &c.mode {
@@ -1010,6 +1036,20 @@ impl Networks {
         Ok(())
     }
 
+    /// Where `target` is reached from `container_id`, on the networks the
+    /// latter has reserved endpoints on (a link's address).
+    pub fn link_address(&self, container_id: &str, target: &str) -> Option<Ipv4Addr> {
+        let inner = self.lock().ok()?;
+        let mine: Vec<String> = inner
+            .state
+            .endpoints
+            .iter()
+            .filter(|e| e.container_id == container_id)
+            .map(|e| e.network_id.clone())
+            .collect();
+        link_address(&inner.state, &mine, target)
+    }
+
     /// Tears down a stopped container's live networking (veths, DNS
     /// server, port listeners, netns binding). Its addresses and resolved
     /// ports stay reserved for its next start.
@@ -1306,6 +1346,22 @@ fn bind(source: PathBuf, dest: &str) -> MountSpec {
             recursive: false,
         },
     }
+}
+
+/// The address a linked container is reached at from a container on
+/// networks `mine` (IDs, in order): its address on the first network they
+/// share, else on any of its networks (Docker's legacy links are on the
+/// default bridge); `None` without one.
+fn link_address(state: &State, mine: &[String], target: &str) -> Option<Ipv4Addr> {
+    let theirs: Vec<&EndpointRecord> = state
+        .endpoints
+        .iter()
+        .filter(|e| e.container_id == target)
+        .collect();
+    let shared = mine
+        .iter()
+        .find_map(|id| theirs.iter().find(|e| &e.network_id == id));
+    shared.or(theirs.first()).map(|e| e.ip)
 }
 
 fn find<'a>(state: &'a State, key: &str) -> Result<&'a NetworkRecord, NetworkError> {

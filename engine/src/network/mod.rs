@@ -35,7 +35,7 @@ pub use info::{
     EndpointInfo, EndpointSettings, HostPort, IpamConfig, NetworkInfo, NetworkSettings,
 };
 pub use manager::{
-    host_gateway, Attachment, ContainerNetworking, CreateNetwork, EndpointOptions, Mode,
+    host_gateway, Attachment, ContainerNetworking, CreateNetwork, EndpointOptions, HostLink, Mode,
     NetworkError, Networks, NetworksConfig, UplinkPreference,
 };
 pub use podside::PodParent;

@@ -191,6 +191,7 @@ fn network_options(
             name,
             EndpointConfig {
                 aliases: ep.aliases.clone().unwrap_or_default(),
+                links: ep.links.clone().unwrap_or_default(),
                 ipv4_address,
                 mac_address: ep
                     .mac_address
@@ -233,6 +234,7 @@ fn network_options(
         publish_all: host.publish_all_ports.unwrap_or(false),
         exposed_ports,
         extra_hosts: host.extra_hosts.clone().unwrap_or_default(),
+        links: host.links.clone().unwrap_or_default(),
         dns: host.dns.clone().unwrap_or_default(),
         dns_search: host.dns_search.clone().unwrap_or_default(),
         dns_options: host.dns_options.clone().unwrap_or_default(),
@@ -263,14 +265,6 @@ fn check_host_config(host: &HostConfig, warnings: &mut Vec<String>) -> Result<()
         || host.cpuset_cpus.as_ref().is_some_and(|v| !v.is_empty());
     if limited {
         warnings.push(LIMITS_WARNING.into());
-    }
-    // Docker's legacy links: not built; said rather than dropped silently.
-    if let Some(links) = host.links.as_ref().filter(|l| !l.is_empty()) {
-        warnings.push(format!(
-            "links (--link) are not supported by hutch and were ignored: {}; put the \
-             containers on a user-defined network, where they reach each other by name",
-            links.join(", ")
-        ));
     }
     // Device cgroup rules need the node's privileges (a device program on
     // the cgroup): said rather than dropped silently.

@@ -118,6 +118,15 @@ fn host_config(d: &ContainerDetails) -> HostConfig {
         dns_search: Some(o.network.dns_search.clone()),
         dns_options: Some(o.network.dns_options.clone()),
         extra_hosts: Some(o.network.extra_hosts.clone()),
+        // Docker's stored form of a link: `/NAME:/CONTAINER/ALIAS`.
+        links: (!o.network.links.is_empty()).then(|| {
+            o.network
+                .links
+                .iter()
+                .filter_map(|l| hutch_engine::containers::networking::parse_link(l).ok())
+                .map(|(name, alias)| format!("/{name}:/{}/{alias}", d.config.name))
+                .collect()
+        }),
         restart_policy: Some(restart_policy(d)),
         auto_remove: Some(o.auto_remove),
         volume_driver: Some(String::new()),

@@ -167,6 +167,10 @@ pub(super) fn primable(opts: &CreateOptions) -> bool {
         && !opts.network.publish_all
         // Its donor's namespaces are joined at the start, as it runs then.
         && crate::containers::sharing::parse(opts).is_ok_and(|s| s.donor.is_none())
+        // Linked containers are checked, and their addresses written, as
+        // they are at the start.
+        && opts.network.links.is_empty()
+        && opts.network.endpoints.values().all(|e| e.links.is_empty())
         && !opts
             .network_mode
             .as_deref()
