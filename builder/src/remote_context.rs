@@ -75,14 +75,10 @@ impl RemoteContext {
             RemoteContext::Git(g) => return g.fetch(&dir.join("repo")),
             RemoteContext::Http(url) => url,
         };
-        let download = dir.join("download");
-        std::fs::create_dir_all(&download).map_err(|e| format!("{}: {e}", download.display()))?;
-        let cache = crate::exec::httpcache::HttpCache::open(data_root);
-        let fetched = remote::fetch(http, &download, None, &AtomicBool::new(false), &cache)
-            .map_err(|e| e.to_string())?;
+        let downloaded = download(http, dir, data_root)?;
         let root = dir.join("context");
-        let mut file = std::fs::File::open(&fetched.path)
-            .map_err(|e| format!("{}: {e}", fetched.path.display()))?;
+        let mut file = std::fs::File::open(&downloaded)
+            .map_err(|e| format!("{}: {e}", downloaded.display()))?;
         let mut head = Vec::with_capacity(TAR_MAGIC_AT + 5);
         (&mut file)
             .take((TAR_MAGIC_AT + 5) as u64)
@@ -94,11 +90,38 @@ impl RemoteContext {
             // Moby turns a plain-text body into a context holding it as
             // `Dockerfile`; BuildKit reads a non-archive the same way.
             std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-            std::fs::rename(&fetched.path, root.join("Dockerfile"))
+            std::fs::rename(&downloaded, root.join("Dockerfile"))
                 .map_err(|e| format!("keeping the Dockerfile: {e}"))?;
         }
         Ok(root)
     }
+
+    /// Fetches it as a named context (`--build-context NAME=URL`) into
+    /// `dir`: a git repository as [`RemoteContext::fetch`] clones it; an
+    /// http(s) download is one file named `context`, not unpacked, as
+    /// BuildKit's named http context (`COPY --from=NAME context /dest`).
+    pub fn fetch_named(&self, dir: &Path, data_root: &Path) -> Result<PathBuf, String> {
+        let RemoteContext::Http(url) = self else {
+            return self.fetch(dir, data_root);
+        };
+        let downloaded = download(url, dir, data_root)?;
+        let root = dir.join("context");
+        std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+        std::fs::rename(&downloaded, root.join("context"))
+            .map_err(|e| format!("keeping the download: {e}"))?;
+        Ok(root)
+    }
+}
+
+/// Downloads `url` under `dir` (as ADD downloads: streamed to a file,
+/// revalidated through `data_root`'s HTTP cache); returns the file.
+fn download(url: &str, dir: &Path, data_root: &Path) -> Result<PathBuf, String> {
+    let into = dir.join("download");
+    std::fs::create_dir_all(&into).map_err(|e| format!("{}: {e}", into.display()))?;
+    let cache = crate::exec::httpcache::HttpCache::open(data_root);
+    remote::fetch(url, &into, None, &AtomicBool::new(false), &cache)
+        .map(|f| f.path)
+        .map_err(|e| e.to_string())
 }
 
 fn is_archive(head: &[u8]) -> bool {

@@ -31,16 +31,19 @@ pub enum NamedContext {
     Image(String),
     /// A directory (a path, or buildx's `local:` context).
     Dir(std::path::PathBuf),
-    /// A git repository: the caller clones it and passes a `Dir`.
-    Git(crate::git_context::GitContext),
+    /// A git repository or an http(s) URL: the caller fetches it
+    /// ([`crate::remote_context::RemoteContext::fetch_named`]) and passes
+    /// a `Dir`.
+    Remote(crate::remote_context::RemoteContext),
     /// An image in an OCI layout: the caller loads it and passes an
     /// `Image` by ID.
     OciLayout(crate::oci_context::OciLayoutRef),
 }
 
 impl NamedContext {
-    /// `docker-image://REF`, a git URL or a directory path, as
-    /// `--build-context` takes them; other kinds are refused.
+    /// `docker-image://REF`, `oci-layout://`, a git or http(s) URL or a
+    /// directory path, as `--build-context` takes them; other kinds are
+    /// refused.
     pub fn parse(value: &str) -> Result<NamedContext, String> {
         if let Some(r) = value.strip_prefix("docker-image://") {
             if r.is_empty() {
@@ -51,14 +54,14 @@ impl NamedContext {
         if let Some(layout) = value.strip_prefix("oci-layout://") {
             return crate::oci_context::OciLayoutRef::parse(layout).map(NamedContext::OciLayout);
         }
-        if crate::git_context::is_git_url(value) {
-            return crate::git_context::GitContext::parse(value).map(NamedContext::Git);
+        if let Some(remote) = crate::remote_context::RemoteContext::parse(value) {
+            return remote.map(NamedContext::Remote);
         }
         let scheme = value.split_once("://").map(|(s, _)| s);
         if let Some(scheme) = scheme {
             return Err(format!(
                 "{scheme}:// build contexts are not supported by hutch (a directory, a git \
-                 repository, oci-layout://PATH or docker-image://REF)"
+                 repository, an http(s) URL, oci-layout://PATH or docker-image://REF)"
             ));
         }
         Ok(NamedContext::Dir(std::path::PathBuf::from(value)))
@@ -79,7 +82,7 @@ impl BuildPlan {
             return Ok(());
         }
         let unresolved =
-            |c: &NamedContext| matches!(c, NamedContext::Git(_) | NamedContext::OciLayout(_));
+            |c: &NamedContext| matches!(c, NamedContext::Remote(_) | NamedContext::OciLayout(_));
         if let Some((name, _)) = named.iter().find(|(_, c)| unresolved(c)) {
             return Err(format!("the build context {name} was not fetched"));
         }
@@ -102,7 +105,7 @@ impl BuildPlan {
                 match lookup(name) {
                     Some(NamedContext::Image(r)) => *source = Source::Image(r.clone()),
                     Some(NamedContext::Dir(d)) => *source = Source::Local(d.clone()),
-                    Some(NamedContext::Git(_) | NamedContext::OciLayout(_)) | None => {}
+                    Some(NamedContext::Remote(_) | NamedContext::OciLayout(_)) | None => {}
                 }
             }
         };
@@ -464,18 +467,25 @@ mod tests {
             NamedContext::parse("../shared"),
             Ok(NamedContext::Dir("../shared".into()))
         );
+        use crate::remote_context::RemoteContext;
         assert!(matches!(
             NamedContext::parse("https://example.com/r.git#v1:sub"),
-            Ok(NamedContext::Git(g)) if g.subdir.as_deref() == Some("sub")
+            Ok(NamedContext::Remote(RemoteContext::Git(g))) if g.subdir.as_deref() == Some("sub")
         ));
         assert!(matches!(
             NamedContext::parse("git@example.com:r.git"),
-            Ok(NamedContext::Git(_))
+            Ok(NamedContext::Remote(RemoteContext::Git(_)))
         ));
+        assert_eq!(
+            NamedContext::parse("https://example.com/tool.bin"),
+            Ok(NamedContext::Remote(RemoteContext::Http(
+                "https://example.com/tool.bin".into()
+            )))
+        );
         for bad in [
             "docker-image://",
             "oci-layout://",
-            "https://example.com/ctx.tar",
+            "ftp://example.com/ctx.tar",
             "https://example.com/r.git#main:../..",
         ] {
             assert!(NamedContext::parse(bad).is_err(), "{bad}");

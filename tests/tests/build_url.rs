@@ -1,7 +1,9 @@
 //! http(s) URLs as build contexts, from a web server started in the pod
 //! (tests reach no outside host), as moby and BuildKit read them: a tar,
 //! plain or gzip, is the context; any other body is the Dockerfile of an
-//! otherwise empty context. Through the classic API (`remote=`,
+//! otherwise empty context; as a named context (`--build-context
+//! NAME=URL`) the download is one file named `context`. Through the
+//! classic API (`remote=`,
 //! docker-py's `build(path=URL)`), buildx (the context attribute), the
 //! docker CLI (which downloads it itself) and daemonless `hutch build
 //! URL`. A tar whose entry climbs out of the context, a 404 and a server
@@ -115,6 +117,44 @@ fn http_contexts_through_every_client() -> Result<()> {
     ensure!(out.status.success(), "hutch build: {}", text(&out));
     let seen = daemon.docker_ok(&["run", "--rm", "viahutch", "cat", "/msg"])?;
     ensure!(seen == "from-a-tarball\n", "{seen}");
+
+    // A named context from an http URL: one file named `context`, not
+    // unpacked (BuildKit's http named context), through buildx and
+    // hutch build.
+    let uses = Ctx::new(&[(
+        "Dockerfile",
+        "FROM busybox\nCOPY --from=tool context /tool.tar\nRUN tar -tf /tool.tar | sort | tr '\\n' ' ' > /listed\n",
+    )])?;
+    let named = format!("tool={BASE}/ctx.tar");
+    let out = daemon
+        .docker_buildx()?
+        .args([
+            "build",
+            "-t",
+            "named1",
+            "--build-context",
+            &named,
+            &uses.arg(),
+        ])
+        .output()?;
+    ensure!(out.status.success(), "{}", text(&out));
+    let out = pod
+        .exec(hutch_bin())
+        .args([
+            "build",
+            "-q",
+            "-t",
+            "named2",
+            "--build-context",
+            &named,
+            &uses.arg(),
+        ])
+        .output()?;
+    ensure!(out.status.success(), "hutch build: {}", text(&out));
+    for image in ["named1", "named2"] {
+        let seen = daemon.docker_ok(&["run", "--rm", image, "cat", "/listed"])?;
+        ensure!(seen == "Dockerfile msg ", "{image}: {seen}");
+    }
 
     // Refused, with the reason; the escaping entry lands nowhere.
     for (url, want) in [

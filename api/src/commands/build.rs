@@ -223,6 +223,7 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
             &args.build_context,
             &scratch.path().join("contexts"),
             &store,
+            &data_root,
             platform.as_ref(),
         )?,
         extra_hosts: args.add_host.clone(),
@@ -454,6 +455,7 @@ fn named_contexts(
     specs: &[String],
     scratch: &std::path::Path,
     images: &hutch_images::ImageStore,
+    data_root: &std::path::Path,
     platform: Option<&hutch_builder::Platform>,
 ) -> anyhow::Result<std::collections::BTreeMap<String, hutch_builder::NamedContext>> {
     let mut out = std::collections::BTreeMap::new();
@@ -490,11 +492,11 @@ fn named_contexts(
                 .map_err(|e| anyhow::anyhow!("--build-context {name}: {e}"))?;
                 hutch_builder::NamedContext::Image(id.to_string())
             }
-            hutch_builder::NamedContext::Git(git) => {
-                let repo = scratch.join(format!("named-{}", out.len()));
-                let dir = git
-                    .fetch(&repo)
-                    .map_err(|e| anyhow::anyhow!("--build-context {name} ({}): {e}", git.url))?;
+            hutch_builder::NamedContext::Remote(remote) => {
+                let into = scratch.join(format!("named-{}", out.len()));
+                let dir = remote.fetch_named(&into, data_root).map_err(|e| {
+                    anyhow::anyhow!("--build-context {name} ({}): {e}", remote.url())
+                })?;
                 hutch_builder::NamedContext::Dir(dir)
             }
             image => image,

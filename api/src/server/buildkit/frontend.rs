@@ -270,6 +270,7 @@ pub async fn solve(
         &attrs.named,
         scratch.path(),
         &daemon.images,
+        &daemon.data_root,
         attrs.opts.platform.as_ref(),
     )
     .await?;
@@ -349,6 +350,7 @@ async fn named_contexts(
     named: &BTreeMap<String, String>,
     scratch: &Path,
     images: &hutch_images::ImageStore,
+    data_root: &Path,
     platform: Option<&hutch_builder::Platform>,
 ) -> Result<BTreeMap<String, NamedContext>, Status> {
     let mut out = BTreeMap::new();
@@ -368,12 +370,20 @@ async fn named_contexts(
             match NamedContext::parse(value)
                 .map_err(|e| Status::unimplemented(format!("build context {name}={value}: {e}")))?
             {
-                NamedContext::Git(git) => {
-                    let label = format!("[context {name}] load git source {}", git.url);
-                    let repo = scratch.join(format!("named-{n}"));
+                NamedContext::Remote(remote) => {
+                    let label = match &remote {
+                        RemoteContext::Git(g) => {
+                            format!("[context {name}] load git source {}", g.url)
+                        }
+                        RemoteContext::Http(u) => format!("[context {name}] {u}"),
+                    };
+                    let into = scratch.join(format!("named-{n}"));
                     let what = format!("build context {name}={value}");
+                    let data_root = data_root.to_path_buf();
                     let dir = in_vertex(solve, &label, move || {
-                        git.fetch(&repo).map_err(|e| format!("{what}: {e}"))
+                        remote
+                            .fetch_named(&into, &data_root)
+                            .map_err(|e| format!("{what}: {e}"))
                     })
                     .await?;
                     NamedContext::Dir(dir)
