@@ -69,7 +69,7 @@ impl RemoteContext {
     /// caller removes) and returns the context's root inside it. A git
     /// context's `#ref:dir` is honoured; an http download is revalidated
     /// against the last one (`data_root`'s HTTP cache, as ADD's).
-    /// Blocking. Errors do not repeat the URL.
+    /// Blocking. A clone's errors do not name the URL; a download's do.
     pub fn fetch(&self, dir: &Path, data_root: &Path) -> Result<PathBuf, String> {
         let http = match self {
             RemoteContext::Git(g) => return g.fetch(&dir.join("repo")),
