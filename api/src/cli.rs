@@ -188,6 +188,12 @@ pub struct DaemonArgs {
     /// `slirp4netns` (in a pod with /dev/net/tun; `auto` if it cannot start).
     #[arg(long, value_name = "MODE")]
     pub network_uplink: Option<String>,
+    /// The MTU of the bridge networks' links (dockerd's `--mtu`; a
+    /// network's `-o com.docker.network.driver.mtu` wins). Default: the MTU
+    /// of the pod's default-route interface, so container packets fit the
+    /// pod network (an overlay's 1450, say), else 1500.
+    #[arg(long, value_name = "BYTES")]
+    pub mtu: Option<i64>,
     /// dockerd's daemon.json (default /etc/hutch/daemon.json, if present):
     /// the same settings under dockerd's names.
     #[arg(long, value_name = "FILE")]

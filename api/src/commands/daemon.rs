@@ -160,6 +160,11 @@ fn open_networks(
         run_dir: args.exec_root.clone().unwrap_or_else(defaults::socket_dir),
         uplink,
         resolv_conf: "/etc/resolv.conf".into(),
+        mtu: match args.mtu {
+            None => None,
+            Some(mtu @ 68..=65535) => Some(mtu as u32),
+            Some(other) => bail!("invalid --mtu {other}: a number from 68 to 65535"),
+        },
     };
     match Networks::open(&cfg, bootstrap::pod_parent()) {
         Ok(n) => Ok(Some(Arc::new(n))),

@@ -44,7 +44,6 @@ const IGNORED: &[&str] = &[
     "max-concurrent-downloads",
     "max-concurrent-uploads",
     "metrics-addr",
-    "mtu",
     "runtimes",
     "storage-driver",
     "storage-opts",
@@ -68,6 +67,7 @@ pub struct DaemonFile {
     pub insecure_registries: Vec<String>,
     pub registry_mirrors: Vec<String>,
     pub network_uplink: Option<String>,
+    pub mtu: Option<i64>,
     pub shutdown_timeout: Option<i64>,
     /// dockerd options present in the file and ignored.
     pub ignored: Vec<String>,
@@ -121,6 +121,7 @@ impl DaemonFile {
                 "registry-mirrors" => file.registry_mirrors = strings(value).map_err(at)?,
                 "network-uplink" => file.network_uplink = Some(string(value).map_err(at)?),
                 "shutdown-timeout" => file.shutdown_timeout = Some(integer(value).map_err(at)?),
+                "mtu" => file.mtu = Some(integer(value).map_err(at)?),
                 other if IGNORED.contains(&other) => file.ignored.push(other.to_owned()),
                 other => unknown.push(other.to_owned()),
             }
@@ -218,6 +219,7 @@ impl DaemonFile {
             self.shutdown_timeout,
             c,
         );
+        take("mtu", &mut args.mtu, self.mtu, c);
         if !conflicts.is_empty() {
             bail!(
                 "the following directives are specified both as a flag and in the configuration file: {}",
@@ -297,7 +299,7 @@ mod tests {
                 "registry-mirrors": ["https://mirror.example"],
                 "debug": true, "tlsverify": true, "tlscert": "/c.pem",
                 "storage-driver": "overlay2", "live-restore": true,
-                "shutdown-timeout": 30}"#,
+                "shutdown-timeout": 30, "mtu": 1450}"#,
         )?;
         assert_eq!(file.ignored, ["live-restore", "storage-driver"]);
         let (mut global, mut args) = parsed(&["daemon", "--tlskey", "/k.pem"])?;
@@ -311,6 +313,7 @@ mod tests {
         assert_eq!(args.registry_mirrors, ["https://mirror.example"]);
         assert_eq!(args.ignored_config, ["live-restore", "storage-driver"]);
         assert_eq!(args.shutdown_timeout, Some(30));
+        assert_eq!(args.mtu, Some(1450));
         let twice = DaemonFile::parse(r#"{"shutdown-timeout": 5}"#)?;
         let (mut global, mut args) = parsed(&["daemon", "--shutdown-timeout", "-1"])?;
         assert_eq!(args.shutdown_timeout, Some(-1));

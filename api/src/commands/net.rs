@@ -111,6 +111,7 @@ pub fn run(args: &NetArgs) -> anyhow::Result<ExitCode> {
         run_dir: args.run_dir.clone(),
         uplink,
         resolv_conf: args.resolv_conf.clone(),
+        mtu: None,
     };
     let networks = Networks::open(&cfg, bootstrap::pod_parent())?;
     let runtime = Runtime::from_current_exe().context("locating the hutch binary")?;

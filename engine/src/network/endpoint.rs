@@ -18,6 +18,8 @@ pub struct Plug<'a> {
     /// The name inside the container (`eth0`, `eth1`, ...).
     pub container_if: &'a str,
     pub mac: [u8; 6],
+    /// Both ends' MTU: the network's.
+    pub mtu: u32,
     pub ip: Ipv4Addr,
     pub prefix: u8,
     /// Default route via this gateway.
@@ -35,7 +37,14 @@ pub fn host_if_name(endpoint_id: &str) -> String {
 pub fn plug(bridge_rtnl: &mut Rtnl, container: &NetNs, p: &Plug<'_>) -> io::Result<()> {
     let master = bridge_rtnl.require(p.bridge)?;
     let add = |rtnl: &mut Rtnl| {
-        rtnl.add_veth_on(p.host_if, p.container_if, container.fd(), p.mac, master)
+        rtnl.add_veth_on(
+            p.host_if,
+            p.container_if,
+            container.fd(),
+            p.mac,
+            master,
+            p.mtu,
+        )
     };
     match add(bridge_rtnl) {
         // A stale end of this endpoint's last plug (the reaper has not

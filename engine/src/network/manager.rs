@@ -90,7 +90,16 @@ pub struct NetworksConfig {
     pub uplink: UplinkPreference,
     /// The pod's resolv.conf (normally /etc/resolv.conf).
     pub resolv_conf: PathBuf,
+    /// The bridge networks' MTU (`--mtu`); default: the pod's (see
+    /// [`Networks::open`]).
+    pub mtu: Option<u32>,
 }
+
+/// Docker's bridge driver option for one network's MTU.
+const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+
+/// The MTU when neither the daemon nor the pod says: Ethernet's.
+const DEFAULT_MTU: u32 = 1500;
 
 /// `docker network create`.
 #[derive(Debug, Clone, Default)]
@@ -236,6 +245,8 @@ pub struct Networks {
     parent: Option<&'static PodParent>,
     pod_resolv: ResolvConf,
     host_gateway: IpAddr,
+    /// The networks' MTU unless one's own option says otherwise.
+    mtu: u32,
     run_dir: PathBuf,
     files_root: PathBuf,
     _relay: Option<Relay>,
@@ -255,6 +266,21 @@ impl Networks {
         let store = Store::new(&dir);
         let mut state = store.load().ctx(|| "loading the network state".into())?;
         unbind_stale(&cfg.run_dir.join("netns"));
+        // Read here, in the pod's netns: container packets must fit the
+        // pod's own link (an overlay network's 1450, say), or large
+        // packets depend on path MTU discovery across the pod network,
+        // the classic Docker-in-Docker failure.
+        let mtu = cfg.mtu.unwrap_or_else(|| {
+            let pods = Rtnl::open().and_then(|mut r| r.default_route_mtu());
+            match pods {
+                Ok(Some(mtu)) => mtu,
+                Ok(None) => DEFAULT_MTU,
+                Err(e) => {
+                    tracing::warn!(%e, "reading the pod's MTU; using {DEFAULT_MTU}");
+                    DEFAULT_MTU
+                }
+            }
+        });
         let bridge_ns = NetNs::create().ctx(|| "creating the bridge network namespace".into())?;
         let worker =
             Arc::new(Worker::start(&bridge_ns).ctx(|| "entering the bridge netns".into())?);
@@ -267,7 +293,7 @@ impl Networks {
             None => (None, choose_uplink(cfg.uplink, parent, &bridge_ns)),
         };
         for net in state.networks.iter().filter(|n| n.is_bridge()) {
-            make_bridge(&mut rtnl, net, mode)
+            make_bridge(&mut rtnl, net, mode, network_mtu(net, mtu))
                 .ctx(|| format!("creating the bridge of {}", net.name))?;
         }
         let relay = match mode {
@@ -322,6 +348,7 @@ impl Networks {
             parent,
             pod_resolv,
             host_gateway,
+            mtu,
             run_dir: cfg.run_dir.clone(),
             files_root: dir.join("containers"),
             _relay: relay,
@@ -331,7 +358,7 @@ impl Networks {
             let inner = nets.lock()?;
             nets.apply_firewall(&inner)?;
         }
-        tracing::info!(uplink = mode.name(), reason = %nets.uplink_reason, "networking ready");
+        tracing::info!(uplink = mode.name(), reason = %nets.uplink_reason, mtu, "networking ready");
         Ok(nets)
     }
 
@@ -409,6 +436,7 @@ impl Networks {
                 req.name
             )));
         }
+        check_mtu_option(&req.options)?;
         let mut inner = self.lock()?;
         if inner.state.networks.iter().any(|n| n.name == req.name) {
             return Err(NetworkError::Exists(req.name.clone()));
@@ -475,8 +503,13 @@ impl Networks {
             ip_range,
             aux_addresses: req.aux_addresses.clone(),
         };
-        make_bridge(&mut inner.rtnl, &rec, self.mode)
-            .ctx(|| format!("creating the bridge of {}", rec.name))?;
+        make_bridge(
+            &mut inner.rtnl,
+            &rec,
+            self.mode,
+            network_mtu(&rec, self.mtu),
+        )
+        .ctx(|| format!("creating the bridge of {}", rec.name))?;
         inner.state.networks.push(rec.clone());
         self.save(&inner)?;
         self.apply_firewall(&inner)?;
@@ -888,6 +921,7 @@ impl Networks {
                     host_if: &host_if,
                     container_if: &format!("eth{i}"),
                     mac: ep.mac,
+                    mtu: network_mtu(&net, self.mtu),
                     ip: ep.ip,
                     prefix: net.subnet.prefix,
                     gateway,
@@ -980,6 +1014,7 @@ impl Networks {
                 host_if: &host_if,
                 container_if: &format!("eth{index}"),
                 mac: ep.mac,
+                mtu: network_mtu(&net, self.mtu),
                 ip: ep.ip,
                 prefix: net.subnet.prefix,
                 gateway: None,
@@ -1501,9 +1536,28 @@ fn ensure_predefined(state: &mut State) {
 }
 
 /// Creates the network's bridge in the bridge netns with the gateway address.
-fn make_bridge(rtnl: &mut Rtnl, net: &NetworkRecord, mode: UplinkMode) -> io::Result<()> {
+/// A network's MTU: its own option (checked at create), else `default`.
+fn network_mtu(net: &NetworkRecord, default: u32) -> u32 {
+    net.options
+        .get(MTU_OPTION)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `-o com.docker.network.driver.mtu=N` as Docker's bridge driver takes it.
+fn check_mtu_option(options: &BTreeMap<String, String>) -> Result<(), NetworkError> {
+    match options.get(MTU_OPTION).map(|v| v.parse::<u32>()) {
+        None | Some(Ok(68..=65535)) => Ok(()),
+        Some(_) => Err(NetworkError::Invalid(format!(
+            "invalid {MTU_OPTION} {:?}: a number from 68 to 65535",
+            options.get(MTU_OPTION).map(String::as_str).unwrap_or("")
+        ))),
+    }
+}
+
+fn make_bridge(rtnl: &mut Rtnl, net: &NetworkRecord, mode: UplinkMode, mtu: u32) -> io::Result<()> {
     rtnl.delete_link_named(&net.bridge)?;
-    rtnl.add_bridge(&net.bridge, Some(ipam::mac_for(net.gateway)))?;
+    rtnl.add_bridge(&net.bridge, Some(ipam::mac_for(net.gateway)), mtu)?;
     let index = rtnl.require(&net.bridge)?;
     rtnl.add_address(index, net.gateway, net.subnet.prefix)?;
     rtnl.set_up(index)?;

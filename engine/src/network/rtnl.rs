@@ -133,10 +133,50 @@ impl Rtnl {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no link named {name}")))
     }
 
-    pub fn add_bridge(&mut self, name: &str, mac: Option<[u8; 6]>) -> io::Result<()> {
+    /// The smallest MTU of the interfaces the IPv4 default routes leave
+    /// by (the main table), or `None` without a default route.
+    pub fn default_route_mtu(&mut self) -> io::Result<Option<u32>> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = AddressFamily::Inet;
+        let routes = self.dump(RouteNetlinkMessage::GetRoute(req))?;
+        let oifs: Vec<u32> = routes
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r)
+                    if r.header.destination_prefix_length == 0
+                        && r.header.table == RouteHeader::RT_TABLE_MAIN =>
+                {
+                    r.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Oif(i) => Some(*i),
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        if oifs.is_empty() {
+            return Ok(None);
+        }
+        let links = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        Ok(links
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) if oifs.contains(&l.header.index) => {
+                    l.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::Mtu(mtu) => Some(*mtu),
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .min())
+    }
+
+    pub fn add_bridge(&mut self, name: &str, mac: Option<[u8; 6]>, mtu: u32) -> io::Result<()> {
         let mut msg = LinkMessage::default();
         msg.attributes = vec![
             LinkAttribute::IfName(name.to_owned()),
+            LinkAttribute::Mtu(mtu),
             LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]),
         ];
         if let Some(mac) = mac {
@@ -178,7 +218,7 @@ impl Rtnl {
     }
 
     /// [`Rtnl::add_veth`] with this end enslaved to `master` and up, in the
-    /// same request (one round trip instead of three).
+    /// same request (one round trip instead of three); both ends `mtu`.
     pub fn add_veth_on(
         &mut self,
         name: &str,
@@ -186,12 +226,14 @@ impl Rtnl {
         peer_netns: BorrowedFd<'_>,
         peer_mac: [u8; 6],
         master: u32,
+        mtu: u32,
     ) -> io::Result<()> {
         let mut peer_msg = LinkMessage::default();
         peer_msg.attributes = one_queue(vec![
             LinkAttribute::IfName(peer.to_owned()),
             LinkAttribute::NetNsFd(peer_netns.as_raw_fd()),
             LinkAttribute::Address(peer_mac.to_vec()),
+            LinkAttribute::Mtu(mtu),
         ]);
         let mut msg = LinkMessage::default();
         msg.header.flags = LinkFlags::Up;
@@ -199,6 +241,7 @@ impl Rtnl {
         msg.attributes = one_queue(vec![
             LinkAttribute::IfName(name.to_owned()),
             LinkAttribute::Controller(master),
+            LinkAttribute::Mtu(mtu),
             LinkAttribute::LinkInfo(vec![
                 LinkInfo::Kind(InfoKind::Veth),
                 LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
