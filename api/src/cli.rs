@@ -39,7 +39,7 @@ pub struct GlobalOptions {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: serve the Docker Engine API on a socket.
-    Daemon(DaemonArgs),
+    Daemon(Box<DaemonArgs>),
     /// Inspect this environment and report what hutch can and cannot do in it.
     Doctor(DoctorArgs),
     /// Show version information.
@@ -194,6 +194,16 @@ pub struct DaemonArgs {
     /// pod network (an overlay's 1450, say), else 1500.
     #[arg(long, value_name = "BYTES")]
     pub mtu: Option<i64>,
+    /// The default bridge's gateway address and prefix (dockerd's `--bip`,
+    /// e.g. 10.200.0.1/24), when 172.17.0.0/16 clashes with addresses
+    /// containers must reach.
+    #[arg(long, value_name = "CIDR")]
+    pub bip: Option<String>,
+    /// Where networks without a subnet get one (dockerd's
+    /// `--default-address-pool base=10.201.0.0/16,size=24`); repeatable,
+    /// in order. The default bridge comes from them too, unless `--bip`.
+    #[arg(long = "default-address-pool", value_name = "base=CIDR,size=N")]
+    pub default_address_pools: Vec<String>,
     /// dockerd's daemon.json (default /etc/hutch/daemon.json, if present):
     /// the same settings under dockerd's names.
     #[arg(long, value_name = "FILE")]

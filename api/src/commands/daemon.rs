@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use hutch_engine::bootstrap::{self, BootstrapOptions};
 use hutch_engine::containers::{Engine, EngineEvent, EngineOptions};
+use hutch_engine::network::ipam::AddressPool;
 use hutch_engine::network::{Networks, NetworksConfig, UplinkPreference};
 use hutch_images::registry::RegistrySettings;
 
@@ -165,6 +166,12 @@ fn open_networks(
             Some(mtu @ 68..=65535) => Some(mtu as u32),
             Some(other) => bail!("invalid --mtu {other}: a number from 68 to 65535"),
         },
+        address_pools: args
+            .default_address_pools
+            .iter()
+            .map(|p| AddressPool::parse(p).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<_>>()?,
+        bip: args.bip.as_deref().map(parse_bip).transpose()?,
     };
     match Networks::open(&cfg, bootstrap::pod_parent()) {
         Ok(n) => Ok(Some(Arc::new(n))),
@@ -176,6 +183,23 @@ fn open_networks(
             Ok(None)
         }
     }
+}
+
+/// `--bip 10.200.0.1/24`: the default bridge's gateway and prefix.
+fn parse_bip(spec: &str) -> anyhow::Result<(std::net::Ipv4Addr, u8)> {
+    let bad = || anyhow::anyhow!("invalid --bip {spec:?}: want ADDRESS/PREFIX, e.g. 10.200.0.1/24");
+    let (ip, prefix) = spec.split_once('/').ok_or_else(bad)?;
+    let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| (8..=30).contains(p))
+        .ok_or_else(bad)?;
+    let subnet = hutch_engine::network::ipam::Subnet::new(ip, prefix);
+    if ip == subnet.addr || u64::from(u32::from(ip) - u32::from(subnet.addr)) + 1 >= subnet.size() {
+        bail!("invalid --bip {spec:?}: the gateway must be a host address of its subnet");
+    }
+    Ok((ip, prefix))
 }
 
 /// dockerd's TLS flags: `--tlsverify` implies `--tls`; both need a
@@ -199,4 +223,26 @@ fn tls_options(args: &DaemonArgs) -> anyhow::Result<Option<TlsOptions>> {
         cert: cert.clone(),
         key: key.clone(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bip_is_a_host_address_with_its_prefix() {
+        assert_eq!(
+            parse_bip("10.200.0.1/24").ok(),
+            Some((std::net::Ipv4Addr::new(10, 200, 0, 1), 24))
+        );
+        for bad in [
+            "10.200.0.0/24",
+            "10.200.0.255/24",
+            "10.200.0.1",
+            "10.200.0.1/31",
+            "x/24",
+        ] {
+            assert!(parse_bip(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -21,10 +21,8 @@ pub const DEFAULT_FILE: &str = "/etc/hutch/daemon.json";
 
 /// dockerd options that hutch accepts in the file but does not act on.
 const IGNORED: &[&str] = &[
-    "bip",
     "builder",
     "cgroup-parent",
-    "default-address-pools",
     "default-runtime",
     "default-ulimits",
     "dns",
@@ -68,6 +66,9 @@ pub struct DaemonFile {
     pub registry_mirrors: Vec<String>,
     pub network_uplink: Option<String>,
     pub mtu: Option<i64>,
+    pub bip: Option<String>,
+    /// `[{"base": CIDR, "size": N}]`, as `base=CIDR,size=N` (the flag's form).
+    pub default_address_pools: Vec<String>,
     pub shutdown_timeout: Option<i64>,
     /// dockerd options present in the file and ignored.
     pub ignored: Vec<String>,
@@ -122,6 +123,10 @@ impl DaemonFile {
                 "network-uplink" => file.network_uplink = Some(string(value).map_err(at)?),
                 "shutdown-timeout" => file.shutdown_timeout = Some(integer(value).map_err(at)?),
                 "mtu" => file.mtu = Some(integer(value).map_err(at)?),
+                "bip" => file.bip = Some(string(value).map_err(at)?),
+                "default-address-pools" => {
+                    file.default_address_pools = address_pools(value).map_err(at)?
+                }
                 other if IGNORED.contains(&other) => file.ignored.push(other.to_owned()),
                 other => unknown.push(other.to_owned()),
             }
@@ -220,6 +225,13 @@ impl DaemonFile {
             c,
         );
         take("mtu", &mut args.mtu, self.mtu, c);
+        take("bip", &mut args.bip, self.bip, c);
+        take_list(
+            "default-address-pools",
+            &mut args.default_address_pools,
+            self.default_address_pools,
+            c,
+        );
         if !conflicts.is_empty() {
             bail!(
                 "the following directives are specified both as a flag and in the configuration file: {}",
@@ -277,6 +289,24 @@ fn strings(v: &Value) -> anyhow::Result<Vec<String>> {
     }
 }
 
+/// daemon.json's `default-address-pools`: `[{"base": CIDR, "size": N}]`.
+fn address_pools(v: &Value) -> anyhow::Result<Vec<String>> {
+    let Value::Array(items) = v else {
+        bail!("expected a list of {{\"base\": CIDR, \"size\": N}}, got {v}");
+    };
+    items
+        .iter()
+        .map(|item| {
+            let base = item.get("base").map(string).transpose()?;
+            let size = item.get("size").map(integer).transpose()?;
+            match (base, size) {
+                (Some(base), Some(size)) => Ok(format!("base={base},size={size}")),
+                _ => bail!("expected {{\"base\": CIDR, \"size\": N}}, got {item}"),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,7 +316,7 @@ mod tests {
         let cli =
             crate::cli::Cli::try_parse_from(std::iter::once("hutch").chain(args.iter().copied()))?;
         match cli.command {
-            crate::cli::Command::Daemon(a) => Ok((cli.global, a)),
+            crate::cli::Command::Daemon(a) => Ok((cli.global, *a)),
             _ => bail!("not the daemon command"),
         }
     }
@@ -299,7 +329,8 @@ mod tests {
                 "registry-mirrors": ["https://mirror.example"],
                 "debug": true, "tlsverify": true, "tlscert": "/c.pem",
                 "storage-driver": "overlay2", "live-restore": true,
-                "shutdown-timeout": 30, "mtu": 1450}"#,
+                "shutdown-timeout": 30, "mtu": 1450, "bip": "10.200.0.1/24",
+                "default-address-pools": [{"base": "10.201.0.0/16", "size": 24}]}"#,
         )?;
         assert_eq!(file.ignored, ["live-restore", "storage-driver"]);
         let (mut global, mut args) = parsed(&["daemon", "--tlskey", "/k.pem"])?;
@@ -314,6 +345,8 @@ mod tests {
         assert_eq!(args.ignored_config, ["live-restore", "storage-driver"]);
         assert_eq!(args.shutdown_timeout, Some(30));
         assert_eq!(args.mtu, Some(1450));
+        assert_eq!(args.bip.as_deref(), Some("10.200.0.1/24"));
+        assert_eq!(args.default_address_pools, ["base=10.201.0.0/16,size=24"]);
         let twice = DaemonFile::parse(r#"{"shutdown-timeout": 5}"#)?;
         let (mut global, mut args) = parsed(&["daemon", "--shutdown-timeout", "-1"])?;
         assert_eq!(args.shutdown_timeout, Some(-1));

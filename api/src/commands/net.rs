@@ -112,6 +112,8 @@ pub fn run(args: &NetArgs) -> anyhow::Result<ExitCode> {
         uplink,
         resolv_conf: args.resolv_conf.clone(),
         mtu: None,
+        address_pools: Vec::new(),
+        bip: None,
     };
     let networks = Networks::open(&cfg, bootstrap::pod_parent())?;
     let runtime = Runtime::from_current_exe().context("locating the hutch binary")?;

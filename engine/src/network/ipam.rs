@@ -91,9 +91,68 @@ pub fn default_pool() -> impl Iterator<Item = Subnet> {
     b.chain(c)
 }
 
-/// The first pool subnet that overlaps none of `taken`.
-pub fn free_subnet(taken: &[Subnet]) -> Option<Subnet> {
-    default_pool().find(|s| !taken.iter().any(|t| t.overlaps(s)))
+/// An address pool as dockerd's `--default-address-pool base=CIDR,size=N`
+/// (daemon.json `default-address-pools`) gives it: networks of prefix
+/// `size` cut from `base`, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressPool {
+    pub base: Subnet,
+    pub size: u8,
+}
+
+impl AddressPool {
+    /// `base=10.10.0.0/16,size=24`.
+    pub fn parse(spec: &str) -> Result<AddressPool, String> {
+        let (mut base, mut size) = (None, None);
+        for part in spec.split(',') {
+            match part.split_once('=') {
+                Some(("base", v)) => base = Some(v.parse::<Subnet>()?),
+                Some(("size", v)) => {
+                    size = Some(v.parse::<u8>().map_err(|_| {
+                        format!("invalid address pool {spec:?}: size {v:?} is not a prefix length")
+                    })?)
+                }
+                _ => {
+                    return Err(format!(
+                        "invalid address pool {spec:?}: want base=CIDR,size=N"
+                    ))
+                }
+            }
+        }
+        let (Some(base), Some(size)) = (base, size) else {
+            return Err(format!(
+                "invalid address pool {spec:?}: want base=CIDR,size=N"
+            ));
+        };
+        if size < base.prefix || size > 30 {
+            return Err(format!(
+                "invalid address pool {spec:?}: size must be between {} and 30",
+                base.prefix
+            ));
+        }
+        Ok(AddressPool { base, size })
+    }
+
+    /// Its networks, in order.
+    pub fn subnets(&self) -> impl Iterator<Item = Subnet> {
+        let count = 1u64 << (self.size - self.base.prefix);
+        let step = 1u64 << (32 - u32::from(self.size));
+        let (base, size) = (u64::from(u32::from(self.base.addr)), self.size);
+        (0..count).filter_map(move |i| {
+            let addr = u32::try_from(base + i * step).ok()?;
+            Some(Subnet::new(Ipv4Addr::from(addr), size))
+        })
+    }
+}
+
+/// The first subnet of `pools` (Docker's default pools when empty) that
+/// overlaps none of `taken`.
+pub fn free_subnet(pools: &[AddressPool], taken: &[Subnet]) -> Option<Subnet> {
+    let free = |s: &Subnet| !taken.iter().any(|t| t.overlaps(s));
+    if pools.is_empty() {
+        return default_pool().find(free);
+    }
+    pools.iter().flat_map(AddressPool::subnets).find(free)
 }
 
 /// The lowest free host address of `subnet` (not the network address, the
@@ -154,10 +213,28 @@ mod tests {
     }
 
     #[test]
+    fn configured_pools_cut_networks_in_order() -> Result<(), String> {
+        let pools = [
+            AddressPool::parse("base=10.201.0.0/16,size=24")?,
+            AddressPool::parse("base=10.202.0.0/23,size=24")?,
+        ];
+        let taken: Vec<Subnet> = vec!["10.201.0.0/24".parse()?];
+        assert_eq!(free_subnet(&pools, &taken), Some("10.201.1.0/24".parse()?));
+        let all: Vec<Subnet> = pools.iter().flat_map(AddressPool::subnets).collect();
+        assert_eq!(all.len(), 258);
+        assert_eq!(all[257], "10.202.1.0/24".parse()?);
+        assert_eq!(free_subnet(&pools[1..], &all), None);
+        assert!(AddressPool::parse("base=10.0.0.0/24,size=16").is_err());
+        assert!(AddressPool::parse("base=10.0.0.0/16").is_err());
+        assert!(AddressPool::parse("size=24").is_err());
+        Ok(())
+    }
+
+    #[test]
     fn pools_skip_taken_subnets() {
         let taken = vec![DEFAULT_BRIDGE, "172.18.0.0/16".parse().expect("valid")];
         assert_eq!(
-            free_subnet(&taken).map(|s| s.to_string()).as_deref(),
+            free_subnet(&[], &taken).map(|s| s.to_string()).as_deref(),
             Some("172.19.0.0/16")
         );
     }

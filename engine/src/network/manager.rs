@@ -93,6 +93,12 @@ pub struct NetworksConfig {
     /// The bridge networks' MTU (`--mtu`); default: the pod's (see
     /// [`Networks::open`]).
     pub mtu: Option<u32>,
+    /// `--default-address-pool`: where networks without a subnet get one
+    /// (Docker's default pools when empty), the default bridge too unless
+    /// `bip` says.
+    pub address_pools: Vec<ipam::AddressPool>,
+    /// `--bip`: the default bridge's gateway address and prefix.
+    pub bip: Option<(Ipv4Addr, u8)>,
 }
 
 /// Docker's bridge driver option for one network's MTU.
@@ -247,6 +253,7 @@ pub struct Networks {
     host_gateway: IpAddr,
     /// The networks' MTU unless one's own option says otherwise.
     mtu: u32,
+    address_pools: Vec<ipam::AddressPool>,
     run_dir: PathBuf,
     files_root: PathBuf,
     _relay: Option<Relay>,
@@ -288,6 +295,7 @@ impl Networks {
             .rtnl()
             .ctx(|| "netlink in the bridge netns".into())?;
         ensure_predefined(&mut state);
+        place_default_bridge(&mut state, cfg)?;
         let (slirp, (mode, uplink_reason)) = match start_slirp(cfg, &bridge_ns) {
             Some(ok) => ok,
             None => (None, choose_uplink(cfg.uplink, parent, &bridge_ns)),
@@ -349,6 +357,7 @@ impl Networks {
             pod_resolv,
             host_gateway,
             mtu,
+            address_pools: cfg.address_pools.clone(),
             run_dir: cfg.run_dir.clone(),
             files_root: dir.join("containers"),
             _relay: relay,
@@ -458,7 +467,7 @@ impl Networks {
                 }
                 s
             }
-            None => ipam::free_subnet(&taken).ok_or_else(|| {
+            None => ipam::free_subnet(&self.address_pools, &taken).ok_or_else(|| {
                 NetworkError::Invalid("the default address pools are exhausted".into())
             })?,
         };
@@ -1535,7 +1544,75 @@ fn ensure_predefined(state: &mut State) {
     }
 }
 
-/// Creates the network's bridge in the bridge netns with the gateway address.
+/// Puts the default bridge where the daemon's options say, as dockerd
+/// does at each start: `--bip`, else (with `--default-address-pool`) a
+/// subnet of the pools, kept while it still lies in them, else Docker's
+/// 172.17.0.0/16. When that moves it, the containers on it are given
+/// addresses of the new subnet (and the MACs derived from them), as dockerd
+/// gives them at their next start.
+fn place_default_bridge(state: &mut State, cfg: &NetworksConfig) -> Result<(), NetworkError> {
+    let Some(pos) = state.networks.iter().position(|n| n.is_default_bridge()) else {
+        return Ok(());
+    };
+    let current = state.networks[pos].subnet;
+    let others: Vec<Subnet> = state
+        .networks
+        .iter()
+        .filter(|n| n.is_bridge() && !n.is_default_bridge())
+        .map(|n| n.subnet)
+        .collect();
+    let (subnet, gateway) = match cfg.bip {
+        Some((gateway, prefix)) => (Subnet::new(gateway, prefix), gateway),
+        None if cfg.address_pools.is_empty() => {
+            (ipam::DEFAULT_BRIDGE, ipam::DEFAULT_BRIDGE.first_host())
+        }
+        None => {
+            let in_pools = cfg
+                .address_pools
+                .iter()
+                .any(|p| p.base.overlaps(&current) && current.prefix >= p.base.prefix);
+            let subnet = if in_pools {
+                current
+            } else {
+                ipam::free_subnet(&cfg.address_pools, &others).ok_or_else(|| {
+                    NetworkError::Invalid(
+                        "the default address pools have no subnet left for the default bridge"
+                            .into(),
+                    )
+                })?
+            };
+            (subnet, subnet.first_host())
+        }
+    };
+    if let Some(t) = others.iter().find(|t| t.overlaps(&subnet)) {
+        return Err(NetworkError::Invalid(format!(
+            "the default bridge's subnet {subnet} overlaps {t} of another network"
+        )));
+    }
+    let net = &mut state.networks[pos];
+    if net.subnet == subnet && net.gateway == gateway {
+        return Ok(());
+    }
+    tracing::info!(from = %net.subnet, to = %subnet, "moving the default bridge");
+    net.subnet = subnet;
+    net.gateway = gateway;
+    let id = net.id.clone();
+    let mut used = BTreeSet::from([gateway]);
+    for ep in state.endpoints.iter_mut().filter(|e| e.network_id == id) {
+        let ip = ipam::free_address(&subnet, &used).ok_or_else(|| {
+            NetworkError::Invalid(format!(
+                "the default bridge's subnet {subnet} is too small for its containers"
+            ))
+        })?;
+        used.insert(ip);
+        if ep.mac == ipam::mac_for(ep.ip) {
+            ep.mac = ipam::mac_for(ip);
+        }
+        ep.ip = ip;
+    }
+    Ok(())
+}
+
 /// A network's MTU: its own option (checked at create), else `default`.
 fn network_mtu(net: &NetworkRecord, default: u32) -> u32 {
     net.options
@@ -1555,6 +1632,8 @@ fn check_mtu_option(options: &BTreeMap<String, String>) -> Result<(), NetworkErr
     }
 }
 
+/// Creates the network's bridge in the bridge netns with the gateway
+/// address and the network's MTU.
 fn make_bridge(rtnl: &mut Rtnl, net: &NetworkRecord, mode: UplinkMode, mtu: u32) -> io::Result<()> {
     rtnl.delete_link_named(&net.bridge)?;
     rtnl.add_bridge(&net.bridge, Some(ipam::mac_for(net.gateway)), mtu)?;
