@@ -841,6 +841,43 @@ fn docker_cli_lifecycle() -> Result<()> {
         "{out:?}"
     );
     daemon.docker_ok(&["rm", "-f", "checked"])?;
+    // Docker 25's start interval: probes every 200ms during the start
+    // period, though the interval is an hour.
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "quickstart",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "1h",
+        "--health-start-period",
+        "60s",
+        "--health-start-interval",
+        "200ms",
+        bb,
+        "sh",
+        "-c",
+        "sleep 1; touch /tmp/ok; sleep 600",
+    ])?;
+    wait_for(
+        "healthy by the start interval",
+        Duration::from_secs(10),
+        || {
+            let status =
+                daemon.docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", "quickstart"])?;
+            Ok(status.trim() == "healthy")
+        },
+    )?;
+    let shown = daemon.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.Config.Healthcheck.StartInterval}}",
+        "quickstart",
+    ])?;
+    ensure!(shown.trim() == "200ms", "{shown}");
+    daemon.docker_ok(&["rm", "-f", "quickstart"])?;
     daemon.docker_ok(&["create", "--label", "prune=me", bb, "true"])?;
     let pruned = daemon.docker_ok(&["container", "prune", "-f", "--filter", "label=prune=me"])?;
     ensure!(

@@ -528,6 +528,7 @@ fn create_options(a: &RunArgs) -> anyhow::Result<CreateOptions> {
         interval: a.health_interval_ms.unwrap_or(0) * 1_000_000,
         timeout: a.health_timeout_ms.unwrap_or(0) * 1_000_000,
         start_period: 0,
+        start_interval: 0,
         retries: a.health_retries.unwrap_or(0),
     });
     Ok(CreateOptions {

@@ -201,6 +201,10 @@ pub struct HealthConfig {
     pub interval: u64,
     pub timeout: u64,
     pub start_period: u64,
+    /// Between probes while the start period lasts and the container is
+    /// not yet healthy (Docker 25's `--health-start-interval`); 0: the
+    /// interval.
+    pub start_interval: u64,
     pub retries: u32,
 }
 
@@ -217,6 +221,7 @@ impl HealthConfig {
             interval: pick(self.interval, over.interval),
             timeout: pick(self.timeout, over.timeout),
             start_period: pick(self.start_period, over.start_period),
+            start_interval: pick(self.start_interval, over.start_interval),
             retries: if over.retries != 0 {
                 over.retries
             } else {
@@ -244,6 +249,15 @@ impl HealthConfig {
     }
     pub fn start_period(&self) -> Duration {
         Duration::from_nanos(self.start_period)
+    }
+    /// The wait before the next probe: the start interval while the start
+    /// period lasts and the container is still starting, else the interval.
+    pub fn next_probe_in(&self, since_start: Duration, starting: bool) -> Duration {
+        if self.start_interval != 0 && starting && since_start < self.start_period() {
+            Duration::from_nanos(self.start_interval)
+        } else {
+            self.interval()
+        }
     }
     pub fn retries(&self) -> u32 {
         if self.retries == 0 {
@@ -446,6 +460,26 @@ mod tests {
             ..HealthConfig::default()
         };
         assert_eq!(image.merged(&none).probe(), None);
+    }
+
+    #[test]
+    fn the_start_interval_holds_while_starting_in_the_start_period() {
+        let secs = Duration::from_secs;
+        let hc = HealthConfig {
+            interval: 3_600_000_000_000,
+            start_period: 60_000_000_000,
+            start_interval: 200_000_000,
+            ..HealthConfig::default()
+        };
+        assert_eq!(hc.next_probe_in(secs(0), true), Duration::from_millis(200));
+        assert_eq!(hc.next_probe_in(secs(59), true), Duration::from_millis(200));
+        assert_eq!(hc.next_probe_in(secs(61), true), secs(3600));
+        assert_eq!(hc.next_probe_in(secs(5), false), secs(3600));
+        let no_start_interval = HealthConfig {
+            start_interval: 0,
+            ..hc
+        };
+        assert_eq!(no_start_interval.next_probe_in(secs(0), true), secs(3600));
     }
 
     #[test]

@@ -317,7 +317,7 @@ impl Supervisor {
             .healthcheck
             .as_ref()
             .filter(|h| h.probe().is_some())
-            .map(|h| Instant::now() + h.interval());
+            .map(|h| Instant::now() + h.next_probe_in(Duration::ZERO, true));
     }
 
     /// Writes state.json; a failure is logged (there is no one to tell).

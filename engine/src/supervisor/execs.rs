@@ -202,7 +202,13 @@ impl Supervisor {
             self.health_next = None;
             return;
         };
-        self.health_next = Some(Instant::now() + hc.interval());
+        let starting = self
+            .state
+            .health
+            .as_ref()
+            .is_none_or(|h| h.status == crate::containers::state::HealthStatus::Starting);
+        self.health_next =
+            Some(Instant::now() + hc.next_probe_in(self.started.elapsed(), starting));
         if self.execs.values().any(|e| e.probe.is_some()) {
             return;
         }

@@ -95,6 +95,7 @@ pub fn parse(mut body: Value, name: Option<&str>) -> Result<CreateRequest, ApiEr
                 interval: nanos(h.interval),
                 timeout: nanos(h.timeout),
                 start_period: nanos(h.start_period),
+                start_interval: nanos(h.start_interval),
                 retries: h.retries.and_then(|r| u32::try_from(r).ok()).unwrap_or(0),
             }),
             stop_signal: body.stop_signal.clone().filter(|s| !s.is_empty()),

@@ -208,7 +208,7 @@ fn config(d: &ContainerDetails) -> ContainerConfig {
                 timeout: Some(h.timeout as i64),
                 retries: Some(i64::from(h.retries)),
                 start_period: Some(h.start_period as i64),
-                start_interval: None,
+                start_interval: Some(h.start_interval as i64),
             }),
         image: Some(d.config.image.clone()),
         volumes: config_volumes(d),
