@@ -24,6 +24,7 @@ use super::relay::{self, Relay};
 use super::rtnl::{Route, Rtnl};
 use super::slirp::{self, Slirp};
 use super::state::{EndpointRecord, NetworkRecord, PortBinding, State, Store};
+use super::{default_bridge, mtu};
 use super::{firewall, sock, UplinkMode};
 use crate::runtime::{MountKind, MountSpec, NetworkMode};
 
@@ -100,12 +101,6 @@ pub struct NetworksConfig {
     /// `--bip`: the default bridge's gateway address and prefix.
     pub bip: Option<(Ipv4Addr, u8)>,
 }
-
-/// Docker's bridge driver option for one network's MTU.
-const MTU_OPTION: &str = "com.docker.network.driver.mtu";
-
-/// The MTU when neither the daemon nor the pod says: Ethernet's.
-const DEFAULT_MTU: u32 = 1500;
 
 /// `docker network create`.
 #[derive(Debug, Clone, Default)]
@@ -273,21 +268,8 @@ impl Networks {
         let store = Store::new(&dir);
         let mut state = store.load().ctx(|| "loading the network state".into())?;
         unbind_stale(&cfg.run_dir.join("netns"));
-        // Read here, in the pod's netns: container packets must fit the
-        // pod's own link (an overlay network's 1450, say), or large
-        // packets depend on path MTU discovery across the pod network,
-        // the classic Docker-in-Docker failure.
-        let mtu = cfg.mtu.unwrap_or_else(|| {
-            let pods = Rtnl::open().and_then(|mut r| r.default_route_mtu());
-            match pods {
-                Ok(Some(mtu)) => mtu,
-                Ok(None) => DEFAULT_MTU,
-                Err(e) => {
-                    tracing::warn!(%e, "reading the pod's MTU; using {DEFAULT_MTU}");
-                    DEFAULT_MTU
-                }
-            }
-        });
+        // Read here, in the pod's netns (see `mtu::default_mtu`).
+        let mtu = cfg.mtu.unwrap_or_else(mtu::pod_mtu);
         let bridge_ns = NetNs::create().ctx(|| "creating the bridge network namespace".into())?;
         let worker =
             Arc::new(Worker::start(&bridge_ns).ctx(|| "entering the bridge netns".into())?);
@@ -295,13 +277,13 @@ impl Networks {
             .rtnl()
             .ctx(|| "netlink in the bridge netns".into())?;
         ensure_predefined(&mut state);
-        place_default_bridge(&mut state, cfg)?;
+        default_bridge::place(&mut state, cfg.bip, &cfg.address_pools)?;
         let (slirp, (mode, uplink_reason)) = match start_slirp(cfg, &bridge_ns) {
             Some(ok) => ok,
             None => (None, choose_uplink(cfg.uplink, parent, &bridge_ns)),
         };
         for net in state.networks.iter().filter(|n| n.is_bridge()) {
-            make_bridge(&mut rtnl, net, mode, network_mtu(net, mtu))
+            make_bridge(&mut rtnl, net, mode, mtu::of_network(net, mtu))
                 .ctx(|| format!("creating the bridge of {}", net.name))?;
         }
         let relay = match mode {
@@ -445,7 +427,7 @@ impl Networks {
                 req.name
             )));
         }
-        check_mtu_option(&req.options)?;
+        mtu::check_option(&req.options).map_err(NetworkError::Invalid)?;
         let mut inner = self.lock()?;
         if inner.state.networks.iter().any(|n| n.name == req.name) {
             return Err(NetworkError::Exists(req.name.clone()));
@@ -516,7 +498,7 @@ impl Networks {
             &mut inner.rtnl,
             &rec,
             self.mode,
-            network_mtu(&rec, self.mtu),
+            mtu::of_network(&rec, self.mtu),
         )
         .ctx(|| format!("creating the bridge of {}", rec.name))?;
         inner.state.networks.push(rec.clone());
@@ -930,7 +912,7 @@ impl Networks {
                     host_if: &host_if,
                     container_if: &format!("eth{i}"),
                     mac: ep.mac,
-                    mtu: network_mtu(&net, self.mtu),
+                    mtu: mtu::of_network(&net, self.mtu),
                     ip: ep.ip,
                     prefix: net.subnet.prefix,
                     gateway,
@@ -1023,7 +1005,7 @@ impl Networks {
                 host_if: &host_if,
                 container_if: &format!("eth{index}"),
                 mac: ep.mac,
-                mtu: network_mtu(&net, self.mtu),
+                mtu: mtu::of_network(&net, self.mtu),
                 ip: ep.ip,
                 prefix: net.subnet.prefix,
                 gateway: None,
@@ -1541,94 +1523,6 @@ fn ensure_predefined(state: &mut State) {
             ip_range: None,
             aux_addresses: BTreeMap::new(),
         });
-    }
-}
-
-/// Puts the default bridge where the daemon's options say, as dockerd
-/// does at each start: `--bip`, else (with `--default-address-pool`) a
-/// subnet of the pools, kept while it still lies in them, else Docker's
-/// 172.17.0.0/16. When that moves it, the containers on it are given
-/// addresses of the new subnet (and the MACs derived from them), as dockerd
-/// gives them at their next start.
-fn place_default_bridge(state: &mut State, cfg: &NetworksConfig) -> Result<(), NetworkError> {
-    let Some(pos) = state.networks.iter().position(|n| n.is_default_bridge()) else {
-        return Ok(());
-    };
-    let current = state.networks[pos].subnet;
-    let others: Vec<Subnet> = state
-        .networks
-        .iter()
-        .filter(|n| n.is_bridge() && !n.is_default_bridge())
-        .map(|n| n.subnet)
-        .collect();
-    let (subnet, gateway) = match cfg.bip {
-        Some((gateway, prefix)) => (Subnet::new(gateway, prefix), gateway),
-        None if cfg.address_pools.is_empty() => {
-            (ipam::DEFAULT_BRIDGE, ipam::DEFAULT_BRIDGE.first_host())
-        }
-        None => {
-            let in_pools = cfg
-                .address_pools
-                .iter()
-                .any(|p| p.base.overlaps(&current) && current.prefix >= p.base.prefix);
-            let subnet = if in_pools {
-                current
-            } else {
-                ipam::free_subnet(&cfg.address_pools, &others).ok_or_else(|| {
-                    NetworkError::Invalid(
-                        "the default address pools have no subnet left for the default bridge"
-                            .into(),
-                    )
-                })?
-            };
-            (subnet, subnet.first_host())
-        }
-    };
-    if let Some(t) = others.iter().find(|t| t.overlaps(&subnet)) {
-        return Err(NetworkError::Invalid(format!(
-            "the default bridge's subnet {subnet} overlaps {t} of another network"
-        )));
-    }
-    let net = &mut state.networks[pos];
-    if net.subnet == subnet && net.gateway == gateway {
-        return Ok(());
-    }
-    tracing::info!(from = %net.subnet, to = %subnet, "moving the default bridge");
-    net.subnet = subnet;
-    net.gateway = gateway;
-    let id = net.id.clone();
-    let mut used = BTreeSet::from([gateway]);
-    for ep in state.endpoints.iter_mut().filter(|e| e.network_id == id) {
-        let ip = ipam::free_address(&subnet, &used).ok_or_else(|| {
-            NetworkError::Invalid(format!(
-                "the default bridge's subnet {subnet} is too small for its containers"
-            ))
-        })?;
-        used.insert(ip);
-        if ep.mac == ipam::mac_for(ep.ip) {
-            ep.mac = ipam::mac_for(ip);
-        }
-        ep.ip = ip;
-    }
-    Ok(())
-}
-
-/// A network's MTU: its own option (checked at create), else `default`.
-fn network_mtu(net: &NetworkRecord, default: u32) -> u32 {
-    net.options
-        .get(MTU_OPTION)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// `-o com.docker.network.driver.mtu=N` as Docker's bridge driver takes it.
-fn check_mtu_option(options: &BTreeMap<String, String>) -> Result<(), NetworkError> {
-    match options.get(MTU_OPTION).map(|v| v.parse::<u32>()) {
-        None | Some(Ok(68..=65535)) => Ok(()),
-        Some(_) => Err(NetworkError::Invalid(format!(
-            "invalid {MTU_OPTION} {:?}: a number from 68 to 65535",
-            options.get(MTU_OPTION).map(String::as_str).unwrap_or("")
-        ))),
     }
 }
 

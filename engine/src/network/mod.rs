@@ -11,6 +11,7 @@
 
 mod conntrack;
 pub mod counters;
+mod default_bridge;
 mod dns;
 mod endpoint;
 pub mod files;
@@ -18,6 +19,7 @@ mod firewall;
 mod info;
 pub mod ipam;
 mod manager;
+mod mtu;
 pub mod netns;
 pub mod nft;
 mod persist;
