@@ -190,8 +190,8 @@ pub struct DaemonArgs {
     pub network_uplink: Option<String>,
     /// The MTU of the bridge networks' links (dockerd's `--mtu`; a
     /// network's `-o com.docker.network.driver.mtu` wins). Default: the MTU
-    /// of the pod's default-route interface, so container packets fit the
-    /// pod network (an overlay's 1450, say), else 1500.
+    /// of the pod's default-route interface when below 1500, so container
+    /// packets fit the pod network (an overlay's 1450, say), else 1500.
     #[arg(long, value_name = "BYTES")]
     pub mtu: Option<i64>,
     /// The default bridge's gateway address and prefix (dockerd's `--bip`,

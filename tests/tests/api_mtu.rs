@@ -1,7 +1,8 @@
 //! The MTU of container links, through the daemon in the pod simulator:
 //! by default the MTU of the pod's default-route interface (here a veth
 //! `eth0` of MTU 1400 with the default route, as a pod on an overlay
-//! network has), so container packets fit the pod's link; a network's
+//! network has), so container packets fit the pod's link, but never above
+//! dockerd's 1500 (a jumbo-frame pod network); a network's
 //! `-o com.docker.network.driver.mtu` wins, and is checked; `hutch daemon
 //! --mtu` (dockerd's flag) sets the default.
 //!
@@ -81,6 +82,19 @@ fn container_links_fit_the_pods_mtu() -> Result<()> {
     let mtu = container_mtu(&daemon, &["--network", "small"])?;
     ensure!(mtu == "1280", "a network's own MTU after a restart: {mtu}");
     daemon.docker_ok(&["network", "rm", "small"])?;
+    ensure!(daemon.stop()?.success(), "daemon stop");
+
+    // A jumbo-frame pod network (AWS VPC CNI's 9001) keeps dockerd's 1500.
+    for link in ["eth0p", "eth0"] {
+        let out = pod
+            .sidecar("/usr/bin/ip")
+            .args(["link", "set", link, "mtu", "9001"])
+            .output()?;
+        ok(&out, &format!("ip link set {link} mtu 9001"))?;
+    }
+    let daemon = Daemon::start(&pod)?;
+    let mtu = container_mtu(&daemon, &[])?;
+    ensure!(mtu == "1500", "a jumbo-frame pod: {mtu}");
     ensure!(daemon.stop()?.success(), "daemon stop");
     pod.stop()
 }

@@ -16,10 +16,14 @@ pub const OPTION: &str = "com.docker.network.driver.mtu";
 const DEFAULT: u32 = 1500;
 
 /// The MTU of the pod's default-route interface, read in the calling
-/// thread's netns (the pod's, before the engine makes its own), else 1500.
+/// thread's netns (the pod's, before the engine makes its own), at most
+/// 1500; else 1500. Capped because a jumbo-frame pod network (AWS VPC
+/// CNI's 9001) carries 1500 fine, while container packets of 9001 would
+/// lean on path MTU discovery past it: dockerd's 1500 stays where it is
+/// safe, and only a smaller pod link lowers it.
 pub fn pod_mtu() -> u32 {
     match Rtnl::open().and_then(|mut r| r.default_route_mtu()) {
-        Ok(Some(mtu)) => mtu,
+        Ok(Some(mtu)) => mtu.min(DEFAULT),
         Ok(None) => DEFAULT,
         Err(e) => {
             tracing::warn!(%e, "reading the pod's MTU; using {DEFAULT}");
