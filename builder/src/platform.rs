@@ -33,8 +33,28 @@ impl Platform {
         Ok(normalize(os, arch, variant))
     }
 
-    /// `--platform` of a build: one platform. A list (`linux/amd64,linux/arm64`)
-    /// would need a multi-platform (index) output, which hutch does not make.
+    /// `--platform A,B` of a build through buildx or `hutch build`: each
+    /// platform once, in the order given (none for an empty value).
+    pub fn parse_targets(s: &str) -> Result<Vec<Platform>, String> {
+        let mut platforms: Vec<Platform> = Vec::new();
+        for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let p = Platform::parse(p)?;
+            if !platforms.contains(&p) {
+                platforms.push(p);
+            }
+        }
+        Ok(platforms)
+    }
+
+    /// Which of a build's `platforms` gives its names their image: this
+    /// machine's, else the first.
+    pub fn primary(platforms: &[Platform]) -> usize {
+        let host = Platform::host();
+        platforms.iter().position(|p| *p == host).unwrap_or(0)
+    }
+
+    /// `--platform` of the classic API's build: one platform (a list would
+    /// need an index, which the classic builder does not make).
     pub fn parse_target(s: &str) -> Result<Platform, String> {
         let list: Vec<&str> = s
             .split(',')
@@ -172,6 +192,22 @@ impl fmt::Display for Platform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_of_targets_each_once_in_order() -> Result<(), String> {
+        let list = Platform::parse_targets("linux/arm64, linux/amd64,linux/arm64/v8,")?;
+        let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["linux/arm64", "linux/amd64"]);
+        assert_eq!(
+            Platform::primary(&list),
+            if cfg!(target_arch = "x86_64") { 1 } else { 0 }
+        );
+        assert!(Platform::parse_targets("")
+            .map(|l| l.is_empty())
+            .unwrap_or(false));
+        assert!(Platform::parse_targets("linux/amd64,beos/x").is_err());
+        Ok(())
+    }
 
     #[test]
     fn parse_and_normalise() {

@@ -171,6 +171,16 @@ impl<'p> Daemon<'p> {
         ok(&out, &format!("docker {}", args.join(" ")))
     }
 
+    /// A container's address on its network (the first, when on several),
+    /// as `docker inspect` shows it; empty when it has none.
+    pub fn ip_of(&self, container: &str) -> anyhow::Result<String> {
+        let format = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}";
+        Ok(self
+            .docker_ok(&["inspect", "-f", format, container])?
+            .trim()
+            .to_owned())
+    }
+
     /// Loads the busybox test image and tags it `busybox:latest`.
     pub fn load_busybox(&self) -> anyhow::Result<()> {
         let image = crate::testimages::busybox()?;

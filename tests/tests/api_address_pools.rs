@@ -24,18 +24,6 @@ fn ipam(daemon: &Daemon, network: &str) -> Result<String> {
         .to_owned())
 }
 
-fn ip_of(daemon: &Daemon, container: &str) -> Result<String> {
-    Ok(daemon
-        .docker_ok(&[
-            "inspect",
-            "-f",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-            container,
-        ])?
-        .trim()
-        .to_owned())
-}
-
 #[test]
 fn bip_and_address_pools_place_networks() -> Result<()> {
     let pod = Pod::start(&PodSpec::new())?;
@@ -57,7 +45,7 @@ fn bip_and_address_pools_place_networks() -> Result<()> {
     let bridge = ipam(&daemon, "bridge")?;
     ensure!(bridge == "10.200.0.0/24 10.200.0.1", "{bridge}");
     daemon.docker_ok(&["start", "early"])?;
-    let ip = ip_of(&daemon, "early")?;
+    let ip = daemon.ip_of("early")?;
     ensure!(ip == "10.200.0.2", "the early container's address: {ip}");
     daemon.docker_ok(&["network", "create", "n1"])?;
     daemon.docker_ok(&["network", "create", "n2"])?;

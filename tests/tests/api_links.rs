@@ -17,18 +17,6 @@ use hutch_tests::podsim::{Pod, PodSpec};
 /// A web server on 5432 serving `/x` = `linked`.
 const SERVE: &str = "mkdir -p /www && echo linked > /www/x && exec httpd -f -p 5432 -h /www";
 
-fn ip_of(daemon: &Daemon, name: &str) -> Result<String> {
-    Ok(daemon
-        .docker_ok(&[
-            "inspect",
-            "-f",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-            name,
-        ])?
-        .trim()
-        .to_string())
-}
-
 #[test]
 fn links_give_aliases_and_environment() -> Result<()> {
     let pod = Pod::start(&PodSpec::new())?;
@@ -48,7 +36,7 @@ fn links_give_aliases_and_environment() -> Result<()> {
         "-c",
         SERVE,
     ])?;
-    let db_ip = ip_of(&daemon, "db")?;
+    let db_ip = daemon.ip_of("db")?;
     let db_host = daemon.docker_ok(&["inspect", "-f", "{{.Config.Hostname}}", "db"])?;
 
     // The legacy link: reached by alias, the hosts line as Docker writes

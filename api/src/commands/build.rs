@@ -110,17 +110,10 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
     };
     // `--platform A,B`: one build per platform, as through buildx (the
     // first is the options' platform).
-    let mut platforms: Vec<hutch_builder::Platform> = Vec::new();
-    for p in args
-        .platform
-        .iter()
-        .flat_map(|v| v.split(',').map(str::trim).filter(|p| !p.is_empty()))
-    {
-        let p = hutch_builder::Platform::parse_target(p).map_err(anyhow::Error::msg)?;
-        if !platforms.contains(&p) {
-            platforms.push(p);
-        }
-    }
+    let platforms = match args.platform.as_deref() {
+        Some(v) => hutch_builder::Platform::parse_targets(v).map_err(anyhow::Error::msg)?,
+        None => Vec::new(),
+    };
     let platform = platforms.first().cloned();
     let ns = bootstrap::enter(&ns_options)?;
     // Quiet prints the image ID only (`hutch doctor` shows these).
@@ -297,9 +290,12 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
     // (or the first), with the others recorded beside it, so a push sends
     // them all as one index.
     let ids: Vec<Digest> = built.iter().map(|b| b.id.clone()).collect();
-    let host = hutch_builder::Platform::host();
-    let primary = platforms.iter().position(|p| *p == host).unwrap_or(0);
-    let built = built.swap_remove(primary.min(built.len().saturating_sub(1)));
+    let primary = if built.len() > 1 {
+        hutch_builder::Platform::primary(&platforms)
+    } else {
+        0
+    };
+    let built = built.swap_remove(primary);
     if ids.len() > 1 {
         for n in &built.names {
             store.tag_platforms(&built.id, &n.to_string(), &ids)?;

@@ -81,18 +81,10 @@ fn attrs(attrs: &HashMap<String, String>) -> Result<Attrs, Status> {
     // `--platform A,B`: one build per platform (cross-compiling
     // Dockerfiles run their RUNs on the build platform), pushed as one
     // index; the first is the options' platform.
-    let mut platforms: Vec<hutch_builder::Platform> = Vec::new();
-    for p in attrs
-        .get("platform")
-        .map(|v| v.split(',').map(str::trim).filter(|p| !p.is_empty()))
-        .into_iter()
-        .flatten()
-    {
-        let p = hutch_builder::Platform::parse_target(p).map_err(Status::invalid_argument)?;
-        if !platforms.contains(&p) {
-            platforms.push(p);
-        }
-    }
+    let platforms = match attrs.get("platform") {
+        Some(v) => hutch_builder::Platform::parse_targets(v).map_err(Status::invalid_argument)?,
+        None => Vec::new(),
+    };
     let platform = platforms.first().cloned();
     let ulimits = attrs
         .get("ulimit")
@@ -291,20 +283,17 @@ pub async fn solve(
     // One build per platform, one after the other (what they share, the
     // stages FROM --platform=$BUILDPLATFORM, is a cache hit the second
     // time); the result is this machine's platform's image, or the first.
-    let host = hutch_builder::Platform::host();
     let mut built = Vec::new();
     for platform in &attrs.platforms {
         let mut opts = attrs.opts.clone();
         opts.platform = Some(platform.clone());
         // One cache for all the platforms.
         opts.cache_merge = !built.is_empty();
-        let one = run(daemon, solve, opts, Some(platform.to_string())).await?;
-        built.push((platform.clone(), one));
+        built.push(run(daemon, solve, opts, Some(platform.to_string())).await?);
     }
     drop(scratch);
-    solve.set_platform_images(built.iter().map(|(_, b)| b.id.clone()).collect());
-    let primary = built.iter().position(|(p, _)| *p == host).unwrap_or(0);
-    Ok(built.swap_remove(primary).1)
+    solve.set_platform_images(built.iter().map(|b| b.id.clone()).collect());
+    Ok(built.swap_remove(hutch_builder::Platform::primary(&attrs.platforms)))
 }
 
 /// Clones the git context or downloads the http one, as BuildKit's

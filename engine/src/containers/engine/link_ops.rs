@@ -55,6 +55,9 @@ impl Engine {
     /// The /etc/hosts lines of `links`: `ALIAS HOSTNAME [NAME]`, as Docker
     /// writes a link's line.
     pub(super) fn host_links(&self, links: &[Linked]) -> Vec<HostLink> {
+        if links.is_empty() {
+            return Vec::new();
+        }
         let table = self.lock();
         links
             .iter()
@@ -111,12 +114,13 @@ impl Engine {
     /// Before a start: every legacy link's container must be running, as
     /// Docker refuses the start otherwise.
     pub(super) fn check_links_running(&self, id: &str) -> Result<()> {
-        let Some(config) = self.lock().containers.get(id).map(|r| r.config.clone()) else {
-            return Err(EngineError::NotFound(id.to_string()));
+        // Looked at under the lock first: every start passes here, and
+        // almost none has a link.
+        let config = match self.lock().containers.get(id) {
+            None => return Err(EngineError::NotFound(id.to_string())),
+            Some(r) if r.config.options.network.links.is_empty() => return Ok(()),
+            Some(r) => r.config.clone(),
         };
-        if config.options.network.links.is_empty() {
-            return Ok(());
-        }
         for l in self.links_of(&config)?.iter().filter(|l| l.legacy) {
             let table = self.lock();
             let Some(theirs) = table.containers.get(&l.target) else {
