@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::Mode;
-use nix::sys::wait::waitpid;
+use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, chroot, fchdir, fork, ForkResult, Pid};
 
 use super::channel::{self, InitMsg};
@@ -76,8 +76,33 @@ pub fn spawn(
     drop(child_sock);
     drop(stdio);
     let result = collect(&mut sock, tty);
-    let _ = waitpid(helper, None);
-    result
+    let status = waitpid(helper, None);
+    result.map_err(|mut failure| {
+        // A helper that ended without a report says how it ended, which is
+        // what tells its failures apart (a signal, a failed report).
+        if failure.message == NO_PROCESS {
+            failure.message = format!("{NO_PROCESS} (the helper: {})", helper_end(status));
+        }
+        failure
+    })
+}
+
+const NO_PROCESS: &str = "the exec helper ended without a process";
+
+/// The helper's exit code when the process was forked but its PID could not
+/// be reported.
+const EXIT_REPORT_FAILED: i32 = 125;
+
+fn helper_end(status: nix::Result<WaitStatus>) -> String {
+    match status {
+        Ok(WaitStatus::Exited(_, EXIT_REPORT_FAILED)) => {
+            "the process was forked but reporting its PID failed".to_string()
+        }
+        Ok(WaitStatus::Exited(_, code)) => format!("exited with {code}"),
+        Ok(WaitStatus::Signaled(_, signal, _)) => format!("killed by {signal}"),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => format!("not waited for: {e}"),
+    }
 }
 
 /// Reads the helper's and the process's reports: its PID, its console, then
@@ -97,7 +122,7 @@ fn collect(sock: &mut UnixStream, tty: bool) -> Result<Spawned, Failure> {
             Ok(None) => {
                 return pid
                     .map(|pid| Spawned { pid, console })
-                    .ok_or_else(|| Failure::runtime("the exec helper ended without a process"))
+                    .ok_or_else(|| Failure::runtime(NO_PROCESS))
             }
             Ok(Some(other)) => {
                 return Err(Failure::runtime(format!(
@@ -137,8 +162,10 @@ fn join_and_fork(
             report_failure(&mut sock, &err)
         }
         Ok(Forked::Parent { pid, .. }) => {
-            let _ = channel::send(&mut sock, &InitMsg::Spawned { pid: pid.as_raw() });
-            0
+            match channel::send(&mut sock, &InitMsg::Spawned { pid: pid.as_raw() }) {
+                Ok(()) => 0,
+                Err(_) => EXIT_REPORT_FAILED,
+            }
         }
         Err(err) => report_failure(&mut sock, &err),
     };
