@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use hutch_engine::runtime::binfmt::Binfmt;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Platform {
     pub os: String,
@@ -93,19 +95,26 @@ impl Platform {
             && (self.variant.is_none() || have.variant.is_none() || self.variant == have.variant)
     }
 
-    /// Whether this machine runs binaries of this platform natively. hutch
-    /// has no emulation (no binfmt/QEMU setup): a RUN for another platform
-    /// fails with a clear error, as BuildKit's would with "exec format error".
+    /// Whether this machine runs binaries of this platform natively; a RUN
+    /// for another architecture runs under its emulator (see
+    /// `hutch_engine::emulation`).
     pub fn runs_here(&self) -> bool {
-        let host = Platform::host();
-        if self.os != host.os {
-            return false;
+        self.os == Platform::host().os && hutch_engine::emulation::runs_natively(&self.arch)
+    }
+
+    /// The emulator that runs this platform's binaries here: none when they
+    /// run natively, else QEMU's for the architecture; `Err` says what is
+    /// missing.
+    pub fn emulator(&self) -> Result<Option<Binfmt>, String> {
+        if self.runs_here() {
+            return Ok(None);
         }
-        if self.arch == host.arch {
-            return true;
+        if self.os != Platform::host().os {
+            return Err(format!("no emulation for {}", self.os));
         }
-        // 32-bit x86 runs on x86-64 kernels.
-        host.arch == "amd64" && self.arch == "386"
+        hutch_engine::emulation::find(&self.arch)
+            .map(Some)
+            .ok_or_else(|| hutch_engine::emulation::missing(&self.arch))
     }
 
     /// The machine hutch runs on (the default build and target platform).

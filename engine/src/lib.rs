@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod containers;
 pub mod doctor;
 pub mod du;
+pub mod emulation;
 pub(crate) mod mount_api;
 pub mod mountinfo;
 pub mod network;

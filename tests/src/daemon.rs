@@ -52,6 +52,25 @@ impl<'p> Daemon<'p> {
     /// As `start_with`, logging at `level` (`HUTCH_LOG`): the tests read
     /// the debug log, a benchmark runs the daemon as deployed.
     pub fn start_logging(pod: &'p Pod, extra: &[&str], level: &str) -> anyhow::Result<Daemon<'p>> {
+        Daemon::launch(pod, extra, level, &[])
+    }
+
+    /// As `start_with`, with these environment variables set for the
+    /// daemon (`PATH` without the emulators, say).
+    pub fn start_with_env(
+        pod: &'p Pod,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Daemon<'p>> {
+        Daemon::launch(pod, extra, "info,hutch=debug", env)
+    }
+
+    fn launch(
+        pod: &'p Pod,
+        extra: &[&str],
+        level: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Daemon<'p>> {
         let log = tempfile::Builder::new()
             .prefix("hutch-daemon-")
             .suffix(".log")
@@ -62,6 +81,7 @@ impl<'p> Daemon<'p> {
             .args(["daemon", "-H", DOCKER_HOST])
             .args(extra)
             .env("HUTCH_LOG", level)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(log.path()).context("opening the daemon log")?)

@@ -138,7 +138,16 @@ fn expect_common(report: &Report, pod: &Pod) {
             ("misc.seccomp", Ok),
             ("cgroup.version", Ok),
             ("tools.git", Ok),
+            ("emulation.qemu", Ok),
         ],
+    );
+    let emulation = report.check("emulation.qemu").expect("checked above");
+    assert!(
+        emulation
+            .detail
+            .contains("arm64 (/usr/bin/qemu-aarch64-static)"),
+        "{}",
+        emulation.detail
     );
     assert!(report.ok, "no hard requirement fails in a pod");
     for id in [
@@ -393,8 +402,8 @@ fn unusable_data_root_fails_hard() -> Result<()> {
     pod.stop()
 }
 
-/// Without git on the daemon's PATH the doctor says which builds that
-/// disables and how to fix it; it is not a hard requirement.
+/// Without git (or QEMU) on the daemon's PATH the doctor says which builds
+/// that disables and how to fix it; it is not a hard requirement.
 #[test]
 fn missing_git_is_reported_not_fatal() -> Result<()> {
     let pod = Pod::start(&PodSpec::new())?;
@@ -412,5 +421,14 @@ fn missing_git_is_reported_not_fatal() -> Result<()> {
     assert!(blocks.contains("ADD of a git repository"), "{blocks}");
     let fix = git.fix.clone().unwrap_or_default();
     assert!(fix.contains("install git"), "{fix}");
+    // Nor any emulator: other architectures' containers cannot run.
+    let qemu = report
+        .check("emulation.qemu")
+        .expect("an emulation.qemu check");
+    assert_eq!(qemu.status, Status::Missing);
+    assert!(qemu.detail.contains("no QEMU emulator"), "{}", qemu.detail);
+    assert!(!qemu.hard);
+    let fix = qemu.fix.clone().unwrap_or_default();
+    assert!(fix.contains("qemu-user-static"), "{fix}");
     pod.stop()
 }

@@ -787,14 +787,14 @@ impl Executor {
                 let Some(_claim) = self.cached_or_claim(ctx, &key, img)? else {
                     return Ok(());
                 };
-                if !platform.runs_here() {
-                    return Err(BuildError::Run(format!(
-                        "RUN {}: cannot run {platform} binaries on this {} host (no emulation): \
+                let emulator = platform.emulator().map_err(|why| {
+                    BuildError::Run(format!(
+                        "RUN {}: cannot run {platform} binaries on this {} host ({why}): \
                          exec format error",
                         argv.join(" "),
-                        crate::Platform::host()
-                    )));
-                }
+                        crate::Platform::host(),
+                    ))
+                })?;
                 let lower = img.lower_dirs(&self.store);
                 let prepared = mounts::prepare(
                     &ex.mounts,
@@ -853,6 +853,7 @@ impl Executor {
                         etc: ctx.etc.clone(),
                         rlimits: ctx.rlimits.clone(),
                         shm_size: ctx.opts.shm_size,
+                        emulator,
                     },
                     &ctx.progress.output(),
                     &self.cancel,

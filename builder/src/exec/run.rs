@@ -35,6 +35,9 @@ pub struct RunRequest {
     pub rlimits: Vec<hutch_engine::runtime::spec::Rlimit>,
     /// `--shm-size`: a /dev/shm of this many bytes.
     pub shm_size: Option<u64>,
+    /// The emulator of the stage's platform, when this machine does not
+    /// run its binaries itself.
+    pub emulator: Option<hutch_engine::runtime::binfmt::Binfmt>,
 }
 
 /// The generated `/etc` files of a RUN.
@@ -139,6 +142,7 @@ pub fn run<T>(
     spec.namespaces.proc = proc_mode;
     spec.mounts = mounts;
     spec.hostname = Some("buildkitsandbox".to_string());
+    spec.emulator = req.emulator;
 
     let (reader, writer) =
         nix::unistd::pipe().map_err(|e| BuildError::io("creating a pipe", e.into()))?;

@@ -29,6 +29,7 @@ use super::spare::SparePool;
 use super::state::{State, Status};
 use super::store::{ContainerDir, Store};
 use super::timefmt;
+use crate::emulation::Emulation;
 use crate::network::{ContainerNetworking, Mode as NetMode, NetworkSettings, Networks};
 use crate::runtime::{image_ids, IdAllocator, IdMap, ProcMode, ProcessSpec};
 use crate::volumes::VolumeStore;
@@ -582,6 +583,7 @@ impl Engine {
             .map_err(|e| EngineError::Io(io::Error::other(e)))?;
         let image = ImageRunConfig::from_image_config(&details.config);
         Self::add_exposed_ports(&mut opts, &details.config);
+        let emulation = Emulation::of_image(&details.config);
         // Before a private range is taken for nothing.
         let sharing = super::sharing::parse(&opts).map_err(EngineError::Invalid)?;
         let (layers, id_map) = match opts.userns_mode {
@@ -644,6 +646,7 @@ impl Engine {
                 },
             )
             .map_err(EngineError::Invalid)?;
+            spec.emulator = emulation.emulator();
             self.attach_network(&config, &mut spec)?;
             self.make_cgroup(&id, &opts.limits, &mut spec)?;
             made_volumes = self.add_mounts(&opts, &mut config, &mut spec)?;
@@ -685,6 +688,7 @@ impl Engine {
         }
         let mut warnings = self.inner.opts.warnings.clone();
         warnings.extend(self.unapplied_limits(&opts.limits));
+        warnings.extend(emulation.warning());
         if self.inner.opts.proc_mode == ProcMode::BindEngine && !opts.sysctls.is_empty() {
             let names: Vec<&str> = opts.sysctls.keys().map(String::as_str).collect();
             warnings.push(format!(

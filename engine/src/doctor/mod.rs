@@ -17,6 +17,7 @@ mod caps;
 mod cgroup;
 mod child;
 mod devices;
+mod emulation;
 mod idmap;
 mod idmapped;
 mod misc;
@@ -91,6 +92,7 @@ pub fn run(data_root: &Path) -> Report {
         cgroup::check_delegated(cgroups),
         cgroup::check_containers(),
         programs::check_git(),
+        emulation::check(mounts),
     ];
     drop(elsewhere);
     drop(scratch);

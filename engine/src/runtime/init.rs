@@ -14,7 +14,9 @@ use super::channel::{self, InitMsg};
 use super::error::{Context, SetupError};
 use super::spec::{ContainerSpec, IpcMode, NetworkMode, ProcessSpec};
 use super::stdio::{self, InitStdio};
-use super::{dev, donor, exec, idmapped, mounts, proc, rootfs, seccomp, sysctl, tiny_init, user};
+use super::{
+    binfmt, dev, donor, exec, idmapped, mounts, proc, rootfs, seccomp, sysctl, tiny_init, user,
+};
 
 /// Runs the setup and execs the container's command; on failure reports to
 /// the helper and exits with Docker's code for it. Never returns.
@@ -148,6 +150,9 @@ fn setup_and_exec(
     drop(layer_fds);
     let target = &spec.rootfs.target;
     proc::setup_proc(&root, spec.namespaces.proc)?;
+    if let Some(emulator) = &spec.emulator {
+        binfmt::install(&root, emulator)?;
+    }
     if staged.dev {
         mounts::move_staged(&root, Path::new("/dev"))?;
     } else {

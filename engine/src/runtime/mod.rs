@@ -7,6 +7,7 @@
 //! runtime helper process, and `init` runs in the container's init between
 //! clone and execve.
 
+pub mod binfmt;
 pub mod caps;
 pub(crate) mod channel;
 mod clone;

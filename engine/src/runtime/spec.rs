@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::binfmt::Binfmt;
 use super::caps::DEFAULT_CAPABILITIES;
 use super::idmap::IdMap;
 use super::seccomp::Seccomp;
@@ -47,6 +48,10 @@ pub struct ContainerSpec {
     /// its network is plugged in, right before its command runs.
     #[serde(default)]
     pub sysctls: Vec<Sysctl>,
+    /// The emulator that runs the container's binaries, when they are of
+    /// another architecture (see [`super::binfmt`]).
+    #[serde(default)]
+    pub emulator: Option<Binfmt>,
 }
 
 /// One device node: the engine's `source` appears at `destination`.
@@ -342,6 +347,7 @@ impl ContainerSpec {
             cgroup_procs: Vec::new(),
             devices: Vec::new(),
             sysctls: Vec::new(),
+            emulator: None,
         }
     }
 }

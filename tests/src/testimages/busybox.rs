@@ -37,8 +37,36 @@ pub fn find_busybox() -> anyhow::Result<Busybox> {
     bail!("no statically linked busybox at {CANDIDATES:?}: install Debian's busybox-static")
 }
 
+/// Where tests/install-deps puts Debian's arm64 busybox-static.
+const ARM64_DEFAULT: &str = "/opt/hutch-test-arm64/busybox";
+
+/// The arm64 static busybox (`HUTCH_TEST_ARM64`/busybox, else
+/// [`ARM64_DEFAULT`]); it runs here only under an emulator.
+pub fn find_arm64_busybox() -> anyhow::Result<Busybox> {
+    let path = std::env::var_os("HUTCH_TEST_ARM64")
+        .map(|dir| PathBuf::from(dir).join("busybox"))
+        .unwrap_or_else(|| PathBuf::from(ARM64_DEFAULT));
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading the arm64 busybox {} (tests/install-deps downloads it)",
+            path.display()
+        )
+    })?;
+    // e_machine 183: AArch64.
+    if bytes.get(18..20) != Some(&[0xb7, 0x00][..]) {
+        bail!("{} is not an arm64 ELF binary", path.display());
+    }
+    Ok(Busybox { path, bytes })
+}
+
 /// The busybox image recipe.
 pub fn recipe(busybox: &Busybox) -> anyhow::Result<Recipe> {
+    recipe_listed_by(busybox, busybox)
+}
+
+/// The busybox image recipe of `busybox`, its applets as `lister` (a
+/// busybox of the same version that runs here) lists them.
+pub fn recipe_listed_by(busybox: &Busybox, lister: &Busybox) -> anyhow::Result<Recipe> {
     let mut entries = vec![
         LayerEntry::dir("bin", 0o755),
         LayerEntry::file("bin/busybox", 0o755, busybox.bytes.clone()),
@@ -54,7 +82,7 @@ pub fn recipe(busybox: &Busybox) -> anyhow::Result<Recipe> {
         LayerEntry::dir("tmp", 0o1777),
         LayerEntry::dir("var", 0o755),
     ];
-    for applet in applets(&busybox.path)? {
+    for applet in applets(&lister.path)? {
         entries.push(LayerEntry::symlink(format!("bin/{applet}"), "busybox"));
     }
     Ok(Recipe {

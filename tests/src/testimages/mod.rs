@@ -100,8 +100,9 @@ pub fn torture() -> anyhow::Result<TestImage> {
     cached("torture", &torture::recipe())
 }
 
-/// A multi-platform image (an OCI index): busybox for linux/amd64 and a
-/// files-only image for linux/arm64 (no binaries: nothing in it runs).
+/// A multi-platform image (an OCI index) of a linux/amd64 and a linux/arm64
+/// image: [`multi_platform`] (busybox and a files-only arm64 image) or
+/// [`busybox_multi_arch`] (busybox for each).
 #[derive(Clone, Debug)]
 pub struct MultiPlatformImage {
     /// OCI layout whose `latest` is the index (`skopeo copy --all` pushes it).
@@ -132,15 +133,34 @@ pub fn multi_platform() -> anyhow::Result<MultiPlatformImage> {
         cmd: None,
         volumes: Vec::new(),
     };
+    cached_amd64_arm64("multi-platform", &bb, &arm)
+}
+
+/// Busybox for linux/amd64 and for linux/arm64 (Debian's arm64
+/// busybox-static, which runs here under QEMU), as one OCI index; built on
+/// first use and cached.
+pub fn busybox_multi_arch() -> anyhow::Result<MultiPlatformImage> {
+    let host = busybox::find_busybox()?;
+    let amd64 = busybox::recipe(&host)?;
+    let arm64 = busybox::recipe_listed_by(&busybox::find_arm64_busybox()?, &host)?;
+    cached_amd64_arm64("busybox-multi-arch", &amd64, &arm64)
+}
+
+fn cached_amd64_arm64(
+    name: &str,
+    amd64: &Recipe,
+    arm64: &Recipe,
+) -> anyhow::Result<MultiPlatformImage> {
+    let (bb, arm) = (amd64, arm64);
     let mut key = Vec::new();
     for layer in bb.layers.iter().chain(&arm.layers) {
         key.push(tarball::write_tar(&layer.entries)?);
     }
     let key: Vec<&[u8]> = key.iter().map(Vec::as_slice).collect();
-    let dir = cache::cached_build("multi-platform", &key, |dir| {
+    let dir = cache::cached_build(name, &key, |dir| {
         let oci = dir.join(OCI_DIR);
         let (images, index) =
-            layout::write_multi_platform_layout(&oci, TAG, &[(&bb, "amd64"), (&arm, "arm64")])?;
+            layout::write_multi_platform_layout(&oci, TAG, &[(bb, "amd64"), (arm, "arm64")])?;
         let first = |d: &layout::LayoutDigests| d.layers.first().cloned();
         let stored = serde_json::json!({
             "index": index,

@@ -83,15 +83,38 @@ pub fn worker(daemon: &Daemon) -> WorkerRecord {
     WorkerRecord {
         id: daemon.id.clone(),
         labels,
-        platforms: vec![pb::Platform {
-            architecture: p.architecture,
-            os: p.os,
-            variant: p.variant.unwrap_or_default(),
-            os_version: String::new(),
-        }],
+        platforms: worker_platforms(p),
         gc_policy: Vec::new(),
         buildkit_version: Some(version()),
     }
+}
+
+/// The platforms the worker builds RUN steps for, as BuildKit lists them
+/// (`docker buildx ls`): this machine's, 32-bit x86 on x86-64, and those an
+/// emulator was found for (see `hutch_engine::emulation`).
+fn worker_platforms(host: hutch_images::oci::Platform) -> Vec<pb::Platform> {
+    let platform = |architecture: &str, variant: &str| pb::Platform {
+        architecture: architecture.to_owned(),
+        os: "linux".to_owned(),
+        variant: variant.to_owned(),
+        os_version: String::new(),
+    };
+    let mut out = vec![pb::Platform {
+        architecture: host.architecture.clone(),
+        os: host.os,
+        variant: host.variant.unwrap_or_default(),
+        os_version: String::new(),
+    }];
+    if host.architecture == "amd64" {
+        out.push(platform("386", ""));
+    }
+    for (arch, _) in hutch_engine::emulation::available() {
+        match arch {
+            "arm" => out.extend([platform("arm", "v7"), platform("arm", "v6")]),
+            other => out.push(platform(other, "")),
+        }
+    }
+    out
 }
 
 type StatusStream = Pin<Box<dyn Stream<Item = Result<StatusResponse, Status>> + Send>>;
