@@ -137,6 +137,23 @@ fn arm64_containers(spec: &PodSpec) -> Result<()> {
     ensure!(exec == "aarch64\n", "{exec}");
     daemon.docker_ok(&["rm", "-f", id])?;
 
+    // Run by the name, which now holds the arm64 image, with no platform
+    // asked for: Docker's warning, and the emulator.
+    let unasked = daemon
+        .docker()
+        .args(["run", "--rm", &image, "uname", "-m"])
+        .output()?;
+    ensure!(
+        unasked.status.success()
+            && String::from_utf8_lossy(&unasked.stdout) == "aarch64\n"
+            && text(&unasked).contains(
+                "The requested image's platform (linux/arm64) does not match the detected \
+                 host platform (linux/amd64) and no specific platform was requested"
+            ),
+        "{}",
+        text(&unasked)
+    );
+
     // The host's own image is native, under the same name.
     let native = run_rm(&daemon, "linux/amd64", &[&image, "uname", "-m"])?;
     ensure!(native == "x86_64\n", "{native}");
