@@ -40,6 +40,10 @@ pub struct GlobalOptions {
 pub enum Command {
     /// Run the daemon: serve the Docker Engine API on a socket.
     Daemon(Box<DaemonArgs>),
+    /// Run the daemon as the docker:dind image does: TLS certificates under
+    /// $DOCKER_TLS_CERTDIR and tcp://0.0.0.0:2376 (2375 without TLS when it
+    /// is empty), and unix:///var/run/docker.sock.
+    Dind(Box<DaemonArgs>),
     /// Inspect this environment and report what hutch can and cannot do in it.
     Doctor(DoctorArgs),
     /// Show version information.

@@ -20,7 +20,7 @@ fn main() -> std::process::ExitCode {
     }
     let mut cli = cli::Cli::parse();
     // The daemon's config file may set the log level: read it first.
-    if let cli::Command::Daemon(args) = &mut cli.command {
+    if let cli::Command::Daemon(args) | cli::Command::Dind(args) = &mut cli.command {
         if let Err(err) = commands::daemon_config::apply(&mut cli.global, args) {
             eprintln!("hutch: {err:#}");
             return std::process::ExitCode::FAILURE;

@@ -6,6 +6,8 @@ mod build_output;
 mod build_progress;
 mod daemon;
 pub mod daemon_config;
+mod dind;
+mod dind_certs;
 mod doctor;
 pub mod engine;
 mod humanize;
@@ -36,9 +38,10 @@ pub fn init_logging(level: Option<&str>, debug: bool) {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let global = cli.global;
+    let mut global = cli.global;
     match cli.command {
         Command::Daemon(args) => daemon::run(&global, &args),
+        Command::Dind(mut args) => dind::run(&mut global, &mut args),
         Command::Doctor(args) => doctor::run(&global, &args),
         Command::Version => version::run(),
         Command::Pull(args) => registry::pull(&global, &args),
