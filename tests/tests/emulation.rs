@@ -122,12 +122,19 @@ fn arm64_containers(spec: &PodSpec) -> Result<()> {
     let private = daemon.docker_ok(&["start", "-a", "private-arm64"])?;
     ensure!(private == "aarch64\n", "{private}");
 
-    // docker exec into a running arm64 container.
+    // docker exec into a running arm64 container, whose healthcheck (an
+    // exec too) runs the emulated shell; `--init` (hutch's own, native)
+    // starts the emulated command.
     let id = daemon.docker_ok(&[
         "run",
         "-d",
+        "--init",
         "--platform",
         "linux/arm64",
+        "--health-cmd",
+        "uname -m | grep -q aarch64",
+        "--health-interval",
+        "1s",
         &image,
         "sleep",
         "300",
@@ -135,6 +142,18 @@ fn arm64_containers(spec: &PodSpec) -> Result<()> {
     let id = id.trim();
     let exec = daemon.docker_ok(&["exec", id, "uname", "-m"])?;
     ensure!(exec == "aarch64\n", "{exec}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let health = daemon.docker_ok(&["inspect", "--format", "{{.State.Health.Status}}", id])?;
+        if health.trim() == "healthy" {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "not healthy: {health}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     daemon.docker_ok(&["rm", "-f", id])?;
 
     // Run by the name, which now holds the arm64 image, with no platform
