@@ -106,6 +106,8 @@ pub fn find(arch: &str) -> Option<Binfmt> {
 pub struct Emulation {
     /// The image's architecture, when this machine does not run it.
     foreign: Option<String>,
+    /// Then its platform, `os/arch[/variant]`.
+    platform: Option<String>,
     emulator: Option<Binfmt>,
 }
 
@@ -114,16 +116,32 @@ impl Emulation {
     /// none runs as it is).
     pub fn of_image(config: &serde_json::Value) -> Emulation {
         match config.get("architecture").and_then(|a| a.as_str()) {
-            Some(arch) if !arch.is_empty() && !runs_natively(arch) => Emulation {
-                foreign: Some(arch.to_string()),
-                emulator: find(arch),
-            },
+            Some(arch) if !arch.is_empty() && !runs_natively(arch) => {
+                let field = |k: &str| config.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+                let os = Some(field("os"))
+                    .filter(|o| !o.is_empty())
+                    .unwrap_or("linux");
+                let platform = match field("variant") {
+                    "" => format!("{os}/{arch}"),
+                    variant => format!("{os}/{arch}/{variant}"),
+                };
+                Emulation {
+                    foreign: Some(arch.to_string()),
+                    platform: Some(platform),
+                    emulator: find(arch),
+                }
+            }
             _ => Emulation::default(),
         }
     }
 
     pub fn emulator(&self) -> Option<Binfmt> {
         self.emulator.clone()
+    }
+
+    /// The image's platform, when its architecture is not this machine's.
+    pub fn foreign_platform(&self) -> Option<&str> {
+        self.platform.as_deref()
     }
 
     /// Create's warning for a foreign image nothing can run here; Docker
@@ -258,6 +276,11 @@ mod tests {
             warning.ends_with("fail with \"exec format error\""),
             "{warning}"
         );
+        assert_eq!(emulation.foreign_platform(), Some("linux/riscv64"));
+        let arm = Emulation::of_image(
+            &serde_json::json!({"architecture": "arm", "os": "linux", "variant": "v7"}),
+        );
+        assert_eq!(arm.foreign_platform(), Some("linux/arm/v7"));
         // An unknown architecture, and images that run here.
         let odd = Emulation::of_image(&serde_json::json!({"architecture": "sparc64"}));
         assert!(odd

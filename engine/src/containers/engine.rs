@@ -164,6 +164,9 @@ pub enum WaitCondition {
 pub struct Created {
     pub id: String,
     pub warnings: Vec<String>,
+    /// The image's platform (`linux/arm64`), when this machine does not run
+    /// its architecture natively.
+    pub foreign_platform: Option<String>,
 }
 
 /// What `inspect` and `list` give.
@@ -238,6 +241,17 @@ struct Table {
 
 /// Removed containers whose exit code `wait removed` can still tell.
 const REMEMBER_REMOVED: usize = 256;
+
+/// The exit code the container with the full ID `id` was removed with, if
+/// it was removed recently.
+fn removed_code(table: &Table, id: &str) -> Option<i32> {
+    table
+        .removed_codes
+        .iter()
+        .rev()
+        .find(|(gone, _)| gone == id)
+        .map(|(_, code)| *code)
+}
 /// How long `docker kill` (SIGKILL) waits for the container to be down.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
@@ -697,7 +711,11 @@ impl Engine {
                 names.join(", ")
             ));
         }
-        Ok(Created { id, warnings })
+        Ok(Created {
+            id,
+            warnings,
+            foreign_platform: emulation.foreign_platform().map(str::to_string),
+        })
     }
 
     /// A private-mode container's ID range, sized from the image, and its
@@ -1074,17 +1092,22 @@ impl Engine {
         first_exits: u64,
         wanted: &dyn Fn() -> bool,
     ) -> Result<i32> {
-        let id = self.resolve(query)?;
+        let id = match self.resolve(query) {
+            Ok(id) => id,
+            // Removed between the caller's resolve and this wait: `run
+            // --rm` of a quick command can end and be removed before the
+            // wait request's task gets here. Its recorded code answers.
+            Err(EngineError::NotFound(_)) => {
+                return removed_code(&self.lock(), query)
+                    .ok_or_else(|| EngineError::NotFound(query.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
         let mut table = self.lock();
         let mut last_code = 0;
         loop {
             let Some(r) = table.containers.get(&id) else {
-                let recorded = table
-                    .removed_codes
-                    .iter()
-                    .rev()
-                    .find(|(gone, _)| *gone == id)
-                    .map(|(_, code)| *code);
+                let recorded = removed_code(&table, &id);
                 // Removed while we waited (`--rm`): it has stopped, with
                 // the code it was removed with.
                 return match (condition, recorded) {

@@ -153,22 +153,15 @@ async fn create(req: ApiRequest) -> Reply {
     let daemon = req.daemon.clone();
     let body: serde_json::Value = req.json().await?;
     let parsed = container_create::parse(body, name.as_deref())?;
-    let mut warnings = parsed.warnings;
-    let image = parsed.opts.image.clone();
-    match wanted_platform {
-        Some(spec) => {
-            let want = Platform::parse(&spec).map_err(ApiError::bad_request)?;
-            daemon
-                .with_images(move |store| Ok(local_platform_mismatch(store, &image, &want)))
-                .await?
-                .map_or(Ok(()), Err)?;
-        }
-        None => warnings.extend(
-            daemon
-                .with_images(move |store| Ok(unrequested_platform(store, &image)))
-                .await?,
-        ),
+    if let Some(spec) = &wanted_platform {
+        let want = Platform::parse(spec).map_err(ApiError::bad_request)?;
+        let image = parsed.opts.image.clone();
+        daemon
+            .with_images(move |store| Ok(local_platform_mismatch(store, &image, &want)))
+            .await?
+            .map_or(Ok(()), Err)?;
     }
+    let mut warnings = parsed.warnings;
     let created = daemon
         .with_engine(move |e| {
             if e.cgroups().is_some() {
@@ -180,6 +173,15 @@ async fn create(req: ApiRequest) -> Reply {
         .await;
     let (created, mut warnings) = created?;
     warnings.extend(created.warnings);
+    // Docker's warning for an image of another platform that create did
+    // not ask for (it runs under emulation, or fails to start).
+    if let (None, Some(have)) = (&wanted_platform, &created.foreign_platform) {
+        warnings.push(format!(
+            "The requested image's platform ({have}) does not match the detected host \
+             platform ({}) and no specific platform was requested",
+            Platform::host()
+        ));
+    }
     Ok(response::json(
         StatusCode::CREATED,
         &ContainerCreateResponse {
@@ -205,20 +207,6 @@ fn local_platform_mismatch(
             "image with reference {image} was found but does not match the specified \
              platform: wanted {want}, actual: {have}"
         ))
-    })
-}
-
-/// Docker's warning when the image is of another platform than this
-/// machine's and create asked for none (it then runs under emulation, or
-/// fails with exec format error).
-fn unrequested_platform(store: &hutch_images::ImageStore, image: &str) -> Option<String> {
-    let have = Platform::of_config(&store.inspect(image).ok()?.config)?;
-    let host = Platform::host();
-    (have.os != host.os || have.arch != host.arch).then(|| {
-        format!(
-            "The requested image's platform ({have}) does not match the detected host \
-             platform ({host}) and no specific platform was requested"
-        )
     })
 }
 
