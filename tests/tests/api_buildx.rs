@@ -535,6 +535,68 @@ fn buildx_bake_builds_targets_at_once() -> Result<()> {
     pod.stop()
 }
 
+/// Bake's `target:` contexts: a target built FROM another target's result
+/// (and COPY --from it), the dependency built once, untagged, and the
+/// dependent named. A target whose result is used twice is built once.
+#[test]
+fn buildx_bake_target_contexts() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let base = load_busybox(&daemon)?;
+    let ctx = Ctx::new(&[
+        (
+            "base.Dockerfile",
+            &format!("FROM {base}\nRUN echo base-layer > /base.txt && date +%s%N > /stamp\n"),
+        ),
+        (
+            "tools.Dockerfile",
+            &format!("FROM {base}\nRUN echo tool > /tool\n"),
+        ),
+        (
+            "app.Dockerfile",
+            "FROM base\nCOPY --from=tools /tool /tool\nRUN cat /base.txt /tool > /app.txt\n",
+        ),
+        (
+            "other.Dockerfile",
+            "FROM base\nRUN echo other > /other.txt\n",
+        ),
+    ])?;
+    let dir = ctx.arg();
+    ctx.write(
+        "docker-bake.hcl",
+        &format!(
+            "group \"default\" {{\n  targets = [\"app\", \"other\"]\n}}\n\
+             target \"base\" {{\n  context = \"{dir}\"\n  dockerfile = \"base.Dockerfile\"\n}}\n\
+             target \"tools\" {{\n  context = \"{dir}\"\n  dockerfile = \"tools.Dockerfile\"\n}}\n\
+             target \"app\" {{\n  context = \"{dir}\"\n  dockerfile = \"app.Dockerfile\"\n  \
+             contexts = {{ base = \"target:base\", tools = \"target:tools\" }}\n  tags = [\"bake-app\"]\n}}\n\
+             target \"other\" {{\n  context = \"{dir}\"\n  dockerfile = \"other.Dockerfile\"\n  \
+             contexts = {{ base = \"target:base\" }}\n  tags = [\"bake-other\"]\n}}\n"
+        ),
+    )?;
+    let file = format!("{dir}/docker-bake.hcl");
+    let out = buildx(
+        &daemon,
+        &["buildx", "bake", "--progress=plain", "-f", &file],
+    )?;
+    ok(&out, "buildx bake with target: contexts")?;
+    let run =
+        |image: &str, script: &str| daemon.docker_ok(&["run", "--rm", image, "sh", "-c", script]);
+    ensure!(
+        run("bake-app", "cat /app.txt")? == "base-layer\ntool\n",
+        "bake-app"
+    );
+    ensure!(run("bake-other", "cat /base.txt /other.txt")? == "base-layer\nother\n");
+    // Both dependents stand on the one build of `base`.
+    let (a, o) = (
+        run("bake-app", "cat /stamp")?,
+        run("bake-other", "cat /stamp")?,
+    );
+    ensure!(a == o, "base was built twice: {a} vs {o}");
+    daemon.stop()?;
+    pod.stop()
+}
+
 /// `--build-context`: a directory for COPY --from and RUN --mount from=,
 /// an image in place of a base image (`docker-image://`), a stage of the
 /// same name winning over a context; through buildx and `hutch build`,

@@ -130,7 +130,30 @@ fn ip_range_and_aux_addresses() -> Result<()> {
             "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}",
             "r1",
         ])?;
-        bail!("the freed address of the range is not given again: cg has {freed:?}; on r1: {all}");
+        // What the restarted daemon said of its containers and their
+        // reservations (the flake's lead: a reservation dropped at open).
+        let said: Vec<String> = daemon
+            .log()
+            .lines()
+            .filter(|l| {
+                [
+                    "reservation",
+                    "skipping",
+                    "supervisor",
+                    "stopp",
+                    "WARN",
+                    "ERROR",
+                ]
+                .iter()
+                .any(|w| l.contains(w))
+            })
+            .map(str::to_string)
+            .collect();
+        bail!(
+            "the freed address of the range is not given again: cg has {freed:?}; on r1: {all}\n\
+             daemon log:\n{}",
+            said.join("\n")
+        );
     }
     daemon.docker_ok(&["rm", "-f", "ca", "cc", "ce", "cg"])?;
     daemon.docker_ok(&["network", "rm", "r1"])?;

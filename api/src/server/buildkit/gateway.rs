@@ -33,6 +33,9 @@ const CAPS: &[&str] = &[
     "proto.refarray",
     "gateway.evaluate",
     "gateway.warnings",
+    // A result's definition (`Ref.def`): buildx turns it into another bake
+    // target's named context (see `result_def`).
+    "reference.output",
 ];
 
 /// LLB capabilities. Only the cache backends buildx checks for: without
@@ -99,12 +102,10 @@ impl LlbBridge for GatewayService {
                 )
             }));
         }
-        if !req.frontend_inputs.is_empty() {
-            return Err(Status::unimplemented(
-                "frontend inputs (named contexts from other targets) are not supported by hutch",
-            ));
-        }
-        let built = frontend::solve(&self.daemon, &solve, &req.frontend_opt).await?;
+        // Another target's result as a named context (bake's `target:`).
+        let opts = super::result_def::resolve_inputs(&req.frontend_opt, &req.frontend_inputs)
+            .map_err(Status::unimplemented)?;
+        let built = frontend::solve(&self.daemon, &solve, &opts).await?;
         let id = built.id.to_string();
         let config = self
             .daemon
@@ -122,7 +123,11 @@ impl LlbBridge for GatewayService {
             SolveResponse {
                 r#ref: String::new(),
                 result: Some(PbResult {
-                    result: Some(result::Result::Ref(Ref { id, def: None })),
+                    // buildx turns it into another target's input.
+                    result: Some(result::Result::Ref(Ref {
+                        def: Some(super::result_def::of_image(&id)),
+                        id,
+                    })),
                     metadata,
                 }),
             }
