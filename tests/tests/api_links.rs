@@ -154,7 +154,50 @@ fn links_give_aliases_and_environment() -> Result<()> {
         .output()?;
     ok(&out, "compose down")?;
 
-    daemon.docker_ok(&["rm", "-f", "db", "web", "idle", "late", "compose-app"])?;
+    // `network connect --link` on a created container: the alias from its
+    // first start. On a running one it is refused, not dropped.
+    daemon.docker_ok(&[
+        "create",
+        "--name",
+        "joiner",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://depot:5432/x",
+    ])?;
+    daemon.docker_ok(&["network", "connect", "--link", "db:depot", "n1", "joiner"])?;
+    let links = daemon.docker_ok(&[
+        "inspect",
+        "--format",
+        "{{json .NetworkSettings.Networks.n1.Links}}",
+        "joiner",
+    ])?;
+    ensure!(links.contains("db:depot"), "{links}");
+    let out = daemon.docker().args(["start", "-a", "joiner"]).output()?;
+    let seen = ok(&out, "start -a joiner")?;
+    ensure!(seen.trim_end().ends_with("linked"), "{seen}");
+    daemon.docker_ok(&["run", "-d", "--name", "busy", "busybox", "sleep", "300"])?;
+    let refused = daemon
+        .docker()
+        .args(["network", "connect", "--link", "db:depot", "n1", "busy"])
+        .output()?;
+    let said = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        !refused.status.success() && said.contains("take effect when the container starts"),
+        "{said}"
+    );
+
+    daemon.docker_ok(&[
+        "rm",
+        "-f",
+        "db",
+        "web",
+        "idle",
+        "late",
+        "compose-app",
+        "joiner",
+        "busy",
+    ])?;
     daemon.docker_ok(&["network", "rm", "n1"])?;
     ensure!(daemon.stop()?.success(), "daemon stop");
     pod.stop()

@@ -1952,23 +1952,43 @@ impl Engine {
 
     /// `docker network connect`: a running container is plugged in at
     /// once, a stopped one at its next start.
+    /// `links`: the endpoint's `Links` (`network connect --link
+    /// NAME[:ALIAS]`), hosts lines written when the container starts.
     pub fn network_connect(
         &self,
         network: &str,
         query: &str,
         opts: &crate::network::EndpointOptions,
+        links: &[String],
     ) -> Result<()> {
         let nets = self.networks().ok_or_else(no_networking)?;
         let id = self.resolve(query)?;
+        for link in links {
+            networking::parse_link(link).map_err(EngineError::Invalid)?;
+        }
         self.unprime(&id);
-        let (name, mode) = {
+        let (name, mode, running) = {
             let table = self.lock();
             let r = table
                 .containers
                 .get(&id)
                 .ok_or_else(|| EngineError::NotFound(id.clone()))?;
-            (r.config.name.clone(), r.config.options.network_mode.clone())
+            (
+                r.config.name.clone(),
+                r.config.options.network_mode.clone(),
+                r.state.is_active(),
+            )
         };
+        // The links are /etc/hosts lines, written at a start; Docker's
+        // embedded DNS answers them at once, which hutch's does not.
+        if running && !links.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "links given with network connect take effect when the container starts, and \
+                 {} is running: connect it with --link while it is stopped (or created), or \
+                 use --alias on the linked container",
+                name.trim_start_matches('/')
+            )));
+        }
         if matches!(mode.as_deref(), Some("host") | Some("none"))
             || mode.as_deref().is_some_and(|m| m.starts_with("container:"))
         {
@@ -1979,7 +1999,7 @@ impl Engine {
         }
         let net = nets.inspect(network)?;
         nets.connect(&net.id, &id, &name, opts)?;
-        self.remember_endpoint(&id, &net.name, opts, true)
+        self.remember_endpoint(&id, &net.name, opts, links, true)
     }
 
     /// `docker network disconnect`.
@@ -1990,7 +2010,7 @@ impl Engine {
         let net = nets.inspect(network)?;
         nets.disconnect(&net.id, &id)?;
         let empty = crate::network::EndpointOptions::default();
-        self.remember_endpoint(&id, &net.name, &empty, false)
+        self.remember_endpoint(&id, &net.name, &empty, &[], false)
     }
 
     /// Keeps the container's config in step with connect/disconnect, so
@@ -2000,6 +2020,7 @@ impl Engine {
         id: &str,
         network: &str,
         opts: &crate::network::EndpointOptions,
+        links: &[String],
         connected: bool,
     ) -> Result<()> {
         let mut table = self.lock();
@@ -2017,7 +2038,7 @@ impl Engine {
                     network.to_string(),
                     networking::EndpointConfig {
                         aliases: opts.aliases.clone(),
-                        links: Vec::new(),
+                        links: links.to_vec(),
                         ipv4_address: opts.ipv4_address,
                         mac_address: None,
                     },

@@ -244,11 +244,16 @@ fn port_bindings(d: &ContainerDetails) -> PortMap {
 
 /// A network entry as Docker shows it; a stopped container keeps its
 /// networks but no live endpoint (no address, no endpoint ID).
-fn endpoint(e: &hutch_engine::network::EndpointSettings, live: bool) -> EndpointSettings {
+/// `links`: the endpoint's `Links` as given (`NAME:ALIAS`).
+fn endpoint(
+    e: &hutch_engine::network::EndpointSettings,
+    links: Option<Vec<String>>,
+    live: bool,
+) -> EndpointSettings {
     let text = |v: &String| Some(if live { v.clone() } else { String::new() });
     EndpointSettings {
         ipam_config: None,
-        links: None,
+        links,
         mac_address: text(&e.mac_address),
         aliases: Some(e.aliases.clone()),
         driver_opts: None,
@@ -270,7 +275,17 @@ fn networks(d: &ContainerDetails) -> HashMap<String, EndpointSettings> {
     d.network
         .iter()
         .flat_map(|n| n.networks.iter())
-        .map(|(name, e)| (name.clone(), endpoint(e, live)))
+        .map(|(name, e)| {
+            let links = d
+                .config
+                .options
+                .network
+                .endpoints
+                .get(name)
+                .map(|c| c.links.clone())
+                .filter(|l| !l.is_empty());
+            (name.clone(), endpoint(e, links, live))
+        })
         .collect()
 }
 

@@ -388,6 +388,8 @@ struct EndpointIpam {
 #[serde(rename_all = "PascalCase", default)]
 struct EndpointBody {
     aliases: Option<Vec<String>>,
+    /// `network connect --link NAME[:ALIAS]`.
+    links: Option<Vec<String>>,
     #[serde(rename = "IPAMConfig")]
     ipam_config: Option<EndpointIpam>,
 }
@@ -424,11 +426,12 @@ async fn connect(req: ApiRequest) -> Reply {
         ipv4_address,
         mac_address: None,
     };
+    let links = ep.links.unwrap_or_default();
     let container = body.container.clone();
     let (net, id, running) = daemon
         .with_engine(move |e| {
             let id = e.resolve(&container)?;
-            e.network_connect(&network, &id, &opts)?;
+            e.network_connect(&network, &id, &opts, &links)?;
             let net = e.networks().map(|n| n.inspect(&network)).transpose()?;
             let running = e.inspect(&id)?.state.running;
             Ok((net, id, running))
