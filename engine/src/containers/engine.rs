@@ -1979,16 +1979,7 @@ impl Engine {
                 r.state.is_active(),
             )
         };
-        // The links are /etc/hosts lines, written at a start; Docker's
-        // embedded DNS answers them at once, which hutch's does not.
-        if running && !links.is_empty() {
-            return Err(EngineError::Invalid(format!(
-                "links given with network connect take effect when the container starts, and \
-                 {} is running: connect it with --link while it is stopped (or created), or \
-                 use --alias on the linked container",
-                name.trim_start_matches('/')
-            )));
-        }
+
         if matches!(mode.as_deref(), Some("host") | Some("none"))
             || mode.as_deref().is_some_and(|m| m.starts_with("container:"))
         {
@@ -1999,7 +1990,30 @@ impl Engine {
         }
         let net = nets.inspect(network)?;
         nets.connect(&net.id, &id, &name, opts)?;
-        self.remember_endpoint(&id, &net.name, opts, links, true)
+        self.remember_endpoint(&id, &net.name, opts, links, true)?;
+        // Links are /etc/hosts lines, written at each start; a running
+        // container gets the new ones now (Docker's DNS answers them at
+        // once).
+        if running && !links.is_empty() {
+            let config = self
+                .lock()
+                .containers
+                .get(&id)
+                .map(|r| r.config.clone())
+                .ok_or_else(|| EngineError::NotFound(id.clone()))?;
+            let added: Vec<_> = self
+                .links_of(&config)?
+                .into_iter()
+                .filter(|l| {
+                    !l.legacy
+                        && links.iter().any(|spec| {
+                            networking::parse_link(spec).is_ok_and(|(_, alias)| alias == l.alias)
+                        })
+                })
+                .collect();
+            nets.add_host_links(&id, &self.host_links(&added))?;
+        }
+        Ok(())
     }
 
     /// `docker network disconnect`.

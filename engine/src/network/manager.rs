@@ -1062,6 +1062,26 @@ impl Networks {
         Ok(())
     }
 
+    /// Adds `links` to a running container's /etc/hosts, each as a line
+    /// with the linked container's address on a network both share (links
+    /// connected while it runs). Written in place: the container's
+    /// /etc/hosts is a bind of this very file.
+    pub fn add_host_links(
+        &self,
+        container_id: &str,
+        links: &[HostLink],
+    ) -> Result<(), NetworkError> {
+        let path = self.files_root.join(container_id).join("hosts");
+        let mut text =
+            std::fs::read_to_string(&path).ctx(|| format!("reading {}", path.display()))?;
+        for link in links {
+            if let Some(ip) = self.link_address(container_id, &link.container_id) {
+                text.push_str(&format!("{ip}\t{}\n", link.names));
+            }
+        }
+        std::fs::write(&path, text).ctx(|| format!("writing {}", path.display()))
+    }
+
     /// Where `target` is reached from `container_id`, on the networks the
     /// latter has reserved endpoints on (a link's address).
     pub fn link_address(&self, container_id: &str, target: &str) -> Option<Ipv4Addr> {
