@@ -114,8 +114,9 @@ impl RemoteContext {
 }
 
 /// Downloads `url` under `dir` (as ADD downloads: streamed to a file,
-/// revalidated through `data_root`'s HTTP cache); returns the file.
-fn download(url: &str, dir: &Path, data_root: &Path) -> Result<PathBuf, String> {
+/// revalidated through `data_root`'s HTTP cache); returns the file. Also
+/// `docker import URL`'s download.
+pub fn download(url: &str, dir: &Path, data_root: &Path) -> Result<PathBuf, String> {
     let into = dir.join("download");
     std::fs::create_dir_all(&into).map_err(|e| format!("{}: {e}", into.display()))?;
     let cache = crate::exec::httpcache::HttpCache::open(data_root);

@@ -215,16 +215,65 @@ fn docker_cli_export_import() -> Result<()> {
         "{}",
         text(&out.stderr)
     );
-    // From a URL: a clear 400.
+    // From a URL (`docker import URL`): the daemon downloads the tarball.
+    let served = hutch_tests::build_context::BuildContext::new(&[])?;
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(9);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "from-url", &b"from url\n"[..])?;
+    std::fs::write(
+        served.path().join("rootfs.tar.gz"),
+        tar.into_inner()?.finish()?,
+    )?;
+    let _server = hutch_tests::http_fixture::HttpFixture::start(&pod, 18093, served.path())?;
+    let url = "http://127.0.0.1:18093/rootfs.tar.gz";
+    let out = daemon
+        .docker()
+        .args(["import", url, "fromurl:1"])
+        .output()?;
+    let imported = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && imported.trim().starts_with("sha256:"),
+        "docker import URL: {out:?}"
+    );
+    let history = daemon.docker_ok(&["history", "--no-trunc", "fromurl:1"])?;
+    ensure!(
+        history.contains(&format!("Imported from {url}")),
+        "history: {history}"
+    );
+    daemon.docker_ok(&["create", "--name", "fromurl", "fromurl:1", "none"])?;
+    let listed = ok(
+        &sh(&daemon, "docker export fromurl | /usr/bin/tar -xO from-url")?,
+        "export fromurl",
+    )?;
+    ensure!(listed == "from url\n", "{listed:?}");
+    // A missing file and another scheme: clear errors, nothing imported.
+    let missing = daemon
+        .docker()
+        .args(["import", "http://127.0.0.1:18093/nosuch.tar", "nosuch:1"])
+        .output()?;
+    ensure!(!missing.status.success(), "a 404 imported");
+    ensure!(
+        text(&missing.stderr).contains("404"),
+        "a 404's error: {:?}",
+        text(&missing.stderr)
+    );
     let reply = daemon.request(
         "POST",
-        "/v1.50/images/create?fromSrc=http://example.invalid/x.tar&repo=u",
+        "/v1.50/images/create?fromSrc=ftp://example.invalid/x.tar&repo=u",
         &[],
     )?;
-    ensure!(reply.status == 400, "{reply}");
-    ensure!(reply.body.contains("URL"), "{reply}");
+    ensure!(
+        reply.status == 400 && reply.body.contains("only http(s) URLs"),
+        "{reply}"
+    );
 
-    daemon.docker_ok(&["rm", "-f", "live", "src", "dev"])?;
+    daemon.docker_ok(&["rm", "-f", "live", "src", "dev", "fromurl"])?;
     ensure!(daemon.stop()?.success(), "daemon exit");
     pod.stop()
 }

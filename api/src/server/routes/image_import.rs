@@ -3,7 +3,9 @@
 //! `repo`/`tag`, `changes` (the config instructions `docker commit`
 //! accepts) and `message`. The layer goes through the image store's safe
 //! unpacker, so an entry that leaves the root fails the import and leaves
-//! nothing. Importing from a URL needs the daemon to fetch it: refused.
+//! nothing. `fromSrc=URL` (`docker import https://host/rootfs.tar.gz`):
+//! the daemon downloads it first (as ADD downloads: streamed to a file in
+//! the data root's scratch), then imports the file the same way.
 
 use hutch_builder::exec::rootfs::{import, ImportRequest};
 use hutch_builder::exec::BuildError;
@@ -16,11 +18,15 @@ use super::super::response::{self, json_line, Body};
 
 pub async fn import_image(req: ApiRequest) -> Result<Response<Body>, ApiError> {
     let source = req.query.non_empty("fromSrc").unwrap_or("-").to_owned();
-    if source != "-" {
-        return Err(ApiError::bad_request(format!(
-            "importing from a URL ({source}) is not supported by hutch: \
-             download it and pipe it in (docker import - NAME < file)"
-        )));
+    let url = (source != "-").then(|| source.clone());
+    if let Some(url) = &url {
+        let lower = url.to_ascii_lowercase();
+        if !lower.starts_with("http://") && !lower.starts_with("https://") {
+            return Err(ApiError::bad_request(format!(
+                "importing from {url}: only http(s) URLs and - (the request body) are \
+                 supported"
+            )));
+        }
     }
     let names = super::images::new_image_names(&req.query)?;
     let changes = super::images::changes_param(&req.query);
@@ -44,17 +50,31 @@ pub async fn import_image(req: ApiRequest) -> Result<Response<Body>, ApiError> {
     let daemon = req.daemon.clone();
     let store = daemon.images.clone();
     let body = req.body_reader();
-    let id = tokio::task::spawn_blocking(move || import(&store, body, &request))
-        .await
-        .map_err(|e| ApiError::internal(format!("import: {e}")))?
-        .map_err(|e| match e {
-            // A bad archive, body or change is the client's.
-            BuildError::Image(hutch_images::ImageError::Archive(e)) => {
-                ApiError::bad_request(format!("importing the archive: {e}"))
-            }
-            BuildError::Image(e) => ApiError::from(e),
-            other => ApiError::bad_request(other.to_string()),
-        })?;
+    let scratch = daemon.data_root.join("builder/tmp");
+    let data_root = daemon.data_root.clone();
+    let id = tokio::task::spawn_blocking(move || match url {
+        None => import(&store, body, &request),
+        Some(url) => {
+            let dir = std::fs::create_dir_all(&scratch)
+                .and_then(|()| tempfile::tempdir_in(&scratch))
+                .map_err(|e| BuildError::io("making the download's directory", e))?;
+            let file = hutch_builder::remote_context::download(&url, dir.path(), &data_root)
+                .map_err(|e| BuildError::Run(format!("downloading {url}: {e}")))?;
+            let reader = std::fs::File::open(&file)
+                .map_err(|e| BuildError::io("opening the download", e))?;
+            import(&store, reader, &request)
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("import: {e}")))?
+    .map_err(|e| match e {
+        // A bad archive, body or change is the client's.
+        BuildError::Image(hutch_images::ImageError::Archive(e)) => {
+            ApiError::bad_request(format!("importing the archive: {e}"))
+        }
+        BuildError::Image(e) => ApiError::from(e),
+        other => ApiError::bad_request(other.to_string()),
+    })?;
     let id = id.to_string();
     daemon.events.publish(Event::image("import", &id, &id));
     for n in &names {
