@@ -181,6 +181,32 @@ fn links_give_aliases_and_environment() -> Result<()> {
     let seen = daemon.docker_ok(&["exec", "busy", "wget", "-qO-", "http://depot:5432/x"])?;
     ensure!(seen.trim_end() == "linked", "{seen}");
 
+    // `docker rm --link /PARENT/ALIAS`: the link leaves the running
+    // container's /etc/hosts and its config; a missing one is a 404.
+    daemon.docker_ok(&[
+        "run", "-d", "--name", "holder", "--link", "db:gone", "busybox", "sleep", "300",
+    ])?;
+    let before = daemon.docker_ok(&["exec", "holder", "grep", "-c", "gone", "/etc/hosts"])?;
+    ensure!(before.trim() == "1", "{before}");
+    daemon.docker_ok(&["rm", "--link", "/holder/gone"])?;
+    let after = daemon
+        .docker()
+        .args(["exec", "holder", "grep", "-c", "gone", "/etc/hosts"])
+        .output()?;
+    ensure!(
+        String::from_utf8_lossy(&after.stdout).trim() == "0",
+        "{after:?}"
+    );
+    let links = daemon.docker_ok(&["inspect", "-f", "{{json .HostConfig.Links}}", "holder"])?;
+    ensure!(links.trim() == "null" || links.trim() == "[]", "{links}");
+    let missing = daemon
+        .docker()
+        .args(["rm", "--link", "/holder/gone"])
+        .output()?;
+    ensure!(!missing.status.success(), "a second rm --link succeeded");
+    // The container itself is untouched by rm --link.
+    daemon.docker_ok(&["exec", "holder", "true"])?;
+
     daemon.docker_ok(&[
         "rm",
         "-f",
@@ -191,6 +217,7 @@ fn links_give_aliases_and_environment() -> Result<()> {
         "compose-app",
         "joiner",
         "busy",
+        "holder",
     ])?;
     daemon.docker_ok(&["network", "rm", "n1"])?;
     ensure!(daemon.stop()?.success(), "daemon stop");

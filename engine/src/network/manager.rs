@@ -1082,6 +1082,19 @@ impl Networks {
         std::fs::write(&path, text).ctx(|| format!("writing {}", path.display()))
     }
 
+    /// Removes a link's line (the one naming `alias` first) from a running
+    /// container's /etc/hosts, in place.
+    pub fn remove_host_link(&self, container_id: &str, alias: &str) -> Result<(), NetworkError> {
+        let path = self.files_root.join(container_id).join("hosts");
+        let text = std::fs::read_to_string(&path).ctx(|| format!("reading {}", path.display()))?;
+        let kept: String = text
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) != Some(alias))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&path, kept).ctx(|| format!("writing {}", path.display()))
+    }
+
     /// Where `target` is reached from `container_id`, on the networks the
     /// latter has reserved endpoints on (a link's address).
     pub fn link_address(&self, container_id: &str, target: &str) -> Option<Ipv4Addr> {

@@ -54,7 +54,9 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/containers/{id}/unpause" => unpause),
         route!(POST "/containers/{id}/attach" => container_io::attach),
         route!(POST "/containers/{id}/wait" => wait),
-        route!(DELETE "/containers/{id}" => delete),
+        // `{id:.*}`: `docker rm --link /PARENT/ALIAS` names a link by its
+        // path (`DELETE /containers//web/db?link=1`).
+        route!(DELETE "/containers/{id:.*}" => delete),
         route!(POST "/commit" => super::container_commit::commit),
     ]
 }
@@ -385,11 +387,15 @@ fn json_line_plain<T: Serialize>(v: &T) -> Bytes {
 async fn delete(req: ApiRequest) -> Reply {
     let force = req.query.bool("force");
     let volumes = req.query.bool("v");
-    if req.query.bool("link") {
-        return Err(ApiError::unsupported("container links"));
-    }
     let daemon = req.daemon.clone();
     let query = req.param("id").to_string();
+    if req.query.bool("link") {
+        daemon.with_engine(move |e| e.remove_link(&query)).await?;
+        return Ok(response::empty(StatusCode::NO_CONTENT));
+    }
+    if query.contains('/') {
+        return Err(ApiError::not_found(format!("No such container: {query}")));
+    }
     let removed = daemon
         .with_engine(move |e| {
             let id = e.resolve(&query)?;

@@ -52,6 +52,43 @@ impl Engine {
         Ok(out)
     }
 
+    /// `docker rm --link /PARENT/ALIAS`: removes the legacy link ALIAS from
+    /// the container PARENT, and its line from PARENT's /etc/hosts when it
+    /// runs (its link environment stays until it is created again, as in
+    /// Docker).
+    pub fn remove_link(&self, name: &str) -> Result<()> {
+        let trimmed = name.trim_start_matches('/');
+        let Some((parent, alias)) = trimmed.rsplit_once('/') else {
+            return Err(EngineError::Invalid(
+                "Conflict, cannot remove the default link name of the container".into(),
+            ));
+        };
+        let id = self.resolve(parent).map_err(|_| {
+            EngineError::Invalid(format!("Cannot get parent /{parent} for link name {name}"))
+        })?;
+        let (config, running) = {
+            let mut table = self.lock();
+            let r = table
+                .containers
+                .get_mut(&id)
+                .ok_or_else(|| EngineError::NotFound(id.clone()))?;
+            let links = &mut r.config.options.network.links;
+            let before = links.len();
+            links.retain(|l| networking::parse_link(l).map_or(true, |(_, a)| a != alias));
+            if links.len() == before {
+                return Err(EngineError::NotFound(format!("/{trimmed}")));
+            }
+            (r.config.clone(), r.state.is_active())
+        };
+        self.inner.store.dir(&id).write_config(&config)?;
+        if running {
+            if let Some(nets) = self.networks() {
+                nets.remove_host_link(&id, alias)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The /etc/hosts lines of `links`: `ALIAS HOSTNAME [NAME]`, as Docker
     /// writes a link's line.
     pub(super) fn host_links(&self, links: &[Linked]) -> Vec<HostLink> {
