@@ -217,11 +217,12 @@ fn is_static_executable(path: &Path) -> bool {
     }
 }
 
-/// Whether the ELF image starting `head` has a PT_INTERP program header;
-/// `None` when `head` is no 64-bit little-endian ELF header and program
-/// header table (the emulators of the hosts hutch runs on; written here
-/// rather than pulling in an ELF crate for three fields).
-fn elf_has_interpreter(head: &[u8]) -> Option<bool> {
+/// Whether the ELF image starting `head` has a PT_INTERP program header
+/// (is dynamically linked); `None` when `head` is no 64-bit little-endian
+/// ELF header and program header table (the emulators of the hosts hutch
+/// runs on; written here rather than pulling in an ELF crate for three
+/// fields). The test images use it to pick a static busybox too.
+pub fn elf_has_interpreter(head: &[u8]) -> Option<bool> {
     const PT_INTERP: u32 = 3;
     if head.get(..6)? != b"\x7fELF\x02\x01" {
         return None;

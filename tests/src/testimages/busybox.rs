@@ -122,19 +122,6 @@ fn applets(busybox: &Path) -> anyhow::Result<Vec<String>> {
 /// Whether a 64-bit little-endian ELF file asks for a program interpreter
 /// (PT_INTERP), i.e. is dynamically linked.
 fn has_interpreter(elf: &[u8]) -> anyhow::Result<bool> {
-    const PT_INTERP: u32 = 3;
-    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
-        bail!("not a 64-bit little-endian ELF file");
-    }
-    let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
-    let phoff = u64::from_le_bytes(elf[32..40].try_into()?) as usize;
-    let (phentsize, phnum) = (u16_at(54), u16_at(56));
-    for i in 0..phnum {
-        let at = phoff + i * phentsize;
-        let p_type = elf.get(at..at + 4).context("truncated program header")?;
-        if u32::from_le_bytes(p_type.try_into()?) == PT_INTERP {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    hutch_engine::emulation::elf_has_interpreter(elf)
+        .context("not a 64-bit little-endian ELF file with its program headers")
 }

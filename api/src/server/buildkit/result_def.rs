@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 
 use prost::Message;
-use sha2::{Digest, Sha256};
 
 use super::proto::pb;
 
@@ -72,7 +71,7 @@ pub fn image_of(def: &pb::Definition) -> Option<String> {
 
 /// `sha256:HEX` of an op's bytes, as LLB keys ops.
 fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(bytes))
+    hutch_images::Digest::of(bytes).to_string()
 }
 
 /// The frontend options with every named context `input:KEY` (a frontend
