@@ -511,7 +511,11 @@ impl ImageStore {
                 .cloned()
             {
                 drop(_meta);
-                return self.push_index(name, &platforms, request, progress).await;
+                let pushed = self.push_index(name, &platforms, request, progress).await?;
+                // The index's digest names the image here, as a pull of
+                // it would (this machine's platform's image).
+                self.record_repo_digest(&reference, &pushed.digest, &id)?;
+                return Ok(pushed);
             }
             let record = self.record(&id)?;
             (
@@ -532,17 +536,29 @@ impl ImageStore {
             progress,
         )
         .await?;
+        self.record_repo_digest(&reference, &pushed.digest, &record.id)?;
+        Ok(pushed)
+    }
+
+    /// Records `repository@digest` (a pushed manifest or index) as a name
+    /// of the image `id`: its RepoDigests, as Docker's push adds it.
+    fn record_repo_digest(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        id: &Digest,
+    ) -> Result<(), ImageError> {
         let _meta = self.store.locks.meta_exclusive()?;
         let mut index = self.store.records.index()?;
         index.refs.insert(
             reference
                 .repository()
-                .with_digest(pushed.digest.clone())
+                .with_digest(digest.clone())
                 .to_string(),
-            record.id.clone(),
+            id.clone(),
         );
         self.store.records.save_index(&index)?;
-        Ok(pushed)
+        Ok(())
     }
 
     /// Pushes the images `ids` (one per platform) to `name`'s repository
@@ -657,10 +673,25 @@ impl ImageStore {
         index: &TagIndex,
         name: &str,
     ) -> Result<(Digest, Option<Reference>), ImageError> {
-        if let Ok(id) = name.parse::<Digest>() {
-            return match self.store.records.get(&id)? {
-                Some(_) => Ok((id, None)),
-                None => Err(ImageError::NotFound(name.to_owned())),
+        if let Ok(digest) = name.parse::<Digest>() {
+            if self.store.records.get(&digest)?.is_some() {
+                return Ok((digest, None));
+            }
+            // A manifest's (or index's) digest the image was pulled or
+            // pushed by, as Docker with the containerd image store, whose
+            // image IDs these are, resolves it (buildx's `--iidfile` of a
+            // pushed build holds it).
+            let suffix = format!("@{digest}");
+            let ids: std::collections::BTreeSet<&Digest> = index
+                .refs
+                .iter()
+                .filter(|(name, _)| name.ends_with(&suffix))
+                .map(|(_, id)| id)
+                .collect();
+            let mut ids = ids.into_iter();
+            return match (ids.next(), ids.next()) {
+                (Some(id), None) => Ok((id.clone(), None)),
+                _ => Err(ImageError::NotFound(name.to_owned())),
             };
         }
         let parsed = Reference::parse(name);

@@ -30,6 +30,24 @@ const START_TIMEOUT: Duration = Duration::from_secs(40);
 /// daemon's `--shutdown-timeout` (15 s by default).
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Which buildx plugin a test drives (see tests/install-deps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buildx {
+    /// Debian testing's, what docker-ce users have (0.29).
+    Current,
+    /// Debian 13's 0.13, from before buildx left `--push` to a daemon
+    /// with the containerd image store (0.22).
+    Debian13,
+}
+
+impl Buildx {
+    /// Whether buildx pushes `--push` builds through `POST
+    /// /images/{name}/push` itself, after the daemon's exporter has.
+    pub fn pushes_through_the_api(self) -> bool {
+        self == Buildx::Debian13
+    }
+}
+
 /// A daemon in a pod; stopped (SIGTERM) when dropped.
 pub struct Daemon<'p> {
     pod: &'p Pod,
@@ -140,12 +158,22 @@ impl<'p> Daemon<'p> {
         cmd
     }
 
-    /// The docker CLI with the buildx plugin (tests/install-deps'), so
-    /// `docker build` runs buildx's docker driver against the daemon's
+    /// The docker CLI with the current buildx plugin (tests/install-deps'),
+    /// so `docker build` runs buildx's docker driver against the daemon's
     /// BuildKit API. A config directory of its own keeps the plugin away
     /// from the other tests' `docker build` (the legacy builder API).
     pub fn docker_buildx(&self) -> anyhow::Result<Command> {
-        self.docker_with_plugins("/tmp/docker-config-buildx", &["buildx"])
+        self.docker_buildx_of(Buildx::Current)
+    }
+
+    /// The docker CLI with the given buildx plugin.
+    pub fn docker_buildx_of(&self, buildx: Buildx) -> anyhow::Result<Command> {
+        match buildx {
+            Buildx::Current => self.docker_with_plugins("/tmp/docker-config-buildx", &["buildx"]),
+            Buildx::Debian13 => {
+                self.docker_with_plugins("/tmp/docker-config-buildx-0.13", &["buildx-0.13"])
+            }
+        }
     }
 
     /// The docker CLI with Compose v2 (`docker compose`) and buildx, as
@@ -156,8 +184,10 @@ impl<'p> Daemon<'p> {
     }
 
     /// The docker CLI with a config directory at `config` (in the pod)
-    /// whose `cli-plugins` links the named plugins that tests/install-deps
-    /// put under `/opt/hutch-test-NAME` (`$HUTCH_TEST_NAME` overrides).
+    /// whose `cli-plugins` links the plugins that tests/install-deps put
+    /// under `/opt/hutch-test-DIR` (`$HUTCH_TEST_DIR` overrides, with `-`
+    /// and `.` as `_`), each `cli-plugins/docker-NAME` where NAME is DIR up
+    /// to its first `-`.
     fn docker_with_plugins(&self, config: &str, plugins: &[&str]) -> anyhow::Result<Command> {
         let mut link = self.pod.exec("/bin/sh");
         link.args([
@@ -166,11 +196,13 @@ impl<'p> Daemon<'p> {
             "sh",
             config,
         ]);
-        for name in plugins {
-            let dir = std::env::var_os(format!("HUTCH_TEST_{}", name.to_uppercase())).map_or_else(
-                || PathBuf::from(format!("/opt/hutch-test-{name}")),
+        for dir_name in plugins {
+            let var = dir_name.to_uppercase().replace(['-', '.'], "_");
+            let dir = std::env::var_os(format!("HUTCH_TEST_{var}")).map_or_else(
+                || PathBuf::from(format!("/opt/hutch-test-{dir_name}")),
                 PathBuf::from,
             );
+            let name = dir_name.split('-').next().unwrap_or(dir_name);
             let plugin = dir.join("cli-plugins").join(format!("docker-{name}"));
             ensure!(
                 plugin.is_file(),

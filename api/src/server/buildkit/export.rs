@@ -1,9 +1,8 @@
 //! A solve's exporters. The docker driver's image exporter (`moby`, or
 //! `image` as buildctl names it) names the built image in hutch's store,
 //! as dockerd's does (hutch's builder has already written the image);
-//! `push=true` (`--push`) is left to buildx, which pushes each name through
-//! the API afterwards, as with dockerd. The
-//! file exporters `tar` and `local` send the image's files to the client
+//! `push=true` (`--push`) pushes each name from the daemon (see `push`).
+//! The file exporters `tar` and `local` send the image's files to the client
 //! (`output`), as do `oci` and `docker` the image itself: an OCI image
 //! layout or a docker-archive (what `docker save` writes), as a tar, or
 //! with `tar=false` its blobs into the client's directory.
@@ -22,6 +21,7 @@ use super::super::Daemon;
 use super::frontend::Built;
 use super::output::{self, ArchiveExport, FileExport, Kind};
 use super::proto::control::{SolveRequest, SolveResponse};
+use super::push;
 use super::solves::Solve;
 use super::status::Vertex;
 
@@ -34,6 +34,7 @@ pub enum Exporter {
 
 pub struct ImageExport {
     names: Vec<String>,
+    push: bool,
 }
 
 /// The request's exporters (the list, or the one of older clients).
@@ -129,7 +130,7 @@ fn image_export(attrs: &HashMap<String, String>) -> Result<ImageExport, Status> 
             "tag is needed when pushing to registry",
         ));
     }
-    Ok(ImageExport { names })
+    Ok(ImageExport { names, push })
 }
 
 /// `type=oci|docker[,name=N][,tar=false]`. The other attributes BuildKit
@@ -184,10 +185,18 @@ pub async fn export(
     if platforms.len() > 1 && exporters.iter().any(|e| !takes_several(e)) {
         return Err(several_to_client());
     }
+    let mut pushed = None;
     for exporter in exporters {
         match exporter {
             Exporter::Image(export) => {
-                export_image(daemon, solve, &id, export, &platforms).await?;
+                let vertex = Arc::new(Vertex::start(solve, "exporting to image"));
+                export_image(daemon, &vertex, &id, export, &platforms).await?;
+                if export.push {
+                    let session = daemon.buildkit.sessions.get(session).await.ok();
+                    pushed =
+                        push::push_names(daemon, session.as_ref(), &vertex, &export.names).await?;
+                }
+                vertex.done();
                 if !export.names.is_empty() {
                     response.insert("image.name".to_owned(), export.names.join(","));
                 }
@@ -235,29 +244,29 @@ pub async fn export(
     if let Some(manifest) = solve.cache_manifest() {
         response.insert("cache.manifest".to_owned(), manifest);
     }
-    response.insert("containerimage.digest".to_owned(), id.clone());
+    // As BuildKit's image exporter: the digest is the manifest's (or the
+    // index's) once pushed, what `name@digest` pins; before that, the
+    // image ID, which is all the store knows the image by.
+    let digest = pushed.map_or_else(|| id.clone(), |p| p.digest.to_string());
+    response.insert("containerimage.digest".to_owned(), digest);
     response.insert("containerimage.config.digest".to_owned(), id);
     Ok(SolveResponse {
         exporter_response: response,
     })
 }
 
-/// Names the image `id`, with BuildKit's "exporting to image" vertex. A
-/// build for several platforms (`platforms`, their images) names `id`
-/// (this machine's platform's image: the store keeps one image per name)
-/// and remembers the others with it, so that a push of the name pushes
-/// them all and their index. The push itself (`--push`) is buildx's:
-/// with the docker driver it pushes each name through the API's `POST
-/// /images/{name}/push` once the solve is done, as dockerd's exporter
-/// leaves it to.
+/// Names the image `id` in BuildKit's "exporting to image" vertex (left
+/// open for the push). A build for several platforms (`platforms`, their
+/// images) names `id` (this machine's platform's image: the store keeps
+/// one image per name) and remembers the others with it, so that a push
+/// of the name pushes them all and their index.
 async fn export_image(
     daemon: &Arc<Daemon>,
-    solve: &Arc<Solve>,
+    vertex: &Vertex,
     id: &str,
     export: &ImageExport,
     platforms: &[hutch_images::Digest],
 ) -> Result<(), Status> {
-    let vertex = Vertex::start(solve, "exporting to image");
     vertex.status("exporting layers", true);
     vertex.status(&format!("writing image {id}"), true);
     let digest: hutch_images::Digest = id
@@ -300,6 +309,5 @@ async fn export_image(
             true,
         );
     }
-    vertex.done();
     Ok(())
 }

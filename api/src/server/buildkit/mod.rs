@@ -25,6 +25,7 @@ mod gateway;
 mod h2c;
 mod output;
 mod proto;
+mod push;
 mod result_def;
 mod secrets;
 mod serve;
