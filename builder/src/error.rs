@@ -54,6 +54,24 @@ pub struct Warning {
     pub message: String,
 }
 
+impl Warning {
+    /// BuildKit's one-line form: `JSONArgsRecommended: JSON arguments
+    /// recommended for CMD ... (line 4)`, as buildx lists it after a build.
+    pub fn short(&self) -> String {
+        format!("{}: {} (line {})", self.rule, self.message, self.at.line)
+    }
+
+    /// What the rule is about, in BuildKit's words.
+    pub fn description(&self) -> &'static str {
+        crate::dockerfile::lint::description(self.rule)
+    }
+
+    /// The rule's page on docs.docker.com.
+    pub fn url(&self) -> String {
+        crate::dockerfile::lint::url(self.rule)
+    }
+}
+
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}: {}", self.at, self.rule, self.message)

@@ -6,3 +6,120 @@ const BUILDX: Buildx = Buildx::Current;
 
 #[path = "buildx/cases.rs"]
 mod cases;
+
+// What only current buildx asks for (0.15 and later).
+
+use anyhow::{ensure, Result};
+use hutch_tests::build_context::BuildContext as Ctx;
+use hutch_tests::daemon::{printed as text, Daemon};
+use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
+
+/// BuildKit's Dockerfile checks: the warnings listed after a build (and
+/// under the vertex that loaded the Dockerfile), `docker build --check`
+/// (exit 1 with warnings, the source lines shown; a Dockerfile that does
+/// not parse, its error and line), `--call=targets`, and the same warnings
+/// after a daemonless `hutch build`.
+#[test]
+fn buildx_checks_and_calls() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let daemon = Daemon::start(&pod)?;
+    let linted = Ctx::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch as Build\nCOPY a.txt /\nCMD echo hi\nFROM scratch AS final\n\
+             COPY --from=build /a.txt /b\n",
+        ),
+        ("a.txt", "a\n"),
+    ])?;
+    let buildx = |args: &[&str]| -> Result<std::process::Output> {
+        Ok(daemon.docker_buildx_of(BUILDX)?.args(args).output()?)
+    };
+    let out = buildx(&["build", "--progress=plain", "-t", "linted", &linted.arg()])?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    for line in [
+        "3 warnings found",
+        " - FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)",
+        " - StageNameCasing: Stage name 'Build' should be lowercase (line 1)",
+        " - JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended \
+         behavior related to OS signals (line 3)",
+        // Plain progress shows them under the Dockerfile's vertex.
+        "WARN: JSONArgsRecommended",
+    ] {
+        ensure!(t.contains(line), "no {line:?} in:\n{t}");
+    }
+
+    // --check builds nothing, prints each warning with its lines, exits 1.
+    let images = daemon.docker_ok(&["images", "-q"])?;
+    let out = buildx(&["build", "--check", &linted.arg()])?;
+    let t = text(&out);
+    ensure!(out.status.code() == Some(1), "{t}");
+    for line in [
+        "Check complete, 3 warnings have been found!",
+        "WARNING: JSONArgsRecommended - https://docs.docker.com/go/dockerfile/rule/json-args-recommended/",
+        ">>> CMD echo hi",
+    ] {
+        ensure!(t.contains(line), "no {line:?} in:\n{t}");
+    }
+    ensure!(
+        daemon.docker_ok(&["images", "-q"])? == images,
+        "--check built"
+    );
+    // As JSON, BuildKit's shape.
+    let out = buildx(&["build", "--call=check,format=json", &linted.arg()])?;
+    let json: serde_json::Value = serde_json::from_str(&text_stdout(&out))?;
+    let rules: Vec<&str> = json["warnings"]
+        .as_array()
+        .map(|w| w.iter().filter_map(|w| w["ruleName"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        rules.len() == 3 && rules.contains(&"StageNameCasing"),
+        "{json}"
+    );
+
+    let clean = Ctx::new(&[("Dockerfile", "FROM scratch\nCMD [\"/x\"]\n")])?;
+    let out = buildx(&["build", "--check", &clean.arg()])?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(t.contains("Check complete, no warnings found."), "{t}");
+
+    let broken = Ctx::new(&[("Dockerfile", "FROM scratch\nFORM x\n")])?;
+    let out = buildx(&["build", "--check", &broken.arg()])?;
+    let t = text(&out);
+    ensure!(!out.status.success(), "{t}");
+    ensure!(t.contains("FORM") && t.contains("Dockerfile:2"), "{t}");
+
+    // --call=targets: the stages, the last the default.
+    let out = buildx(&["build", "--call=targets", &linted.arg()])?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(
+        t.contains("TARGET") && t.contains("build") && t.contains("final (default)"),
+        "{t}"
+    );
+    // --call=outline is refused by name.
+    let out = buildx(&["build", "--call=outline", &linted.arg()])?;
+    let t = text(&out);
+    ensure!(!out.status.success() && t.contains("--call=outline"), "{t}");
+
+    // hutch build lists them too.
+    let out = pod
+        .exec(hutch_bin())
+        .args(["build", "--progress=plain", "-t", "linted2", &linted.arg()])
+        .output()?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(
+        t.contains("3 warnings found")
+            && t.contains(
+                " - FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)"
+            ),
+        "{t}"
+    );
+    daemon.stop()?;
+    pod.stop()
+}
+
+fn text_stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -51,6 +51,9 @@ impl Progress for Lines {
     fn message(&self, text: &str) {
         eprintln!("{text}");
     }
+    fn warnings(&self, warnings: &[hutch_builder::Warning]) {
+        eprint!("{}", build_progress::warnings_summary(warnings));
+    }
 }
 
 /// `--secret id=ID,src=PATH` (also `source=`, and `env=VAR` for a variable).

@@ -17,6 +17,7 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use hutch_builder::exec::{BuildError, OutputSink, Progress, StepInfo};
+use hutch_builder::Warning;
 use hutch_images::{Digest, ProgressEvent, ProgressSink};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
@@ -26,6 +27,24 @@ use super::humanize::human_size;
 const TAIL_LINES: usize = 6;
 /// A failed step's output is printed whole up to this many bytes (its end).
 const MAX_OUTPUT: usize = 4 << 20;
+
+/// The lint warnings as buildx lists them after a build (empty when there
+/// are none): a count, then each rule with its message and line, its
+/// description and page.
+pub fn warnings_summary(warnings: &[Warning]) -> String {
+    if warnings.is_empty() {
+        return String::new();
+    }
+    let mut out = match warnings.len() {
+        1 => "\n 1 warning found:\n".to_owned(),
+        n => format!("\n {n} warnings found:\n"),
+    };
+    for w in warnings {
+        out.push_str(&format!(" - {}\n", w.short()));
+        out.push_str(&format!("   {} ({})\n", w.description(), w.url()));
+    }
+    out
+}
 
 /// `--progress`: how `hutch build` shows a build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +116,8 @@ struct Step {
 struct State {
     steps: Vec<Step>,
     current: HashMap<ThreadId, usize>,
+    /// The Dockerfile's lint warnings, listed after the build.
+    warnings: Vec<Warning>,
 }
 
 struct Inner {
@@ -268,6 +289,7 @@ impl Tty {
                 state: Mutex::new(State {
                     steps: Vec::new(),
                     current: HashMap::new(),
+                    warnings: Vec::new(),
                 }),
             }),
         }
@@ -326,8 +348,10 @@ impl Tty {
             .filter(|s| s.status == Status::Error && !s.output.is_empty())
             .map(|s| (s.label.clone(), s.output.clone()))
             .collect();
+        let warnings = std::mem::take(&mut state.warnings);
         drop(state);
         let mut err = std::io::stderr().lock();
+        let _ = err.write_all(warnings_summary(&warnings).as_bytes());
         match result {
             Ok(built) => {
                 let _ = writeln!(err, " => writing image {}", built.id);
@@ -367,6 +391,10 @@ impl Default for Tty {
 }
 
 impl Progress for Tty {
+    fn warnings(&self, warnings: &[Warning]) {
+        self.inner.lock().warnings.extend_from_slice(warnings);
+    }
+
     fn begin(&self, info: &StepInfo) {
         let inner = &self.inner;
         let mut state = inner.lock();

@@ -13,6 +13,7 @@ pub(crate) fn check(df: &mut Dockerfile) {
     let mut out = std::mem::take(&mut df.warnings);
     casing(df, &mut out);
     let mut names = HashSet::new();
+    let mut workdir_stages: HashSet<String> = HashSet::new();
     for stage in &df.stages {
         let from = &stage.from_instruction;
         let words: Vec<&str> = from.original.split_whitespace().collect();
@@ -41,6 +42,14 @@ pub(crate) fn check(df: &mut Dockerfile) {
             }
         }
         if let Some(name) = &stage.name {
+            if RESERVED_STAGE_NAMES.contains(&name.as_str()) {
+                warn(
+                    &mut out,
+                    "ReservedStageName",
+                    from.span.start,
+                    format!("Stage name should not use the same name as reserved stage {name:?}"),
+                );
+            }
             if !names.insert(name.clone()) {
                 warn(
                     &mut out,
@@ -50,10 +59,19 @@ pub(crate) fn check(df: &mut Dockerfile) {
                 );
             }
         }
+        if let Some(platform) = &stage.from.platform {
+            platform_check(platform, stage.name.as_deref(), from.span.start, &mut out);
+        }
+        // A stage built on another one of the file has its WORKDIR.
+        let mut workdir_set = workdir_stages.contains(&stage.from.image.to_ascii_lowercase());
         let mut shell_set = false;
         let mut seen: Vec<(&'static str, Position)> = Vec::new();
         for ins in &stage.instructions {
             stage_checks(ins, &mut shell_set, &mut seen, &mut out);
+            content_checks(ins, &mut workdir_set, &mut out);
+        }
+        if workdir_set {
+            workdir_stages.insert(stage.display_name());
         }
     }
     if let Some(check) = &df.directives.check {
@@ -98,6 +116,158 @@ fn stage_checks(
         seen.retain(|(n, _)| *n != name);
         seen.push((name, at));
     }
+}
+
+/// Stage names BuildKit keeps for itself.
+const RESERVED_STAGE_NAMES: &[&str] = &["context", "scratch"];
+
+/// `FROM --platform=`: a constant (unless the stage's name says which
+/// platform it is for), or `$TARGETPLATFORM`, which is the default anyway.
+fn platform_check(platform: &str, stage: Option<&str>, at: Position, out: &mut Vec<Warning>) {
+    if matches!(platform, "$TARGETPLATFORM" | "${TARGETPLATFORM}") {
+        warn(
+            out,
+            "RedundantTargetPlatform",
+            at,
+            format!("Setting platform to predefined {platform} in FROM is redundant as this is the default behavior"),
+        );
+        return;
+    }
+    if platform.contains('$') {
+        return;
+    }
+    let mut parts = platform.split('/');
+    let (Some(os), Some(arch)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let stage = stage.unwrap_or_default();
+    if os.is_empty() || arch.is_empty() || stage.contains(os) || stage.contains(arch) {
+        return;
+    }
+    warn(
+        out,
+        "FromPlatformFlagConstDisallowed",
+        at,
+        format!("FROM --platform flag should not use constant value {platform:?}"),
+    );
+}
+
+/// What an instruction's own words break: secrets in ARG or ENV names,
+/// EXPOSE specs, a first WORKDIR that is relative.
+fn content_checks(ins: &Instruction, workdir_set: &mut bool, out: &mut Vec<Warning>) {
+    let at = ins.span.start;
+    match &ins.command {
+        Command::Env(kvs) => {
+            for kv in kvs.iter().filter(|kv| looks_secret(&kv.key)) {
+                warn(
+                    out,
+                    "SecretsUsedInArgOrEnv",
+                    at,
+                    secret_message("ENV", &kv.key),
+                );
+            }
+        }
+        Command::Arg(decls) => {
+            for decl in decls.iter().filter(|d| looks_secret(&d.key)) {
+                warn(
+                    out,
+                    "SecretsUsedInArgOrEnv",
+                    at,
+                    secret_message("ARG", &decl.key),
+                );
+            }
+        }
+        Command::Expose(ports) => {
+            for port in ports.iter().filter(|p| !p.contains('$')) {
+                let (spec, proto) = port.split_once('/').unwrap_or((port, ""));
+                if proto != proto.to_lowercase() {
+                    warn(
+                        out,
+                        "ExposeProtoCasing",
+                        at,
+                        format!(
+                            "Defined protocol '{port}' in EXPOSE instruction should be lowercase"
+                        ),
+                    );
+                }
+                if spec.contains(':') {
+                    warn(out, "ExposeInvalidFormat", at, format!("EXPOSE instruction should not define an IP address or host-port mapping, found '{port}'"));
+                }
+            }
+        }
+        Command::Workdir(path) => {
+            if !*workdir_set && !path.starts_with('/') && !path.starts_with('$') {
+                warn(out, "WorkdirRelativePath", at, format!("Relative workdir {path:?} can have unexpected results if the base image changes"));
+            }
+            *workdir_set = true;
+        }
+        _ => {}
+    }
+}
+
+/// BuildKit's test for a secret's name: one of its `_`-separated words is
+/// a secret's (`DB_PASSWORD`, `api_key`), none says it is not one
+/// (`PUBLIC_KEY`, `KEY_FILE`).
+fn looks_secret(key: &str) -> bool {
+    const SECRET: &[&str] = &[
+        "apikey",
+        "auth",
+        "credential",
+        "credentials",
+        "key",
+        "password",
+        "pword",
+        "passwd",
+        "secret",
+        "token",
+    ];
+    const NOT_SECRET: &[&str] = &["public", "file", "version"];
+    let words: Vec<String> = key.split('_').map(str::to_ascii_lowercase).collect();
+    let has = |set: &[&str]| words.iter().any(|w| set.contains(&w.as_str()));
+    has(SECRET) && !has(NOT_SECRET)
+}
+
+fn secret_message(instruction: &str, key: &str) -> String {
+    format!("Do not use ARG or ENV instructions for sensitive data ({instruction} {key:?})")
+}
+
+/// The rules this linter knows, with BuildKit's description of each and
+/// the slug of its page under docs.docker.com/go/dockerfile/rule/.
+const RULES: &[(&str, &str, &str)] = &[
+    ("StageNameCasing", "Stage names should be lowercase", "stage-name-casing"),
+    ("FromAsCasing", "The 'as' keyword should match the case of the 'from' keyword", "from-as-casing"),
+    ("NoEmptyContinuation", "Empty continuation lines will become errors in a future release", "no-empty-continuation"),
+    ("ConsistentInstructionCasing", "All commands within the Dockerfile should use the same casing (either upper or lower)", "consistent-instruction-casing"),
+    ("DuplicateStageName", "Stage names should be unique", "duplicate-stage-name"),
+    ("ReservedStageName", "Reserved words should not be used as stage names", "reserved-stage-name"),
+    ("JSONArgsRecommended", "JSON arguments recommended for ENTRYPOINT/CMD to prevent unintended behavior related to OS signals", "json-args-recommended"),
+    ("MaintainerDeprecated", "The MAINTAINER instruction is deprecated, use a label instead to define an image author", "maintainer-deprecated"),
+    ("WorkdirRelativePath", "Relative workdir without an absolute workdir declared within the build can have unexpected results if the base image changes", "workdir-relative-path"),
+    ("MultipleInstructionsDisallowed", "Multiple instructions of the same type should not be used in the same stage", "multiple-instructions-disallowed"),
+    ("LegacyKeyValueFormat", "Legacy key/value format with whitespace separator should not be used", "legacy-key-value-format"),
+    ("RedundantTargetPlatform", "Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior", "redundant-target-platform"),
+    ("SecretsUsedInArgOrEnv", "Sensitive data should not be used in the ARG or ENV commands", "secrets-used-in-arg-or-env"),
+    ("FromPlatformFlagConstDisallowed", "FROM --platform flag should not use a constant value", "from-platform-flag-const-disallowed"),
+    ("ExposeProtoCasing", "Protocol in EXPOSE instruction should be lowercase", "expose-proto-casing"),
+    ("ExposeInvalidFormat", "IP address and host-port mapping should not be used in EXPOSE instruction. This will become an error in a future release", "expose-invalid-format"),
+];
+
+/// BuildKit's description of `rule` (empty for one it does not have).
+pub fn description(rule: &str) -> &'static str {
+    RULES
+        .iter()
+        .find(|(name, _, _)| *name == rule)
+        .map_or("", |(_, description, _)| description)
+}
+
+/// The page docs.docker.com has on `rule`.
+pub fn url(rule: &str) -> String {
+    RULES
+        .iter()
+        .find(|(name, _, _)| *name == rule)
+        .map_or_else(String::new, |(_, _, slug)| {
+            format!("https://docs.docker.com/go/dockerfile/rule/{slug}/")
+        })
 }
 
 /// Keywords should all be upper case or all lower case, following the majority.

@@ -13,7 +13,7 @@ mod flags;
 mod heredoc;
 mod instruction;
 mod lexer;
-mod lint;
+pub(crate) mod lint;
 mod mount;
 mod node;
 mod parse;

@@ -97,6 +97,9 @@ pub trait Progress: Send + Sync {
     /// registry`); its messages follow. BuildKit's renderers give it a
     /// vertex of its own; the classic output has nothing to show for it.
     fn phase(&self, _name: &str) {}
+    /// The Dockerfile's lint warnings (BuildKit's checks), once, before
+    /// the first step; buildx lists them after the build.
+    fn warnings(&self, _warnings: &[crate::Warning]) {}
 }
 
 /// A step as [`Progress::begin`] sees it.
@@ -328,6 +331,9 @@ impl Executor {
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| "Dockerfile".into());
         let df = crate::parse(&name, &bytes)?;
+        if !df.warnings.is_empty() {
+            progress.warnings(&df.warnings);
+        }
         if let Some(msg) = df.check_failure() {
             return Err(BuildError::Invalid(msg));
         }

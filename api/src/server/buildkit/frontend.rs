@@ -201,17 +201,7 @@ pub async fn solve(
         .map(|spec| remote_cache::parse_cache_to(spec))
         .collect::<Result<_, _>>()
         .map_err(cache_refused)?;
-    let session = daemon
-        .buildkit
-        .sessions
-        .get(&context.session)
-        .await
-        .map_err(|e| Status::failed_precondition(e.message))?;
-    let data_root = daemon.data_root.clone();
-    let scratch = tokio::task::spawn_blocking(move || BuildTmp::create(&data_root, "context"))
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| Status::internal(format!("creating the context directory: {e}")))?;
+    let (session, scratch) = session_and_scratch(daemon, &context.session).await?;
     let (context_dir, dockerfile, _uploaded) = match attrs.upload.clone() {
         None if attrs.remote.is_some() => {
             let cloned = load_remote(solve, &attrs, scratch.path(), &daemon.data_root).await?;
@@ -294,6 +284,59 @@ pub async fn solve(
     drop(scratch);
     solve.set_platform_images(built.iter().map(|b| b.id.clone()).collect());
     Ok(built.swap_remove(hutch_builder::Platform::primary(&attrs.platforms)))
+}
+
+/// The client's session `id`, and a scratch directory for what is
+/// fetched from it.
+async fn session_and_scratch(
+    daemon: &Arc<Daemon>,
+    id: &str,
+) -> Result<(Session, BuildTmp), Status> {
+    let session = daemon
+        .buildkit
+        .sessions
+        .get(id)
+        .await
+        .map_err(|e| Status::failed_precondition(e.message))?;
+    let data_root = daemon.data_root.clone();
+    let scratch = tokio::task::spawn_blocking(move || BuildTmp::create(&data_root, "context"))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(format!("creating the context directory: {e}")))?;
+    Ok((session, scratch))
+}
+
+/// The Dockerfile a solve with `frontend_attrs` would build, fetched as
+/// the build fetches it (from the client's session, its uploaded context,
+/// or the git or http context), for the subrequests that only read it
+/// (`--check`, `--call`): its name and bytes.
+pub async fn definition(
+    daemon: &Arc<Daemon>,
+    solve: &Arc<Solve>,
+    frontend_attrs: &HashMap<String, String>,
+) -> Result<(String, Vec<u8>), Status> {
+    let context = solve.context().await?;
+    let attrs = attrs(frontend_attrs)?;
+    let (session, scratch) = session_and_scratch(daemon, &context.session).await?;
+    // (The context, if one is fetched, holds the file until it is read.)
+    let context = match (&attrs.upload, &attrs.remote) {
+        _ if attrs.own_dockerfile => None,
+        (Some(path), _) => Some(load_upload(&session, solve, path, scratch.path()).await?),
+        (None, Some(_)) => {
+            Some(load_remote(solve, &attrs, scratch.path(), &daemon.data_root).await?)
+        }
+        (None, None) => None,
+    };
+    let path = match &context {
+        Some(context) => context
+            .dockerfile(Some(&attrs.filename))
+            .map_err(|e| Status::not_found(e.message))?,
+        None => load_dockerfile(&session, solve, &attrs, scratch.path()).await?,
+    };
+    let bytes = std::fs::read(&path)
+        .map_err(|e| Status::internal(format!("reading {}: {e}", path.display())))?;
+    drop(context);
+    Ok((attrs.filename, bytes))
 }
 
 /// Clones the git context or downloads the http one, as BuildKit's
@@ -411,14 +454,14 @@ async fn fetch_into(
     name: &str,
     source: Source<'_>,
     dir: &Path,
-) -> Result<(), Status> {
+) -> Result<String, Status> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Status::internal(format!("creating {}: {e}", dir.display())))?;
     let vertex = Vertex::start(solve, name);
     match filesync::fetch(session, source, dir, &vertex).await {
         Ok(_) => {
             vertex.done();
-            Ok(())
+            Ok(vertex.id())
         }
         Err(e) => {
             vertex.fail(e.message());
@@ -499,7 +542,7 @@ async fn load_dockerfile(
         attrs.filename.clone(),
         format!("{}.dockerignore", attrs.filename),
     ];
-    fetch_into(
+    let vertex = fetch_into(
         session,
         solve,
         &format!("[internal] load build definition from {}", attrs.filename),
@@ -512,6 +555,7 @@ async fn load_dockerfile(
         &dir,
     )
     .await?;
+    solve.set_definition_vertex(vertex);
     let path = dir.join(&attrs.filename);
     if !path.is_file() {
         return Err(Status::not_found(format!(

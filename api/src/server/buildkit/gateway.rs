@@ -87,10 +87,16 @@ impl LlbBridge for GatewayService {
         let solve = self.solve_of(&request)?;
         let req = request.into_inner();
         if let Some(sub) = req.frontend_opt.get("requestid").filter(|r| !r.is_empty()) {
-            // buildx's --call/--print subrequests (outline, targets, lint).
-            return Err(Status::unimplemented(format!(
-                "unsupported request {sub}: hutch's Dockerfile frontend only builds"
-            )));
+            // buildx's --check and --call: answered, nothing built.
+            let metadata =
+                super::subrequest::answer(&self.daemon, &solve, sub, &req.frontend_opt).await?;
+            return Ok(Response::new(SolveResponse {
+                r#ref: String::new(),
+                result: Some(PbResult {
+                    result: None,
+                    metadata,
+                }),
+            }));
         }
         if req.frontend != frontend::DOCKERFILE {
             return Err(Status::unimplemented(if req.frontend.is_empty() {

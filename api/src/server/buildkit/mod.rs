@@ -33,6 +33,7 @@ mod sessions;
 mod solves;
 mod ssh;
 mod status;
+mod subrequest;
 mod usage;
 
 use super::router::{route, Route};

@@ -8,7 +8,7 @@
 //! The status log of each solve is kept whole until a short while after it
 //! ends, so a `Control.Status` that arrives late still replays it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -110,6 +110,10 @@ pub struct Solve {
     /// A build for several platforms: its image for each, in the order
     /// asked.
     platform_images: Mutex<Vec<hutch_images::Digest>>,
+    /// The vertex that loaded the Dockerfile, which its lint warnings go
+    /// under, and the warnings reported so far (a build for several
+    /// platforms lints the file for each).
+    lint: Mutex<(Option<String>, HashSet<String>)>,
 }
 
 impl Solve {
@@ -123,7 +127,24 @@ impl Solve {
             results: Mutex::default(),
             cache_manifest: Mutex::default(),
             platform_images: Mutex::default(),
+            lint: Mutex::default(),
         }
+    }
+
+    /// The vertex that loaded the Dockerfile (its digest).
+    pub fn set_definition_vertex(&self, digest: String) {
+        self.lint.lock().unwrap_or_else(|e| e.into_inner()).0 = Some(digest);
+    }
+
+    /// Where lint warnings go, and which of `shorts` are new (each is
+    /// reported once).
+    pub fn new_warnings<'a>(&self, shorts: &'a [String]) -> (Option<String>, Vec<&'a String>) {
+        let mut lint = self.lint.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = shorts
+            .iter()
+            .filter(|s| lint.1.insert((*s).clone()))
+            .collect();
+        (lint.0.clone(), fresh)
     }
 
     pub fn set_platform_images(&self, ids: Vec<hutch_images::Digest>) {

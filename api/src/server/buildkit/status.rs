@@ -15,11 +15,14 @@ use std::thread::ThreadId;
 use std::time::SystemTime;
 
 use hutch_builder::exec::{BuildError, OutputSink, Progress, StepInfo};
+use hutch_builder::Warning;
 use hutch_images::{Digest, ProgressEvent, ProgressSink};
 use prost_types::Timestamp;
 use sha2::{Digest as _, Sha256};
 
-use super::proto::control::{StatusResponse, Vertex as PbVertex, VertexLog, VertexStatus};
+use super::proto::control::{
+    StatusResponse, Vertex as PbVertex, VertexLog, VertexStatus, VertexWarning,
+};
 use super::solves::Solve;
 
 fn now() -> Timestamp {
@@ -114,6 +117,11 @@ impl Vertex {
             }],
             ..StatusResponse::default()
         });
+    }
+
+    /// The vertex's digest, as clients key it.
+    pub fn id(&self) -> String {
+        self.digest()
     }
 
     fn digest(&self) -> String {
@@ -317,6 +325,40 @@ impl Progress for BuildStatus {
     fn failed(&self, error: &BuildError) {
         if let Some(v) = self.current() {
             v.fail(&super::frontend::error_text(error));
+        }
+    }
+
+    /// BuildKit's lint warnings, under the vertex that loaded the
+    /// Dockerfile (`#1 WARN: ...` in plain progress; buildx lists them all
+    /// after the build), each once per solve.
+    fn warnings(&self, warnings: &[Warning]) {
+        let shorts: Vec<String> = warnings.iter().map(Warning::short).collect();
+        let (vertex, fresh) = self.solve.new_warnings(&shorts);
+        let vertex = vertex.unwrap_or_else(|| {
+            // (A git or http context: no Dockerfile vertex of our own.)
+            let v = Vertex::start(&self.solve, "[internal] load build definition");
+            v.done();
+            let id = v.id();
+            self.solve.set_definition_vertex(id.clone());
+            id
+        });
+        let published = warnings
+            .iter()
+            .zip(&shorts)
+            .filter(|(_, short)| fresh.contains(short))
+            .map(|(w, short)| VertexWarning {
+                vertex: vertex.clone(),
+                level: 1,
+                short: short.clone().into_bytes(),
+                detail: vec![w.description().as_bytes().to_vec()],
+                url: w.url(),
+            })
+            .collect::<Vec<_>>();
+        if !published.is_empty() {
+            self.solve.publish(StatusResponse {
+                warnings: published,
+                ..StatusResponse::default()
+            });
         }
     }
 }
