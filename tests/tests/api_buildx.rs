@@ -13,6 +13,7 @@ use anyhow::{ensure, Result};
 use hutch_tests::build_context::BuildContext as Ctx;
 use hutch_tests::daemon::{printed as text, Daemon};
 use hutch_tests::podsim::{hutch_bin, Pod, PodSpec};
+use hutch_tests::registry::{Registry, RegistryVariant};
 
 /// BuildKit's Dockerfile checks: the warnings listed after a build (and
 /// under the vertex that loaded the Dockerfile), `docker build --check`
@@ -114,6 +115,41 @@ fn buildx_checks_and_calls() -> Result<()> {
             && t.contains(
                 " - FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)"
             ),
+        "{t}"
+    );
+    daemon.stop()?;
+    pod.stop()
+}
+
+/// `--output type=registry` (an image exporter that pushes) reaches the
+/// registry from the daemon; `docker buildx history` is refused by name.
+#[test]
+fn buildx_registry_output_and_history() -> Result<()> {
+    let pod = Pod::start(&PodSpec::new())?;
+    let registry = Registry::start(&pod, RegistryVariant::Plain)?;
+    let daemon = Daemon::start(&pod)?;
+    let ctx = Ctx::new(&[("Dockerfile", "FROM scratch\nCOPY Dockerfile /\n")])?;
+    let name = registry.image_ref("out/registry:1");
+    let output = format!("type=registry,name={name}");
+    let buildx = |args: &[&str]| -> Result<std::process::Output> {
+        Ok(daemon.docker_buildx_of(BUILDX)?.args(args).output()?)
+    };
+    let out = buildx(&["build", "--progress=plain", "--output", &output, &ctx.arg()])?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(
+        t.contains(&format!("pushing manifest for {name}@sha256:")),
+        "{t}"
+    );
+    let out = buildx(&["buildx", "imagetools", "inspect", &name])?;
+    let t = text(&out);
+    ensure!(out.status.success() && t.contains("Digest:"), "{t}");
+
+    let out = buildx(&["buildx", "history", "ls"])?;
+    let t = text(&out);
+    ensure!(
+        !out.status.success()
+            && t.contains("build history (docker buildx history) is not supported"),
         "{t}"
     );
     daemon.stop()?;

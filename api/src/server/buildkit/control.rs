@@ -13,9 +13,9 @@ use tonic::{Request, Response, Status};
 use super::super::Daemon;
 use super::proto::control::control_server::Control;
 use super::proto::control::{
-    DiskUsageRequest, DiskUsageResponse, InfoRequest, InfoResponse, ListWorkersRequest,
-    ListWorkersResponse, PruneRequest, SolveRequest, SolveResponse, StatusRequest, StatusResponse,
-    UsageRecord,
+    BuildHistoryEvent, BuildHistoryRequest, DiskUsageRequest, DiskUsageResponse, InfoRequest,
+    InfoResponse, ListWorkersRequest, ListWorkersResponse, PruneRequest, SolveRequest,
+    SolveResponse, StatusRequest, StatusResponse, UsageRecord,
 };
 use super::proto::pb;
 use super::proto::worker::{BuildkitVersion, WorkerRecord};
@@ -171,6 +171,19 @@ impl Control for ControlService {
         Ok(Response::new(ListWorkersResponse {
             record: vec![worker(&self.daemon)],
         }))
+    }
+
+    type ListenBuildHistoryStream =
+        Pin<Box<dyn Stream<Item = Result<BuildHistoryEvent, Status>> + Send>>;
+
+    async fn listen_build_history(
+        &self,
+        _request: Request<BuildHistoryRequest>,
+    ) -> Result<Response<Self::ListenBuildHistoryStream>, Status> {
+        Err(Status::unimplemented(
+            "build history (docker buildx history) is not supported by hutch: \
+             a build's steps, logs and result are in its own output",
+        ))
     }
 
     async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
