@@ -23,6 +23,7 @@ pub mod exec;
 pub mod git_context;
 pub mod history;
 pub mod oci_context;
+pub mod outline;
 pub mod platform;
 pub mod remote_context;
 pub mod stages;

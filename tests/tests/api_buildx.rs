@@ -18,7 +18,8 @@ use hutch_tests::registry::{Registry, RegistryVariant};
 /// BuildKit's Dockerfile checks: the warnings listed after a build (and
 /// under the vertex that loaded the Dockerfile), `docker build --check`
 /// (exit 1 with warnings, the source lines shown; a Dockerfile that does
-/// not parse, its error and line), `--call=targets`, and the same warnings
+/// not parse, its error and line), `--call=targets`, `--call=outline`, and
+/// the same warnings
 /// after a daemonless `hutch build`.
 #[test]
 fn buildx_checks_and_calls() -> Result<()> {
@@ -98,10 +99,41 @@ fn buildx_checks_and_calls() -> Result<()> {
         t.contains("TARGET") && t.contains("build") && t.contains("final (default)"),
         "{t}"
     );
-    // --call=outline is refused by name.
-    let out = buildx(&["build", "--call=outline", &linted.arg()])?;
+    // --call=outline: the build arguments the target uses (with their
+    // values) and the secrets its RUNs mount.
+    let outlined = Ctx::new(&[(
+        "Dockerfile",
+        "ARG BASE=scratch\nARG UNUSED=x\nFROM $BASE AS build\nARG VERSION=1.0\n\
+         RUN --mount=type=secret,id=token,required true\nFROM scratch AS other\nARG OTHER\n\
+         FROM build\n",
+    )])?;
+    let out = buildx(&[
+        "build",
+        "--call=outline",
+        "--build-arg",
+        "VERSION=2.0",
+        &outlined.arg(),
+    ])?;
     let t = text(&out);
-    ensure!(!out.status.success() && t.contains("--call=outline"), "{t}");
+    ensure!(out.status.success(), "{t}");
+    let stdout = text_stdout(&out);
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    for row in [
+        vec!["BUILD", "ARG", "VALUE", "DESCRIPTION"],
+        vec!["BASE", "scratch"],
+        vec!["VERSION", "2.0"],
+        vec!["SECRET", "REQUIRED"],
+        vec!["token", "true"],
+    ] {
+        ensure!(rows.contains(&row), "no row {row:?} in:\n{stdout}");
+    }
+    ensure!(
+        !stdout.contains("UNUSED") && !stdout.contains("OTHER"),
+        "{stdout}"
+    );
 
     // hutch build lists them too.
     let out = pod

@@ -1,7 +1,7 @@
 //! BuildKit's frontend subrequests: a gateway solve whose frontend options
 //! carry `requestid` asks the Dockerfile frontend a question instead of
 //! building. buildx asks them for `--check` (`frontend.lint`) and `--call`
-//! (`targets`, `subrequests.describe`; `outline` is refused by name). The
+//! (`outline`, `targets`, `subrequests.describe`). The
 //! answers come from the Dockerfile alone, as BuildKit's do, in its result
 //! metadata: `result.json` (what buildx prints from, in BuildKit's JSON
 //! shapes), `result.txt`, `version`, and lint's `result.statuscode` (1 with
@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use hutch_builder::outline::{Needed, Outline};
 use hutch_builder::{Dockerfile, ParseError, Warning};
 use serde::Serialize;
 use tonic::Status;
@@ -36,25 +37,30 @@ pub async fn answer(
 ) -> Result<HashMap<String, Vec<u8>>, Status> {
     match request {
         DESCRIBE => Ok(describe()),
-        LINT | TARGETS => {
+        LINT | TARGETS | OUTLINE => {
             let (name, bytes) = frontend::definition(daemon, solve, frontend_opt).await?;
             let parsed = hutch_builder::parse(&name, &bytes);
-            Ok(if request == LINT {
-                lint(&name, &bytes, parsed.as_ref())
-            } else {
-                targets(
-                    &bytes,
-                    &parsed.map_err(|e| Status::invalid_argument(e.to_string()))?,
-                )
-            })
+            if request == LINT {
+                return Ok(lint(&name, &bytes, parsed.as_ref()));
+            }
+            let df = parsed.map_err(|e| Status::invalid_argument(e.to_string()))?;
+            if request == TARGETS {
+                return Ok(targets(&bytes, &df));
+            }
+            let target = frontend_opt.get("target").filter(|t| !t.is_empty());
+            let mut args = hutch_builder::BuildArgs::new();
+            for (k, v) in frontend_opt {
+                if let Some(name) = k.strip_prefix("build-arg:") {
+                    args.set(name, v);
+                }
+            }
+            let outline = hutch_builder::outline::outline(&df, target.map(String::as_str), &args)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            Ok(outline_answer(&bytes, &outline))
         }
-        OUTLINE => Err(Status::unimplemented(
-            "--call=outline is not supported by hutch (--check, --call=targets and \
-             --call=subrequests.describe are)",
-        )),
         other => Err(Status::unimplemented(format!(
             "unsupported request {other}: hutch's Dockerfile frontend answers {LINT}, \
-             {TARGETS} and {DESCRIBE}"
+             {OUTLINE}, {TARGETS} and {DESCRIBE}"
         ))),
     }
 }
@@ -235,6 +241,91 @@ fn targets(bytes: &[u8], df: &Dockerfile) -> HashMap<String, Vec<u8>> {
 }
 
 #[derive(Serialize)]
+struct OutlineJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    args: Vec<OutlineArg<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    secrets: Vec<OutlineNeeded<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ssh: Vec<OutlineNeeded<'a>>,
+    sources: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct OutlineArg<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
+    location: Location,
+}
+
+#[derive(Serialize)]
+struct OutlineNeeded<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    required: bool,
+    location: Location,
+}
+
+fn outline_needed(needed: &[Needed]) -> Vec<OutlineNeeded<'_>> {
+    needed
+        .iter()
+        .map(|n| OutlineNeeded {
+            name: &n.name,
+            required: n.required,
+            location: lines(n.line, n.line),
+        })
+        .collect()
+}
+
+/// `frontend.outline`: what the target takes from outside.
+fn outline_answer(bytes: &[u8], o: &Outline) -> HashMap<String, Vec<u8>> {
+    let json = OutlineJson {
+        name: o.name.as_deref(),
+        args: o
+            .args
+            .iter()
+            .map(|a| OutlineArg {
+                name: &a.name,
+                value: a.value.as_deref(),
+                location: lines(a.line, a.line),
+            })
+            .collect(),
+        secrets: outline_needed(&o.secrets),
+        ssh: outline_needed(&o.ssh),
+        sources: vec![base64::engine::general_purpose::STANDARD.encode(bytes)],
+    };
+    let mut text = String::new();
+    if let Some(name) = &o.name {
+        text.push_str(&format!("TARGET: {name}\n\n"));
+    }
+    if !o.args.is_empty() {
+        let rows = o.args.iter().map(|a| {
+            [
+                a.name.clone(),
+                a.value.clone().unwrap_or_default(),
+                String::new(),
+            ]
+        });
+        text.push_str(&table(["BUILD ARG", "VALUE", "DESCRIPTION"], rows));
+        text.push('\n');
+    }
+    for (title, list) in [("SECRET", &o.secrets), ("SSH", &o.ssh)] {
+        if !list.is_empty() {
+            let rows = list.iter().map(|n| {
+                let required = if n.required { "true" } else { "" };
+                [n.name.clone(), required.to_owned()]
+            });
+            text.push_str(&table([title, "REQUIRED"], rows));
+            text.push('\n');
+        }
+    }
+    metadata(&json, text)
+}
+
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Request {
     name: &'static str,
@@ -261,6 +352,11 @@ fn describe() -> HashMap<String, Vec<u8>> {
     let text_and_json = ["result.json", "result.txt"];
     let requests = vec![
         request(DESCRIBE, "List available subrequest types", &text_and_json),
+        request(
+            OUTLINE,
+            "List all parameters current build target supports",
+            &text_and_json,
+        ),
         request(
             TARGETS,
             "List all targets current build supports",
@@ -362,6 +458,27 @@ mod tests {
         let v = json(&out);
         assert_eq!(v["buildError"]["location"]["ranges"][0]["start"]["line"], 2);
         assert_eq!(out["result.statuscode"], b"1");
+    }
+
+    #[test]
+    fn outline_in_buildkits_shape() {
+        let text = b"ARG V=1\nFROM scratch AS app\nARG V\nRUN --mount=type=ssh true\n";
+        let df = hutch_builder::parse("Dockerfile", text).expect("parses");
+        let o = hutch_builder::outline::outline(&df, None, &hutch_builder::BuildArgs::new())
+            .expect("outline");
+        let out = outline_answer(text, &o);
+        let v = json(&out);
+        assert_eq!(v["name"], "app");
+        assert_eq!(v["args"][0]["name"], "V");
+        assert_eq!(v["args"][0]["value"], "1");
+        assert_eq!(v["args"][0]["location"]["ranges"][0]["start"]["line"], 3);
+        assert_eq!(v["ssh"][0]["name"], "default");
+        assert!(v.get("secrets").is_none(), "{v}");
+        let txt = String::from_utf8_lossy(&out["result.txt"]);
+        assert!(
+            txt.starts_with("TARGET: app\n\nBUILD ARG VALUE DESCRIPTION\nV         1\n"),
+            "{txt}"
+        );
     }
 
     #[test]
