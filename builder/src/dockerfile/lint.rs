@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use crate::error::{Position, Warning};
+use crate::shell::{Lexer, NoEnv};
 
 use super::instruction::{Command, Instruction};
 use super::Dockerfile;
@@ -62,6 +63,7 @@ pub(crate) fn check(df: &mut Dockerfile) {
         if let Some(platform) = &stage.from.platform {
             platform_check(platform, stage.name.as_deref(), from.span.start, &mut out);
         }
+        from_args_check(df, stage, &mut out);
         // A stage built on another one of the file has its WORKDIR.
         let mut workdir_set = workdir_stages.contains(&stage.from.image.to_ascii_lowercase());
         let mut shell_set = false;
@@ -150,6 +152,104 @@ fn platform_check(platform: &str, stage: Option<&str>, at: Position, out: &mut V
         at,
         format!("FROM --platform flag should not use constant value {platform:?}"),
     );
+}
+
+/// The ARGs every FROM may use without declaring them.
+const PLATFORM_ARGS: &[&str] = &[
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDARCH",
+    "BUILDVARIANT",
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETARCH",
+    "TARGETVARIANT",
+];
+
+/// A FROM line's variables: each must be a global ARG (or a platform
+/// one), and the image must not be empty with the ARGs' defaults.
+fn from_args_check(df: &Dockerfile, stage: &super::Stage, out: &mut Vec<Warning>) {
+    let at = stage.from_instruction.span.start;
+    let mut declared: Vec<&str> = PLATFORM_ARGS.to_vec();
+    let mut defaults: Vec<(&str, &str)> = Vec::new();
+    for ins in &df.meta_args {
+        if let Command::Arg(decls) = &ins.command {
+            for decl in decls {
+                declared.push(&decl.key);
+                if let Some(default) = &decl.default {
+                    defaults.push((&decl.key, default));
+                }
+            }
+        }
+    }
+    let lex = Lexer::new(df.escape);
+    let words = std::iter::once(&stage.from.image).chain(stage.from.platform.iter());
+    for word in words {
+        let Ok(expansion) = lex.process_word(word, &NoEnv) else {
+            continue;
+        };
+        for name in expansion
+            .unmatched
+            .iter()
+            .filter(|n| !declared.contains(&n.as_str()))
+        {
+            let mut message = format!("FROM argument '{name}' is not declared");
+            if let Some(similar) = suggest(name, &declared) {
+                message.push_str(&format!(" (did you mean {similar}?)"));
+            }
+            warn(out, "UndefinedArgInFrom", at, message);
+        }
+    }
+    // With no --build-arg, each global ARG at its default (expanded with
+    // the ones before it).
+    if !stage.from.image.contains('$') {
+        return;
+    }
+    // (The platform ARGs have values then; what they are does not matter.)
+    let mut env = crate::shell::EnvList::new();
+    for (key, value) in [
+        ("BUILDPLATFORM", "linux/amd64"),
+        ("BUILDOS", "linux"),
+        ("BUILDARCH", "amd64"),
+        ("TARGETPLATFORM", "linux/amd64"),
+        ("TARGETOS", "linux"),
+        ("TARGETARCH", "amd64"),
+    ] {
+        env.set(key, value);
+    }
+    for (key, default) in defaults {
+        if let Ok(e) = lex.process_word(default, &env) {
+            env.set(key, &e.value);
+        }
+    }
+    if let Ok(e) = lex.process_word(&stage.from.image, &env) {
+        if e.value.is_empty() || e.value.starts_with(':') || e.value.ends_with(':') {
+            warn(
+                out,
+                "InvalidDefaultArgInFrom",
+                at,
+                format!(
+                    "Default value for ARG {} results in empty or invalid base image name",
+                    stage.from.image
+                ),
+            );
+        }
+    }
+}
+
+/// BuildKit's "did you mean": the closest name within two edits.
+fn suggest<'a>(name: &str, options: &[&'a str]) -> Option<&'a str> {
+    let mut best: Option<(usize, &str)> = None;
+    for &option in options {
+        if option == name {
+            return None;
+        }
+        let distance = strsim::levenshtein(name, option);
+        if distance < best.map_or(3, |(d, _)| d) {
+            best = Some((distance, option));
+        }
+    }
+    best.map(|(_, option)| option)
 }
 
 /// What an instruction's own words break: secrets in ARG or ENV names,
@@ -249,6 +349,8 @@ const RULES: &[(&str, &str, &str)] = &[
     ("SecretsUsedInArgOrEnv", "Sensitive data should not be used in the ARG or ENV commands", "secrets-used-in-arg-or-env"),
     ("FromPlatformFlagConstDisallowed", "FROM --platform flag should not use a constant value", "from-platform-flag-const-disallowed"),
     ("ExposeProtoCasing", "Protocol in EXPOSE instruction should be lowercase", "expose-proto-casing"),
+    ("UndefinedArgInFrom", "FROM command must use declared ARGs", "undefined-arg-in-from"),
+    ("InvalidDefaultArgInFrom", "Default value for global ARG results in an empty or invalid base image name", "invalid-default-arg-in-from"),
     ("ExposeInvalidFormat", "IP address and host-port mapping should not be used in EXPOSE instruction. This will become an error in a future release", "expose-invalid-format"),
 ];
 
@@ -308,4 +410,30 @@ fn is_upper(s: &str) -> bool {
 
 fn warn(out: &mut Vec<Warning>, rule: &'static str, at: Position, message: String) {
     out.push(Warning { rule, at, message });
+}
+
+#[cfg(test)]
+mod tests {
+    fn warnings(text: &str) -> Vec<String> {
+        let df = crate::parse("Dockerfile", text.as_bytes()).expect("parses");
+        df.warnings.iter().map(|w| w.short()).collect()
+    }
+
+    #[test]
+    fn from_arguments_must_be_declared_and_have_usable_defaults() {
+        let got = warnings(
+            "ARG TAG\nARG BASE_IMAGE=alpine\nFROM $BASE_IMGE AS a\nFROM alpine:$TAG AS b\n\
+             FROM ${BASE_IMAGE} AS c\nFROM --platform=$BUILDPLATFORM $UNDECLARED AS d\n",
+        );
+        assert_eq!(
+            got,
+            [
+                "UndefinedArgInFrom: FROM argument 'BASE_IMGE' is not declared (did you mean BASE_IMAGE?) (line 3)",
+                "InvalidDefaultArgInFrom: Default value for ARG $BASE_IMGE results in empty or invalid base image name (line 3)",
+                "InvalidDefaultArgInFrom: Default value for ARG alpine:$TAG results in empty or invalid base image name (line 4)",
+                "UndefinedArgInFrom: FROM argument 'UNDECLARED' is not declared (line 6)",
+                "InvalidDefaultArgInFrom: Default value for ARG $UNDECLARED results in empty or invalid base image name (line 6)",
+            ]
+        );
+    }
 }
