@@ -9,6 +9,9 @@
 //! Like BuildKit, arguments are split into words *before* expansion, so a variable
 //! holding spaces stays one COPY source; only EXPOSE splits its expanded value.
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
 use crate::args::BuildArgs;
 use crate::dockerfile::{
     ArgDecl, Command, CommandLine, Heredoc, Instruction, KeyValue, Mount, Sources,
@@ -53,6 +56,9 @@ pub struct Expanded {
     pub command: Command,
     /// RUN `--mount`s, resolved with the step's environment.
     pub mounts: Vec<Mount>,
+    /// Variables the instruction's words use that nothing set (no ENV, ARG
+    /// or base image variable): BuildKit's `UndefinedVar`.
+    pub undefined: Vec<String>,
 }
 
 impl StageState {
@@ -121,9 +127,13 @@ impl StageState {
         let err = |m: String| ParseError::new(file, ins.span.start, m);
         let lex = Lexer::new(escape);
         let env = &self.env;
+        let unset: RefCell<BTreeSet<String>> = RefCell::default();
         let word = |w: &str| {
             lex.process_word(w, env)
-                .map(|e| e.value)
+                .map(|e| {
+                    unset.borrow_mut().extend(e.unmatched);
+                    e.value
+                })
                 .map_err(|e| err(e.to_string()))
         };
         // An option that expands to nothing counts as not given, as in BuildKit.
@@ -140,6 +150,7 @@ impl StageState {
             Command::Expose(ports) => {
                 let mut out = Vec::new();
                 for p in ports {
+                    word(p)?;
                     out.extend(lex.process_words(p, env).map_err(|e| err(e.to_string()))?);
                 }
                 Command::Expose(out)
@@ -179,10 +190,14 @@ impl StageState {
                 Command::Run(run.clone())
             }
             Command::Arg(decls) => {
-                Command::Arg(self.declare(decls, &lex, build_args, global).map_err(err)?)
+                let declared = self.declare(decls, &lex, build_args, global, &unset);
+                Command::Arg(declared.map_err(err)?)
             }
             other => other.clone(),
         };
+        // As BuildKit: the stage's declared ARGs count as defined, set or not.
+        let mut undefined: Vec<String> = unset.into_inner().into_iter().collect();
+        undefined.retain(|name| !self.args.iter().any(|(k, _)| k == name));
         match &command {
             Command::Env(kvs) => {
                 for kv in kvs {
@@ -195,7 +210,11 @@ impl StageState {
             Command::Workdir(w) => self.workdir = join_workdir(&self.workdir, w),
             _ => {}
         }
-        Ok(Expanded { command, mounts })
+        Ok(Expanded {
+            command,
+            mounts,
+            undefined,
+        })
     }
 
     /// BuildKit's `dispatchArg`: a `--build-arg` wins, then the default (expanded
@@ -206,17 +225,18 @@ impl StageState {
         lex: &Lexer,
         build_args: &BuildArgs,
         global: &EnvList,
+        unset: &RefCell<BTreeSet<String>>,
     ) -> Result<Vec<ArgDecl>, String> {
         let mut out = Vec::new();
         for decl in decls {
             let value = if let Some(v) = build_args.get(&decl.key) {
                 Some(v.to_string())
             } else if let Some(default) = &decl.default {
-                Some(
-                    lex.process_word(default, &self.env)
-                        .map_err(|e| e.to_string())?
-                        .value,
-                )
+                let expanded = lex
+                    .process_word(default, &self.env)
+                    .map_err(|e| e.to_string())?;
+                unset.borrow_mut().extend(expanded.unmatched);
+                Some(expanded.value)
             } else {
                 global.get(&decl.key).map(str::to_string)
             };

@@ -51,6 +51,22 @@ fn buildx_checks_and_calls() -> Result<()> {
         ensure!(t.contains(line), "no {line:?} in:\n{t}");
     }
 
+    // A variable nothing set (BuildKit's UndefinedVar, found as the build
+    // expands the step), with the closest defined one; a declared ARG
+    // counts as defined.
+    let undefined = Ctx::new(&[(
+        "Dockerfile",
+        "FROM scratch\nENV APP=1\nENV B=$APPP\nARG C\nENV D=$C\n",
+    )])?;
+    let out = buildx(&["build", "--progress=plain", &undefined.arg()])?;
+    let t = text(&out);
+    ensure!(out.status.success(), "{t}");
+    ensure!(
+        t.contains("1 warning found")
+            && t.contains(" - UndefinedVar: Usage of undefined variable '$APPP' (did you mean $APP?) (line 3)"),
+        "{t}"
+    );
+
     // --check builds nothing, prints each warning with its lines, exits 1.
     let images = daemon.docker_ok(&["images", "-q"])?;
     let out = buildx(&["build", "--check", &linted.arg()])?;

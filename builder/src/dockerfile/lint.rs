@@ -237,6 +237,20 @@ fn from_args_check(df: &Dockerfile, stage: &super::Stage, out: &mut Vec<Warning>
     }
 }
 
+/// BuildKit's `UndefinedVar` for `name`, used by the instruction at `at`
+/// when the environment had `defined` (the closest one is suggested).
+pub fn undefined_var(name: &str, at: Position, defined: &[&str]) -> Warning {
+    let mut message = format!("Usage of undefined variable '${name}'");
+    if let Some(similar) = suggest(name, defined) {
+        message.push_str(&format!(" (did you mean ${similar}?)"));
+    }
+    Warning {
+        rule: "UndefinedVar",
+        at,
+        message,
+    }
+}
+
 /// BuildKit's "did you mean": the closest name within two edits.
 fn suggest<'a>(name: &str, options: &[&'a str]) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
@@ -350,6 +364,7 @@ const RULES: &[(&str, &str, &str)] = &[
     ("FromPlatformFlagConstDisallowed", "FROM --platform flag should not use a constant value", "from-platform-flag-const-disallowed"),
     ("ExposeProtoCasing", "Protocol in EXPOSE instruction should be lowercase", "expose-proto-casing"),
     ("UndefinedArgInFrom", "FROM command must use declared ARGs", "undefined-arg-in-from"),
+    ("UndefinedVar", "Variables should be defined before their use", "undefined-var"),
     ("InvalidDefaultArgInFrom", "Default value for global ARG results in an empty or invalid base image name", "invalid-default-arg-in-from"),
     ("ExposeInvalidFormat", "IP address and host-port mapping should not be used in EXPOSE instruction. This will become an error in a future release", "expose-invalid-format"),
 ];

@@ -97,8 +97,9 @@ pub trait Progress: Send + Sync {
     /// registry`); its messages follow. BuildKit's renderers give it a
     /// vertex of its own; the classic output has nothing to show for it.
     fn phase(&self, _name: &str) {}
-    /// The Dockerfile's lint warnings (BuildKit's checks), once, before
-    /// the first step; buildx lists them after the build.
+    /// Lint warnings (BuildKit's checks): the Dockerfile's own once before
+    /// the first step, then `UndefinedVar`s as steps expand their words;
+    /// buildx lists them after the build.
     fn warnings(&self, _warnings: &[crate::Warning]) {}
 }
 
@@ -752,6 +753,7 @@ impl Executor {
     ) -> Result<(), BuildError> {
         let before = state.clone();
         let ex = state.step(&df.file, df.escape, ins, &ctx.opts.build_args, global)?;
+        report_undefined(ctx.progress, df, ins, &before, &ex.undefined);
         let mut key = Key::new(img.id.as_ref());
         // The stage's platform: a scratch stage for arm64 and one for amd64
         // share no parent, but must not share steps either.
@@ -1431,4 +1433,30 @@ fn health_json(h: &Healthcheck) -> Value {
             v
         }
     }
+}
+
+/// BuildKit's `UndefinedVar` warnings for what `ins` used but nothing set
+/// (`before`: the environment it was expanded with), unless the Dockerfile
+/// skips the check.
+fn report_undefined(
+    progress: &dyn Progress,
+    df: &crate::Dockerfile,
+    ins: &Instruction,
+    before: &StageState,
+    undefined: &[String],
+) {
+    let skipped = df
+        .directives
+        .check
+        .as_ref()
+        .is_some_and(|c| c.skips("UndefinedVar"));
+    if undefined.is_empty() || skipped {
+        return;
+    }
+    let defined: Vec<&str> = before.env.iter().map(|(k, _)| k).collect();
+    let warnings: Vec<crate::Warning> = undefined
+        .iter()
+        .map(|name| crate::dockerfile::lint::undefined_var(name, ins.span.start, &defined))
+        .collect();
+    progress.warnings(&warnings);
 }
