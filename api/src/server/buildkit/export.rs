@@ -124,6 +124,14 @@ fn names(attrs: &HashMap<String, String>) -> Result<Vec<String>, Status> {
 
 fn image_export(attrs: &HashMap<String, String>) -> Result<ImageExport, Status> {
     let push = attrs.get("push").is_some_and(|v| v == "true");
+    // buildx refuses it for the docker driver itself; another client must
+    // not get a tag pushed instead.
+    if push && attrs.get("push-by-digest").is_some_and(|v| v == "true") {
+        return Err(Status::unimplemented(
+            "push-by-digest is not supported by hutch: push by name (--push), \
+             or export an OCI layout (type=oci) and push it by digest",
+        ));
+    }
     let names = names(attrs)?;
     if push && names.is_empty() {
         return Err(Status::invalid_argument(
@@ -310,4 +318,36 @@ async fn export_image(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn push_by_digest_is_refused_not_pushed_by_tag() {
+        let refused = image_export(&attrs(&[
+            ("name", "registry.example/app"),
+            ("push", "true"),
+            ("push-by-digest", "true"),
+        ]));
+        let Err(status) = refused else {
+            panic!("push-by-digest was accepted");
+        };
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+        assert!(status.message().contains("push-by-digest"));
+        let pushed = image_export(&attrs(&[
+            ("name", "registry.example/app:1"),
+            ("push", "true"),
+        ]))
+        .expect("a push by name");
+        assert!(pushed.push && pushed.names == ["registry.example/app:1"]);
+    }
 }
