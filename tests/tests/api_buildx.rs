@@ -67,6 +67,29 @@ fn buildx_checks_and_calls() -> Result<()> {
         "{t}"
     );
 
+    // A COPY of a file .dockerignore excludes (the client filtered the
+    // context; its patterns still say why the file is missing), through
+    // buildx and through hutch build.
+    let ignoring = Ctx::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY keep.txt /\nCOPY notes/secret.txt /\n",
+        ),
+        (".dockerignore", "notes/\n"),
+        ("keep.txt", "k\n"),
+        ("notes/secret.txt", "s\n"),
+    ])?;
+    let warned = "CopyIgnoredFile: Attempting to Copy file \"notes/secret.txt\" that is excluded by .dockerignore (line 3)";
+    let out = buildx(&["build", "--progress=plain", &ignoring.arg()])?;
+    let t = text(&out);
+    ensure!(!out.status.success() && t.contains(warned), "{t}");
+    let out = pod
+        .exec(hutch_bin())
+        .args(["build", "--progress=plain", &ignoring.arg()])
+        .output()?;
+    let t = text(&out);
+    ensure!(!out.status.success() && t.contains(warned), "{t}");
+
     // --check builds nothing, prints each warning with its lines, exits 1.
     let images = daemon.docker_ok(&["images", "-q"])?;
     let out = buildx(&["build", "--check", &linted.arg()])?;

@@ -247,6 +247,7 @@ pub fn run(global: &GlobalOptions, args: &BuildArgs) -> anyhow::Result<ExitCode>
         // The context is the user's own directory: a rebuild finds it again.
         // A clone's fresh paths never match again.
         remember_context_hashes: remote_scratch.is_none(),
+        ignore_patterns: None,
     };
     let registry = RegistryRequest {
         settings: hutch_images::registry::RegistrySettings::from_env(),

@@ -365,6 +365,7 @@ const RULES: &[(&str, &str, &str)] = &[
     ("ExposeProtoCasing", "Protocol in EXPOSE instruction should be lowercase", "expose-proto-casing"),
     ("UndefinedArgInFrom", "FROM command must use declared ARGs", "undefined-arg-in-from"),
     ("UndefinedVar", "Variables should be defined before their use", "undefined-var"),
+    ("CopyIgnoredFile", "Attempting to Copy file that is excluded by .dockerignore", "copy-ignored-file"),
     ("InvalidDefaultArgInFrom", "Default value for global ARG results in an empty or invalid base image name", "invalid-default-arg-in-from"),
     ("ExposeInvalidFormat", "IP address and host-port mapping should not be used in EXPOSE instruction. This will become an error in a future release", "expose-invalid-format"),
 ];

@@ -222,6 +222,11 @@ pub struct BuildOptions {
     /// upload, whose fresh paths and inodes never match again (each build
     /// would only add entries for the next to read and rewrite).
     pub remember_context_hashes: bool,
+    /// The context's ignore patterns when the client applied them already
+    /// (BuildKit's session sends the context filtered): nothing is filtered
+    /// again, but a COPY of an ignored file is warned about by them
+    /// (`CopyIgnoredFile`). `None`: the context's own `.dockerignore`.
+    pub ignore_patterns: Option<Vec<String>>,
 }
 
 impl BuildOptions {
@@ -280,6 +285,9 @@ struct Ctx<'a> {
     opts: &'a BuildOptions,
     progress: &'a dyn Progress,
     included: BTreeMap<String, PathBuf>,
+    /// What the context ignores, for `CopyIgnoredFile` (none when the
+    /// Dockerfile skips the check).
+    ignored: Option<DockerIgnore>,
     cache: Cache,
     /// When the options say the context's hashes are worth remembering.
     hashes: Option<hashcache::HashCache>,
@@ -353,6 +361,12 @@ impl Executor {
             .into_iter()
             .map(|e| (e.path, e.full_path))
             .collect();
+        let skips = |rule| df.directives.check.as_ref().is_some_and(|c| c.skips(rule));
+        let ignored = match &opts.ignore_patterns {
+            _ if skips("CopyIgnoredFile") => None,
+            Some(patterns) => DockerIgnore::parse(&patterns.join("\n")).ok(),
+            None => Some(ignore),
+        };
         // Asked of the kernel only when an --add-host names it.
         let gateway = if opts.extra_hosts.iter().any(|h| h.contains("host-gateway")) {
             hutch_engine::network::host_gateway()
@@ -402,6 +416,7 @@ impl Executor {
             opts,
             progress,
             included,
+            ignored,
             cache: Cache::open(&self.data_root),
             hashes: opts
                 .remember_context_hashes
@@ -908,6 +923,7 @@ impl Executor {
                         unpack: None,
                         keep_git_dir: false,
                         at: format!("{}:{}", df.file, ins.span.start.line),
+                        position: ins.span.start,
                     },
                     sources,
                     results,
@@ -935,6 +951,7 @@ impl Executor {
                         unpack: a.unpack,
                         keep_git_dir: a.keep_git_dir.unwrap_or(false),
                         at: format!("{}:{}", df.file, ins.span.start.line),
+                        position: ins.span.start,
                     },
                     sources,
                     results,
@@ -1032,7 +1049,10 @@ impl Executor {
                 _view = Some(v);
                 (root, None, true)
             }
-            _ => (ctx.opts.context.clone(), Some(&ctx.included), false),
+            _ => {
+                warn_ignored(ctx, paths, args.add, args.position);
+                (ctx.opts.context.clone(), Some(&ctx.included), false)
+            }
         };
         // Context files' hashes are remembered by their stat; a view's
         // (a fresh overlay mount each build) would never match.
@@ -1294,6 +1314,29 @@ struct CopyArgs<'a> {
     keep_git_dir: bool,
     /// `Dockerfile:LINE`, for errors about downloads.
     at: String,
+    /// The instruction's place, for warnings.
+    position: crate::Position,
+}
+
+/// BuildKit's `CopyIgnoredFile`: a COPY or ADD from the context names a
+/// file its ignore patterns exclude (or under a directory they do).
+fn warn_ignored(ctx: &Ctx<'_>, paths: &[String], add: bool, at: crate::Position) {
+    let Some(ignored) = &ctx.ignored else {
+        return;
+    };
+    let verb = if add { "Add" } else { "Copy" };
+    let warnings: Vec<crate::Warning> = paths
+        .iter()
+        .filter(|p| !p.contains("://") && ignored.is_ignored(p))
+        .map(|p| crate::Warning {
+            rule: "CopyIgnoredFile",
+            at,
+            message: format!("Attempting to {verb} file {p:?} that is excluded by .dockerignore"),
+        })
+        .collect();
+    if !warnings.is_empty() {
+        ctx.progress.warnings(&warnings);
+    }
 }
 
 fn key_preview(argv: &[String]) -> Vec<u8> {

@@ -232,6 +232,8 @@ pub async fn solve(
                 &context_dir,
             )
             .await?;
+            // Applied by the client; the builder warns by them.
+            attrs.opts.ignore_patterns = Some(excludes);
             (context_dir, dockerfile, None)
         }
         Some(path) => {
