@@ -21,6 +21,8 @@ use crate::stages::plan;
 pub struct Outline {
     /// The target stage's name (none for an unnamed last stage).
     pub name: Option<String>,
+    /// Its doc comment (see [`doc_comment`]).
+    pub description: Option<String>,
     pub args: Vec<OutlineArg>,
     pub secrets: Vec<Needed>,
     pub ssh: Vec<Needed>,
@@ -32,6 +34,7 @@ pub struct Outline {
 pub struct OutlineArg {
     pub name: String,
     pub value: Option<String>,
+    pub description: Option<String>,
     pub line: usize,
 }
 
@@ -43,9 +46,32 @@ pub struct Needed {
     pub line: usize,
 }
 
-/// The outline of a build of `target` (the last stage when `None`).
+/// A stage's or ARG's description, BuildKit's "doc comment": among the
+/// comment lines right above line `line` of `source` (no blank line or
+/// empty `#` between), the one that starts with `name` and a space; the
+/// rest of it.
+pub fn doc_comment(source: &[u8], line: usize, name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(source);
+    let lines: Vec<&str> = text.lines().collect();
+    let prefix = format!("{name} ");
+    lines
+        .get(..line.saturating_sub(1))?
+        .iter()
+        .rev()
+        .map_while(|l| {
+            l.trim()
+                .strip_prefix('#')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+        })
+        .find_map(|c| c.strip_prefix(&prefix).map(|d| d.trim().to_owned()))
+}
+
+/// The outline of a build of `target` (the last stage when `None`) of the
+/// Dockerfile `df` parsed from `source`.
 pub fn outline(
     df: &Dockerfile,
+    source: &[u8],
     target: Option<&str>,
     build_args: &BuildArgs,
 ) -> Result<Outline, ParseError> {
@@ -72,6 +98,7 @@ pub fn outline(
                         args.entry(name.clone()).or_insert(OutlineArg {
                             name: name.clone(),
                             value,
+                            description: doc_comment(source, *line, name),
                             line: *line,
                         });
                     }
@@ -95,10 +122,12 @@ pub fn outline(
                         if let Some(v) = &value {
                             env.set(&decl.key, v);
                         }
+                        let line = ins.span.start.line;
                         args.entry(decl.key.clone()).or_insert(OutlineArg {
                             name: decl.key.clone(),
                             value,
-                            line: ins.span.start.line,
+                            description: doc_comment(source, line, &decl.key),
+                            line,
                         });
                     }
                 }
@@ -113,8 +142,13 @@ pub fn outline(
     };
     let mut args: Vec<OutlineArg> = args.into_values().collect();
     args.sort_by_key(|a| a.line);
+    let target = &df.stages[plan.target];
     Ok(Outline {
-        name: plan.stages[plan.target].name.clone(),
+        name: target.name.clone(),
+        description: target
+            .name
+            .as_deref()
+            .and_then(|name| doc_comment(source, target.from_instruction.span.start.line, name)),
         args,
         secrets: by_line(secrets.into_values().collect()),
         ssh: by_line(ssh.into_values().collect()),
@@ -188,7 +222,7 @@ mod tests {
         for (k, v) in args {
             build_args.set(k, v);
         }
-        outline(&df, target, &build_args).expect("outline")
+        outline(&df, text.as_bytes(), target, &build_args).expect("outline")
     }
 
     const FILE: &str = "ARG BASE=alpine\nARG UNUSED=x\nARG VERSION=1\n\
@@ -224,6 +258,25 @@ mod tests {
         assert_eq!(secrets, [("token", true), ("npmrc", false)]);
         assert_eq!(o.ssh.len(), 1);
         assert_eq!(o.ssh[0].name, "default");
+    }
+
+    #[test]
+    fn descriptions_come_from_the_comments_above() {
+        let text = "# VERSION the release to build\nARG VERSION=1\n\n# unrelated\n\
+                    # app the application image\nFROM scratch AS app\n\
+                    # MODE stale, an empty comment is between\n#\n# MODE how to build\nARG MODE\n\
+                    ARG VERSION\n";
+        let o = outline_of(text, None, &[]);
+        assert_eq!(o.description.as_deref(), Some("the application image"));
+        let described: Vec<(&str, Option<&str>)> = o
+            .args
+            .iter()
+            .map(|a| (a.name.as_str(), a.description.as_deref()))
+            .collect();
+        assert_eq!(
+            described,
+            [("MODE", Some("how to build")), ("VERSION", None)]
+        );
     }
 
     #[test]

@@ -142,7 +142,8 @@ fn buildx_checks_and_calls() -> Result<()> {
     // values) and the secrets its RUNs mount.
     let outlined = Ctx::new(&[(
         "Dockerfile",
-        "ARG BASE=scratch\nARG UNUSED=x\nFROM $BASE AS build\nARG VERSION=1.0\n\
+        "ARG BASE=scratch\nARG UNUSED=x\n# build compiles it\nFROM $BASE AS build\n\
+         # VERSION the release to build\nARG VERSION=1.0\n\
          RUN --mount=type=secret,id=token,required true\nFROM scratch AS other\nARG OTHER\n\
          FROM build\n",
     )])?;
@@ -163,7 +164,7 @@ fn buildx_checks_and_calls() -> Result<()> {
     for row in [
         vec!["BUILD", "ARG", "VALUE", "DESCRIPTION"],
         vec!["BASE", "scratch"],
-        vec!["VERSION", "2.0"],
+        vec!["VERSION", "2.0", "the", "release", "to", "build"],
         vec!["SECRET", "REQUIRED"],
         vec!["token", "true"],
     ] {
@@ -172,6 +173,17 @@ fn buildx_checks_and_calls() -> Result<()> {
     ensure!(
         !stdout.contains("UNUSED") && !stdout.contains("OTHER"),
         "{stdout}"
+    );
+    // Descriptions are the doc comments (`# NAME text` right above).
+    let out = buildx(&["build", "--call=targets", &outlined.arg()])?;
+    let stdout = text_stdout(&out);
+    ensure!(
+        out.status.success()
+            && stdout
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["build", "compiles", "it"]),
+        "{}",
+        text(&out)
     );
 
     // hutch build lists them too.

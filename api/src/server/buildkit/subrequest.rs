@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use hutch_builder::outline::{Needed, Outline};
+use hutch_builder::outline::{doc_comment, Needed, Outline};
 use hutch_builder::{Dockerfile, ParseError, Warning};
 use serde::Serialize;
 use tonic::Status;
@@ -54,8 +54,9 @@ pub async fn answer(
                     args.set(name, v);
                 }
             }
-            let outline = hutch_builder::outline::outline(&df, target.map(String::as_str), &args)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let outline =
+                hutch_builder::outline::outline(&df, &bytes, target.map(String::as_str), &args)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
             Ok(outline_answer(&bytes, &outline))
         }
         other => Err(Status::unimplemented(format!(
@@ -195,6 +196,8 @@ struct Target<'a> {
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     default: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
     base: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     platform: Option<&'a str>,
@@ -217,6 +220,9 @@ fn targets(bytes: &[u8], df: &Dockerfile) -> HashMap<String, Vec<u8>> {
             .map(|(i, stage)| Target {
                 name: stage.name.as_deref(),
                 default: i + 1 == stages.len(),
+                description: stage.name.as_deref().and_then(|name| {
+                    doc_comment(bytes, stage.from_instruction.span.start.line, name)
+                }),
                 base: &stage.from.image,
                 platform: stage.from.platform.as_deref(),
                 location: lines(
@@ -234,7 +240,7 @@ fn targets(bytes: &[u8], df: &Dockerfile) -> HashMap<String, Vec<u8>> {
             (Some(n), true) => format!("{n} (default)"),
             (Some(n), false) => n.to_owned(),
         };
-        [name, String::new()]
+        [name, t.description.clone().unwrap_or_default()]
     });
     let text = table(["TARGET", "DESCRIPTION"], rows);
     metadata(&list, text)
@@ -244,6 +250,8 @@ fn targets(bytes: &[u8], df: &Dockerfile) -> HashMap<String, Vec<u8>> {
 struct OutlineJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     args: Vec<OutlineArg<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -256,6 +264,8 @@ struct OutlineJson<'a> {
 #[derive(Serialize)]
 struct OutlineArg<'a> {
     name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<&'a str>,
     location: Location,
@@ -284,11 +294,13 @@ fn outline_needed(needed: &[Needed]) -> Vec<OutlineNeeded<'_>> {
 fn outline_answer(bytes: &[u8], o: &Outline) -> HashMap<String, Vec<u8>> {
     let json = OutlineJson {
         name: o.name.as_deref(),
+        description: o.description.as_deref(),
         args: o
             .args
             .iter()
             .map(|a| OutlineArg {
                 name: &a.name,
+                description: a.description.as_deref(),
                 value: a.value.as_deref(),
                 location: lines(a.line, a.line),
             })
@@ -298,15 +310,20 @@ fn outline_answer(bytes: &[u8], o: &Outline) -> HashMap<String, Vec<u8>> {
         sources: vec![base64::engine::general_purpose::STANDARD.encode(bytes)],
     };
     let mut text = String::new();
-    if let Some(name) = &o.name {
-        text.push_str(&format!("TARGET: {name}\n\n"));
+    if o.name.is_some() || o.description.is_some() {
+        let name = o.name.as_deref().unwrap_or("(default)");
+        text.push_str(&format!("TARGET: {name}\n"));
+        if let Some(d) = &o.description {
+            text.push_str(&format!("DESCRIPTION: {d}\n"));
+        }
+        text.push('\n');
     }
     if !o.args.is_empty() {
         let rows = o.args.iter().map(|a| {
             [
                 a.name.clone(),
                 a.value.clone().unwrap_or_default(),
-                String::new(),
+                a.description.clone().unwrap_or_default(),
             ]
         });
         text.push_str(&table(["BUILD ARG", "VALUE", "DESCRIPTION"], rows));
@@ -464,7 +481,7 @@ mod tests {
     fn outline_in_buildkits_shape() {
         let text = b"ARG V=1\nFROM scratch AS app\nARG V\nRUN --mount=type=ssh true\n";
         let df = hutch_builder::parse("Dockerfile", text).expect("parses");
-        let o = hutch_builder::outline::outline(&df, None, &hutch_builder::BuildArgs::new())
+        let o = hutch_builder::outline::outline(&df, text, None, &hutch_builder::BuildArgs::new())
             .expect("outline");
         let out = outline_answer(text, &o);
         let v = json(&out);
