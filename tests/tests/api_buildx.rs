@@ -67,6 +67,18 @@ fn buildx_checks_and_calls() -> Result<()> {
         "{t}"
     );
 
+    // With `# check=error=true` such a warning fails the build.
+    let strict = Ctx::new(&[(
+        "Dockerfile",
+        "# check=error=true\nFROM scratch\nENV B=$NOPE\n",
+    )])?;
+    let out = buildx(&["build", "--progress=plain", &strict.arg()])?;
+    let t = text(&out);
+    ensure!(
+        !out.status.success() && t.contains("lint violation found for rules: UndefinedVar"),
+        "{t}"
+    );
+
     // A COPY of a file .dockerignore excludes (the client filtered the
     // context; its patterns still say why the file is missing), through
     // buildx and through hutch build.

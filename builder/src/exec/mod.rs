@@ -288,6 +288,8 @@ struct Ctx<'a> {
     /// What the context ignores, for `CopyIgnoredFile` (none when the
     /// Dockerfile skips the check).
     ignored: Option<DockerIgnore>,
+    /// `# check=error=true`: a warning found while building fails it.
+    lint_errors: bool,
     cache: Cache,
     /// When the options say the context's hashes are worth remembering.
     hashes: Option<hashcache::HashCache>,
@@ -417,6 +419,7 @@ impl Executor {
             progress,
             included,
             ignored,
+            lint_errors: df.directives.check.as_ref().is_some_and(|c| c.error),
             cache: Cache::open(&self.data_root),
             hashes: opts
                 .remember_context_hashes
@@ -768,7 +771,7 @@ impl Executor {
     ) -> Result<(), BuildError> {
         let before = state.clone();
         let ex = state.step(&df.file, df.escape, ins, &ctx.opts.build_args, global)?;
-        report_undefined(ctx.progress, df, ins, &before, &ex.undefined);
+        report_undefined(ctx.progress, df, ins, &before, &ex.undefined)?;
         let mut key = Key::new(img.id.as_ref());
         // The stage's platform: a scratch stage for arm64 and one for amd64
         // share no parent, but must not share steps either.
@@ -1050,7 +1053,7 @@ impl Executor {
                 (root, None, true)
             }
             _ => {
-                warn_ignored(ctx, paths, args.add, args.position);
+                warn_ignored(ctx, paths, args.add, args.position)?;
                 (ctx.opts.context.clone(), Some(&ctx.included), false)
             }
         };
@@ -1320,9 +1323,14 @@ struct CopyArgs<'a> {
 
 /// BuildKit's `CopyIgnoredFile`: a COPY or ADD from the context names a
 /// file its ignore patterns exclude (or under a directory they do).
-fn warn_ignored(ctx: &Ctx<'_>, paths: &[String], add: bool, at: crate::Position) {
+fn warn_ignored(
+    ctx: &Ctx<'_>,
+    paths: &[String],
+    add: bool,
+    at: crate::Position,
+) -> Result<(), BuildError> {
     let Some(ignored) = &ctx.ignored else {
-        return;
+        return Ok(());
     };
     let verb = if add { "Add" } else { "Copy" };
     let warnings: Vec<crate::Warning> = paths
@@ -1334,9 +1342,22 @@ fn warn_ignored(ctx: &Ctx<'_>, paths: &[String], add: bool, at: crate::Position)
             message: format!("Attempting to {verb} file {p:?} that is excluded by .dockerignore"),
         })
         .collect();
-    if !warnings.is_empty() {
-        ctx.progress.warnings(&warnings);
+    if warnings.is_empty() {
+        return Ok(());
     }
+    ctx.progress.warnings(&warnings);
+    lint_failure(ctx.lint_errors, "CopyIgnoredFile")
+}
+
+/// With `# check=error=true`, a warning the build itself finds fails it,
+/// in BuildKit's words.
+fn lint_failure(errors: bool, rule: &str) -> Result<(), BuildError> {
+    if errors {
+        return Err(BuildError::Invalid(format!(
+            "lint violation found for rules: {rule}"
+        )));
+    }
+    Ok(())
 }
 
 fn key_preview(argv: &[String]) -> Vec<u8> {
@@ -1487,14 +1508,10 @@ fn report_undefined(
     ins: &Instruction,
     before: &StageState,
     undefined: &[String],
-) {
-    let skipped = df
-        .directives
-        .check
-        .as_ref()
-        .is_some_and(|c| c.skips("UndefinedVar"));
-    if undefined.is_empty() || skipped {
-        return;
+) -> Result<(), BuildError> {
+    let check = df.directives.check.as_ref();
+    if undefined.is_empty() || check.is_some_and(|c| c.skips("UndefinedVar")) {
+        return Ok(());
     }
     let defined: Vec<&str> = before.env.iter().map(|(k, _)| k).collect();
     let warnings: Vec<crate::Warning> = undefined
@@ -1502,4 +1519,5 @@ fn report_undefined(
         .map(|name| crate::dockerfile::lint::undefined_var(name, ins.span.start, &defined))
         .collect();
     progress.warnings(&warnings);
+    lint_failure(check.is_some_and(|c| c.error), "UndefinedVar")
 }
