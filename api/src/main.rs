@@ -1,6 +1,7 @@
 //! The `hutch` binary: the daemon (`hutch daemon`) and the daemonless CLI.
 
 mod cli;
+mod columns;
 mod commands;
 mod defaults;
 mod server;

@@ -188,22 +188,7 @@ pub fn images(global: &GlobalOptions, args: &ImagesArgs) -> anyhow::Result<ExitC
 /// Columns padded to their widest cell plus three spaces, as docker's
 /// tabwriter output.
 fn write_table(out: &mut impl Write, rows: &[Vec<String>]) -> io::Result<()> {
-    let columns = rows.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    for row in rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            if c + 1 == columns {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$}   ", width = widths[c]));
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
+    out.write_all(crate::columns::columns(rows, 3).as_bytes())
 }
 
 pub fn tag(global: &GlobalOptions, args: &TagArgs) -> anyhow::Result<ExitCode> {

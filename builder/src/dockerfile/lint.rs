@@ -154,32 +154,19 @@ fn platform_check(platform: &str, stage: Option<&str>, at: Position, out: &mut V
     );
 }
 
-/// The ARGs every FROM may use without declaring them.
-const PLATFORM_ARGS: &[&str] = &[
-    "BUILDPLATFORM",
-    "BUILDOS",
-    "BUILDARCH",
-    "BUILDVARIANT",
-    "TARGETPLATFORM",
-    "TARGETOS",
-    "TARGETARCH",
-    "TARGETVARIANT",
-];
-
 /// A FROM line's variables: each must be a global ARG (or a platform
 /// one), and the image must not be empty with the ARGs' defaults.
 fn from_args_check(df: &Dockerfile, stage: &super::Stage, out: &mut Vec<Warning>) {
     let at = stage.from_instruction.span.start;
-    let mut declared: Vec<&str> = PLATFORM_ARGS.to_vec();
-    let mut defaults: Vec<(&str, &str)> = Vec::new();
+    // The global scope with no --build-arg: the platform ARGs (what
+    // platform does not matter), then each global ARG at its default.
+    let host = crate::Platform::host();
+    let no_args = crate::BuildArgs::new();
+    let platform = crate::args::platform_args(&host, &host, "", &no_args);
+    let mut declared: Vec<&str> = platform.iter().map(|(k, _)| k).collect();
     for ins in &df.meta_args {
         if let Command::Arg(decls) = &ins.command {
-            for decl in decls {
-                declared.push(&decl.key);
-                if let Some(default) = &decl.default {
-                    defaults.push((&decl.key, default));
-                }
-            }
+            declared.extend(decls.iter().map(|d| d.key.as_str()));
         }
     }
     let lex = Lexer::new(df.escape);
@@ -200,29 +187,13 @@ fn from_args_check(df: &Dockerfile, stage: &super::Stage, out: &mut Vec<Warning>
             warn(out, "UndefinedArgInFrom", at, message);
         }
     }
-    // With no --build-arg, each global ARG at its default (expanded with
-    // the ones before it).
     if !stage.from.image.contains('$') {
         return;
     }
-    // (The platform ARGs have values then; what they are does not matter.)
-    let mut env = crate::shell::EnvList::new();
-    for (key, value) in [
-        ("BUILDPLATFORM", "linux/amd64"),
-        ("BUILDOS", "linux"),
-        ("BUILDARCH", "amd64"),
-        ("TARGETPLATFORM", "linux/amd64"),
-        ("TARGETOS", "linux"),
-        ("TARGETARCH", "amd64"),
-    ] {
-        env.set(key, value);
-    }
-    for (key, default) in defaults {
-        if let Ok(e) = lex.process_word(default, &env) {
-            env.set(key, &e.value);
-        }
-    }
-    if let Ok(e) = lex.process_word(&stage.from.image, &env) {
+    let Ok(defaults) = crate::args::global_args(df, platform.clone(), &no_args) else {
+        return;
+    };
+    if let Ok(e) = lex.process_word(&stage.from.image, &defaults) {
         if e.value.is_empty() || e.value.starts_with(':') || e.value.ends_with(':') {
             warn(
                 out,

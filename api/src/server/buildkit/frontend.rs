@@ -311,12 +311,12 @@ async fn session_and_scratch(
 /// The Dockerfile a solve with `frontend_attrs` would build, fetched as
 /// the build fetches it (from the client's session, its uploaded context,
 /// or the git or http context), for the subrequests that only read it
-/// (`--check`, `--call`): its name and bytes.
+/// (`--check`, `--call`), with the target and build arguments asked for.
 pub async fn definition(
     daemon: &Arc<Daemon>,
     solve: &Arc<Solve>,
     frontend_attrs: &HashMap<String, String>,
-) -> Result<(String, Vec<u8>), Status> {
+) -> Result<Definition, Status> {
     let context = solve.context().await?;
     let attrs = attrs(frontend_attrs)?;
     let (session, scratch) = session_and_scratch(daemon, &context.session).await?;
@@ -338,7 +338,20 @@ pub async fn definition(
     let bytes = std::fs::read(&path)
         .map_err(|e| Status::internal(format!("reading {}: {e}", path.display())))?;
     drop(context);
-    Ok((attrs.filename, bytes))
+    Ok(Definition {
+        filename: attrs.filename,
+        bytes,
+        target: attrs.opts.target,
+        build_args: attrs.opts.build_args,
+    })
+}
+
+/// A Dockerfile as a subrequest reads it.
+pub struct Definition {
+    pub filename: String,
+    pub bytes: Vec<u8>,
+    pub target: Option<String>,
+    pub build_args: BuildArgs,
 }
 
 /// Clones the git context or downloads the http one, as BuildKit's

@@ -38,26 +38,20 @@ pub async fn answer(
     match request {
         DESCRIBE => Ok(describe()),
         LINT | TARGETS | OUTLINE => {
-            let (name, bytes) = frontend::definition(daemon, solve, frontend_opt).await?;
-            let parsed = hutch_builder::parse(&name, &bytes);
+            let def = frontend::definition(daemon, solve, frontend_opt).await?;
+            let (name, bytes) = (&def.filename, &def.bytes);
+            let parsed = hutch_builder::parse(name, bytes);
             if request == LINT {
-                return Ok(lint(&name, &bytes, parsed.as_ref()));
+                return Ok(lint(name, bytes, parsed.as_ref()));
             }
             let df = parsed.map_err(|e| Status::invalid_argument(e.to_string()))?;
             if request == TARGETS {
-                return Ok(targets(&bytes, &df));
-            }
-            let target = frontend_opt.get("target").filter(|t| !t.is_empty());
-            let mut args = hutch_builder::BuildArgs::new();
-            for (k, v) in frontend_opt {
-                if let Some(name) = k.strip_prefix("build-arg:") {
-                    args.set(name, v);
-                }
+                return Ok(targets(bytes, &df));
             }
             let outline =
-                hutch_builder::outline::outline(&df, &bytes, target.map(String::as_str), &args)
+                hutch_builder::outline::outline(&df, bytes, def.target.as_deref(), &def.build_args)
                     .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            Ok(outline_answer(&bytes, &outline))
+            Ok(outline_answer(bytes, &outline))
         }
         other => Err(Status::unimplemented(format!(
             "unsupported request {other}: hutch's Dockerfile frontend answers {LINT}, \
@@ -407,28 +401,12 @@ fn metadata<T: Serialize>(value: &T, text: String) -> HashMap<String, Vec<u8>> {
     ])
 }
 
-/// Rows in columns padded to their widest cell, as Go's tabwriter lays out
-/// BuildKit's text answers.
+/// A header and rows in columns one space apart, as BuildKit's text
+/// answers.
 fn table<const N: usize>(header: [&str; N], rows: impl Iterator<Item = [String; N]>) -> String {
     let mut all: Vec<[String; N]> = vec![header.map(str::to_owned)];
     all.extend(rows);
-    let widths: Vec<usize> = (0..N)
-        .map(|c| all.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &all {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            if c + 1 == N {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$} ", width = widths[c]));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::columns::columns(&all, 1)
 }
 
 #[cfg(test)]
